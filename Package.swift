@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Numeric code is built for AVX2 + FMA (any x86-64 cluster node of the last decade); without a
+/// target CPU, Swift lowers SIMD FMAs to a libm call per lane.
+#if arch(x86_64)
+let numericFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let numericFlags: [SwiftSetting] = []
+#endif
+
+let package = Package(
+    name: "layersweep",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "sweep", targets: ["sweep"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "TensorEngine", dependencies: ["CBLAS"], swiftSettings: numericFlags),
+        .target(name: "Models", dependencies: ["TensorEngine"], swiftSettings: numericFlags),
+        .target(name: "Datasets", dependencies: ["TensorEngine", "CZlib"], swiftSettings: numericFlags),
+        .target(name: "Studies", dependencies: ["TensorEngine", "Models", "Datasets"],
+                swiftSettings: numericFlags),
+        .executableTarget(name: "sweep", dependencies: [
+            "TensorEngine", "Models", "Datasets", "Studies",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: numericFlags),
+        .testTarget(name: "TensorEngineTests", dependencies: ["TensorEngine"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "TensorEngine"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorEngine"]),
+        .testTarget(name: "StudiesTests", dependencies: ["Studies", "Models", "Datasets", "TensorEngine"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,2 @@
+// zlib, for reading gzip-compressed IDX files (the form Fashion-MNIST ships in).
+#include <zlib.h>

@@ -1,0 +1,70 @@
+import Foundation
+
+/// Reader for the CIFAR-10 binary version: records of 1 label byte and 3072 pixel bytes
+/// (1024 red, 1024 green, 1024 blue, row-major 32x32), in `data_batch_1..5.bin` and `test_batch.bin`.
+public enum CIFAR10 {
+    public static let recordSize = 1 + 3 * 32 * 32
+    public static let trainFiles = (1...5).map { "data_batch_\($0).bin" }
+    public static let testFile = "test_batch.bin"
+
+    /// Reads one batch file.
+    public static func readBatch(_ path: String) throws -> (pixels: [Float], labels: [Int32]) {
+        guard FileManager.default.fileExists(atPath: path) else { throw DatasetError(file: path, problem: "no such file") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DatasetError(file: path, problem: "cannot read")
+        }
+        guard !data.isEmpty, data.count % recordSize == 0 else {
+            throw DatasetError(file: path, problem: "\(data.count) bytes is not a whole number of \(recordSize)-byte records (truncated or not CIFAR-10 binary)")
+        }
+        let n = data.count / recordSize
+        var pixels = [Float](repeating: 0, count: n * (recordSize - 1))
+        var labels = [Int32](repeating: 0, count: n)
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            for i in 0..<n {
+                let record = i * recordSize
+                let label = bytes[record]
+                guard label < 10 else {
+                    throw DatasetError(file: path, problem: "record \(i) has label \(label); CIFAR-10 labels are 0...9")
+                }
+                labels[i] = Int32(label)
+                let out = i * (recordSize - 1)
+                for j in 0..<(recordSize - 1) { pixels[out + j] = Float(bytes[record + 1 + j]) / 255 }
+            }
+        }
+        return (pixels, labels)
+    }
+
+    /// Loads the train batches found in `directory` (at least one) and the test batch.
+    public static func load(directory: String, name: String = "cifar10") throws -> (train: Dataset, test: Dataset) {
+        var dir = directory
+        let nested = (directory as NSString).appendingPathComponent("cifar-10-batches-bin")
+        if FileManager.default.fileExists(atPath: nested) { dir = nested }
+        let present = trainFiles.map { (dir as NSString).appendingPathComponent($0) }
+            .filter { FileManager.default.fileExists(atPath: $0) }
+        guard !present.isEmpty else {
+            throw DatasetError(file: dir, problem: "no CIFAR-10 train batches (\(trainFiles[0]) ...) here")
+        }
+        var pixels: [Float] = [], labels: [Int32] = []
+        for path in present {
+            let batch = try readBatch(path)
+            pixels += batch.pixels
+            labels += batch.labels
+        }
+        let test = try readBatch((dir as NSString).appendingPathComponent(testFile))
+        return (Dataset(name: name, images: pixels, labels: labels, shape: [3, 32, 32], classes: 10),
+                Dataset(name: name, images: test.pixels, labels: test.labels, shape: [3, 32, 32], classes: 10))
+    }
+
+    /// Writes a batch file from NCHW pixels in [0, 1] (for tests and converted datasets).
+    public static func writeBatch(_ path: String, pixels: [Float], labels: [Int32]) throws {
+        var bytes = [UInt8](); bytes.reserveCapacity(labels.count * recordSize)
+        for (i, label) in labels.enumerated() {
+            bytes.append(UInt8(label))
+            for j in 0..<(recordSize - 1) {
+                bytes.append(UInt8(max(0, min(255, (pixels[i * (recordSize - 1) + j] * 255).rounded()))))
+            }
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+}

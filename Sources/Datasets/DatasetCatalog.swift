@@ -1,0 +1,69 @@
+import Foundation
+
+/// Finds datasets by name: the MNIST family as IDX files (Fashion-MNIST from its Debian package
+/// by default), CIFAR-10 binary batches, or the built-in synthetic task.
+public enum DatasetCatalog {
+    /// Where `apt-get install dataset-fashion-mnist` puts the files.
+    public static let debianDatasets = "/usr/share/datasets"
+
+    public static let names = ["fashion-mnist", "mnist", "kmnist", "cifar10", "synthetic", "synthetic-28", "synthetic-32"]
+
+    /// Loads `name` (from `dataDirectory` when given), limits the splits, and normalises both by
+    /// the train split's per-channel statistics.
+    public static func load(_ name: String, dataDirectory: String? = nil, trainLimit: Int? = nil,
+                            testLimit: Int? = nil) throws -> DatasetSplits {
+        let (train, test) = try loadRaw(name, dataDirectory: dataDirectory)
+        let classes = max(train.classes, test.classes)
+        func harmonised(_ d: Dataset) -> Dataset {
+            Dataset(name: d.name, images: d.images, labels: d.labels, shape: d.shape, classes: classes)
+        }
+        return DatasetSplits(rawTrain: harmonised(train.prefix(trainLimit)), rawTest: harmonised(test.prefix(testLimit)))
+    }
+
+    /// The raw (unnormalised) train and test splits.
+    public static func loadRaw(_ name: String, dataDirectory: String? = nil) throws -> (train: Dataset, test: Dataset) {
+        switch name {
+        case "synthetic":
+            return SyntheticSpec().generate(name: name)
+        case "synthetic-28":
+            return SyntheticSpec(shape: [1, 28, 28], classes: 10, trainCount: 2048, testCount: 1024).generate(name: name)
+        case "synthetic-32":
+            return SyntheticSpec(shape: [3, 32, 32], classes: 10, trainCount: 2048, testCount: 1024).generate(name: name)
+        case "cifar10":
+            guard let dir = dataDirectory ?? existing(["\(debianDatasets)/cifar10", "\(debianDatasets)/cifar-10"]) else {
+                throw DatasetError(file: "cifar10", problem: "no data directory: pass --data-dir pointing at the CIFAR-10 binary batches")
+            }
+            return try CIFAR10.load(directory: dir, name: name)
+        default:
+            let dir = dataDirectory ?? "\(debianDatasets)/\(name)"
+            guard FileManager.default.fileExists(atPath: dir) else {
+                let hint = name == "fashion-mnist" ? "install it with: apt-get install dataset-fashion-mnist"
+                    : "pass --data-dir with its IDX files (or use one of: \(names.joined(separator: ", ")))"
+                throw DatasetError(file: dir, problem: "dataset '\(name)' not found; \(hint)")
+            }
+            return try loadIDXDirectory(dir, name: name)
+        }
+    }
+
+    /// The four IDX files of the MNIST family in `dir`, gzip-compressed or not.
+    public static func loadIDXDirectory(_ dir: String, name: String) throws -> (train: Dataset, test: Dataset) {
+        func find(_ stem: String) throws -> String {
+            for candidate in [stem, stem + ".gz", stem.replacingOccurrences(of: "-idx", with: ".idx"),
+                              stem.replacingOccurrences(of: "-idx", with: ".idx") + ".gz"] {
+                let path = (dir as NSString).appendingPathComponent(candidate)
+                if FileManager.default.fileExists(atPath: path) { return path }
+            }
+            throw DatasetError(file: (dir as NSString).appendingPathComponent(stem + "[.gz]"), problem: "no such file (IDX dataset directory is incomplete)")
+        }
+        let train = try IDX.loadPair(images: try find("train-images-idx3-ubyte"), labels: try find("train-labels-idx1-ubyte"), name: name)
+        let test = try IDX.loadPair(images: try find("t10k-images-idx3-ubyte"), labels: try find("t10k-labels-idx1-ubyte"), name: name)
+        guard train.shape == test.shape else {
+            throw DatasetError(file: dir, problem: "train images are \(train.shape), test images \(test.shape)")
+        }
+        return (train, test)
+    }
+
+    private static func existing(_ paths: [String]) -> String? {
+        paths.first { FileManager.default.fileExists(atPath: $0) }
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import TensorEngine
+
+/// A safetensors file: an 8-byte little-endian header length, a JSON header mapping each tensor
+/// name to its dtype, shape and byte range, optional string metadata, then the raw data.
+/// (https://huggingface.co/docs/safetensors). We write F32; we read F32, F64, F16 and BF16.
+public struct SafeTensorsFile {
+    public var tensors: [(String, Tensor)]
+    public var metadata: [String: String]
+
+    public init(tensors: [(String, Tensor)], metadata: [String: String] = [:]) {
+        self.tensors = tensors
+        self.metadata = metadata
+    }
+
+    public subscript(name: String) -> Tensor? { tensors.first { $0.0 == name }?.1 }
+
+    /// The serialised bytes, tensors laid out in name order, header padded to 8 bytes.
+    public func encoded() throws -> Data {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        let ordered = tensors.sorted { $0.0 < $1.0 }
+        for (name, tensor) in ordered {
+            let bytes = tensor.count * 4
+            header[name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
+            offset += bytes
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }
+        var out = Data(capacity: 8 + json.count + offset)
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        for (_, tensor) in ordered {
+            let le = tensor.buffer.map { $0.bitPattern.littleEndian }
+            le.withUnsafeBytes { out.append(contentsOf: $0) }
+        }
+        return out
+    }
+
+    /// Writes atomically (temp file, then rename).
+    public func write(to url: URL) throws {
+        try encoded().write(to: url, options: .atomic)
+    }
+
+    public static func read(_ url: URL) throws -> SafeTensorsFile {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw SafeTensorsError(file: url.path, problem: "cannot read: \(error.localizedDescription)")
+        }
+        return try decode(data, file: url.path)
+    }
+
+    public static func decode(_ data: Data, file: String = "<memory>") throws -> SafeTensorsFile {
+        func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(file: file, problem: problem) }
+        guard data.count >= 8 else { throw fail("too short for a safetensors header (\(data.count) bytes)") }
+        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.1) << (8 * UInt64($1.0)) }
+        guard headerLength <= UInt64(data.count - 8) else {
+            throw fail("header length \(headerLength) exceeds the file's \(data.count - 8) remaining bytes")
+        }
+        let headerEnd = 8 + Int(headerLength)
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<headerEnd)) } catch {
+            throw fail("header is not valid JSON")
+        }
+        guard let header = object as? [String: Any] else { throw fail("header is not a JSON object") }
+        let payload = data.count - headerEnd
+        var metadata: [String: String] = [:]
+        var tensors: [(String, Tensor)] = []
+        for (name, value) in header.sorted(by: { $0.key < $1.key }) {
+            if name == "__metadata__" {
+                guard let m = value as? [String: String] else { throw fail("__metadata__ must map strings to strings") }
+                metadata = m
+                continue
+            }
+            guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
+                  let shape = (entry["shape"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
+                  let offsets = (entry["data_offsets"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
+                  offsets.count == 2 else {
+                throw fail("tensor '\(name)' lacks dtype, shape or data_offsets")
+            }
+            guard let width = ["F32": 4, "F64": 8, "F16": 2, "BF16": 2][dtype] else {
+                throw fail("tensor '\(name)' has dtype \(dtype); supported: F32, F64, F16, BF16")
+            }
+            let count = shape.reduce(1, *)
+            guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] <= payload,
+                  offsets[1] - offsets[0] == count * width else {
+                throw fail("tensor '\(name)' byte range \(offsets) does not fit shape \(shape) x \(width) bytes in \(payload) data bytes")
+            }
+            let tensor = Tensor(shape: shape)
+            data.withUnsafeBytes { raw in
+                let base = raw.baseAddress! + headerEnd + offsets[0]
+                for i in 0..<count {
+                    switch dtype {
+                    case "F32": tensor.data[i] = Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                    case "F64": tensor.data[i] = Float(Double(bitPattern: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+                    case "F16": tensor.data[i] = Float(Float16(bitPattern: UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))))
+                    default: tensor.data[i] = Float(bitPattern: UInt32(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)
+                    }
+                }
+            }
+            tensors.append((name, tensor))
+        }
+        return SafeTensorsFile(tensors: tensors, metadata: metadata)
+    }
+}
+
+/// A safetensors file that cannot be used, with the file and the reason.
+public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
+    public let file: String
+    public let problem: String
+    public var description: String { "\(file): \(problem)" }
+}

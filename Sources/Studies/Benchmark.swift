@@ -1,0 +1,90 @@
+import Foundation
+import Models
+import TensorEngine
+
+/// Throughput of training and inference for a model on random inputs of a given shape.
+public struct BenchmarkResult: Codable, Sendable {
+    public let model: String
+    public let input: [Int]
+    public let batchSize: Int
+    public let threads: Int
+    public let trainImagesPerSecond: Double
+    public let evalImagesPerSecond: Double
+}
+
+/// Per-layer time of one training step, summed over timed steps.
+public struct LayerProfile: Codable, Sendable {
+    public let layer: String
+    public let forwardSeconds: Double
+    public let backwardSeconds: Double
+}
+
+/// The benchmark cases of `sweep bench`: the shapes the studies train most.
+public enum Benchmark {
+    public static let cases: [(model: String, input: [Int])] = [
+        ("resnet20", [1, 28, 28]), ("resnet20", [3, 32, 32]), ("fcn-1024x3-bn", [1, 28, 28]),
+    ]
+
+    /// Times `seconds` worth of SGD steps and of inference batches (after a warm-up).
+    public static func run(model: String, input: [Int], batchSize: Int = 128, seconds: Double = 5) throws -> BenchmarkResult {
+        let spec = try ModelSpec(name: model, inputShape: input, classes: 10)
+        let network = Network.build(spec, seed: 1)
+        var rng = RandomSource(seed: 2)
+        let x = Tensor(shape: [batchSize] + input)
+        for i in 0..<x.count { x.data[i] = rng.nextNormal() }
+        let labels = (0..<batchSize).map { Int32($0 % 10) }
+        let optimizer = SGD(parameters: network.parameters.map { $0.1 }, momentum: 0.9, weightDecay: 5e-4)
+        let trainStep = {
+            optimizer.zeroGrad()
+            let result = Loss.softmaxCrossEntropy(network.forward(x, training: true), labels: labels)
+            network.backward(result.gradient)
+            optimizer.step(learningRate: 0.01)
+        }
+        let evalStep = { _ = network.forward(x, training: false) }
+        return BenchmarkResult(model: model, input: input, batchSize: batchSize, threads: Parallel.threads,
+                               trainImagesPerSecond: Double(batchSize) * rate(of: trainStep, seconds: seconds),
+                               evalImagesPerSecond: Double(batchSize) * rate(of: evalStep, seconds: seconds / 2))
+    }
+
+    /// Steps per second of `body`, after two warm-up calls, over at least `seconds` and 3 calls.
+    static func rate(of body: () -> Void, seconds: Double) -> Double {
+        body(); body()
+        let start = Date()
+        var calls = 0
+        while calls < 3 || Date().timeIntervalSince(start) < seconds {
+            body()
+            calls += 1
+        }
+        return Double(calls) / Date().timeIntervalSince(start)
+    }
+
+    /// Forward and backward time of each top-level layer of a training step.
+    public static func profile(model: String, input: [Int], batchSize: Int = 128, steps: Int = 5) throws -> [LayerProfile] {
+        let spec = try ModelSpec(name: model, inputShape: input, classes: 10)
+        let network = Network.build(spec, seed: 1)
+        guard let root = network.root as? Sequential else { return [] }
+        var rng = RandomSource(seed: 2)
+        let x = Tensor(shape: [batchSize] + input)
+        for i in 0..<x.count { x.data[i] = rng.nextNormal() }
+        let labels = (0..<batchSize).map { Int32($0 % 10) }
+        var forward = [Double](repeating: 0, count: root.children.count)
+        var backward = forward
+        for step in 0..<(steps + 1) {
+            var h = x
+            for (i, (_, layer)) in root.children.enumerated() {
+                let t = Date()
+                h = layer.forward(h, training: true)
+                if step > 0 { forward[i] += Date().timeIntervalSince(t) }
+            }
+            var g = Loss.softmaxCrossEntropy(h, labels: labels).gradient
+            for (i, (_, layer)) in root.children.enumerated().reversed() {
+                let t = Date()
+                g = layer.backward(g)
+                if step > 0 { backward[i] += Date().timeIntervalSince(t) }
+            }
+        }
+        return root.children.enumerated().map { i, child in
+            LayerProfile(layer: child.0, forwardSeconds: forward[i] / Double(steps), backwardSeconds: backward[i] / Double(steps))
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import Datasets
+import Models
+import TensorEngine
+
+/// What one epoch of training did, for progress lines.
+public struct EpochReport: Sendable {
+    public let epoch: Int
+    public let epochs: Int
+    public let loss: Float
+    public let accuracy: Double
+    public let learningRate: Float
+    public let imagesPerSecond: Double
+    public let seconds: Double
+    /// Estimated seconds until the run ends.
+    public let remainingSeconds: Double
+}
+
+/// Why training stopped early.
+public enum TrainingError: Error, CustomStringConvertible, Equatable {
+    case diverged(epoch: Int, step: Int, loss: Float)
+
+    public var description: String {
+        switch self {
+        case let .diverged(epoch, step, loss): return "diverged: loss \(loss) at epoch \(epoch + 1), step \(step)"
+        }
+    }
+}
+
+/// The training loop: mini-batch SGD on a network, with the schedule applied per iteration.
+public enum Training {
+    /// How a batch's loss is computed; labels by default, teacher logits for distillation.
+    public typealias LossFunction = (_ logits: Tensor, _ labels: [Int32], _ indices: ArraySlice<Int>) -> LossResult
+
+    /// Trains `network` in place on `data` and returns one report per epoch.
+    /// Throws `TrainingError.diverged` as soon as a loss is not finite.
+    @discardableResult
+    public static func train(_ network: Network, on data: Dataset, config: TrainingConfig,
+                             loss: LossFunction? = nil, progress: (EpochReport) -> Void = { _ in }) throws -> [EpochReport] {
+        let optimizer = SGD(parameters: network.parameters.map { $0.1 }, momentum: config.momentum,
+                            weightDecay: config.weightDecay, nesterov: config.nesterov)
+        let lossFunction = loss ?? { logits, labels, _ in Loss.softmaxCrossEntropy(logits, labels: labels) }
+        let stepsPerEpoch = (data.count + config.batchSize - 1) / config.batchSize
+        var reports: [EpochReport] = []
+        var step = 0
+        let start = Date()
+        for epoch in 0..<config.epochs {
+            let epochStart = Date()
+            var lossSum = 0.0, correct = 0, seen = 0
+            var lr: Float = config.learningRate
+            for indices in data.batchIndices(batchSize: config.batchSize, shuffleSeed: config.seed, epoch: epoch) {
+                // A batch of one breaks batch statistics; it only happens as an epoch's remainder.
+                if indices.count < 2 { step += 1; continue }
+                let (x, labels) = data.batch(indices)
+                optimizer.zeroGrad()
+                let logits = network.forward(x, training: true)
+                let result = lossFunction(logits, labels, indices)
+                guard result.loss.isFinite else { throw TrainingError.diverged(epoch: epoch, step: step, loss: result.loss) }
+                network.backward(result.gradient)
+                lr = config.schedule.rate(base: config.learningRate, step: step, stepsPerEpoch: stepsPerEpoch, epochs: config.epochs)
+                optimizer.step(learningRate: lr)
+                lossSum += Double(result.loss) * Double(indices.count)
+                correct += result.correct
+                seen += indices.count
+                step += 1
+            }
+            let seconds = Date().timeIntervalSince(epochStart)
+            let elapsed = Date().timeIntervalSince(start)
+            let report = EpochReport(
+                epoch: epoch, epochs: config.epochs, loss: Float(lossSum / Double(max(seen, 1))),
+                accuracy: Double(correct) / Double(max(seen, 1)), learningRate: lr,
+                imagesPerSecond: Double(seen) / max(seconds, 1e-9), seconds: seconds,
+                remainingSeconds: elapsed / Double(epoch + 1) * Double(config.epochs - epoch - 1))
+            reports.append(report)
+            progress(report)
+        }
+        return reports
+    }
+}
+
+/// Test accuracy and mean loss of a network on a dataset.
+public struct Evaluation: Equatable, Sendable, Codable {
+    public let accuracy: Double
+    public let loss: Double
+    public let count: Int
+
+    /// Evaluates in inference mode (BN running statistics), in batches.
+    public static func run(_ network: Network, on data: Dataset, batchSize: Int = 256) -> Evaluation {
+        var lossSum = 0.0, correct = 0
+        for indices in data.batchIndices(batchSize: batchSize, shuffleSeed: nil, epoch: 0) {
+            let (x, labels) = data.batch(indices)
+            let result = Loss.softmaxCrossEntropy(network.forward(x, training: false), labels: labels)
+            lossSum += Double(result.loss) * Double(indices.count)
+            correct += result.correct
+        }
+        let n = max(data.count, 1)
+        return Evaluation(accuracy: Double(correct) / Double(n), loss: lossSum / Double(n), count: data.count)
+    }
+}

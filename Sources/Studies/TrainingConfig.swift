@@ -1,0 +1,55 @@
+import TensorEngine
+
+/// Hyper-parameters of one training run (SGD), as a typed record.
+public struct TrainingConfig: Equatable, Sendable {
+    public var epochs: Int
+    public var batchSize: Int
+    public var learningRate: Float
+    public var momentum: Float
+    public var weightDecay: Float
+    public var nesterov: Bool
+    public var schedule: LearningRateSchedule
+    /// Seeds the batch order (weights are seeded when the network is built).
+    public var seed: UInt64
+
+    public init(epochs: Int = 15, batchSize: Int = 128, learningRate: Float = 0.1, momentum: Float = 0.9,
+                weightDecay: Float = 5e-4, nesterov: Bool = false, schedule: LearningRateSchedule = .cosine(minimum: 0),
+                seed: UInt64 = 0) {
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.weightDecay = weightDecay
+        self.nesterov = nesterov
+        self.schedule = schedule
+        self.seed = seed
+    }
+}
+
+extension LearningRateSchedule {
+    /// Parses `constant`, `cosine`, `step:EVERY:GAMMA` or `multistep:E1,E2,...:GAMMA`.
+    public init?(text: String) {
+        let parts = text.lowercased().split(separator: ":").map(String.init)
+        switch parts.first {
+        case "constant" where parts.count == 1: self = .constant
+        case "cosine" where parts.count == 1: self = .cosine(minimum: 0)
+        case "step" where parts.count == 3:
+            guard let every = Int(parts[1]), every > 0, let gamma = Float(parts[2]) else { return nil }
+            self = .step(every: every, gamma: gamma)
+        case "multistep" where parts.count == 3:
+            let milestones = parts[1].split(separator: ",").compactMap { Int($0) }
+            guard !milestones.isEmpty, let gamma = Float(parts[2]) else { return nil }
+            self = .multiStep(milestones: milestones, gamma: gamma)
+        default: return nil
+        }
+    }
+
+    public var text: String {
+        switch self {
+        case .constant: return "constant"
+        case .cosine: return "cosine"
+        case let .step(every, gamma): return "step:\(every):\(gamma)"
+        case let .multiStep(milestones, gamma): return "multistep:\(milestones.map(String.init).joined(separator: ",")):\(gamma)"
+        }
+    }
+}

@@ -1,0 +1,213 @@
+/// 2-D convolution over NCHW tensors, lowered to GEMM through im2col, one image at a time.
+///
+/// Images are processed in at most 16 fixed groups; weight gradients are summed per group and the
+/// groups combined in order, so results do not depend on the thread count.
+public final class Conv2d: Layer {
+    public let inChannels: Int
+    public let outChannels: Int
+    public let kernelSize: Int
+    public let stride: Int
+    public let padding: Int
+    /// (outChannels, inChannels, kernelSize, kernelSize), PyTorch's layout.
+    public let weight: Parameter
+    public let bias: Parameter?
+    private var input: Tensor?
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1,
+                padding: Int = 0, bias: Bool = false, rng: inout RandomSource) {
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+        let fanIn = inChannels * kernelSize * kernelSize
+        weight = Parameter(Initializer.heNormal(
+            shape: [outChannels, inChannels, kernelSize, kernelSize], fanIn: fanIn, rng: &rng))
+        self.bias = bias ? Parameter(Tensor(shape: [outChannels])) : nil
+    }
+
+    public var localParameters: [(String, Parameter)] {
+        [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
+    }
+
+    /// Output spatial size for an input of `size`.
+    public func outputSize(_ size: Int) -> Int { (size + 2 * padding - kernelSize) / stride + 1 }
+
+    private var isPointwise: Bool { kernelSize == 1 && stride == 1 && padding == 0 }
+
+    // x: (N, C, H, W) -> y: (N, K, Ho, Wo)
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        precondition(x.rank == 4 && x.shape[1] == inChannels, "Conv2d expects (N, \(inChannels), H, W), got \(x.shape)")
+        input = x
+        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        let (ho, wo) = (outputSize(h), outputSize(w))
+        let y = Tensor(shape: [n, outChannels, ho, wo])
+        let geometry = ConvGeometry(channels: inChannels, height: h, width: w, kernel: kernelSize,
+                                    stride: stride, padding: padding, outHeight: ho, outWidth: wo)
+        let (ckk, hw, k) = (geometry.rows, ho * wo, outChannels)
+        let groups = Conv2d.imageGroups(n)
+        let (xp, yp, wp) = (x.data, y.data, weight.value.data)
+        let bp = bias?.value.data
+        let pointwise = isPointwise
+        Parallel.forEach(groups.count) { g in
+            let cols = pointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: ckk * hw)
+            defer { cols?.deallocate() }
+            for b in groups[g] {
+                let xb = xp + b * inChannels * h * w
+                let yb = yp + b * k * hw
+                var source = UnsafePointer(xb)
+                if let cols {
+                    geometry.im2col(xb, cols)
+                    source = UnsafePointer(cols)
+                }
+                gemm(m: k, n: hw, k: ckk, a: wp, lda: ckk, b: source, ldb: hw, c: yb, ldc: hw)
+                if let bp {
+                    for o in 0..<k {
+                        let row = yb + o * hw
+                        let v = bp[o]
+                        for i in 0..<hw { row[i] += v }
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    // dy: (N, K, Ho, Wo) -> dx: (N, C, H, W); accumulates dW (K, C, k, k) and db (K)
+    public func backward(_ dy: Tensor) -> Tensor {
+        guard let x = input else { preconditionFailure("Conv2d.backward before forward") }
+        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        let (ho, wo) = (dy.shape[2], dy.shape[3])
+        let geometry = ConvGeometry(channels: inChannels, height: h, width: w, kernel: kernelSize,
+                                    stride: stride, padding: padding, outHeight: ho, outWidth: wo)
+        let (ckk, hw, k) = (geometry.rows, ho * wo, outChannels)
+        let dx = Tensor(shape: x.shape)
+        let groups = Conv2d.imageGroups(n)
+        let partialW = (0..<groups.count).map { _ in Tensor(shape: [k, ckk]) }
+        let partialB = (0..<groups.count).map { _ in Tensor(shape: [k]) }
+        let (xp, dyp, dxp, wp) = (x.data, dy.data, dx.data, weight.value.data)
+        let pointwise = isPointwise
+        let hasBias = bias != nil
+        Parallel.forEach(groups.count) { g in
+            let cols = pointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: ckk * hw)
+            let dcols = pointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: ckk * hw)
+            defer { cols?.deallocate(); dcols?.deallocate() }
+            let dW = partialW[g].data
+            let dB = partialB[g].data
+            for (i, b) in groups[g].enumerated() {
+                let xb = xp + b * inChannels * h * w
+                let dyb = UnsafePointer(dyp + b * k * hw)
+                let dxb = dxp + b * inChannels * h * w
+                var source = UnsafePointer(xb)
+                if let cols {
+                    geometry.im2col(xb, cols)
+                    source = UnsafePointer(cols)
+                }
+                // dW += dy_b (K × HW) · cols_bᵀ (HW × CKK)
+                gemm(transB: true, m: k, n: ckk, k: hw, a: dyb, lda: hw, b: source, ldb: hw,
+                     beta: i == 0 ? 0 : 1, c: dW, ldc: ckk)
+                // dcols = Wᵀ (CKK × K) · dy_b (K × HW), then scattered back onto the image
+                if let dcols {
+                    gemm(transA: true, m: ckk, n: hw, k: k, a: wp, lda: ckk, b: dyb, ldb: hw, c: dcols, ldc: hw)
+                    geometry.col2im(dcols, dxb)
+                } else {
+                    gemm(transA: true, m: ckk, n: hw, k: k, a: wp, lda: ckk, b: dyb, ldb: hw, c: dxb, ldc: hw)
+                }
+                if hasBias {
+                    for o in 0..<k {
+                        let row = dyb + o * hw
+                        var s: Float = 0
+                        for j in 0..<hw { s += row[j] }
+                        dB[o] += s
+                    }
+                }
+            }
+        }
+        let gw = weight.grad.data
+        for part in partialW { for i in 0..<(k * ckk) { gw[i] += part.data[i] } }
+        if let bias {
+            for part in partialB { for o in 0..<k { bias.grad.data[o] += part.data[o] } }
+        }
+        return dx
+    }
+
+    /// At most 16 contiguous groups of images, fixed by the batch size alone.
+    static func imageGroups(_ n: Int) -> [Range<Int>] {
+        Parallel.ranges(n, grain: (n + 15) / 16)
+    }
+}
+
+/// The shape bookkeeping of one convolution, and the im2col / col2im lowering it implies.
+struct ConvGeometry {
+    let channels, height, width, kernel, stride, padding, outHeight, outWidth: Int
+    var rows: Int { channels * kernel * kernel }
+
+    // x: (C, H, W) -> cols: (C·k·k, Ho·Wo)
+    func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float>) {
+        let plane = outHeight * outWidth
+        var row = 0
+        for c in 0..<channels {
+            let xc = x + c * height * width
+            for ki in 0..<kernel {
+                for kj in 0..<kernel {
+                    let dst = cols + row * plane
+                    row += 1
+                    for oy in 0..<outHeight {
+                        let d = dst + oy * outWidth
+                        let iy = oy * stride - padding + ki
+                        if iy < 0 || iy >= height {
+                            d.update(repeating: 0, count: outWidth)
+                            continue
+                        }
+                        let src = xc + iy * width
+                        if stride == 1 {
+                            let lo = min(outWidth, max(0, padding - kj))
+                            let hi = max(lo, min(outWidth, width + padding - kj))
+                            for ox in 0..<lo { d[ox] = 0 }
+                            if hi > lo { (d + lo).update(from: src + (lo - padding + kj), count: hi - lo) }
+                            for ox in hi..<outWidth { d[ox] = 0 }
+                        } else {
+                            for ox in 0..<outWidth {
+                                let ix = ox * stride - padding + kj
+                                d[ox] = (ix >= 0 && ix < width) ? src[ix] : 0
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // cols: (C·k·k, Ho·Wo) -> dx: (C, H, W), overwriting dx
+    func col2im(_ cols: UnsafePointer<Float>, _ x: UnsafeMutablePointer<Float>) {
+        x.update(repeating: 0, count: channels * height * width)
+        let plane = outHeight * outWidth
+        var row = 0
+        for c in 0..<channels {
+            let xc = x + c * height * width
+            for ki in 0..<kernel {
+                for kj in 0..<kernel {
+                    let src = cols + row * plane
+                    row += 1
+                    for oy in 0..<outHeight {
+                        let iy = oy * stride - padding + ki
+                        if iy < 0 || iy >= height { continue }
+                        let s = src + oy * outWidth
+                        let d = xc + iy * width
+                        if stride == 1 {
+                            let lo = min(outWidth, max(0, padding - kj))
+                            let hi = max(lo, min(outWidth, width + padding - kj))
+                            let dd = d + (kj - padding)
+                            for ox in lo..<hi { dd[ox] += s[ox] }
+                        } else {
+                            for ox in 0..<outWidth {
+                                let ix = ox * stride - padding + kj
+                                if ix >= 0 && ix < width { d[ix] += s[ox] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+/// Fully connected layer, y = x · Wᵀ + b, with PyTorch's (out, in) weight layout.
+/// Inputs of higher rank are flattened to (N, in).
+public final class Linear: Layer {
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let weight: Parameter
+    public let bias: Parameter?
+    private var input: Tensor?
+    private var inputShape: [Int] = []
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RandomSource) {
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        weight = Parameter(Initializer.heNormal(shape: [outFeatures, inFeatures], fanIn: inFeatures, rng: &rng))
+        self.bias = bias ? Parameter(Tensor(shape: [outFeatures])) : nil
+    }
+
+    public var localParameters: [(String, Parameter)] {
+        [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
+    }
+
+    // x: (N, in) -> y: (N, out)
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        let n = x.shape[0]
+        precondition(x.count == n * inFeatures, "Linear expects (N, \(inFeatures)), got \(x.shape)")
+        inputShape = x.shape
+        input = x
+        let y = Tensor(shape: [n, outFeatures])
+        let (xp, yp, wp) = (x.data, y.data, weight.value.data)
+        let bp = bias?.value.data
+        let (fin, fout) = (inFeatures, outFeatures)
+        let rows = Parallel.ranges(n, grain: 32)
+        Parallel.forEach(rows.count) { r in
+            let range = rows[r]
+            gemm(transB: true, m: range.count, n: fout, k: fin, a: xp + range.lowerBound * fin, lda: fin,
+                 b: wp, ldb: fin, c: yp + range.lowerBound * fout, ldc: fout)
+            if let bp {
+                for i in range { let row = yp + i * fout; for o in 0..<fout { row[o] += bp[o] } }
+            }
+        }
+        return y
+    }
+
+    // dy: (N, out) -> dx: (N, in); accumulates dW (out, in) and db (out)
+    public func backward(_ dy: Tensor) -> Tensor {
+        guard let x = input else { preconditionFailure("Linear.backward before forward") }
+        let n = x.shape[0]
+        let dx = Tensor(shape: inputShape)
+        let (xp, dyp, dxp, wp) = (x.data, dy.data, dx.data, weight.value.data)
+        let (gw, gb) = (weight.grad.data, bias?.grad.data)
+        let (fin, fout) = (inFeatures, outFeatures)
+        // dW[o0..<o1, :] += dy[:, o0..<o1]ᵀ · x: each chunk owns its rows of dW.
+        let outRows = Parallel.ranges(fout, grain: 64)
+        Parallel.forEach(outRows.count) { r in
+            let o = outRows[r]
+            gemm(transA: true, m: o.count, n: fin, k: n, a: dyp + o.lowerBound, lda: fout,
+                 b: xp, ldb: fin, beta: 1, c: gw + o.lowerBound * fin, ldc: fin)
+            if let gb {
+                for j in o {
+                    var s: Float = 0
+                    for i in 0..<n { s += dyp[i * fout + j] }
+                    gb[j] += s
+                }
+            }
+        }
+        // dx = dy · W
+        let rows = Parallel.ranges(n, grain: 32)
+        Parallel.forEach(rows.count) { r in
+            let range = rows[r]
+            gemm(m: range.count, n: fin, k: fout, a: dyp + range.lowerBound * fout, lda: fout,
+                 b: wp, ldb: fin, c: dxp + range.lowerBound * fin, ldc: fin)
+        }
+        return dx
+    }
+}

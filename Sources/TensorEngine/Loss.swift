@@ -1,0 +1,62 @@
+import Foundation
+
+/// A loss value, its gradient with respect to the logits, and how many predictions were right.
+public struct LossResult {
+    public let loss: Float
+    public let gradient: Tensor
+    public let correct: Int
+}
+
+/// Losses on logits of shape (N, classes).
+public enum Loss {
+    /// Mean softmax cross-entropy against integer labels.
+    // logits: (N, K), labels: N -> loss, dlogits: (N, K) = (softmax - onehot) / N
+    public static func softmaxCrossEntropy(_ logits: Tensor, labels: [Int32]) -> LossResult {
+        let (n, k) = (logits.shape[0], logits.shape[1])
+        precondition(labels.count == n, "\(labels.count) labels for \(n) logits")
+        let grad = Tensor(shape: logits.shape)
+        var total = 0.0
+        var correct = 0
+        for i in 0..<n {
+            let row = logits.data + i * k
+            let g = grad.data + i * k
+            let label = Int(labels[i])
+            var maxValue = row[0], argmax = 0
+            for j in 1..<k where row[j] > maxValue { maxValue = row[j]; argmax = j }
+            if argmax == label { correct += 1 }
+            var sum: Float = 0
+            for j in 0..<k { let e = Foundation.exp(row[j] - maxValue); g[j] = e; sum += e }
+            total += Double(Foundation.log(sum) + maxValue - row[label])
+            let scale = 1 / (sum * Float(n))
+            for j in 0..<k { g[j] *= scale }
+            g[label] -= 1 / Float(n)
+        }
+        return LossResult(loss: Float(total / Double(n)), gradient: grad, correct: correct)
+    }
+
+    /// Mean squared error between logits and target logits (PyTorch's `MSELoss`: mean over all
+    /// N·K elements), the distillation loss of Ba & Caruana and Urban et al.
+    // logits, targets: (N, K) -> loss, dlogits = 2 (logits - targets) / (N·K)
+    public static func meanSquaredError(_ logits: Tensor, targets: Tensor, labels: [Int32]? = nil) -> LossResult {
+        precondition(logits.shape == targets.shape, "MSE: \(logits.shape) vs \(targets.shape)")
+        let count = logits.count
+        let grad = Tensor(shape: logits.shape)
+        var total = 0.0
+        for i in 0..<count {
+            let d = logits.data[i] - targets.data[i]
+            total += Double(d * d)
+            grad.data[i] = 2 * d / Float(count)
+        }
+        var correct = 0
+        if let labels {
+            let k = logits.shape[1]
+            for i in 0..<logits.shape[0] {
+                let row = logits.data + i * k
+                var best = 0
+                for j in 1..<k where row[j] > row[best] { best = j }
+                if best == Int(labels[i]) { correct += 1 }
+            }
+        }
+        return LossResult(loss: Float(total / Double(count)), gradient: grad, correct: correct)
+    }
+}

@@ -1,0 +1,59 @@
+import CBLAS
+import Foundation
+
+/// How many threads the engine's kernels use, and the one way they fan out.
+///
+/// Work is always cut into chunks whose boundaries depend only on the problem size, never on the
+/// thread count, and partial results are combined in chunk order. So a computation gives
+/// bit-identical results with 1 or 32 threads: a sweep's numbers do not depend on how many ranks
+/// share a node. BLAS itself always runs single-threaded inside each chunk (OpenBLAS's own threads
+/// are slower on the small per-image GEMMs of these networks).
+public enum Parallel {
+    nonisolated(unsafe) private static var _threads = 1
+
+    /// The number of worker threads kernels use.
+    public static var threads: Int { _threads }
+
+    /// Sets the engine's thread count (at least 1) and pins BLAS to one thread per call.
+    public static func configure(threads: Int) {
+        _threads = max(1, threads)
+        openblas_set_num_threads(1)
+    }
+
+    /// The cores this process may run on (its CPU affinity mask), which under `mpirun` binding
+    /// or a Slurm allocation is fewer than the machine's.
+    public static var availableCores: Int {
+        // Linux reports the affinity mask in /proc/self/status ("Cpus_allowed: ff,ffffffff").
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") }) {
+            let hex = line.dropFirst("Cpus_allowed:".count).filter { $0.isHexDigit }
+            let n = hex.reduce(0) { $0 + (Int(String($1), radix: 16) ?? 0).nonzeroBitCount }
+            if n > 0 { return min(n, ProcessInfo.processInfo.activeProcessorCount) }
+        }
+        return ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    /// Runs `body(chunk)` for chunk in 0..<chunks, spread over the configured threads.
+    /// Chunk `i` always goes to worker `i % threads`; each chunk must write disjoint memory.
+    public static func forEach(_ chunks: Int, _ body: (Int) -> Void) {
+        let workers = min(_threads, chunks)
+        if workers <= 1 {
+            for i in 0..<chunks { body(i) }
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            var i = w
+            while i < chunks {
+                body(i)
+                i += workers
+            }
+        }
+    }
+
+    /// Splits 0..<total into ranges of `grain` elements (the last may be shorter).
+    public static func ranges(_ total: Int, grain: Int) -> [Range<Int>] {
+        guard total > 0 else { return [] }
+        let g = max(1, grain)
+        return stride(from: 0, to: total, by: g).map { $0..<min($0 + g, total) }
+    }
+}

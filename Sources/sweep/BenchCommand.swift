@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import Studies
+import TensorEngine
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Training and inference images/s on the studies' standard shapes (batch 128).")
+
+    @Flag(help: "Print JSON instead of a table.") var json = false
+    @Option(help: "Seconds to time each measurement.") var seconds: Double = 5
+    @Option(help: "Mini-batch size.") var batchSize = 128
+    @Flag(help: "Also print where a ResNet-20 28x28 training step spends its time, per top-level layer.")
+    var profile = false
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        engine.apply()
+        var results: [BenchmarkResult] = []
+        for c in Benchmark.cases {
+            let r = try Benchmark.run(model: c.model, input: c.input, batchSize: batchSize, seconds: seconds)
+            results.append(r)
+            if !json {
+                let shape = r.input.map(String.init).joined(separator: "x")
+                print("\(r.model.padding(toLength: 14, withPad: " ", startingAt: 0)) \(shape.padding(toLength: 8, withPad: " ", startingAt: 0))"
+                      + String(format: " train %8.1f img/s   eval %8.1f img/s   (%d threads)",
+                               r.trainImagesPerSecond, r.evalImagesPerSecond, r.threads))
+            }
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(results), as: UTF8.self))
+        }
+        if profile {
+            let rows = try Benchmark.profile(model: "resnet20", input: [1, 28, 28], batchSize: batchSize)
+            let total = rows.reduce(0) { $0 + $1.forwardSeconds + $1.backwardSeconds }
+            report("per-layer time of one resnet20 28x28 training step (batch \(batchSize)), ms:")
+            for r in rows {
+                report("  " + r.layer.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: " fwd %7.2f  bwd %7.2f  (%4.1f%%)", r.forwardSeconds * 1000,
+                              r.backwardSeconds * 1000, 100 * (r.forwardSeconds + r.backwardSeconds) / total))
+            }
+        }
+    }
+}

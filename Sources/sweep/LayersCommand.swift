@@ -1,0 +1,24 @@
+import ArgumentParser
+import Models
+
+struct LayersCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "layers", abstract: "List a model's maskable units (the names sweep files use), with parameter counts.")
+
+    @Argument(help: "Model name, e.g. resnet20, plain20, fcn-1024x3-bn, student-c2-w1.")
+    var model: String
+
+    @Option(help: "Input shape as C,H,W.") var input = "1,28,28"
+    @Option(help: "Number of classes.") var classes = 10
+
+    func run() throws {
+        let shape = input.split(separator: ",").compactMap { Int($0) }
+        let network = Network.build(try ModelSpec(name: model, inputShape: shape, classes: classes), seed: 0)
+        let width = network.units.map(\.name.count).max() ?? 0
+        for unit in network.units {
+            let pad = String(repeating: " ", count: width - unit.name.count)
+            print("\(unit.name)\(pad)  \(unit.kind.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0))  \(unit.parameterCount)\(unit.isTransition ? "  transition" : "")")
+        }
+        print("total parameters: \(network.parameterCount)")
+    }
+}

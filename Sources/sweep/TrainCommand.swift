@@ -1,0 +1,106 @@
+import ArgumentParser
+import Datasets
+import Foundation
+import Models
+import Studies
+import TensorEngine
+
+/// Options naming a dataset and how much of it to use.
+struct DatasetOptions: ParsableArguments {
+    @Option(help: "Dataset: \(DatasetCatalog.names.joined(separator: ", ")).")
+    var dataset = "fashion-mnist"
+
+    @Option(help: "Directory holding the dataset's files (IDX or CIFAR-10 binary); default: the Debian package's.")
+    var dataDir: String?
+
+    @Option(help: "Use only the first N training examples.")
+    var trainLimit: Int?
+
+    @Option(help: "Use only the first N test examples.")
+    var testLimit: Int?
+
+    func load() throws -> DatasetSplits {
+        try DatasetCatalog.load(dataset, dataDirectory: dataDir, trainLimit: trainLimit, testLimit: testLimit)
+    }
+}
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train", abstract: "Train a model on a dataset and save a safetensors checkpoint.")
+
+    @Option(help: "Model: resnet20/32/56, plain20/32/56, resnet20-b, fcn-1024x3-bn, student-c2-w1, ...")
+    var model = "resnet20"
+
+    @OptionGroup var data: DatasetOptions
+
+    @Option(help: "Training epochs.") var epochs = 15
+    @Option(help: "Mini-batch size.") var batchSize = 128
+    @Option(help: "Base learning rate.") var lr: Float = 0.1
+    @Option(help: "SGD momentum.") var momentum: Float = 0.9
+    @Option(help: "L2 weight decay.") var weightDecay: Float = 5e-4
+    @Flag(help: "Use Nesterov momentum.") var nesterov = false
+    @Option(help: "Learning-rate schedule: cosine, constant, step:EVERY:GAMMA, multistep:E1,E2:GAMMA.")
+    var schedule = "cosine"
+    @Option(help: "Seed for weights and batch order.") var seed: UInt64 = 0
+    @Option(name: .shortAndLong, help: "Checkpoint to write (safetensors).")
+    var output = "model.safetensors"
+
+    @OptionGroup var engine: EngineOptions
+
+    func validate() throws {
+        guard LearningRateSchedule(text: schedule) != nil else {
+            throw ValidationError("--schedule '\(schedule)' is not cosine, constant, step:EVERY:GAMMA or multistep:E1,E2:GAMMA")
+        }
+        guard epochs > 0, batchSize > 1 else { throw ValidationError("--epochs must be > 0 and --batch-size > 1") }
+    }
+
+    func run() throws {
+        engine.apply()
+        let splits = try data.load()
+        let spec = try ModelSpec(name: model, inputShape: splits.train.shape, classes: splits.train.classes)
+        let network = Network.build(spec, seed: seed)
+        let config = TrainingConfig(epochs: epochs, batchSize: batchSize, learningRate: lr, momentum: momentum,
+                                    weightDecay: weightDecay, nesterov: nesterov,
+                                    schedule: LearningRateSchedule(text: schedule)!, seed: seed)
+        report("training \(model) (\(network.parameterCount) parameters) on \(data.dataset): \(splits.train.count) train / \(splits.test.count) test images, \(Parallel.threads) threads")
+        let start = Date()
+        try Training.train(network, on: splits.train, config: config) { r in
+            report(String(format: "epoch %d/%d  loss %.4f  acc %.4f  lr %.4f  %.0f img/s  %@  ETA %@",
+                          r.epoch + 1, r.epochs, r.loss, r.accuracy, r.learningRate, r.imagesPerSecond,
+                          formatDuration(r.seconds), formatDuration(r.remainingSeconds)))
+        }
+        let trainSeconds = Date().timeIntervalSince(start)
+        let result = Evaluation.run(network, on: splits.test)
+        try Checkpoint.save(network, to: URL(fileURLWithPath: output), metadata: [
+            "layersweep.dataset": data.dataset,
+            "layersweep.normalisation.mean": splits.normalisation.mean.map { "\($0)" }.joined(separator: ","),
+            "layersweep.normalisation.std": splits.normalisation.std.map { "\($0)" }.joined(separator: ","),
+            "layersweep.seed": String(seed),
+        ])
+        print(String(format: "test accuracy %.4f  test loss %.4f  (%d images)  trained in %@  -> %@",
+                     result.accuracy, result.loss, result.count, formatDuration(trainSeconds), output))
+    }
+}
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval", abstract: "Evaluate a checkpoint's test accuracy and loss.")
+
+    @Argument(help: "A safetensors checkpoint written by `sweep train`.")
+    var checkpoint: String
+
+    @OptionGroup var data: DatasetOptions
+    @Option(help: "Evaluation batch size.") var batchSize = 256
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        engine.apply()
+        let (network, _) = try Checkpoint.load(URL(fileURLWithPath: checkpoint))
+        let splits = try data.load()
+        guard splits.test.shape == network.spec.inputShape else {
+            throw ValidationError("\(checkpoint) expects inputs \(network.spec.inputShape); \(data.dataset) has \(splits.test.shape)")
+        }
+        let result = Evaluation.run(network, on: splits.test, batchSize: batchSize)
+        print(String(format: "test accuracy %.4f  test loss %.4f  (%d images)", result.accuracy, result.loss, result.count))
+    }
+}
