@@ -1,0 +1,112 @@
+import EngineTestSupport
+import Models
+import TensorEngine
+import XCTest
+
+final class ModelStructureTests: XCTestCase {
+    override func setUp() { Parallel.configure(threads: 2) }
+
+    func build(_ name: String, input: [Int] = [3, 32, 32], classes: Int = 10, seed: UInt64 = 0) throws -> Network {
+        Network.build(try ModelSpec(name: name, inputShape: input, classes: classes), seed: seed)
+    }
+
+    func testResNet20HasTheKnownParameterCountAndUnits() throws {
+        let net = try build("resnet20")
+        XCTAssertEqual(net.parameterCount, 269_722, "CIFAR ResNet-20 with option-A shortcuts has 0.27M parameters")
+        XCTAssertEqual(net.units.filter { $0.kind == .conv }.count, 19)
+        XCTAssertEqual(net.units.filter { $0.kind == .branch }.count, 9)
+        XCTAssertEqual(net.units.map(\.name).prefix(4), ["stem.conv", "stage1.block1", "stage1.block1.conv1", "stage1.block1.conv2"])
+        XCTAssertEqual(net.units.last?.name, "fc")
+        XCTAssertEqual(net.unit("stage2.block1.conv1")?.parameterCount, 16 * 32 * 9)
+        XCTAssertEqual(net.unit("stage2.block1")?.parameterNames,
+                       ["stage2.block1.bn1.bias", "stage2.block1.bn1.weight", "stage2.block1.bn2.bias", "stage2.block1.bn2.weight",
+                        "stage2.block1.conv1.weight", "stage2.block1.conv2.weight"])
+        XCTAssertEqual(net.units.filter(\.isTransition).map(\.name),
+                       ["stem.conv", "stage2.block1", "stage2.block1.conv1", "stage3.block1", "stage3.block1.conv1"])
+        XCTAssertNil(net.parameter("stage3.block3.bn2.running_mean"), "buffers are not parameters")
+        XCTAssertTrue(net.buffers.contains { $0.0 == "stage3.block3.bn2.running_var" })
+    }
+
+    func testDeeperResNetsPlainNetsAndOptionB() throws {
+        XCTAssertEqual(try build("resnet32").units.filter { $0.kind == .conv }.count, 31)
+        XCTAssertEqual(try build("resnet56").units.filter { $0.kind == .conv }.count, 55)
+        let plain = try build("plain20")
+        XCTAssertEqual(plain.parameterCount, 269_722, "plain nets have the same layers, without shortcuts")
+        let optionB = try build("resnet20-b")
+        XCTAssertEqual(optionB.units.filter { $0.name.hasSuffix("shortcut.conv") }.count, 2)
+        XCTAssertEqual(optionB.parameterCount, 269_722 + 16 * 32 + 64 + 32 * 64 + 128)
+    }
+
+    func testFCNAndStudentShapes() throws {
+        let fcn = try build("fcn-1024x3-bn", input: [1, 28, 28])
+        XCTAssertEqual(fcn.units.map(\.name), ["fc1", "fc2", "fc3", "readout"])
+        XCTAssertEqual(fcn.parameterCount, 784 * 1024 + 2 * 1024 * 1024 + 3 * 2048 + 1024 * 10 + 10)
+        let y = fcn.forward(randomTensor([3, 1, 28, 28], seed: 1), training: true)
+        XCTAssertEqual(y.shape, [3, 10])
+        for k in 0...4 {
+            let student = try build("student-c\(k)-w0.5", input: [3, 32, 32])
+            XCTAssertEqual(student.units.filter { $0.kind == .conv }.count, k)
+            XCTAssertEqual(student.forward(randomTensor([2, 3, 32, 32], seed: 2), training: true).shape, [2, 10])
+        }
+    }
+
+    func testBadModelNamesExplainWhatIsValid() {
+        for name in ["resnet21", "vgg16", "fcn-abc", "student-c9", "plain20-b"] {
+            XCTAssertThrowsError(try ModelSpec(name: name, inputShape: [1, 28, 28], classes: 10), name) { error in
+                XCTAssertTrue("\(error)".contains("resnet20"), "\(error) should list valid names")
+            }
+        }
+        XCTAssertThrowsError(try ModelSpec(name: "resnet20", inputShape: [28, 28], classes: 10))
+    }
+
+    func testSameSeedSameWeightsDifferentSeedDifferent() throws {
+        let a = try build("resnet20", seed: 4), b = try build("resnet20", seed: 4), c = try build("resnet20", seed: 5)
+        XCTAssertEqual(a.stateTensors.map { $0.1.array }, b.stateTensors.map { $0.1.array })
+        XCTAssertNotEqual(a.parameters[0].1.value.array, c.parameters[0].1.value.array)
+    }
+
+    func testZeroBranchLeavesShortcut() throws {
+        let net = try build("resnet8", input: [1, 8, 8])
+        guard let block = net.layer("stage1.block1") as? BasicBlock else { return XCTFail("no block") }
+        let x = randomTensor([2, 16, 8, 8], seed: 3)
+        block.branchEnabled = false
+        let y = block.forward(x, training: false)
+        for i in 0..<x.count { XCTAssertEqual(y.data[i], max(x.data[i], 0)) }
+    }
+}
+
+/// The whole network's gradient against finite differences (along each tensor's gradient).
+final class NetworkGradientTests: XCTestCase {
+    override func setUp() { Parallel.configure(threads: 2) }
+
+    func checkNetwork(_ name: String, input: [Int], batch: Int, training: Bool, seed: UInt64, epsilon: Double = 1e-3) throws {
+        let net = Network.build(try ModelSpec(name: name, inputShape: input, classes: 3), seed: seed)
+        let x = randomTensor([batch] + input, seed: seed + 1)
+        let labels = (0..<batch).map { Int32($0 % 3) }
+        for (_, p) in net.parameters { p.zeroGrad() }
+        // Warm the BN running statistics so eval mode is not the identity.
+        _ = net.forward(x, training: true)
+        let result = Loss.softmaxCrossEntropy(net.forward(x, training: training), labels: labels)
+        net.backward(result.gradient)
+        let objective = { Double(Loss.softmaxCrossEntropy(net.forward(x, training: training), labels: labels).loss) }
+        let tensors = net.parameters.map { ($0.0, $0.1.value, $0.1.grad) }
+        GradientCheck.compareAlongGradient(tensors, objective: objective, epsilon: epsilon)
+        XCTAssertGreaterThan(tensors.filter { $0.2.sumOfSquares > 0 }.count, tensors.count / 2, "most tensors get a gradient")
+    }
+
+    func testResNet20GradientTrainingMode() throws {
+        try checkNetwork("resnet20", input: [1, 8, 8], batch: 4, training: true, seed: 10)
+    }
+
+    func testResNet20GradientEvalModeOptionB() throws {
+        try checkNetwork("resnet20-b", input: [2, 8, 8], batch: 2, training: false, seed: 20)
+    }
+
+    func testPlainAndFCNAndStudentGradients() throws {
+        try checkNetwork("plain8", input: [1, 6, 6], batch: 3, training: true, seed: 30)
+        // A 16-unit BN layer on a batch of 8 is strongly curved: a smaller step keeps the
+        // second-order error under the tolerance (the Float32 noise is still far below it).
+        try checkNetwork("fcn-16x2-bn", input: [1, 4, 4], batch: 8, training: true, seed: 40, epsilon: 1e-4)
+        try checkNetwork("student-c3-w0.25", input: [3, 8, 8], batch: 3, training: true, seed: 50)
+    }
+}
