@@ -38,6 +38,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorEngine"]),
         .testTarget(name: "StudiesTests", dependencies: ["Studies", "Models", "Datasets", "TensorEngine"]),
+        .testTarget(name: "sweepTests", dependencies: ["sweep"]),
     ],
     swiftLanguageModes: [.v5]
 )

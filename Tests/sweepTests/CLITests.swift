@@ -1,0 +1,74 @@
+import Foundation
+import XCTest
+
+/// The `sweep` executable end to end: what a user types, what they see, and the exit status.
+final class CLITests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: dir) }
+
+    /// The built `sweep` in the products directory that holds this test bundle.
+    var executable: URL {
+        let bundle = Bundle(for: CLITests.self).bundleURL
+        let directory = bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle
+        return directory.appendingPathComponent("sweep")
+    }
+
+    func sweep(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func testTrainThenEvalOnSyntheticData() throws {
+        let checkpoint = dir.appendingPathComponent("r8.safetensors").path
+        let train = try sweep(["train", "--model", "resnet8", "--dataset", "synthetic", "--epochs", "3", "--batch-size", "32",
+                               "--lr", "0.05", "--threads", "2", "--output", checkpoint])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        XCTAssertTrue(train.stderr.contains("epoch 3/3"), train.stderr)
+        XCTAssertTrue(train.stderr.contains("img/s") && train.stderr.contains("ETA"), train.stderr)
+        XCTAssertTrue(train.stdout.contains("test accuracy"), train.stdout)
+        let eval = try sweep(["eval", checkpoint, "--dataset", "synthetic"])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        // The same accuracy as printed after training: the checkpoint holds everything needed.
+        let accuracy = { (s: String) in s.components(separatedBy: "test accuracy ")[1].prefix(6) }
+        XCTAssertEqual(accuracy(eval.stdout), accuracy(train.stdout))
+    }
+
+    func testLayersListsUnitsWithCounts() throws {
+        let r = try sweep(["layers", "resnet20"])
+        XCTAssertEqual(r.status, 0)
+        let lines = r.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 19 + 9 + 1 + 1)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("stage2.block1.conv1") && $0.contains("4608") && $0.contains("transition") })
+        XCTAssertEqual(lines.last, "total parameters: 269434")
+    }
+
+    func testBadInputGivesOneLineAndNonZeroExit() throws {
+        let cases: [([String], String)] = [
+            (["train", "--model", "vgg16", "--dataset", "synthetic"], "unknown model 'vgg16'"),
+            (["train", "--dataset", "nope", "--data-dir", dir.path + "/missing"], "dataset 'nope' not found"),
+            (["train", "--schedule", "linear"], "--schedule 'linear'"),
+            (["eval", dir.path + "/absent.safetensors", "--dataset", "synthetic"], "absent.safetensors: cannot read"),
+        ]
+        for (arguments, expected) in cases {
+            let r = try sweep(arguments)
+            XCTAssertNotEqual(r.status, 0, "\(arguments)")
+            let errorLines = r.stderr.split(separator: "\n").filter { $0.hasPrefix("Error") }
+            XCTAssertEqual(errorLines.count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains(expected), "\(arguments): \(r.stderr)")
+        }
+    }
+}
