@@ -17,19 +17,28 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "TensorEngine", dependencies: ["CBLAS"], swiftSettings: numericFlags),
         .target(name: "Models", dependencies: ["TensorEngine"], swiftSettings: numericFlags),
         .target(name: "Datasets", dependencies: ["TensorEngine", "CZlib"], swiftSettings: numericFlags),
         .target(name: "Studies", dependencies: ["TensorEngine", "Models", "Datasets"],
                 swiftSettings: numericFlags),
+        .target(name: "SweepCore", dependencies: [
+            "Studies", "Models", "Datasets", "TensorEngine", "Yams",
+            .product(name: "HeapModule", package: "swift-collections"),
+        ], swiftSettings: numericFlags),
+        .target(name: "Cluster", dependencies: ["SweepCore", "CMPI", "TensorEngine"]),
         .executableTarget(name: "sweep", dependencies: [
-            "TensorEngine", "Models", "Datasets", "Studies",
+            "TensorEngine", "Models", "Datasets", "Studies", "SweepCore", "Cluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: numericFlags),
         .target(name: "EngineTestSupport", dependencies: ["TensorEngine"], path: "Tests/EngineTestSupport"),
@@ -38,6 +47,8 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorEngine"]),
         .testTarget(name: "StudiesTests", dependencies: ["Studies", "Models", "Datasets", "TensorEngine"]),
+        .testTarget(name: "SweepCoreTests", dependencies: ["SweepCore", "Studies", "Models", "Datasets", "TensorEngine"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "SweepCore"]),
         .testTarget(name: "sweepTests", dependencies: ["sweep"]),
     ],
     swiftLanguageModes: [.v5]

@@ -67,3 +67,33 @@ public enum DatasetCatalog {
         paths.first { FileManager.default.fileExists(atPath: $0) }
     }
 }
+
+extension DatasetCatalog {
+    /// Image shape, class count and split sizes of a dataset, known without reading it (used to
+    /// estimate task costs). IDX datasets from elsewhere are assumed MNIST-sized.
+    public static func describe(_ name: String) -> (shape: [Int], classes: Int, train: Int, test: Int) {
+        switch name {
+        case "synthetic": let s = SyntheticSpec(); return (s.shape, s.classes, s.trainCount, s.testCount)
+        case "synthetic-28": return ([1, 28, 28], 10, 2048, 1024)
+        case "synthetic-32": return ([3, 32, 32], 10, 2048, 1024)
+        case "cifar10": return ([3, 32, 32], 10, 50_000, 10_000)
+        default: return ([1, 28, 28], 10, 60_000, 10_000)
+        }
+    }
+
+    /// Throws the error `load` would give for a missing dataset, without reading any data.
+    public static func checkAvailable(_ name: String, dataDirectory: String?) throws {
+        if name.hasPrefix("synthetic") {
+            guard ["synthetic", "synthetic-28", "synthetic-32"].contains(name) else {
+                throw DatasetError(file: name, problem: "unknown synthetic dataset; valid: synthetic, synthetic-28, synthetic-32")
+            }
+            return
+        }
+        let dir = dataDirectory ?? (name == "cifar10" ? "\(debianDatasets)/cifar10" : "\(debianDatasets)/\(name)")
+        guard FileManager.default.fileExists(atPath: dir) else {
+            let hint = name == "fashion-mnist" ? "install it with: apt-get install dataset-fashion-mnist"
+                : "set data_dir to its files (known names: \(names.joined(separator: ", ")))"
+            throw DatasetError(file: dir, problem: "dataset '\(name)' not found; \(hint)")
+        }
+    }
+}

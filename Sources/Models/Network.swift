@@ -11,7 +11,7 @@ public enum UnitKind: String, Codable, Sendable {
 }
 
 /// A unit the sweep's `layer` axis can mask, with a stable dotted name.
-public struct Unit: Equatable, Sendable {
+public struct MaskableUnit: Equatable, Sendable {
     public let name: String
     public let kind: UnitKind
     /// Dotted names of the parameters the unit owns (e.g. `stage2.block1.conv2.weight`).
@@ -27,7 +27,7 @@ public struct Unit: Equatable, Sendable {
 public final class Network {
     public let spec: ModelSpec
     public let root: Layer
-    public let units: [Unit]
+    public let units: [MaskableUnit]
     /// All parameters and buffers by dotted name, in a stable order.
     public let parameters: [(String, Parameter)]
     public let buffers: [(String, Tensor)]
@@ -50,7 +50,7 @@ public final class Network {
                 names = ["weight", "bias"].map { prefix + $0 }.filter { byName[$0] != nil }
             }
             let count = names.reduce(0) { $0 + (byName[$1]?.value.count ?? 0) }
-            return Unit(name: u.name, kind: u.kind, parameterNames: names, parameterCount: count,
+            return MaskableUnit(name: u.name, kind: u.kind, parameterNames: names, parameterCount: count,
                         group: u.group, isTransition: u.transition)
         }
     }
@@ -65,7 +65,7 @@ public final class Network {
 
     public func parameter(_ name: String) -> Parameter? { parameters.first { $0.0 == name }?.1 }
 
-    public func unit(_ name: String) -> Unit? { units.first { $0.name == name } }
+    public func unit(_ name: String) -> MaskableUnit? { units.first { $0.name == name } }
 
     /// The layer at a dotted path (e.g. `stage2.block1` or `stage2.block1.bn2`).
     public func layer(_ name: String) -> Layer? { layersByName[name] }
@@ -73,6 +73,22 @@ public final class Network {
     /// Every BatchNorm layer with its name.
     public var batchNorms: [(String, BatchNorm)] {
         root.namedLayers().compactMap { name, layer in (layer as? BatchNorm).map { (name, $0) } }
+    }
+
+    /// Multiply-adds of one forward pass of one image (convolutions and linear layers), found by
+    /// running one zero image through the network.
+    public func multiplyAddsPerImage() -> Int {
+        _ = forward(Tensor(shape: [1] + spec.inputShape), training: false)
+        var total = 0
+        for (_, layer) in root.namedLayers() {
+            if let conv = layer as? Conv2d, let shape = conv.lastInputShape {
+                total += conv.outChannels * conv.inChannels * conv.kernelSize * conv.kernelSize
+                    * conv.outputSize(shape[2]) * conv.outputSize(shape[3])
+            } else if let fc = layer as? Linear {
+                total += fc.inFeatures * fc.outFeatures
+            }
+        }
+        return total
     }
 
     /// Parameters and buffers together, as stored in a checkpoint.

@@ -33,6 +33,9 @@ public final class Conv2d: Layer {
     /// Output spatial size for an input of `size`.
     public func outputSize(_ size: Int) -> Int { (size + 2 * padding - kernelSize) / stride + 1 }
 
+    /// The shape of the last input seen by `forward` (for cost estimates).
+    public var lastInputShape: [Int]? { input?.shape }
+
     private var isPointwise: Bool { kernelSize == 1 && stride == 1 && padding == 0 }
 
     // x: (N, C, H, W) -> y: (N, K, Ho, Wo)

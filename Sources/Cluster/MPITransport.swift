@@ -1,0 +1,151 @@
+import CMPI
+import Foundation
+
+/// The MPI world this process belongs to. Only the main thread calls MPI (MPI_THREAD_FUNNELED).
+public final class MPIWorld {
+    public let rank: Int
+    public let size: Int
+    /// Ranks on this node (MPI_Comm_split_type shared), for dividing the node's cores.
+    public let localSize: Int
+
+    /// True when a launcher (mpirun, srun with PMIx) started this process.
+    public static var isLaunched: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"].contains { env[$0] != nil }
+    }
+
+    public init() throws {
+        var provided: Int32 = 0
+        guard MPI_Init_thread(nil, nil, Int32(cmpi_thread_funneled()), &provided) == cmpi_success() else {
+            throw MPIError.call("MPI_Init_thread")
+        }
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(cmpi_comm_world(), &r)
+        MPI_Comm_size(cmpi_comm_world(), &s)
+        var local = MPI_Comm(bitPattern: 0)
+        var l: Int32 = 1
+        if MPI_Comm_split_type(cmpi_comm_world(), Int32(cmpi_comm_type_shared()), r, cmpi_info_null(), &local) == cmpi_success() {
+            MPI_Comm_size(local, &l)
+            MPI_Comm_free(&local)
+        }
+        rank = Int(r)
+        size = Int(s)
+        localSize = Int(l)
+    }
+
+    public func finalize() { MPI_Finalize() }
+
+    /// Ends every rank at once (after an unrecoverable error on one).
+    public func abort(_ code: Int32) -> Never {
+        MPI_Abort(cmpi_comm_world(), code)
+        exit(code)
+    }
+
+    static let toWorker: Int32 = 2
+    static let toCoordinator: Int32 = 1
+
+    func send(_ data: Data, to rank: Int, tag: Int32) throws {
+        let rc = data.withUnsafeBytes { raw in
+            MPI_Send(raw.baseAddress, Int32(raw.count), cmpi_byte(), Int32(rank), tag, cmpi_comm_world())
+        }
+        guard rc == cmpi_success() else { throw MPIError.call("MPI_Send to rank \(rank)") }
+    }
+
+    /// Receives the message `status` announced (after MPI_Probe or MPI_Iprobe).
+    func receive(_ status: MPI_Status) throws -> (Int, Data) {
+        var st = status
+        var count: Int32 = 0
+        MPI_Get_count(&st, cmpi_byte(), &count)
+        var data = Data(count: Int(count))
+        var recvStatus = MPI_Status()
+        let rc = data.withUnsafeMutableBytes { raw in
+            MPI_Recv(raw.baseAddress, count, cmpi_byte(), st.MPI_SOURCE, st.MPI_TAG, cmpi_comm_world(), &recvStatus)
+        }
+        guard rc == cmpi_success() else { throw MPIError.call("MPI_Recv") }
+        return (Int(st.MPI_SOURCE), data)
+    }
+
+    func probe(from source: Int32, tag: Int32) throws -> MPI_Status {
+        var status = MPI_Status()
+        guard MPI_Probe(source, tag, cmpi_comm_world(), &status) == cmpi_success() else { throw MPIError.call("MPI_Probe") }
+        return status
+    }
+
+    func iprobe(tag: Int32) -> MPI_Status? {
+        var status = MPI_Status()
+        var flag: Int32 = 0
+        MPI_Iprobe(cmpi_any_source(), tag, cmpi_comm_world(), &flag, &status)
+        return flag != 0 ? status : nil
+    }
+}
+
+/// An MPI call that failed.
+public enum MPIError: Error, CustomStringConvertible {
+    case call(String)
+    public var description: String {
+        switch self { case let .call(name): return "\(name) failed" }
+    }
+}
+
+/// Rank 0's coordinator: remote workers over MPI, plus (optionally) a worker thread of its own
+/// reached through a LocalHub. It polls both, backing off to 1 ms sleeps when idle so it does not
+/// steal a core from its own worker.
+final class MPICoordinatorLink: CoordinatorLink {
+    let world: MPIWorld
+    let local: LocalHub?
+    let workers: [Int]
+
+    init(world: MPIWorld, local: LocalHub?) {
+        self.world = world
+        self.local = local
+        workers = (local?.workerIDs ?? []) + Array(1..<max(world.size, 1))
+    }
+
+    func send(_ message: Message, to worker: Int) throws {
+        let data = try MessageCodec.encode(message)
+        if let local, local.workerIDs.contains(worker) {
+            local.inbox(worker).put(-1, data)
+        } else {
+            try world.send(data, to: worker, tag: MPIWorld.toWorker)
+        }
+    }
+
+    func poll() throws -> (worker: Int, message: Message)? {
+        if let (from, data) = local?.coordinatorInbox.tryTake() { return (from, try MessageCodec.decode(data)) }
+        if let status = world.iprobe(tag: MPIWorld.toCoordinator) {
+            let (from, data) = try world.receive(status)
+            return (from, try MessageCodec.decode(data))
+        }
+        return nil
+    }
+
+    func receive() throws -> (worker: Int, message: Message) {
+        var wait = 0.000_01
+        while true {
+            if let m = try poll() { return m }
+            if let local {
+                if let (from, data) = local.coordinatorInbox.take(timeout: wait) { return (from, try MessageCodec.decode(data)) }
+            } else {
+                Thread.sleep(forTimeInterval: wait)
+            }
+            wait = min(wait * 2, 0.001)
+        }
+    }
+}
+
+/// A worker on rank > 0: blocks in MPI_Probe for the coordinator's next message.
+final class MPIWorkerLink: WorkerLink {
+    let world: MPIWorld
+    var id: Int { world.rank }
+
+    init(world: MPIWorld) { self.world = world }
+
+    func send(_ message: Message) throws {
+        try world.send(try MessageCodec.encode(message), to: 0, tag: MPIWorld.toCoordinator)
+    }
+
+    func receive() throws -> Message {
+        let status = try world.probe(from: 0, tag: MPIWorld.toWorker)
+        return try MessageCodec.decode(try world.receive(status).1)
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import SweepCore
+
+/// The coordinator-worker protocol. Workers say hello, get the sweep once, then receive tasks
+/// (with any checkpoints they lack attached) and answer each with a result, until told to stop.
+public enum Message: Equatable, Sendable {
+    case hello(host: String, threads: Int)
+    /// The sweep file's text, sent once: workers need no shared filesystem.
+    case configure(specText: String)
+    case task(PlannedTask, inputs: [String], attachments: [String: Data])
+    case result(key: String, outcome: TaskOutcome, checkpoint: Data?)
+    case stop
+}
+
+/// Binary framing: a 4-byte little-endian header length, a JSON header, then raw blobs
+/// (checkpoints) whose names and sizes the header lists, so megabytes never pass through JSON.
+enum MessageCodec {
+    private struct Blob: Codable { var name: String; var size: Int }
+    private struct Header: Codable {
+        var type: String
+        var host: String?
+        var threads: Int?
+        var specText: String?
+        var task: PlannedTask?
+        var inputs: [String]?
+        var key: String?
+        var outcome: TaskOutcome?
+        var blobs: [Blob] = []
+    }
+
+    static func encode(_ message: Message) throws -> Data {
+        var header: Header
+        var blobs: [(String, Data)] = []
+        switch message {
+        case let .hello(host, threads): header = Header(type: "hello", host: host, threads: threads)
+        case let .configure(text): header = Header(type: "configure", specText: text)
+        case let .task(task, inputs, attachments):
+            header = Header(type: "task", task: task, inputs: inputs)
+            blobs = attachments.sorted { $0.key < $1.key }
+        case let .result(key, outcome, checkpoint):
+            header = Header(type: "result", key: key, outcome: outcome)
+            if let checkpoint { blobs = [("checkpoint", checkpoint)] }
+        case .stop: header = Header(type: "stop")
+        }
+        header.blobs = blobs.map { Blob(name: $0.0, size: $0.1.count) }
+        let json = try Journal.encoder.encode(header)
+        var out = Data(capacity: 4 + json.count + blobs.reduce(0) { $0 + $1.1.count })
+        withUnsafeBytes(of: UInt32(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        for (_, blob) in blobs { out.append(blob) }
+        return out
+    }
+
+    static func decode(_ data: Data) throws -> Message {
+        guard data.count >= 4 else { throw CodecError.malformed("message of \(data.count) bytes") }
+        let bytes = [UInt8](data.prefix(4))
+        let length = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2]) << 16 | Int(bytes[3]) << 24
+        guard 4 + length <= data.count else { throw CodecError.malformed("header of \(length) bytes in \(data.count)") }
+        let start = data.startIndex
+        let header = try Journal.decoder.decode(Header.self, from: data.subdata(in: (start + 4)..<(start + 4 + length)))
+        var offset = start + 4 + length
+        var blobs: [String: Data] = [:]
+        for blob in header.blobs {
+            guard offset + blob.size <= data.endIndex else { throw CodecError.malformed("blob \(blob.name) truncated") }
+            blobs[blob.name] = data.subdata(in: offset..<(offset + blob.size))
+            offset += blob.size
+        }
+        switch header.type {
+        case "hello": return .hello(host: header.host ?? "?", threads: header.threads ?? 1)
+        case "configure": return .configure(specText: header.specText ?? "")
+        case "task":
+            guard let task = header.task else { throw CodecError.malformed("task message without a task") }
+            return .task(task, inputs: header.inputs ?? [], attachments: blobs)
+        case "result":
+            guard let key = header.key, let outcome = header.outcome else { throw CodecError.malformed("result without key or outcome") }
+            return .result(key: key, outcome: outcome, checkpoint: blobs["checkpoint"])
+        case "stop": return .stop
+        default: throw CodecError.malformed("unknown message type \(header.type)")
+        }
+    }
+}
+
+enum CodecError: Error, CustomStringConvertible {
+    case malformed(String)
+    var description: String {
+        switch self { case let .malformed(m): return "malformed message: \(m)" }
+    }
+}

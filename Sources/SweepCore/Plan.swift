@@ -1,0 +1,122 @@
+import Datasets
+import Foundation
+import Models
+import Studies
+import TensorEngine
+
+/// What a task does.
+public enum TaskKind: String, Codable, Sendable {
+    /// Train a network; produces a checkpoint.
+    case train
+    /// Evaluate the trained network unmasked.
+    case baseline
+    /// Apply one mask to one unit and evaluate.
+    case mask
+    /// Do nothing (measures the runner's own overhead).
+    case noop
+}
+
+/// One node of the task graph, with a stable key and a seed derived from it.
+public struct PlannedTask: Codable, Equatable, Sendable {
+    public let key: String
+    public let kind: TaskKind
+    public let dataset: String
+    public let model: String
+    /// The repetition index (the `seedN` part of the key).
+    public let seedIndex: Int
+    public let unit: String?
+    public let mask: MaskKind?
+    /// Keys of the tasks whose outputs this one needs.
+    public let dependencies: [String]
+    /// Relative expected cost (multiply-adds), for longest-first scheduling and ETAs.
+    public let cost: Double
+    /// The task's own seed: a function of the sweep seed and the key only.
+    public let seed: UInt64
+
+    /// The training task this task's network comes from (itself for train tasks).
+    public var trainKey: String { kind == .train ? key : "\(dataset)/\(model)/seed\(seedIndex)/train" }
+}
+
+/// The expanded task graph of a sweep.
+public struct Plan: Sendable {
+    public let spec: SweepSpec
+    /// Tasks in key order.
+    public let tasks: [PlannedTask]
+    private let indexByKey: [String: Int]
+
+    public init(spec: SweepSpec, tasks: [PlannedTask]) throws {
+        self.spec = spec
+        self.tasks = tasks.sorted { $0.key < $1.key }
+        var index: [String: Int] = [:]
+        for (i, t) in self.tasks.enumerated() {
+            guard index[t.key] == nil else { throw PlanError.duplicateKey(t.key) }
+            index[t.key] = i
+        }
+        for t in self.tasks {
+            for d in t.dependencies where index[d] == nil { throw PlanError.missingDependency(t.key, d) }
+        }
+        indexByKey = index
+    }
+
+    public subscript(key: String) -> PlannedTask? { indexByKey[key].map { tasks[$0] } }
+
+    public var totalCost: Double { tasks.reduce(0) { $0 + $1.cost } }
+
+    /// Expands a validated spec: per (dataset, model, seed) a training task, a baseline
+    /// evaluation and one task per (selected unit, applicable mask).
+    public static func expand(_ spec: SweepSpec) throws -> Plan {
+        func seed(_ key: String) -> UInt64 { StableHash.combine(spec.seed, StableHash.of(key)) }
+        if spec.study == .noop {
+            let width = String(spec.noopTasks - 1).count
+            return try Plan(spec: spec, tasks: (0..<spec.noopTasks).map { i in
+                let key = "noop/task" + String(repeating: "0", count: width - String(i).count) + String(i)
+                return PlannedTask(key: key, kind: .noop, dataset: "", model: "", seedIndex: 0, unit: nil, mask: nil,
+                                   dependencies: [], cost: 1 + Double(i % 7), seed: seed(key))
+            })
+        }
+        var tasks: [PlannedTask] = []
+        for dataset in spec.datasets {
+            let d = DatasetCatalog.describe(dataset.name)
+            let trainCount = Double(min(dataset.trainLimit ?? d.train, d.train))
+            let testCount = Double(min(dataset.testLimit ?? d.test, d.test))
+            for model in spec.models {
+                let network = Network.build(try ModelSpec(name: model, inputShape: d.shape, classes: d.classes), seed: 0)
+                let macs = Double(network.multiplyAddsPerImage())
+                let evalCost = macs * testCount
+                let units = LayerMatcher.select(network.units, spec.layers)
+                for s in spec.seeds {
+                    let prefix = "\(dataset.name)/\(model)/seed\(s)"
+                    let trainKey = "\(prefix)/train"
+                    func task(_ key: String, _ kind: TaskKind, unit: String? = nil, mask: MaskKind? = nil, cost: Double) -> PlannedTask {
+                        PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: s, unit: unit, mask: mask,
+                                    dependencies: kind == .train ? [] : [trainKey], cost: cost, seed: seed(key))
+                    }
+                    tasks.append(task(trainKey, .train, cost: 3 * macs * trainCount * Double(spec.training.epochs) + evalCost))
+                    tasks.append(task("\(prefix)/baseline", .baseline, cost: evalCost))
+                    for unit in units {
+                        for mask in spec.masks where mask.applies(to: unit.kind) {
+                            let recalibration = mask == .zeroKernelRecalibrated
+                                ? macs * Double(spec.evaluation.recalibrationBatches * spec.training.batchSize) : 0
+                            tasks.append(task("\(prefix)/\(unit.name)/\(mask.rawValue)", .mask, unit: unit.name, mask: mask,
+                                              cost: evalCost + recalibration))
+                        }
+                    }
+                }
+            }
+        }
+        return try Plan(spec: spec, tasks: tasks)
+    }
+}
+
+/// A task graph that is not well formed.
+public enum PlanError: Error, CustomStringConvertible, Equatable {
+    case duplicateKey(String)
+    case missingDependency(String, String)
+
+    public var description: String {
+        switch self {
+        case let .duplicateKey(k): return "two tasks share the key \(k)"
+        case let .missingDependency(k, d): return "task \(k) depends on \(d), which is not in the plan"
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+
+/// Progress lines and the closing summary of a sweep, as text.
+public enum ProgressText {
+    /// `1h02m`, `2m10s`, `4.1s`.
+    public static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite else { return "?" }
+        if seconds < 60 { return String(format: "%.1fs", seconds) }
+        let s = Int(seconds.rounded())
+        if s < 3600 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
+        return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m"
+    }
+
+    /// `[37/112] stage2.block1.conv2 zeroBranch acc 0.9012 Δ-0.0031 rank 3 4.1s · ETA 2m10s`
+    public static func line(done: Int, total: Int, task: PlannedTask, record: TaskRecord, baseline: Double?, eta: Double?) -> String {
+        var what: String
+        switch task.kind {
+        case .train: what = "\(task.dataset)/\(task.model)/seed\(task.seedIndex) train"
+        case .baseline: what = "\(task.dataset)/\(task.model)/seed\(task.seedIndex) baseline"
+        case .mask: what = "\(task.unit ?? "?") \(task.mask?.rawValue ?? "?")"
+        case .noop: what = task.key
+        }
+        let o = record.outcome
+        switch o.status {
+        case .ok:
+            if let acc = o.testAccuracy { what += String(format: " acc %.4f", acc) }
+            if task.kind == .mask, let acc = o.testAccuracy, let baseline { what += String(format: " Δ%+.4f", acc - baseline) }
+        default:
+            what += " \(o.status.rawValue.uppercased())" + (o.error.map { ": \($0)" } ?? "")
+        }
+        let tail = eta.map { " · ETA \(duration($0))" } ?? ""
+        return "[\(done)/\(total)] \(what) rank \(record.rank) \(duration(o.seconds))\(tail)"
+    }
+
+    /// The few rows that answer the layer-zeroing question: per (dataset, model, mask), how many
+    /// units are trivial (|Δ| < 1 point) and which hurt most.
+    public static func summary(rows: [ResultRow]) -> [String] {
+        let masks = rows.filter { $0.kind == "mask" && $0.status == "ok" && $0.deltaAccuracy != nil }
+        var lines: [String] = []
+        let groups = Dictionary(grouping: masks) { "\($0.dataset) \($0.model) \($0.mask)" }
+        for name in groups.keys.sorted() {
+            guard let group = groups[name] else { continue }
+            // Average over seeds per unit.
+            let perUnit = Dictionary(grouping: group, by: \.layer).mapValues { rs in rs.map { $0.deltaAccuracy! }.reduce(0, +) / Double(rs.count) }
+            let trivial = perUnit.values.filter { abs($0) < 0.01 }.count
+            let worst = perUnit.sorted { $0.value < $1.value }.prefix(3)
+                .map { String(format: "%@ %+.3f", $0.key, $0.value) }.joined(separator: ", ")
+            lines.append("  \(name): \(trivial)/\(perUnit.count) units trivial (|Δacc| < 0.01); most harmful: \(worst)")
+        }
+        return lines
+    }
+}

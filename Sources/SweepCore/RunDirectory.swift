@@ -1,0 +1,66 @@
+import Foundation
+import TensorEngine
+
+/// The program version written into journals and results.
+public let layersweepVersion = "0.1.0"
+
+/// A run's directory: spec.yaml (a copy of the sweep file), journal.jsonl, checkpoints/,
+/// results.csv, results.json. Every write but the journal's goes to a temp file and is renamed.
+public struct RunDirectory: Sendable {
+    public let url: URL
+
+    public init(_ path: String) { url = URL(fileURLWithPath: path).standardizedFileURL }
+
+    public var journalURL: URL { url.appendingPathComponent("journal.jsonl") }
+    public var specURL: URL { url.appendingPathComponent("spec.yaml") }
+    public var checkpointsURL: URL { url.appendingPathComponent("checkpoints") }
+    public var resultsCSV: URL { url.appendingPathComponent("results.csv") }
+    public var resultsJSON: URL { url.appendingPathComponent("results.json") }
+
+    public func checkpointURL(_ hash: String) -> URL { checkpointsURL.appendingPathComponent("\(hash).safetensors") }
+
+    public static func specHash(_ text: String) -> String { String(StableHash.of(text), radix: 16) }
+
+    /// Prepares a fresh run directory for `spec`. Refuses one that already holds a journal:
+    /// nothing of an earlier run is ever overwritten.
+    public func create(specText: String, name: String) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: journalURL.path) {
+            let other = (try? Journal.read(journalURL).header)
+            if let other, other.specHash == RunDirectory.specHash(specText) {
+                throw RunError(path: url.path, message: "already holds this sweep's journal; continue it with: sweep run --resume \(url.path)")
+            }
+            throw RunError(path: url.path, message: "holds the journal of another sweep ('\(other?.sweep ?? "unknown")'); choose another output directory (--output) or resume that one with --resume")
+        }
+        try fm.createDirectory(at: checkpointsURL, withIntermediateDirectories: true)
+        try Data(specText.utf8).write(to: specURL, options: .atomic)
+    }
+
+    /// The sweep file text of an existing run, for `--resume`.
+    public func storedSpecText() throws -> String {
+        guard let data = FileManager.default.contents(atPath: specURL.path) else {
+            throw RunError(path: url.path, message: FileManager.default.fileExists(atPath: url.path)
+                ? "not a run directory (no spec.yaml)" : "no such run directory")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Writes results.csv and results.json atomically.
+    public func writeResults(_ document: ResultTable.Document) throws {
+        try Data(ResultTable.csv(document.rows).utf8).write(to: resultsCSV, options: .atomic)
+        try ResultTable.json(document).write(to: resultsJSON, options: .atomic)
+    }
+}
+
+/// Content hash of checkpoint bytes (two independent 64-bit FNV-1a streams): names cached and
+/// stored checkpoints, so identical bytes are shipped and stored once.
+public func contentHash(_ data: Data) -> String {
+    var a: UInt64 = 0xCBF2_9CE4_8422_2325, b: UInt64 = 0x84222325CBF29CE4
+    data.withUnsafeBytes { raw in
+        for byte in raw.bindMemory(to: UInt8.self) {
+            a = (a ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
+            b = (b ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 ^ (b >> 29)
+        }
+    }
+    return String(format: "%016llx%016llx", StableHash.combine(a, UInt64(data.count)), StableHash.combine(b, 0x9E37))
+}

@@ -1,0 +1,150 @@
+import Datasets
+import Foundation
+import Models
+import Studies
+import TensorEngine
+import Yams
+
+/// A sweep file that cannot be run: the file, the line, the field, and what to change.
+public struct SpecError: Error, CustomStringConvertible, Equatable {
+    public let file: String
+    public let line: Int?
+    public let field: String?
+    public let message: String
+
+    public var description: String {
+        var where_ = file
+        if let line { where_ += ":\(line)" }
+        if let field, !field.isEmpty { where_ += ": \(field)" }
+        return "\(where_): \(message)"
+    }
+}
+
+/// Reads and checks sweep files: YAML through Yams into `SweepSpec`, then every name checked
+/// against what exists, each error pointing at its line.
+public enum SpecLoader {
+    /// Loads, decodes and validates a sweep file.
+    public static func load(_ path: String) throws -> (spec: SweepSpec, text: String) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw SpecError(file: path, line: nil, field: nil, message: FileManager.default.fileExists(atPath: path)
+                ? "cannot read the sweep file" : "no such sweep file")
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        return (try parse(text, file: path), text)
+    }
+
+    /// Decodes and validates sweep-file text; `file` is only used in messages.
+    public static func parse(_ text: String, file: String) throws -> SweepSpec {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else {
+                throw SpecError(file: file, line: nil, field: nil, message: "the sweep file is empty")
+            }
+            root = node
+        } catch let error as YamlError {
+            throw yamlError(error, file: file)
+        }
+        let tree = NodeTree(root: root, file: file)
+        guard root.mapping != nil else { throw tree.error([], "a sweep file is a mapping of fields (name:, datasets:, models:, ...)") }
+        try tree.checkKeys([], allowed: SweepSpec.CodingKeys.allCases.map(\.rawValue))
+        try tree.checkKeys([.key("training")], allowed: TrainingSection.CodingKeys.allCases.map(\.rawValue))
+        try tree.checkKeys([.key("evaluation")], allowed: EvaluationSection.CodingKeys.allCases.map(\.rawValue))
+        if let datasets = tree.node(at: [.key("datasets")])?.sequence {
+            for i in 0..<datasets.count where datasets[i].mapping != nil {
+                try tree.checkKeys([.key("datasets"), .index(i)], allowed: DatasetEntry.CodingKeys.allCases.map(\.rawValue))
+            }
+        }
+        let spec: SweepSpec
+        do {
+            spec = try YAMLDecoder().decode(SweepSpec.self, from: root)
+        } catch let error as DecodingError {
+            throw tree.decodingError(error)
+        }
+        try validate(spec, tree: tree)
+        return spec
+    }
+
+    // MARK: - Semantic checks
+
+    static func validate(_ spec: SweepSpec, tree: NodeTree) throws {
+        func fail(_ path: [PathComponent], _ message: String) -> SpecError { tree.error(path, message) }
+        guard !spec.name.isEmpty, spec.name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+            throw fail([.key("name")], "name must be non-empty letters, digits, '-', '_' or '.' (it names the run directory)")
+        }
+        if spec.study == .noop {
+            guard spec.noopTasks > 0 else { throw fail([.key("noop_tasks")], "study noop needs noop_tasks > 0") }
+            return
+        }
+        guard !spec.datasets.isEmpty else { throw fail([.key("datasets")], "list at least one dataset (e.g. fashion-mnist)") }
+        guard !spec.models.isEmpty else { throw fail([.key("models")], "list at least one model (e.g. resnet20)") }
+        try checkUnique(spec.datasets.map(\.name), key: "datasets", what: "dataset", tree: tree)
+        try checkUnique(spec.models, key: "models", what: "model", tree: tree)
+        try checkUnique(spec.seeds.map(String.init), key: "seeds", what: "seed", tree: tree)
+        try checkUnique(spec.masks.map(\.rawValue), key: "masks", what: "mask", tree: tree)
+        for (i, dataset) in spec.datasets.enumerated() {
+            let path: [PathComponent] = [.key("datasets"), .index(i)]
+            do { try DatasetCatalog.checkAvailable(dataset.name, dataDirectory: dataset.dataDir) } catch let error as DatasetError {
+                throw fail(path, error.description)
+            }
+            for (limit, key) in [(dataset.trainLimit, "train_limit"), (dataset.testLimit, "test_limit")] where (limit ?? 1) < 1 {
+                throw fail(path + [.key(key)], "\(key) must be at least 1")
+            }
+        }
+        for (i, model) in spec.models.enumerated() {
+            do { _ = try ModelSpec(name: model, inputShape: [1, 28, 28], classes: 10) } catch let error as ModelError {
+                throw fail([.key("models"), .index(i)], error.description)
+            }
+        }
+        guard spec.seeds.allSatisfy({ $0 >= 0 }), !spec.seeds.isEmpty else { throw fail([.key("seeds")], "seeds are a count or a list of non-negative integers") }
+        guard spec.training.epochs > 0 else { throw fail([.key("training"), .key("epochs")], "epochs must be at least 1") }
+        guard spec.training.batchSize > 1 else { throw fail([.key("training"), .key("batch_size")], "batch_size must be at least 2") }
+        guard spec.training.learningRate > 0 else { throw fail([.key("training"), .key("learning_rate")], "learning_rate must be positive") }
+        guard spec.training.config(seed: 0) != nil else {
+            throw fail([.key("training"), .key("schedule")], "schedule '\(spec.training.schedule)' is not cosine, constant, step:EVERY:GAMMA or multistep:E1,E2:GAMMA")
+        }
+        guard spec.evaluation.batchSize > 0 else { throw fail([.key("evaluation"), .key("batch_size")], "batch_size must be at least 1") }
+        guard !spec.masks.isEmpty else { throw fail([.key("masks")], "list at least one mask: \(MaskKind.allCases.map(\.rawValue).joined(separator: ", "))") }
+        if case let .patterns(patterns) = spec.layers {
+            for model in spec.models {
+                let units = try LayerMatcher.units(of: model)
+                for (i, pattern) in patterns.enumerated() where LayerMatcher.select(units, patterns: [pattern]).isEmpty {
+                    let path: [PathComponent] = patterns.count == 1 && tree.node(at: [.key("layers")])?.scalar != nil
+                        ? [.key("layers")] : [.key("layers"), .index(i)]
+                    throw fail(path, "'\(pattern)' matches no unit of \(model); its units: \(units.map(\.name).joined(separator: ", "))")
+                }
+            }
+        }
+    }
+
+    static func checkUnique(_ values: [String], key: String, what: String, tree: NodeTree) throws {
+        var seen: [String: Int] = [:]
+        for (i, value) in values.enumerated() {
+            if let first = seen[value] {
+                let firstLine = tree.node(at: [.key(key), .index(first)])?.mark?.line
+                throw tree.error([.key(key), .index(i)], "duplicate \(what) '\(value)'\(firstLine.map { " (first at line \($0))" } ?? ""): task keys would collide")
+            }
+            seen[value] = i
+        }
+    }
+
+    static func yamlError(_ error: YamlError, file: String) -> SpecError {
+        switch error {
+        case let .scanner(_, problem, mark, _), let .parser(_, problem, mark, _), let .composer(_, problem, mark, _):
+            return SpecError(file: file, line: mark.line, field: nil, message: "malformed YAML: \(problem)")
+        case let .duplicatedKeysInMapping(duplicates, context):
+            return SpecError(file: file, line: context.mark.line, field: nil,
+                             message: "duplicate keys in a mapping: \(duplicates.joined(separator: ", "))")
+        default:
+            return SpecError(file: file, line: nil, field: nil, message: "malformed YAML: \(error)")
+        }
+    }
+}
+
+extension TrainingSection {
+    /// The engine's training record for one task, or nil when the schedule text is invalid.
+    public func config(seed: UInt64) -> TrainingConfig? {
+        guard let schedule = LearningRateSchedule(text: schedule) else { return nil }
+        return TrainingConfig(epochs: epochs, batchSize: batchSize, learningRate: learningRate, momentum: momentum,
+                              weightDecay: weightDecay, nesterov: nesterov, schedule: schedule, seed: seed)
+    }
+}

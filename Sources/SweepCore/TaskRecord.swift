@@ -1,0 +1,52 @@
+import Foundation
+
+/// How a task ended.
+public enum TaskStatus: String, Codable, Sendable {
+    case ok
+    /// The task threw.
+    case failed
+    /// Training produced a non-finite loss.
+    case diverged
+    /// Not run because a task it depends on failed or diverged.
+    case skipped
+}
+
+/// What a worker reports for one task.
+public struct TaskOutcome: Codable, Equatable, Sendable {
+    public var status: TaskStatus
+    public var testAccuracy: Double?
+    public var testLoss: Double?
+    public var trainAccuracy: Double?
+    public var trainLoss: Double?
+    public var paramsMasked: Int?
+    public var error: String?
+    public var seconds: Double
+    /// Content hash of the checkpoint a training task produced.
+    public var checkpoint: String?
+
+    public init(status: TaskStatus, seconds: Double = 0) {
+        self.status = status
+        self.seconds = seconds
+    }
+}
+
+/// One journal line: a finished task, who ran it, when, and what it measured.
+public struct TaskRecord: Codable, Equatable, Sendable {
+    public var key: String
+    public var kind: TaskKind
+    public var outcome: TaskOutcome
+    public var rank: Int
+    public var host: String
+    public var started: Date
+    public var finished: Date
+
+    public init(key: String, kind: TaskKind, outcome: TaskOutcome, rank: Int, host: String, started: Date, finished: Date) {
+        self.key = key
+        self.kind = kind
+        self.outcome = outcome
+        self.rank = rank
+        self.host = host
+        self.started = started
+        self.finished = finished
+    }
+}

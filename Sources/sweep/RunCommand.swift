@@ -1,0 +1,73 @@
+import ArgumentParser
+import Cluster
+import Foundation
+import SweepCore
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run a sweep: train, mask and evaluate every point, journaled and resumable.",
+        discussion: """
+        Without a launcher, workers are threads of this process (-j N). Under mpirun or srun every
+        rank is a worker and rank 0 coordinates:
+          sweep run sweeps/quick.yaml -j 2
+          mpirun -n 32 sweep run sweeps/wang2020.yaml
+          sweep run --resume runs/wang2020
+        """)
+
+    @Argument(help: "The sweep file (YAML).") var file: String?
+    @Option(help: "Continue the run in this directory (runs only what its journal lacks).") var resume: String?
+    @Option(help: "Run directory (default: the sweep file's `output`).") var output: String?
+    @Option(name: .customShort("j"), help: "Worker threads when not under mpirun/srun.") var jobs = 1
+    @Option(help: "Engine threads per worker (default: this node's cores divided among its workers).") var threads: Int?
+    @Option(help: "Whether rank 0 also runs tasks under MPI: auto (when ≤ 16 ranks), yes, no.") var coordinatorWorks = "auto"
+
+    func validate() throws {
+        guard (file == nil) != (resume == nil) else { throw ValidationError("give either a sweep file or --resume RUN_DIR") }
+        guard jobs >= 1 else { throw ValidationError("-j must be at least 1") }
+        guard ["auto", "yes", "no"].contains(coordinatorWorks) else { throw ValidationError("--coordinator-works is auto, yes or no") }
+    }
+
+    func run() throws {
+        let options = RunOptions(specPath: file, resumePath: resume, output: output, localWorkers: jobs, threads: threads,
+                                 coordinatorWorks: coordinatorWorks == "auto" ? nil : coordinatorWorks == "yes")
+        guard let summary = try SweepLauncher.run(options, log: report) else { return }
+        let counts = Dictionary(grouping: summary.rows, by: \.status).mapValues(\.count)
+        let countText = counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+        report("done: \(summary.rows.count) tasks (\(countText)) in \(formatDuration(summary.seconds)) on \(summary.workers) workers")
+        for line in ProgressText.summary(rows: summary.rows) { report(line) }
+        print("results: \(summary.directory.resultsCSV.path)")
+        print("         \(summary.directory.resultsJSON.path)")
+    }
+}
+
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan", abstract: "Print a sweep's task graph (counts per kind, the first tasks, estimated cost) without running it.")
+
+    @Argument(help: "The sweep file (YAML).") var file: String
+    @Option(help: "How many tasks to list.") var show = 12
+
+    func run() throws {
+        let (spec, _) = try SpecLoader.load(file)
+        let plan = try Plan.expand(spec)
+        let byKind = Dictionary(grouping: plan.tasks, by: \.kind)
+        print("sweep \(spec.name) (study \(spec.study.rawValue)): \(plan.tasks.count) tasks -> \(spec.output)")
+        for kind in [TaskKind.train, .baseline, .mask, .noop] {
+            guard let tasks = byKind[kind] else { continue }
+            let cost = tasks.reduce(0) { $0 + $1.cost }
+            print("  \(kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(tasks.count).padding(toLength: 6, withPad: " ", startingAt: 0)) \(String(format: "%5.1f%%", 100 * cost / max(plan.totalCost, 1))) of the cost")
+        }
+        // A rough wall-time estimate: ~25 GFLOP/s of useful work per core (3 multiply-adds = 6 FLOP per
+        // trained image-MAC is in the cost already).
+        let seconds = 2 * plan.totalCost / 25e9
+        print(String(format: "  estimated work: %.3g multiply-adds, about %@ on one core", plan.totalCost, formatDuration(seconds)))
+        print("first tasks (in the order a single worker would run them):")
+        var scheduler = Scheduler(plan.tasks)
+        var shown = 0
+        while shown < show, let task = scheduler.next() {
+            print("  \(task.key)\(task.dependencies.isEmpty ? "" : "  <- \(task.dependencies.joined(separator: ", "))")")
+            scheduler.finished(task.key, succeeded: true)
+            shown += 1
+        }
+    }
+}
