@@ -33,6 +33,20 @@ public struct PlannedTask: Codable, Equatable, Sendable {
     /// The task's own seed: a function of the sweep seed and the key only.
     public let seed: UInt64
 
+    public init(key: String, kind: TaskKind, dataset: String, model: String, seedIndex: Int, unit: String?,
+                mask: MaskKind?, dependencies: [String], cost: Double, seed: UInt64) {
+        self.key = key
+        self.kind = kind
+        self.dataset = dataset
+        self.model = model
+        self.seedIndex = seedIndex
+        self.unit = unit
+        self.mask = mask
+        self.dependencies = dependencies
+        self.cost = cost
+        self.seed = seed
+    }
+
     /// The training task this task's network comes from (itself for train tasks).
     public var trainKey: String { kind == .train ? key : "\(dataset)/\(model)/seed\(seedIndex)/train" }
 }

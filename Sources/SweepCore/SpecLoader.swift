@@ -105,13 +105,14 @@ public enum SpecLoader {
         guard spec.evaluation.batchSize > 0 else { throw fail([.key("evaluation"), .key("batch_size")], "batch_size must be at least 1") }
         guard !spec.masks.isEmpty else { throw fail([.key("masks")], "list at least one mask: \(MaskKind.allCases.map(\.rawValue).joined(separator: ", "))") }
         if case let .patterns(patterns) = spec.layers {
-            for model in spec.models {
-                let units = try LayerMatcher.units(of: model)
-                for (i, pattern) in patterns.enumerated() where LayerMatcher.select(units, patterns: [pattern]).isEmpty {
-                    let path: [PathComponent] = patterns.count == 1 && tree.node(at: [.key("layers")])?.scalar != nil
-                        ? [.key("layers")] : [.key("layers"), .index(i)]
-                    throw fail(path, "'\(pattern)' matches no unit of \(model); its units: \(units.map(\.name).joined(separator: ", "))")
-                }
+            // A pattern must select something in at least one model (a mixed sweep may name
+            // units that only some of its models have).
+            let unitsByModel = try spec.models.map { ($0, try LayerMatcher.units(of: $0)) }
+            for (i, pattern) in patterns.enumerated()
+            where unitsByModel.allSatisfy({ LayerMatcher.select($0.1, patterns: [pattern]).isEmpty }) {
+                let path: [PathComponent] = tree.node(at: [.key("layers")])?.scalar != nil ? [.key("layers")] : [.key("layers"), .index(i)]
+                let listing = unitsByModel.map { "\($0.0): \($0.1.map(\.name).joined(separator: ", "))" }.joined(separator: "; ")
+                throw fail(path, "'\(pattern)' matches no unit; units of \(listing)")
             }
         }
     }

@@ -1,0 +1,42 @@
+import Studies
+import SweepCore
+import XCTest
+
+final class PlanTests: XCTestCase {
+    func plan(_ text: String) throws -> Plan { try Plan.expand(try SpecLoader.parse(text, file: "t.yaml")) }
+
+    func testResNet20PlanHasTrainBaselineAndApplicableMasks() throws {
+        let p = try plan("name: s\ndatasets: [synthetic]\nmodels: [resnet20]\nseeds: 2\n")
+        let perSeed = 1 + 1 + 20 + 9  // train, baseline, zeroKernel on 19 convs + fc, zeroBranch on 9 blocks
+        XCTAssertEqual(p.tasks.count, 2 * perSeed)
+        let t = try XCTUnwrap(p["synthetic/resnet20/seed1/stage2.block1.conv2/zeroKernel"])
+        XCTAssertEqual(t.dependencies, ["synthetic/resnet20/seed1/train"])
+        XCTAssertEqual(t.kind, .mask)
+        XCTAssertNil(p["synthetic/resnet20/seed0/stage2.block1/zeroKernel"], "zeroKernel does not apply to a branch")
+        XCTAssertNotNil(p["synthetic/resnet20/seed0/stage2.block1/zeroBranch"])
+        XCTAssertEqual(p.tasks.map(\.key), p.tasks.map(\.key).sorted())
+        let train = try XCTUnwrap(p["synthetic/resnet20/seed0/train"])
+        XCTAssertGreaterThan(train.cost, 50 * t.cost, "training costs far more than an evaluation")
+    }
+
+    func testLayerGlobsSelectUnits() throws {
+        let p = try plan("name: s\ndatasets: [synthetic]\nmodels: [resnet20]\nlayers: ['stage*.block*.conv1']\nmasks: [zeroKernel]\n")
+        XCTAssertEqual(p.tasks.filter { $0.kind == .mask }.count, 9)
+    }
+
+    func testSeedsDependOnlyOnKeyAndSweepSeed() throws {
+        let a = try plan("name: s\ndatasets: [synthetic]\nmodels: [resnet8]\nseed: 1\n")
+        let b = try plan("name: other\ndatasets: [synthetic]\nmodels: [resnet8, fcn-16]\nseed: 1\nmasks: [randomInit]\n")
+        let c = try plan("name: s\ndatasets: [synthetic]\nmodels: [resnet8]\nseed: 2\n")
+        let key = "synthetic/resnet8/seed0/train"
+        XCTAssertEqual(a[key]?.seed, b[key]?.seed, "adding models or masks does not change a task's seed")
+        XCTAssertNotEqual(a[key]?.seed, c[key]?.seed)
+        XCTAssertNotEqual(a[key]?.seed, a["synthetic/resnet8/seed0/baseline"]?.seed)
+    }
+
+    func testNoopPlan() throws {
+        let p = try plan("name: n\nstudy: noop\nnoop_tasks: 120\n")
+        XCTAssertEqual(p.tasks.count, 120)
+        XCTAssertEqual(p.tasks.first?.key, "noop/task000")
+    }
+}

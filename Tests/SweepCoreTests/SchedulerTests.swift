@@ -1,0 +1,101 @@
+import SweepCore
+import XCTest
+
+final class SchedulerTests: XCTestCase {
+    func task(_ key: String, cost: Double, after deps: [String] = []) -> PlannedTask {
+        PlannedTask(key: key, kind: deps.isEmpty ? .train : .mask, dataset: "d", model: "m", seedIndex: 0, unit: nil, mask: nil,
+                    dependencies: deps, cost: cost, seed: 0)
+    }
+
+    /// Event-driven simulation: `workers` workers, each asks for work when idle; durations are
+    /// the tasks' costs. Returns the makespan.
+    func simulate(_ tasks: [PlannedTask], workers: Int) -> Double {
+        var scheduler = Scheduler(tasks)
+        var clock = 0.0
+        var busy: [(end: Double, key: String)] = []
+        var idle = workers
+        while !scheduler.isDone {
+            while idle > 0, let t = scheduler.next() {
+                busy.append((clock + t.cost, t.key))
+                idle -= 1
+            }
+            busy.sort { $0.end < $1.end }
+            let first = busy.removeFirst()
+            clock = first.end
+            scheduler.finished(first.key, succeeded: true)
+            idle += 1
+        }
+        return clock
+    }
+
+    /// No schedule can beat any of: total work / workers; the critical path; and, for each task,
+    /// its own cost plus all the work that depends on it (directly or not) spread over every worker.
+    func lowerBound(_ tasks: [PlannedTask], workers: Int) -> Double {
+        let byKey = Dictionary(uniqueKeysWithValues: tasks.map { ($0.key, $0) })
+        var memo: [String: Double] = [:]
+        func path(_ k: String) -> Double {
+            if let m = memo[k] { return m }
+            let t = byKey[k]!
+            let v = t.cost + (t.dependencies.map(path).max() ?? 0)
+            memo[k] = v
+            return v
+        }
+        var children: [String: [String]] = [:]
+        for t in tasks { for d in t.dependencies { children[d, default: []].append(t.key) } }
+        func descendants(_ k: String, _ seen: inout Set<String>) {
+            for c in children[k] ?? [] where seen.insert(c).inserted { descendants(c, &seen) }
+        }
+        let gated = tasks.map { t -> Double in
+            var seen = Set<String>()
+            descendants(t.key, &seen)
+            return t.cost + seen.reduce(0) { $0 + byKey[$1]!.cost } / Double(workers)
+        }
+        return max(tasks.reduce(0) { $0 + $1.cost } / Double(workers), tasks.map { path($0.key) }.max() ?? 0, gated.max() ?? 0)
+    }
+
+    func testLongestReadyTaskFirstAndDependenciesRespected() {
+        var s = Scheduler([task("a", cost: 1), task("b", cost: 5), task("c", cost: 9, after: ["a"])])
+        XCTAssertEqual(s.next()?.key, "b")
+        XCTAssertEqual(s.next()?.key, "a")
+        XCTAssertNil(s.next(), "c waits for a")
+        s.finished("a", succeeded: true)
+        XCTAssertEqual(s.next()?.key, "c")
+        s.finished("b", succeeded: true)
+        s.finished("c", succeeded: true)
+        XCTAssertTrue(s.isDone)
+    }
+
+    func testFailureSkipsDependentsTransitively() {
+        var s = Scheduler([task("t", cost: 10), task("m1", cost: 1, after: ["t"]), task("m2", cost: 1, after: ["m1"]), task("x", cost: 1)])
+        _ = s.next(); _ = s.next()
+        let skipped = s.finished("t", succeeded: false).map(\.key)
+        XCTAssertEqual(skipped, ["m1", "m2"])
+        s.finished("x", succeeded: true)
+        XCTAssertTrue(s.isDone)
+    }
+
+    func testResumeRunsOnlyWhatIsMissing() {
+        var s = Scheduler([task("t", cost: 10), task("m1", cost: 1, after: ["t"]), task("m2", cost: 1, after: ["t"])], done: ["t", "m1"])
+        XCTAssertEqual(s.next()?.key, "m2")
+        XCTAssertNil(s.next())
+    }
+
+    /// Skewed loads like a real sweep: a few long trainings, each gating many short evaluations
+    /// of varied cost, plus independent tasks 100x apart. Within 10% of the lower bound.
+    func testMakespanWithinTenPercentOfOptimumOnSkewedLoads() {
+        for (trainings, evals, workers) in [(4, 60, 4), (8, 120, 8), (3, 200, 16), (12, 40, 32), (2, 100, 5)] {
+            var tasks: [PlannedTask] = []
+            var seed: UInt64 = UInt64(trainings * 1000 + evals)
+            func random() -> Double { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return Double(seed >> 11) / Double(1 << 53) }
+            for t in 0..<trainings {
+                tasks.append(task("train\(t)", cost: 100 + 100 * random()))
+                for e in 0..<evals {
+                    tasks.append(task("train\(t)/eval\(e)", cost: 0.5 + 4 * random() * random(), after: ["train\(t)"]))
+                }
+            }
+            for i in 0..<(evals / 2) { tasks.append(task("free\(i)", cost: random() < 0.1 ? 50 : 0.5)) }
+            let makespan = simulate(tasks, workers: workers), bound = lowerBound(tasks, workers: workers)
+            XCTAssertLessThanOrEqual(makespan, bound * 1.10, "\(trainings) trainings x \(evals) evals on \(workers) workers: \(makespan) vs bound \(bound)")
+        }
+    }
+}
