@@ -1,0 +1,191 @@
+import Foundation
+import XCTest
+
+/// `sweep run` with the real launchers: one process, threads, and mpirun. Each test says how
+/// it launches (the libEnsemble way): e.g. `mpirun -n 5 --oversubscribe sweep run FILE`.
+final class SweepRunTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("sweeprun-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: dir) }
+
+    var sweep: String {
+        let bundle = Bundle(for: SweepRunTests.self).bundleURL
+        return (bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle).appendingPathComponent("sweep").path
+    }
+
+    /// Root may run mpirun only when told so; more ranks than cores need oversubscription.
+    static let mpiEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+                                 "OMPI_MCA_btl": "self,vader", "OMPI_MCA_rmaps_base_oversubscribe": "1"]
+
+    func process(_ arguments: [String], mpi ranks: Int? = nil) -> Process {
+        let p = Process()
+        if let ranks {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["mpirun", "-n", String(ranks), "--oversubscribe", sweep] + arguments
+        } else {
+            p.executableURL = URL(fileURLWithPath: sweep)
+            p.arguments = arguments
+        }
+        p.environment = ProcessInfo.processInfo.environment.merging(Self.mpiEnvironment) { _, b in b }
+        return p
+    }
+
+    @discardableResult
+    func run(_ arguments: [String], mpi ranks: Int? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+        let p = process(arguments, mpi: ranks)
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func writeSpec(name: String = "small", model: String = "resnet8", seeds: Int = 2, extra: String = "") throws -> String {
+        let path = dir.appendingPathComponent("\(name).yaml").path
+        try """
+        name: \(name)
+        datasets:
+          - {name: synthetic, train_limit: 256, test_limit: 256}
+        models: [\(model)]
+        seeds: \(seeds)
+        training: {epochs: 2, batch_size: 32, learning_rate: 0.05}
+        masks: [zeroKernel, zeroBranch, zeroKernelRecalibrated, randomInit]
+        evaluation: {recalibration_batches: 2}
+        \(extra)
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// results.csv without its last three columns (seconds, rank, host), which depend on the run.
+    func stableCSV(_ runDir: String) throws -> [String] {
+        let text = try String(contentsOfFile: "\(runDir)/results.csv", encoding: .utf8)
+        return text.split(separator: "\n").map { line in
+            var fields = line[...]
+            for _ in 0..<3 { if let comma = fields.lastIndex(of: ",") { fields = fields[..<comma] } }
+            return String(fields)
+        }
+    }
+
+    func testSameResultsWithOneProcessThreadsAndMPIRanks() throws {
+        let spec = try writeSpec()
+        let single = dir.appendingPathComponent("single").path
+        XCTAssertEqual(try run(["run", spec, "--output", single]).status, 0)                    // sweep run FILE
+        let reference = try stableCSV(single)
+        XCTAssertEqual(reference.count, 1 + 2 * 28)  // per seed: train, baseline, 8 + 3 + 7 + 8 masks
+        for (label, arguments, ranks) in [("j2", ["-j", "2"], nil), ("mpi2", [], 2), ("mpi5", [], 5)] as [(String, [String], Int?)] {
+            let out = dir.appendingPathComponent(label).path
+            let r = try run(["run", spec, "--output", out] + arguments, mpi: ranks)         // e.g. mpirun -n 5 --oversubscribe sweep run FILE
+            XCTAssertEqual(r.status, 0, "\(label): \(r.stderr)")
+            XCTAssertEqual(try stableCSV(out), reference, label)
+            if ranks == 5 {
+                let used = Set(try String(contentsOfFile: "\(out)/results.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+                    .compactMap { $0.split(separator: ",").dropLast().last })
+                XCTAssertGreaterThan(used.count, 2, "work spread over the ranks: \(used)")
+            }
+        }
+    }
+
+    /// mpirun -n 3 sweep run FILE, then kill -9 of one worker rank mid-sweep; Open MPI ends the
+    /// job. Every journaled result survives, and `sweep run --resume` completes the same table.
+    func testKilledWorkerLosesNothingAndResumeFinishesIdentically() throws {
+        let spec = try writeSpec(name: "killme", model: "resnet20", seeds: 2)
+        let reference = dir.appendingPathComponent("reference").path
+        XCTAssertEqual(try run(["run", spec, "--output", reference, "-j", "2"]).status, 0)
+        let runDir = dir.appendingPathComponent("killed").path
+        let journal = "\(runDir)/journal.jsonl"
+        let job = process(["run", spec, "--output", runDir], mpi: 3)
+        job.standardOutput = FileHandle.nullDevice
+        job.standardError = FileHandle.nullDevice
+        try job.run()
+        var victim: Int32?
+        var before: [Substring] = []
+        let deadline = Date().addingTimeInterval(120)
+        while job.isRunning, Date() < deadline {
+            let lines = (try? String(contentsOfFile: journal, encoding: .utf8))?.split(separator: "\n") ?? []
+            if lines.count >= 12 {  // both trainings and some evaluations are journaled
+                victim = workerRank(of: job.processIdentifier)
+                if let victim {
+                    before = lines
+                    kill(victim, SIGKILL)
+                }
+                break
+            }
+            usleep(5_000)
+        }
+        job.waitUntilExit()
+        guard victim != nil else { throw XCTSkip("SKIPPED: the sweep finished before a worker could be killed") }
+        XCTAssertNotEqual(job.terminationStatus, 0, "mpirun reports the killed rank")
+        let after = (try String(contentsOfFile: journal, encoding: .utf8)).split(separator: "\n")
+        XCTAssertEqual(Array(after.prefix(before.count)), before, "every result journaled before the kill is kept")
+        XCTAssertLessThan(after.count - 1, 2 * 70, "the sweep was interrupted")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(runDir)/results.csv"))
+        let resumed = try run(["run", "--resume", runDir, "-j", "2"])                           // sweep run --resume RUN_DIR
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try stableCSV(runDir), try stableCSV(reference))
+    }
+
+    /// A `sweep` process started by mpirun `launcher` whose MPI rank is not 0.
+    func workerRank(of launcher: Int32) -> Int32? {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+        for entry in entries {
+            guard let pid = Int32(entry),
+                  let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 2, Int32(fields[1]) == launcher,
+                  let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { continue }
+            let vars = environ.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if let rank = vars.first(where: { $0.hasPrefix("OMPI_COMM_WORLD_RANK=") }), rank != "OMPI_COMM_WORLD_RANK=0" { return pid }
+        }
+        return nil
+    }
+
+    func testBadInputGivesOneClearLineAndOverwritesNothing() throws {
+        func bad(_ name: String, _ text: String) throws -> String {
+            let path = dir.appendingPathComponent("\(name).yaml").path
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let good = try writeSpec(name: "good", seeds: 1)
+        let goodRun = dir.appendingPathComponent("goodrun").path
+        XCTAssertEqual(try run(["run", good, "--output", goodRun]).status, 0)
+        let journalBefore = try Data(contentsOf: URL(fileURLWithPath: "\(goodRun)/journal.jsonl"))
+        let cases: [([String], String)] = [
+            (["run", try bad("yaml", "name: x\nmodels: [resnet8\n")], "yaml.yaml:3: malformed YAML"),
+            (["run", try bad("model", "name: x\ndatasets: [synthetic]\nmodels: [resnet8, vgg]\n")], "models[1]: unknown model 'vgg'"),
+            (["run", try bad("mask", "name: x\ndatasets: [synthetic]\nmodels: [resnet8]\nmasks: [zap]\n")], "masks[0]: unknown mask 'zap'"),
+            (["run", try bad("layer", "name: x\ndatasets: [synthetic]\nmodels: [resnet8]\nlayers: [conv9]\n")], "'conv9' matches no unit"),
+            (["run", try bad("data", "name: x\ndatasets: [{name: mnist, data_dir: /nowhere}]\nmodels: [resnet8]\n")], "dataset 'mnist' not found"),
+            (["run", try bad("dup", "name: x\ndatasets: [synthetic, synthetic]\nmodels: [resnet8]\n")], "duplicate dataset 'synthetic'"),
+            (["run", try writeSpec(name: "other", seeds: 1), "--output", goodRun], "holds the journal of another sweep ('good')"),
+            (["run", good, "--output", goodRun], "already holds this sweep's journal"),
+            (["run", "--resume", dir.appendingPathComponent("nothing").path], "no such run directory"),
+            (["plan", try bad("type", "name: x\ndatasets: [synthetic]\nmodels: [resnet8]\nseeds: many\n")], "seeds"),
+        ]
+        for (arguments, expected) in cases {
+            for ranks in arguments[0] == "run" && expected.contains("unknown model") ? [nil, 2] : [nil] as [Int?] {
+                let r = try run(arguments, mpi: ranks)
+                XCTAssertNotEqual(r.status, 0, "\(arguments)")
+                let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("Error:") }
+                XCTAssertEqual(errors.count, ranks == nil ? 1 : errors.count, "\(arguments): \(r.stderr)")
+                XCTAssertTrue(r.stderr.contains(expected), "\(arguments) mpi \(ranks ?? 0): \(r.stderr)")
+            }
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: "\(goodRun)/journal.jsonl")), journalBefore, "nothing overwritten")
+    }
+
+    func testPlanPrintsCountsAndFirstTasks() throws {
+        let r = try run(["plan", try writeSpec()])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("56 tasks"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("train     2"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("synthetic/resnet8/seed0/train"), r.stdout)
+    }
+}
