@@ -1,7 +1,8 @@
-/// 2-D convolution over NCHW tensors, lowered to GEMM through im2col, one image at a time.
+/// 2-D convolution over NCHW tensors, run by oneDNN or by im2col + GEMM (`ConvolutionKernel`).
 ///
-/// Images are processed in at most 16 fixed groups; weight gradients are summed per group and the
-/// groups combined in order, so results do not depend on the thread count.
+/// Images are processed in at most 16 fixed groups, one single-threaded kernel call each; weight
+/// gradients are summed per group and the groups combined in order, so results do not depend on
+/// the thread count.
 public final class Conv2d: Layer {
     public let inChannels: Int
     public let outChannels: Int
@@ -12,6 +13,8 @@ public final class Conv2d: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     private var input: Tensor?
+    /// oneDNN primitives by (chunk size, height, width), created on first use.
+    private var dnnlPlans: [[Int]: DNNLConvolution] = [:]
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1,
                 padding: Int = 0, bias: Bool = false, rng: inout RandomSource) {
@@ -42,6 +45,85 @@ public final class Conv2d: Layer {
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.rank == 4 && x.shape[1] == inChannels, "Conv2d expects (N, \(inChannels), H, W), got \(x.shape)")
         input = x
+        if let y = forwardDNNL(x) { return y }
+        return forwardReference(x)
+    }
+
+    // dy: (N, K, Ho, Wo) -> dx: (N, C, H, W); accumulates dW (K, C, k, k) and db (K)
+    public func backward(_ dy: Tensor) -> Tensor {
+        guard let x = input else { preconditionFailure("Conv2d.backward before forward") }
+        if let dx = backwardDNNL(x, dy) { return dx }
+        return backwardReference(x, dy)
+    }
+
+    // MARK: - oneDNN
+
+    /// The primitives for every chunk size of a batch of `n`, with the current weights loaded;
+    /// nil when the reference kernel is selected or oneDNN cannot handle the shape.
+    private func plans(_ n: Int, _ h: Int, _ w: Int, loadWeights: Bool) -> [Int: DNNLConvolution]? {
+        guard ConvolutionKernel.current == .oneDNN else { return nil }
+        var out: [Int: DNNLConvolution] = [:]
+        for size in Set(Conv2d.imageGroups(n).map(\.count)) {
+            let key = [size, h, w]
+            if dnnlPlans[key] == nil {
+                guard let plan = DNNLConvolution(batch: size, inChannels: inChannels, height: h, width: w, outChannels: outChannels,
+                                                 kernel: kernelSize, stride: stride, padding: padding, bias: bias != nil) else { return nil }
+                dnnlPlans[key] = plan
+            }
+            let plan = dnnlPlans[key]!
+            if loadWeights { plan.setWeights(weight.value.data, bias: bias.map { UnsafePointer($0.value.data) }) }
+            out[size] = plan
+        }
+        return out
+    }
+
+    private func forwardDNNL(_ x: Tensor) -> Tensor? {
+        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        guard let plans = plans(n, h, w, loadWeights: true) else { return nil }
+        let y = Tensor(shape: [n, outChannels, outputSize(h), outputSize(w)])
+        let groups = Conv2d.imageGroups(n)
+        let (xp, yp, inSize, outSize) = (x.data, y.data, inChannels * h * w, y.count / max(n, 1))
+        Parallel.forEach(groups.count) { g in
+            let r = groups[g]
+            plans[r.count]!.forward(xp + r.lowerBound * inSize, yp + r.lowerBound * outSize)
+        }
+        return y
+    }
+
+    private func backwardDNNL(_ x: Tensor, _ dy: Tensor) -> Tensor? {
+        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        // The weights were loaded by the forward pass and have not changed since.
+        guard let plans = plans(n, h, w, loadWeights: false) else { return nil }
+        let dx = Tensor(shape: x.shape)
+        let groups = Conv2d.imageGroups(n)
+        let partialW = (0..<groups.count).map { _ in Tensor(shape: weight.value.shape) }
+        let partialB = (0..<groups.count).map { _ in Tensor(shape: [outChannels]) }
+        let (xp, dyp, dxp, inSize, outSize) = (x.data, dy.data, dx.data, inChannels * h * w, dy.count / max(n, 1))
+        let hasBias = bias != nil
+        Parallel.forEach(groups.count) { g in
+            let r = groups[g]
+            let plan = plans[r.count]!
+            plan.backwardWeights(xp + r.lowerBound * inSize, dyp + r.lowerBound * outSize, partialW[g].data,
+                                 hasBias ? partialB[g].data : nil)
+            plan.backwardData(dyp + r.lowerBound * outSize, dxp + r.lowerBound * inSize)
+        }
+        accumulate(partialW, partialB)
+        return dx
+    }
+
+    /// Adds per-group gradients into the parameters' gradients, in group order.
+    private func accumulate(_ partialW: [Tensor], _ partialB: [Tensor]) {
+        let gw = weight.grad.data
+        let count = weight.value.count
+        for part in partialW { for i in 0..<count { gw[i] += part.data[i] } }
+        if let bias {
+            for part in partialB { for o in 0..<outChannels { bias.grad.data[o] += part.data[o] } }
+        }
+    }
+
+    // MARK: - im2col + GEMM reference
+
+    private func forwardReference(_ x: Tensor) -> Tensor {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (ho, wo) = (outputSize(h), outputSize(w))
         let y = Tensor(shape: [n, outChannels, ho, wo])
@@ -76,9 +158,7 @@ public final class Conv2d: Layer {
         return y
     }
 
-    // dy: (N, K, Ho, Wo) -> dx: (N, C, H, W); accumulates dW (K, C, k, k) and db (K)
-    public func backward(_ dy: Tensor) -> Tensor {
-        guard let x = input else { preconditionFailure("Conv2d.backward before forward") }
+    private func backwardReference(_ x: Tensor, _ dy: Tensor) -> Tensor {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (ho, wo) = (dy.shape[2], dy.shape[3])
         let geometry = ConvGeometry(channels: inChannels, height: h, width: w, kernel: kernelSize,
@@ -126,11 +206,7 @@ public final class Conv2d: Layer {
                 }
             }
         }
-        let gw = weight.grad.data
-        for part in partialW { for i in 0..<(k * ckk) { gw[i] += part.data[i] } }
-        if let bias {
-            for part in partialB { for o in 0..<k { bias.grad.data[o] += part.data[o] } }
-        }
+        accumulate(partialW, partialB)
         return dx
     }
 

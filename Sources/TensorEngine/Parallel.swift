@@ -1,4 +1,5 @@
 import CBLAS
+import CDNNL
 import Foundation
 
 /// How many threads the engine's kernels use, and the one way they fan out.
@@ -18,6 +19,9 @@ public enum Parallel {
     public static func configure(threads: Int) {
         _threads = max(1, threads)
         openblas_set_num_threads(1)
+        // Activations are megabytes; glibc would mmap and unmap each one, faulting its pages in
+        // again every batch. Keep freed blocks in the heap for reuse instead.
+        layersweep_keep_freed_memory()
     }
 
     /// The cores this process may run on (its CPU affinity mask), which under `mpirun` binding

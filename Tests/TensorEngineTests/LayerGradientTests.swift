@@ -8,27 +8,37 @@ final class LayerGradientTests: XCTestCase {
 
     override func setUp() { Parallel.configure(threads: 2) }
 
-    func testConv2dStride1Padding1() {
-        var rng = RandomSource(seed: 1)
-        check.check(Conv2d(3, 4, kernelSize: 3, padding: 1, rng: &rng), input: randomTensor([2, 3, 5, 6], seed: 2), training: true)
+    override func tearDown() { ConvolutionKernel.current = .oneDNN }
+
+    /// Runs `body` with each convolution kernel: oneDNN and the im2col reference.
+    func withEachKernel(_ body: () -> Void) {
+        for kernel in [ConvolutionKernel.oneDNN, .reference] {
+            ConvolutionKernel.current = kernel
+            body()
+        }
     }
 
-    func testConv2dStride2WithBias() {
+    func testConv2dStride1Padding1() { withEachKernel {
+        var rng = RandomSource(seed: 1)
+        check.check(Conv2d(3, 4, kernelSize: 3, padding: 1, rng: &rng), input: randomTensor([2, 3, 5, 6], seed: 2), training: true)
+    } }
+
+    func testConv2dStride2WithBias() { withEachKernel {
         var rng = RandomSource(seed: 3)
         check.check(Conv2d(2, 3, kernelSize: 3, stride: 2, padding: 1, bias: true, rng: &rng),
                     input: randomTensor([3, 2, 7, 6], seed: 4), training: true)
-    }
+    } }
 
-    func testConv2dPointwiseAndStridedProjection() {
+    func testConv2dPointwiseAndStridedProjection() { withEachKernel {
         var rng = RandomSource(seed: 5)
         check.check(Conv2d(4, 3, kernelSize: 1, rng: &rng), input: randomTensor([2, 4, 3, 3], seed: 6), training: true)
         check.check(Conv2d(4, 6, kernelSize: 1, stride: 2, rng: &rng), input: randomTensor([2, 4, 5, 5], seed: 7), training: true)
-    }
+    } }
 
-    func testConv2dNoPaddingLargeKernel() {
+    func testConv2dNoPaddingLargeKernel() { withEachKernel {
         var rng = RandomSource(seed: 8)
         check.check(Conv2d(2, 2, kernelSize: 5, bias: true, rng: &rng), input: randomTensor([2, 2, 7, 8], seed: 9), training: true)
-    }
+    } }
 
     func testBatchNorm2dTrainingMode() {
         let bn = BatchNorm(3)

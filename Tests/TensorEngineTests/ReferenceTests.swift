@@ -38,6 +38,29 @@ final class ReferenceTests: XCTestCase {
         }
     }
 
+    /// oneDNN's kernels against the im2col reference: outputs and all three gradients.
+    func testOneDNNMatchesReferenceKernel() {
+        defer { ConvolutionKernel.current = .oneDNN }
+        var rng = RandomSource(seed: 41)
+        for (c, k, size, kernel, s, p, n) in [(3, 16, 28, 3, 1, 1, 37), (16, 32, 14, 3, 2, 1, 8), (16, 32, 9, 1, 2, 0, 5), (1, 4, 7, 5, 1, 2, 3)] {
+            let conv = Conv2d(c, k, kernelSize: kernel, stride: s, padding: p, bias: kernel == 5, rng: &rng)
+            let x = randomTensor([n, c, size, size], seed: UInt64(c * 7 + k))
+            var results: [[Float]] = []
+            for kernelChoice in [ConvolutionKernel.oneDNN, .reference] {
+                ConvolutionKernel.current = kernelChoice
+                conv.weight.zeroGrad()
+                conv.bias?.zeroGrad()
+                let y = conv.forward(x, training: true)
+                let dx = conv.backward(randomTensor(y.shape, seed: 99))
+                results.append(y.array + dx.array + conv.weight.grad.array + (conv.bias?.grad.array ?? []))
+            }
+            let scale = results[1].map(abs).max() ?? 1
+            for (a, b) in zip(results[0], results[1]) {
+                XCTAssertEqual(a, b, accuracy: 2e-5 * scale, "\(c)->\(k) k\(kernel) s\(s) p\(p)")
+            }
+        }
+    }
+
     func testBatchNormRunningStatisticsFollowPyTorch() {
         let bn = BatchNorm(1, momentum: 0.1)
         let x = Tensor(shape: [4, 1], values: [1, 2, 3, 6])  // mean 3, biased var 3.5, unbiased 14/3

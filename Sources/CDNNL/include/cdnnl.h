@@ -1,0 +1,31 @@
+// A small C layer over oneDNN 2.x's C API: one convolution shape = one object holding the forward,
+// backward-data and backward-weights primitives in oneDNN's preferred (blocked) layouts, taking and
+// returning plain NCHW / OIHW float arrays. Layout conversions happen inside; every call runs on
+// one thread (the caller parallelises over fixed image chunks, which keeps results independent
+// of the thread count).
+#ifndef CDNNL_H
+#define CDNNL_H
+
+typedef struct cdnnl_conv cdnnl_conv;
+
+/// Creates the primitives for a (mb, ic, ih, iw) -> (mb, oc, oh, ow) convolution with a square
+/// kernel; NULL if oneDNN cannot (the caller falls back to its own kernel).
+cdnnl_conv *cdnnl_conv_create(int mb, int ic, int ih, int iw, int oc, int kernel, int stride, int padding, int has_bias);
+void cdnnl_conv_destroy(cdnnl_conv *conv);
+
+/// Converts the current OIHW weights (and bias) into the layouts the primitives use. Call after
+/// every weight update, before forward / backward_data.
+int cdnnl_conv_set_weights(cdnnl_conv *conv, const float *weights_oihw, const float *bias);
+
+/// dst (mb, oc, oh, ow) = conv(src (mb, ic, ih, iw)).
+int cdnnl_conv_forward(cdnnl_conv *conv, const float *src, float *dst);
+/// diff_src = conv_backward_data(diff_dst).
+int cdnnl_conv_backward_data(cdnnl_conv *conv, const float *diff_dst, float *diff_src);
+/// Overwrites diff_weights (OIHW) and diff_bias (if not NULL) with this chunk's gradients.
+int cdnnl_conv_backward_weights(cdnnl_conv *conv, const float *src, const float *diff_dst,
+                                float *diff_weights, float *diff_bias);
+
+/// The implementation oneDNN chose for the forward primitive (e.g. "jit:avx2"), for reports.
+const char *cdnnl_conv_impl(const cdnnl_conv *conv);
+
+#endif
