@@ -14,7 +14,9 @@ public final class BatchNorm: Layer {
     /// Batches seen since the running statistics were last reset (for the cumulative average).
     public private(set) var batchesTracked = 0
 
-    private var cache: (input: Tensor, normalised: Tensor?, invStd: [Float], training: Bool)?
+    /// What backward needs: the input, the statistics used to normalise it, and the mode.
+    /// The normalised input is recomputed from these rather than stored (one buffer fewer).
+    private var cache: (input: Tensor, mean: [Float], invStd: [Float], training: Bool)?
 
     public init(_ channels: Int, epsilon: Float = 1e-5, momentum: Float? = 0.1) {
         self.channels = channels
@@ -45,54 +47,48 @@ public final class BatchNorm: Layer {
         let m = n * spatial
         let y = Tensor(shape: x.shape)
         let (xp, yp, g, b) = (x.data, y.data, gamma.value.data, beta.value.data)
+        var mean = [Float](repeating: 0, count: channels)
         var invStd = [Float](repeating: 0, count: channels)
         if training {
             precondition(m > 1, "BatchNorm in training mode needs more than one value per channel")
-            let xhat = Tensor(shape: x.shape)
-            let hp = xhat.data
             let (rm, rv) = (runningMean.data, runningVar.data)
             let weight: Float = momentum ?? 1 / Float(batchesTracked + 1)
-            invStd.withUnsafeMutableBufferPointer { inv in
-                let invp = inv.baseAddress!
-                Parallel.forEach(channels) { c in
-                    var sum = 0.0
-                    for i in 0..<n {
-                        let row = xp + (i * channels + c) * spatial
-                        var s: Float = 0
-                        for j in 0..<spatial { s += row[j] }
-                        sum += Double(s)
-                    }
-                    let mean = Float(sum / Double(m))
-                    var sq = 0.0
-                    for i in 0..<n {
-                        let row = xp + (i * channels + c) * spatial
-                        var s: Float = 0
-                        for j in 0..<spatial { let d = row[j] - mean; s += d * d }
-                        sq += Double(s)
-                    }
-                    let variance = Float(sq / Double(m))
-                    let istd = 1 / (variance + epsilon).squareRoot()
-                    invp[c] = istd
-                    let (gc, bc) = (g[c], b[c])
-                    for i in 0..<n {
-                        let off = (i * channels + c) * spatial
-                        let (row, hrow, yrow) = (xp + off, hp + off, yp + off)
-                        for j in 0..<spatial {
-                            let h = (row[j] - mean) * istd
-                            hrow[j] = h
-                            yrow[j] = h * gc + bc
+            mean.withUnsafeMutableBufferPointer { meanBuffer in
+                invStd.withUnsafeMutableBufferPointer { invBuffer in
+                    let (meanp, invp) = (meanBuffer.baseAddress!, invBuffer.baseAddress!)
+                    Parallel.forEach(channels) { c in
+                        // One pass for both moments, shifted by the channel's first value.
+                        let shift = xp[c * spatial]
+                        var sum = 0.0, squares = 0.0
+                        for i in 0..<n {
+                            let (s, q) = VectorMath.shiftedMoments(xp + (i * channels + c) * spatial, spatial, shift: shift)
+                            sum += Double(s)
+                            squares += Double(q)
                         }
+                        let shiftedMean = sum / Double(m)
+                        let varianceD = max(squares / Double(m) - shiftedMean * shiftedMean, 0)
+                        let mu = Float(shiftedMean + Double(shift))
+                        let variance = Float(varianceD)
+                        let istd = 1 / (variance + epsilon).squareRoot()
+                        meanp[c] = mu
+                        invp[c] = istd
+                        let scale = g[c] * istd
+                        let offset = b[c] - mu * scale
+                        for i in 0..<n {
+                            let off = (i * channels + c) * spatial
+                            let (row, yrow) = (xp + off, yp + off)
+                            for j in 0..<spatial { yrow[j] = row[j] * scale + offset }
+                        }
+                        let unbiased = Float(varianceD * Double(m) / Double(m - 1))
+                        rm[c] = (1 - weight) * rm[c] + weight * mu
+                        rv[c] = (1 - weight) * rv[c] + weight * unbiased
                     }
-                    let unbiased = Float(sq / Double(m - 1))
-                    rm[c] = (1 - weight) * rm[c] + weight * mean
-                    rv[c] = (1 - weight) * rv[c] + weight * unbiased
                 }
             }
             batchesTracked += 1
-            cache = (x, xhat, invStd, true)
         } else {
             let (rm, rv) = (runningMean.data, runningVar.data)
-            for c in 0..<channels { invStd[c] = 1 / (rv[c] + epsilon).squareRoot() }
+            for c in 0..<channels { mean[c] = rm[c]; invStd[c] = 1 / (rv[c] + epsilon).squareRoot() }
             invStd.withUnsafeBufferPointer { inv in
                 let invp = inv.baseAddress!
                 Parallel.forEach(channels) { c in
@@ -105,8 +101,8 @@ public final class BatchNorm: Layer {
                     }
                 }
             }
-            cache = (x, nil, invStd, false)
         }
+        cache = (x, mean, invStd, training)
         return y
     }
 
@@ -118,44 +114,42 @@ public final class BatchNorm: Layer {
         let spatial = x.count / max(n * channels, 1)
         let m = Float(n * spatial)
         let dx = Tensor(shape: x.shape)
-        let (dyp, dxp, g) = (dy.data, dx.data, gamma.value.data)
+        let (xp, dyp, dxp, g) = (x.data, dy.data, dx.data, gamma.value.data)
         let (dg, db) = (gamma.grad.data, beta.grad.data)
-        let xp = x.data
-        let hp = cache.normalised?.data
-        let rm = runningMean.data
         let training = cache.training
-        cache.invStd.withUnsafeBufferPointer { inv in
-            let invp = inv.baseAddress!
-            Parallel.forEach(channels) { c in
-                let istd = invp[c]
-                let mean = rm[c]
-                // xhat is cached in training mode and recomputed from running statistics in eval mode.
-                @inline(__always) func xhat(_ off: Int, _ j: Int) -> Float {
-                    if let hp { return hp[off + j] }
-                    return (xp[off + j] - mean) * istd
-                }
-                var sumDy = 0.0, sumDyXhat = 0.0
-                for i in 0..<n {
-                    let off = (i * channels + c) * spatial
-                    var s: Float = 0, sx: Float = 0
-                    for j in 0..<spatial { let d = dyp[off + j]; s += d; sx += d * xhat(off, j) }
-                    sumDy += Double(s); sumDyXhat += Double(sx)
-                }
-                dg[c] += Float(sumDyXhat)
-                db[c] += Float(sumDy)
-                let scale = g[c] * istd
-                if training {
-                    let (mdb, mdg) = (Float(sumDy) / m, Float(sumDyXhat) / m)
+        cache.mean.withUnsafeBufferPointer { meanBuffer in
+            cache.invStd.withUnsafeBufferPointer { invBuffer in
+                let (meanp, invp) = (meanBuffer.baseAddress!, invBuffer.baseAddress!)
+                Parallel.forEach(channels) { c in
+                    let (mu, istd) = (meanp[c], invp[c])
+                    // Σ dy and Σ dy·x give Σ dy·x̂ = istd · (Σ dy·x − μ Σ dy).
+                    var sumDy = 0.0, sumDyX = 0.0
                     for i in 0..<n {
                         let off = (i * channels + c) * spatial
-                        for j in 0..<spatial {
-                            dxp[off + j] = scale * (dyp[off + j] - mdb - xhat(off, j) * mdg)
-                        }
+                        let (s, d) = VectorMath.sumAndDot(dyp + off, xp + off, spatial)
+                        sumDy += Double(s)
+                        sumDyX += Double(d)
                     }
-                } else {
-                    for i in 0..<n {
-                        let off = (i * channels + c) * spatial
-                        for j in 0..<spatial { dxp[off + j] = scale * dyp[off + j] }
+                    let sumDyXhat = Double(istd) * (sumDyX - Double(mu) * sumDy)
+                    dg[c] += Float(sumDyXhat)
+                    db[c] += Float(sumDy)
+                    let scale = g[c] * istd
+                    if training {
+                        // dx = scale · (dy − mean(dy) − x̂ · mean(dy·x̂)), expanded in x.
+                        let (mdb, mdg) = (Float(sumDy) / m, Float(sumDyXhat) / m)
+                        let a = scale * istd * mdg
+                        let constant = scale * (-mdb + mu * istd * mdg)
+                        for i in 0..<n {
+                            let off = (i * channels + c) * spatial
+                            let (dyrow, xrow, dxrow) = (dyp + off, xp + off, dxp + off)
+                            for j in 0..<spatial { dxrow[j] = scale * dyrow[j] - a * xrow[j] + constant }
+                        }
+                    } else {
+                        for i in 0..<n {
+                            let off = (i * channels + c) * spatial
+                            let (dyrow, dxrow) = (dyp + off, dxp + off)
+                            for j in 0..<spatial { dxrow[j] = scale * dyrow[j] }
+                        }
                     }
                 }
             }

@@ -45,7 +45,9 @@ public enum Parallel {
             for i in 0..<chunks { body(i) }
             return
         }
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
+        // One pool per thread count: loops with fewer chunks leave some helpers idle.
+        let pool = WorkerPool.forCurrentThread(helpers: _threads - 1)
+        pool.run { w in
             var i = w
             while i < chunks {
                 body(i)
