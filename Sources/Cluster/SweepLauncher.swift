@@ -134,6 +134,7 @@ public enum SweepLauncher {
         try p.run.writeResults(ResultTable.Document(
             version: layersweepVersion, spec: p.plan.spec, started: started, finished: Date(), complete: rows.count == p.plan.tasks.count,
             ranks: link.workers.count, hosts: coordinator.hostNames, counts: counts, rows: rows))
+        try ReportPage.write(ReportInput(plan: p.plan, records: coordinator.allRecords), to: p.run)
         return RunSummary(directory: p.run, rows: rows, seconds: Date().timeIntervalSince(start), workers: link.workers.count)
     }
 }

@@ -33,20 +33,11 @@ public enum ProgressText {
     }
 
     /// The few rows that answer the layer-zeroing question: per (dataset, model, mask), how many
-    /// units are trivial (|Δ| < 1 point) and which hurt most.
+    /// units are trivial and which hurt most.
     public static func summary(rows: [ResultRow]) -> [String] {
-        let masks = rows.filter { $0.kind == "mask" && $0.status == "ok" && $0.deltaAccuracy != nil }
-        var lines: [String] = []
-        let groups = Dictionary(grouping: masks) { "\($0.dataset) \($0.model) \($0.mask)" }
-        for name in groups.keys.sorted() {
-            guard let group = groups[name] else { continue }
-            // Average over seeds per unit.
-            let perUnit = Dictionary(grouping: group, by: \.layer).mapValues { rs in rs.map { $0.deltaAccuracy! }.reduce(0, +) / Double(rs.count) }
-            let trivial = perUnit.values.filter { abs($0) < 0.01 }.count
-            let worst = perUnit.sorted { $0.value < $1.value }.prefix(3)
-                .map { String(format: "%@ %+.3f", $0.key, $0.value) }.joined(separator: ", ")
-            lines.append("  \(name): \(trivial)/\(perUnit.count) units trivial (|Δacc| < 0.01); most harmful: \(worst)")
+        ZeroingFinding.compute(rows).map { f in
+            let worst = f.mostHarmful.map { "\($0.unit) \(String(format: "%+.3f", $0.delta))" }.joined(separator: ", ")
+            return "  \(f.dataset) \(f.model) \(f.mask): \(f.trivial.count)/\(f.meanDelta.count) units trivial (|Δacc| < \(ZeroingFinding.trivialThreshold)); most harmful: \(worst)"
         }
-        return lines
     }
 }

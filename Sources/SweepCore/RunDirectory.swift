@@ -16,6 +16,7 @@ public struct RunDirectory: Sendable {
     public var checkpointsURL: URL { url.appendingPathComponent("checkpoints") }
     public var resultsCSV: URL { url.appendingPathComponent("results.csv") }
     public var resultsJSON: URL { url.appendingPathComponent("results.json") }
+    public var reportURL: URL { url.appendingPathComponent("report.html") }
 
     public func checkpointURL(_ hash: String) -> URL { checkpointsURL.appendingPathComponent("\(hash).safetensors") }
 

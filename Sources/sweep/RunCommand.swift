@@ -35,6 +35,7 @@ struct RunCommand: ParsableCommand {
         let countText = counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         report("done: \(summary.rows.count) tasks (\(countText)) in \(formatDuration(summary.seconds)) on \(summary.workers) workers")
         for line in ProgressText.summary(rows: summary.rows) { report(line) }
+        print("report:  \(summary.directory.reportURL.path)")
         print("results: \(summary.directory.resultsCSV.path)")
         print("         \(summary.directory.resultsJSON.path)")
     }
@@ -69,5 +70,22 @@ struct PlanCommand: ParsableCommand {
             scheduler.finished(task.key, succeeded: true)
             shown += 1
         }
+    }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Rebuild a run's report.html (and results files) from its journal, also while it runs or after a crash.")
+
+    @Argument(help: "The run directory (holds spec.yaml and journal.jsonl).") var runDirectory: String
+
+    func run() throws {
+        let run = RunDirectory(runDirectory)
+        let input = try ReportInput.load(run)
+        try ReportPage.write(input, to: run)
+        let counts = Dictionary(grouping: input.rows, by: \.status).mapValues(\.count)
+        report("\(input.rows.count) of \(input.plan.tasks.count) tasks journaled (\(counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))\(input.complete ? "" : "; partial report")")
+        for line in ProgressText.summary(rows: input.rows) { report(line) }
+        print("report: \(run.reportURL.path)")
     }
 }

@@ -1,0 +1,56 @@
+import Foundation
+
+/// A tiny builder for XHTML-compatible markup: every element closed, every attribute quoted,
+/// every text escaped, so the page parses as XML as well as HTML.
+struct Markup {
+    private(set) var text = ""
+
+    static func escape(_ s: String) -> String {
+        var out = ""
+        out.reserveCapacity(s.count)
+        for ch in s {
+            switch ch {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(ch)
+            }
+        }
+        return out
+    }
+
+    private static func attributes(_ attrs: KeyValuePairs<String, String>) -> String {
+        attrs.map { " \($0.key)=\"\(escape($0.value))\"" }.joined()
+    }
+
+    /// `<name attrs>` … `</name>` around whatever `body` adds.
+    mutating func element(_ name: String, _ attrs: KeyValuePairs<String, String> = [:], _ body: (inout Markup) -> Void) {
+        text += "<\(name)\(Markup.attributes(attrs))>"
+        body(&self)
+        text += "</\(name)>"
+    }
+
+    /// `<name attrs>text</name>`.
+    mutating func element(_ name: String, _ attrs: KeyValuePairs<String, String> = [:], text content: String) {
+        text += "<\(name)\(Markup.attributes(attrs))>\(Markup.escape(content))</\(name)>"
+    }
+
+    /// `<name attrs/>`.
+    mutating func empty(_ name: String, _ attrs: KeyValuePairs<String, String> = [:]) {
+        text += "<\(name)\(Markup.attributes(attrs))/>"
+    }
+
+    mutating func raw(_ s: String) { text += s }
+
+    mutating func add(_ s: String) { text += Markup.escape(s) }
+}
+
+/// Numbers as the report prints them.
+enum Format {
+    static func fixed(_ v: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", v) }
+    static func signed(_ v: Double, _ digits: Int = 3) -> String { String(format: "%+.\(digits)f", v) }
+    /// SVG coordinates: short and locale-free.
+    static func coordinate(_ v: Double) -> String { String(format: "%.1f", v) }
+}

@@ -1,0 +1,190 @@
+import Foundation
+
+/// Everything the report is made from: the plan, the journal's records and the result rows.
+public struct ReportInput: Sendable {
+    public let plan: Plan
+    public let records: [TaskRecord]
+    public let rows: [ResultRow]
+    public let hosts: [String]
+    /// False when the journal lacks some planned tasks (a running or interrupted sweep).
+    public var complete: Bool { rows.count >= plan.tasks.count }
+
+    public init(plan: Plan, records: [TaskRecord]) {
+        self.plan = plan
+        let latest = Dictionary(records.map { ($0.key, $0) }, uniquingKeysWith: { _, b in b })
+        self.records = latest.values.sorted { $0.started < $1.started }
+        rows = ResultTable.rows(plan: plan, records: Array(latest.values))
+        hosts = Array(Set(records.map(\.host).filter { !$0.isEmpty })).sorted()
+    }
+
+    /// The report input of a run directory, from its sweep file and journal alone.
+    public static func load(_ run: RunDirectory) throws -> ReportInput {
+        let text = try run.storedSpecText()
+        let plan = try Plan.expand(try SpecLoader.parse(text, file: run.specURL.path))
+        let records = FileManager.default.fileExists(atPath: run.journalURL.path) ? try Journal.read(run.journalURL).records : []
+        return ReportInput(plan: plan, records: records)
+    }
+}
+
+/// report.html: one self-contained XHTML page (inline CSS and SVG, no scripts, nothing fetched)
+/// that answers the sweep's question and shows how the run went.
+public enum ReportPage {
+    public static func html(_ input: ReportInput) -> String {
+        let spec = input.plan.spec
+        var m = Markup()
+        m.raw("<!DOCTYPE html>\n")
+        m.element("html", ["xmlns": "http://www.w3.org/1999/xhtml", "lang": "en"]) { m in
+            m.element("head") { m in
+                m.empty("meta", ["charset": "utf-8"])
+                m.element("title", text: "layersweep · \(spec.name)")
+                m.element("style", text: css)
+            }
+            m.element("body") { m in
+                m.element("h1", text: "Sweep \(spec.name)")
+                if !input.complete {
+                    m.element("p", ["class": "partial"],
+                              text: "Partial report: \(input.rows.count) of \(input.plan.tasks.count) tasks have finished (the sweep is running or was interrupted; `sweep run --resume` continues it).")
+                }
+                header(input, into: &m)
+                switch spec.study {
+                case .zeroing: zeroing(input, into: &m)
+                case .noop: break
+                }
+                problems(input, into: &m)
+                m.element("h2", text: "Timeline")
+                m.element("p", ["class": "note"], text: "Each lane is one rank (worker); each bar one task, from start to end.")
+                Timeline(records: input.records).svg(into: &m)
+            }
+        }
+        return m.text + "\n"
+    }
+
+    /// Writes report.html into the run directory (temp file, then rename).
+    public static func write(_ input: ReportInput, to run: RunDirectory) throws {
+        try Data(html(input).utf8).write(to: run.reportURL, options: .atomic)
+    }
+
+    // MARK: - Sections
+
+    private static func header(_ input: ReportInput, into m: inout Markup) {
+        let spec = input.plan.spec
+        let ran = input.records.filter { $0.rank >= 0 }
+        let start = ran.map(\.started).min(), end = ran.map(\.finished).max()
+        let counts = Dictionary(grouping: input.rows, by: \.status).mapValues(\.count)
+        let rows: [(String, String)] = [
+            ("study", spec.study.rawValue),
+            ("datasets", spec.datasets.map { d in d.name + (d.trainLimit.map { " (train \($0)" } ?? "") + (d.testLimit.map { ", test \($0))" } ?? (d.trainLimit == nil ? "" : ")")) }.joined(separator: ", ")),
+            ("models", spec.models.joined(separator: ", ")),
+            ("seeds", spec.seeds.map(String.init).joined(separator: ", ")),
+            ("training", "\(spec.training.epochs) epochs, batch \(spec.training.batchSize), SGD lr \(spec.training.learningRate) momentum \(spec.training.momentum) weight decay \(spec.training.weightDecay), \(spec.training.schedule)"),
+            ("tasks", "\(input.rows.count) of \(input.plan.tasks.count) finished: " + counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")),
+            ("ranks", "\(Set(ran.map(\.rank)).count) on \(input.hosts.joined(separator: ", "))"),
+            ("wall time", start.flatMap { s in end.map { ProgressText.duration($0.timeIntervalSince(s)) } } ?? "—"),
+            ("started", start.map { ISO8601DateFormatter().string(from: $0) } ?? "—"),
+            ("program", "layersweep \(layersweepVersion)"),
+        ]
+        m.element("table", ["class": "facts"]) { m in
+            for (k, v) in rows {
+                m.element("tr") { m in
+                    m.element("th", text: k)
+                    m.element("td", text: v)
+                }
+            }
+        }
+    }
+
+    private static func zeroing(_ input: ReportInput, into m: inout Markup) {
+        let spec = input.plan.spec
+        let findings = ZeroingFinding.compute(input.rows)
+        m.element("h2", text: "Which layers matter?")
+        m.element("p", ["class": "note"]) { m in
+            m.add("Each trained network is evaluated on the test set with one unit masked and nothing retrained. ")
+            m.add("Δ accuracy = masked test accuracy − the same network's unmasked (baseline) test accuracy, averaged over its trained seeds: ")
+            m.add("negative means the unit matters; a unit is trivial when |Δ| < \(ZeroingFinding.trivialThreshold). ")
+            m.add("Masks: zeroKernel sets a convolution's (or linear layer's) weights to zero, the following BN still adds its constant; ")
+            m.add("zeroBranch makes a residual block's branch output zero (only the shortcut remains); ")
+            m.add("zeroKernelRecalibrated zeroes the kernel and re-estimates every BN's statistics on training batches; ")
+            m.add("randomInit re-draws the weights from their initialiser. ▸ marks units at a stage transition (resolution or width changes); rules separate stages.")
+        }
+        if !findings.isEmpty {
+            m.element("table", ["class": "findings"]) { m in
+                m.element("tr") { m in
+                    for h in ["dataset", "model", "mask", "trivial units", "most harmful (mean Δ)"] { m.element("th", text: h) }
+                }
+                for f in findings {
+                    m.element("tr") { m in
+                        m.element("td", text: f.dataset)
+                        m.element("td", text: f.model)
+                        m.element("td", text: f.mask)
+                        m.element("td", text: "\(f.trivial.count) of \(f.meanDelta.count)")
+                        m.element("td", text: f.mostHarmful.map { "\($0.unit) \(Format.signed($0.delta))" }.joined(separator: ", "))
+                    }
+                }
+            }
+        }
+        let masks = spec.masks.map(\.rawValue)
+        let deltas = input.rows.compactMap { $0.kind == "mask" && $0.status == "ok" ? $0.deltaAccuracy : nil }
+        let limit = ColorScale.niceLimit(deltas.map(abs).max() ?? 0.01)
+        for dataset in spec.datasets.map(\.name) {
+            m.element("h3", text: dataset)
+            m.element("div", ["class": "row"]) { m in
+                // Plain (shortcut-free) controls sit right after the ResNet of the same depth.
+                for model in spec.models.sorted(by: modelOrder) {
+                    let map = ZeroingHeatmap(dataset: dataset, model: model, rows: input.rows, masks: masks, limit: limit)
+                    guard !map.units.isEmpty else { continue }
+                    m.element("figure") { m in
+                        let base = map.baselines
+                        let baseText = base.isEmpty ? "baseline pending"
+                            : "baseline accuracy \(Format.fixed(base.reduce(0, +) / Double(base.count), 4)) (mean of \(base.count))"
+                        m.element("figcaption", text: "\(model) · \(baseText)")
+                        map.svg(into: &m)
+                    }
+                }
+            }
+        }
+    }
+
+    private static func problems(_ input: ReportInput, into m: inout Markup) {
+        let bad = input.rows.filter { $0.status != "ok" }
+        guard !bad.isEmpty else { return }
+        m.element("h2", text: "Failed, diverged and skipped tasks (\(bad.count))")
+        m.element("table", ["class": "problems"]) { m in
+            m.element("tr") { m in for h in ["task", "status", "error"] { m.element("th", text: h) } }
+            for r in bad.prefix(200) {
+                m.element("tr") { m in
+                    m.element("td", text: r.key)
+                    m.element("td", text: r.status)
+                    m.element("td", text: r.error ?? "")
+                }
+            }
+        }
+    }
+
+    /// resnet20, plain20, resnet32, plain32, ..., then everything else by name.
+    static func modelOrder(_ a: String, _ b: String) -> Bool {
+        func key(_ name: String) -> (Int, Int, String) {
+            for (prefix, rank) in [("resnet", 0), ("plain", 1)] where name.hasPrefix(prefix) {
+                if let depth = Int(name.dropFirst(prefix.count).prefix { $0.isNumber }) { return (depth, rank, name) }
+            }
+            return (Int.max, 0, name)
+        }
+        return key(a) < key(b)
+    }
+
+    static let css = """
+    body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em; color: #111; max-width: 1400px; }
+    h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ccc; } h3 { margin-bottom: 0.3em; }
+    .partial { background: #fff3cd; border: 1px solid #e0c060; padding: 0.5em 1em; }
+    .note { color: #333; max-width: 60em; }
+    table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
+    th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+    table.facts th { background: #f4f4f4; width: 8em; }
+    .row { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
+    figure { margin: 0; } figcaption { font-weight: 600; margin-bottom: 0.3em; }
+    svg text { font-family: inherit; font-size: 10px; }
+    svg .colhead { font-weight: 600; font-size: 10px; } svg .rowhead { font-size: 10px; } svg .transition { font-weight: 700; }
+    svg .value { font-size: 9px; } svg .tick, svg .axis { font-size: 9px; fill: #333; }
+    svg .stage-boundary { stroke: #222; stroke-width: 1.2; } svg .axisline { stroke: #444; }
+    @media print { body { margin: 0.5cm; } .row { display: block; } figure { page-break-inside: avoid; margin-bottom: 1em; } }
+    """
+}
