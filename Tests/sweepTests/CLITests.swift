@@ -12,24 +12,8 @@ final class CLITests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(at: dir) }
 
-    /// The built `sweep` in the products directory that holds this test bundle.
-    var executable: URL {
-        let bundle = Bundle(for: CLITests.self).bundleURL
-        let directory = bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle
-        return directory.appendingPathComponent("sweep")
-    }
-
     func sweep(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        try SweepProcess.run(arguments)
     }
 
     func testTrainThenEvalOnSyntheticData() throws {

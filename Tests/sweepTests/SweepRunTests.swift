@@ -13,38 +13,11 @@ final class SweepRunTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(at: dir) }
 
-    var sweep: String {
-        let bundle = Bundle(for: SweepRunTests.self).bundleURL
-        return (bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle).appendingPathComponent("sweep").path
-    }
-
-    /// Root may run mpirun only when told so; more ranks than cores need oversubscription.
-    static let mpiEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-                                 "OMPI_MCA_btl": "self,vader", "OMPI_MCA_rmaps_base_oversubscribe": "1"]
-
-    func process(_ arguments: [String], mpi ranks: Int? = nil) -> Process {
-        let p = Process()
-        if let ranks {
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = ["mpirun", "-n", String(ranks), "--oversubscribe", sweep] + arguments
-        } else {
-            p.executableURL = URL(fileURLWithPath: sweep)
-            p.arguments = arguments
-        }
-        p.environment = ProcessInfo.processInfo.environment.merging(Self.mpiEnvironment) { _, b in b }
-        return p
-    }
+    func process(_ arguments: [String], mpi ranks: Int? = nil) -> Process { SweepProcess.process(arguments, mpi: ranks) }
 
     @discardableResult
     func run(_ arguments: [String], mpi ranks: Int? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
-        let p = process(arguments, mpi: ranks)
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        try SweepProcess.run(arguments, mpi: ranks)
     }
 
     func writeSpec(name: String = "small", model: String = "resnet8", seeds: Int = 2, extra: String = "") throws -> String {

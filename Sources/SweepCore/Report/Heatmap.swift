@@ -38,7 +38,8 @@ struct ZeroingHeatmap {
 
     func svg(into m: inout Markup) {
         let (labelWidth, cellWidth, cellHeight, header) = (190.0, 78.0, 17.0, 34.0)
-        let width = labelWidth + cellWidth * Double(masks.count) + 10
+        // Wide enough for the legend and its caption even with one or two mask columns.
+        let width = max(labelWidth + cellWidth * Double(masks.count) + 10, labelWidth + 250)
         let height = header + cellHeight * Double(units.count) + 64
         m.element("svg", ["xmlns": "http://www.w3.org/2000/svg", "class": "heatmap", "width": Format.coordinate(width),
                           "height": Format.coordinate(height), "viewBox": "0 0 \(Format.coordinate(width)) \(Format.coordinate(height))",
@@ -75,7 +76,7 @@ struct ZeroingHeatmap {
                     }
                 }
             }
-            legend(into: &m, x: labelWidth, y: header + cellHeight * Double(units.count) + 14, width: min(240, cellWidth * Double(max(masks.count, 2))))
+            legend(into: &m, x: labelWidth, y: header + cellHeight * Double(units.count) + 14, width: 200)
         }
     }
 
@@ -105,7 +106,7 @@ struct ZeroingHeatmap {
             m.element("text", ["x": Format.coordinate(x + dx), "y": Format.coordinate(y + 24), "text-anchor": anchor, "class": "tick"],
                       text: value == 0 ? "0" : Format.signed(value, 2))
         }
-        m.element("text", ["x": Format.coordinate(x + width / 2), "y": Format.coordinate(y + 38), "text-anchor": "middle", "class": "axis"],
+        m.element("text", ["x": Format.coordinate(x), "y": Format.coordinate(y + 38), "text-anchor": "start", "class": "axis"],
                   text: "Δ test accuracy (fraction; red = the unit matters)")
     }
 }

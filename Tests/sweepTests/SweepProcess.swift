@@ -1,0 +1,52 @@
+import Foundation
+
+/// Runs the built `sweep` binary the way a user does, directly or under `mpirun`.
+enum SweepProcess {
+    /// The `sweep` executable in the products directory that holds this test bundle.
+    static var executable: String {
+        let bundle = Bundle(for: Marker.self).bundleURL
+        return (bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle).appendingPathComponent("sweep").path
+    }
+
+    private final class Marker {}
+
+    /// Root may run mpirun only when told so; more ranks than cores need oversubscription.
+    static let mpiEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+                                 "OMPI_MCA_btl": "self,vader", "OMPI_MCA_rmaps_base_oversubscribe": "1"]
+
+    /// `sweep ARGS`, or `mpirun -n RANKS --oversubscribe sweep ARGS`, not yet started.
+    static func process(_ arguments: [String], mpi ranks: Int? = nil) -> Process {
+        let p = Process()
+        if let ranks {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["mpirun", "-n", String(ranks), "--oversubscribe", executable] + arguments
+        } else {
+            p.executableURL = URL(fileURLWithPath: executable)
+            p.arguments = arguments
+        }
+        p.environment = ProcessInfo.processInfo.environment.merging(mpiEnvironment) { _, b in b }
+        return p
+    }
+
+    /// Runs to completion; returns the exit status and both outputs.
+    @discardableResult
+    static func run(_ arguments: [String], mpi ranks: Int? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+        let p = process(arguments, mpi: ranks)
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        // Read stderr on another thread so neither pipe can fill up and block the child.
+        final class Box: @unchecked Sendable { var data = Data() }
+        let errors = Box()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            errors.data = err.fileHandleForReading.readDataToEndOfFile()
+            done.signal()
+        }.start()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        done.wait()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: errors.data, as: UTF8.self))
+    }
+}
