@@ -87,4 +87,52 @@ public enum Benchmark {
             LayerProfile(layer: child.0, forwardSeconds: forward[i] / Double(steps), backwardSeconds: backward[i] / Double(steps))
         }
     }
+
+    /// Forward + backward time per layer type (Conv2d, BatchNorm, ReLU, ...), each leaf layer
+    /// timed alone on the input it sees in the network: where a training step's time goes.
+    public static func kernelProfile(model: String, input: [Int], batchSize: Int = 128, steps: Int = 5) throws -> [(String, Double)] {
+        let spec = try ModelSpec(name: model, inputShape: input, classes: 10)
+        let network = Network.build(spec, seed: 1)
+        var rng = RandomSource(seed: 2)
+        let x = Tensor(shape: [batchSize] + input)
+        for i in 0..<x.count { x.data[i] = rng.nextNormal() }
+        // Record each leaf's input by running the network once with probes around the leaves.
+        var inputs: [(String, Layer, Tensor)] = []
+        func walk(_ layer: Layer, _ name: String, _ h: Tensor) -> Tensor {
+            if let seq = layer as? Sequential {
+                return seq.children.reduce(h) { walk($1.1, $1.0, $0) }
+            }
+            if let block = layer as? BasicBlock {
+                var t = walk(block.conv1, "conv", h)
+                t = walk(block.bn1, "bn", t)
+                t = walk(ReLU(), "relu", t)
+                t = walk(block.conv2, "conv", t)
+                t = walk(block.bn2, "bn", t)
+                inputs.append(("add (residual)", AddProbe(), t))
+                return walk(ReLU(), "relu", block.forward(h, training: true))
+            }
+            inputs.append((String(describing: type(of: layer)), layer, h))
+            return layer.forward(h, training: true)
+        }
+        _ = walk(network.root, "", x)
+        var totals: [String: Double] = [:]
+        for (kind, layer, h) in inputs {
+            let y = layer.forward(h, training: true)
+            _ = layer.backward(y)
+            let start = Date()
+            for _ in 0..<steps {
+                let out = layer.forward(h, training: true)
+                _ = layer.backward(out)
+            }
+            totals[kind == "ReLU" || kind == "relu" ? "ReLU" : kind == "bn" ? "BatchNorm" : kind == "conv" ? "Conv2d" : kind,
+                   default: 0] += Date().timeIntervalSince(start) / Double(steps)
+        }
+        return totals.sorted { $0.value > $1.value }.map { ($0.key, $0.value) }
+    }
+}
+
+/// Times the residual join (an add forward, identity backward) in the kernel profile.
+private final class AddProbe: Layer {
+    func forward(_ x: Tensor, training: Bool) -> Tensor { add(x, x) }
+    func backward(_ dy: Tensor) -> Tensor { dy }
 }

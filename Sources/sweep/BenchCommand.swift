@@ -35,6 +35,12 @@ struct BenchCommand: ParsableCommand {
         if profile {
             let rows = try Benchmark.profile(model: "resnet20", input: [1, 28, 28], batchSize: batchSize)
             let total = rows.reduce(0) { $0 + $1.forwardSeconds + $1.backwardSeconds }
+            let kernels = try Benchmark.kernelProfile(model: "resnet20", input: [1, 28, 28], batchSize: batchSize)
+            let kernelTotal = kernels.reduce(0) { $0 + $1.1 }
+            report("forward + backward time by layer type, each layer timed alone (resnet20 28x28, batch \(batchSize)), ms:")
+            for (kind, seconds) in kernels {
+                report("  " + kind.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: " %7.2f  (%4.1f%%)", seconds * 1000, 100 * seconds / kernelTotal))
+            }
             report("per-layer time of one resnet20 28x28 training step (batch \(batchSize)), ms:")
             for r in rows {
                 report("  " + r.layer.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: " fwd %7.2f  bwd %7.2f  (%4.1f%%)", r.forwardSeconds * 1000,
