@@ -64,11 +64,11 @@ struct TrainCommand: ParsableCommand {
                                     schedule: LearningRateSchedule(text: schedule)!, seed: seed)
         report("training \(model) (\(network.parameterCount) parameters) on \(data.dataset): \(splits.train.count) train / \(splits.test.count) test images, \(Parallel.threads) threads")
         let start = Date()
-        try Training.train(network, on: splits.train, config: config) { r in
+        try Training.train(network, on: splits.train, config: config, progress: { r in
             report(String(format: "epoch %d/%d  loss %.4f  acc %.4f  lr %.4f  %.0f img/s  %@  ETA %@",
                           r.epoch + 1, r.epochs, r.loss, r.accuracy, r.learningRate, r.imagesPerSecond,
                           formatDuration(r.seconds), formatDuration(r.remainingSeconds)))
-        }
+        })
         let trainSeconds = Date().timeIntervalSince(start)
         let result = Evaluation.run(network, on: splits.test)
         try Checkpoint.save(network, to: URL(fileURLWithPath: output), metadata: [
