@@ -93,11 +93,13 @@ public enum Masking {
 public enum MaskError: Error, CustomStringConvertible, Equatable {
     case notApplicable(MaskKind, String, UnitKind)
     case needsTrainingData(MaskKind)
+    case unknownUnit(String)
 
     public var description: String {
         switch self {
         case let .notApplicable(mask, unit, kind): return "mask \(mask.rawValue) does not apply to \(unit) (a \(kind.rawValue) unit)"
         case let .needsTrainingData(mask): return "mask \(mask.rawValue) needs training data for BN recalibration"
+        case let .unknownUnit(name): return "the network has no unit \(name)"
         }
     }
 }

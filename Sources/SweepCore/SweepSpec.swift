@@ -125,18 +125,23 @@ public struct EvaluationSection: Codable, Equatable, Sendable {
     public var batchSize = 256
     /// Training batches used to re-estimate BN statistics for `zeroKernelRecalibrated`.
     public var recalibrationBatches = 20
+    /// Memory per worker for reusing the activations of unmasked layers across mask
+    /// evaluations of the same network (0: evaluate every mask with a full forward pass).
+    public var prefixCacheMB = 512
 
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case batchSize = "batch_size"
         case recalibrationBatches = "recalibration_batches"
+        case prefixCacheMB = "prefix_cache_mb"
     }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? batchSize
         recalibrationBatches = try c.decodeIfPresent(Int.self, forKey: .recalibrationBatches) ?? recalibrationBatches
+        prefixCacheMB = try c.decodeIfPresent(Int.self, forKey: .prefixCacheMB) ?? prefixCacheMB
     }
 }
 

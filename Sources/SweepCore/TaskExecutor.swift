@@ -10,6 +10,8 @@ public final class TaskExecutor {
     public let spec: SweepSpec
     private var datasets: [String: DatasetSplits] = [:]
     private var checkpoints: [String: SafeTensorsFile] = [:]
+    /// Mask evaluations of the most recent network share its unmasked layers' activations.
+    private var evaluator: (key: String, PrefixEvaluator)?
 
     public init(spec: SweepSpec) { self.spec = spec }
 
@@ -71,17 +73,30 @@ public final class TaskExecutor {
                 throw RunError(path: task.key, message: "the trained checkpoint did not arrive")
             }
             let data = try splits(task.dataset)
-            let network = try Checkpoint.network(from: file, path: "checkpoint \(hash)")
-            var outcome = TaskOutcome(status: .ok)
-            if task.kind == .mask, let unitName = task.unit, let mask = task.mask {
-                guard let unit = network.unit(unitName) else { throw RunError(path: task.key, message: "no unit \(unitName)") }
-                outcome.paramsMasked = try Masking.apply(mask, to: unit, of: network, context: MaskContext(
-                    seed: task.seed, recalibrationData: data.train, recalibrationBatches: spec.evaluation.recalibrationBatches,
-                    batchSize: spec.training.batchSize))
+            let context = MaskContext(seed: task.seed, recalibrationData: data.train,
+                                      recalibrationBatches: spec.evaluation.recalibrationBatches, batchSize: spec.training.batchSize)
+            let evaluation: Evaluation
+            var masked: Int?
+            if spec.evaluation.prefixCacheMB > 0 {
+                let key = "\(hash)/\(task.dataset)"
+                if evaluator?.key != key {
+                    evaluator = nil  // free the previous network's activations first
+                    evaluator = (key, PrefixEvaluator(checkpoint: file, data: data.test, batchSize: spec.evaluation.batchSize,
+                                                      budgetBytes: spec.evaluation.prefixCacheMB << 20))
+                }
+                (evaluation, masked) = try evaluator!.1.evaluate(mask: task.mask, unit: task.unit, context: context)
+            } else {
+                let network = try Checkpoint.network(from: file, path: "checkpoint \(hash)")
+                if task.kind == .mask, let unitName = task.unit, let mask = task.mask {
+                    guard let unit = network.unit(unitName) else { throw RunError(path: task.key, message: "no unit \(unitName)") }
+                    masked = try Masking.apply(mask, to: unit, of: network, context: context)
+                }
+                evaluation = Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize)
             }
-            let eval = Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize)
-            outcome.testAccuracy = eval.accuracy
-            outcome.testLoss = eval.loss
+            var outcome = TaskOutcome(status: .ok)
+            outcome.paramsMasked = masked
+            outcome.testAccuracy = evaluation.accuracy
+            outcome.testLoss = evaluation.loss
             return (outcome, nil)
         }
     }

@@ -70,6 +70,16 @@ final class RunnerTests: XCTestCase {
         XCTAssertEqual(csv.split(separator: "\n").count, one.rows.count + 1)
     }
 
+    func testPrefixReuseDoesNotChangeResults() throws {
+        let spec = try writeSpec()
+        let reused = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("reuse").path, localWorkers: 2))
+        let text = try String(contentsOfFile: spec, encoding: .utf8)
+            .replacingOccurrences(of: "evaluation: {recalibration_batches: 2}", with: "evaluation: {recalibration_batches: 2, prefix_cache_mb: 0}")
+        try text.write(toFile: spec, atomically: true, encoding: .utf8)
+        let naive = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("naive").path, localWorkers: 2))
+        XCTAssertEqual(stable(reused.rows), stable(naive.rows))
+    }
+
     func testResumeRunsOnlyWhatIsMissingAndMatchesAnUninterruptedRun() throws {
         let spec = try writeSpec()
         let full = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("full").path, localWorkers: 2))
