@@ -57,20 +57,36 @@ public enum SweepLauncher {
         Parallel.configure(threads: threads)
         let host = ProcessInfo.processInfo.hostName
         if world.rank != 0 {
-            try WorkerLoop.run(link: MPIWorkerLink(world: world), host: host, threads: threads)
+            do {
+                try WorkerLoop.run(link: MPIWorkerLink(world: world), host: host, threads: threads)
+            } catch {
+                // A worker that cannot go on (say, the dataset is missing on its node) must not
+                // leave the coordinator waiting for it: end the job; the journal keeps every
+                // finished result for --resume.
+                log("Error: rank \(world.rank) on \(host): \(error)")
+                world.abort(1)
+            }
             return nil
         }
         let works = options.coordinatorWorks ?? (world.size <= 16)
         let local = works || world.size == 1 ? LocalHub(workers: [0]) : nil
         if let local { startWorkerThread(hub: local, id: 0, host: host, log: log) }
         let link = MPICoordinatorLink(world: world, local: local)
+        let prepared: Prepared
         do {
-            let prepared = try prepare(options)
-            return try coordinate(prepared, link: link, log: log)
+            prepared = try prepare(options)
         } catch {
-            // Tell every rank to stop so a bad sweep file does not leave them waiting.
+            // Nothing ran yet and every worker is idle: tell them to stop, report the bad input.
             for w in link.workers { try? link.send(.stop, to: w) }
             throw error
+        }
+        do {
+            return try coordinate(prepared, link: link, log: log)
+        } catch {
+            // Workers may be mid-task or mid-send: stop the whole job rather than hang in finalize.
+            log("Error: \(error)")
+            log("finished results are in \(prepared.run.journalURL.path); continue with: sweep run --resume \(prepared.run.url.path)")
+            world.abort(1)
         }
     }
 

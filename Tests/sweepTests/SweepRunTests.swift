@@ -154,6 +154,49 @@ final class SweepRunTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: "\(goodRun)/journal.jsonl")), journalBefore, "nothing overwritten")
     }
 
+    /// A worker whose node lacks the dataset ends the job instead of leaving rank 0 waiting:
+    /// `mpirun -n 1 --wdir A sweep run FILE : -n 1 --wdir B sweep run FILE`, where the sweep's
+    /// relative data_dir exists under A only.
+    func testWorkerThatCannotLoadTheDatasetEndsTheJob() throws {
+        let a = dir.appendingPathComponent("A"), b = dir.appendingPathComponent("B")
+        let data = a.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: b, withIntermediateDirectories: true)
+        func idx(_ name: String, _ dims: [Int], _ bytes: [UInt8]) throws {
+            var out: [UInt8] = [0, 0, 8, UInt8(dims.count)]
+            for d in dims { out += [UInt8(d >> 24 & 255), UInt8(d >> 16 & 255), UInt8(d >> 8 & 255), UInt8(d & 255)] }
+            try Data(out + bytes).write(to: data.appendingPathComponent(name))
+        }
+        try idx("train-images-idx3-ubyte", [40, 8, 8], (0..<(40 * 64)).map { UInt8(($0 * 37) % 251) })
+        try idx("train-labels-idx1-ubyte", [40], (0..<40).map { UInt8($0 % 2) })
+        try idx("t10k-images-idx3-ubyte", [20, 8, 8], (0..<(20 * 64)).map { UInt8(($0 * 11) % 251) })
+        try idx("t10k-labels-idx1-ubyte", [20], (0..<20).map { UInt8($0 % 2) })
+        let spec = dir.appendingPathComponent("local.yaml").path
+        try """
+        name: local
+        datasets: [{name: tiny, data_dir: data}]
+        models: [fcn-8]
+        training: {epochs: 1, batch_size: 8}
+        """.write(toFile: spec, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        let out = dir.appendingPathComponent("run").path
+        p.arguments = ["mpirun", "-n", "1", "--wdir", a.path, SweepProcess.executable, "run", spec, "--output", out, "--coordinator-works", "no",
+                       ":", "-n", "1", "--wdir", b.path, SweepProcess.executable, "run", spec, "--output", out, "--coordinator-works", "no"]
+        p.environment = ProcessInfo.processInfo.environment.merging(SweepProcess.mpiEnvironment) { _, b in b }
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(60)
+        while p.isRunning && Date() < deadline { usleep(20_000) }
+        if p.isRunning { p.terminate(); XCTFail("the job hung with a failed worker") }
+        p.waitUntilExit()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertNotEqual(p.terminationStatus, 0)
+        XCTAssertTrue(text.contains("rank 1") && text.contains("dataset 'tiny' not found"), text)
+    }
+
     func testPlanPrintsCountsAndFirstTasks() throws {
         let r = try run(["plan", try writeSpec()])
         XCTAssertEqual(r.status, 0, r.stderr)
