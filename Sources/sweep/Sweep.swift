@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SweepCore
 import TensorEngine
 
 /// The `sweep` command: train, evaluate and ablate small networks, layer by layer.
@@ -33,10 +34,5 @@ func report(_ line: String) {
     FileHandle.standardError.write((line + "\n").data(using: .utf8)!)
 }
 
-/// `1h02m`, `2m10s`, `4.1s`.
-func formatDuration(_ seconds: Double) -> String {
-    if seconds < 60 { return String(format: "%.1fs", seconds) }
-    let s = Int(seconds.rounded())
-    if s < 3600 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
-    return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m"
-}
+/// `1h02m`, `2m10s`, `4.1s` (the runner's own format).
+func formatDuration(_ seconds: Double) -> String { ProgressText.duration(seconds) }
