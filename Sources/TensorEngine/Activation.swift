@@ -6,7 +6,7 @@ public final class ReLU: Layer {
 
     // x: any shape -> y: same shape
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
-        let y = Tensor(shape: x.shape)
+        let y = Tensor.uninitialized(x.shape)
         let (xp, yp) = (x.data, y.data)
         let chunks = elementChunks(x.count)
         Parallel.forEach(chunks.count) { r in
@@ -19,7 +19,7 @@ public final class ReLU: Layer {
     // dy -> dx = dy where the output was positive
     public func backward(_ dy: Tensor) -> Tensor {
         guard let y = output else { preconditionFailure("ReLU.backward before forward") }
-        let dx = Tensor(shape: dy.shape)
+        let dx = Tensor.uninitialized(dy.shape)
         let (yp, dyp, dxp) = (y.data, dy.data, dx.data)
         let chunks = elementChunks(dy.count)
         Parallel.forEach(chunks.count) { r in

@@ -45,7 +45,7 @@ public final class BatchNorm: Layer {
         let n = x.shape[0]
         let spatial = x.count / max(n * channels, 1)
         let m = n * spatial
-        let y = Tensor(shape: x.shape)
+        let y = Tensor.uninitialized(x.shape)
         let (xp, yp, g, b) = (x.data, y.data, gamma.value.data, beta.value.data)
         var mean = [Float](repeating: 0, count: channels)
         var invStd = [Float](repeating: 0, count: channels)
@@ -113,7 +113,7 @@ public final class BatchNorm: Layer {
         let n = x.shape[0]
         let spatial = x.count / max(n * channels, 1)
         let m = Float(n * spatial)
-        let dx = Tensor(shape: x.shape)
+        let dx = Tensor.uninitialized(x.shape)
         let (xp, dyp, dxp, g) = (x.data, dy.data, dx.data, gamma.value.data)
         let (dg, db) = (gamma.grad.data, beta.grad.data)
         let training = cache.training

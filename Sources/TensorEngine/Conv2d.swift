@@ -80,7 +80,7 @@ public final class Conv2d: Layer {
     private func forwardDNNL(_ x: Tensor) -> Tensor? {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         guard let plans = plans(n, h, w, loadWeights: true) else { return nil }
-        let y = Tensor(shape: [n, outChannels, outputSize(h), outputSize(w)])
+        let y = Tensor.uninitialized([n, outChannels, outputSize(h), outputSize(w)])
         let groups = Conv2d.imageGroups(n)
         let (xp, yp, inSize, outSize) = (x.data, y.data, inChannels * h * w, y.count / max(n, 1))
         Parallel.forEach(groups.count) { g in
@@ -94,7 +94,7 @@ public final class Conv2d: Layer {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         // The weights were loaded by the forward pass and have not changed since.
         guard let plans = plans(n, h, w, loadWeights: false) else { return nil }
-        let dx = Tensor(shape: x.shape)
+        let dx = Tensor.uninitialized(x.shape)
         let groups = Conv2d.imageGroups(n)
         let partialW = (0..<groups.count).map { _ in Tensor(shape: weight.value.shape) }
         let partialB = (0..<groups.count).map { _ in Tensor(shape: [outChannels]) }

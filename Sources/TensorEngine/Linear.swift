@@ -25,7 +25,7 @@ public final class Linear: Layer {
         precondition(x.count == n * inFeatures, "Linear expects (N, \(inFeatures)), got \(x.shape)")
         inputShape = x.shape
         input = x
-        let y = Tensor(shape: [n, outFeatures])
+        let y = Tensor.uninitialized([n, outFeatures])
         let (xp, yp, wp) = (x.data, y.data, weight.value.data)
         let bp = bias?.value.data
         let (fin, fout) = (inFeatures, outFeatures)
@@ -45,7 +45,7 @@ public final class Linear: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("Linear.backward before forward") }
         let n = x.shape[0]
-        let dx = Tensor(shape: inputShape)
+        let dx = Tensor.uninitialized(inputShape)
         let (xp, dyp, dxp, wp) = (x.data, dy.data, dx.data, weight.value.data)
         let (gw, gb) = (weight.grad.data, bias?.grad.data)
         let (fin, fout) = (inFeatures, outFeatures)

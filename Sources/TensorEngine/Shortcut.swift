@@ -52,7 +52,7 @@ public final class PaddedIdentity: Layer {
 /// on both inputs, so callers route `dy` to both branches themselves.
 public func add(_ a: Tensor, _ b: Tensor) -> Tensor {
     precondition(a.shape == b.shape, "add: \(a.shape) vs \(b.shape)")
-    let y = Tensor(shape: a.shape)
+    let y = Tensor.uninitialized(a.shape)
     let (ap, bp, yp) = (a.data, b.data, y.data)
     let chunks = elementChunks(a.count)
     Parallel.forEach(chunks.count) { r in

@@ -5,12 +5,12 @@ public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
 
-    init(count: Int) {
+    init(count: Int, zeroed: Bool = true) {
         self.count = count
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
         let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
+        if zeroed { pointer.initialize(repeating: 0, count: max(count, 1)) }
     }
 
     deinit { UnsafeMutableRawPointer(pointer).deallocate() }
@@ -36,6 +36,12 @@ public struct Tensor: @unchecked Sendable {
         self.init(shape: shape)
         precondition(values.count == count, "\(values.count) values for shape \(shape)")
         values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: count) }
+    }
+
+    /// A tensor whose values are unspecified, for outputs a kernel overwrites entirely (saves a
+    /// pass over megabytes of memory per layer).
+    public static func uninitialized(_ shape: [Int]) -> Tensor {
+        Tensor(shape: shape, storage: TensorStorage(count: shape.reduce(1, *), zeroed: false))
     }
 
     private init(shape: [Int], storage: TensorStorage) {
