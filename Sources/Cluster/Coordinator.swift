@@ -21,6 +21,11 @@ public final class Coordinator {
     private var baselines: [String: Double] = [:]
     private var costDone = 0.0
     private let sessionStart = Date()
+    /// Called with every record so far, at most every `refreshInterval` seconds, so a long
+    /// sweep's report can be opened while it runs.
+    public var refresh: (([TaskRecord]) throws -> Void)?
+    public var refreshInterval: TimeInterval = 30
+    private var lastRefresh = Date()
 
     /// `previous` are the records of an earlier session of the same run (resume).
     public init(plan: Plan, run: RunDirectory, journal: Journal, link: CoordinatorLink, specText: String,
@@ -95,6 +100,10 @@ public final class Coordinator {
             try journal.append(finished.map(\.0))
             for (record, task) in finished { try complete(record, task) }
             idle.sort()
+            if let refresh, !finished.isEmpty, Date().timeIntervalSince(lastRefresh) >= refreshInterval {
+                try refresh(allRecords)
+                lastRefresh = Date()
+            }
         }
         for w in link.workers { try link.send(.stop, to: w) }
     }

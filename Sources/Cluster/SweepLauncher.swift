@@ -104,6 +104,16 @@ public enum SweepLauncher {
         t.start()
     }
 
+    /// results.csv, results.json and report.html for the records so far.
+    static func writeResults(_ input: ReportInput, plan: Plan, run: RunDirectory, ranks: Int, start: Date) throws {
+        let started = (input.records.map(\.started) + [start]).min() ?? start
+        try run.writeResults(ResultTable.Document(
+            version: layersweepVersion, spec: plan.spec, started: started, finished: Date(), complete: input.complete,
+            ranks: ranks, hosts: input.hosts, counts: Dictionary(grouping: input.rows, by: \.status).mapValues(\.count),
+            rows: input.rows))
+        try ReportPage.write(input, to: run)
+    }
+
     struct Prepared {
         let plan: Plan
         let run: RunDirectory
@@ -141,16 +151,17 @@ public enum SweepLauncher {
         let journal = try Journal(url: p.run.journalURL, header: p.header)
         let coordinator = Coordinator(plan: p.plan, run: p.run, journal: journal, link: link, specText: p.specText,
                                       previous: p.previous, log: log)
+        // A partial report and results every 30 s: open report.html while the sweep runs.
+        coordinator.refresh = { records in
+            let input = ReportInput(plan: p.plan, records: records)
+            try writeResults(input, plan: p.plan, run: p.run, ranks: link.workers.count, start: start)
+        }
         let resumed = p.previous.count
         log("sweep \(p.plan.spec.name): \(p.plan.tasks.count) tasks\(resumed > 0 ? " (\(resumed) journaled before)" : ""), \(link.workers.count) workers, \(Parallel.threads) threads each -> \(p.run.url.path)")
         try coordinator.run()
-        let rows = ResultTable.rows(plan: p.plan, records: coordinator.allRecords)
-        let started = (p.previous.map(\.started) + [start]).min() ?? start
-        let counts = Dictionary(grouping: rows, by: \.status).mapValues(\.count)
-        try p.run.writeResults(ResultTable.Document(
-            version: layersweepVersion, spec: p.plan.spec, started: started, finished: Date(), complete: rows.count == p.plan.tasks.count,
-            ranks: link.workers.count, hosts: coordinator.hostNames, counts: counts, rows: rows))
-        try ReportPage.write(ReportInput(plan: p.plan, records: coordinator.allRecords), to: p.run)
+        let input = ReportInput(plan: p.plan, records: coordinator.allRecords)
+        try writeResults(input, plan: p.plan, run: p.run, ranks: link.workers.count, start: start)
+        let rows = input.rows
         return RunSummary(directory: p.run, rows: rows, seconds: Date().timeIntervalSince(start), workers: link.workers.count)
     }
 }

@@ -96,6 +96,8 @@ final class RunnerTests: XCTestCase {
         XCTAssertEqual(stable(resumed.rows), stable(full.rows))
         XCTAssertEqual(ran.filter { $0.hasPrefix("[") }.count, lines.count - kept.count, "only the missing tasks ran")
         XCTAssertTrue(FileManager.default.fileExists(atPath: cut.appendingPathComponent("results.csv").path))
+        let document = try JSONSerialization.jsonObject(with: Data(contentsOf: cut.appendingPathComponent("results.json"))) as? [String: Any]
+        XCTAssertEqual(document?["complete"] as? Bool, true)
     }
 
     func testDivergedTrainingSkipsItsDependentsAndTheSweepGoesOn() throws {
