@@ -263,9 +263,3 @@ int cdnnl_conv_backward_weights(cdnnl_conv *c, const float *src, const float *di
     if (c->r_bw_dwei.prim) st |= run_reorder(s, &c->r_bw_dwei, bdwei, diff_weights);
     return end(s, st);
 }
-
-const char *cdnnl_conv_impl(const cdnnl_conv *c) {
-    const char *name = NULL;
-    dnnl_primitive_desc_query(c->fwd_pd, dnnl_query_impl_info_str, 0, &name);
-    return name ? name : "?";
-}

@@ -55,7 +55,6 @@ public final class Coordinator {
 
     /// Every record of the run so far (earlier sessions included).
     public var allRecords: [TaskRecord] { Array(records.values) }
-    public var hostNames: [String] { Array(Set(hosts.values)).sorted() }
 
     /// Runs until every task has a record, then stops the workers.
     public func run() throws {

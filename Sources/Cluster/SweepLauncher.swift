@@ -105,13 +105,9 @@ public enum SweepLauncher {
     }
 
     /// results.csv, results.json and report.html for the records so far.
-    static func writeResults(_ input: ReportInput, plan: Plan, run: RunDirectory, ranks: Int, start: Date) throws {
+    static func writeResults(_ input: ReportInput, run: RunDirectory, ranks: Int, start: Date) throws {
         let started = (input.records.map(\.started) + [start]).min() ?? start
-        try run.writeResults(ResultTable.Document(
-            version: layersweepVersion, spec: plan.spec, started: started, finished: Date(), complete: input.complete,
-            ranks: ranks, hosts: input.hosts, counts: Dictionary(grouping: input.rows, by: \.status).mapValues(\.count),
-            rows: input.rows))
-        try ReportPage.write(input, to: run)
+        try ReportPage.writeOutputs(input, to: run, ranks: ranks, started: started, finished: Date())
     }
 
     struct Prepared {
@@ -141,7 +137,7 @@ public enum SweepLauncher {
         let (spec, text) = try SpecLoader.load(path)
         let plan = try Plan.expand(spec)
         let run = RunDirectory(options.output ?? spec.output)
-        try run.create(specText: text, name: spec.name)
+        try run.create(specText: text)
         return Prepared(plan: plan, run: run, specText: text, previous: [],
                         header: JournalHeader(sweep: spec.name, specHash: RunDirectory.specHash(text), version: layersweepVersion))
     }
@@ -154,13 +150,13 @@ public enum SweepLauncher {
         // A partial report and results every 30 s: open report.html while the sweep runs.
         coordinator.refresh = { records in
             let input = ReportInput(plan: p.plan, records: records)
-            try writeResults(input, plan: p.plan, run: p.run, ranks: link.workers.count, start: start)
+            try writeResults(input, run: p.run, ranks: link.workers.count, start: start)
         }
         let resumed = p.previous.count
         log("sweep \(p.plan.spec.name): \(p.plan.tasks.count) tasks\(resumed > 0 ? " (\(resumed) journaled before)" : ""), \(link.workers.count) workers, \(Parallel.threads) threads each -> \(p.run.url.path)")
         try coordinator.run()
         let input = ReportInput(plan: p.plan, records: coordinator.allRecords)
-        try writeResults(input, plan: p.plan, run: p.run, ranks: link.workers.count, start: start)
+        try writeResults(input, run: p.run, ranks: link.workers.count, start: start)
         let rows = input.rows
         return RunSummary(directory: p.run, rows: rows, seconds: Date().timeIntervalSince(start), workers: link.workers.count)
     }

@@ -27,12 +27,7 @@ public enum Benchmark {
 
     /// Times `seconds` worth of SGD steps and of inference batches (after a warm-up).
     public static func run(model: String, input: [Int], batchSize: Int = 128, seconds: Double = 5) throws -> BenchmarkResult {
-        let spec = try ModelSpec(name: model, inputShape: input, classes: 10)
-        let network = Network.build(spec, seed: 1)
-        var rng = RandomSource(seed: 2)
-        let x = Tensor(shape: [batchSize] + input)
-        for i in 0..<x.count { x.data[i] = rng.nextNormal() }
-        let labels = (0..<batchSize).map { Int32($0 % 10) }
+        let (network, x, labels) = try workload(model: model, input: input, batchSize: batchSize)
         let optimizer = SGD(parameters: network.parameters.map { $0.1 }, momentum: 0.9, weightDecay: 5e-4)
         let trainStep = {
             optimizer.zeroGrad()
@@ -44,6 +39,15 @@ public enum Benchmark {
         return BenchmarkResult(model: model, input: input, batchSize: batchSize, threads: Parallel.threads,
                                trainImagesPerSecond: Double(batchSize) * rate(of: trainStep, seconds: seconds),
                                evalImagesPerSecond: Double(batchSize) * rate(of: evalStep, seconds: seconds / 2))
+    }
+
+    /// A freshly built network and a batch of random inputs and labels: what every measurement runs.
+    static func workload(model: String, input: [Int], batchSize: Int) throws -> (Network, Tensor, [Int32]) {
+        let network = Network.build(try ModelSpec(name: model, inputShape: input, classes: 10), seed: 1)
+        var rng = RandomSource(seed: 2)
+        let x = Tensor(shape: [batchSize] + input)
+        for i in 0..<x.count { x.data[i] = rng.nextNormal() }
+        return (network, x, (0..<batchSize).map { Int32($0 % 10) })
     }
 
     /// Steps per second of `body`, after two warm-up calls, over at least `seconds` and 3 calls.
@@ -60,13 +64,8 @@ public enum Benchmark {
 
     /// Forward and backward time of each top-level layer of a training step.
     public static func profile(model: String, input: [Int], batchSize: Int = 128, steps: Int = 5) throws -> [LayerProfile] {
-        let spec = try ModelSpec(name: model, inputShape: input, classes: 10)
-        let network = Network.build(spec, seed: 1)
+        let (network, x, labels) = try workload(model: model, input: input, batchSize: batchSize)
         guard let root = network.root as? Sequential else { return [] }
-        var rng = RandomSource(seed: 2)
-        let x = Tensor(shape: [batchSize] + input)
-        for i in 0..<x.count { x.data[i] = rng.nextNormal() }
-        let labels = (0..<batchSize).map { Int32($0 % 10) }
         var forward = [Double](repeating: 0, count: root.children.count)
         var backward = forward
         for step in 0..<(steps + 1) {
@@ -91,11 +90,7 @@ public enum Benchmark {
     /// Forward + backward time per layer type (Conv2d, BatchNorm, ReLU, ...), each leaf layer
     /// timed alone on the input it sees in the network: where a training step's time goes.
     public static func kernelProfile(model: String, input: [Int], batchSize: Int = 128, steps: Int = 5) throws -> [(String, Double)] {
-        let spec = try ModelSpec(name: model, inputShape: input, classes: 10)
-        let network = Network.build(spec, seed: 1)
-        var rng = RandomSource(seed: 2)
-        let x = Tensor(shape: [batchSize] + input)
-        for i in 0..<x.count { x.data[i] = rng.nextNormal() }
+        let (network, x, _) = try workload(model: model, input: input, batchSize: batchSize)
         // Record each leaf's input by running the network once with probes around the leaves.
         var inputs: [(String, Layer, Tensor)] = []
         func walk(_ layer: Layer, _ name: String, _ h: Tensor) -> Tensor {

@@ -24,7 +24,7 @@ public struct RunDirectory: Sendable {
 
     /// Prepares a fresh run directory for `spec`. Refuses one that already holds a journal:
     /// nothing of an earlier run is ever overwritten.
-    public func create(specText: String, name: String) throws {
+    public func create(specText: String) throws {
         let fm = FileManager.default
         if fm.fileExists(atPath: journalURL.path) {
             let other = (try? Journal.read(journalURL).header)

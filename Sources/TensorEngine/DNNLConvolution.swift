@@ -28,9 +28,6 @@ final class DNNLConvolution {
 
     deinit { cdnnl_conv_destroy(handle) }
 
-    /// The implementation oneDNN picked (e.g. "jit:avx2").
-    var implementation: String { String(cString: cdnnl_conv_impl(handle)) }
-
     func setWeights(_ weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?) {
         check(cdnnl_conv_set_weights(handle, weights, bias), "set_weights")
     }

@@ -38,7 +38,7 @@ public enum Parallel {
     }
 
     /// Runs `body(chunk)` for chunk in 0..<chunks, spread over the configured threads.
-    /// Chunk `i` always goes to worker `i % threads`; each chunk must write disjoint memory.
+    /// Chunk `i` goes to worker `i % min(threads, chunks)`; each chunk must write disjoint memory.
     public static func forEach(_ chunks: Int, _ body: (Int) -> Void) {
         let workers = min(_threads, chunks)
         if workers <= 1 {

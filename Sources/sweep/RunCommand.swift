@@ -82,13 +82,10 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         let run = RunDirectory(runDirectory)
         let input = try ReportInput.load(run)
-        try ReportPage.write(input, to: run)
         let ran = input.records.filter { $0.rank >= 0 }
         let now = Date()
-        try run.writeResults(ResultTable.Document(
-            version: layersweepVersion, spec: input.plan.spec, started: ran.map(\.started).min() ?? now,
-            finished: ran.map(\.finished).max() ?? now, complete: input.complete, ranks: Set(ran.map(\.rank)).count,
-            hosts: input.hosts, counts: Dictionary(grouping: input.rows, by: \.status).mapValues(\.count), rows: input.rows))
+        try ReportPage.writeOutputs(input, to: run, ranks: Set(ran.map(\.rank)).count, started: ran.map(\.started).min() ?? now,
+                                    finished: ran.map(\.finished).max() ?? now)
         let counts = Dictionary(grouping: input.rows, by: \.status).mapValues(\.count)
         report("\(input.rows.count) of \(input.plan.tasks.count) tasks journaled (\(counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))\(input.complete ? "" : "; partial report")")
         for line in ProgressText.summary(rows: input.rows) { report(line) }

@@ -25,7 +25,4 @@ int cdnnl_conv_backward_data(cdnnl_conv *conv, const float *diff_dst, float *dif
 int cdnnl_conv_backward_weights(cdnnl_conv *conv, const float *src, const float *diff_dst,
                                 float *diff_weights, float *diff_bias);
 
-/// The implementation oneDNN chose for the forward primitive (e.g. "jit:avx2"), for reports.
-const char *cdnnl_conv_impl(const cdnnl_conv *conv);
-
 #endif

@@ -59,6 +59,15 @@ public enum ReportPage {
         return m.text + "\n"
     }
 
+    /// Writes results.csv, results.json and report.html for `input` into the run directory.
+    public static func writeOutputs(_ input: ReportInput, to run: RunDirectory, ranks: Int, started: Date, finished: Date) throws {
+        try run.writeResults(ResultTable.Document(
+            version: layersweepVersion, spec: input.plan.spec, started: started, finished: finished, complete: input.complete,
+            ranks: ranks, hosts: input.hosts, counts: Dictionary(grouping: input.rows, by: \.status).mapValues(\.count),
+            rows: input.rows))
+        try write(input, to: run)
+    }
+
     /// Writes report.html into the run directory (temp file, then rename).
     public static func write(_ input: ReportInput, to run: RunDirectory) throws {
         try Data(html(input).utf8).write(to: run.reportURL, options: .atomic)
