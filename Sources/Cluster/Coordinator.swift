@@ -1,8 +1,10 @@
 import Foundation
 import SweepCore
 
-/// Rank 0's loop: hands ready tasks to idle workers (longest first), ships checkpoints to the
-/// workers that lack them, journals every result (fsync) before acting on it, and reports progress.
+/// Rank 0's loop: hands ready tasks to idle workers (longest first), ships artifacts
+/// (checkpoints, IMP rounds, teacher logits) to the workers that lack them and tells workers to
+/// drop those no remaining task needs, journals every result (fsync) before acting on it, and
+/// reports progress.
 public final class Coordinator {
     let plan: Plan
     let directory: RunDirectory
@@ -13,12 +15,14 @@ public final class Coordinator {
 
     private var scheduler: Scheduler
     private var records: [String: TaskRecord]
-    private var checkpointHashes: [String: String] = [:]   // train key -> hash
-    private var checkpointBytes: [String: Data] = [:]      // hash -> bytes (loaded lazily)
+    private var artifactHashes: [String: String] = [:]   // producing task's key -> hash
+    private var artifactBytes: [String: Data] = [:]      // hash -> bytes (loaded lazily)
     private var workerCache: [Int: Set<String>] = [:]
+    /// Unfinished tasks that still need each artifact; at zero it is released everywhere.
+    private var pendingUses: [String: Int] = [:]
+    private var released: Set<String> = []
     private var hosts: [Int: String] = [:]
     private var running: [Int: (task: PlannedTask, started: Date)] = [:]
-    private var baselines: [String: Double] = [:]
     private var costDone = 0.0
     private let sessionStart = Date()
     /// Called with every record so far, at most every `refreshInterval` seconds, so a long
@@ -38,18 +42,18 @@ public final class Coordinator {
         self.log = log
         var kept: [String: TaskRecord] = [:]
         for r in previous where plan[r.key] != nil {
-            // A training result counts only if its checkpoint is still on disk.
-            if r.kind == .train, r.outcome.status == .ok {
-                guard let hash = r.outcome.checkpoint, FileManager.default.fileExists(atPath: directory.checkpointURL(hash).path) else { continue }
-                checkpointHashes[r.key] = hash
+            // A result whose artifact is gone from disk does not count: its task runs again.
+            if let hash = r.outcome.checkpoint, r.outcome.status == .ok {
+                guard FileManager.default.fileExists(atPath: directory.checkpointURL(hash).path) else { continue }
+                artifactHashes[r.key] = hash
             }
             kept[r.key] = r
         }
         records = kept
         let failed = Set(kept.values.filter { $0.outcome.status != .ok }.map(\.key))
         scheduler = Scheduler(plan.tasks, done: Set(kept.keys), failed: failed)
-        for r in kept.values where r.kind == .baseline {
-            if let t = plan[r.key], let acc = r.outcome.testAccuracy { baselines[t.trainKey] = acc }
+        for t in plan.tasks where kept[t.key] == nil {
+            for d in t.dependencies { pendingUses[d, default: 0] += 1 }
         }
     }
 
@@ -86,7 +90,7 @@ public final class Coordinator {
                         let hash = contentHash(checkpoint)
                         try checkpoint.write(to: directory.checkpointURL(hash), options: .atomic)
                         outcome.checkpoint = hash
-                        checkpointBytes[hash] = checkpoint
+                        if (pendingUses[key] ?? 0) > 0 { artifactBytes[hash] = checkpoint }
                         workerCache[worker, default: []].insert(hash)
                     }
                     finished.append((TaskRecord(key: key, kind: task.kind, outcome: outcome, rank: worker,
@@ -108,33 +112,49 @@ public final class Coordinator {
     }
 
     private func dispatch(_ task: PlannedTask, to worker: Int) throws {
-        let inputs = task.dependencies.compactMap { checkpointHashes[$0] }
+        var inputs: [String: String] = [:]
+        for d in task.dependencies { inputs[d] = artifactHashes[d] }
         var attachments: [String: Data] = [:]
-        for hash in inputs where !(workerCache[worker]?.contains(hash) ?? false) {
+        for hash in inputs.values where !(workerCache[worker]?.contains(hash) ?? false) {
             attachments[hash] = try bytes(of: hash)
             workerCache[worker, default: []].insert(hash)
         }
+        let release = workerCache[worker, default: []].intersection(released).sorted()
+        workerCache[worker]?.subtract(release)
         running[worker] = (task, Date())
-        try link.send(.task(task, inputs: inputs, attachments: attachments), to: worker)
+        try link.send(.task(task, inputs: inputs, attachments: attachments, release: release), to: worker)
     }
 
     private func bytes(of hash: String) throws -> Data {
-        if let b = checkpointBytes[hash] { return b }
+        if let b = artifactBytes[hash] { return b }
         let data = try Data(contentsOf: directory.checkpointURL(hash))
-        checkpointBytes[hash] = data
+        artifactBytes[hash] = data
         return data
+    }
+
+    /// One fewer task needs the artifacts of `task`'s dependencies; those needed by none are
+    /// dropped here and, with the next task message, on every worker holding them.
+    private func consumeInputs(of task: PlannedTask) {
+        for d in task.dependencies {
+            guard let left = pendingUses[d] else { continue }
+            pendingUses[d] = left - 1
+            if left - 1 <= 0, let hash = artifactHashes[d] {
+                released.insert(hash)
+                artifactBytes[hash] = nil
+            }
+        }
     }
 
     private func complete(_ record: TaskRecord, _ task: PlannedTask) throws {
         records[record.key] = record
-        if task.kind == .train, let hash = record.outcome.checkpoint { checkpointHashes[task.key] = hash }
-        if task.kind == .baseline, let acc = record.outcome.testAccuracy { baselines[task.trainKey] = acc }
+        if let hash = record.outcome.checkpoint { artifactHashes[task.key] = hash }
+        consumeInputs(of: task)
         costDone += task.cost
         let skipped = scheduler.finished(task.key, succeeded: record.outcome.status == .ok)
         let elapsed = Date().timeIntervalSince(sessionStart)
         let eta = costDone > 0 && !scheduler.isDone ? elapsed / costDone * scheduler.remainingCost : nil
         log(ProgressText.line(done: records.count, total: plan.tasks.count, task: task, record: record,
-                              baseline: baselines[task.trainKey], eta: eta))
+                              baseline: task.baselineKey.flatMap { records[$0]?.outcome.testAccuracy }, eta: eta))
         try recordSkipped(skipped, because: record)
     }
 
@@ -144,11 +164,12 @@ public final class Coordinator {
         let now = Date()
         let skipped = tasks.map { t -> TaskRecord in
             var o = TaskOutcome(status: .skipped)
-            o.error = "dependency \(cause?.key ?? t.trainKey) \(cause?.outcome.status.rawValue ?? "failed")"
+            o.error = "dependency \(cause?.key ?? t.dependencies.first ?? "?") \(cause?.outcome.status.rawValue ?? "failed")"
             return TaskRecord(key: t.key, kind: t.kind, outcome: o, rank: -1, host: "", started: now, finished: now)
         }
         try journal.append(skipped)
         for r in skipped { records[r.key] = r }
+        for t in tasks { consumeInputs(of: t) }
         if let first = skipped.first { log("skipped \(skipped.count) tasks: \(first.outcome.error ?? "")") }
     }
 }
@@ -165,9 +186,10 @@ public enum WorkerLoop {
                 return
             case let .configure(text):
                 executor = TaskExecutor(spec: try SpecLoader.parse(text, file: "spec.yaml"))
-            case let .task(task, inputs, attachments):
+            case let .task(task, inputs, attachments, release):
                 guard let executor else { throw RunError(path: task.key, message: "task before configuration") }
-                for (hash, data) in attachments { try executor.store(checkpoint: data, hash: hash) }
+                executor.release(release)
+                for (hash, data) in attachments { try executor.store(artifact: data, hash: hash) }
                 let (outcome, checkpoint) = executor.run(task, inputs: inputs)
                 try link.send(.result(key: task.key, outcome: outcome, checkpoint: checkpoint))
             case .hello, .result:

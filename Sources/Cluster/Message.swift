@@ -7,13 +7,15 @@ public enum Message: Equatable, Sendable {
     case hello(host: String, threads: Int)
     /// The sweep file's text, sent once: workers need no shared filesystem.
     case configure(specText: String)
-    case task(PlannedTask, inputs: [String], attachments: [String: Data])
+    /// `inputs` maps dependency keys to the hashes of their artifacts; `attachments` carries the
+    /// ones the worker lacks; `release` lists artifacts no remaining task needs.
+    case task(PlannedTask, inputs: [String: String], attachments: [String: Data], release: [String])
     case result(key: String, outcome: TaskOutcome, checkpoint: Data?)
     case stop
 }
 
 /// Binary framing: a 4-byte little-endian header length, a JSON header, then raw blobs
-/// (checkpoints) whose names and sizes the header lists, so megabytes never pass through JSON.
+/// (artifacts) whose names and sizes the header lists, so megabytes never pass through JSON.
 enum MessageCodec {
     private struct Blob: Codable { var name: String; var size: Int }
     private struct Header: Codable {
@@ -22,7 +24,8 @@ enum MessageCodec {
         var threads: Int?
         var specText: String?
         var task: PlannedTask?
-        var inputs: [String]?
+        var inputs: [String: String]?
+        var release: [String]?
         var key: String?
         var outcome: TaskOutcome?
         var blobs: [Blob] = []
@@ -34,8 +37,8 @@ enum MessageCodec {
         switch message {
         case let .hello(host, threads): header = Header(type: "hello", host: host, threads: threads)
         case let .configure(text): header = Header(type: "configure", specText: text)
-        case let .task(task, inputs, attachments):
-            header = Header(type: "task", task: task, inputs: inputs)
+        case let .task(task, inputs, attachments, release):
+            header = Header(type: "task", task: task, inputs: inputs, release: release)
             blobs = attachments.sorted { $0.key < $1.key }
         case let .result(key, outcome, checkpoint):
             header = Header(type: "result", key: key, outcome: outcome)
@@ -70,7 +73,7 @@ enum MessageCodec {
         case "configure": return .configure(specText: header.specText ?? "")
         case "task":
             guard let task = header.task else { throw CodecError.malformed("task message without a task") }
-            return .task(task, inputs: header.inputs ?? [], attachments: blobs)
+            return .task(task, inputs: header.inputs ?? [:], attachments: blobs, release: header.release ?? [])
         case "result":
             guard let key = header.key, let outcome = header.outcome else { throw CodecError.malformed("result without key or outcome") }
             return .result(key: key, outcome: outcome, checkpoint: blobs["checkpoint"])

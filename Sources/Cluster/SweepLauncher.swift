@@ -31,6 +31,7 @@ public struct RunSummary: Sendable {
     public let rows: [ResultRow]
     public let seconds: Double
     public let workers: Int
+    public let study: SweepSpec.Study
 }
 
 /// Starts a sweep: under mpirun/srun as MPI ranks (rank 0 coordinates), otherwise as worker
@@ -158,6 +159,7 @@ public enum SweepLauncher {
         let input = ReportInput(plan: p.plan, records: coordinator.allRecords)
         try writeResults(input, run: p.run, ranks: link.workers.count, start: start)
         let rows = input.rows
-        return RunSummary(directory: p.run, rows: rows, seconds: Date().timeIntervalSince(start), workers: link.workers.count)
+        return RunSummary(directory: p.run, rows: rows, seconds: Date().timeIntervalSince(start), workers: link.workers.count,
+                          study: p.plan.spec.study)
     }
 }

@@ -8,16 +8,17 @@ public enum DatasetCatalog {
 
     public static let names = ["fashion-mnist", "mnist", "kmnist", "cifar10", "synthetic", "synthetic-28", "synthetic-32"]
 
-    /// Loads `name` (from `dataDirectory` when given), limits the splits, and normalises both by
-    /// the train split's per-channel statistics.
-    public static func load(_ name: String, dataDirectory: String? = nil, trainLimit: Int? = nil,
-                            testLimit: Int? = nil) throws -> DatasetSplits {
-        let (train, test) = try loadRaw(name, dataDirectory: dataDirectory)
+    /// Loads `name` (from `dataDirectory` when given), or the dataset `derivation` makes from
+    /// `base`, limits the splits, and normalises both by the train split's per-channel statistics.
+    public static func load(_ name: String, base: String? = nil, derivation: Derivation = Derivation(),
+                            dataDirectory: String? = nil, trainLimit: Int? = nil, testLimit: Int? = nil) throws -> DatasetSplits {
+        let (train, test) = try loadRaw(base ?? name, dataDirectory: dataDirectory)
         let classes = max(train.classes, test.classes)
-        func harmonised(_ d: Dataset) -> Dataset {
-            Dataset(name: d.name, images: d.images, labels: d.labels, shape: d.shape, classes: classes)
+        func prepared(_ d: Dataset) throws -> Dataset {
+            let harmonised = Dataset(name: name, images: d.images, labels: d.labels, shape: d.shape, classes: classes)
+            return try derivation.apply(to: harmonised, name: name)
         }
-        return DatasetSplits(rawTrain: harmonised(train.prefix(trainLimit)), rawTest: harmonised(test.prefix(testLimit)))
+        return DatasetSplits(rawTrain: try prepared(train).prefix(trainLimit), rawTest: try prepared(test).prefix(testLimit))
     }
 
     /// The raw (unnormalised) train and test splits.

@@ -38,7 +38,7 @@ public struct ModelSpec: Equatable, Sendable {
         "plain20", "plain32", "plain56", "fcn-1024x3-bn", "fcn-512-256", "student-c0-w1", "student-c4-w0.5",
     ]
 
-    static func parse(_ name: String) throws -> Architecture {
+    public static func parse(_ name: String) throws -> Architecture {
         let lower = name.lowercased()
         let parts = lower.split(separator: "-").map(String.init)
         guard let head = parts.first else { throw ModelError.unknown(name) }

@@ -160,29 +160,52 @@ extension Network {
         return Network(spec: spec, root: Sequential(layers), units: units)
     }
 
-    /// Conv widths 32, 32, 64, 64 (times `width`), a 2x2 max-pool after every second conv and after
-    /// an odd last one, then a hidden layer of 256·width units and the readout.
+    /// The shape of a student: conv widths 32, 32, 64, 64 (times `width`), a 2x2 max-pool after
+    /// every second conv and after an odd last one, then a hidden layer of 256·width units.
+    /// Shared by `buildStudent` and `studentParameterCount` so the two cannot disagree.
+    struct StudentLayout {
+        var convs: [(inChannels: Int, outChannels: Int, pool: Bool)] = []
+        var flatFeatures = 0
+        var hidden = 0
+
+        init(convLayers: Int, width: Double, inputShape: [Int]) {
+            let scaled = { (n: Int) in max(1, Int((Double(n) * width).rounded())) }
+            var (channels, height, widthPx) = (inputShape[0], inputShape[1], inputShape[2])
+            for i in 1...max(convLayers, 1) where convLayers > 0 {
+                let out = scaled([32, 32, 64, 64][i - 1])
+                let pool = (i % 2 == 0 || i == convLayers) && height >= 2 && widthPx >= 2
+                convs.append((channels, out, pool))
+                channels = out
+                if pool { height /= 2; widthPx /= 2 }
+            }
+            flatFeatures = channels * height * widthPx
+            hidden = scaled(256)
+        }
+    }
+
+    /// Parameters of `student-cK-wM` without building it (conv and hidden layers have no bias;
+    /// each is followed by a BN with two parameters per channel).
+    public static func studentParameterCount(convLayers: Int, width: Double, inputShape: [Int], classes: Int) -> Int {
+        let layout = StudentLayout(convLayers: convLayers, width: width, inputShape: inputShape)
+        let convs = layout.convs.reduce(0) { $0 + $1.outChannels * $1.inChannels * 9 + 2 * $1.outChannels }
+        return convs + layout.flatFeatures * layout.hidden + 2 * layout.hidden + layout.hidden * classes + classes
+    }
+
     static func buildStudent(_ spec: ModelSpec, convLayers: Int, width: Double, rng: inout RandomSource) -> Network {
-        let scaled = { (n: Int) in max(1, Int((Double(n) * width).rounded())) }
+        let layout = StudentLayout(convLayers: convLayers, width: width, inputShape: spec.inputShape)
         var layers: [(String, Layer)] = []
         var units: [(name: String, kind: UnitKind, group: String, transition: Bool)] = []
-        var (channels, height, widthPx) = (spec.inputShape[0], spec.inputShape[1], spec.inputShape[2])
-        for i in 1...max(convLayers, 1) where convLayers > 0 {
-            let out = scaled([32, 32, 64, 64][i - 1])
-            layers += [("conv\(i)", Conv2d(channels, out, kernelSize: 3, padding: 1, rng: &rng)),
-                       ("bn\(i)", BatchNorm(out)), ("relu\(i)", ReLU())]
+        for (index, conv) in layout.convs.enumerated() {
+            let i = index + 1
+            layers += [("conv\(i)", Conv2d(conv.inChannels, conv.outChannels, kernelSize: 3, padding: 1, rng: &rng)),
+                       ("bn\(i)", BatchNorm(conv.outChannels)), ("relu\(i)", ReLU())]
             units.append(("conv\(i)", .conv, "features", false))
-            channels = out
-            if (i % 2 == 0 || i == convLayers) && height >= 2 && widthPx >= 2 {
-                layers.append(("pool\(i)", MaxPool2d(kernelSize: 2)))
-                height /= 2; widthPx /= 2
-            }
+            if conv.pool { layers.append(("pool\(i)", MaxPool2d(kernelSize: 2))) }
         }
-        let hidden = scaled(256)
         layers += [("flatten", Flatten()),
-                   ("fc", Linear(channels * height * widthPx, hidden, bias: false, rng: &rng)),
-                   ("fc_bn", BatchNorm(hidden)), ("fc_relu", ReLU()),
-                   ("readout", Linear(hidden, spec.classes, rng: &rng))]
+                   ("fc", Linear(layout.flatFeatures, layout.hidden, bias: false, rng: &rng)),
+                   ("fc_bn", BatchNorm(layout.hidden)), ("fc_relu", ReLU()),
+                   ("readout", Linear(layout.hidden, spec.classes, rng: &rng))]
         units += [("fc", .linear, "head", false), ("readout", .linear, "head", false)]
         return Network(spec: spec, root: Sequential(layers), units: units)
     }

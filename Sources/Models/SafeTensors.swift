@@ -110,4 +110,9 @@ public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
     public let file: String
     public let problem: String
     public var description: String { "\(file): \(problem)" }
+
+    public init(file: String, problem: String) {
+        self.file = file
+        self.problem = problem
+    }
 }

@@ -27,6 +27,25 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// What a study changes about the plain training loop: parameters kept fixed (reused kernels),
+/// a step to resume at (IMP rewinding), and a callback after every optimiser step (re-applying
+/// pruning masks, snapshotting the rewind point).
+public struct TrainingHooks {
+    /// Dotted names of parameters the optimiser leaves untouched.
+    public var frozen: Set<String>
+    /// Steps before this one are skipped (batch order and learning-rate schedule continue from it).
+    public var startStep: Int
+    /// Called with the number of steps taken so far, after each optimiser step (and once with
+    /// `startStep` before the first).
+    public var afterStep: ((Int) -> Void)?
+
+    public init(frozen: Set<String> = [], startStep: Int = 0, afterStep: ((Int) -> Void)? = nil) {
+        self.frozen = frozen
+        self.startStep = startStep
+        self.afterStep = afterStep
+    }
+}
+
 /// The training loop: mini-batch SGD on a network, with the schedule applied per iteration.
 public enum Training {
     /// How a batch's loss is computed; labels by default, teacher logits for distillation.
@@ -36,21 +55,24 @@ public enum Training {
     /// Throws `TrainingError.diverged` as soon as a loss is not finite.
     @discardableResult
     public static func train(_ network: Network, on data: Dataset, config: TrainingConfig,
-                             loss: LossFunction? = nil, progress: (EpochReport) -> Void = { _ in }) throws -> [EpochReport] {
-        let optimizer = SGD(parameters: network.parameters.map { $0.1 }, momentum: config.momentum,
+                             loss: LossFunction? = nil, hooks: TrainingHooks = TrainingHooks(),
+                             progress: (EpochReport) -> Void = { _ in }) throws -> [EpochReport] {
+        let trainable = network.parameters.filter { !hooks.frozen.contains($0.0) }.map { $0.1 }
+        let optimizer = SGD(parameters: trainable, momentum: config.momentum,
                             weightDecay: config.weightDecay, nesterov: config.nesterov)
         let lossFunction = loss ?? { logits, labels, _ in Loss.softmaxCrossEntropy(logits, labels: labels) }
         let stepsPerEpoch = (data.count + config.batchSize - 1) / config.batchSize
         var reports: [EpochReport] = []
         var step = 0
         let start = Date()
+        hooks.afterStep?(hooks.startStep)
         for epoch in 0..<config.epochs {
             let epochStart = Date()
             var lossSum = 0.0, correct = 0, seen = 0
             var lr: Float = config.learningRate
             for indices in data.batchIndices(batchSize: config.batchSize, shuffleSeed: config.seed, epoch: epoch) {
                 // A batch of one breaks batch statistics; it only happens as an epoch's remainder.
-                if indices.count < 2 { step += 1; continue }
+                if indices.count < 2 || step < hooks.startStep { step += 1; continue }
                 let (x, labels) = data.batch(indices)
                 optimizer.zeroGrad()
                 let logits = network.forward(x, training: true)
@@ -59,6 +81,7 @@ public enum Training {
                 network.backward(result.gradient)
                 lr = config.schedule.rate(base: config.learningRate, step: step, stepsPerEpoch: stepsPerEpoch, epochs: config.epochs)
                 optimizer.step(learningRate: lr)
+                hooks.afterStep?(step + 1)
                 lossSum += Double(result.loss) * Double(indices.count)
                 correct += result.correct
                 seen += indices.count

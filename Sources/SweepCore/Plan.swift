@@ -14,6 +14,16 @@ public enum TaskKind: String, Codable, Sendable {
     case mask
     /// Do nothing (measures the runner's own overhead).
     case noop
+    /// IMP round k ≥ 1: prune the previous round's network, rewind, retrain; produces the round.
+    case prune
+    /// One-shot control: prune the dense network to round k's sparsity at once, rewind, retrain.
+    case oneShot
+    /// Evaluate the teacher ensemble and compute its logits on the train split (shipped to students).
+    case logits
+    /// Train a student, on the teacher's logits or on the labels.
+    case student
+    /// Train a target network that starts from source-trained kernels.
+    case reuse
 }
 
 /// One node of the task graph, with a stable key and a seed derived from it.
@@ -32,6 +42,18 @@ public struct PlannedTask: Codable, Equatable, Sendable {
     public let cost: Double
     /// The task's own seed: a function of the sweep seed and the key only.
     public let seed: UInt64
+    /// The task whose test accuracy this one is compared with (delta_accuracy).
+    public var baselineKey: String?
+    /// IMP: the pruning round (0 = dense).
+    public var round: Int?
+    /// Reuse: the source dataset.
+    public var source: String?
+    /// Reuse mode, IMP method (imp | oneshot) or distillation loss (logits | labels).
+    public var variant: String?
+    /// Reuse: the units whose kernels are copied (one layer or a prefix).
+    public var units: [String]?
+    /// Distillation: the student's parameter budget.
+    public var budget: Int?
 
     public init(key: String, kind: TaskKind, dataset: String, model: String, seedIndex: Int, unit: String?,
                 mask: MaskKind?, dependencies: [String], cost: Double, seed: UInt64) {
@@ -46,9 +68,6 @@ public struct PlannedTask: Codable, Equatable, Sendable {
         self.cost = cost
         self.seed = seed
     }
-
-    /// The training task this task's network comes from (itself for train tasks).
-    public var trainKey: String { kind == .train ? key : "\(dataset)/\(model)/seed\(seedIndex)/train" }
 }
 
 /// The expanded task graph of a sweep.
@@ -79,7 +98,26 @@ public struct Plan: Sendable {
     /// Expands a validated spec: per (dataset, model, seed) a training task, a baseline
     /// evaluation and one task per (selected unit, applicable mask).
     public static func expand(_ spec: SweepSpec) throws -> Plan {
-        func seed(_ key: String) -> UInt64 { StableHash.combine(spec.seed, StableHash.of(key)) }
+        switch spec.study {
+        case .zeroing, .noop: return try expandZeroing(spec)
+        case .imp: return try expandPruning(spec)
+        case .distill: return try expandDistillation(spec)
+        case .reuse: return try expandReuse(spec)
+        }
+    }
+
+    /// A task's seed: a function of the sweep seed and a key only.
+    static func seed(_ spec: SweepSpec, _ key: String) -> UInt64 { StableHash.combine(spec.seed, StableHash.of(key)) }
+
+    /// Multiply-adds per image of `model` on `dataset` (for costs), and its units.
+    static func measure(_ model: String, on dataset: DatasetEntry) throws -> (macs: Double, network: Network) {
+        let d = dataset.description
+        let network = Network.build(try ModelSpec(name: model, inputShape: d.shape, classes: d.classes), seed: 0)
+        return (Double(network.multiplyAddsPerImage()), network)
+    }
+
+    private static func expandZeroing(_ spec: SweepSpec) throws -> Plan {
+        func seed(_ key: String) -> UInt64 { Plan.seed(spec, key) }
         if spec.study == .noop {
             let width = String(spec.noopTasks - 1).count
             return try Plan(spec: spec, tasks: (0..<spec.noopTasks).map { i in
@@ -90,20 +128,20 @@ public struct Plan: Sendable {
         }
         var tasks: [PlannedTask] = []
         for dataset in spec.datasets {
-            let d = DatasetCatalog.describe(dataset.name)
-            let trainCount = Double(min(dataset.trainLimit ?? d.train, d.train))
-            let testCount = Double(min(dataset.testLimit ?? d.test, d.test))
+            let d = dataset.description
+            let (trainCount, testCount) = (Double(d.train), Double(d.test))
             for model in spec.models {
-                let network = Network.build(try ModelSpec(name: model, inputShape: d.shape, classes: d.classes), seed: 0)
-                let macs = Double(network.multiplyAddsPerImage())
+                let (macs, network) = try measure(model, on: dataset)
                 let evalCost = macs * testCount
                 let units = LayerMatcher.select(network.units, spec.layers)
                 for s in spec.seeds {
                     let prefix = "\(dataset.name)/\(model)/seed\(s)"
                     let trainKey = "\(prefix)/train"
                     func task(_ key: String, _ kind: TaskKind, unit: String? = nil, mask: MaskKind? = nil, cost: Double) -> PlannedTask {
-                        PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: s, unit: unit, mask: mask,
-                                    dependencies: kind == .train ? [] : [trainKey], cost: cost, seed: seed(key))
+                        var t = PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: s, unit: unit, mask: mask,
+                                            dependencies: kind == .train ? [] : [trainKey], cost: cost, seed: seed(key))
+                        t.baselineKey = "\(prefix)/baseline"
+                        return t
                     }
                     tasks.append(task(trainKey, .train, cost: 3 * macs * trainCount * Double(spec.training.epochs) + evalCost))
                     tasks.append(task("\(prefix)/baseline", .baseline, cost: evalCost))

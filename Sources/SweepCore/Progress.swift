@@ -19,12 +19,19 @@ public enum ProgressText {
         case .baseline: what = "\(task.dataset)/\(task.model)/seed\(task.seedIndex) baseline"
         case .mask: what = "\(task.unit ?? "?") \(task.mask?.rawValue ?? "?")"
         case .noop: what = task.key
+        case .prune, .oneShot: what = "\(task.dataset)/\(task.model)/seed\(task.seedIndex) \(task.variant ?? "") round \(task.round ?? 0)"
+        case .logits: what = "\(task.dataset)/\(task.model) teacher logits"
+        case .student: what = "\(task.dataset) \(task.model) seed\(task.seedIndex) \(task.variant ?? "")"
+        case .reuse: what = "\(task.source ?? "?") → \(task.dataset) \(task.unit ?? "?") \(task.variant ?? "") seed\(task.seedIndex)"
         }
         let o = record.outcome
         switch o.status {
         case .ok:
             if let acc = o.testAccuracy { what += String(format: " acc %.4f", acc) }
-            if task.kind == .mask, let acc = o.testAccuracy, let baseline { what += String(format: " Δ%+.4f", acc - baseline) }
+            if let left = o.remainingFraction, task.kind != .train { what += String(format: " left %.4f", left) }
+            if ![.train, .baseline, .logits, .noop].contains(task.kind), let acc = o.testAccuracy, let baseline {
+                what += String(format: " Δ%+.4f", acc - baseline)
+            }
         default:
             what += " \(o.status.rawValue.uppercased())" + (o.error.map { ": \($0)" } ?? "")
         }
@@ -32,9 +39,19 @@ public enum ProgressText {
         return "[\(done)/\(total)] \(what) rank \(record.rank) \(duration(o.seconds))\(tail)"
     }
 
-    /// The few rows that answer the layer-zeroing question: per (dataset, model, mask), how many
-    /// units are trivial and which hurt most.
-    public static func summary(rows: [ResultRow]) -> [String] {
+    /// The few rows that answer the study's question.
+    public static func summary(rows: [ResultRow], study: SweepSpec.Study) -> [String] {
+        switch study {
+        case .zeroing: return zeroingSummary(rows)
+        case .imp: return PruningCurve.compute(rows).flatMap(\.summary)
+        case .distill: return DistillationTable.compute(rows).flatMap(\.summary)
+        case .reuse: return ReuseFinding.compute(rows).flatMap(\.summary)
+        case .noop: return []
+        }
+    }
+
+    /// Per (dataset, model, mask): how many units are trivial and which hurt most.
+    static func zeroingSummary(_ rows: [ResultRow]) -> [String] {
         ZeroingFinding.compute(rows).map { f in
             let worst = f.mostHarmful.map { "\($0.unit) \(String(format: "%+.3f", $0.delta))" }.joined(separator: ", ")
             return "  \(f.dataset) \(f.model) \(f.mask): \(f.trivial.count)/\(f.meanDelta.count) units trivial (|Δacc| < \(ZeroingFinding.trivialThreshold)); most harmful: \(worst)"

@@ -1,77 +1,118 @@
 import Foundation
+import Models
+import Studies
 
 /// One row of results.csv / results.json.
+///
+/// `mask` names the variant of the point: the zeroing mask, the reuse mode (frozen | finetuned),
+/// the pruning method (imp | oneshot) or the distillation loss (logits | labels).
 public struct ResultRow: Codable, Equatable, Sendable {
     public var key: String
     public var study: String
     public var kind: String
     public var dataset: String
+    /// Reuse: the source dataset; distillation: the teacher model.
+    public var source: String?
     public var model: String
     public var seed: Int
     public var layer: String
     public var mask: String
+    /// IMP: the pruning round (0 = dense).
+    public var round: Int?
     public var status: String
     public var testAccuracy: Double?
     public var testLoss: Double?
-    /// The unmasked network's test accuracy (from its baseline task).
+    /// The reference's test accuracy: the unmasked network (zeroing), the scratch-trained
+    /// target network (reuse), the dense network (IMP), the teacher ensemble (distillation).
     public var baselineAccuracy: Double?
-    /// testAccuracy − baselineAccuracy: negative when the mask hurts.
+    /// testAccuracy − baselineAccuracy: negative when the variant is worse than its reference.
     public var deltaAccuracy: Double?
     public var paramsMasked: Int?
+    public var remainingFraction: Double?
+    public var layerRemaining: [String: Double]?
+    public var locality: Double?
+    public var rmse: Double?
+    public var parameters: Int?
+    public var budget: Int?
+    public var convLayers: Int?
+    /// IMP: the most-connected first-layer masks (results.json only).
+    public var maskImages: [MaskImage]?
     public var error: String?
     public var seconds: Double
     public var rank: Int
     public var host: String
 
-    /// Column order of results.csv: the run-dependent columns (seconds, rank, host) come last.
-    public static let columns = ["key", "study", "kind", "dataset", "model", "seed", "layer", "mask", "status",
-                                 "test_accuracy", "test_loss", "baseline_accuracy", "delta_accuracy", "params_masked",
-                                 "error", "seconds", "rank", "host"]
-
     enum CodingKeys: String, CodingKey {
-        case key, study, kind, dataset, model, seed, layer, mask, status, error, seconds, rank, host
+        case key, study, kind, dataset, source, model, seed, layer, mask, round, status, locality, rmse, parameters, budget
+        case error, seconds, rank, host
         case testAccuracy = "test_accuracy", testLoss = "test_loss", baselineAccuracy = "baseline_accuracy"
-        case deltaAccuracy = "delta_accuracy", paramsMasked = "params_masked"
+        case deltaAccuracy = "delta_accuracy", paramsMasked = "params_masked", remainingFraction = "remaining_fraction"
+        case layerRemaining = "layer_remaining", convLayers = "conv_layers", maskImages = "mask_images"
     }
 
-    var csvFields: [String] {
+    /// Column names and values of results.csv for `study`; the run-dependent columns (seconds,
+    /// rank, host) come last so two runs diff cleanly.
+    static func csvColumns(for study: SweepSpec.Study) -> [(String, (ResultRow) -> String)] {
         func number(_ v: Double?) -> String { v.map { "\($0)" } ?? "" }
-        return [key, study, kind, dataset, model, String(seed), layer, mask, status, number(testAccuracy), number(testLoss),
-                number(baselineAccuracy), number(deltaAccuracy), paramsMasked.map(String.init) ?? "", error ?? "",
-                String(format: "%.3f", seconds), String(rank), host]
+        func integer(_ v: Int?) -> String { v.map(String.init) ?? "" }
+        let head: [(String, (ResultRow) -> String)] = [("key", \.key), ("study", \.study), ("kind", \.kind), ("dataset", \.dataset)]
+        let source: [(String, (ResultRow) -> String)] = study == .reuse || study == .distill ? [("source", { $0.source ?? "" })] : []
+        let point: [(String, (ResultRow) -> String)] = [("model", \.model), ("seed", { String($0.seed) }), ("layer", \.layer), ("mask", \.mask)]
+        let round: [(String, (ResultRow) -> String)] = study == .imp ? [("round", { integer($0.round) })] : []
+        let metrics: [(String, (ResultRow) -> String)] = [
+            ("status", \.status), ("test_accuracy", { number($0.testAccuracy) }), ("test_loss", { number($0.testLoss) }),
+            ("baseline_accuracy", { number($0.baselineAccuracy) }), ("delta_accuracy", { number($0.deltaAccuracy) }),
+        ]
+        let extra: [(String, (ResultRow) -> String)]
+        switch study {
+        case .zeroing, .noop: extra = [("params_masked", { integer($0.paramsMasked) })]
+        case .imp:
+            extra = [("remaining_fraction", { number($0.remainingFraction) }),
+                     ("layer_remaining", { r in (r.layerRemaining ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";") }),
+                     ("locality", { number($0.locality) })]
+        case .reuse: extra = [("rmse", { number($0.rmse) }), ("parameters", { integer($0.parameters) })]
+        case .distill: extra = [("conv_layers", { integer($0.convLayers) }), ("budget", { integer($0.budget) }),
+                                ("parameters", { integer($0.parameters) })]
+        }
+        let tail: [(String, (ResultRow) -> String)] = [("error", { $0.error ?? "" }), ("seconds", { String(format: "%.3f", $0.seconds) }),
+                                                        ("rank", { String($0.rank) }), ("host", \.host)]
+        return head + source + point + round + metrics + extra + tail
     }
 }
 
 /// Builds result rows from journal records and writes results.csv and results.json.
 public enum ResultTable {
-    /// One row per journaled task of `plan`, sorted by key, with baselines joined in.
+    /// One row per journaled task of `plan`, sorted by key, with reference accuracies joined in.
     public static func rows(plan: Plan, records: [TaskRecord]) -> [ResultRow] {
         let latest = Dictionary(records.map { ($0.key, $0) }, uniquingKeysWith: { _, b in b })
-        var baselines: [String: Double] = [:]
-        for r in latest.values where r.kind == .baseline {
-            if let t = plan[r.key], let acc = r.outcome.testAccuracy { baselines[t.trainKey] = acc }
-        }
         return latest.values.compactMap { record -> ResultRow? in
             guard let task = plan[record.key] else { return nil }
             let o = record.outcome
-            let baseline = task.kind == .noop ? nil : baselines[task.trainKey]
-            let delta = (o.testAccuracy != nil && baseline != nil && task.kind == .mask) ? o.testAccuracy! - baseline! : nil
-            return ResultRow(key: task.key, study: plan.spec.study.rawValue, kind: task.kind.rawValue, dataset: task.dataset,
-                             model: task.model, seed: task.seedIndex, layer: task.unit ?? "",
-                             mask: task.mask?.rawValue ?? (task.kind == .baseline ? "none" : ""), status: o.status.rawValue,
-                             testAccuracy: o.testAccuracy, testLoss: o.testLoss, baselineAccuracy: baseline, deltaAccuracy: delta,
-                             paramsMasked: o.paramsMasked, error: o.error, seconds: o.seconds, rank: record.rank, host: record.host)
+            let baseline = task.baselineKey.flatMap { latest[$0]?.outcome.testAccuracy }
+            let compared = ![TaskKind.train, .baseline, .logits, .noop].contains(task.kind)
+            let delta = compared ? o.testAccuracy.flatMap { a in baseline.map { a - $0 } } : nil
+            var row = ResultRow(key: task.key, study: plan.spec.study.rawValue, kind: task.kind.rawValue, dataset: task.dataset,
+                                source: task.source, model: task.model, seed: task.seedIndex, layer: task.unit ?? "",
+                                mask: task.mask?.rawValue ?? task.variant ?? (task.kind == .baseline ? "none" : ""),
+                                round: task.round, status: o.status.rawValue, testAccuracy: o.testAccuracy, testLoss: o.testLoss,
+                                baselineAccuracy: baseline, deltaAccuracy: delta, paramsMasked: o.paramsMasked,
+                                remainingFraction: o.remainingFraction, layerRemaining: o.layerRemaining, locality: o.locality,
+                                rmse: o.rmse, parameters: o.parameters, budget: task.budget, convLayers: nil, maskImages: o.maskImages,
+                                error: o.error, seconds: o.seconds, rank: record.rank, host: record.host)
+            if task.kind == .student, let spec = try? ModelSpec.parse(task.model), case let .student(conv, _) = spec { row.convLayers = conv }
+            return row
         }.sorted { $0.key < $1.key }
     }
 
     /// RFC 4180 CSV: fields with commas, quotes or line breaks are quoted, quotes doubled.
-    public static func csv(_ rows: [ResultRow]) -> String {
+    public static func csv(_ rows: [ResultRow], study: SweepSpec.Study) -> String {
         func quote(_ field: String) -> String {
             guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
             return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
         }
-        var out = ResultRow.columns.joined(separator: ",") + "\n"
-        for row in rows { out += row.csvFields.map(quote).joined(separator: ",") + "\n" }
+        let columns = ResultRow.csvColumns(for: study)
+        var out = columns.map(\.0).joined(separator: ",") + "\n"
+        for row in rows { out += columns.map { quote($0.1(row)) }.joined(separator: ",") + "\n" }
         return out
     }
 

@@ -48,7 +48,7 @@ public struct RunDirectory: Sendable {
 
     /// Writes results.csv and results.json atomically.
     public func writeResults(_ document: ResultTable.Document) throws {
-        try Data(ResultTable.csv(document.rows).utf8).write(to: resultsCSV, options: .atomic)
+        try Data(ResultTable.csv(document.rows, study: document.spec.study).utf8).write(to: resultsCSV, options: .atomic)
         try ResultTable.json(document).write(to: resultsJSON, options: .atomic)
     }
 }

@@ -49,6 +49,15 @@ public enum SpecLoader {
         try tree.checkKeys([], allowed: SweepSpec.CodingKeys.allCases.map(\.rawValue))
         try tree.checkKeys([.key("training")], allowed: TrainingSection.CodingKeys.allCases.map(\.rawValue))
         try tree.checkKeys([.key("evaluation")], allowed: EvaluationSection.CodingKeys.allCases.map(\.rawValue))
+        try tree.checkKeys([.key("pruning")], allowed: PruningSection.CodingKeys.allCases.map(\.rawValue))
+        try tree.checkKeys([.key("reuse")], allowed: ReuseSection.CodingKeys.allCases.map(\.rawValue))
+        try tree.checkKeys([.key("distillation")], allowed: DistillationSection.CodingKeys.allCases.map(\.rawValue))
+        try tree.checkKeys([.key("distillation"), .key("teacher_training")], allowed: TrainingSection.CodingKeys.allCases.map(\.rawValue))
+        if let pairs = tree.node(at: [.key("reuse"), .key("pairs")])?.sequence {
+            for i in 0..<pairs.count where pairs[i].mapping != nil {
+                try tree.checkKeys([.key("reuse"), .key("pairs"), .index(i)], allowed: ["source", "target"])
+            }
+        }
         if let datasets = tree.node(at: [.key("datasets")])?.sequence {
             for i in 0..<datasets.count where datasets[i].mapping != nil {
                 try tree.checkKeys([.key("datasets"), .index(i)], allowed: DatasetEntry.CodingKeys.allCases.map(\.rawValue))
@@ -83,8 +92,17 @@ public enum SpecLoader {
         try checkUnique(spec.masks.map(\.rawValue), key: "masks", what: "mask", tree: tree)
         for (i, dataset) in spec.datasets.enumerated() {
             let path: [PathComponent] = [.key("datasets"), .index(i)]
-            do { try DatasetCatalog.checkAvailable(dataset.name, dataDirectory: dataset.dataDir) } catch let error as DatasetError {
-                throw fail(path, error.description)
+            do { try DatasetCatalog.checkAvailable(dataset.source, dataDirectory: dataset.dataDir) } catch let error as DatasetError {
+                throw fail(dataset.base == nil ? path : path + [.key("base")], error.description)
+            }
+            if let classes = dataset.classes {
+                let available = DatasetCatalog.describe(dataset.source).classes
+                guard classes.count >= 2, Set(classes).count == classes.count, classes.allSatisfy({ (0..<available).contains($0) }) else {
+                    throw fail(path + [.key("classes")], "classes must list at least two distinct classes of \(dataset.source), each in 0...\(available - 1)")
+                }
+            }
+            if (dataset.classes != nil || dataset.transform != nil), dataset.base == nil {
+                throw fail(path, "classes and transform make a new dataset from another: add base: (e.g. base: fashion-mnist)")
             }
             for (limit, key) in [(dataset.trainLimit, "train_limit"), (dataset.testLimit, "test_limit")] where (limit ?? 1) < 1 {
                 throw fail(path + [.key(key)], "\(key) must be at least 1")
@@ -94,6 +112,9 @@ public enum SpecLoader {
             do { _ = try ModelSpec(name: model, inputShape: [1, 28, 28], classes: 10) } catch let error as ModelError {
                 throw fail([.key("models"), .index(i)], error.description)
             }
+            if spec.study == .imp, case .fcn = try ModelSpec.parse(model) {} else if spec.study == .imp {
+                throw fail([.key("models"), .index(i)], "study imp prunes fully connected networks (e.g. fcn-1024x3-bn); \(model) is not one")
+            }
         }
         guard spec.seeds.allSatisfy({ $0 >= 0 }), !spec.seeds.isEmpty else { throw fail([.key("seeds")], "seeds are a count or a list of non-negative integers") }
         guard spec.training.epochs > 0 else { throw fail([.key("training"), .key("epochs")], "epochs must be at least 1") }
@@ -102,6 +123,7 @@ public enum SpecLoader {
         guard spec.training.config(seed: 0) != nil else {
             throw fail([.key("training"), .key("schedule")], "schedule '\(spec.training.schedule)' is not cosine, constant, step:EVERY:GAMMA or multistep:E1,E2:GAMMA")
         }
+        try validateStudy(spec, tree: tree)
         guard spec.evaluation.batchSize > 0 else { throw fail([.key("evaluation"), .key("batch_size")], "batch_size must be at least 1") }
         guard !spec.masks.isEmpty else { throw fail([.key("masks")], "list at least one mask: \(MaskKind.allCases.map(\.rawValue).joined(separator: ", "))") }
         if case let .patterns(patterns) = spec.layers {
@@ -114,6 +136,70 @@ public enum SpecLoader {
                 let listing = unitsByModel.map { "\($0.0): \($0.1.map(\.name).joined(separator: ", "))" }.joined(separator: "; ")
                 throw fail(path, "'\(pattern)' matches no unit; units of \(listing)")
             }
+        }
+    }
+
+    /// The checks of the pruning, reuse and distillation sections.
+    static func validateStudy(_ spec: SweepSpec, tree: NodeTree) throws {
+        func fail(_ path: [PathComponent], _ message: String) -> SpecError { tree.error(path, message) }
+        switch spec.study {
+        case .imp:
+            let p = spec.pruning, at = { (key: String) -> [PathComponent] in [.key("pruning"), .key(key)] }
+            guard p.rate > 0, p.rate < 1 else { throw fail(at("rate"), "rate is the fraction pruned per round, between 0 and 1 (e.g. 0.3)") }
+            guard p.rounds >= 1 else { throw fail(at("rounds"), "rounds must be at least 1") }
+            guard p.rewindStep >= 0 else { throw fail(at("rewind_step"), "rewind_step must be 0 (the initialisation) or a later step") }
+            guard p.minConnectedUnits >= 1 else { throw fail(at("min_connected_units"), "min_connected_units must be at least 1") }
+            guard p.maskImages >= 0 else { throw fail(at("mask_images"), "mask_images must be 0 or more") }
+            for dataset in spec.datasets {
+                let d = dataset.description
+                let steps = spec.training.epochs * ((d.train + spec.training.batchSize - 1) / spec.training.batchSize)
+                guard p.rewindStep < steps else {
+                    throw fail(at("rewind_step"), "rewind_step \(p.rewindStep) is not before the end of training on \(dataset.name) (\(steps) steps)")
+                }
+            }
+        case .distill:
+            let d = spec.distillation, at = { (key: String) -> [PathComponent] in [.key("distillation"), .key(key)] }
+            guard d.teachers >= 1 else { throw fail(at("teachers"), "teachers must be at least 1") }
+            guard !d.convLayers.isEmpty, d.convLayers.allSatisfy({ (0...4).contains($0) }) else {
+                throw fail(at("conv_layers"), "conv_layers lists student conv-layer counts, each 0...4")
+            }
+            guard !d.budgets.isEmpty, d.budgets.allSatisfy({ $0 >= 1000 }) else {
+                throw fail(at("budgets"), "budgets lists student parameter counts, each at least 1000")
+            }
+            guard !d.losses.isEmpty else { throw fail(at("losses"), "list at least one of: logits, labels") }
+            for (values, key) in [(d.convLayers.map(String.init), "conv_layers"), (d.budgets.map(String.init), "budgets"),
+                                  (d.losses.map(\.rawValue), "losses")] where Set(values).count != values.count {
+                throw fail(at(key), "\(key) lists a value twice: task keys would collide")
+            }
+            if let t = d.teacherTraining {
+                guard t.epochs > 0, t.batchSize > 1, t.learningRate > 0, t.config(seed: 0) != nil else {
+                    throw fail(at("teacher_training"), "teacher_training needs epochs >= 1, batch_size >= 2, a positive learning_rate and a valid schedule")
+                }
+            }
+        case .reuse:
+            let r = spec.reuse
+            guard !r.pairs.isEmpty else { throw fail([.key("reuse"), .key("pairs")], "list source/target pairs, e.g. - {source: fmnist-0to4, target: fmnist-5to9}") }
+            let names = spec.datasets.map(\.name)
+            for (i, pair) in r.pairs.enumerated() {
+                let at: [PathComponent] = [.key("reuse"), .key("pairs"), .index(i)]
+                for name in [pair.source, pair.target] where !names.contains(name) {
+                    throw fail(at, "'\(name)' is not in datasets (\(names.joined(separator: ", ")))")
+                }
+                guard pair.source != pair.target else { throw fail(at, "source and target are the same dataset") }
+                let (s, t) = (spec.datasets.first { $0.name == pair.source }!.description, spec.datasets.first { $0.name == pair.target }!.description)
+                guard s.shape == t.shape else { throw fail(at, "images of \(pair.source) are \(s.shape), of \(pair.target) \(t.shape): kernels cannot be reused") }
+            }
+            guard !r.modes.isEmpty, Set(r.modes).count == r.modes.count else {
+                throw fail([.key("reuse"), .key("modes")], "modes lists frozen and/or finetuned, each once")
+            }
+            for model in spec.models {
+                let convs = try LayerMatcher.units(of: model).filter { $0.kind == .conv }.count
+                for (i, k) in r.prefixes.enumerated() where k < 1 || k > convs {
+                    throw fail([.key("reuse"), .key("prefixes"), .index(i)], "prefix \(k) is not between 1 and \(model)'s \(convs) conv layers")
+                }
+            }
+        case .zeroing, .noop:
+            break
         }
     }
 

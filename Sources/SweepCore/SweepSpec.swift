@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 import Studies
 
@@ -7,8 +8,9 @@ import Studies
 /// so a minimal file is three lines.
 public struct SweepSpec: Codable, Equatable, Sendable {
     public var name: String
-    /// The study the sweep runs; `zeroing` (layer zeroing, Wang et al. 2020) or `noop`
-    /// (empty tasks, for measuring the runner itself).
+    /// The study the sweep runs (see SCIENCE.md): `zeroing` (Wang et al. 2020), `reuse`
+    /// (Wang, Cheng et al. 2020), `imp` (Pellegrini & Biroli 2021), `distill` (Urban et al.
+    /// 2017), or `noop` (empty tasks, for measuring the runner itself).
     public var study: Study
     /// Mixed into every task's seed, so a whole sweep can be re-drawn.
     public var seed: UInt64
@@ -24,13 +26,16 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     public var output: String
     /// For `study: noop`: how many empty tasks to plan.
     public var noopTasks: Int
+    public var pruning: PruningSection
+    public var reuse: ReuseSection
+    public var distillation: DistillationSection
 
     public enum Study: String, Codable, CaseIterable, Sendable {
-        case zeroing, noop
+        case zeroing, reuse, imp, distill, noop
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, study, seed, datasets, models, seeds, training, layers, masks, evaluation, output
+        case name, study, seed, datasets, models, seeds, training, layers, masks, evaluation, output, pruning, reuse, distillation
         case noopTasks = "noop_tasks"
     }
 
@@ -52,28 +57,40 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         masks = try c.decodeIfPresent([MaskKind].self, forKey: .masks) ?? [.zeroKernel, .zeroBranch]
         evaluation = try c.decodeIfPresent(EvaluationSection.self, forKey: .evaluation) ?? EvaluationSection()
         output = try c.decodeIfPresent(String.self, forKey: .output) ?? "runs/\(name)"
+        pruning = try c.decodeIfPresent(PruningSection.self, forKey: .pruning) ?? PruningSection()
+        reuse = try c.decodeIfPresent(ReuseSection.self, forKey: .reuse) ?? ReuseSection()
+        distillation = try c.decodeIfPresent(DistillationSection.self, forKey: .distillation) ?? DistillationSection()
     }
 }
 
 /// One dataset of the sweep: a name (`fashion-mnist`) or a mapping with a directory and limits.
+/// A mapping with `base` makes a new domain from another dataset: some of its classes
+/// (relabelled 0..k-1) and/or a pixel transform (`rotate90`, `rotate180`, `flip`, `invert`).
 public struct DatasetEntry: Codable, Equatable, Sendable {
     public var name: String
     public var dataDir: String?
     public var trainLimit: Int?
     public var testLimit: Int?
+    public var base: String?
+    public var classes: [Int]?
+    public var transform: ImageTransform?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name
+        case name, base, classes, transform
         case dataDir = "data_dir"
         case trainLimit = "train_limit"
         case testLimit = "test_limit"
     }
 
-    public init(name: String, dataDir: String? = nil, trainLimit: Int? = nil, testLimit: Int? = nil) {
+    public init(name: String, dataDir: String? = nil, trainLimit: Int? = nil, testLimit: Int? = nil,
+                base: String? = nil, classes: [Int]? = nil, transform: ImageTransform? = nil) {
         self.name = name
         self.dataDir = dataDir
         self.trainLimit = trainLimit
         self.testLimit = testLimit
+        self.base = base
+        self.classes = classes
+        self.transform = transform
     }
 
     public init(from decoder: Decoder) throws {
@@ -85,7 +102,28 @@ public struct DatasetEntry: Codable, Equatable, Sendable {
         self.init(name: try c.decode(String.self, forKey: .name),
                   dataDir: try c.decodeIfPresent(String.self, forKey: .dataDir),
                   trainLimit: try c.decodeIfPresent(Int.self, forKey: .trainLimit),
-                  testLimit: try c.decodeIfPresent(Int.self, forKey: .testLimit))
+                  testLimit: try c.decodeIfPresent(Int.self, forKey: .testLimit),
+                  base: try c.decodeIfPresent(String.self, forKey: .base),
+                  classes: try c.decodeIfPresent([Int].self, forKey: .classes),
+                  transform: try c.decodeIfPresent(ImageTransform.self, forKey: .transform))
+    }
+
+    /// The dataset files are read from: `base` for a derived domain, else the name itself.
+    public var source: String { base ?? name }
+    public var derivation: Derivation { Derivation(classes: classes, transform: transform) }
+
+    /// Shape, classes and split sizes without reading the data (for costs and checks).
+    public var description: (shape: [Int], classes: Int, train: Int, test: Int) {
+        var d = DatasetCatalog.describe(source)
+        if let classes {
+            d.train = d.train * classes.count / max(d.classes, 1)
+            d.test = d.test * classes.count / max(d.classes, 1)
+            d.classes = classes.count
+        }
+        if transform == .rotate90 { d.shape = [d.shape[0], d.shape[2], d.shape[1]] }
+        d.train = min(trainLimit ?? d.train, d.train)
+        d.test = min(testLimit ?? d.test, d.test)
+        return d
     }
 }
 
@@ -118,6 +156,111 @@ public struct TrainingSection: Codable, Equatable, Sendable {
         nesterov = try c.decodeIfPresent(Bool.self, forKey: .nesterov) ?? nesterov
         schedule = try c.decodeIfPresent(String.self, forKey: .schedule) ?? schedule
     }
+}
+
+/// Iterative magnitude pruning (`study: imp`).
+public struct PruningSection: Codable, Equatable, Sendable {
+    /// Fraction of each layer's remaining weights removed per round (the readout is never pruned).
+    public var rate = 0.3
+    /// Pruning rounds after the dense training (round 0); 0.7^k of the weights remain after k.
+    public var rounds = 5
+    /// Optimiser step whose weights survivors are rewound to (0: the initialisation).
+    public var rewindStep = 100
+    /// IMP stops when a layer would keep fewer connected units than this.
+    public var minConnectedUnits = 4
+    /// Also prune the dense network once to each round's sparsity (the control).
+    public var oneShot = true
+    /// First-layer masks kept per round for the report's pictures (most-connected units).
+    public var maskImages = 16
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case rate, rounds
+        case rewindStep = "rewind_step"
+        case minConnectedUnits = "min_connected_units"
+        case oneShot = "one_shot"
+        case maskImages = "mask_images"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        rate = try c.decodeIfPresent(Double.self, forKey: .rate) ?? rate
+        rounds = try c.decodeIfPresent(Int.self, forKey: .rounds) ?? rounds
+        rewindStep = try c.decodeIfPresent(Int.self, forKey: .rewindStep) ?? rewindStep
+        minConnectedUnits = try c.decodeIfPresent(Int.self, forKey: .minConnectedUnits) ?? minConnectedUnits
+        oneShot = try c.decodeIfPresent(Bool.self, forKey: .oneShot) ?? oneShot
+        maskImages = try c.decodeIfPresent(Int.self, forKey: .maskImages) ?? maskImages
+    }
+}
+
+/// Parameter reuse (`study: reuse`).
+public struct ReuseSection: Codable, Equatable, Sendable {
+    /// Source → target dataset pairs (names from `datasets`).
+    public var pairs: [ReusePair] = []
+    /// First-k prefixes of the conv layers to reuse together (single layers come from `layers`).
+    public var prefixes: [Int] = []
+    /// Reused kernels kept fixed (`frozen`) or trained further (`finetuned`).
+    public var modes: [ReuseMode] = [.frozen, .finetuned]
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case pairs, prefixes, modes }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        pairs = try c.decodeIfPresent([ReusePair].self, forKey: .pairs) ?? pairs
+        prefixes = try c.decodeIfPresent([Int].self, forKey: .prefixes) ?? prefixes
+        modes = try c.decodeIfPresent([ReuseMode].self, forKey: .modes) ?? modes
+    }
+}
+
+public struct ReusePair: Codable, Equatable, Sendable {
+    public var source: String
+    public var target: String
+
+    public init(source: String, target: String) {
+        self.source = source
+        self.target = target
+    }
+}
+
+public enum ReuseMode: String, Codable, CaseIterable, Sendable {
+    case frozen, finetuned
+}
+
+/// Students distilled from a teacher (`study: distill`); `models` are the teachers.
+public struct DistillationSection: Codable, Equatable, Sendable {
+    /// Teachers trained per (dataset, model); their logits are averaged (an ensemble when > 1).
+    public var teachers = 1
+    public var convLayers = [0, 1, 2, 3, 4]
+    /// Student parameter budgets; each student's width is chosen to come closest.
+    public var budgets = [100_000, 400_000]
+    public var losses: [DistillationLoss] = [.logits, .labels]
+    /// Teacher training; defaults to `training` (which the students use).
+    public var teacherTraining: TrainingSection?
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case teachers, budgets, losses
+        case convLayers = "conv_layers"
+        case teacherTraining = "teacher_training"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        teachers = try c.decodeIfPresent(Int.self, forKey: .teachers) ?? teachers
+        convLayers = try c.decodeIfPresent([Int].self, forKey: .convLayers) ?? convLayers
+        budgets = try c.decodeIfPresent([Int].self, forKey: .budgets) ?? budgets
+        losses = try c.decodeIfPresent([DistillationLoss].self, forKey: .losses) ?? losses
+        teacherTraining = try c.decodeIfPresent(TrainingSection.self, forKey: .teacherTraining)
+    }
+}
+
+/// What a student learns from: the teacher's logits (L2) or, as the control, the labels.
+public enum DistillationLoss: String, Codable, CaseIterable, Sendable {
+    case logits, labels
 }
 
 /// How masked networks are evaluated.

@@ -4,109 +4,262 @@ import Models
 import Studies
 import TensorEngine
 
-/// Runs tasks on a worker: loads datasets once, keeps received checkpoints by content hash, and
-/// turns every task into an outcome (errors and divergence become statuses, never crashes).
+/// Runs tasks on a worker: loads datasets once, keeps received artifacts (checkpoints, IMP
+/// rounds, teacher logits) by content hash, and turns every task into an outcome (errors and
+/// divergence become statuses, never crashes).
 public final class TaskExecutor {
     public let spec: SweepSpec
     private var datasets: [String: DatasetSplits] = [:]
-    private var checkpoints: [String: SafeTensorsFile] = [:]
+    private var artifacts: [String: SafeTensorsFile] = [:]
     /// Mask evaluations of the most recent network share its unmasked layers' activations.
     private var evaluator: (key: String, PrefixEvaluator)?
 
     public init(spec: SweepSpec) { self.spec = spec }
 
-    /// Hashes of the checkpoints this worker holds.
-    public var cachedCheckpoints: Set<String> { Set(checkpoints.keys) }
+    /// Hashes of the artifacts this worker holds.
+    public var cachedArtifacts: Set<String> { Set(artifacts.keys) }
 
-    /// Keeps a checkpoint received from the coordinator, after checking its hash.
-    public func store(checkpoint data: Data, hash: String) throws {
-        guard contentHash(data) == hash else { throw RunError(path: hash, message: "checkpoint bytes do not match their hash") }
-        checkpoints[hash] = try SafeTensorsFile.decode(data, file: "checkpoint \(hash)")
+    /// Keeps an artifact received from the coordinator, after checking its hash.
+    public func store(artifact data: Data, hash: String) throws {
+        guard contentHash(data) == hash else { throw RunError(path: hash, message: "artifact bytes do not match their hash") }
+        artifacts[hash] = try SafeTensorsFile.decode(data, file: "artifact \(hash)")
     }
 
-    /// Runs `task`; `inputs` are the hashes of the checkpoints it needs (held already).
-    /// Returns the outcome and, for training, the checkpoint bytes.
-    public func run(_ task: PlannedTask, inputs: [String]) -> (TaskOutcome, Data?) {
+    /// Forgets artifacts no remaining task needs (the coordinator says which).
+    public func release(_ hashes: [String]) {
+        for h in hashes { artifacts[h] = nil }
+    }
+
+    /// Runs `task`; `inputs` maps each dependency that produced an artifact to its hash (held
+    /// already). Returns the outcome and the artifact bytes the task produced, if any.
+    public func run(_ task: PlannedTask, inputs: [String: String]) -> (TaskOutcome, Data?) {
         let start = Date()
-        var checkpoint: Data?
+        var artifact: Data?
         var outcome: TaskOutcome
         do {
-            (outcome, checkpoint) = try execute(task, inputs: inputs)
+            (outcome, artifact) = try execute(task, inputs: inputs)
         } catch let error as TrainingError {
             outcome = TaskOutcome(status: .diverged)
+            outcome.error = error.description
+        } catch let error as PruningStopped {
+            outcome = TaskOutcome(status: .stopped)
             outcome.error = error.description
         } catch {
             outcome = TaskOutcome(status: .failed)
             outcome.error = "\(error)"
         }
         outcome.seconds = Date().timeIntervalSince(start)
-        return (outcome, checkpoint)
+        return (outcome, artifact)
     }
 
-    private func execute(_ task: PlannedTask, inputs: [String]) throws -> (TaskOutcome, Data?) {
+    private func execute(_ task: PlannedTask, inputs: [String: String]) throws -> (TaskOutcome, Data?) {
+        func input(_ key: String) throws -> SafeTensorsFile {
+            guard let hash = inputs[key], let file = artifacts[hash] else {
+                throw RunError(path: task.key, message: "the output of \(key) did not arrive")
+            }
+            return file
+        }
         switch task.kind {
         case .noop:
             return (TaskOutcome(status: .ok), nil)
+        case .train where spec.study == .imp:
+            return try trainDense(task)
         case .train:
             let data = try splits(task.dataset)
-            let network = Network.build(try ModelSpec(name: task.model, inputShape: data.train.shape, classes: data.train.classes),
-                                        seed: task.seed)
-            guard let config = spec.training.config(seed: task.seed) else { throw RunError(path: "training.schedule", message: "invalid") }
-            let reports = try Training.train(network, on: data.train, config: config)
-            let eval = Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize)
-            guard eval.loss.isFinite else { throw TrainingError.diverged(epoch: config.epochs - 1, step: -1, loss: Float(eval.loss)) }
-            let file = Checkpoint.file(of: network, metadata: [
-                "layersweep.dataset": task.dataset, "layersweep.key": task.key, "layersweep.seed": String(task.seed),
-            ])
-            let bytes = try file.encoded()
-            // The coordinator counts this worker as holding the checkpoint it produced.
-            checkpoints[contentHash(bytes)] = file
-            var outcome = TaskOutcome(status: .ok)
-            outcome.testAccuracy = eval.accuracy
-            outcome.testLoss = eval.loss
-            outcome.trainLoss = reports.last.map { Double($0.loss) }
-            outcome.trainAccuracy = reports.last?.accuracy
-            outcome.checkpoint = contentHash(bytes)
-            return (outcome, bytes)
+            let network = try build(task.model, for: data, seed: task.seed)
+            let section = task.variant == "teacher" ? (spec.distillation.teacherTraining ?? spec.training) : spec.training
+            var outcome = try train(network, data: data, section: section, seed: task.seed)
+            return try finish(&outcome, artifact: Checkpoint.file(of: network, metadata: metadata(task)))
         case .baseline, .mask:
-            guard let hash = inputs.first, let file = checkpoints[hash] else {
-                throw RunError(path: task.key, message: "the trained checkpoint did not arrive")
-            }
+            return (try evaluateMask(task, file: try input(task.dependencies[0]), hash: inputs[task.dependencies[0]]!), nil)
+        case .prune, .oneShot:
+            return try prune(task, previous: try input(task.dependencies[0]))
+        case .logits:
+            return try teacherLogits(task, teachers: try task.dependencies.map(input))
+        case .student:
             let data = try splits(task.dataset)
-            let context = MaskContext(seed: task.seed, recalibrationData: data.train,
-                                      recalibrationBatches: spec.evaluation.recalibrationBatches, batchSize: spec.training.batchSize)
-            let evaluation: Evaluation
-            var masked: Int?
-            if spec.evaluation.prefixCacheMB > 0 {
-                let key = "\(hash)/\(task.dataset)"
-                if evaluator?.key != key {
-                    evaluator = nil  // free the previous network's activations first
-                    evaluator = (key, PrefixEvaluator(checkpoint: file, data: data.test, batchSize: spec.evaluation.batchSize,
-                                                      budgetBytes: spec.evaluation.prefixCacheMB << 20))
+            let network = try build(task.model, for: data, seed: task.seed)
+            var loss: Training.LossFunction?
+            if task.variant == DistillationLoss.logits.rawValue, let dep = task.dependencies.first {
+                guard let logits = try input(dep)["logits"], logits.shape == [data.train.count, data.train.classes] else {
+                    throw RunError(path: task.key, message: "teacher logits do not match the training split")
                 }
-                (evaluation, masked) = try evaluator!.1.evaluate(mask: task.mask, unit: task.unit, context: context)
-            } else {
-                let network = try Checkpoint.network(from: file, path: "checkpoint \(hash)")
-                if task.kind == .mask, let unitName = task.unit, let mask = task.mask {
-                    guard let unit = network.unit(unitName) else { throw RunError(path: task.key, message: "no unit \(unitName)") }
-                    masked = try Masking.apply(mask, to: unit, of: network, context: context)
-                }
-                evaluation = Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize)
+                loss = Distillation.logitLoss(teacher: logits)
             }
-            var outcome = TaskOutcome(status: .ok)
-            outcome.paramsMasked = masked
-            outcome.testAccuracy = evaluation.accuracy
-            outcome.testLoss = evaluation.loss
+            var outcome = try train(network, data: data, section: spec.training, seed: task.seed, loss: loss)
+            outcome.parameters = network.parameterCount
             return (outcome, nil)
+        case .reuse:
+            return (try reuse(task, source: try input(task.dependencies[0]), target: try input(task.dependencies[1])), nil)
         }
     }
+
+    // MARK: - Shared steps
+
+    private func build(_ model: String, for data: DatasetSplits, seed: UInt64) throws -> Network {
+        Network.build(try ModelSpec(name: model, inputShape: data.train.shape, classes: data.train.classes), seed: seed)
+    }
+
+    private func config(_ section: TrainingSection, seed: UInt64) throws -> TrainingConfig {
+        guard let config = section.config(seed: seed) else { throw RunError(path: "training.schedule", message: "invalid") }
+        return config
+    }
+
+    /// Trains `network` and evaluates it on the test split; a non-finite test loss counts as divergence.
+    private func train(_ network: Network, data: DatasetSplits, section: TrainingSection, seed: UInt64,
+                       loss: Training.LossFunction? = nil, hooks: TrainingHooks = TrainingHooks()) throws -> TaskOutcome {
+        let config = try config(section, seed: seed)
+        let reports = try Training.train(network, on: data.train, config: config, loss: loss, hooks: hooks)
+        return try evaluate(network, data: data, reports: reports)
+    }
+
+    private func evaluate(_ network: Network, data: DatasetSplits, reports: [EpochReport]) throws -> TaskOutcome {
+        let eval = Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize)
+        guard eval.loss.isFinite else { throw TrainingError.diverged(epoch: reports.count - 1, step: -1, loss: Float(eval.loss)) }
+        var outcome = TaskOutcome(status: .ok)
+        outcome.testAccuracy = eval.accuracy
+        outcome.testLoss = eval.loss
+        outcome.trainLoss = reports.last.map { Double($0.loss) }
+        outcome.trainAccuracy = reports.last?.accuracy
+        return outcome
+    }
+
+    private func metadata(_ task: PlannedTask) -> [String: String] {
+        ["layersweep.dataset": task.dataset, "layersweep.key": task.key, "layersweep.seed": String(task.seed)]
+    }
+
+    /// Encodes the task's artifact and records its hash; this worker keeps it (the coordinator
+    /// counts the producer as holding it).
+    private func finish(_ outcome: inout TaskOutcome, artifact file: SafeTensorsFile) throws -> (TaskOutcome, Data?) {
+        let bytes = try file.encoded()
+        let hash = contentHash(bytes)
+        artifacts[hash] = file
+        outcome.checkpoint = hash
+        return (outcome, bytes)
+    }
+
+    // MARK: - Layer zeroing
+
+    private func evaluateMask(_ task: PlannedTask, file: SafeTensorsFile, hash: String) throws -> TaskOutcome {
+        let data = try splits(task.dataset)
+        let context = MaskContext(seed: task.seed, recalibrationData: data.train,
+                                  recalibrationBatches: spec.evaluation.recalibrationBatches, batchSize: spec.training.batchSize)
+        let evaluation: Evaluation
+        var masked: Int?
+        if spec.evaluation.prefixCacheMB > 0 {
+            let key = "\(hash)/\(task.dataset)"
+            if evaluator?.key != key {
+                evaluator = nil  // free the previous network's activations first
+                evaluator = (key, PrefixEvaluator(checkpoint: file, data: data.test, batchSize: spec.evaluation.batchSize,
+                                                  budgetBytes: spec.evaluation.prefixCacheMB << 20))
+            }
+            (evaluation, masked) = try evaluator!.1.evaluate(mask: task.mask, unit: task.unit, context: context)
+        } else {
+            let network = try Checkpoint.network(from: file, path: "checkpoint \(hash)")
+            if task.kind == .mask, let unitName = task.unit, let mask = task.mask {
+                guard let unit = network.unit(unitName) else { throw RunError(path: task.key, message: "no unit \(unitName)") }
+                masked = try Masking.apply(mask, to: unit, of: network, context: context)
+            }
+            evaluation = Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize)
+        }
+        var outcome = TaskOutcome(status: .ok)
+        outcome.paramsMasked = masked
+        outcome.testAccuracy = evaluation.accuracy
+        outcome.testLoss = evaluation.loss
+        return outcome
+    }
+
+    // MARK: - Iterative magnitude pruning
+
+    private func trainDense(_ task: PlannedTask) throws -> (TaskOutcome, Data?) {
+        let data = try splits(task.dataset)
+        let network = try build(task.model, for: data, seed: task.seed)
+        let (round, reports) = try IterativePruning.trainDense(network, on: data.train, config: try config(spec.training, seed: task.seed),
+                                                               rewindStep: spec.pruning.rewindStep)
+        var outcome = try evaluate(network, data: data, reports: reports)
+        describe(round, data: data, into: &outcome, images: false)
+        return try finish(&outcome, artifact: round.file(metadata: metadata(task)))
+    }
+
+    /// IMP round k (prune the previous round's survivors by `rate`) or the one-shot control
+    /// (prune the dense network straight to round k's survivor counts).
+    private func prune(_ task: PlannedTask, previous file: SafeTensorsFile) throws -> (TaskOutcome, Data?) {
+        let data = try splits(task.dataset)
+        let previous = try PruningRound(file: file, path: task.dependencies[0])
+        var keep: [String: Int] = [:]
+        for (name, mask) in previous.masks {
+            keep[name] = task.kind == .prune
+                ? Pruning.survivors(pruning: spec.pruning.rate, of: Pruning.survivingCount(mask))
+                : Pruning.survivorSchedule(total: mask.count, rate: spec.pruning.rate, rounds: task.round ?? 1).last ?? mask.count
+        }
+        let masks = try IterativePruning.nextMasks(after: previous, keep: keep, minConnectedUnits: spec.pruning.minConnectedUnits)
+        let (round, reports) = try IterativePruning.retrain(from: previous, masks: masks, on: data.train,
+                                                            config: try config(spec.training, seed: task.seed),
+                                                            rewindStep: spec.pruning.rewindStep)
+        var outcome = try evaluate(round.network, data: data, reports: reports)
+        describe(round, data: data, into: &outcome, images: true)
+        return try finish(&outcome, artifact: round.file(metadata: metadata(task)))
+    }
+
+    private func describe(_ round: PruningRound, data: DatasetSplits, into outcome: inout TaskOutcome, images: Bool) {
+        outcome.remainingFraction = round.remainingFraction
+        outcome.layerRemaining = Dictionary(round.remainingFractions, uniquingKeysWith: { a, _ in a })
+        guard let first = round.masks.first?.1 else { return }
+        outcome.locality = Locality.score(mask: first, inputShape: data.train.shape)
+        if images, spec.pruning.maskImages > 0 {
+            outcome.maskImages = Locality.mostConnected(mask: first, inputShape: data.train.shape, count: spec.pruning.maskImages)
+        }
+    }
+
+    // MARK: - Distillation
+
+    private func teacherLogits(_ task: PlannedTask, teachers files: [SafeTensorsFile]) throws -> (TaskOutcome, Data?) {
+        let data = try splits(task.dataset)
+        let teachers = try files.enumerated().map { try Checkpoint.network(from: $0.element, path: task.dependencies[$0.offset]) }
+        let batch = spec.evaluation.batchSize
+        let test = Distillation.ensembleLogits(teachers, on: data.test, batchSize: batch)
+        let train = Distillation.ensembleLogits(teachers, on: data.train, batchSize: batch)
+        var outcome = TaskOutcome(status: .ok)
+        outcome.testAccuracy = Distillation.accuracy(logits: test, labels: data.test.labels)
+        outcome.testLoss = Double(Loss.softmaxCrossEntropy(test, labels: data.test.labels).loss)
+        outcome.trainAccuracy = Distillation.accuracy(logits: train, labels: data.train.labels)
+        guard train.isFinite else { throw RunError(path: task.key, message: "teacher logits are not finite") }
+        return try finish(&outcome, artifact: SafeTensorsFile(tensors: [("logits", train)], metadata: metadata(task)))
+    }
+
+    // MARK: - Parameter reuse
+
+    private func reuse(_ task: PlannedTask, source sourceFile: SafeTensorsFile, target targetFile: SafeTensorsFile) throws -> TaskOutcome {
+        let data = try splits(task.dataset)
+        let source = try Checkpoint.network(from: sourceFile, path: task.dependencies[0])
+        let scratch = try Checkpoint.network(from: targetFile, path: task.dependencies[1])
+        // Same initialisation and batch order as the scratch run it is compared with: the reused
+        // kernels are the only difference, so the gain is a paired comparison.
+        guard let seedText = targetFile.metadata["layersweep.seed"], let seed = UInt64(seedText) else {
+            throw RunError(path: task.dependencies[1], message: "checkpoint lacks its training seed")
+        }
+        let network = try build(task.model, for: data, seed: seed)
+        let kernels = try (task.units ?? []).map { name -> String in
+            guard let unit = network.unit(name) else { throw MaskError.unknownUnit(name) }
+            return Reuse.kernels(of: [unit])[0]
+        }
+        try Reuse.copy(kernels, from: source, into: network)
+        let frozen: Set<String> = task.variant == ReuseMode.frozen.rawValue ? Set(kernels) : []
+        var outcome = try train(network, data: data, section: spec.training, seed: seed, hooks: TrainingHooks(frozen: frozen))
+        outcome.rmse = try Reuse.rmse(kernels, source, scratch)
+        outcome.parameters = kernels.reduce(0) { $0 + (network.parameter($1)?.value.count ?? 0) }
+        return outcome
+    }
+
+    // MARK: - Data
 
     private func splits(_ name: String) throws -> DatasetSplits {
         if let cached = datasets[name] { return cached }
         guard let entry = spec.datasets.first(where: { $0.name == name }) else {
             throw RunError(path: name, message: "dataset not in the sweep")
         }
-        let loaded = try DatasetCatalog.load(entry.name, dataDirectory: entry.dataDir, trainLimit: entry.trainLimit, testLimit: entry.testLimit)
+        let loaded = try DatasetCatalog.load(entry.name, base: entry.base, derivation: entry.derivation, dataDirectory: entry.dataDir,
+                                             trainLimit: entry.trainLimit, testLimit: entry.testLimit)
         datasets[name] = loaded
         return loaded
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Studies
 
 /// How a task ended.
 public enum TaskStatus: String, Codable, Sendable {
@@ -7,8 +8,10 @@ public enum TaskStatus: String, Codable, Sendable {
     case failed
     /// Training produced a non-finite loss.
     case diverged
-    /// Not run because a task it depends on failed or diverged.
+    /// Not run because a task it depends on failed, diverged or stopped.
     case skipped
+    /// IMP ended its chain here: pruning further would disconnect a layer.
+    case stopped
 }
 
 /// What a worker reports for one task.
@@ -21,8 +24,19 @@ public struct TaskOutcome: Codable, Equatable, Sendable {
     public var paramsMasked: Int?
     public var error: String?
     public var seconds: Double
-    /// Content hash of the checkpoint a training task produced.
+    /// Content hash of the artifact the task produced (a checkpoint, an IMP round, teacher logits).
     public var checkpoint: String?
+    /// IMP: surviving fraction of all pruned weights and of each layer's.
+    public var remainingFraction: Double?
+    public var layerRemaining: [String: Double]?
+    /// IMP: locality of the first layer's surviving connections (see `Locality.score`).
+    public var locality: Double?
+    /// IMP: the most-connected first-layer masks.
+    public var maskImages: [MaskImage]?
+    /// Reuse: kernel RMSE between the source-trained and the target-trained networks.
+    public var rmse: Double?
+    /// Parameters of the network trained (students) or reused (reuse).
+    public var parameters: Int?
 
     public init(status: TaskStatus, seconds: Double = 0) {
         self.status = status

@@ -34,7 +34,7 @@ struct RunCommand: ParsableCommand {
         let counts = Dictionary(grouping: summary.rows, by: \.status).mapValues(\.count)
         let countText = counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         report("done: \(summary.rows.count) tasks (\(countText)) in \(formatDuration(summary.seconds)) on \(summary.workers) workers")
-        for line in ProgressText.summary(rows: summary.rows) { report(line) }
+        for line in ProgressText.summary(rows: summary.rows, study: summary.study) { report(line) }
         print("report:  \(summary.directory.reportURL.path)")
         print("results: \(summary.directory.resultsCSV.path)")
         print("         \(summary.directory.resultsJSON.path)")
@@ -53,7 +53,7 @@ struct PlanCommand: ParsableCommand {
         let plan = try Plan.expand(spec)
         let byKind = Dictionary(grouping: plan.tasks, by: \.kind)
         print("sweep \(spec.name) (study \(spec.study.rawValue)): \(plan.tasks.count) tasks -> \(spec.output)")
-        for kind in [TaskKind.train, .baseline, .mask, .noop] {
+        for kind in [TaskKind.train, .baseline, .mask, .prune, .oneShot, .logits, .student, .reuse, .noop] {
             guard let tasks = byKind[kind] else { continue }
             let cost = tasks.reduce(0) { $0 + $1.cost }
             print("  \(kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(tasks.count).padding(toLength: 6, withPad: " ", startingAt: 0)) \(String(format: "%5.1f%%", 100 * cost / max(plan.totalCost, 1))) of the cost")
@@ -88,7 +88,7 @@ struct ReportCommand: ParsableCommand {
                                     finished: ran.map(\.finished).max() ?? now)
         let counts = Dictionary(grouping: input.rows, by: \.status).mapValues(\.count)
         report("\(input.rows.count) of \(input.plan.tasks.count) tasks journaled (\(counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))\(input.complete ? "" : "; partial report")")
-        for line in ProgressText.summary(rows: input.rows) { report(line) }
+        for line in ProgressText.summary(rows: input.rows, study: input.plan.spec.study) { report(line) }
         print("report:  \(run.reportURL.path)")
         print("results: \(run.resultsCSV.path)")
     }

@@ -48,6 +48,9 @@ public enum ReportPage {
                 header(input, into: &m)
                 switch spec.study {
                 case .zeroing: zeroing(input, into: &m)
+                case .imp: PruningReport.section(input, into: &m)
+                case .distill: DistillationReport.section(input, into: &m)
+                case .reuse: ReuseReport.section(input, into: &m)
                 case .noop: break
                 }
                 problems(input, into: &m)
@@ -193,6 +196,8 @@ public enum ReportPage {
     svg text { font-family: inherit; font-size: 10px; }
     svg .colhead { font-weight: 600; font-size: 10px; } svg .rowhead { font-size: 10px; } svg .transition { font-weight: 700; }
     svg .value { font-size: 9px; } svg .tick, svg .axis { font-size: 9px; fill: #333; }
+    svg.maskgrid { display: block; margin-bottom: 0.5em; } figure.masks { display: inline-block; margin-right: 1.5em; vertical-align: top; }
+    tr.reusable td { background: #eef5fb; }
     svg .stage-boundary { stroke: #222; stroke-width: 1.2; } svg .axisline { stroke: #444; }
     @media print { body { margin: 0.5cm; } .row { display: block; } figure { page-break-inside: avoid; margin-bottom: 1em; } }
     """

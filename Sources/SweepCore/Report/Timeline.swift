@@ -13,7 +13,8 @@ struct Timeline {
         let (left, laneHeight, width) = (70.0, 16.0, 880.0)
         let plotWidth = width - left - 10
         let height = 30 + laneHeight * Double(ranks.count) + 40
-        let kinds: [TaskKind] = [.train, .baseline, .mask, .noop]
+        let order: [TaskKind] = [.train, .baseline, .mask, .prune, .oneShot, .logits, .student, .reuse, .noop]
+        let kinds = order.filter { k in ran.contains { $0.kind == k } }
         m.element("svg", ["xmlns": "http://www.w3.org/2000/svg", "class": "timeline", "width": Format.coordinate(width),
                           "height": Format.coordinate(height), "viewBox": "0 0 \(Format.coordinate(width)) \(Format.coordinate(height))",
                           "role": "img", "aria-label": "per-rank timeline"]) { m in
@@ -24,7 +25,7 @@ struct Timeline {
                 for r in ran where r.rank == rank {
                     let x0 = left + plotWidth * r.started.timeIntervalSince(start) / span
                     let w = max(plotWidth * r.finished.timeIntervalSince(r.started) / span, 0.8)
-                    let color = ColorScale.categories[kinds.firstIndex(of: r.kind) ?? 7]
+                    let color = ColorScale.categories[min(kinds.firstIndex(of: r.kind) ?? 7, 7)]
                     m.element("rect", ["x": Format.coordinate(x0), "y": Format.coordinate(y + 2), "width": Format.coordinate(w),
                                        "height": Format.coordinate(laneHeight - 4), "fill": r.outcome.status == .ok ? color : "#000000",
                                        "class": "task"]) { m in
@@ -41,11 +42,11 @@ struct Timeline {
                                    "text-anchor": "middle", "class": "tick"], text: ProgressText.duration(t))
             }
             var x = left
-            for (i, kind) in kinds.enumerated() where ran.contains(where: { $0.kind == kind }) {
+            for (i, kind) in kinds.enumerated() {
                 m.empty("rect", ["x": Format.coordinate(x), "y": Format.coordinate(axisY + 22), "width": "10", "height": "10",
-                                 "fill": ColorScale.categories[i]])
+                                 "fill": ColorScale.categories[min(i, 7)]])
                 m.element("text", ["x": Format.coordinate(x + 14), "y": Format.coordinate(axisY + 31), "class": "tick"], text: kind.rawValue)
-                x += 90
+                x += 75
             }
             m.element("text", ["x": Format.coordinate(x + 10), "y": Format.coordinate(axisY + 31), "class": "tick"],
                       text: "black: failed or diverged · time since the first task started")

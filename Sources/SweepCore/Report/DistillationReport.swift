@@ -1,0 +1,106 @@
+import Foundation
+
+/// The answer to the distillation question for one dataset: student accuracy per (conv layers,
+/// budget, loss) over seeds, next to the teacher ensemble's accuracy.
+public struct DistillationTable: Sendable {
+    public struct Cell: Sendable {
+        public let convLayers: Int
+        public let budget: Int
+        public let loss: String
+        public let model: String
+        public let parameters: Int?
+        public let accuracy: [Double]
+    }
+
+    public let dataset: String
+    public let teacherAccuracy: Double?
+    public let cells: [Cell]
+
+    public static func compute(_ rows: [ResultRow]) -> [DistillationTable] {
+        let ok = rows.succeeded.filter { $0.study == "distill" }
+        return Array(Set(ok.map(\.dataset))).sorted().map { dataset in
+            let mine = ok.filter { $0.dataset == dataset }
+            let teachers = mine.filter { $0.kind == TaskKind.logits.rawValue }.compactMap(\.testAccuracy)
+            let students = mine.filter { $0.kind == TaskKind.student.rawValue }
+            let groups = Dictionary(grouping: students) { "\($0.convLayers ?? -1)|\($0.budget ?? 0)|\($0.mask)" }
+            let cells = groups.values.map { r in
+                Cell(convLayers: r[0].convLayers ?? -1, budget: r[0].budget ?? 0, loss: r[0].mask, model: r[0].model,
+                     parameters: r[0].parameters, accuracy: r.compactMap(\.testAccuracy))
+            }.sorted { ($0.budget, $0.loss, $0.convLayers) < ($1.budget, $1.loss, $1.convLayers) }
+            return DistillationTable(dataset: dataset, teacherAccuracy: teachers.isEmpty ? nil : SeedStatistics(teachers).mean, cells: cells)
+        }
+    }
+
+    /// Terminal lines: per budget and loss, mean accuracy by conv layers.
+    public var summary: [String] {
+        var lines = ["  \(dataset): student test accuracy by conv layers (mean over seeds)" + (teacherAccuracy.map { "; teacher \(Format.fixed($0, 4))" } ?? "")]
+        for budget in Array(Set(cells.map(\.budget))).sorted() {
+            for loss in ["logits", "labels"] {
+                let row = cells.filter { $0.budget == budget && $0.loss == loss }
+                guard !row.isEmpty else { continue }
+                lines.append("    \(budget) params, \(loss): " + row.map { "c\($0.convLayers) \(Format.fixed(SeedStatistics($0.accuracy).mean, 4))" }.joined(separator: "  "))
+            }
+        }
+        return lines
+    }
+}
+
+/// The distillation section of report.html.
+enum DistillationReport {
+    static func section(_ input: ReportInput, into m: inout Markup) {
+        let spec = input.plan.spec
+        m.element("h2", text: "Do students need depth and convolution?")
+        m.element("p", ["class": "note"]) { m in
+            m.add("A teacher (\(spec.models.joined(separator: ", ")); an ensemble of \(spec.distillation.teachers) when more than one) is trained; ")
+            m.add("its logits on the training set are computed once. Students with 0 (an MLP) to 4 conv layers, at each parameter budget, ")
+            m.add("regress those logits with an L2 loss (solid lines); the labels-only control trains the same students with cross-entropy on the labels (dashed). ")
+            m.add("Points: mean test accuracy over seeds, whiskers ± one standard deviation; the table gives the best seed too. ")
+            m.add("Each student's width is chosen so its parameter count comes closest to the budget.")
+        }
+        for table in DistillationTable.compute(input.rows) {
+            m.element("h3", text: table.dataset)
+            let budgets = Array(Set(table.cells.map(\.budget))).sorted()
+            let palette = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e"]
+            var series: [LineChart.Series] = []
+            for (i, budget) in budgets.enumerated() {
+                for loss in ["logits", "labels"] {
+                    let cells = table.cells.filter { $0.budget == budget && $0.loss == loss }
+                    guard !cells.isEmpty else { continue }
+                    series.append(LineChart.Series(
+                        label: "\(budget.formatted()) params, \(loss == "logits" ? "distilled (L2 on logits)" : "labels only")",
+                        color: palette[i % palette.count],
+                        points: cells.map { c in
+                            let s = SeedStatistics(c.accuracy)
+                            return LineChart.Point(x: Double(c.convLayers), y: s.mean, spread: s.deviation,
+                                                   tooltip: "\(c.model) (\(c.parameters ?? 0) params), \(loss): accuracy \(s.text), best \(Format.fixed(s.best, 4))")
+                        },
+                        dashed: loss == "labels"))
+                }
+            }
+            LineChart(title: "Student test accuracy vs conv layers", xLabel: "conv layers in the student (0 = MLP)", yLabel: "test accuracy",
+                      series: series, reference: table.teacherAccuracy.map { ($0, "teacher \(Format.fixed($0, 4))") },
+                      width: 520, height: 320).svg(into: &m)
+            m.element("table", ["class": "distillation"]) { m in
+                m.element("tr") { m in
+                    for h in ["budget", "conv layers", "student", "parameters", "distilled: mean (best)", "labels only: mean (best)"] { m.element("th", text: h) }
+                }
+                for budget in budgets {
+                    for conv in Array(Set(table.cells.filter { $0.budget == budget }.map(\.convLayers))).sorted() {
+                        let cell = { (loss: String) in table.cells.first { $0.budget == budget && $0.convLayers == conv && $0.loss == loss } }
+                        let any = cell("logits") ?? cell("labels")
+                        m.element("tr") { m in
+                            m.element("td", text: budget.formatted())
+                            m.element("td", text: String(conv))
+                            m.element("td", text: any?.model ?? "")
+                            m.element("td", text: any?.parameters.map { $0.formatted() } ?? "")
+                            for loss in ["logits", "labels"] {
+                                let s = cell(loss).map { SeedStatistics($0.accuracy) }
+                                m.element("td", text: s.map { "\($0.text) (\(Format.fixed($0.best, 4)))" } ?? "—")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

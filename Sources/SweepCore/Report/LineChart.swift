@@ -1,0 +1,152 @@
+import Foundation
+
+/// An x-y chart in SVG: labelled axes with units, optional log-scale x, series drawn as lines
+/// (solid or dashed) and/or markers, a legend, and a tooltip on every point.
+struct LineChart {
+    struct Point {
+        var x: Double
+        var y: Double
+        /// Whisker half-height (e.g. the spread over seeds); 0 for none.
+        var spread: Double = 0
+        var tooltip: String
+    }
+
+    struct Series {
+        var label: String
+        var color: String
+        var points: [Point]
+        var dashed = false
+        var lines = true
+        /// "circle" or "square".
+        var marker = "circle"
+    }
+
+    var title: String
+    var xLabel: String
+    var yLabel: String
+    var series: [Series]
+    var logX = false
+    /// Shown as a horizontal reference line (e.g. the teacher's accuracy), with its label.
+    var reference: (value: Double, label: String)?
+    /// Fixed y range; nil: fitted to the data.
+    var yRange: ClosedRange<Double>?
+    var width = 430.0
+    var height = 300.0
+
+    func svg(into m: inout Markup) {
+        let all = series.flatMap(\.points)
+        guard !all.isEmpty else { return }
+        let (left, right, top, bottom) = (58.0, 12.0, 24.0, 44.0)
+        let legendHeight = 16.0 * Double(series.count + (reference == nil ? 0 : 1)) + 6
+        let totalHeight = height + legendHeight
+        let plotW = width - left - right, plotH = height - top - bottom
+        func tx(_ x: Double) -> Double { logX ? log10(max(x, 1e-12)) : x }
+        var xs = all.map { tx($0.x) }, ys = all.flatMap { [$0.y - $0.spread, $0.y + $0.spread] }
+        if let r = reference { ys.append(r.value) }
+        var (x0, x1) = (xs.min()!, xs.max()!)
+        if x1 - x0 < 1e-9 { x0 -= 0.5; x1 += 0.5 }
+        let pad = (x1 - x0) * 0.04
+        x0 -= pad; x1 += pad
+        xs.removeAll()
+        var (y0, y1) = yRange.map { ($0.lowerBound, $0.upperBound) } ?? (ys.min()!, ys.max()!)
+        if yRange == nil {
+            if y1 - y0 < 1e-9 { y0 -= 0.01; y1 += 0.01 }
+            let ypad = (y1 - y0) * 0.08
+            y0 -= ypad; y1 += ypad
+        }
+        func px(_ x: Double) -> Double { left + (tx(x) - x0) / (x1 - x0) * plotW }
+        func py(_ y: Double) -> Double { top + (1 - (y - y0) / (y1 - y0)) * plotH }
+        let c = Format.coordinate
+        m.element("svg", ["xmlns": "http://www.w3.org/2000/svg", "class": "chart", "width": c(width), "height": c(totalHeight),
+                          "viewBox": "0 0 \(c(width)) \(c(totalHeight))", "role": "img", "aria-label": title]) { m in
+            m.element("text", ["x": c(left), "y": "14", "class": "colhead"], text: title)
+            m.empty("rect", ["x": c(left), "y": c(top), "width": c(plotW), "height": c(plotH), "fill": "none", "class": "axisline"])
+            for t in ticks(y0, y1) {
+                m.empty("line", ["x1": c(left), "x2": c(left + plotW), "y1": c(py(t)), "y2": c(py(t)), "stroke": "#e6e6e6"])
+                m.element("text", ["x": c(left - 4), "y": c(py(t) + 3), "text-anchor": "end", "class": "tick"], text: label(t))
+            }
+            for t in xTicks(x0, x1) {
+                let x = left + (t.position - x0) / (x1 - x0) * plotW
+                m.empty("line", ["x1": c(x), "x2": c(x), "y1": c(top + plotH), "y2": c(top + plotH + 4), "class": "axisline"])
+                m.element("text", ["x": c(x), "y": c(top + plotH + 15), "text-anchor": "middle", "class": "tick"], text: t.text)
+            }
+            m.element("text", ["x": c(left + plotW / 2), "y": c(top + plotH + 33), "text-anchor": "middle", "class": "axis"], text: xLabel)
+            m.element("text", ["x": "12", "y": c(top + plotH / 2), "text-anchor": "middle", "class": "axis",
+                               "transform": "rotate(-90 12 \(c(top + plotH / 2)))"], text: yLabel)
+            if let r = reference {
+                m.empty("line", ["x1": c(left), "x2": c(left + plotW), "y1": c(py(r.value)), "y2": c(py(r.value)), "stroke": "#555555",
+                                 "stroke-dasharray": "2 3", "class": "reference"])
+            }
+            for s in series {
+                let pts = s.points.sorted { $0.x < $1.x }
+                if s.lines, pts.count > 1 {
+                    m.empty("polyline", ["points": pts.map { "\(c(px($0.x))),\(c(py($0.y)))" }.joined(separator: " "), "fill": "none",
+                                         "stroke": s.color, "stroke-width": "1.8", "stroke-dasharray": s.dashed ? "6 4" : "none",
+                                         "class": s.dashed ? "series dashed" : "series"])
+                }
+                for p in pts {
+                    if p.spread > 0 {
+                        m.empty("line", ["x1": c(px(p.x)), "x2": c(px(p.x)), "y1": c(py(p.y - p.spread)), "y2": c(py(p.y + p.spread)),
+                                         "stroke": s.color, "stroke-width": "1"])
+                    }
+                    marker(s, at: (px(p.x), py(p.y)), into: &m) { m in m.element("title", text: p.tooltip) }
+                }
+            }
+            var y = height + 4
+            for s in series {
+                if s.lines {
+                    m.empty("line", ["x1": c(left), "x2": c(left + 22), "y1": c(y + 5), "y2": c(y + 5), "stroke": s.color,
+                                     "stroke-width": "1.8", "stroke-dasharray": s.dashed ? "6 4" : "none"])
+                }
+                marker(s, at: (left + 11, y + 5), into: &m) { _ in }
+                m.element("text", ["x": c(left + 28), "y": c(y + 9), "class": "tick legend"], text: s.label)
+                y += 16
+            }
+            if let r = reference {
+                m.empty("line", ["x1": c(left), "x2": c(left + 22), "y1": c(y + 5), "y2": c(y + 5), "stroke": "#555555", "stroke-dasharray": "2 3"])
+                m.element("text", ["x": c(left + 28), "y": c(y + 9), "class": "tick legend"], text: r.label)
+            }
+        }
+    }
+
+    private func marker(_ s: Series, at p: (Double, Double), into m: inout Markup, _ body: (inout Markup) -> Void) {
+        let c = Format.coordinate
+        if s.marker == "square" {
+            m.element("rect", ["x": c(p.0 - 3.5), "y": c(p.1 - 3.5), "width": "7", "height": "7", "fill": s.dashed ? "#ffffff" : s.color,
+                               "stroke": s.color, "class": "point"], body)
+        } else {
+            m.element("circle", ["cx": c(p.0), "cy": c(p.1), "r": "3.5", "fill": s.dashed ? "#ffffff" : s.color, "stroke": s.color,
+                                 "class": "point"], body)
+        }
+    }
+
+    /// About five round values between `a` and `b`.
+    private func ticks(_ a: Double, _ b: Double) -> [Double] {
+        let raw = (b - a) / 5
+        let magnitude = pow(10, floor(log10(raw)))
+        let step = [1.0, 2, 2.5, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? raw
+        var t = ceil(a / step) * step
+        var out: [Double] = []
+        while t <= b + step * 1e-6 { out.append(t); t += step }
+        return out
+    }
+
+    private func label(_ v: Double) -> String {
+        let s = String(format: "%.3g", v)
+        return s == "-0" ? "0" : s
+    }
+
+    /// Positions (in transformed units) and texts of x ticks: decades and 2, 5 multiples on log axes.
+    private func xTicks(_ a: Double, _ b: Double) -> [(position: Double, text: String)] {
+        guard logX else { return ticks(a, b).map { ($0, label($0)) } }
+        var out: [(Double, String)] = []
+        for e in Int(floor(a))...Int(ceil(b)) {
+            for m in [1.0, 2, 5] {
+                let v = m * pow(10, Double(e))
+                let p = log10(v)
+                if p >= a && p <= b { out.append((p, label(v))) }
+            }
+        }
+        return out
+    }
+}
