@@ -147,7 +147,11 @@ public final class Coordinator {
 
     private func complete(_ record: TaskRecord, _ task: PlannedTask) throws {
         records[record.key] = record
-        if let hash = record.outcome.checkpoint { artifactHashes[task.key] = hash }
+        if let hash = record.outcome.checkpoint {
+            artifactHashes[task.key] = hash
+            // An artifact no task consumes (the last IMP round) is kept on disk only.
+            if (pendingUses[task.key] ?? 0) == 0 { released.insert(hash) }
+        }
         consumeInputs(of: task)
         costDone += task.cost
         let skipped = scheduler.finished(task.key, succeeded: record.outcome.status == .ok)

@@ -1,3 +1,4 @@
+import Datasets
 import Studies
 import Yams
 
@@ -78,17 +79,25 @@ struct NodeTree {
             return self.error(path(context.codingPath), "expected \(NodeTree.typeName(type)), found nothing")
         case let .dataCorrupted(context):
             let p = path(context.codingPath)
-            if let last = p.last, case .index = last, NodeTree.describe(p).hasPrefix("masks") {
-                return self.error(p, "unknown mask '\(node(at: p)?.string ?? "?")'; valid: \(MaskKind.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            if NodeTree.describe(p) == "study" {
-                return self.error(p, "unknown study '\(node(at: p)?.string ?? "?")'; valid: \(SweepSpec.Study.allCases.map(\.rawValue).joined(separator: ", "))")
+            // A value outside an enumeration: name the field's valid choices.
+            let field = p.reversed().compactMap { component -> String? in if case let .key(k) = component { return k } else { return nil } }.first
+            if let field, let (what, valid) = NodeTree.choices[field] {
+                return self.error(p, "unknown \(what) '\(node(at: p)?.string ?? "?")'; valid: \(valid.joined(separator: ", "))")
             }
             return self.error(p, context.debugDescription)
         @unknown default:
             return SpecError(file: file, line: nil, field: nil, message: "\(error)")
         }
     }
+
+    /// Fields whose values come from a fixed set, by field name.
+    static let choices: [String: (String, [String])] = [
+        "masks": ("mask", MaskKind.allCases.map(\.rawValue)),
+        "study": ("study", SweepSpec.Study.allCases.map(\.rawValue)),
+        "modes": ("reuse mode", ReuseMode.allCases.map(\.rawValue)),
+        "losses": ("distillation loss", DistillationLoss.allCases.map(\.rawValue)),
+        "transform": ("transform", ImageTransform.allCases.map(\.rawValue)),
+    ]
 
     static func typeName(_ type: Any.Type) -> String {
         switch type {

@@ -92,6 +92,9 @@ public enum SpecLoader {
         try checkUnique(spec.masks.map(\.rawValue), key: "masks", what: "mask", tree: tree)
         for (i, dataset) in spec.datasets.enumerated() {
             let path: [PathComponent] = [.key("datasets"), .index(i)]
+            if (dataset.classes != nil || dataset.transform != nil), dataset.base == nil {
+                throw fail(path, "classes and transform make a new dataset from another: add base: (e.g. base: fashion-mnist)")
+            }
             do { try DatasetCatalog.checkAvailable(dataset.source, dataDirectory: dataset.dataDir) } catch let error as DatasetError {
                 throw fail(dataset.base == nil ? path : path + [.key("base")], error.description)
             }
@@ -100,9 +103,6 @@ public enum SpecLoader {
                 guard classes.count >= 2, Set(classes).count == classes.count, classes.allSatisfy({ (0..<available).contains($0) }) else {
                     throw fail(path + [.key("classes")], "classes must list at least two distinct classes of \(dataset.source), each in 0...\(available - 1)")
                 }
-            }
-            if (dataset.classes != nil || dataset.transform != nil), dataset.base == nil {
-                throw fail(path, "classes and transform make a new dataset from another: add base: (e.g. base: fashion-mnist)")
             }
             for (limit, key) in [(dataset.trainLimit, "train_limit"), (dataset.testLimit, "test_limit")] where (limit ?? 1) < 1 {
                 throw fail(path + [.key(key)], "\(key) must be at least 1")

@@ -48,7 +48,7 @@ final class RunnerTests: XCTestCase {
         outcome.testLoss = .nan
         let blob = Data((0..<100_000).map { UInt8($0 % 256) })
         for message in [Message.hello(host: "h", threads: 3), .configure(specText: "name: x\n"),
-                        .task(task, inputs: ["abc"], attachments: ["abc": blob, "def": Data([1])]),
+                        .task(task, inputs: ["d/m/seed0/train": "abc"], attachments: ["abc": blob, "def": Data([1])], release: ["old"]),
                         .result(key: "k", outcome: TaskOutcome(status: .ok), checkpoint: blob), .stop] {
             XCTAssertEqual(try MessageCodec.decode(try MessageCodec.encode(message)), message)
         }
@@ -113,5 +113,134 @@ final class RunnerTests: XCTestCase {
             let train = trains.first { row.key.hasPrefix("\($0.dataset)/\($0.model)/seed\($0.seed)/") }!
             XCTAssertEqual(row.status, train.status == "ok" ? "ok" : "skipped", row.key)
         }
+    }
+
+    func studySpec(_ body: String) throws -> String {
+        let path = dir.appendingPathComponent("study.yaml").path
+        try body.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    static let impSpec = """
+        name: imp
+        study: imp
+        datasets: [{name: synthetic-28, train_limit: 256, test_limit: 128}]
+        models: [fcn-32x2-bn]
+        seeds: 2
+        training: {epochs: 2, batch_size: 32, learning_rate: 0.05}
+        pruning: {rounds: 3, rewind_step: 3, mask_images: 2}
+        """
+
+    static let distillSpec = """
+        name: distill
+        study: distill
+        datasets: [{name: synthetic-28, train_limit: 256, test_limit: 128}]
+        models: [resnet8]
+        seeds: 1
+        training: {epochs: 1, batch_size: 32, learning_rate: 0.05}
+        distillation: {teachers: 2, conv_layers: [0, 1], budgets: [5000]}
+        """
+
+    static let reuseSpec = """
+        name: reuse
+        study: reuse
+        datasets:
+          - {name: a, base: synthetic-28, classes: [0, 1, 2, 3, 4], train_limit: 128, test_limit: 64}
+          - {name: b, base: synthetic-28, classes: [5, 6, 7, 8, 9], train_limit: 128, test_limit: 64}
+        models: [resnet8]
+        seeds: 1
+        layers: [stem.conv, stage3.block1.conv1]
+        training: {epochs: 1, batch_size: 32, learning_rate: 0.05}
+        reuse: {pairs: [{source: a, target: b}], prefixes: [3]}
+        """
+
+    /// Every study's results depend on the keys and seeds only: one worker or three, the same rows.
+    func testStudiesGiveTheSameResultsWithOneOrThreeWorkers() throws {
+        for (name, text) in [("imp", Self.impSpec), ("distill", Self.distillSpec), ("reuse", Self.reuseSpec)] {
+            let spec = try studySpec(text)
+            let one = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("\(name)-1").path, localWorkers: 1))
+            let three = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("\(name)-3").path, localWorkers: 3))
+            XCTAssertTrue(one.rows.allSatisfy { $0.status == "ok" }, "\(name): \(one.rows.filter { $0.status != "ok" }.map { "\($0.key) \($0.error ?? "")" })")
+            XCTAssertEqual(stable(one.rows), stable(three.rows), name)
+            switch name {
+            case "imp":
+                XCTAssertEqual(one.rows.count, 2 * (4 + 2))
+                let last = try XCTUnwrap(one.rows.first { $0.key.hasSuffix("seed0/round3") })
+                XCTAssertEqual(try XCTUnwrap(last.remainingFraction), 0.343, accuracy: 1e-3)
+                XCTAssertEqual(last.maskImages?.count, 2)
+                XCTAssertNotNil(last.locality)
+                XCTAssertEqual(last.layerRemaining?.keys.sorted(), ["fc1.weight", "fc2.weight"])
+            case "distill":
+                XCTAssertEqual(one.rows.filter { $0.kind == "student" }.count, 2 * 2)
+                let teacher = try XCTUnwrap(one.rows.first { $0.kind == "logits" }?.testAccuracy)
+                for student in one.rows where student.kind == "student" { XCTAssertEqual(student.baselineAccuracy, teacher) }
+            default:
+                let reuse = one.rows.filter { $0.kind == "reuse" }
+                XCTAssertEqual(reuse.count, 3 * 2)
+                XCTAssertTrue(reuse.allSatisfy { ($0.rmse ?? 0) > 0 && $0.deltaAccuracy != nil && $0.source == "a" })
+            }
+        }
+    }
+
+    /// An IMP chain cut after some rounds resumes from the last journaled round's artifact.
+    func testAnInterruptedPruningChainResumesWhereItStopped() throws {
+        let spec = try studySpec(Self.impSpec)
+        let full = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("full").path, localWorkers: 2))
+        let cut = dir.appendingPathComponent("cut")
+        try FileManager.default.copyItem(at: full.directory.url, to: cut)
+        let journal = cut.appendingPathComponent("journal.jsonl")
+        let lines = try String(contentsOf: journal, encoding: .utf8).split(separator: "\n")
+        // Keep the header and the tasks of rounds 0 and 1 only.
+        let kept = [lines[0]] + lines.dropFirst().filter { $0.contains("/round0") || $0.contains("/round1") }
+        try (kept.joined(separator: "\n") + "\n").write(to: journal, atomically: true, encoding: .utf8)
+        var ran: [String] = []
+        let resumed = try XCTUnwrap(try SweepLauncher.run(RunOptions(resumePath: cut.path, localWorkers: 2), log: { ran.append($0) }))
+        XCTAssertEqual(stable(resumed.rows), stable(full.rows))
+        XCTAssertEqual(ran.filter { $0.hasPrefix("[") }.count, full.rows.count - (kept.count - 1))
+    }
+
+    /// Artifacts no remaining task needs are released on the workers that hold them.
+    func testWorkersAreToldToDropArtifactsNoTaskNeeds() throws {
+        let text = Self.impSpec
+        let spec = try SpecLoader.parse(text, file: "imp.yaml")
+        let plan = try Plan.expand(spec)
+        let run = RunDirectory(dir.appendingPathComponent("release").path)
+        try run.create(specText: text)
+        let journal = try Journal(url: run.journalURL, header: JournalHeader(sweep: spec.name, specHash: RunDirectory.specHash(text), version: "t"))
+        let hub = LocalHub(workers: [0])
+        let recorder = RecordingWorkerLink(hub.workerLink(0))
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            try? WorkerLoop.run(link: recorder, host: "h", threads: 1)
+            done.signal()
+        }.start()
+        let coordinator = Coordinator(plan: plan, run: run, journal: journal, link: hub.coordinatorLink(), specText: text, previous: [], log: { _ in })
+        try coordinator.run()
+        done.wait()
+        let records = Dictionary(uniqueKeysWithValues: coordinator.allRecords.map { ($0.key, $0) })
+        let released = Set(recorder.released)
+        // Rounds 0 and 1 of each chain are needed by later tasks only; once those ran, they go.
+        for seed in 0..<2 {
+            for round in 0...1 {
+                let hash = try XCTUnwrap(records["synthetic-28/fcn-32x2-bn/seed\(seed)/round\(round)"]?.outcome.checkpoint)
+                XCTAssertTrue(released.contains(hash), "seed \(seed) round \(round) released")
+            }
+        }
+    }
+}
+
+/// A worker link that remembers which artifacts the coordinator released.
+final class RecordingWorkerLink: WorkerLink {
+    let inner: WorkerLink
+    private(set) var released: [String] = []
+
+    init(_ inner: WorkerLink) { self.inner = inner }
+
+    var id: Int { inner.id }
+    func send(_ message: Message) throws { try inner.send(message) }
+    func receive() throws -> Message {
+        let m = try inner.receive()
+        if case let .task(_, _, _, release) = m { released += release }
+        return m
     }
 }

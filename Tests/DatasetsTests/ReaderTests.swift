@@ -161,3 +161,29 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(train.classes, 10)
     }
 }
+
+/// Domains made from one dataset: class subsets and pixel transforms.
+final class DerivationTests: XCTestCase {
+    let image: [Float] = [0, 0.25, 0.5, 0.75, 1, 0.1]  // 2 x 3, one channel
+
+    func testClassSubsetsRelabelInTheOrderGiven() throws {
+        let d = Dataset(name: "d", images: [Float](repeating: 0, count: 5 * 4), labels: [0, 3, 1, 3, 2], shape: [1, 2, 2], classes: 4)
+        let s = try Derivation(classes: [3, 1]).apply(to: d, name: "s")
+        XCTAssertEqual(s.labels, [0, 1, 0])
+        XCTAssertEqual(s.classes, 2)
+        XCTAssertEqual(s.name, "s")
+        XCTAssertThrowsError(try Derivation(classes: [7]).apply(to: d, name: "bad"))
+    }
+
+    func testTransformsMovePixelsWhereTheyShould() {
+        let d = Dataset(name: "d", images: image, labels: [1], shape: [1, 2, 3], classes: 2)
+        XCTAssertEqual(d.transformed(.invert).images.map { ($0 * 100).rounded() / 100 }, [1, 0.75, 0.5, 0.25, 0, 0.9])
+        XCTAssertEqual(d.transformed(.flipHorizontal).images, [0.5, 0.25, 0, 0.1, 1, 0.75])
+        XCTAssertEqual(d.transformed(.rotate180).images, [0.1, 1, 0.75, 0.5, 0.25, 0])
+        // Counter-clockwise quarter turn of [[a b c] [d e f]] is [[c f] [b e] [a d]].
+        let r = d.transformed(.rotate90)
+        XCTAssertEqual(r.shape, [1, 3, 2])
+        XCTAssertEqual(r.images, [0.5, 0.1, 0.25, 1, 0, 0.75])
+        XCTAssertEqual(d.transformed(.rotate90).transformed(.rotate90).images, d.transformed(.rotate180).images)
+    }
+}

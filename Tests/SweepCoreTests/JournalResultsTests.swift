@@ -53,8 +53,8 @@ final class JournalResultsTests: XCTestCase {
         let masked = try XCTUnwrap(rows.first { $0.layer == "stem.conv" })
         XCTAssertEqual(masked.baselineAccuracy, 0.75)
         XCTAssertEqual(masked.deltaAccuracy, -0.25)
-        let csv = ResultTable.csv(rows).split(separator: "\n")
-        XCTAssertEqual(String(csv[0]), ResultRow.columns.joined(separator: ","))
+        let csv = ResultTable.csv(rows, study: .zeroing).split(separator: "\n")
+        XCTAssertEqual(String(csv[0]), "key,study,kind,dataset,model,seed,layer,mask,status,test_accuracy,test_loss,baseline_accuracy,delta_accuracy,params_masked,error,seconds,rank,host")
         XCTAssertTrue(csv.contains { $0.contains(#","boom, ""bad""","#) }, "\(csv)")
     }
 

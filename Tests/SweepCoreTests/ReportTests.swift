@@ -29,7 +29,7 @@ final class ReportTests: XCTestCase {
                     o = TaskOutcome(status: .failed, seconds: 1)
                     o.error = "boom <&> \"quoted\""
                 }
-            case .noop: break
+            default: break
             }
             records.append(TaskRecord(key: task.key, kind: task.kind, outcome: o, rank: i % 3, host: "node\(i % 2)",
                                       started: t0.addingTimeInterval(Double(i)), finished: t0.addingTimeInterval(Double(i) + 0.8)))
@@ -39,13 +39,7 @@ final class ReportTests: XCTestCase {
     }
 
     /// Parses the page as XML (the report emits XHTML-compatible markup).
-    func parse(_ html: String) throws -> XMLCollector {
-        let collector = XMLCollector()
-        let parser = XMLParser(data: Data(html.utf8))
-        parser.delegate = collector
-        XCTAssertTrue(parser.parse(), "not well-formed: \(parser.parserError.map { "\($0)" } ?? "?") at line \(parser.lineNumber)")
-        return collector
-    }
+    func parse(_ html: String) throws -> XMLCollector { XMLCollector.parse(html) }
 
     func testPageIsWellFormedAndSelfContained() throws {
         let html = ReportPage.html(try input())
@@ -112,4 +106,14 @@ final class XMLCollector: NSObject, XMLParserDelegate {
     }
 
     func parser(_ parser: XMLParser, foundCharacters string: String) { text += string }
+
+    /// Parses a page as XML (the report emits XHTML-compatible markup); fails the test if it is not.
+    static func parse(_ html: String, file: StaticString = #filePath, line: UInt = #line) -> XMLCollector {
+        let collector = XMLCollector()
+        let parser = XMLParser(data: Data(html.utf8))
+        parser.delegate = collector
+        XCTAssertTrue(parser.parse(), "not well-formed: \(parser.parserError.map { "\($0)" } ?? "?") at line \(parser.lineNumber)",
+                      file: file, line: line)
+        return collector
+    }
 }

@@ -1,0 +1,186 @@
+import Datasets
+import Models
+import Studies
+import TensorEngine
+import XCTest
+
+/// IMP checked the OpenLTH way: fractions hit their targets, masks only shrink, pruned weights
+/// stay exactly zero, the readout is never pruned, rewinding restores the saved state bit for bit.
+final class PruningTests: XCTestCase {
+    override func setUp() { Parallel.configure(threads: 2) }
+
+    let data = DatasetSplits(rawTrain: SyntheticSpec().generate().train, rawTest: SyntheticSpec().generate().test)
+
+    func randomWeights(_ shape: [Int], seed: UInt64) -> Tensor {
+        var rng = RandomSource(seed: seed)
+        return Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in rng.nextNormal() })
+    }
+
+    func testPrunedFractionsHitTheTargetWithin1e4AndMasksOnlyShrink() {
+        let weights = randomWeights([300, 784], seed: 1)
+        var mask = Tensor(shape: weights.shape)
+        mask.fill(1)
+        let schedule = Pruning.survivorSchedule(total: weights.count, rate: 0.3, rounds: 10)
+        for (k, keep) in schedule.enumerated() {
+            let next = Pruning.magnitudeMask(weights: weights, mask: mask, keep: keep)
+            XCTAssertEqual(Pruning.survivingCount(next), keep)
+            let fraction = Double(keep) / Double(weights.count)
+            XCTAssertEqual(fraction, pow(0.7, Double(k + 1)), accuracy: 1e-4, "round \(k + 1)")
+            for i in 0..<next.count where next.data[i] != 0 { XCTAssertEqual(mask.data[i], 1, "a pruned weight came back") }
+            // The survivors are the largest in magnitude among the previous survivors.
+            let kept = (0..<next.count).filter { next.data[$0] != 0 }.map { abs(weights.data[$0]) }
+            let dropped = (0..<next.count).filter { next.data[$0] == 0 && mask.data[$0] != 0 }.map { abs(weights.data[$0]) }
+            if let smallestKept = kept.min(), let largestDropped = dropped.max() { XCTAssertGreaterThanOrEqual(smallestKept, largestDropped) }
+            mask = next
+        }
+    }
+
+    func testRoundsKeepPrunedWeightsZeroTheReadoutDenseAndRewindExact() throws {
+        let train = data.train.prefix(256)
+        let config = TrainingConfig(epochs: 2, batchSize: 32, learningRate: 0.05, seed: 3)
+        let net = Network.build(try ModelSpec(name: "fcn-32x2-bn", inputShape: train.shape, classes: train.classes), seed: 9)
+        let initial = net.stateTensors.map { ($0.0, $0.1.array) }
+        let (dense, _) = try IterativePruning.trainDense(net, on: train, config: config, rewindStep: 0)
+        XCTAssertEqual(dense.masks.map(\.0), ["fc1.weight", "fc2.weight"], "the readout is not prunable")
+        for ((name, values), (rewindName, rewind)) in zip(initial, dense.rewind) {
+            XCTAssertEqual(name, rewindName)
+            XCTAssertEqual(values, rewind.array, "rewind to step 0 is the initialisation, bit for bit (\(name))")
+        }
+        var round = dense
+        for k in 1...3 {
+            let keep = Dictionary(uniqueKeysWithValues: round.masks.map { ($0.0, Pruning.survivors(pruning: 0.3, of: Pruning.survivingCount($0.1))) })
+            let masks = try IterativePruning.nextMasks(after: round, keep: keep, minConnectedUnits: 1)
+            let (next, _) = try IterativePruning.retrain(from: round, masks: masks, on: train, config: config, rewindStep: 0)
+            for ((name, old), (_, new)) in zip(round.masks, next.masks) {
+                for i in 0..<new.count where new.data[i] != 0 { XCTAssertEqual(old.data[i], 1, "round \(k): \(name) mask grew") }
+                let w = try XCTUnwrap(next.network.parameter(name)).value
+                for i in 0..<w.count where new.data[i] == 0 { XCTAssertEqual(w.data[i], 0, "round \(k): pruned \(name)[\(i)] moved") }
+            }
+            XCTAssertEqual(next.remainingFraction, pow(0.7, Double(k)), accuracy: 2e-2)
+            // Round-tripping through the artifact keeps everything.
+            let file = next.file(metadata: [:])
+            let back = try PruningRound(file: try SafeTensorsFile.decode(try file.encoded()), path: "round")
+            XCTAssertEqual(back.masks.map { $0.1.array }, next.masks.map { $0.1.array })
+            XCTAssertEqual(back.rewind.map { $0.1.array }, dense.rewind.map { $0.1.array })
+            round = next
+        }
+        // The readout trained normally: not a single zero forced on it.
+        let readout = try XCTUnwrap(round.network.parameter("readout.weight")).value
+        XCTAssertFalse(readout.array.contains(0))
+    }
+
+    func testApplyingMasksLeavesSurvivorsBitIdentical() throws {
+        let net = Network.build(try ModelSpec(name: "fcn-16x2", inputShape: [1, 6, 6], classes: 3), seed: 2)
+        let before = Dictionary(uniqueKeysWithValues: net.stateTensors.map { ($0.0, $0.1.array) })
+        let masks = Pruning.denseMasks(of: net).map { name, m in
+            (name, Pruning.magnitudeMask(weights: net.parameter(name)!.value, mask: m, keep: m.count / 3))
+        }
+        Pruning.apply(masks, to: net)
+        let maskByName = Dictionary(uniqueKeysWithValues: masks)
+        for (name, tensor) in net.stateTensors {
+            for (i, v) in tensor.array.enumerated() {
+                if let m = maskByName[name], m.data[i] == 0 { XCTAssertEqual(v, 0) } else { XCTAssertEqual(v, before[name]![i]) }
+            }
+        }
+    }
+
+    func testStoppingWhenALayerLosesItsConnectedUnits() throws {
+        let net = Network.build(try ModelSpec(name: "fcn-8x2-bn", inputShape: [1, 4, 4], classes: 3), seed: 2)
+        let round = PruningRound(network: net, masks: Pruning.denseMasks(of: net), rewind: net.stateTensors)
+        // Keep 3 weights of fc2: at most 3 of its 8 units have an input.
+        XCTAssertThrowsError(try IterativePruning.nextMasks(after: round, keep: ["fc2.weight": 3], minConnectedUnits: 4)) { error in
+            XCTAssertTrue("\(error)".contains("fc2.weight"), "\(error)")
+        }
+        XCTAssertNoThrow(try IterativePruning.nextMasks(after: round, keep: ["fc2.weight": 3], minConnectedUnits: 3))
+    }
+
+    func testLocalityIsZeroForRandomMasksAndHighForCompactOnes() throws {
+        let (h, w, units) = (28, 28, 64)
+        var rng = RandomSource(seed: 4)
+        let random = Tensor(shape: [units, h * w])
+        for u in 0..<units { for p in rng.permutation(h * w).prefix(60) { random.data[u * h * w + p] = 1 } }
+        let r = try XCTUnwrap(Locality.score(mask: random, inputShape: [1, h, w]))
+        XCTAssertEqual(r, 0, accuracy: 0.06, "random masks are not local")
+        let compact = Tensor(shape: [units, h * w])
+        for u in 0..<units {
+            let (cy, cx) = (3 + (u * 7) % 22, 3 + (u * 13) % 22)
+            for y in (cy - 2)...(cy + 2) { for x in (cx - 2)...(cx + 2) { compact.data[u * h * w + y * w + x] = 1 } }
+        }
+        XCTAssertGreaterThan(try XCTUnwrap(Locality.score(mask: compact, inputShape: [1, h, w])), 0.8)
+        let dense = Tensor(shape: [units, h * w])
+        dense.fill(1)
+        XCTAssertEqual(try XCTUnwrap(Locality.score(mask: dense, inputShape: [1, h, w])), 0, accuracy: 1e-9)
+        let images = Locality.mostConnected(mask: compact, inputShape: [1, h, w], count: 3)
+        XCTAssertEqual(images.count, 3)
+        XCTAssertEqual(images[0].bitmap.filter { $0 }.count, 25)
+        XCTAssertEqual(images[0].surviving, 25)
+    }
+}
+
+/// Kernel reuse and the distances it is judged by.
+final class ReuseTests: XCTestCase {
+    override func setUp() { Parallel.configure(threads: 2) }
+
+    func testRMSEOfANetworkWithItselfIsZeroAndOfKnownDifferencesExact() throws {
+        let spec = try ModelSpec(name: "resnet8", inputShape: [1, 8, 8], classes: 3)
+        let a = Network.build(spec, seed: 1)
+        let names = a.units.filter { $0.kind == .conv }.map { $0.name + ".weight" }
+        XCTAssertEqual(try Reuse.rmse(names, a, a), 0)
+        let b = Network.build(spec, seed: 1)
+        for name in names { let p = b.parameter(name)!.value; for i in 0..<p.count { p.data[i] += 0.5 } }
+        XCTAssertEqual(try Reuse.rmse(names, a, b), 0.5, accuracy: 1e-6)
+    }
+
+    func testReusedFrozenKernelsStayBitIdenticalWhileEverythingElseTrains() throws {
+        let data = DatasetSplits(rawTrain: SyntheticSpec().generate().train, rawTest: SyntheticSpec().generate().test)
+        let spec = try ModelSpec(name: "resnet8", inputShape: data.train.shape, classes: data.train.classes)
+        let source = Network.build(spec, seed: 1), target = Network.build(spec, seed: 2)
+        let kernels = Reuse.kernels(of: [target.unit("stem.conv")!, target.unit("stage1.block1.conv1")!])
+        try Reuse.copy(kernels, from: source, into: target)
+        XCTAssertEqual(try Reuse.rmse(kernels, source, target), 0)
+        let before = Dictionary(uniqueKeysWithValues: target.stateTensors.map { ($0.0, $0.1.array) })
+        try Training.train(target, on: data.train.prefix(128), config: TrainingConfig(epochs: 1, batchSize: 32, learningRate: 0.05),
+                           hooks: TrainingHooks(frozen: Set(kernels)))
+        for (name, tensor) in target.parameters {
+            if kernels.contains(name) { XCTAssertEqual(tensor.value.array, before[name], "\(name) frozen") }
+            else if name.hasSuffix("conv2.weight") { XCTAssertNotEqual(tensor.value.array, before[name], "\(name) trains") }
+        }
+    }
+}
+
+/// Students sized to budgets, and the teacher signal they learn from.
+final class DistillationTests: XCTestCase {
+    override func setUp() { Parallel.configure(threads: 2) }
+
+    func testStudentParameterCountsMatchTheBuiltNetworksAndBudgets() throws {
+        for conv in 0...4 {
+            for budget in [20_000, 100_000, 400_000] {
+                let s = Distillation.student(convLayers: conv, budget: budget, inputShape: [1, 28, 28], classes: 10)
+                let net = Network.build(try ModelSpec(name: s.name, inputShape: [1, 28, 28], classes: 10), seed: 0)
+                XCTAssertEqual(net.parameterCount, s.parameters, s.name)
+                XCTAssertEqual(Double(s.parameters), Double(budget), accuracy: 0.1 * Double(budget), "\(s.name) near \(budget)")
+                XCTAssertEqual(net.units.filter { $0.kind == .conv }.count, conv)
+            }
+        }
+    }
+
+    func testEnsembleLogitsAreTheMeanAndTheLossRegressesTheRightRows() throws {
+        let data = SyntheticSpec().generate().test.prefix(40)
+        let spec = try ModelSpec(name: "fcn-16", inputShape: data.shape, classes: data.classes)
+        let (a, b) = (Network.build(spec, seed: 1), Network.build(spec, seed: 2))
+        let mean = Distillation.ensembleLogits([a, b], on: data, batchSize: 16)
+        let (x, _) = data.batch(Array(0..<40)[...])
+        let (la, lb) = (a.forward(x, training: false), b.forward(x, training: false))
+        for i in 0..<mean.count { XCTAssertEqual(mean.data[i], (la.data[i] + lb.data[i]) / 2, accuracy: 1e-5) }
+        // The loss for rows 5 and 7 targets exactly the teacher's rows 5 and 7.
+        let loss = Distillation.logitLoss(teacher: mean)
+        let rows = [5, 7]
+        let (xb, labels) = data.batch(rows[...])
+        let logits = a.forward(xb, training: false)
+        let result = loss(logits, labels, rows[...])
+        let k = data.classes
+        var expected = 0.0
+        for (r, i) in rows.enumerated() { for j in 0..<k { let d = Double(logits.data[r * k + j] - mean.data[i * k + j]); expected += d * d } }
+        XCTAssertEqual(Double(result.loss), expected / Double(rows.count * k), accuracy: 1e-5)
+    }
+}
