@@ -26,16 +26,24 @@ public struct PruningRound {
 
     public init(file: SafeTensorsFile, path: String) throws {
         network = try Checkpoint.network(from: file, path: path)
-        var masks: [(String, Tensor)] = [], rewind: [(String, Tensor)] = []
-        for (name, tensor) in file.tensors {
-            if name.hasPrefix("mask/") { masks.append((String(name.dropFirst(5)), tensor)) }
-            if name.hasPrefix("rewind/") { rewind.append((String(name.dropFirst(7)), tensor)) }
-        }
+        var stored: [String: Tensor] = [:]
+        for (name, tensor) in file.tensors { stored[name] = tensor }
+        // In network order, whatever order the file lists them in.
         let prunable = Pruning.prunableWeights(of: network)
-        guard masks.map(\.0) == prunable else {
-            throw SafeTensorsError(file: path, problem: "not an IMP round: masks \(masks.map(\.0)), expected \(prunable)")
+        var masks: [(String, Tensor)] = []
+        for name in prunable {
+            let expected: [Int] = network.parameter(name)?.value.shape ?? []
+            guard let mask = stored["mask/" + name], mask.shape == expected else {
+                let names = prunable.joined(separator: ", ")
+                throw SafeTensorsError(file: path, problem: "not an IMP round: it lacks a mask for each of " + names)
+            }
+            masks.append((name, mask))
         }
-        guard Set(rewind.map(\.0)) == Set(network.stateTensors.map(\.0)) else {
+        var rewind: [(String, Tensor)] = []
+        for (name, _) in network.stateTensors {
+            if let tensor = stored["rewind/" + name] { rewind.append((name, tensor)) }
+        }
+        guard rewind.count == network.stateTensors.count else {
             throw SafeTensorsError(file: path, problem: "not an IMP round: rewind tensors do not match the model")
         }
         self.masks = masks
