@@ -204,4 +204,29 @@ final class SweepRunTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("train     2"), r.stdout)
         XCTAssertTrue(r.stdout.contains("synthetic/resnet8/seed0/train"), r.stdout)
     }
+
+    /// IMP rounds, teacher logits and reused kernels cross ranks as artifacts: `mpirun -n 3
+    /// --oversubscribe sweep run FILE` gives the rows of `sweep run FILE`.
+    func testStudyArtifactsCrossRanksWithoutChangingResults() throws {
+        for (name, body) in [("imp", "study: imp\nmodels: [fcn-16x2-bn]\npruning: {rounds: 3, rewind_step: 2, mask_images: 2}"),
+                             ("distill", "study: distill\nmodels: [resnet8]\ndistillation: {teachers: 2, conv_layers: [0, 1], budgets: [5000]}"),
+                             ("reuse", "study: reuse\nmodels: [resnet8]\nlayers: [stem.conv]\nreuse: {pairs: [{source: synthetic-28, target: inv}], prefixes: [2]}")] {
+            let path = dir.appendingPathComponent("\(name).yaml").path
+            try """
+            name: \(name)
+            datasets:
+              - {name: synthetic-28, train_limit: 128, test_limit: 64}
+              - {name: inv, base: synthetic-28, transform: invert, train_limit: 128, test_limit: 64}
+            seeds: 2
+            training: {epochs: 1, batch_size: 32, learning_rate: 0.05}
+            \(body)
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+            let single = dir.appendingPathComponent("\(name)-1").path, ranks = dir.appendingPathComponent("\(name)-mpi").path
+            XCTAssertEqual(try run(["run", path, "--output", single]).status, 0, name)
+            let r = try run(["run", path, "--output", ranks], mpi: 3)
+            XCTAssertEqual(r.status, 0, "\(name): \(r.stderr)")
+            XCTAssertEqual(try stableCSV(ranks), try stableCSV(single), name)
+            XCTAssertFalse(try stableCSV(single).dropFirst().contains { !$0.contains(",ok,") }, "\(name): every task ok")
+        }
+    }
 }
