@@ -23,19 +23,6 @@ public enum Distillation {
         return out
     }
 
-    /// Fraction of rows whose largest logit is the label.
-    public static func accuracy(logits: Tensor, labels: [Int32]) -> Double {
-        let k = logits.shape[1]
-        var correct = 0
-        for (i, label) in labels.enumerated() {
-            let row = logits.data + i * k
-            var best = 0
-            for j in 1..<k where row[j] > row[best] { best = j }
-            if best == Int(label) { correct += 1 }
-        }
-        return Double(correct) / Double(max(labels.count, 1))
-    }
-
     /// The L2 loss on the teacher's logits for the batch's examples (accuracy still counted on labels).
     public static func logitLoss(teacher: Tensor) -> Training.LossFunction {
         let k = teacher.shape[1]

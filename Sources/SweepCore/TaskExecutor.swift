@@ -220,9 +220,10 @@ public final class TaskExecutor {
         let test = Distillation.ensembleLogits(teachers, on: data.test, batchSize: batch)
         let train = Distillation.ensembleLogits(teachers, on: data.train, batchSize: batch)
         var outcome = TaskOutcome(status: .ok)
-        outcome.testAccuracy = Distillation.accuracy(logits: test, labels: data.test.labels)
-        outcome.testLoss = Double(Loss.softmaxCrossEntropy(test, labels: data.test.labels).loss)
-        outcome.trainAccuracy = Distillation.accuracy(logits: train, labels: data.train.labels)
+        let onTest = Loss.softmaxCrossEntropy(test, labels: data.test.labels)
+        outcome.testAccuracy = Double(onTest.correct) / Double(max(data.test.count, 1))
+        outcome.testLoss = Double(onTest.loss)
+        outcome.trainAccuracy = Double(Loss.softmaxCrossEntropy(train, labels: data.train.labels).correct) / Double(max(data.train.count, 1))
         guard train.isFinite else { throw RunError(path: task.key, message: "teacher logits are not finite") }
         return try finish(&outcome, artifact: SafeTensorsFile(tensors: [("logits", train)], metadata: metadata(task)))
     }
