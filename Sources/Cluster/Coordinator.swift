@@ -31,9 +31,17 @@ public final class Coordinator {
     public var refreshInterval: TimeInterval = 30
     private var lastRefresh = Date()
 
-    /// `previous` are the records of an earlier session of the same run (resume).
+    /// How long a drain (SIGUSR1) waits for running tasks before abandoning them.
+    public var drainGrace: TimeInterval = 60
+    /// Where stop requests come from (the process's signals; tests inject their own).
+    public var stopRequest: () -> StopRequest? = { StopSignals.request }
+    /// Failed tasks of earlier sessions that stay failed (run them again with `retryFailed`).
+    public private(set) var keptFailures = 0
+
+    /// `previous` are the records of an earlier session of the same run (resume). With
+    /// `retryFailed`, failed tasks (and what was skipped because of them) run again.
     public init(plan: Plan, run: RunDirectory, journal: Journal, link: CoordinatorLink, specText: String,
-                previous: [TaskRecord], log: @escaping (String) -> Void) {
+                previous: [TaskRecord], retryFailed: Bool = false, log: @escaping (String) -> Void) {
         self.plan = plan
         self.directory = run
         self.journal = journal
@@ -41,14 +49,19 @@ public final class Coordinator {
         self.specText = specText
         self.log = log
         var kept: [String: TaskRecord] = [:]
+        var verified: [String: Bool] = [:]
         for r in previous where plan[r.key] != nil {
-            // A result whose artifact is gone from disk does not count: its task runs again.
+            // A result whose artifact is gone from disk or damaged does not count: its task runs again.
             if let hash = r.outcome.checkpoint, r.outcome.status == .ok {
-                guard FileManager.default.fileExists(atPath: directory.checkpointURL(hash).path) else { continue }
+                let intact = verified[hash] ?? Coordinator.verifyArtifact(hash, in: run, log: log)
+                verified[hash] = intact
+                guard intact else { kept[r.key] = nil; continue }
                 artifactHashes[r.key] = hash
             }
             kept[r.key] = r
         }
+        if retryFailed { Coordinator.dropFailures(from: &kept, plan: plan) }
+        keptFailures = kept.values.filter { $0.outcome.status == .failed }.count
         records = kept
         let failed = Set(kept.values.filter { $0.outcome.status != .ok }.map(\.key))
         scheduler = Scheduler(plan.tasks, done: Set(kept.keys), failed: failed)
@@ -57,23 +70,77 @@ public final class Coordinator {
         }
     }
 
+    /// True when the stored artifact's bytes still have their content hash. A damaged file is
+    /// set aside (renamed `.corrupt`, never deleted) so the task that made it runs again.
+    static func verifyArtifact(_ hash: String, in run: RunDirectory, log: (String) -> Void) -> Bool {
+        let url = run.checkpointURL(hash)
+        guard let data = FileManager.default.contents(atPath: url.path) else { return false }
+        if contentHash(data) == hash { return true }
+        let aside = url.appendingPathExtension("corrupt")
+        try? FileManager.default.removeItem(at: aside)
+        try? FileManager.default.moveItem(at: url, to: aside)
+        log("\(url.path): damaged (its bytes no longer match their hash); moved to \(aside.lastPathComponent), its task runs again")
+        return false
+    }
+
+    /// Forgets failed records and, transitively, the records skipped because a dependency of
+    /// theirs will now run again.
+    static func dropFailures(from kept: inout [String: TaskRecord], plan: Plan) {
+        for (key, record) in kept where record.outcome.status == .failed { kept[key] = nil }
+        var changed = true
+        while changed {
+            changed = false
+            for (key, record) in kept where record.outcome.status == .skipped {
+                if let task = plan[key], task.dependencies.contains(where: { kept[$0] == nil }) {
+                    kept[key] = nil
+                    changed = true
+                }
+            }
+        }
+    }
+
     /// Every record of the run so far (earlier sessions included).
     public var allRecords: [TaskRecord] { Array(records.values) }
 
-    /// Runs until every task has a record, then stops the workers.
-    public func run() throws {
+    /// How a coordinator's run ended.
+    public enum Ending: Equatable {
+        /// Every task has a record; the workers were told to stop.
+        case complete
+        /// A stop request ended the run early. `abandoned` tasks were running and have no record
+        /// (their workers are still busy: the process must exit, not wait for them).
+        case stopped(StopRequest, abandoned: Int)
+    }
+
+    /// Runs until every task has a record, then stops the workers; or until a stop request.
+    @discardableResult
+    public func run() throws -> Ending {
         for w in link.workers { try link.send(.configure(specText: specText), to: w) }
         var idle: [Int] = []
+        var drainUntil: Date?
         try recordSkipped(scheduler.failedAtStart.compactMap { plan[$0] })
         while !scheduler.isDone {
-            while !idle.isEmpty, let task = scheduler.next() {
-                try dispatch(task, to: idle.removeFirst())
+            if let request = stopRequest() {
+                if case .interrupt = request { return .stopped(request, abandoned: running.count) }
+                if drainUntil == nil {
+                    drainUntil = Date(timeIntervalSinceNow: drainGrace)
+                    log("\(request.name): no new tasks; waiting up to \(ProgressText.duration(drainGrace)) for \(running.count) running")
+                }
+                if running.isEmpty || Date() >= drainUntil! {
+                    if running.isEmpty { for w in link.workers { try link.send(.stop, to: w) } }
+                    return .stopped(request, abandoned: running.count)
+                }
+            } else {
+                while !idle.isEmpty, let task = scheduler.next() {
+                    try dispatch(task, to: idle.removeFirst())
+                }
+                if scheduler.isDone { break }
+                if running.isEmpty && idle.count == link.workers.count && scheduler.readyCount == 0 {
+                    throw RunError(path: directory.url.path, message: "no task can run, yet the plan is not finished (dependency cycle?)")
+                }
             }
-            if scheduler.isDone { break }
-            if running.isEmpty && idle.count == link.workers.count && scheduler.readyCount == 0 {
-                throw RunError(path: directory.url.path, message: "no task can run, yet the plan is not finished (dependency cycle?)")
-            }
-            var batch = [try link.receive()]
+            // Wake up now and then without a message, to notice a signal while every worker is busy.
+            guard let first = try link.receive(timeout: 0.1) else { continue }
+            var batch = [first]
             while let more = try link.poll() { batch.append(more) }
             var finished: [(TaskRecord, PlannedTask)] = []
             for (worker, message) in batch {
@@ -109,6 +176,7 @@ public final class Coordinator {
             }
         }
         for w in link.workers { try link.send(.stop, to: w) }
+        return .complete
     }
 
     private func dispatch(_ task: PlannedTask, to worker: Int) throws {

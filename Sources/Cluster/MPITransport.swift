@@ -14,6 +14,13 @@ public final class MPIWorld {
         return ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"].contains { env[$0] != nil }
     }
 
+    /// This process's rank as the launcher announced it, known before MPI starts (signal
+    /// handlers go in first).
+    public static var launchedRank: Int? {
+        let env = ProcessInfo.processInfo.environment
+        return ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"].lazy.compactMap { env[$0].flatMap { Int($0) } }.first
+    }
+
     public init() throws {
         var provided: Int32 = 0
         guard MPI_Init_thread(nil, nil, Int32(cmpi_thread_funneled()), &provided) == cmpi_success() else {
@@ -119,10 +126,12 @@ final class MPICoordinatorLink: CoordinatorLink {
         return nil
     }
 
-    func receive() throws -> (worker: Int, message: Message) {
+    func receive(timeout: Double) throws -> (worker: Int, message: Message)? {
+        let deadline = Date(timeIntervalSinceNow: timeout)
         var wait = 0.000_01
         while true {
             if let m = try poll() { return m }
+            if Date() >= deadline { return nil }
             if let local {
                 if let (from, data) = local.coordinatorInbox.take(timeout: wait) { return (from, try MessageCodec.decode(data)) }
             } else {

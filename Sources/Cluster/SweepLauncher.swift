@@ -13,15 +13,25 @@ public struct RunOptions: Sendable {
     public var threads: Int?
     /// Whether rank 0 also runs a worker under MPI; nil: when the world has at most 16 ranks.
     public var coordinatorWorks: Bool?
+    /// On resume, run failed tasks (and what they made skip) again.
+    public var retryFailed: Bool
+    /// A sweep file whose output already holds this sweep's journal is continued, not refused.
+    public var continueExisting: Bool
+    /// Seconds a drain (SIGUSR1) waits for running tasks.
+    public var drainGrace: Double
 
     public init(specPath: String? = nil, resumePath: String? = nil, output: String? = nil, localWorkers: Int = 1,
-                threads: Int? = nil, coordinatorWorks: Bool? = nil) {
+                threads: Int? = nil, coordinatorWorks: Bool? = nil, retryFailed: Bool = false,
+                continueExisting: Bool = false, drainGrace: Double = 60) {
         self.specPath = specPath
         self.resumePath = resumePath
         self.output = output
         self.localWorkers = localWorkers
         self.threads = threads
         self.coordinatorWorks = coordinatorWorks
+        self.retryFailed = retryFailed
+        self.continueExisting = continueExisting
+        self.drainGrace = drainGrace
     }
 }
 
@@ -32,6 +42,10 @@ public struct RunSummary: Sendable {
     public let seconds: Double
     public let workers: Int
     public let study: SweepSpec.Study
+    /// Set when a drain request (SIGUSR1) ended the run before every task had a record.
+    public let drained: Bool
+    /// Tasks of the plan, for "N of M done".
+    public let planned: Int
 }
 
 /// Starts a sweep: under mpirun/srun as MPI ranks (rank 0 coordinates), otherwise as worker
@@ -40,10 +54,13 @@ public enum SweepLauncher {
     /// Runs the sweep; returns the summary on the coordinating process, nil on other ranks.
     public static func run(_ options: RunOptions, log: @escaping (String) -> Void) throws -> RunSummary? {
         if MPIWorld.isLaunched {
+            if let rank = MPIWorld.launchedRank, rank != 0 { StopSignals.installForWorker() } else { StopSignals.installForCoordinator() }
+            StopSignals.exitWithParent()
             let world = try MPIWorld()
             defer { world.finalize() }
             return try runMPI(options, world: world, log: log)
         }
+        StopSignals.installForCoordinator()
         let hub = LocalHub(workers: Array(0..<max(1, options.localWorkers)))
         Parallel.configure(threads: options.threads ?? max(1, Parallel.availableCores / max(1, options.localWorkers)))
         let prepared = try prepare(options)
@@ -82,7 +99,11 @@ public enum SweepLauncher {
             throw error
         }
         do {
-            return try coordinate(prepared, link: link, log: log)
+            let summary = try coordinate(prepared, link: link, log: log)
+            // After a drain that abandoned running tasks, workers are still busy: MPI_Finalize
+            // would wait for them, so leave now; mpirun ends the others.
+            if summary.drained, prepared.abandoned > 0 { _exit(StopRequest.drain.exitStatus) }
+            return summary
         } catch {
             // Workers may be mid-task or mid-send: stop the whole job rather than hang in finalize.
             log("Error: \(error)")
@@ -111,55 +132,92 @@ public enum SweepLauncher {
         try ReportPage.writeOutputs(input, to: run, ranks: ranks, started: started, finished: Date())
     }
 
-    struct Prepared {
+    final class Prepared {
         let plan: Plan
         let run: RunDirectory
         let specText: String
         let previous: [TaskRecord]
-        let header: JournalHeader
+        let options: RunOptions
+        /// Held for the whole run: no other process may write this directory meanwhile.
+        let lock: RunLock
+        /// Tasks a drain left running (set by `coordinate`).
+        var abandoned = 0
+
+        init(plan: Plan, run: RunDirectory, specText: String, previous: [TaskRecord], options: RunOptions, lock: RunLock) {
+            self.plan = plan
+            self.run = run
+            self.specText = specText
+            self.previous = previous
+            self.options = options
+            self.lock = lock
+        }
     }
 
-    /// Loads the sweep (fresh or resumed), expands it and prepares the run directory.
+    /// Loads the sweep (fresh or resumed), expands it and claims the run directory.
     static func prepare(_ options: RunOptions) throws -> Prepared {
         if let resume = options.resumePath {
             let run = RunDirectory(resume)
-            let text = try run.storedSpecText()
-            let spec = try SpecLoader.parse(text, file: run.specURL.path)
-            let (header, records) = FileManager.default.fileExists(atPath: run.journalURL.path)
-                ? try Journal.read(run.journalURL)
-                : (JournalHeader(sweep: spec.name, specHash: RunDirectory.specHash(text), version: layersweepVersion), [])
-            guard header.specHash == RunDirectory.specHash(text) else {
-                throw RunError(path: run.journalURL.path, message: "journal belongs to a different sweep file than \(run.specURL.path)")
-            }
-            try FileManager.default.createDirectory(at: run.checkpointsURL, withIntermediateDirectories: true)
-            return Prepared(plan: try Plan.expand(spec), run: run, specText: text, previous: records, header: header)
+            let lock = try run.claimForResume()
+            return try resumed(run, lock: lock, options: options)
         }
         guard let path = options.specPath else { throw RunError(path: "sweep run", message: "give a sweep file or --resume RUN_DIR") }
         let (spec, text) = try SpecLoader.load(path)
         let plan = try Plan.expand(spec)
         let run = RunDirectory(options.output ?? spec.output)
-        try run.create(specText: text)
-        return Prepared(plan: plan, run: run, specText: text, previous: [],
-                        header: JournalHeader(sweep: spec.name, specHash: RunDirectory.specHash(text), version: layersweepVersion))
+        let (lock, existing) = try run.create(specText: text, sweep: spec.name, continueExisting: options.continueExisting)
+        if existing { return try resumed(run, lock: lock, options: options) }
+        return Prepared(plan: plan, run: run, specText: text, previous: [], options: options, lock: lock)
+    }
+
+    /// An existing run of the locked directory `run`, checked against its stored sweep file.
+    private static func resumed(_ run: RunDirectory, lock: RunLock, options: RunOptions) throws -> Prepared {
+        let text = try run.storedSpecText()
+        let spec = try SpecLoader.parse(text, file: run.specURL.path)
+        let (header, records) = try Journal.read(run.journalURL)
+        guard header.specHash == RunDirectory.specHash(text) else {
+            throw RunError(path: run.journalURL.path, message: "journal belongs to a different sweep file than \(run.specURL.path)")
+        }
+        try FileManager.default.createDirectory(at: run.checkpointsURL, withIntermediateDirectories: true)
+        return Prepared(plan: try Plan.expand(spec), run: run, specText: text, previous: records, options: options, lock: lock)
     }
 
     static func coordinate(_ p: Prepared, link: CoordinatorLink, log: @escaping (String) -> Void) throws -> RunSummary {
         let start = Date()
-        let journal = try Journal(url: p.run.journalURL, header: p.header)
+        let journal = try Journal(url: p.run.journalURL, header: JournalHeader(sweep: p.plan.spec.name, specHash: RunDirectory.specHash(p.specText),
+                                                                               version: layersweepVersion))
         let coordinator = Coordinator(plan: p.plan, run: p.run, journal: journal, link: link, specText: p.specText,
-                                      previous: p.previous, log: log)
+                                      previous: p.previous, retryFailed: p.options.retryFailed, log: log)
+        coordinator.drainGrace = p.options.drainGrace
         // A partial report and results every 30 s: open report.html while the sweep runs.
         coordinator.refresh = { records in
             let input = ReportInput(plan: p.plan, records: records)
             try writeResults(input, run: p.run, ranks: link.workers.count, start: start)
         }
-        let resumed = p.previous.count
-        log("sweep \(p.plan.spec.name): \(p.plan.tasks.count) tasks\(resumed > 0 ? " (\(resumed) journaled before)" : ""), \(link.workers.count) workers, \(Parallel.threads) threads each -> \(p.run.url.path)")
-        try coordinator.run()
+        let resumed = coordinator.allRecords.count
+        var before = resumed > 0 ? " (\(resumed) journaled before" : ""
+        if coordinator.keptFailures > 0 {
+            before += (before.isEmpty ? " (" : "; ") + "\(coordinator.keptFailures) failed: add --retry-failed to run them again"
+        }
+        if !before.isEmpty { before += ")" }
+        let workers = link.workers.count
+        log("sweep \(p.plan.spec.name): \(p.plan.tasks.count) tasks\(before), \(workers) worker\(workers == 1 ? "" : "s"), \(Parallel.threads) thread\(Parallel.threads == 1 ? "" : "s") each -> \(p.run.url.path)")
+        let ending = try coordinator.run()
+        let journaled = coordinator.allRecords.count
+        if case let .stopped(request, abandoned) = ending {
+            let resume = "continue with: sweep run --resume \(p.run.url.path)"
+            let what = "\(journaled) of \(p.plan.tasks.count) tasks journaled\(abandoned > 0 ? ", \(abandoned) running abandoned" : "")"
+            if case .interrupt = request {
+                // Exit at once: the journal is complete up to here; results files are rebuilt on
+                // resume (or by `sweep report`).
+                log("interrupted by \(request.name): \(what); \(resume)")
+                _exit(request.exitStatus)
+            }
+            log("drained on \(request.name): \(what); \(resume)")
+            p.abandoned = abandoned
+        }
         let input = ReportInput(plan: p.plan, records: coordinator.allRecords)
-        try writeResults(input, run: p.run, ranks: link.workers.count, start: start)
-        let rows = input.rows
-        return RunSummary(directory: p.run, rows: rows, seconds: Date().timeIntervalSince(start), workers: link.workers.count,
-                          study: p.plan.spec.study)
+        try writeResults(input, run: p.run, ranks: workers, start: start)
+        return RunSummary(directory: p.run, rows: input.rows, seconds: Date().timeIntervalSince(start), workers: workers,
+                          study: p.plan.spec.study, drained: ending != .complete, planned: p.plan.tasks.count)
     }
 }

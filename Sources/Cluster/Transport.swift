@@ -5,8 +5,8 @@ public protocol CoordinatorLink: AnyObject {
     /// The ids of the workers this coordinator serves.
     var workers: [Int] { get }
     func send(_ message: Message, to worker: Int) throws
-    /// Blocks until a message arrives from any worker.
-    func receive() throws -> (worker: Int, message: Message)
+    /// Waits up to `timeout` seconds for a message from any worker.
+    func receive(timeout: Double) throws -> (worker: Int, message: Message)?
     /// A message if one is waiting, without blocking.
     func poll() throws -> (worker: Int, message: Message)?
 }
@@ -92,8 +92,8 @@ final class LocalCoordinatorLink: CoordinatorLink {
         hub.inbox(worker).put(-1, try MessageCodec.encode(message))
     }
 
-    func receive() throws -> (worker: Int, message: Message) {
-        let (from, data) = hub.coordinatorInbox.take()
+    func receive(timeout: Double) throws -> (worker: Int, message: Message)? {
+        guard let (from, data) = hub.coordinatorInbox.take(timeout: timeout) else { return nil }
         return (from, try MessageCodec.decode(data))
     }
 

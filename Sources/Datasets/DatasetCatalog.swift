@@ -18,7 +18,11 @@ public enum DatasetCatalog {
             let harmonised = Dataset(name: name, images: d.images, labels: d.labels, shape: d.shape, classes: classes)
             return try derivation.apply(to: harmonised, name: name)
         }
-        return DatasetSplits(rawTrain: try prepared(train).prefix(trainLimit), rawTest: try prepared(test).prefix(testLimit))
+        let (rawTrain, rawTest) = (try prepared(train).prefix(trainLimit), try prepared(test).prefix(testLimit))
+        for (split, data) in [("training", rawTrain), ("test", rawTest)] where data.count == 0 {
+            throw DatasetError(file: dataDirectory ?? name, problem: "dataset '\(name)' has no \(split) images\(derivation.classes == nil ? "" : " of the selected classes")")
+        }
+        return DatasetSplits(rawTrain: rawTrain, rawTest: rawTest)
     }
 
     /// The raw (unnormalised) train and test splits.

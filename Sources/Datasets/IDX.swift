@@ -24,8 +24,15 @@ public enum IDX {
             let o = 4 + 4 * d
             return Int(data[o]) << 24 | Int(data[o + 1]) << 16 | Int(data[o + 2]) << 8 | Int(data[o + 3])
         }
-        let expected = dims.reduce(1, *)
         let actual = data.count - headerSize
+        var expected = 1
+        for d in dims {
+            let (product, overflow) = expected.multipliedReportingOverflow(by: d)
+            guard !overflow else {
+                throw fail("header promises \(dims.map(String.init).joined(separator: "x")) values, more than the file's \(actual) bytes of data")
+            }
+            expected = product
+        }
         guard actual == expected else {
             throw fail(actual < expected
                 ? "truncated: header promises \(dims.map(String.init).joined(separator: "x")) = \(expected) bytes, file holds \(actual)"
@@ -80,8 +87,9 @@ public enum IDX {
 }
 
 extension IDX {
-    /// Loads an image file and its label file into a dataset, checking they agree.
-    public static func loadPair(images: String, labels: String, name: String) throws -> Dataset {
+    /// Loads an image file and its label file into a dataset, checking they agree and that every
+    /// label is one of `classes` (the MNIST family has 10).
+    public static func loadPair(images: String, labels: String, name: String, classes: Int = 10) throws -> Dataset {
         let (idims, pixels) = try read(images)
         let (ldims, labelBytes) = try read(labels)
         guard idims.count == 3 || idims.count == 4 else {
@@ -91,8 +99,10 @@ extension IDX {
         guard ldims[0] == idims[0] else {
             throw DatasetError(file: labels, problem: "\(ldims[0]) labels for \(idims[0]) images in \(images)")
         }
-        let maxLabel = Int(labelBytes.max() ?? 0)
-        guard maxLabel < 256 else { throw DatasetError(file: labels, problem: "label out of range") }
+        if let bad = labelBytes.firstIndex(where: { Int($0) >= classes }) {
+            throw DatasetError(file: labels, problem: "label \(labelBytes[bad]) of example \(bad) is outside 0...\(classes - 1) (this dataset has \(classes) classes)")
+        }
+        guard idims[0] > 0 else { throw DatasetError(file: images, problem: "holds no images") }
         let (n, h, w) = (idims[0], idims[1], idims[2])
         let c = idims.count == 4 ? idims[3] : 1
         var floats = [Float](repeating: 0, count: pixels.count)
@@ -106,7 +116,6 @@ extension IDX {
                 }
             }
         }
-        return Dataset(name: name, images: floats, labels: labelBytes.map { Int32($0) }, shape: [c, h, w],
-                       classes: maxLabel + 1)
+        return Dataset(name: name, images: floats, labels: labelBytes.map { Int32($0) }, shape: [c, h, w], classes: classes)
     }
 }

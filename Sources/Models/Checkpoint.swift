@@ -34,7 +34,10 @@ public enum Checkpoint {
             throw SafeTensorsError(file: path, problem: "not a layersweep checkpoint (metadata lacks \(modelKey), \(inputKey) or \(classesKey))")
         }
         let shape = input.split(separator: ",").compactMap { Int($0) }
-        let spec = try ModelSpec(name: name, inputShape: shape, classes: classes)
+        let spec: ModelSpec
+        do { spec = try ModelSpec(name: name, inputShape: shape, classes: classes) } catch let error as ModelError {
+            throw SafeTensorsError(file: path, problem: "its metadata describes no buildable network: \(error)")
+        }
         let network = Network.build(spec, seed: 0)
         try restore(network, from: file, path: path)
         return network

@@ -21,15 +21,60 @@ public struct ModelSpec: Equatable, Sendable {
     public let inputShape: [Int]
     public let classes: Int
 
+    /// Limits that keep a typo (or a hostile checkpoint) from allocating the machine away.
+    public static let maxParameters = 1_000_000_000
+    public static let maxClasses = 100_000
+    public static let maxChannels = 1024
+    public static let maxImageSide = 4096
+
     public init(name: String, inputShape: [Int], classes: Int) throws {
         guard inputShape.count == 3, inputShape.allSatisfy({ $0 > 0 }) else {
             throw ModelError.badInput("input shape must be channels,height,width; got \(inputShape)")
         }
-        guard classes >= 2 else { throw ModelError.badInput("need at least 2 classes, got \(classes)") }
+        guard inputShape[0] <= ModelSpec.maxChannels, inputShape[1] <= ModelSpec.maxImageSide, inputShape[2] <= ModelSpec.maxImageSide else {
+            throw ModelError.badInput("input shape \(inputShape) is beyond \(ModelSpec.maxChannels) channels of \(ModelSpec.maxImageSide)x\(ModelSpec.maxImageSide) pixels")
+        }
+        guard (2...ModelSpec.maxClasses).contains(classes) else {
+            throw ModelError.badInput("need 2 to \(ModelSpec.maxClasses) classes, got \(classes)")
+        }
         self.name = name
         self.architecture = try ModelSpec.parse(name)
         self.inputShape = inputShape
         self.classes = classes
+        let parameters = estimatedParameters
+        guard parameters <= Double(ModelSpec.maxParameters) else {
+            throw ModelError.badInput("\(name) on \(inputShape.map(String.init).joined(separator: "x")) inputs with \(classes) classes would have \(String(format: "%.3g", parameters)) parameters; the limit is \(ModelSpec.maxParameters)")
+        }
+    }
+
+    /// Trainable parameters of the network this spec builds, computed without building it (in
+    /// floating point, so absurd sizes are measured rather than overflowing).
+    public var estimatedParameters: Double {
+        switch architecture {
+        case let .resnet(depth, residual, projection):
+            let blocks = (depth - 2) / 6
+            var channels = 16.0
+            var total = Double(inputShape[0]) * 16 * 9 + 2 * 16
+            for (s, width) in [16.0, 32, 64].enumerated() {
+                for b in 0..<blocks {
+                    total += channels * width * 9 + width * width * 9 + 4 * width
+                    let changes = (s > 0 && b == 0) || channels != width
+                    if residual && projection && changes { total += channels * width + 2 * width }
+                    channels = width
+                }
+            }
+            return total + channels * Double(classes) + Double(classes)
+        case let .fcn(hidden, batchNorm):
+            var features = Double(inputShape.reduce(1, *))
+            var total = 0.0
+            for width in hidden.map(Double.init) {
+                total += features * width + (batchNorm ? 2 * width : width)
+                features = width
+            }
+            return total + features * Double(classes) + Double(classes)
+        case let .student(convLayers, width):
+            return Double(Network.studentParameterCount(convLayers: convLayers, width: width, inputShape: inputShape, classes: classes))
+        }
     }
 
     /// Names `sweep layers` and sweep files accept, with one example each.
@@ -38,6 +83,11 @@ public struct ModelSpec: Equatable, Sendable {
         "plain20", "plain32", "plain56", "fcn-1024x3-bn", "fcn-512-256", "student-c0-w1", "student-c4-w0.5",
     ]
 
+    static let maxDepth = 1202
+    static let maxWidth = 65536
+    static let maxHiddenLayers = 100
+    static let maxStudentWidth = 64.0
+
     public static func parse(_ name: String) throws -> Architecture {
         let lower = name.lowercased()
         let parts = lower.split(separator: "-").map(String.init)
@@ -45,8 +95,8 @@ public struct ModelSpec: Equatable, Sendable {
         if head.hasPrefix("resnet") || head.hasPrefix("plain") {
             let residual = head.hasPrefix("resnet")
             let digits = head.dropFirst(residual ? 6 : 5)
-            guard let depth = Int(digits), depth >= 8, (depth - 2) % 6 == 0 else {
-                throw ModelError.unknown("\(name): depth must be 6n+2 (20, 32, 44, 56, 110)")
+            guard let depth = Int(digits), (8...maxDepth).contains(depth), (depth - 2) % 6 == 0 else {
+                throw ModelError.malformed(name, "depth must be 6n+2 between 8 and \(maxDepth) (20, 32, 44, 56, 110)")
             }
             let rest = parts.dropFirst()
             guard rest.allSatisfy({ $0 == "b" }), rest.count <= 1, residual || rest.isEmpty else {
@@ -60,9 +110,10 @@ public struct ModelSpec: Equatable, Sendable {
             for part in parts.dropFirst() {
                 if part == "bn" { batchNorm = true; continue }
                 let wr = part.split(separator: "x")
-                guard (1...2).contains(wr.count), let width = Int(wr[0]), width > 0,
-                      let repeats = wr.count == 2 ? Int(wr[1]) : 1, repeats > 0 else {
-                    throw ModelError.unknown("\(name): hidden layers are WIDTH or WIDTHxCOUNT, e.g. fcn-1024x3-bn")
+                guard (1...2).contains(wr.count), let width = Int(wr[0]), (1...maxWidth).contains(width),
+                      let repeats = wr.count == 2 ? Int(wr[1]) : 1, (1...maxHiddenLayers).contains(repeats),
+                      hidden.count + repeats <= maxHiddenLayers else {
+                    throw ModelError.malformed(name, "hidden layers are WIDTH or WIDTHxCOUNT (width 1...\(maxWidth), at most \(maxHiddenLayers) layers), e.g. fcn-1024x3-bn")
                 }
                 hidden += Array(repeating: width, count: repeats)
             }
@@ -73,10 +124,10 @@ public struct ModelSpec: Equatable, Sendable {
             var width = 1.0
             for part in parts.dropFirst() {
                 if part.hasPrefix("c"), let k = Int(part.dropFirst()), (0...4).contains(k) { conv = k }
-                else if part.hasPrefix("w"), let w = Double(part.dropFirst()), w > 0 { width = w }
-                else { throw ModelError.unknown("\(name): expected student-cK-wM with K in 0...4, e.g. student-c2-w1") }
+                else if part.hasPrefix("w"), let w = Double(part.dropFirst()), w.isFinite, w > 0, w <= maxStudentWidth { width = w }
+                else { throw ModelError.malformed(name, "expected student-cK-wM with K in 0...4 and M in (0, \(Int(maxStudentWidth))], e.g. student-c2-w1") }
             }
-            guard let conv else { throw ModelError.unknown("\(name): missing -cK (conv layers, 0...4)") }
+            guard let conv else { throw ModelError.malformed(name, "missing -cK (conv layers, 0...4)") }
             return .student(convLayers: conv, width: width)
         }
         throw ModelError.unknown(name)
@@ -86,12 +137,16 @@ public struct ModelSpec: Equatable, Sendable {
 /// Why a model could not be built.
 public enum ModelError: Error, CustomStringConvertible, Equatable {
     case unknown(String)
+    /// A known family with parameters out of its grammar or range.
+    case malformed(String, String)
     case badInput(String)
 
     public var description: String {
         switch self {
         case let .unknown(name):
             return "unknown model '\(name)'; valid: \(ModelSpec.examples.joined(separator: ", "))"
+        case let .malformed(name, reason):
+            return "model '\(name)': \(reason); valid: \(ModelSpec.examples.joined(separator: ", "))"
         case let .badInput(text):
             return text
         }

@@ -74,15 +74,17 @@ public struct SafeTensorsFile {
                 continue
             }
             guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
-                  let shape = (entry["shape"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
-                  let offsets = (entry["data_offsets"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
+                  let rawShape = entry["shape"] as? [Any], let shape = integers(rawShape),
+                  let rawOffsets = entry["data_offsets"] as? [Any], let offsets = integers(rawOffsets),
                   offsets.count == 2 else {
                 throw fail("tensor '\(name)' lacks dtype, shape or data_offsets")
             }
             guard let width = ["F32": 4, "F64": 8, "F16": 2, "BF16": 2][dtype] else {
                 throw fail("tensor '\(name)' has dtype \(dtype); supported: F32, F64, F16, BF16")
             }
-            let count = shape.reduce(1, *)
+            guard let count = elementCount(shape), count <= payload else {
+                throw fail("tensor '\(name)' has shape \(shape), which does not fit in the file's \(payload) data bytes")
+            }
             guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] <= payload,
                   offsets[1] - offsets[0] == count * width else {
                 throw fail("tensor '\(name)' byte range \(offsets) does not fit shape \(shape) x \(width) bytes in \(payload) data bytes")
@@ -103,6 +105,28 @@ public struct SafeTensorsFile {
         }
         return SafeTensorsFile(tensors: tensors, metadata: metadata)
     }
+}
+
+/// JSON numbers that are exact integers (a shape of 2.5 or 1e30 is not a shape).
+private func integers(_ values: [Any]) -> [Int]? {
+    var out: [Int] = []
+    for value in values {
+        guard let number = value as? NSNumber, let exact = Int(exactly: number.doubleValue) else { return nil }
+        out.append(exact)
+    }
+    return out
+}
+
+/// The number of elements of `shape`, or nil when a dimension is negative or the product overflows.
+func elementCount(_ shape: [Int]) -> Int? {
+    var count = 1
+    for d in shape {
+        guard d >= 0 else { return nil }
+        let (product, overflow) = count.multipliedReportingOverflow(by: d)
+        guard !overflow else { return nil }
+        count = product
+    }
+    return count
 }
 
 /// A safetensors file that cannot be used, with the file and the reason.

@@ -23,17 +23,50 @@ public final class Journal {
     private let handle: FileHandle
     private let encoder = Journal.makeEncoder()
 
-    /// Opens (creating with `header` if new) the journal at `url` for appending.
+    /// Opens (creating with `header` if new) the journal at `url` for appending. A torn last line
+    /// (a crash or a full disk mid-write) is cut off first, so the next record starts on a line of
+    /// its own instead of fusing with the fragment.
     public init(url: URL, header: JournalHeader) throws {
         self.url = url
-        let fm = FileManager.default
-        if !fm.fileExists(atPath: url.path) {
-            var line = try encoder.encode(header)
-            line.append(0x0A)
-            try line.write(to: url, options: .atomic)
-        }
-        handle = try FileHandle(forWritingTo: url)
+        if !FileManager.default.fileExists(atPath: url.path) { try Journal.create(at: url, header: header) }
+        handle = try FileHandle(forUpdating: url)
+        try Journal.repairTail(handle, url: url)
         try handle.seekToEnd()
+    }
+
+    /// Writes a journal holding only `header`, atomically.
+    public static func create(at url: URL, header: JournalHeader) throws {
+        var line = try makeEncoder().encode(header)
+        line.append(0x0A)
+        try line.write(to: url, options: .atomic)
+    }
+
+    /// Makes the file end with a newline: a final fragment that is a whole record gets its
+    /// newline, anything else after the last newline is truncated away.
+    private static func repairTail(_ handle: FileHandle, url: URL) throws {
+        let size = try handle.seekToEnd()
+        guard size > 0 else { throw RunError(path: url.path, message: "is empty: not a layersweep journal") }
+        // Records are short; read back far enough to find the last newline.
+        var window: UInt64 = 1 << 16
+        while true {
+            let start = size > window ? size - window : 0
+            try handle.seek(toOffset: start)
+            let tail = try handle.readToEnd() ?? Data()
+            if tail.last == 0x0A { return }
+            if let newline = tail.lastIndex(of: 0x0A) {
+                let fragment = tail[(newline + 1)...]
+                if (try? makeDecoder().decode(TaskRecord.self, from: Data(fragment))) != nil {
+                    try handle.seekToEnd()
+                    try handle.write(contentsOf: Data([0x0A]))
+                } else {
+                    try handle.truncate(atOffset: start + UInt64(newline - tail.startIndex) + 1)
+                }
+                try handle.synchronize()
+                return
+            }
+            guard start > 0 else { throw RunError(path: url.path, message: "its header line is incomplete: not a layersweep journal") }
+            window *= 4
+        }
     }
 
     deinit { try? handle.close() }
@@ -68,7 +101,7 @@ public final class Journal {
             } catch {
                 let isLast = i == lines.count - 1
                 if isLast { break }  // torn final write: no newline after it
-                throw RunError(path: url.path, message: "line \(i + 1) is not a task record")
+                throw RunError(path: url.path, message: "line \(i + 1) is not a task record (remove that line to keep the rest of the run)")
             }
         }
         return (header, records)

@@ -74,7 +74,8 @@ struct NodeTree {
         case let .keyNotFound(key, context):
             return self.error(path(context.codingPath), "missing required field '\(key.stringValue)'")
         case let .typeMismatch(type, context):
-            return self.error(path(context.codingPath), "expected \(NodeTree.typeName(type)); \(context.debugDescription)")
+            let p = path(context.codingPath)
+            return self.error(p, "expected \(NodeTree.typeName(type)), found \(NodeTree.describeValue(node(at: p)))")
         case let .valueNotFound(type, context):
             return self.error(path(context.codingPath), "expected \(NodeTree.typeName(type)), found nothing")
         case let .dataCorrupted(context):
@@ -98,6 +99,15 @@ struct NodeTree {
         "losses": ("distillation loss", DistillationLoss.allCases.map(\.rawValue)),
         "transform": ("transform", ImageTransform.allCases.map(\.rawValue)),
     ]
+
+    /// `'many'`, `a list`, `a mapping`: what the file holds where another type was expected.
+    static func describeValue(_ node: Node?) -> String {
+        guard let node else { return "nothing" }
+        if let scalar = node.scalar { return "'\(scalar.string)'" }
+        if node.sequence != nil { return "a list" }
+        if node.mapping != nil { return "a mapping" }
+        return "something else"
+    }
 
     static func typeName(_ type: Any.Type) -> String {
         switch type {

@@ -22,19 +22,60 @@ public struct RunDirectory: Sendable {
 
     public static func specHash(_ text: String) -> String { String(StableHash.of(text), radix: 16) }
 
-    /// Prepares a fresh run directory for `spec`. Refuses one that already holds a journal:
-    /// nothing of an earlier run is ever overwritten.
-    public func create(specText: String) throws {
+    /// Claims a fresh run directory for `specText`: creates it, locks it, writes spec.yaml and
+    /// the journal's header. Refuses a directory that holds a journal (nothing of an earlier run is
+    /// ever overwritten) or anything that is not ours (an `output:` pointing at someone's files).
+    /// With `continueExisting`, a journal of this very sweep is continued instead (job scripts
+    /// that may restart); the caller then resumes it.
+    @discardableResult
+    public func create(specText: String, sweep: String, continueExisting: Bool = false) throws -> (lock: RunLock, existing: Bool) {
         let fm = FileManager.default
+        try OutputPath.ensureDirectory(url)
+        let lock = try RunLock(directory: url)
         if fm.fileExists(atPath: journalURL.path) {
             let other = (try? Journal.read(journalURL).header)
             if let other, other.specHash == RunDirectory.specHash(specText) {
+                if continueExisting, fm.fileExists(atPath: specURL.path) { return (lock, true) }
                 throw RunError(path: url.path, message: "already holds this sweep's journal; continue it with: sweep run --resume \(url.path)")
             }
             throw RunError(path: url.path, message: "holds the journal of another sweep ('\(other?.sweep ?? "unknown")'); choose another output directory (--output) or resume that one with --resume")
         }
+        let foreign = try unexpectedEntries(specText: specText)
+        guard foreign.isEmpty else {
+            let listed = foreign.prefix(4).joined(separator: ", ") + (foreign.count > 4 ? ", ..." : "")
+            throw RunError(path: url.path, message: "is not empty and holds no layersweep run (\(listed)); choose a new or empty output directory")
+        }
         try fm.createDirectory(at: checkpointsURL, withIntermediateDirectories: true)
         try Data(specText.utf8).write(to: specURL, options: .atomic)
+        try Journal.create(at: journalURL, header: JournalHeader(sweep: sweep, specHash: RunDirectory.specHash(specText), version: layersweepVersion))
+        return (lock, false)
+    }
+
+    /// Claims an existing run for `--resume`: locks it and checks it is a layersweep run.
+    public func claimForResume() throws -> RunLock {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw RunError(path: url.path, message: "no such run directory")
+        }
+        guard isDirectory.boolValue else { throw RunError(path: url.path, message: "is a file, not a run directory") }
+        guard FileManager.default.fileExists(atPath: journalURL.path) else {
+            throw RunError(path: url.path, message: "not a layersweep run directory (no journal.jsonl)")
+        }
+        return try RunLock(directory: url)
+    }
+
+    /// Entries that a fresh run must not overwrite: anything but the lock, and the spec and empty
+    /// checkpoints folder of an earlier attempt at this same sweep that stopped before its journal.
+    private func unexpectedEntries(specText: String) throws -> [String] {
+        let fm = FileManager.default
+        return try fm.contentsOfDirectory(atPath: url.path).sorted().filter { name in
+            switch name {
+            case RunLock.fileName: return false
+            case "spec.yaml": return fm.contents(atPath: specURL.path) != Data(specText.utf8)
+            case "checkpoints": return !((try? fm.contentsOfDirectory(atPath: checkpointsURL.path))?.isEmpty ?? false)
+            default: return true
+            }
+        }
     }
 
     /// The sweep file text of an existing run, for `--resume`.

@@ -81,7 +81,9 @@ public enum SpecLoader {
             throw fail([.key("name")], "name must be non-empty letters, digits, '-', '_' or '.' (it names the run directory)")
         }
         if spec.study == .noop {
-            guard spec.noopTasks > 0 else { throw fail([.key("noop_tasks")], "study noop needs noop_tasks > 0") }
+            guard (1...SweepSpec.maxNoopTasks).contains(spec.noopTasks) else {
+                throw fail([.key("noop_tasks")], "study noop needs noop_tasks between 1 and \(SweepSpec.maxNoopTasks)")
+            }
             return
         }
         guard !spec.datasets.isEmpty else { throw fail([.key("datasets")], "list at least one dataset (e.g. fashion-mnist)") }
@@ -117,14 +119,18 @@ public enum SpecLoader {
             }
         }
         guard spec.seeds.allSatisfy({ $0 >= 0 }), !spec.seeds.isEmpty else { throw fail([.key("seeds")], "seeds are a count or a list of non-negative integers") }
-        guard spec.training.epochs > 0 else { throw fail([.key("training"), .key("epochs")], "epochs must be at least 1") }
-        guard spec.training.batchSize > 1 else { throw fail([.key("training"), .key("batch_size")], "batch_size must be at least 2") }
-        guard spec.training.learningRate > 0 else { throw fail([.key("training"), .key("learning_rate")], "learning_rate must be positive") }
-        guard spec.training.config(seed: 0) != nil else {
-            throw fail([.key("training"), .key("schedule")], "schedule '\(spec.training.schedule)' is not cosine, constant, step:EVERY:GAMMA or multistep:E1,E2:GAMMA")
+        if let problem = spec.training.problems.first {
+            throw fail([.key("training"), .key(problem.field)], "\(problem.field) \(problem.requirement)")
         }
         try validateStudy(spec, tree: tree)
-        guard spec.evaluation.batchSize > 0 else { throw fail([.key("evaluation"), .key("batch_size")], "batch_size must be at least 1") }
+        let e = spec.evaluation, at = { (key: String) -> [PathComponent] in [.key("evaluation"), .key(key)] }
+        guard (1...65536).contains(e.batchSize) else { throw fail(at("batch_size"), "batch_size must be between 1 and 65536") }
+        guard (1...100_000).contains(e.recalibrationBatches) else {
+            throw fail(at("recalibration_batches"), "recalibration_batches must be between 1 and 100000")
+        }
+        guard (0...(1 << 20)).contains(e.prefixCacheMB) else {
+            throw fail(at("prefix_cache_mb"), "prefix_cache_mb must be between 0 (no reuse) and 1048576")
+        }
         guard !spec.masks.isEmpty else { throw fail([.key("masks")], "list at least one mask: \(MaskKind.allCases.map(\.rawValue).joined(separator: ", "))") }
         if case let .patterns(patterns) = spec.layers {
             // A pattern must select something in at least one model (a mixed sweep may name
@@ -146,10 +152,10 @@ public enum SpecLoader {
         case .imp:
             let p = spec.pruning, at = { (key: String) -> [PathComponent] in [.key("pruning"), .key(key)] }
             guard p.rate > 0, p.rate < 1 else { throw fail(at("rate"), "rate is the fraction pruned per round, between 0 and 1 (e.g. 0.3)") }
-            guard p.rounds >= 1 else { throw fail(at("rounds"), "rounds must be at least 1") }
+            guard (1...100).contains(p.rounds) else { throw fail(at("rounds"), "rounds must be between 1 and 100") }
             guard p.rewindStep >= 0 else { throw fail(at("rewind_step"), "rewind_step must be 0 (the initialisation) or a later step") }
             guard p.minConnectedUnits >= 1 else { throw fail(at("min_connected_units"), "min_connected_units must be at least 1") }
-            guard p.maskImages >= 0 else { throw fail(at("mask_images"), "mask_images must be 0 or more") }
+            guard (0...1024).contains(p.maskImages) else { throw fail(at("mask_images"), "mask_images must be between 0 and 1024") }
             for dataset in spec.datasets {
                 let d = dataset.description
                 let steps = spec.training.epochs * ((d.train + spec.training.batchSize - 1) / spec.training.batchSize)
@@ -159,22 +165,20 @@ public enum SpecLoader {
             }
         case .distill:
             let d = spec.distillation, at = { (key: String) -> [PathComponent] in [.key("distillation"), .key(key)] }
-            guard d.teachers >= 1 else { throw fail(at("teachers"), "teachers must be at least 1") }
+            guard (1...100).contains(d.teachers) else { throw fail(at("teachers"), "teachers must be between 1 and 100") }
             guard !d.convLayers.isEmpty, d.convLayers.allSatisfy({ (0...4).contains($0) }) else {
                 throw fail(at("conv_layers"), "conv_layers lists student conv-layer counts, each 0...4")
             }
-            guard !d.budgets.isEmpty, d.budgets.allSatisfy({ $0 >= 1000 }) else {
-                throw fail(at("budgets"), "budgets lists student parameter counts, each at least 1000")
+            guard !d.budgets.isEmpty, d.budgets.allSatisfy({ (1000...100_000_000).contains($0) }) else {
+                throw fail(at("budgets"), "budgets lists student parameter counts, each between 1000 and 100000000")
             }
             guard !d.losses.isEmpty else { throw fail(at("losses"), "list at least one of: logits, labels") }
             for (values, key) in [(d.convLayers.map(String.init), "conv_layers"), (d.budgets.map(String.init), "budgets"),
                                   (d.losses.map(\.rawValue), "losses")] where Set(values).count != values.count {
                 throw fail(at(key), "\(key) lists a value twice: task keys would collide")
             }
-            if let t = d.teacherTraining {
-                guard t.epochs > 0, t.batchSize > 1, t.learningRate > 0, t.config(seed: 0) != nil else {
-                    throw fail(at("teacher_training"), "teacher_training needs epochs >= 1, batch_size >= 2, a positive learning_rate and a valid schedule")
-                }
+            if let problem = d.teacherTraining?.problems.first {
+                throw fail([.key("distillation"), .key("teacher_training"), .key(problem.field)], "\(problem.field) \(problem.requirement)")
             }
         case .reuse:
             let r = spec.reuse

@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import Studies
+import TensorEngine
 
 /// A sweep file: which networks to train, on what, and which masks to evaluate layer by layer.
 ///
@@ -30,6 +31,10 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     public var reuse: ReuseSection
     public var distillation: DistillationSection
 
+    /// Bounds on counts that multiply into the plan's size.
+    public static let maxSeeds = 10_000
+    public static let maxNoopTasks = 10_000_000
+
     public enum Study: String, Codable, CaseIterable, Sendable {
         case zeroing, reuse, imp, distill, noop
     }
@@ -48,9 +53,18 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         datasets = try c.decodeIfPresent([DatasetEntry].self, forKey: .datasets) ?? []
         models = try c.decodeIfPresent([String].self, forKey: .models) ?? []
         if let count = try? c.decode(Int.self, forKey: .seeds) {
+            guard (1...SweepSpec.maxSeeds).contains(count) else {
+                throw DecodingError.dataCorruptedError(forKey: .seeds, in: c, debugDescription:
+                    "seeds is a count (1...\(SweepSpec.maxSeeds)) or a list of non-negative integers; got \(count)")
+            }
             seeds = Array(0..<count)
+        } else if let list = try? c.decodeIfPresent([Int].self, forKey: .seeds) {
+            seeds = list
+        } else if !c.contains(.seeds) {
+            seeds = [0]
         } else {
-            seeds = try c.decodeIfPresent([Int].self, forKey: .seeds) ?? [0]
+            throw DecodingError.dataCorruptedError(forKey: .seeds, in: c, debugDescription:
+                "seeds is a count (e.g. 3) or a list of non-negative integers (e.g. [0, 4])")
         }
         training = try c.decodeIfPresent(TrainingSection.self, forKey: .training) ?? TrainingSection()
         layers = try c.decodeIfPresent(LayerSelection.self, forKey: .layers) ?? .all
@@ -155,6 +169,24 @@ public struct TrainingSection: Codable, Equatable, Sendable {
         weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay) ?? weightDecay
         nesterov = try c.decodeIfPresent(Bool.self, forKey: .nesterov) ?? nesterov
         schedule = try c.decodeIfPresent(String.self, forKey: .schedule) ?? schedule
+    }
+}
+
+extension TrainingSection {
+    /// What is wrong with these settings, as (field, requirement) pairs such as ("epochs", "must
+    /// be between 1 and 100000"): the one definition of valid training hyperparameters, used by
+    /// sweep files (`training.epochs must ...`) and `sweep train` (`--epochs must ...`) alike.
+    public var problems: [(field: String, requirement: String)] {
+        var out: [(String, String)] = []
+        if !(1...100_000).contains(epochs) { out.append(("epochs", "must be between 1 and 100000")) }
+        if !(2...65536).contains(batchSize) { out.append(("batch_size", "must be between 2 and 65536")) }
+        if !(learningRate.isFinite && learningRate > 0) { out.append(("learning_rate", "must be a positive number")) }
+        if !(momentum.isFinite && momentum >= 0 && momentum < 1) { out.append(("momentum", "must be at least 0 and below 1")) }
+        if !(weightDecay.isFinite && weightDecay >= 0) { out.append(("weight_decay", "must be 0 or a positive number")) }
+        if LearningRateSchedule(text: schedule) == nil {
+            out.append(("schedule", "'\(schedule)' is not cosine, constant, step:EVERY:GAMMA or multistep:E1,E2:GAMMA"))
+        }
+        return out
     }
 }
 

@@ -37,6 +37,10 @@ public enum Parallel {
         return ProcessInfo.processInfo.activeProcessorCount
     }
 
+    /// The most threads (or local workers) a process may ask for: far more than is useful, far
+    /// fewer than would exhaust the machine.
+    public static var maxThreads: Int { max(256, 4 * ProcessInfo.processInfo.activeProcessorCount) }
+
     /// Runs `body(chunk)` for chunk in 0..<chunks, spread over the configured threads.
     /// Chunk `i` goes to worker `i % min(threads, chunks)`; each chunk must write disjoint memory.
     public static func forEach(_ chunks: Int, _ body: (Int) -> Void) {

@@ -12,7 +12,9 @@ struct LayersCommand: ParsableCommand {
     @Option(help: "Number of classes.") var classes = 10
 
     func run() throws {
-        let shape = input.split(separator: ",").compactMap { Int($0) }
+        let parts = input.split(separator: ",", omittingEmptySubsequences: false)
+        let shape = parts.compactMap { Int($0) }
+        guard shape.count == 3, parts.count == 3 else { throw FlagError("--input is C,H,W (e.g. 1,28,28 or 3,32,32); got '\(input)'") }
         let network = Network.build(try ModelSpec(name: model, inputShape: shape, classes: classes), seed: 0)
         let width = network.units.map(\.name.count).max() ?? 0
         for unit in network.units {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Cluster
 import Foundation
 import SweepCore
+import TensorEngine
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -12,6 +13,9 @@ struct RunCommand: ParsableCommand {
           sweep run sweeps/quick.yaml -j 2
           mpirun -n 32 sweep run sweeps/wang2020.yaml
           sweep run --resume runs/wang2020
+        Exit status: 0 when every task has a record and none failed; 1 on bad input or when tasks
+        failed (fix the cause, then --resume --retry-failed); 75 after a drain (SIGUSR1); 130/143
+        after SIGINT/SIGTERM. Every finished result is journaled in each case.
         """)
 
     @Argument(help: "The sweep file (YAML).") var file: String?
@@ -20,24 +24,45 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customShort("j"), help: "Worker threads when not under mpirun/srun.") var jobs = 1
     @Option(help: "Engine threads per worker (default: this node's cores divided among its workers).") var threads: Int?
     @Option(help: "Whether rank 0 also runs tasks under MPI: auto (when ≤ 16 ranks), yes, no.") var coordinatorWorks = "auto"
+    @Flag(help: "With --resume: run failed tasks (and the tasks they made skip) again.") var retryFailed = false
+    @Flag(name: .customLong("continue"), help: "If the run directory already holds this sweep's journal, continue it instead of refusing (job scripts that restart).")
+    var continueExisting = false
+    @Option(help: "Seconds a drain (SIGUSR1) lets running tasks finish before leaving them to a resume.") var grace: Double = 60
 
     func validate() throws {
         guard (file == nil) != (resume == nil) else { throw ValidationError("give either a sweep file or --resume RUN_DIR") }
-        guard jobs >= 1 else { throw ValidationError("-j must be at least 1") }
-        guard ["auto", "yes", "no"].contains(coordinatorWorks) else { throw ValidationError("--coordinator-works is auto, yes or no") }
+        guard (1...Parallel.maxThreads).contains(jobs) else { throw FlagError("-j must be between 1 and \(Parallel.maxThreads)") }
+        try EngineOptions.check(threads: threads)
+        guard ["auto", "yes", "no"].contains(coordinatorWorks) else { throw FlagError("--coordinator-works is auto, yes or no") }
+        guard grace.isFinite, grace >= 0 else { throw FlagError("--grace must be 0 or more seconds") }
     }
 
     func run() throws {
         let options = RunOptions(specPath: file, resumePath: resume, output: output, localWorkers: jobs, threads: threads,
-                                 coordinatorWorks: coordinatorWorks == "auto" ? nil : coordinatorWorks == "yes")
+                                 coordinatorWorks: coordinatorWorks == "auto" ? nil : coordinatorWorks == "yes",
+                                 retryFailed: retryFailed, continueExisting: continueExisting, drainGrace: grace)
         guard let summary = try SweepLauncher.run(options, log: report) else { return }
         let counts = Dictionary(grouping: summary.rows, by: \.status).mapValues(\.count)
         let countText = counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
-        report("done: \(summary.rows.count) tasks (\(countText)) in \(formatDuration(summary.seconds)) on \(summary.workers) workers")
+        let workers = "\(summary.workers) worker\(summary.workers == 1 ? "" : "s")"
+        if summary.drained {
+            report("drained: \(summary.rows.count) of \(summary.planned) tasks (\(countText)) in \(formatDuration(summary.seconds)) on \(workers)")
+        } else {
+            report("done: \(summary.rows.count) tasks (\(countText)) in \(formatDuration(summary.seconds)) on \(workers)")
+        }
         for line in ProgressText.summary(rows: summary.rows, study: summary.study) { report(line) }
         print("report:  \(summary.directory.reportURL.path)")
         print("results: \(summary.directory.resultsCSV.path)")
         print("         \(summary.directory.resultsJSON.path)")
+        if summary.drained {
+            report("continue with: sweep run --resume \(summary.directory.url.path)")
+            throw ExitCode(StopRequest.drain.exitStatus)
+        }
+        let failed = counts[TaskStatus.failed.rawValue] ?? 0
+        if failed > 0 {
+            report("Error: \(failed) task\(failed == 1 ? "" : "s") failed (see the error column of results.csv); after fixing the cause: sweep run --resume \(summary.directory.url.path) --retry-failed")
+            throw ExitCode.failure
+        }
     }
 }
 

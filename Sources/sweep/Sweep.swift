@@ -24,14 +24,38 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Threads for the engine's kernels (default: the cores this process may use).")
     var threads: Int?
 
+    func validate() throws { try EngineOptions.check(threads: threads) }
+
+    /// `--threads` within 1...Parallel.maxThreads (a typo of 100000 would start that many threads).
+    static func check(threads: Int?) throws {
+        guard let threads else { return }
+        guard (1...Parallel.maxThreads).contains(threads) else {
+            throw FlagError("--threads must be between 1 and \(Parallel.maxThreads) (this machine has \(Parallel.availableCores) cores)")
+        }
+    }
+
     func apply() {
         Parallel.configure(threads: threads ?? Parallel.availableCores)
     }
 }
 
+/// A flag's value out of range: one line naming the flag (ArgumentParser's ValidationError
+/// would add the whole usage text).
+struct FlagError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// Writes one line to standard error (progress and diagnostics; stdout carries results).
+/// A closed or full stderr (mpirun already gone, a full disk under a log file) loses the line,
+/// never the run: Foundation's FileHandle would trap there.
 func report(_ line: String) {
-    FileHandle.standardError.write((line + "\n").data(using: .utf8)!)
+    var bytes = Array((line + "\n").utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + offset, $0.count - offset) }
+        if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { return }
+    }
 }
 
 /// `1h02m`, `2m10s`, `4.1s` (the runner's own format).

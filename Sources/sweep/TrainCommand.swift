@@ -3,6 +3,7 @@ import Datasets
 import Foundation
 import Models
 import Studies
+import SweepCore
 import TensorEngine
 
 /// Options naming a dataset and how much of it to use.
@@ -18,6 +19,12 @@ struct DatasetOptions: ParsableArguments {
 
     @Option(help: "Use only the first N test examples.")
     var testLimit: Int?
+
+    func check() throws {
+        for (value, flag) in [(trainLimit, "--train-limit"), (testLimit, "--test-limit")] where (value ?? 1) < 1 {
+            throw FlagError("\(flag) must be at least 1")
+        }
+    }
 
     func load() throws -> DatasetSplits {
         try DatasetCatalog.load(dataset, dataDirectory: dataDir, trainLimit: trainLimit, testLimit: testLimit)
@@ -47,14 +54,29 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
 
+    /// The flags as a sweep file's training section, checked by the same rules.
+    var section: TrainingSection {
+        var t = TrainingSection()
+        t.epochs = epochs
+        t.batchSize = batchSize
+        t.learningRate = lr
+        t.momentum = momentum
+        t.weightDecay = weightDecay
+        t.nesterov = nesterov
+        t.schedule = schedule
+        return t
+    }
+
     func validate() throws {
-        guard LearningRateSchedule(text: schedule) != nil else {
-            throw ValidationError("--schedule '\(schedule)' is not cosine, constant, step:EVERY:GAMMA or multistep:E1,E2:GAMMA")
+        if let problem = section.problems.first {
+            let flag = problem.field == "learning_rate" ? "lr" : problem.field.replacingOccurrences(of: "_", with: "-")
+            throw FlagError("--\(flag) \(problem.requirement)")
         }
-        guard epochs > 0, batchSize > 1 else { throw ValidationError("--epochs must be > 0 and --batch-size > 1") }
+        try data.check()
     }
 
     func run() throws {
+        try OutputPath.checkWritableFile(output)
         engine.apply()
         let splits = try data.load()
         let spec = try ModelSpec(name: model, inputShape: splits.train.shape, classes: splits.train.classes)
@@ -93,12 +115,17 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Evaluation batch size.") var batchSize = 256
     @OptionGroup var engine: EngineOptions
 
+    func validate() throws {
+        guard (1...65536).contains(batchSize) else { throw FlagError("--batch-size must be between 1 and 65536") }
+        try data.check()
+    }
+
     func run() throws {
         engine.apply()
         let (network, _) = try Checkpoint.load(URL(fileURLWithPath: checkpoint))
         let splits = try data.load()
         guard splits.test.shape == network.spec.inputShape else {
-            throw ValidationError("\(checkpoint) expects inputs \(network.spec.inputShape); \(data.dataset) has \(splits.test.shape)")
+            throw FlagError("\(checkpoint) expects inputs \(network.spec.inputShape); \(data.dataset) has \(splits.test.shape)")
         }
         let result = Evaluation.run(network, on: splits.test, batchSize: batchSize)
         print(String(format: "test accuracy %.4f  test loss %.4f  (%d images)", result.accuracy, result.loss, result.count))

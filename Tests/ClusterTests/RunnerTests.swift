@@ -205,7 +205,7 @@ final class RunnerTests: XCTestCase {
         let spec = try SpecLoader.parse(text, file: "imp.yaml")
         let plan = try Plan.expand(spec)
         let run = RunDirectory(dir.appendingPathComponent("release").path)
-        try run.create(specText: text)
+        try run.create(specText: text, sweep: spec.name)
         let journal = try Journal(url: run.journalURL, header: JournalHeader(sweep: spec.name, specHash: RunDirectory.specHash(text), version: "t"))
         let hub = LocalHub(workers: [0])
         let recorder = RecordingWorkerLink(hub.workerLink(0))

@@ -60,11 +60,10 @@ final class JournalResultsTests: XCTestCase {
 
     func testRunDirectoryRefusesAnotherSweepsJournal() throws {
         let run = RunDirectory(dir.appendingPathComponent("run").path)
-        try run.create(specText: "name: a\n")
-        _ = try Journal(url: run.journalURL, header: JournalHeader(sweep: "a", specHash: RunDirectory.specHash("name: a\n"), version: "1"))
+        try run.create(specText: "name: a\n", sweep: "a")
         let before = try Data(contentsOf: run.journalURL)
-        XCTAssertThrowsError(try run.create(specText: "name: b\n")) { XCTAssertTrue("\($0)".contains("another sweep ('a')"), "\($0)") }
-        XCTAssertThrowsError(try run.create(specText: "name: a\n")) { XCTAssertTrue("\($0)".contains("--resume"), "\($0)") }
+        XCTAssertThrowsError(try run.create(specText: "name: b\n", sweep: "b")) { XCTAssertTrue("\($0)".contains("another sweep ('a')"), "\($0)") }
+        XCTAssertThrowsError(try run.create(specText: "name: a\n", sweep: "a")) { XCTAssertTrue("\($0)".contains("--resume"), "\($0)") }
         XCTAssertEqual(try Data(contentsOf: run.journalURL), before)
         XCTAssertEqual(try String(contentsOf: run.specURL, encoding: .utf8), "name: a\n")
     }

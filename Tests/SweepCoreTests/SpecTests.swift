@@ -88,7 +88,7 @@ final class SpecTests: XCTestCase {
 
     func testWrongTypesAndValues() {
         XCTAssertTrue(error("name: s\ndatasets: [synthetic]\nmodels: [resnet8]\ntraining:\n  epochs: ten\n").hasPrefix("test.yaml:5: training.epochs: expected an integer"))
-        XCTAssertTrue(error("name: s\ndatasets: [synthetic]\nmodels: [resnet8]\ntraining:\n  epochs: 0\n").hasPrefix("test.yaml:5: training.epochs: epochs must be at least 1"))
+        XCTAssertTrue(error("name: s\ndatasets: [synthetic]\nmodels: [resnet8]\ntraining:\n  epochs: 0\n").hasPrefix("test.yaml:5: training.epochs: epochs must be between 1 and 100000"))
         XCTAssertTrue(error("name: s\ndatasets: [synthetic]\nmodels: [resnet8]\ntraining: {schedule: linear}\n").contains("schedule 'linear'"))
         XCTAssertTrue(error("datasets: [synthetic]\nmodels: [resnet8]\n").contains("missing required field 'name'"))
         XCTAssertTrue(error("name: a/b\ndatasets: [synthetic]\nmodels: [resnet8]\n").contains("test.yaml:1: name:"))
