@@ -116,8 +116,11 @@ struct NodeTree {
         case is String.Type: return "a string"
         case is Bool.Type: return "true or false"
         default:
+            // Yams names its node types when the file holds another kind of node.
             let name = "\(type)"
-            return name.hasPrefix("Array") ? "a list" : name.contains("Dictionary") ? "a mapping" : name
+            if name.hasPrefix("Array") || name.contains("Sequence") { return "a list" }
+            if name.contains("Dictionary") || name.contains("Mapping") { return "a mapping" }
+            return name.contains("Scalar") ? "a single value" : name
         }
     }
 }

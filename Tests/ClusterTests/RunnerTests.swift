@@ -199,6 +199,118 @@ final class RunnerTests: XCTestCase {
         XCTAssertEqual(ran.filter { $0.hasPrefix("[") }.count, full.rows.count - (kept.count - 1))
     }
 
+    /// The issue's repro: a torn last line, `--resume`, then `sweep report` and another resume.
+    func testATornJournalLineIsRepairedByResume() throws {
+        let path = dir.appendingPathComponent("noop.yaml").path
+        try "name: noop\nstudy: noop\nnoop_tasks: 50\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let first = try run(RunOptions(specPath: path, output: dir.appendingPathComponent("r").path))
+        let journal = first.directory.journalURL
+        let handle = try FileHandle(forUpdating: journal)
+        try handle.truncate(atOffset: try handle.seekToEnd() - 40)
+        try handle.close()
+        let resumed = try run(RunOptions(resumePath: first.directory.url.path))
+        XCTAssertEqual(resumed.rows.count, 50)
+        let (_, records) = try Journal.read(journal)
+        XCTAssertEqual(Set(records.map(\.key)).count, records.count, "no task journaled twice")
+        XCTAssertEqual(try ReportInput.load(first.directory).rows.count, 50)
+        XCTAssertEqual(try run(RunOptions(resumePath: first.directory.url.path)).rows.count, 50)
+    }
+
+    /// A checkpoint whose bytes no longer match their hash is set aside and its training runs
+    /// again, instead of every worker refusing it on every resume.
+    func testADamagedCheckpointIsSetAsideAndItsTaskRunsAgain() throws {
+        let spec = try writeSpec()
+        let full = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("full").path, localWorkers: 2))
+        let cut = dir.appendingPathComponent("cut")
+        try FileManager.default.copyItem(at: full.directory.url, to: cut)
+        try? FileManager.default.removeItem(at: cut.appendingPathComponent(RunLock.fileName))
+        let journal = cut.appendingPathComponent("journal.jsonl")
+        let lines = try String(contentsOf: journal, encoding: .utf8).split(separator: "\n")
+        try ((lines.prefix(1) + lines.dropFirst().filter { $0.contains("/train\"") }).joined(separator: "\n") + "\n")
+            .write(to: journal, atomically: true, encoding: .utf8)
+        let damaged = try XCTUnwrap(full.rows.first { $0.kind == "train" && $0.seed == 1 })
+        let (_, records) = try Journal.read(full.directory.journalURL)
+        let hash = try XCTUnwrap(records.first { $0.key == damaged.key }?.outcome.checkpoint)
+        let file = RunDirectory(cut.path).checkpointURL(hash)
+        var bytes = try Data(contentsOf: file)
+        bytes[bytes.count - 3] ^= 0xFF
+        try bytes.write(to: file)
+        var log: [String] = []
+        let resumed = try XCTUnwrap(try SweepLauncher.run(RunOptions(resumePath: cut.path, localWorkers: 2), log: { log.append($0) }))
+        XCTAssertEqual(stable(resumed.rows), stable(full.rows))
+        XCTAssertTrue(log.contains { $0.contains("\(hash).safetensors: damaged") }, "\(log)")
+        XCTAssertTrue(log.contains { $0.contains("seed1 train") }, "the training that made it ran again")
+        XCTAssertFalse(log.contains { $0.contains("seed0 train") }, "the intact one did not")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: file.path + ".corrupt"), "the damaged bytes are kept aside")
+        XCTAssertEqual(contentHash(try Data(contentsOf: file)), hash)
+    }
+
+    /// Tasks that failed (a damaged dataset) stay failed on a plain resume, which says how to
+    /// retry; `retryFailed` runs them and what they made skip, once the cause is fixed.
+    func testFailedTasksRunAgainOnlyWhenAsked() throws {
+        let data = dir.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        func idx(_ name: String, _ dims: [Int], _ bytes: [UInt8]) throws {
+            var out: [UInt8] = [0, 0, 8, UInt8(dims.count)]
+            for d in dims { out += [UInt8(d >> 24 & 255), UInt8(d >> 16 & 255), UInt8(d >> 8 & 255), UInt8(d & 255)] }
+            try Data(out + bytes).write(to: data.appendingPathComponent(name))
+        }
+        let images = (0..<(64 * 64)).map { UInt8(($0 * 37) % 251) }
+        try idx("train-images-idx3-ubyte", [64, 8, 8], Array(images.prefix(100)))   // damaged: truncated
+        try idx("train-labels-idx1-ubyte", [64], (0..<64).map { UInt8($0 % 3) })
+        try idx("t10k-images-idx3-ubyte", [32, 8, 8], Array(images.prefix(32 * 64)))
+        try idx("t10k-labels-idx1-ubyte", [32], (0..<32).map { UInt8($0 % 3) })
+        let spec = try studySpec("""
+            name: tiny
+            datasets: [{name: tiny, data_dir: \(data.path)}]
+            models: [fcn-8]
+            seeds: 2
+            training: {epochs: 1, batch_size: 16}
+            """)
+        let runDir = dir.appendingPathComponent("run").path
+        let broken = try run(RunOptions(specPath: spec, output: runDir))
+        XCTAssertEqual(broken.rows.filter { $0.status == "failed" }.count, 2)
+        XCTAssertTrue(broken.rows.filter { $0.kind != "train" }.allSatisfy { $0.status == "skipped" })
+        try idx("train-images-idx3-ubyte", [64, 8, 8], images)   // fixed
+        var log: [String] = []
+        let kept = try XCTUnwrap(try SweepLauncher.run(RunOptions(resumePath: runDir), log: { log.append($0) }))
+        XCTAssertEqual(kept.rows.filter { $0.status == "failed" }.count, 2)
+        XCTAssertTrue(log.contains { $0.contains("2 failed: add --retry-failed to run them again") }, "\(log)")
+        let retried = try run(RunOptions(resumePath: runDir, retryFailed: true))
+        XCTAssertTrue(retried.rows.allSatisfy { $0.status == "ok" }, "\(retried.rows.map { "\($0.key) \($0.status)" })")
+        let clean = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("clean").path))
+        XCTAssertEqual(stable(retried.rows), stable(clean.rows))
+    }
+
+    /// SIGUSR1 (Slurm's warning before a time limit): no new tasks, running ones finish, the
+    /// run ends resumable; the resume gives the uninterrupted table.
+    func testADrainStopsHandingOutTasksAndResumeCompletesTheTable() throws {
+        let spec = try writeSpec()
+        let full = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("full").path, localWorkers: 2))
+        let runDir = dir.appendingPathComponent("drained")
+        final class Box: @unchecked Sendable { var summary: RunSummary?; var error: Error? }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            do { box.summary = try SweepLauncher.run(RunOptions(specPath: spec, output: runDir.path, localWorkers: 2), log: { _ in }) } catch { box.error = error }
+            done.signal()
+        }
+        thread.stackSize = 16 << 20
+        thread.start()
+        let journal = runDir.appendingPathComponent("journal.jsonl").path
+        while ((try? String(contentsOfFile: journal, encoding: .utf8))?.split(separator: "\n").count ?? 0) < 4 { usleep(2_000) }
+        raise(SIGUSR1)
+        done.wait()
+        StopSignals.reset()
+        XCTAssertNil(box.error)
+        let drained = try XCTUnwrap(box.summary)
+        XCTAssertTrue(drained.drained)
+        XCTAssertLessThan(drained.rows.count, full.rows.count)
+        let resumed = try run(RunOptions(resumePath: runDir.path, localWorkers: 2))
+        XCTAssertFalse(resumed.drained)
+        XCTAssertEqual(stable(resumed.rows), stable(full.rows))
+    }
+
     /// Artifacts no remaining task needs are released on the workers that hold them.
     func testWorkersAreToldToDropArtifactsNoTaskNeeds() throws {
         let text = Self.impSpec

@@ -62,6 +62,36 @@ final class ReaderTests: XCTestCase {
         }
     }
 
+    func testHugeDimensionsAreAnErrorNotATrap() throws {
+        try Data([0, 0, 8, 3] + Array(repeating: 0xFF, count: 12) + [1, 2, 3]).write(to: URL(fileURLWithPath: path("huge")))
+        XCTAssertThrowsError(try IDX.read(path("huge"))) {
+            XCTAssertTrue("\($0)".contains("header promises 4294967295x4294967295x4294967295 values"), "\($0)")
+        }
+    }
+
+    /// A label the network has no output for would be read past the logits row.
+    func testLabelsOutsideTheClassesAreRefusedAtLoad() throws {
+        try IDX.write(path("images"), dimensions: [3, 2, 2], bytes: Array(repeating: 1, count: 12))
+        for bad: UInt8 in [10, 200, 255] {
+            try IDX.write(path("labels"), dimensions: [3], bytes: [0, bad, 1])
+            XCTAssertThrowsError(try IDX.loadPair(images: path("images"), labels: path("labels"), name: "x")) {
+                XCTAssertTrue("\($0)".contains("label \(bad) of example 1 is outside 0...9"), "\($0)")
+            }
+        }
+    }
+
+    func testEmptySplitsAreRefused() throws {
+        try IDX.write(path("images"), dimensions: [0, 2, 2], bytes: [])
+        try IDX.write(path("labels"), dimensions: [0], bytes: [])
+        XCTAssertThrowsError(try IDX.loadPair(images: path("images"), labels: path("labels"), name: "x")) {
+            XCTAssertTrue("\($0)".contains("holds no images"), "\($0)")
+        }
+        _ = try writeIDXDirectory(gzip: false)
+        XCTAssertThrowsError(try DatasetCatalog.load("tiny", base: "tiny", derivation: Derivation(classes: [7, 8]), dataDirectory: dir.path)) {
+            XCTAssertTrue("\($0)".contains("has no training images of the selected classes"), "\($0)")
+        }
+    }
+
     func testLabelAndImageCountsMustAgree() throws {
         try IDX.write(path("images"), dimensions: [3, 2, 2], bytes: Array(repeating: 1, count: 12))
         try IDX.write(path("labels"), dimensions: [2], bytes: [0, 1])

@@ -109,4 +109,31 @@ final class NetworkGradientTests: XCTestCase {
         try checkNetwork("fcn-16x2-bn", input: [1, 4, 4], batch: 8, training: true, seed: 40, epsilon: 1e-4)
         try checkNetwork("student-c3-w0.25", input: [3, 8, 8], batch: 3, training: true, seed: 50)
     }
+
+    /// The size check runs before anything is allocated, so it must count what `build` makes.
+    func testEstimatedParametersMatchTheBuiltNetworks() throws {
+        for (name, input) in [("resnet8", [1, 28, 28]), ("resnet20", [3, 32, 32]), ("resnet20-b", [1, 28, 28]), ("plain20", [1, 28, 28]),
+                              ("resnet32-b", [3, 32, 32]), ("fcn-64x3-bn", [1, 28, 28]), ("fcn-32-16", [3, 8, 8]),
+                              ("student-c0-w1", [1, 28, 28]), ("student-c3-w0.5", [3, 32, 32]), ("student-c4-w1.5", [1, 28, 28])] {
+            let spec = try ModelSpec(name: name, inputShape: input, classes: 7)
+            XCTAssertEqual(spec.estimatedParameters, Double(Network.build(spec, seed: 0).parameterCount), name)
+        }
+    }
+
+    func testAbsurdSizesAreRefusedBeforeAllocating() {
+        let cases: [(String, [Int], Int, String)] = [
+            ("resnet8", [1, 28, 28], 1_000_000_000, "need 2 to 100000 classes"),
+            ("resnet8", [1, 999_999, 28], 10, "beyond 1024 channels of 4096x4096 pixels"),
+            ("fcn-65536x20", [1, 28, 28], 10, "the limit is 1000000000"),
+            ("student-c1-w64", [3, 4096, 4096], 10, "the limit is 1000000000"),
+            ("student-c1-w1e308", [1, 28, 28], 10, "M in (0, 64]"),
+            ("resnet1208", [1, 28, 28], 10, "between 8 and 1202"),
+            ("fcn-8x101", [1, 28, 28], 10, "at most 100 layers"),
+        ]
+        for (name, input, classes, expected) in cases {
+            XCTAssertThrowsError(try ModelSpec(name: name, inputShape: input, classes: classes), name) {
+                XCTAssertTrue("\($0)".contains(expected), "\(name): \($0)")
+            }
+        }
+    }
 }

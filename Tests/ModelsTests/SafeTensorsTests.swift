@@ -73,6 +73,9 @@ final class SafeTensorsTests: XCTestCase {
             ("json", Data([8, 0, 0, 0, 0, 0, 0, 0]) + Data("not json".utf8), "not valid JSON"),
             ("truncated", good.dropLast(4), "does not fit"),
             ("dtype", Data([48, 0, 0, 0, 0, 0, 0, 0]) + Data(#"{"w":{"dtype":"I8","shape":[1],"data_offsets":[0,1]}}"#.utf8).prefix(48) + Data([0]), "dtype"),
+            ("negative", header(#"{"w":{"dtype":"F32","shape":[-300,-784],"data_offsets":[0,940800]}}"#) + Data(count: 16), "shape [-300, -784]"),
+            ("huge", header(#"{"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,16]}}"#) + Data(count: 16), "does not fit"),
+            ("fraction", header(#"{"w":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}"#) + Data(count: 8), "lacks dtype, shape or data_offsets"),
         ]
         for (name, bytes, expected) in cases {
             let url = dir.appendingPathComponent("\(name).safetensors")
@@ -86,6 +89,19 @@ final class SafeTensorsTests: XCTestCase {
         let wrongModel = dir.appendingPathComponent("plain.safetensors")
         try good.write(to: wrongModel)
         XCTAssertThrowsError(try Checkpoint.load(wrongModel)) { XCTAssertTrue("\($0)".contains("not a layersweep checkpoint")) }
+        let manyClasses = dir.appendingPathComponent("classes.safetensors")
+        try SafeTensorsFile(tensors: [], metadata: ["layersweep.model": "resnet8", "layersweep.input": "1,28,28",
+                                                    "layersweep.classes": "1000000000"]).write(to: manyClasses)
+        XCTAssertThrowsError(try Checkpoint.load(manyClasses)) {
+            XCTAssertTrue("\($0)".contains(manyClasses.path) && "\($0)".contains("need 2 to 100000 classes"), "\($0)")
+        }
+    }
+
+    /// An 8-byte length and a JSON header padded to 8 bytes.
+    private func header(_ json: String) -> Data {
+        var text = Data(json.utf8)
+        while text.count % 8 != 0 { text.append(0x20) }
+        return withUnsafeBytes(of: UInt64(text.count).littleEndian) { Data($0) } + text
     }
 
     private func run(_ executable: String, _ arguments: [String]) -> (status: Int32, text: String) {

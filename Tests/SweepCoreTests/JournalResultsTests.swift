@@ -67,4 +67,69 @@ final class JournalResultsTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: run.journalURL), before)
         XCTAssertEqual(try String(contentsOf: run.specURL, encoding: .utf8), "name: a\n")
     }
+
+    /// A crash or a full disk can cut the last record anywhere: at every byte offset, reopening
+    /// repairs the tail, the next append starts a line of its own, and the journal reads back.
+    func testTruncationAtEveryOffsetOfTheLastRecordIsRepairedOnReopen() throws {
+        let url = dir.appendingPathComponent("journal.jsonl")
+        let header = JournalHeader(sweep: "s", specHash: "abc", version: "1")
+        do { try Journal(url: url, header: header).append([record("a", .train, acc: 0.5), record("b", .mask, acc: 0.25), record("c", .mask, acc: 0.125)]) }
+        let full = try Data(contentsOf: url)
+        let lastStart = full.dropLast().lastIndex(of: 0x0A)! + 1
+        for cut in lastStart..<full.count {
+            try full.prefix(cut).write(to: url)
+            try Journal(url: url, header: header).append([record("d", .mask, acc: 1)])
+            let (readHeader, records) = try Journal.read(url)
+            XCTAssertEqual(readHeader, header)
+            // Cutting only the newline leaves a whole record, which is kept.
+            XCTAssertEqual(records.map(\.key), cut == full.count - 1 ? ["a", "b", "c", "d"] : ["a", "b", "d"], "cut at \(cut)")
+            XCTAssertEqual(try Data(contentsOf: url).last, 0x0A)
+        }
+    }
+
+    func testASecondClaimOnARunDirectoryNamesTheHolder() throws {
+        do {
+            let held = try RunLock(directory: dir)
+            XCTAssertThrowsError(try RunLock(directory: dir)) {
+                XCTAssertTrue("\($0)".contains("is in use by another sweep process (pid \(getpid()) on "), "\($0)")
+            }
+            withExtendedLifetime(held) {}
+        }
+        XCTAssertNoThrow(try RunLock(directory: dir), "released when its holder goes")
+        let run = RunDirectory(dir.appendingPathComponent("run").path)
+        let claim = try run.create(specText: "name: a\n", sweep: "a")
+        XCTAssertThrowsError(try run.claimForResume()) { XCTAssertTrue("\($0)".contains("in use"), "\($0)") }
+        XCTAssertThrowsError(try run.create(specText: "name: a\n", sweep: "a")) { XCTAssertTrue("\($0)".contains("in use"), "\($0)") }
+        withExtendedLifetime(claim) {}
+    }
+
+    /// An `output:` pointing at someone's files (or at /) is refused before anything is written.
+    func testForeignOrUnusableOutputDirectoriesAreRefused() throws {
+        let foreign = dir.appendingPathComponent("foreign")
+        try FileManager.default.createDirectory(at: foreign, withIntermediateDirectories: true)
+        try Data("mine".utf8).write(to: foreign.appendingPathComponent("notes.txt"))
+        XCTAssertThrowsError(try RunDirectory(foreign.path).create(specText: "name: a\n", sweep: "a")) {
+            XCTAssertTrue("\($0)".contains("is not empty and holds no layersweep run (notes.txt)"), "\($0)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: foreign.path).filter { $0 != RunLock.fileName }, ["notes.txt"])
+        XCTAssertThrowsError(try RunDirectory("/").create(specText: "name: a\n", sweep: "a")) {
+            XCTAssertTrue("\($0)".contains("/: ") && ("\($0)".contains("not empty") || "\($0)".contains("cannot")), "\($0)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/spec.yaml"))
+        let file = dir.appendingPathComponent("afile")
+        try Data("x".utf8).write(to: file)
+        try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("dangling").path, withDestinationPath: "/nonexistent-\(UUID())")
+        for (path, expected) in [(file.path, "afile: is a file, not a directory"), (file.path + "/sub", "afile: is a file, so no directory can be made under it"),
+                                 (dir.appendingPathComponent("dangling").path, "dangling: is a symbolic link to something that does not exist"),
+                                 ("/proc/layersweep-\(UUID())", "cannot create directory")] {
+            XCTAssertThrowsError(try RunDirectory(path).create(specText: "name: a\n", sweep: "a"), path) {
+                XCTAssertTrue("\($0)".contains(expected) && !"\($0)".contains("\n") && !"\($0)".contains("NSCocoa"), "\($0)")
+            }
+        }
+        // An empty directory, or one left by an attempt at this same sweep that stopped before its journal, is fine.
+        let empty = dir.appendingPathComponent("empty")
+        try FileManager.default.createDirectory(at: empty.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
+        try Data("name: a\n".utf8).write(to: empty.appendingPathComponent("spec.yaml"))
+        XCTAssertNoThrow(try RunDirectory(empty.path).create(specText: "name: a\n", sweep: "a"))
+    }
 }

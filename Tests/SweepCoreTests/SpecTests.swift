@@ -94,4 +94,36 @@ final class SpecTests: XCTestCase {
         XCTAssertTrue(error("name: a/b\ndatasets: [synthetic]\nmodels: [resnet8]\n").contains("test.yaml:1: name:"))
         XCTAssertTrue(error("").contains("empty"))
     }
+
+    /// Numbers that used to trap, hang or allocate the machine away are one-line errors naming the field.
+    func testUnboundedNumbersAreRefusedWithTheirField() {
+        let head = "name: s\ndatasets: [{name: synthetic, train_limit: 64, test_limit: 32}]\n"
+        let cases: [(String, String)] = [
+            ("models: [resnet8]\nseeds: -3\n", "test.yaml:4: seeds: seeds is a count (1...10000)"),
+            ("models: [resnet8]\nseeds: many\n", "test.yaml:4: seeds: seeds is a count (e.g. 3) or a list"),
+            ("models: [student-c2-winf]\n", "models[0]: model 'student-c2-winf': expected student-cK-wM"),
+            ("models: ['fcn-99999999x99999999']\n", "models[0]: model 'fcn-99999999x99999999': hidden layers"),
+            ("models: [resnet99999998]\n", "models[0]: model 'resnet99999998': depth must be 6n+2 between 8 and 1202"),
+            ("models: [fcn-65536x100]\n", "would have 4.25e+11 parameters; the limit is 1000000000"),
+            ("study: imp\nmodels: [fcn-8]\ntraining: {epochs: 9223372036854775807}\n", "training.epochs: epochs must be between 1 and 100000"),
+            ("models: [resnet8]\ntraining: {learning_rate: .inf}\n", "training.learning_rate: learning_rate must be a positive number"),
+            ("models: [resnet8]\ntraining: {learning_rate: .nan}\n", "training.learning_rate: learning_rate must be a positive number"),
+            ("models: [resnet8]\ntraining: {momentum: -5}\n", "training.momentum: momentum must be at least 0 and below 1"),
+            ("models: [resnet8]\ntraining: {weight_decay: -1}\n", "training.weight_decay: weight_decay must be 0 or a positive number"),
+            ("models: [resnet8]\ntraining: {batch_size: 9223372036854775807}\n", "training.batch_size: batch_size must be between 2 and 65536"),
+            ("models: [resnet8]\nevaluation: {recalibration_batches: -3}\n", "evaluation.recalibration_batches: recalibration_batches must be between 1"),
+            ("models: [resnet8]\nevaluation: {prefix_cache_mb: -5}\n", "evaluation.prefix_cache_mb: prefix_cache_mb must be between 0"),
+            ("models: [resnet8]\nevaluation: {batch_size: 0}\n", "evaluation.batch_size: batch_size must be between 1 and 65536"),
+            ("study: imp\nmodels: [fcn-8]\npruning: {rounds: 1000000}\n", "pruning.rounds: rounds must be between 1 and 100"),
+            ("study: distill\nmodels: [resnet8]\ndistillation: {budgets: [9223372036854775807]}\n", "distillation.budgets: budgets lists"),
+            ("study: distill\nmodels: [resnet8]\ndistillation: {teacher_training: {momentum: 3}}\n", "distillation.teacher_training.momentum: momentum must be"),
+            ("models: [resnet8]\ntraining: {epochs: ten}\n", "training.epochs: expected an integer, found 'ten'"),
+            ("models: [resnet8]\ntraining: {learning_rate: [1]}\n", "training.learning_rate: expected a single value, found a list"),
+        ]
+        for (body, expected) in cases {
+            let message = error(head + body)
+            XCTAssertTrue(message.contains(expected), "\(body): \(message)")
+        }
+        XCTAssertTrue(error("name: s\nstudy: noop\nnoop_tasks: 99999999999\n").contains("noop_tasks between 1 and 10000000"))
+    }
 }

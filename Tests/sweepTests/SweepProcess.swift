@@ -49,4 +49,30 @@ enum SweepProcess {
         p.waitUntilExit()
         return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: errors.data, as: UTF8.self))
     }
+
+    /// The `sweep` processes `mpirun` (pid `launcher`) started, by MPI rank.
+    static func ranks(of launcher: Int32) -> [Int32] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        var found: [(rank: Int, pid: Int32)] = []
+        for entry in entries {
+            guard let pid = Int32(entry), let (state, parent) = status(pid), state != "Z", parent == launcher,
+                  let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { continue }
+            let vars = environ.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if let rank = vars.first(where: { $0.hasPrefix("OMPI_COMM_WORLD_RANK=") }).flatMap({ Int($0.split(separator: "=")[1]) }) {
+                found.append((rank, pid))
+            }
+        }
+        return found.sorted { $0.rank < $1.rank }.map(\.pid)
+    }
+
+    /// True while `pid` exists and is not a zombie (dead, waiting to be reaped).
+    static func isAlive(_ pid: Int32) -> Bool { status(pid).map { $0.state != "Z" } ?? false }
+
+    /// State letter and parent pid from /proc/PID/stat.
+    private static func status(_ pid: Int32) -> (state: Character, parent: Int32)? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 2, let state = fields[0].first, let parent = Int32(fields[1]) else { return nil }
+        return (state, parent)
+    }
 }

@@ -105,20 +105,7 @@ final class SweepRunTests: XCTestCase {
     }
 
     /// A `sweep` process started by mpirun `launcher` whose MPI rank is not 0.
-    func workerRank(of launcher: Int32) -> Int32? {
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
-        for entry in entries {
-            guard let pid = Int32(entry),
-                  let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { continue }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 2, Int32(fields[1]) == launcher,
-                  let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { continue }
-            let vars = environ.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            if let rank = vars.first(where: { $0.hasPrefix("OMPI_COMM_WORLD_RANK=") }), rank != "OMPI_COMM_WORLD_RANK=0" { return pid }
-        }
-        return nil
-    }
+    func workerRank(of launcher: Int32) -> Int32? { SweepProcess.ranks(of: launcher).dropFirst().first }
 
     func testBadInputGivesOneClearLineAndOverwritesNothing() throws {
         func bad(_ name: String, _ text: String) throws -> String {
