@@ -111,9 +111,19 @@ public final class Coordinator {
         case stopped(StopRequest, abandoned: Int)
     }
 
+    /// Wall and CPU seconds of the dispatch loop (this thread only: not the worker thread rank 0
+    /// may run, not the final results files), for the runner's own cost per task.
+    public private(set) var loopSeconds = 0.0
+    public private(set) var loopCPUSeconds = 0.0
+
     /// Runs until every task has a record, then stops the workers; or until a stop request.
     @discardableResult
     public func run() throws -> Ending {
+        let (wallStart, cpuStart) = (Date(), Coordinator.threadCPUSeconds())
+        defer {
+            loopSeconds = Date().timeIntervalSince(wallStart)
+            loopCPUSeconds = Coordinator.threadCPUSeconds() - cpuStart
+        }
         for w in link.workers { try link.send(.configure(specText: specText), to: w) }
         var idle: [Int] = []
         var drainUntil: Date?
@@ -167,9 +177,16 @@ public final class Coordinator {
                     break
                 }
             }
+            // The workers that just answered get their next tasks before this batch's fsync: a
+            // task handed out now depends on nothing unjournaled (dependents are released only
+            // by `complete`, after the fsync), so durability costs the workers no waiting, and
+            // results arriving meanwhile share the next fsync (group commit).
+            idle.sort()
+            if stopRequest() == nil {
+                while !idle.isEmpty, let task = scheduler.next() { try dispatch(task, to: idle.removeFirst()) }
+            }
             try journal.append(finished.map(\.0))
             for (record, task) in finished { try complete(record, task) }
-            idle.sort()
             if let refresh, !finished.isEmpty, Date().timeIntervalSince(lastRefresh) >= refreshInterval {
                 try refresh(allRecords)
                 lastRefresh = Date()
@@ -177,6 +194,12 @@ public final class Coordinator {
         }
         for w in link.workers { try link.send(.stop, to: w) }
         return .complete
+    }
+
+    static func threadCPUSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
     private func dispatch(_ task: PlannedTask, to worker: Int) throws {

@@ -78,10 +78,10 @@ public final class MPIWorld {
         return status
     }
 
-    func iprobe(tag: Int32) -> MPI_Status? {
+    func iprobe(from source: Int32? = nil, tag: Int32) -> MPI_Status? {
         var status = MPI_Status()
         var flag: Int32 = 0
-        MPI_Iprobe(cmpi_any_source(), tag, cmpi_comm_world(), &flag, &status)
+        MPI_Iprobe(source ?? cmpi_any_source(), tag, cmpi_comm_world(), &flag, &status)
         return flag != 0 ? status : nil
     }
 }
@@ -142,7 +142,9 @@ final class MPICoordinatorLink: CoordinatorLink {
     }
 }
 
-/// A worker on rank > 0: blocks in MPI_Probe for the coordinator's next message.
+/// A worker on rank > 0. It waits for the coordinator's next message by polling with a growing
+/// sleep (10 µs to 2 ms) rather than in MPI_Probe, which busy-polls: an idle rank must leave its
+/// core to the ranks that compute (and to the coordinator) instead of spinning on it.
 final class MPIWorkerLink: WorkerLink {
     let world: MPIWorld
     var id: Int { world.rank }
@@ -154,7 +156,13 @@ final class MPIWorkerLink: WorkerLink {
     }
 
     func receive() throws -> Message {
-        let status = try world.probe(from: 0, tag: MPIWorld.toWorker)
-        return try MessageCodec.decode(try world.receive(status).1)
+        var wait: useconds_t = 10
+        while true {
+            if let status = world.iprobe(from: 0, tag: MPIWorld.toWorker) {
+                return try MessageCodec.decode(try world.receive(status).1)
+            }
+            usleep(wait)
+            wait = min(wait * 2, 2_000)
+        }
     }
 }

@@ -188,11 +188,13 @@ public enum SweepLauncher {
         let coordinator = Coordinator(plan: p.plan, run: p.run, journal: journal, link: link, specText: p.specText,
                                       previous: p.previous, retryFailed: p.options.retryFailed, log: log)
         coordinator.drainGrace = p.options.drainGrace
-        // A partial report and results every 30 s: open report.html while the sweep runs.
-        coordinator.refresh = { records in
-            let input = ReportInput(plan: p.plan, records: records)
-            try writeResults(input, run: p.run, ranks: link.workers.count, start: start)
-        }
+        // A partial report and results every 30 s, off the dispatch path: open report.html while
+        // the sweep runs.
+        let refresher = BackgroundRefresh(write: { records in
+            try writeResults(ReportInput(plan: p.plan, records: records), run: p.run, ranks: link.workers.count, start: start)
+        }, log: log)
+        defer { refresher.finish() }
+        coordinator.refresh = { records in refresher.offer(records) }
         let resumed = coordinator.allRecords.count
         var before = resumed > 0 ? " (\(resumed) journaled before" : ""
         if coordinator.keptFailures > 0 {
@@ -203,6 +205,11 @@ public enum SweepLauncher {
         log("sweep \(p.plan.spec.name): \(p.plan.tasks.count) tasks\(before), \(workers) worker\(workers == 1 ? "" : "s"), \(Parallel.threads) thread\(Parallel.threads == 1 ? "" : "s") each -> \(p.run.url.path)")
         let ending = try coordinator.run()
         let journaled = coordinator.allRecords.count
+        let ran = journaled - resumed
+        if p.plan.spec.study == .noop, ran > 0 {
+            log(String(format: "coordinator: %.0f µs per task (%.0f µs of its CPU), %d tasks in %@", 1e6 * coordinator.loopSeconds / Double(ran),
+                       1e6 * coordinator.loopCPUSeconds / Double(ran), ran, ProgressText.duration(coordinator.loopSeconds)))
+        }
         if case let .stopped(request, abandoned) = ending {
             let resume = "continue with: sweep run --resume \(p.run.url.path)"
             let what = "\(journaled) of \(p.plan.tasks.count) tasks journaled\(abandoned > 0 ? ", \(abandoned) running abandoned" : "")"
@@ -215,6 +222,7 @@ public enum SweepLauncher {
             log("drained on \(request.name): \(what); \(resume)")
             p.abandoned = abandoned
         }
+        refresher.finish()
         let input = ReportInput(plan: p.plan, records: coordinator.allRecords)
         try writeResults(input, run: p.run, ranks: workers, start: start)
         return RunSummary(directory: p.run, rows: input.rows, seconds: Date().timeIntervalSince(start), workers: workers,
