@@ -64,7 +64,7 @@ public final class Coordinator {
         keptFailures = kept.values.filter { $0.outcome.status == .failed }.count
         records = kept
         let failed = Set(kept.values.filter { $0.outcome.status != .ok }.map(\.key))
-        scheduler = Scheduler(plan.tasks, done: Set(kept.keys), failed: failed)
+        scheduler = Scheduler(plan.tasks, done: Set(kept.keys), failed: failed, workers: link.workers.count)
         for t in plan.tasks where kept[t.key] == nil {
             for d in t.dependencies { pendingUses[d, default: 0] += 1 }
         }

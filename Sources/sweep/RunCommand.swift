@@ -72,6 +72,13 @@ struct PlanCommand: ParsableCommand {
 
     @Argument(help: "The sweep file (YAML).") var file: String
     @Option(help: "How many tasks to list.") var show = 12
+    @Option(help: "Predict the run on this many ranks (simulating the scheduler with the cost model).") var ranks: Int?
+    @Option(help: "Cores per node of that allocation (for the node count; default 32).") var coresPerNode = 32
+
+    func validate() throws {
+        if let ranks, !(1...1_000_000).contains(ranks) { throw FlagError("--ranks must be between 1 and 1000000") }
+        guard (1...100_000).contains(coresPerNode) else { throw FlagError("--cores-per-node must be between 1 and 100000") }
+    }
 
     func run() throws {
         let (spec, _) = try SpecLoader.load(file)
@@ -83,12 +90,19 @@ struct PlanCommand: ParsableCommand {
             let cost = tasks.reduce(0) { $0 + $1.cost }
             print("  \(kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(tasks.count).padding(toLength: 6, withPad: " ", startingAt: 0)) \(String(format: "%5.1f%%", 100 * cost / max(plan.totalCost, 1))) of the cost")
         }
-        // A rough wall-time estimate: ~25 GFLOP/s of useful work per core (3 multiply-adds = 6 FLOP per
-        // trained image-MAC is in the cost already).
-        let seconds = 2 * plan.totalCost / 25e9
+        let seconds = ScheduleForecast.seconds(forCost: plan.totalCost)
         print(String(format: "  estimated work: %.3g multiply-adds, about %@ on one core", plan.totalCost, formatDuration(seconds)))
-        print("first tasks (in the order a single worker would run them):")
-        var scheduler = Scheduler(plan.tasks)
+        if let ranks {
+            let f = ScheduleForecast.forecast(plan, ranks: ranks)
+            let nodes = (ranks + coresPerNode - 1) / coresPerNode
+            print("on \(ranks) rank\(ranks == 1 ? "" : "s") (\(nodes) node\(nodes == 1 ? "" : "s") of \(coresPerNode) cores), by the cost model:")
+            print("  predicted makespan  \(formatDuration(f.makespan))  (critical path first; longest task first: \(formatDuration(f.makespanOwnCost)))")
+            print("  lower bound         \(formatDuration(f.lowerBound))  = max(work / ranks \(formatDuration(f.workBound)), longest chain with trainings on \(f.gang)-rank gangs \(formatDuration(f.gangChainBound)))")
+            print(String(format: "  ratio               %.2f", f.makespan / max(f.lowerBound, 1e-9))
+                  + "  (each task runs on one rank: the longest chain alone takes \(formatDuration(f.chainBound)))")
+        }
+        if show > 0 { print("first tasks (in the order a single worker would run them):") }
+        var scheduler = Scheduler(plan.tasks, workers: ranks ?? 1)
         var shown = 0
         while shown < show, let task = scheduler.next() {
             print("  \(task.key)\(task.dependencies.isEmpty ? "" : "  <- \(task.dependencies.joined(separator: ", "))")")

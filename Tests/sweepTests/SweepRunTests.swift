@@ -190,6 +190,13 @@ final class SweepRunTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("56 tasks"), r.stdout)
         XCTAssertTrue(r.stdout.contains("train     2"), r.stdout)
         XCTAssertTrue(r.stdout.contains("synthetic/resnet8/seed0/train"), r.stdout)
+        // sweep plan FILE --ranks 4: the scheduler simulated on that allocation, against its bounds.
+        let forecast = try run(["plan", try writeSpec(), "--ranks", "4", "--show", "0"])
+        XCTAssertEqual(forecast.status, 0, forecast.stderr)
+        for expected in ["on 4 ranks (1 node of 32 cores)", "predicted makespan", "lower bound", "ratio"] {
+            XCTAssertTrue(forecast.stdout.contains(expected), forecast.stdout)
+        }
+        XCTAssertFalse(forecast.stdout.contains("first tasks"), forecast.stdout)
     }
 
     /// IMP rounds, teacher logits and reused kernels cross ranks as artifacts: `mpirun -n 3

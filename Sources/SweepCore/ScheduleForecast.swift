@@ -1,0 +1,92 @@
+import HeapModule
+
+/// What a sweep's schedule will take on a given allocation, by the cost model: the scheduler run
+/// in simulation (tasks last their estimated seconds, one rank each), against lower bounds no
+/// schedule can beat.
+public struct ScheduleForecast: Sendable {
+    public let ranks: Int
+    /// Simulated wall time with the critical-path scheduler, seconds.
+    public let makespan: Double
+    /// The same with the former own-cost-first order, for comparison.
+    public let makespanOwnCost: Double
+    /// Total work over the ranks.
+    public let workBound: Double
+    /// The longest dependency chain with every task on one rank.
+    public let chainBound: Double
+    /// The longest chain if each training ran data-parallel on a gang of `gang` ranks (perfect
+    /// scaling): what an allocation could reach at best.
+    public let gangChainBound: Double
+    public let gang: Int
+
+    /// max(work ÷ ranks, longest chain at full gang speed-up).
+    public var lowerBound: Double { max(workBound, gangChainBound) }
+
+    /// Seconds of one rank (one core) per unit of task cost: ~25 GFLOP/s of useful work per core,
+    /// 2 FLOP per multiply-add (a training's cost already counts 3 passes per image).
+    public static func seconds(forCost cost: Double) -> Double { 2 * cost / 25e9 }
+
+    /// Largest useful gang for a training: a mini-batch of 128 in shards of 8 images.
+    public static let maxGang = 16
+
+    public static func forecast(_ plan: Plan, ranks: Int) -> ScheduleForecast {
+        let workers = max(1, ranks)
+        let gang = min(workers, maxGang)
+        let total = seconds(forCost: plan.totalCost)
+        return ScheduleForecast(
+            ranks: workers,
+            makespan: simulate(plan.tasks, workers: workers, priority: .criticalPath),
+            makespanOwnCost: simulate(plan.tasks, workers: workers, priority: .ownCost),
+            workBound: total / Double(workers),
+            chainBound: longestChain(plan.tasks) { seconds(forCost: $0.cost) },
+            gangChainBound: longestChain(plan.tasks) { seconds(forCost: $0.cost) / ($0.kind.trains ? Double(gang) : 1) },
+            gang: gang)
+    }
+
+    /// Event-driven simulation: each worker takes the scheduler's next task when idle; a task
+    /// lasts its estimated seconds. Returns the makespan.
+    public static func simulate(_ tasks: [PlannedTask], workers: Int, priority: Scheduler.Priority,
+                                duration: (PlannedTask) -> Double = { seconds(forCost: $0.cost) }) -> Double {
+        struct Running: Comparable {
+            let end: Double, key: String
+            static func < (a: Running, b: Running) -> Bool { a.end != b.end ? a.end < b.end : a.key < b.key }
+        }
+        var scheduler = Scheduler(tasks, workers: workers, priority: priority)
+        var busy = Heap<Running>()
+        var idle = workers, clock = 0.0
+        while !scheduler.isDone {
+            while idle > 0, let t = scheduler.next() {
+                busy.insert(Running(end: clock + duration(t), key: t.key))
+                idle -= 1
+            }
+            guard let first = busy.popMin() else { break }
+            clock = first.end
+            scheduler.finished(first.key, succeeded: true)
+            idle += 1
+        }
+        return clock
+    }
+
+    /// The longest path through the DAG, each task weighing `weight`.
+    static func longestChain(_ tasks: [PlannedTask], weight: (PlannedTask) -> Double) -> Double {
+        let byKey = Dictionary(tasks.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        var finish: [String: Double] = [:]
+        func end(_ key: String) -> Double {
+            if let f = finish[key] { return f }
+            guard let t = byKey[key] else { return 0 }
+            let f = weight(t) + (t.dependencies.map(end).max() ?? 0)
+            finish[key] = f
+            return f
+        }
+        return tasks.map { end($0.key) }.max() ?? 0
+    }
+}
+
+extension TaskKind {
+    /// Whether the task trains a network (and so could run data-parallel on several ranks).
+    public var trains: Bool {
+        switch self {
+        case .train, .prune, .oneShot, .student, .reuse: return true
+        case .baseline, .mask, .logits, .noop: return false
+        }
+    }
+}
