@@ -173,6 +173,11 @@ public final class Coordinator {
                     finished.append((TaskRecord(key: key, kind: task.kind, outcome: outcome, rank: worker,
                                                 host: hosts[worker] ?? "?", started: started, finished: Date()), task))
                     idle.append(worker)
+                case let .snapshot(key, data):
+                    // Kept until the task finishes: a killed job resumes the training from here.
+                    guard running[worker]?.task.key == key else { break }
+                    try FileManager.default.createDirectory(at: directory.snapshotsURL, withIntermediateDirectories: true)
+                    try data.write(to: directory.snapshotURL(key), options: .atomic)
                 default:
                     break
                 }
@@ -213,7 +218,12 @@ public final class Coordinator {
         let release = workerCache[worker, default: []].intersection(released).sorted()
         workerCache[worker]?.subtract(release)
         running[worker] = (task, Date())
-        try link.send(.task(task, inputs: inputs, attachments: attachments, release: release), to: worker)
+        var resume: Data?
+        if task.kind.trains, let snapshot = directory.loadSnapshot(task.key, log: log) {
+            resume = snapshot
+            log("\(task.key): resuming from its epoch snapshot")
+        }
+        try link.send(.task(task, inputs: inputs, attachments: attachments, release: release, resume: resume), to: worker)
     }
 
     private func bytes(of hash: String) throws -> Data {
@@ -238,6 +248,7 @@ public final class Coordinator {
 
     private func complete(_ record: TaskRecord, _ task: PlannedTask) throws {
         records[record.key] = record
+        if task.kind.trains { try? FileManager.default.removeItem(at: directory.snapshotURL(task.key)) }
         if let hash = record.outcome.checkpoint {
             artifactHashes[task.key] = hash
             // An artifact no task consumes (the last IMP round) is kept on disk only.
@@ -281,13 +292,14 @@ public enum WorkerLoop {
                 return
             case let .configure(text):
                 executor = TaskExecutor(spec: try SpecLoader.parse(text, file: "spec.yaml"))
-            case let .task(task, inputs, attachments, release):
+            case let .task(task, inputs, attachments, release, resume):
                 guard let executor else { throw RunError(path: task.key, message: "task before configuration") }
                 executor.release(release)
                 for (hash, data) in attachments { try executor.store(artifact: data, hash: hash) }
-                let (outcome, checkpoint) = executor.run(task, inputs: inputs)
+                let (outcome, checkpoint) = executor.run(task, inputs: inputs, resume: resume,
+                                                         snapshot: { try? link.send(.snapshot(key: task.key, data: $0)) })
                 try link.send(.result(key: task.key, outcome: outcome, checkpoint: checkpoint))
-            case .hello, .result:
+            case .hello, .result, .snapshot:
                 continue
             }
         }

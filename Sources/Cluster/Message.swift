@@ -9,7 +9,10 @@ public enum Message: Equatable, Sendable {
     case configure(specText: String)
     /// `inputs` maps dependency keys to the hashes of their artifacts; `attachments` carries the
     /// ones the worker lacks; `release` lists artifacts no remaining task needs.
-    case task(PlannedTask, inputs: [String: String], attachments: [String: Data], release: [String])
+    /// `resume` is the latest epoch snapshot of a training that an earlier session left unfinished.
+    case task(PlannedTask, inputs: [String: String], attachments: [String: Data], release: [String], resume: Data?)
+    /// A running training's epoch snapshot, kept by the coordinator until the task finishes.
+    case snapshot(key: String, data: Data)
     case result(key: String, outcome: TaskOutcome, checkpoint: Data?)
     case stop
 }
@@ -28,6 +31,7 @@ enum MessageCodec {
         var release: [String]?
         var key: String?
         var outcome: TaskOutcome?
+        var resume: Bool?
         var blobs: [Blob] = []
     }
 
@@ -37,9 +41,13 @@ enum MessageCodec {
         switch message {
         case let .hello(host, threads): header = Header(type: "hello", host: host, threads: threads)
         case let .configure(text): header = Header(type: "configure", specText: text)
-        case let .task(task, inputs, attachments, release):
+        case let .task(task, inputs, attachments, release, resume):
             header = Header(type: "task", task: task, inputs: inputs, release: release)
             blobs = attachments.sorted { $0.key < $1.key }
+            if let resume { header.resume = true; blobs.append(("resume", resume)) }
+        case let .snapshot(key, data):
+            header = Header(type: "snapshot", key: key)
+            blobs = [("snapshot", data)]
         case let .result(key, outcome, checkpoint):
             header = Header(type: "result", key: key, outcome: outcome)
             if let checkpoint { blobs = [("checkpoint", checkpoint)] }
@@ -73,7 +81,12 @@ enum MessageCodec {
         case "configure": return .configure(specText: header.specText ?? "")
         case "task":
             guard let task = header.task else { throw CodecError.malformed("task message without a task") }
-            return .task(task, inputs: header.inputs ?? [:], attachments: blobs, release: header.release ?? [])
+            var attachments = blobs
+            let resume = header.resume == true ? attachments.removeValue(forKey: "resume") : nil
+            return .task(task, inputs: header.inputs ?? [:], attachments: attachments, release: header.release ?? [], resume: resume)
+        case "snapshot":
+            guard let key = header.key, let data = blobs["snapshot"] else { throw CodecError.malformed("snapshot without key or data") }
+            return .snapshot(key: key, data: data)
         case "result":
             guard let key = header.key, let outcome = header.outcome else { throw CodecError.malformed("result without key or outcome") }
             return .result(key: key, outcome: outcome, checkpoint: blobs["checkpoint"])

@@ -178,6 +178,7 @@ public enum SweepLauncher {
             throw RunError(path: run.journalURL.path, message: "journal belongs to a different sweep file than \(run.specURL.path)")
         }
         try FileManager.default.createDirectory(at: run.checkpointsURL, withIntermediateDirectories: true)
+        run.removeTornWrites()
         return Prepared(plan: try Plan.expand(spec), run: run, specText: text, previous: records, options: options, lock: lock)
     }
 

@@ -38,11 +38,19 @@ public struct TrainingHooks {
     /// Called with the number of steps taken so far, after each optimiser step (and once with
     /// `startStep` before the first).
     public var afterStep: ((Int) -> Void)?
+    /// Called with the optimiser before the first step (restoring a snapshot's momentum).
+    public var prepare: ((SGD) throws -> Void)?
+    /// Called after each epoch but the last with (epochs done, steps done, optimiser): the moment
+    /// an epoch snapshot captures.
+    public var afterEpoch: ((Int, Int, SGD) -> Void)?
 
-    public init(frozen: Set<String> = [], startStep: Int = 0, afterStep: ((Int) -> Void)? = nil) {
+    public init(frozen: Set<String> = [], startStep: Int = 0, afterStep: ((Int) -> Void)? = nil,
+                prepare: ((SGD) throws -> Void)? = nil, afterEpoch: ((Int, Int, SGD) -> Void)? = nil) {
         self.frozen = frozen
         self.startStep = startStep
         self.afterStep = afterStep
+        self.prepare = prepare
+        self.afterEpoch = afterEpoch
     }
 }
 
@@ -60,6 +68,7 @@ public enum Training {
         let trainable = network.parameters.filter { !hooks.frozen.contains($0.0) }.map { $0.1 }
         let optimizer = SGD(parameters: trainable, momentum: config.momentum,
                             weightDecay: config.weightDecay, nesterov: config.nesterov)
+        try hooks.prepare?(optimizer)
         let lossFunction = loss ?? { logits, labels, _ in Loss.softmaxCrossEntropy(logits, labels: labels) }
         let stepsPerEpoch = (data.count + config.batchSize - 1) / config.batchSize
         var reports: [EpochReport] = []
@@ -96,6 +105,7 @@ public enum Training {
                 remainingSeconds: elapsed / Double(epoch + 1) * Double(config.epochs - epoch - 1))
             reports.append(report)
             progress(report)
+            if epoch + 1 < config.epochs, step > hooks.startStep { hooks.afterEpoch?(epoch + 1, step, optimizer) }
         }
         return reports
     }

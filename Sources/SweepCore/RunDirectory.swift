@@ -1,4 +1,5 @@
 import Foundation
+import Models
 import TensorEngine
 
 /// The program version written into journals and results.
@@ -19,6 +20,20 @@ public struct RunDirectory: Sendable {
     public var reportURL: URL { url.appendingPathComponent("report.html") }
 
     public func checkpointURL(_ hash: String) -> URL { checkpointsURL.appendingPathComponent("\(hash).safetensors") }
+    public var snapshotsURL: URL { url.appendingPathComponent("snapshots") }
+    /// Where the latest epoch snapshot of an unfinished training lives (named by its key's hash).
+    public func snapshotURL(_ key: String) -> URL { snapshotsURL.appendingPathComponent("\(contentHash(Data(key.utf8))).safetensors") }
+
+    /// The epoch snapshot of task `key`, if one is stored and readable; an unreadable one (a
+    /// damaged disk) is removed, so the training starts afresh rather than failing.
+    public func loadSnapshot(_ key: String, log: (String) -> Void) -> Data? {
+        let url = snapshotURL(key)
+        guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
+        if let file = try? SafeTensorsFile.decode(data, file: url.path), file.metadata["layersweep.snapshot.key"] == key { return data }
+        try? FileManager.default.removeItem(at: url)
+        log("\(url.path): unreadable epoch snapshot of \(key) removed; that training starts from the beginning")
+        return nil
+    }
 
     public static func specHash(_ text: String) -> String { String(StableHash.of(text), radix: 16) }
 
@@ -74,6 +89,17 @@ public struct RunDirectory: Sendable {
             case "spec.yaml": return fm.contents(atPath: specURL.path) != Data(specText.utf8)
             case "checkpoints": return !((try? fm.contentsOfDirectory(atPath: checkpointsURL.path))?.isEmpty ?? false)
             default: return true
+            }
+        }
+    }
+
+    /// Removes the temporary files of atomic writes that a crash interrupted (Foundation names
+    /// them `.dat.nosync…` next to their target) from checkpoints/ and snapshots/.
+    public func removeTornWrites() {
+        let fm = FileManager.default
+        for folder in [checkpointsURL, snapshotsURL] {
+            for name in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? [] where name.hasPrefix(".dat.nosync") {
+                try? fm.removeItem(at: folder.appendingPathComponent(name))
             }
         }
     }

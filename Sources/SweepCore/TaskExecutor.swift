@@ -30,14 +30,20 @@ public final class TaskExecutor {
         for h in hashes { artifacts[h] = nil }
     }
 
+    /// Seconds of training after which a training snapshots at every epoch boundary
+    /// (`LAYERSWEEP_SNAPSHOT_SECONDS`, default 60): short trainings are cheaper to redo.
+    public var snapshotSeconds = ProcessInfo.processInfo.environment["LAYERSWEEP_SNAPSHOT_SECONDS"].flatMap(Double.init) ?? 60
+
     /// Runs `task`; `inputs` maps each dependency that produced an artifact to its hash (held
-    /// already). Returns the outcome and the artifact bytes the task produced, if any.
-    public func run(_ task: PlannedTask, inputs: [String: String]) -> (TaskOutcome, Data?) {
+    /// already). A training resumes from `resume` (an epoch snapshot) and hands new snapshots to
+    /// `snapshot`. Returns the outcome and the artifact bytes the task produced, if any.
+    public func run(_ task: PlannedTask, inputs: [String: String], resume: Data? = nil,
+                    snapshot: ((Data) -> Void)? = nil) -> (TaskOutcome, Data?) {
         let start = Date()
         var artifact: Data?
         var outcome: TaskOutcome
         do {
-            (outcome, artifact) = try execute(task, inputs: inputs)
+            (outcome, artifact) = try execute(task, inputs: inputs, resume: resume, snapshot: snapshot)
         } catch let error as TrainingError {
             outcome = TaskOutcome(status: .diverged)
             outcome.error = error.description
@@ -52,7 +58,7 @@ public final class TaskExecutor {
         return (outcome, artifact)
     }
 
-    private func execute(_ task: PlannedTask, inputs: [String: String]) throws -> (TaskOutcome, Data?) {
+    private func execute(_ task: PlannedTask, inputs: [String: String], resume: Data?, snapshot: ((Data) -> Void)?) throws -> (TaskOutcome, Data?) {
         func input(_ key: String) throws -> SafeTensorsFile {
             guard let hash = inputs[key], let file = artifacts[hash] else {
                 throw RunError(path: task.key, message: "the output of \(key) did not arrive")
@@ -68,7 +74,8 @@ public final class TaskExecutor {
             let data = try splits(task.dataset)
             let network = try build(task.model, for: data, seed: task.seed)
             let section = task.variant == "teacher" ? (spec.distillation.teacherTraining ?? spec.training) : spec.training
-            var outcome = try train(network, data: data, section: section, seed: task.seed)
+            var outcome = try train(network, data: data, section: section, seed: task.seed,
+                                    hooks: try snapshotHooks(task, network: network, resume: resume, sink: snapshot))
             return try finish(&outcome, artifact: Checkpoint.file(of: network, metadata: metadata(task)))
         case .baseline, .mask:
             return (try evaluateMask(task, file: try input(task.dependencies[0]), hash: inputs[task.dependencies[0]]!), nil)
@@ -122,6 +129,28 @@ public final class TaskExecutor {
         outcome.trainLoss = reports.last.map { Double($0.loss) }
         outcome.trainAccuracy = reports.last?.accuracy
         return outcome
+    }
+
+    /// Resuming from `resume` and snapshotting to `sink` at epoch boundaries once the training
+    /// has run `snapshotSeconds`.
+    private func snapshotHooks(_ task: PlannedTask, network: Network, resume: Data?, sink: ((Data) -> Void)?) throws -> TrainingHooks {
+        var hooks = TrainingHooks()
+        if let resume {
+            let restored = try EpochSnapshot.restore(resume, into: network, key: task.key)
+            hooks.startStep = restored.step
+            hooks.prepare = restored.prepare
+        }
+        if let sink {
+            var last = Date()
+            let interval = snapshotSeconds
+            hooks.afterEpoch = { epochs, step, optimizer in
+                guard Date().timeIntervalSince(last) >= interval,
+                      let bytes = try? EpochSnapshot.encode(network, optimizer: optimizer, epochs: epochs, step: step, key: task.key) else { return }
+                sink(bytes)
+                last = Date()
+            }
+        }
+        return hooks
     }
 
     private func metadata(_ task: PlannedTask) -> [String: String] {

@@ -17,6 +17,9 @@ public final class SGD {
         velocity = parameters.map { Tensor(shape: $0.value.shape) }
     }
 
+    /// The momentum buffers, one per parameter in order: saved and restored by epoch snapshots.
+    public var velocities: [Tensor] { velocity }
+
     public func zeroGrad() { for p in parameters { p.zeroGrad() } }
 
     /// One update with the given learning rate; v ← μv + g + λw, w ← w − η(g + λw + μv) (Nesterov)

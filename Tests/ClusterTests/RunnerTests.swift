@@ -48,7 +48,9 @@ final class RunnerTests: XCTestCase {
         outcome.testLoss = .nan
         let blob = Data((0..<100_000).map { UInt8($0 % 256) })
         for message in [Message.hello(host: "h", threads: 3), .configure(specText: "name: x\n"),
-                        .task(task, inputs: ["d/m/seed0/train": "abc"], attachments: ["abc": blob, "def": Data([1])], release: ["old"]),
+                        .task(task, inputs: ["d/m/seed0/train": "abc"], attachments: ["abc": blob, "def": Data([1])], release: ["old"], resume: nil),
+                        .task(task, inputs: [:], attachments: ["abc": blob], release: [], resume: Data([7, 8, 9])),
+                        .snapshot(key: "d/m/seed0/train", data: blob),
                         .result(key: "k", outcome: TaskOutcome(status: .ok), checkpoint: blob), .stop] {
             XCTAssertEqual(try MessageCodec.decode(try MessageCodec.encode(message)), message)
         }
@@ -352,7 +354,7 @@ final class RecordingWorkerLink: WorkerLink {
     func send(_ message: Message) throws { try inner.send(message) }
     func receive() throws -> Message {
         let m = try inner.receive()
-        if case let .task(_, _, _, release) = m { released += release }
+        if case let .task(_, _, _, release, _) = m { released += release }
         return m
     }
 }

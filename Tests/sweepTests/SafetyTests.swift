@@ -195,4 +195,53 @@ final class SafetyTests: XCTestCase {
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: foreign.path).filter { $0 != "run.lock" }, ["notes.txt"])
     }
+
+    /// `kill -9` of `sweep run FILE` in the middle of a training that has written an epoch
+    /// snapshot: `--resume` continues that training from the snapshot, and its checkpoint and the
+    /// whole table are bit-identical to an uninterrupted run. A damaged snapshot is dropped (the
+    /// training restarts from scratch) with the same end result.
+    func testAKilledTrainingResumesFromItsEpochSnapshotWithTheSameBits() throws {
+        let spec = dir.appendingPathComponent("snap.yaml").path
+        try """
+        name: snap
+        datasets: [{name: synthetic, train_limit: 1024, test_limit: 256}]
+        models: [resnet20]
+        training: {epochs: 4, batch_size: 32, learning_rate: 0.05}
+        masks: [zeroKernel]
+        """.write(toFile: spec, atomically: true, encoding: .utf8)
+        func sweep(_ arguments: [String]) -> Process {
+            let p = SweepProcess.process(arguments + ["--threads", "1"])
+            p.environment?["LAYERSWEEP_SNAPSHOT_SECONDS"] = "0"
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            return p
+        }
+        let reference = dir.appendingPathComponent("reference").path
+        let full = sweep(["run", spec, "--output", reference])
+        try full.run()
+        full.waitUntilExit()
+        XCTAssertEqual(full.terminationStatus, 0)
+        for damaged in [false, true] {
+            let runDir = dir.appendingPathComponent("run-\(damaged)").path
+            let snapshots = "\(runDir)/snapshots"
+            let job = sweep(["run", spec, "--output", runDir])
+            try job.run()
+            let deadline = Date().addingTimeInterval(120)
+            func finished() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: snapshots)) ?? []).filter { $0.hasSuffix(".safetensors") } }
+            while job.isRunning, Date() < deadline, finished().isEmpty { usleep(5_000) }
+            guard job.isRunning else { throw XCTSkip("SKIPPED: the training ended before it could be killed") }
+            kill(job.processIdentifier, SIGKILL)
+            job.waitUntilExit()
+            let stored = finished()
+            XCTAssertEqual(stored.count, 1)
+            if damaged { try Data("torn".utf8).write(to: URL(fileURLWithPath: "\(snapshots)/\(stored[0])")) }
+            let resumed = try SweepProcess.run(["run", "--resume", runDir, "--threads", "1"])
+            XCTAssertEqual(resumed.status, 0, resumed.stderr)
+            XCTAssertTrue(resumed.stderr.contains(damaged ? "unreadable epoch snapshot" : "resuming from its epoch snapshot"), resumed.stderr)
+            XCTAssertEqual(try stableCSV(runDir), try stableCSV(reference))
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(runDir)/checkpoints"),
+                           try FileManager.default.contentsOfDirectory(atPath: "\(reference)/checkpoints"), "the same checkpoint bits")
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: snapshots), [], "snapshots go when their training is done")
+        }
+    }
 }
