@@ -187,6 +187,7 @@ public final class Coordinator {
             // by `complete`, after the fsync), so durability costs the workers no waiting, and
             // results arriving meanwhile share the next fsync (group commit).
             idle.sort()
+            for (record, task) in finished { retireArtifacts(record, task) }
             if stopRequest() == nil {
                 while !idle.isEmpty, let task = scheduler.next() { try dispatch(task, to: idle.removeFirst()) }
             }
@@ -246,15 +247,22 @@ public final class Coordinator {
         }
     }
 
-    private func complete(_ record: TaskRecord, _ task: PlannedTask) throws {
-        records[record.key] = record
-        if task.kind.trains { try? FileManager.default.removeItem(at: directory.snapshotURL(task.key)) }
+    /// Artifact bookkeeping of a finished task: its own artifact is known, and inputs no
+    /// remaining task needs are released. Done before the batch's fsync, so the releases travel
+    /// with the next task message (a task re-run after a crash reloads artifacts from disk).
+    private func retireArtifacts(_ record: TaskRecord, _ task: PlannedTask) {
         if let hash = record.outcome.checkpoint {
             artifactHashes[task.key] = hash
             // An artifact no task consumes (the last IMP round) is kept on disk only.
             if (pendingUses[task.key] ?? 0) == 0 { released.insert(hash) }
         }
         consumeInputs(of: task)
+    }
+
+    /// Counts a journaled result: dependents become ready (or are skipped), progress is shown.
+    private func complete(_ record: TaskRecord, _ task: PlannedTask) throws {
+        records[record.key] = record
+        if task.kind.trains { try? FileManager.default.removeItem(at: directory.snapshotURL(task.key)) }
         costDone += task.cost
         let skipped = scheduler.finished(task.key, succeeded: record.outcome.status == .ok)
         let elapsed = Date().timeIntervalSince(sessionStart)
