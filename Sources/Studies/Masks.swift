@@ -2,7 +2,7 @@ import Datasets
 import Models
 import TensorEngine
 
-/// The masks of the layer-zeroing study (Wang et al. 2020); definitions in SCIENCE.md.
+/// The masks of the layer-zeroing study (Wang et al. 2020); the README defines each.
 public enum MaskKind: String, Codable, CaseIterable, Sendable {
     /// The unit's weights (and bias) set to zero; a following BN still adds its constant
     /// beta - gamma·mean/sqrt(var + eps).

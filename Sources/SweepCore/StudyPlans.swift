@@ -4,7 +4,7 @@ import Models
 import Studies
 import TensorEngine
 
-/// Task graphs of the pruning, distillation and reuse studies (SCIENCE.md §2-4).
+/// Task graphs of the pruning, distillation and reuse studies (the README describes each).
 extension Plan {
     /// Per (dataset, model, seed): the dense training (round 0), a chain of IMP rounds each
     /// depending on the one before, and one-shot controls (rounds 2...) that depend on round 0 only, so

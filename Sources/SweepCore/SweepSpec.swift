@@ -9,7 +9,7 @@ import TensorEngine
 /// so a minimal file is three lines.
 public struct SweepSpec: Codable, Equatable, Sendable {
     public var name: String
-    /// The study the sweep runs (see SCIENCE.md): `zeroing` (Wang et al. 2020), `reuse`
+    /// The study the sweep runs (the README's study table): `zeroing` (Wang et al. 2020), `reuse`
     /// (Wang, Cheng et al. 2020), `imp` (Pellegrini & Biroli 2021), `distill` (Urban et al.
     /// 2017), or `noop` (empty tasks, for measuring the runner itself).
     public var study: Study
