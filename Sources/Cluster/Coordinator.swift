@@ -140,9 +140,7 @@ public final class Coordinator {
                     return .stopped(request, abandoned: running.count)
                 }
             } else {
-                while !idle.isEmpty, let task = scheduler.next() {
-                    try dispatch(task, to: idle.removeFirst())
-                }
+                try dispatchReady(to: &idle)
                 if scheduler.isDone { break }
                 if running.isEmpty && idle.count == link.workers.count && scheduler.readyCount == 0 {
                     throw RunError(path: directory.url.path, message: "no task can run, yet the plan is not finished (dependency cycle?)")
@@ -188,9 +186,7 @@ public final class Coordinator {
             // results arriving meanwhile share the next fsync (group commit).
             idle.sort()
             for (record, task) in finished { retireArtifacts(record, task) }
-            if stopRequest() == nil {
-                while !idle.isEmpty, let task = scheduler.next() { try dispatch(task, to: idle.removeFirst()) }
-            }
+            if stopRequest() == nil { try dispatchReady(to: &idle) }
             try journal.append(finished.map(\.0))
             for (record, task) in finished { try complete(record, task) }
             if let refresh, !finished.isEmpty, Date().timeIntervalSince(lastRefresh) >= refreshInterval {
@@ -206,6 +202,11 @@ public final class Coordinator {
         var t = timespec()
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
         return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+
+    /// Hands ready tasks, most urgent first, to idle workers (lowest id first).
+    private func dispatchReady(to idle: inout [Int]) throws {
+        while !idle.isEmpty, let task = scheduler.next() { try dispatch(task, to: idle.removeFirst()) }
     }
 
     private func dispatch(_ task: PlannedTask, to worker: Int) throws {

@@ -165,21 +165,22 @@ public enum SweepLauncher {
         let plan = try Plan.expand(spec)
         let run = RunDirectory(options.output ?? spec.output)
         let (lock, existing) = try run.create(specText: text, sweep: spec.name, continueExisting: options.continueExisting)
-        if existing { return try resumed(run, lock: lock, options: options) }
+        if existing { return try resumed(run, lock: lock, options: options, plan: plan) }
         return Prepared(plan: plan, run: run, specText: text, previous: [], options: options, lock: lock)
     }
 
-    /// An existing run of the locked directory `run`, checked against its stored sweep file.
-    private static func resumed(_ run: RunDirectory, lock: RunLock, options: RunOptions) throws -> Prepared {
+    /// An existing run of the locked directory `run`, checked against its stored sweep file;
+    /// `plan` when the caller has already expanded that same text.
+    private static func resumed(_ run: RunDirectory, lock: RunLock, options: RunOptions, plan: Plan? = nil) throws -> Prepared {
         let text = try run.storedSpecText()
-        let spec = try SpecLoader.parse(text, file: run.specURL.path)
         let (header, records) = try Journal.read(run.journalURL)
         guard header.specHash == RunDirectory.specHash(text) else {
             throw RunError(path: run.journalURL.path, message: "journal belongs to a different sweep file than \(run.specURL.path)")
         }
         try FileManager.default.createDirectory(at: run.checkpointsURL, withIntermediateDirectories: true)
         run.removeTornWrites()
-        return Prepared(plan: try Plan.expand(spec), run: run, specText: text, previous: records, options: options, lock: lock)
+        let expanded = try plan ?? Plan.expand(try SpecLoader.parse(text, file: run.specURL.path))
+        return Prepared(plan: expanded, run: run, specText: text, previous: records, options: options, lock: lock)
     }
 
     static func coordinate(_ p: Prepared, link: CoordinatorLink, log: @escaping (String) -> Void) throws -> RunSummary {

@@ -14,9 +14,9 @@ public enum EpochSnapshot {
     /// The snapshot of `network` after `epochs` epochs (`step` optimiser steps) of task `key`.
     /// The optimiser must update every parameter of the network, in order.
     public static func encode(_ network: Network, optimizer: SGD, epochs: Int, step: Int, key: String) throws -> Data {
-        var tensors = network.stateTensors.map { ($0.0, $0.1.copy()) }
-        for ((name, _), velocity) in zip(network.parameters, optimizer.velocities) { tensors.append(("velocity/\(name)", velocity.copy())) }
-        return try SafeTensorsFile(tensors: tensors, metadata: [keyField: key, epochsField: String(epochs), stepField: String(step)]).encoded()
+        var file = Checkpoint.file(of: network, metadata: [keyField: key, epochsField: String(epochs), stepField: String(step)])
+        for ((name, _), velocity) in zip(network.parameters, optimizer.velocities) { file.tensors.append(("velocity/\(name)", velocity)) }
+        return try file.encoded()
     }
 
     /// Loads a snapshot of task `key` into `network`; returns the epochs and steps done and a

@@ -63,8 +63,7 @@ final class SafetyTests: XCTestCase {
         let spec = try writeSpec()
         let runDir = dir.appendingPathComponent("run").path
         let first = SweepProcess.process(["run", spec, "--output", runDir, "-j", "2"])
-        let err = Pipe()
-        first.standardError = err
+        first.standardError = FileHandle.nullDevice
         try start(first, journalOf: runDir, lines: 2)
         for arguments in [["run", spec, "--output", runDir], ["run", "--resume", runDir]] {
             let second = try SweepProcess.run(arguments)
