@@ -61,10 +61,16 @@ public enum Training {
 
     /// Trains `network` in place on `data` and returns one report per epoch.
     /// Throws `TrainingError.diverged` as soon as a loss is not finite.
+    ///
+    /// With a `gang`, this process is one member of several that train the same network
+    /// data-parallel: each computes its shard of every mini-batch (`GangShard`) and all end each
+    /// step with the same gradients, weights and reports, bit for bit those of one process.
+    /// Ganged trainings use the label loss (`loss` must be nil).
     @discardableResult
     public static func train(_ network: Network, on data: Dataset, config: TrainingConfig,
-                             loss: LossFunction? = nil, hooks: TrainingHooks = TrainingHooks(),
+                             loss: LossFunction? = nil, hooks: TrainingHooks = TrainingHooks(), gang: GangLink? = nil,
                              progress: (EpochReport) -> Void = { _ in }) throws -> [EpochReport] {
+        precondition(gang == nil || loss == nil, "a ganged training uses the label loss")
         let trainable = network.parameters.filter { !hooks.frozen.contains($0.0) }.map { $0.1 }
         let optimizer = SGD(parameters: trainable, momentum: config.momentum,
                             weightDecay: config.weightDecay, nesterov: config.nesterov)
@@ -82,12 +88,18 @@ public enum Training {
             for indices in data.batchIndices(batchSize: config.batchSize, shuffleSeed: config.seed, epoch: epoch) {
                 // A batch of one breaks batch statistics; it only happens as an epoch's remainder.
                 if indices.count < 2 || step < hooks.startStep { step += 1; continue }
-                let (x, labels) = data.batch(indices)
                 optimizer.zeroGrad()
-                let logits = network.forward(x, training: true)
-                let result = lossFunction(logits, labels, indices)
-                guard result.loss.isFinite else { throw TrainingError.diverged(epoch: epoch, step: step, loss: result.loss) }
-                network.backward(result.gradient)
+                let result: (loss: Float, correct: Int)
+                if let gang {
+                    result = try ganged(network, data: data, batch: indices, gang: gang, epoch: epoch, step: step)
+                } else {
+                    let (x, labels) = data.batch(indices)
+                    let logits = network.forward(x, training: true)
+                    let value = lossFunction(logits, labels, indices)
+                    guard value.loss.isFinite else { throw TrainingError.diverged(epoch: epoch, step: step, loss: value.loss) }
+                    network.backward(value.gradient)
+                    result = (value.loss, value.correct)
+                }
                 lr = config.schedule.rate(base: config.learningRate, step: step, stepsPerEpoch: stepsPerEpoch, epochs: config.epochs)
                 optimizer.step(learningRate: lr)
                 hooks.afterStep?(step + 1)
@@ -108,6 +120,31 @@ public enum Training {
             if epoch + 1 < config.epochs, step > hooks.startStep { hooks.afterEpoch?(epoch + 1, step, optimizer) }
         }
         return reports
+    }
+
+    /// One gang member's forward and backward pass over its shard of `batch`; returns the whole
+    /// batch's loss and correct count, and leaves the whole batch's gradients in the parameters.
+    private static func ganged(_ network: Network, data: Dataset, batch: ArraySlice<Int>, gang: GangLink,
+                               epoch: Int, step: Int) throws -> (loss: Float, correct: Int) {
+        let shard = GangShard(link: gang, batchCount: batch.count)
+        let mine = batch[(batch.startIndex + shard.images.lowerBound)..<(batch.startIndex + shard.images.upperBound)]
+        let (x, labels) = data.batch(mine)
+        return try GangShard.with(shard) {
+            let logits = network.forward(x, training: true)
+            let value = Loss.softmaxCrossEntropy(logits, labels: labels, batchCount: batch.count)
+            // The batch's loss as one process sums it: every image's term, in batch order.
+            let terms = value.terms.withUnsafeBufferPointer { shard.gather($0, perImage: 1) }
+            let loss = Float(terms.reduce(0, +) / Double(batch.count))
+            var counts = [Double](repeating: 0, count: gang.size)
+            [Double(value.correct)].withUnsafeBufferPointer { local in
+                counts.withUnsafeMutableBufferPointer { gang.allGather(local, counts: Array(repeating: 1, count: gang.size), into: $0) }
+            }
+            // Every member sees the same loss, so all stop together on divergence.
+            guard loss.isFinite else { throw TrainingError.diverged(epoch: epoch, step: step, loss: loss) }
+            network.backward(value.gradient)
+            shard.reduceGradients()
+            return (loss, Int(counts.reduce(0, +)))
+        }
     }
 }
 

@@ -43,45 +43,66 @@ public final class BatchNorm: Layer {
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.rank >= 2 && x.shape[1] == channels, "BatchNorm expects (N, \(channels), ...), got \(x.shape)")
         let n = x.shape[0]
-        let spatial = x.count / max(n * channels, 1)
-        let m = n * spatial
+        let spatial = x.shape.dropFirst(2).reduce(1, *)
         let y = Tensor.uninitialized(x.shape)
         let (xp, yp, g, b) = (x.data, y.data, gamma.value.data, beta.value.data)
         var mean = [Float](repeating: 0, count: channels)
         var invStd = [Float](repeating: 0, count: channels)
         if training {
+            let shard = GangShard.current
+            let batch = shard?.batchCount ?? n
+            let m = batch * spatial
             precondition(m > 1, "BatchNorm in training mode needs more than one value per channel")
             let (rm, rv) = (runningMean.data, runningVar.data)
             let weight: Float = momentum ?? 1 / Float(batchesTracked + 1)
+            // Per image and channel: the mean and the sum of squared deviations, each image's
+            // moments shifted by its own first value. Images are combined in batch order
+            // (Chan et al.'s pairwise update), after a gang has gathered every member's images.
+            let local = UnsafeMutableBufferPointer<Double>.allocate(capacity: n * channels * 2)
+            defer { local.deallocate() }
+            let lp = local.baseAddress!
+            Parallel.forEach(channels) { c in
+                for i in 0..<n {
+                    let row = xp + (i * channels + c) * spatial
+                    let (s, q) = VectorMath.shiftedMoments(row, spatial, shift: row[0])
+                    let (sd, count) = (Double(s), Double(spatial))
+                    lp[(i * channels + c) * 2] = Double(row[0]) + sd / count
+                    lp[(i * channels + c) * 2 + 1] = max(Double(q) - sd * sd / count, 0)
+                }
+            }
+            let gathered = shard?.gather(UnsafeBufferPointer(local), perImage: channels * 2)
             mean.withUnsafeMutableBufferPointer { meanBuffer in
                 invStd.withUnsafeMutableBufferPointer { invBuffer in
                     let (meanp, invp) = (meanBuffer.baseAddress!, invBuffer.baseAddress!)
-                    Parallel.forEach(channels) { c in
-                        // One pass for both moments, shifted by the channel's first value.
-                        let shift = xp[c * spatial]
-                        var sum = 0.0, squares = 0.0
-                        for i in 0..<n {
-                            let (s, q) = VectorMath.shiftedMoments(xp + (i * channels + c) * spatial, spatial, shift: shift)
-                            sum += Double(s)
-                            squares += Double(q)
+                    (gathered ?? Array(local)).withUnsafeBufferPointer { all in
+                        let ap = all.baseAddress!
+                        Parallel.forEach(channels) { c in
+                            var mu = 0.0, squares = 0.0, seen = 0.0
+                            let count = Double(spatial)
+                            for i in 0..<batch {
+                                let (imageMean, imageSquares) = (ap[(i * channels + c) * 2], ap[(i * channels + c) * 2 + 1])
+                                let delta = imageMean - mu
+                                let total = seen + count
+                                mu += delta * count / total
+                                squares += imageSquares + delta * delta * seen * count / total
+                                seen = total
+                            }
+                            let varianceD = squares / Double(m)
+                            let mean = Float(mu)
+                            let istd = 1 / (Float(varianceD) + epsilon).squareRoot()
+                            meanp[c] = mean
+                            invp[c] = istd
+                            let scale = g[c] * istd
+                            let offset = b[c] - mean * scale
+                            for i in 0..<n {
+                                let off = (i * channels + c) * spatial
+                                let (row, yrow) = (xp + off, yp + off)
+                                for j in 0..<spatial { yrow[j] = row[j] * scale + offset }
+                            }
+                            let unbiased = Float(squares / Double(m - 1))
+                            rm[c] = (1 - weight) * rm[c] + weight * mean
+                            rv[c] = (1 - weight) * rv[c] + weight * unbiased
                         }
-                        let shiftedMean = sum / Double(m)
-                        let varianceD = max(squares / Double(m) - shiftedMean * shiftedMean, 0)
-                        let mu = Float(shiftedMean + Double(shift))
-                        let variance = Float(varianceD)
-                        let istd = 1 / (variance + epsilon).squareRoot()
-                        meanp[c] = mu
-                        invp[c] = istd
-                        let scale = g[c] * istd
-                        let offset = b[c] - mu * scale
-                        for i in 0..<n {
-                            let off = (i * channels + c) * spatial
-                            let (row, yrow) = (xp + off, yp + off)
-                            for j in 0..<spatial { yrow[j] = row[j] * scale + offset }
-                        }
-                        let unbiased = Float(varianceD * Double(m) / Double(m - 1))
-                        rm[c] = (1 - weight) * rm[c] + weight * mu
-                        rv[c] = (1 - weight) * rv[c] + weight * unbiased
                     }
                 }
             }
@@ -111,44 +132,59 @@ public final class BatchNorm: Layer {
         guard let cache else { preconditionFailure("BatchNorm.backward before forward") }
         let x = cache.input
         let n = x.shape[0]
-        let spatial = x.count / max(n * channels, 1)
-        let m = Float(n * spatial)
+        let spatial = x.shape.dropFirst(2).reduce(1, *)
         let dx = Tensor.uninitialized(x.shape)
         let (xp, dyp, dxp, g) = (x.data, dy.data, dx.data, gamma.value.data)
         let (dg, db) = (gamma.grad.data, beta.grad.data)
         let training = cache.training
+        // Σ dy and Σ dy·x per image and channel, summed in batch order (a gang gathers every
+        // member's images first); Σ dy·x̂ = istd · (Σ dy·x − μ Σ dy).
+        let shard = training ? GangShard.current : nil
+        let m = Float((shard?.batchCount ?? n) * spatial)
+        let local = UnsafeMutableBufferPointer<Double>.allocate(capacity: n * channels * 2)
+        defer { local.deallocate() }
+        let lp = local.baseAddress!
+        Parallel.forEach(channels) { c in
+            for i in 0..<n {
+                let off = (i * channels + c) * spatial
+                let (s, d) = VectorMath.sumAndDot(dyp + off, xp + off, spatial)
+                lp[(i * channels + c) * 2] = Double(s)
+                lp[(i * channels + c) * 2 + 1] = Double(d)
+            }
+        }
+        let gathered = shard?.gather(UnsafeBufferPointer(local), perImage: channels * 2)
+        let batch = shard?.batchCount ?? n
         cache.mean.withUnsafeBufferPointer { meanBuffer in
             cache.invStd.withUnsafeBufferPointer { invBuffer in
-                let (meanp, invp) = (meanBuffer.baseAddress!, invBuffer.baseAddress!)
-                Parallel.forEach(channels) { c in
-                    let (mu, istd) = (meanp[c], invp[c])
-                    // Σ dy and Σ dy·x give Σ dy·x̂ = istd · (Σ dy·x − μ Σ dy).
-                    var sumDy = 0.0, sumDyX = 0.0
-                    for i in 0..<n {
-                        let off = (i * channels + c) * spatial
-                        let (s, d) = VectorMath.sumAndDot(dyp + off, xp + off, spatial)
-                        sumDy += Double(s)
-                        sumDyX += Double(d)
-                    }
-                    let sumDyXhat = Double(istd) * (sumDyX - Double(mu) * sumDy)
-                    dg[c] += Float(sumDyXhat)
-                    db[c] += Float(sumDy)
-                    let scale = g[c] * istd
-                    if training {
-                        // dx = scale · (dy − mean(dy) − x̂ · mean(dy·x̂)), expanded in x.
-                        let (mdb, mdg) = (Float(sumDy) / m, Float(sumDyXhat) / m)
-                        let a = scale * istd * mdg
-                        let constant = scale * (-mdb + mu * istd * mdg)
-                        for i in 0..<n {
-                            let off = (i * channels + c) * spatial
-                            let (dyrow, xrow, dxrow) = (dyp + off, xp + off, dxp + off)
-                            for j in 0..<spatial { dxrow[j] = scale * dyrow[j] - a * xrow[j] + constant }
+                (gathered ?? Array(local)).withUnsafeBufferPointer { all in
+                    let (meanp, invp, ap) = (meanBuffer.baseAddress!, invBuffer.baseAddress!, all.baseAddress!)
+                    Parallel.forEach(channels) { c in
+                        let (mu, istd) = (meanp[c], invp[c])
+                        var sumDy = 0.0, sumDyX = 0.0
+                        for i in 0..<batch {
+                            sumDy += ap[(i * channels + c) * 2]
+                            sumDyX += ap[(i * channels + c) * 2 + 1]
                         }
-                    } else {
-                        for i in 0..<n {
-                            let off = (i * channels + c) * spatial
-                            let (dyrow, dxrow) = (dyp + off, dxp + off)
-                            for j in 0..<spatial { dxrow[j] = scale * dyrow[j] }
+                        let sumDyXhat = Double(istd) * (sumDyX - Double(mu) * sumDy)
+                        dg[c] += Float(sumDyXhat)
+                        db[c] += Float(sumDy)
+                        let scale = g[c] * istd
+                        if training {
+                            // dx = scale · (dy − mean(dy) − x̂ · mean(dy·x̂)), expanded in x.
+                            let (mdb, mdg) = (Float(sumDy) / m, Float(sumDyXhat) / m)
+                            let a = scale * istd * mdg
+                            let constant = scale * (-mdb + mu * istd * mdg)
+                            for i in 0..<n {
+                                let off = (i * channels + c) * spatial
+                                let (dyrow, xrow, dxrow) = (dyp + off, xp + off, dxp + off)
+                                for j in 0..<spatial { dxrow[j] = scale * dyrow[j] - a * xrow[j] + constant }
+                            }
+                        } else {
+                            for i in 0..<n {
+                                let off = (i * channels + c) * spatial
+                                let (dyrow, dxrow) = (dyp + off, dxp + off)
+                                for j in 0..<spatial { dxrow[j] = scale * dyrow[j] }
+                            }
                         }
                     }
                 }

@@ -2,7 +2,7 @@
 ///
 /// Images are processed in at most 16 fixed groups, one single-threaded kernel call each; weight
 /// gradients are summed per group and the groups combined in order, so results do not depend on
-/// the thread count.
+/// the thread count, nor on how a gang splits the batch (`GangShard`).
 public final class Conv2d: Layer {
     public let inChannels: Int
     public let outChannels: Int
@@ -63,7 +63,7 @@ public final class Conv2d: Layer {
     private func plans(_ n: Int, _ h: Int, _ w: Int, loadWeights: Bool) -> [Int: DNNLConvolution]? {
         guard ConvolutionKernel.current == .oneDNN else { return nil }
         var out: [Int: DNNLConvolution] = [:]
-        for size in Set(Conv2d.imageGroups(n).map(\.count)) {
+        for size in Set(GangShard.groups(n).map(\.count)) {
             let key = [size, h, w]
             if dnnlPlans[key] == nil {
                 guard let plan = DNNLConvolution(batch: size, inChannels: inChannels, height: h, width: w, outChannels: outChannels,
@@ -81,7 +81,7 @@ public final class Conv2d: Layer {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         guard let plans = plans(n, h, w, loadWeights: true) else { return nil }
         let y = Tensor.uninitialized([n, outChannels, outputSize(h), outputSize(w)])
-        let groups = Conv2d.imageGroups(n)
+        let groups = GangShard.groups(n)
         let (xp, yp, inSize, outSize) = (x.data, y.data, inChannels * h * w, y.count / max(n, 1))
         Parallel.forEach(groups.count) { g in
             let r = groups[g]
@@ -95,7 +95,7 @@ public final class Conv2d: Layer {
         // The weights were loaded by the forward pass and have not changed since.
         guard let plans = plans(n, h, w, loadWeights: false) else { return nil }
         let dx = Tensor.uninitialized(x.shape)
-        let groups = Conv2d.imageGroups(n)
+        let groups = GangShard.groups(n)
         let partialW = (0..<groups.count).map { _ in Tensor(shape: weight.value.shape) }
         let partialB = (0..<groups.count).map { _ in Tensor(shape: [outChannels]) }
         let (xp, dyp, dxp, inSize, outSize) = (x.data, dy.data, dx.data, inChannels * h * w, dy.count / max(n, 1))
@@ -111,14 +111,11 @@ public final class Conv2d: Layer {
         return dx
     }
 
-    /// Adds per-group gradients into the parameters' gradients, in group order.
+    /// Adds per-group gradients into the parameters' gradients, in group order (under a gang,
+    /// along the chain of members).
     private func accumulate(_ partialW: [Tensor], _ partialB: [Tensor]) {
-        let gw = weight.grad.data
-        let count = weight.value.count
-        for part in partialW { for i in 0..<count { gw[i] += part.data[i] } }
-        if let bias {
-            for part in partialB { for o in 0..<outChannels { bias.grad.data[o] += part.data[o] } }
-        }
+        GangShard.accumulate(partialW, into: weight.grad)
+        if let bias { GangShard.accumulate(partialB, into: bias.grad) }
     }
 
     // MARK: - im2col + GEMM reference
@@ -130,7 +127,7 @@ public final class Conv2d: Layer {
         let geometry = ConvGeometry(channels: inChannels, height: h, width: w, kernel: kernelSize,
                                     stride: stride, padding: padding, outHeight: ho, outWidth: wo)
         let (ckk, hw, k) = (geometry.rows, ho * wo, outChannels)
-        let groups = Conv2d.imageGroups(n)
+        let groups = GangShard.groups(n)
         let (xp, yp, wp) = (x.data, y.data, weight.value.data)
         let bp = bias?.value.data
         let pointwise = isPointwise
@@ -165,7 +162,7 @@ public final class Conv2d: Layer {
                                     stride: stride, padding: padding, outHeight: ho, outWidth: wo)
         let (ckk, hw, k) = (geometry.rows, ho * wo, outChannels)
         let dx = Tensor(shape: x.shape)
-        let groups = Conv2d.imageGroups(n)
+        let groups = GangShard.groups(n)
         let partialW = (0..<groups.count).map { _ in Tensor(shape: [k, ckk]) }
         let partialB = (0..<groups.count).map { _ in Tensor(shape: [k]) }
         let (xp, dyp, dxp, wp) = (x.data, dy.data, dx.data, weight.value.data)
@@ -210,10 +207,6 @@ public final class Conv2d: Layer {
         return dx
     }
 
-    /// At most 16 contiguous groups of images, fixed by the batch size alone.
-    static func imageGroups(_ n: Int) -> [Range<Int>] {
-        Parallel.ranges(n, grain: (n + 15) / 16)
-    }
 }
 
 /// The shape bookkeeping of one convolution, and the im2col / col2im lowering it implies.

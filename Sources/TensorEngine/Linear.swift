@@ -1,5 +1,7 @@
 /// Fully connected layer, y = x · Wᵀ + b, with PyTorch's (out, in) weight layout.
-/// Inputs of higher rank are flattened to (N, in).
+/// Inputs of higher rank are flattened to (N, in). Under a gang (`GangShard`) every member
+/// gathers the whole batch's inputs and output gradients and computes what one process would:
+/// these layers are small next to the convolutions, and BLAS's sum over the batch stays whole.
 public final class Linear: Layer {
     public let inFeatures: Int
     public let outFeatures: Int
@@ -21,6 +23,17 @@ public final class Linear: Layer {
 
     // x: (N, in) -> y: (N, out)
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        guard let shard = GangShard.current else { return forwardBatch(x) }
+        return shard.localRows(forwardBatch(shard.gatherRows(x)))
+    }
+
+    // dy: (N, out) -> dx: (N, in); accumulates dW (out, in) and db (out)
+    public func backward(_ dy: Tensor) -> Tensor {
+        guard let shard = GangShard.current else { return backwardBatch(dy) }
+        return shard.localRows(backwardBatch(shard.gatherRows(dy)))
+    }
+
+    private func forwardBatch(_ x: Tensor) -> Tensor {
         let n = x.shape[0]
         precondition(x.count == n * inFeatures, "Linear expects (N, \(inFeatures)), got \(x.shape)")
         inputShape = x.shape
@@ -41,8 +54,7 @@ public final class Linear: Layer {
         return y
     }
 
-    // dy: (N, out) -> dx: (N, in); accumulates dW (out, in) and db (out)
-    public func backward(_ dy: Tensor) -> Tensor {
+    private func backwardBatch(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("Linear.backward before forward") }
         let n = x.shape[0]
         let dx = Tensor.uninitialized(inputShape)

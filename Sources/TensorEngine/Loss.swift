@@ -5,17 +5,22 @@ public struct LossResult {
     public let loss: Float
     public let gradient: Tensor
     public let correct: Int
+    /// Each example's loss, in batch order (a gang sums every member's in this order).
+    public var terms: [Double] = []
 }
 
 /// Losses on logits of shape (N, classes).
 public enum Loss {
-    /// Mean softmax cross-entropy against integer labels.
+    /// Mean softmax cross-entropy against integer labels. `batchCount` is the whole mini-batch's
+    /// size when these logits are one gang member's share of it (the mean is over the batch).
     // logits: (N, K), labels: N -> loss, dlogits: (N, K) = (softmax - onehot) / N
-    public static func softmaxCrossEntropy(_ logits: Tensor, labels: [Int32]) -> LossResult {
+    public static func softmaxCrossEntropy(_ logits: Tensor, labels: [Int32], batchCount: Int? = nil) -> LossResult {
         let (n, k) = (logits.shape[0], logits.shape[1])
         precondition(labels.count == n, "\(labels.count) labels for \(n) logits")
         let grad = Tensor(shape: logits.shape)
+        let batch = batchCount ?? n
         var total = 0.0
+        var terms = [Double](repeating: 0, count: n)
         var correct = 0
         for i in 0..<n {
             let row = logits.data + i * k
@@ -26,12 +31,13 @@ public enum Loss {
             if argmax == label { correct += 1 }
             var sum: Float = 0
             for j in 0..<k { let e = Foundation.exp(row[j] - maxValue); g[j] = e; sum += e }
-            total += Double(Foundation.log(sum) + maxValue - row[label])
-            let scale = 1 / (sum * Float(n))
+            terms[i] = Double(Foundation.log(sum) + maxValue - row[label])
+            total += terms[i]
+            let scale = 1 / (sum * Float(batch))
             for j in 0..<k { g[j] *= scale }
-            g[label] -= 1 / Float(n)
+            g[label] -= 1 / Float(batch)
         }
-        return LossResult(loss: Float(total / Double(n)), gradient: grad, correct: correct)
+        return LossResult(loss: Float(total / Double(max(n, 1))), gradient: grad, correct: correct, terms: terms)
     }
 
     /// Mean squared error between logits and target logits (PyTorch's `MSELoss`: mean over all
