@@ -49,7 +49,7 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorEngine"]),
         .testTarget(name: "StudiesTests", dependencies: ["Studies", "Models", "Datasets", "TensorEngine"]),
         .testTarget(name: "SweepCoreTests", dependencies: ["SweepCore", "Studies", "Models", "Datasets", "TensorEngine"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "SweepCore"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "SweepCore", "TensorEngine"]),
         .testTarget(name: "sweepTests", dependencies: ["sweep"]),
     ],
     swiftLanguageModes: [.v5]

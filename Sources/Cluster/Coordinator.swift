@@ -22,7 +22,9 @@ public final class Coordinator {
     private var pendingUses: [String: Int] = [:]
     private var released: Set<String> = []
     private var hosts: [Int: String] = [:]
+    /// What each busy worker runs; the members of a gang all map to its task.
     private var running: [Int: (task: PlannedTask, started: Date)] = [:]
+    private var gangsFormed = 0
     private var costDone = 0.0
     private let sessionStart = Date()
     /// Called with every record so far, at most every `refreshInterval` seconds, so a long
@@ -130,14 +132,14 @@ public final class Coordinator {
         try recordSkipped(scheduler.failedAtStart.compactMap { plan[$0] })
         while !scheduler.isDone {
             if let request = stopRequest() {
-                if case .interrupt = request { return .stopped(request, abandoned: running.count) }
+                if case .interrupt = request { return .stopped(request, abandoned: runningTasks) }
                 if drainUntil == nil {
                     drainUntil = Date(timeIntervalSinceNow: drainGrace)
-                    log("\(request.name): no new tasks; waiting up to \(ProgressText.duration(drainGrace)) for \(running.count) running")
+                    log("\(request.name): no new tasks; waiting up to \(ProgressText.duration(drainGrace)) for \(runningTasks) running")
                 }
                 if running.isEmpty || Date() >= drainUntil! {
                     if running.isEmpty { for w in link.workers { try link.send(.stop, to: w) } }
-                    return .stopped(request, abandoned: running.count)
+                    return .stopped(request, abandoned: runningTasks)
                 }
             } else {
                 try dispatchReady(to: &idle)
@@ -170,6 +172,11 @@ public final class Coordinator {
                     }
                     finished.append((TaskRecord(key: key, kind: task.kind, outcome: outcome, rank: worker,
                                                 host: hosts[worker] ?? "?", started: started, finished: Date()), task))
+                    idle.append(worker)
+                case let .gangDone(key):
+                    guard running.removeValue(forKey: worker)?.task.key == key else {
+                        throw RunError(path: directory.url.path, message: "worker \(worker) finished its part of \(key), which it was not running")
+                    }
                     idle.append(worker)
                 case let .snapshot(key, data):
                     // Kept until the task finishes: a killed job resumes the training from here.
@@ -204,12 +211,49 @@ public final class Coordinator {
         return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
-    /// Hands ready tasks, most urgent first, to idle workers (lowest id first).
+    /// Tasks running now (a gang's members count once).
+    private var runningTasks: Int { Set(running.values.map(\.task.key)).count }
+
+    /// Hands ready tasks, most urgent first, to idle workers (lowest id first). Idle workers that
+    /// no ready task needs join the trainings among them as gangs (`GangPolicy`).
     private func dispatchReady(to idle: inout [Int]) throws {
-        while !idle.isEmpty, let task = scheduler.next() { try dispatch(task, to: idle.removeFirst()) }
+        var batch: [PlannedTask] = []
+        while batch.count < idle.count, let task = scheduler.next() { batch.append(task) }
+        guard !batch.isEmpty else { return }
+        let capable = link.gangWorkers
+        let spare = idle.count - batch.count
+        let study = plan.spec.study
+        let sizes = spare > 0 && !capable.isEmpty
+            ? GangPolicy.allocate(batch.map { t in
+                let own = ScheduleForecast.seconds(forCost: t.cost)
+                return (urgency: ScheduleForecast.seconds(forCost: scheduler.urgency(of: t.key)), seconds: own,
+                        gangable: GangPolicy.gangable(t, study: study))
+            }, spare: min(spare, max(0, idle.filter(capable.contains).count - 1)))
+            : Array(repeating: 1, count: batch.count)
+        for (task, wanted) in zip(batch, sizes) {
+            let size = min(wanted, idle.filter(capable.contains).count)
+            guard size > 1 else {
+                // A single-rank task leaves the gang-capable workers to the gangs.
+                let worker = idle.first(where: { !capable.contains($0) }) ?? idle[0]
+                idle.removeAll { $0 == worker }
+                try dispatch(task, to: worker)
+                continue
+            }
+            // Members from the gang-capable idle workers, the leader's host first (its
+            // exchanges then stay in shared memory where they can).
+            let leader = idle.first(where: capable.contains)!
+            let others = idle.filter { capable.contains($0) && $0 != leader }
+                .sorted { (hosts[$0] != hosts[leader] ? 1 : 0, $0) < (hosts[$1] != hosts[leader] ? 1 : 0, $1) }
+            let members = [leader] + others.prefix(size - 1)
+            idle.removeAll { members.contains($0) }
+            gangsFormed += 1
+            let gang = GangAssignment(id: gangsFormed, members: members)
+            log("\(task.key): training on a gang of \(members.count) ranks (\(members.map(String.init).joined(separator: ", ")))")
+            for member in members { try dispatch(task, to: member, gang: gang) }
+        }
     }
 
-    private func dispatch(_ task: PlannedTask, to worker: Int) throws {
+    private func dispatch(_ task: PlannedTask, to worker: Int, gang: GangAssignment? = nil) throws {
         var inputs: [String: String] = [:]
         for d in task.dependencies { inputs[d] = artifactHashes[d] }
         var attachments: [String: Data] = [:]
@@ -223,9 +267,9 @@ public final class Coordinator {
         var resume: Data?
         if task.kind.trains, let snapshot = directory.loadSnapshot(task.key, log: log) {
             resume = snapshot
-            log("\(task.key): resuming from its epoch snapshot")
+            if gang == nil || gang?.leader == worker { log("\(task.key): resuming from its epoch snapshot") }
         }
-        try link.send(.task(task, inputs: inputs, attachments: attachments, release: release, resume: resume), to: worker)
+        try link.send(.task(task, inputs: inputs, attachments: attachments, release: release, resume: resume, gang: gang), to: worker)
     }
 
     private func bytes(of hash: String) throws -> Data {
@@ -301,14 +345,16 @@ public enum WorkerLoop {
                 return
             case let .configure(text):
                 executor = TaskExecutor(spec: try SpecLoader.parse(text, file: "spec.yaml"))
-            case let .task(task, inputs, attachments, release, resume):
+            case let .task(task, inputs, attachments, release, resume, gang):
                 guard let executor else { throw RunError(path: task.key, message: "task before configuration") }
                 executor.release(release)
                 for (hash, data) in attachments { try executor.store(artifact: data, hash: hash) }
-                let (outcome, checkpoint) = executor.run(task, inputs: inputs, resume: resume,
-                                                         snapshot: { try? link.send(.snapshot(key: task.key, data: $0)) })
-                try link.send(.result(key: task.key, outcome: outcome, checkpoint: checkpoint))
-            case .hello, .result, .snapshot:
+                let leads = gang.map { $0.leader == link.id } ?? true
+                let members = try gang.map { try link.joinGang($0) }
+                let (outcome, checkpoint) = executor.run(task, inputs: inputs, resume: resume, gang: members,
+                                                         snapshot: leads ? { try? link.send(.snapshot(key: task.key, data: $0)) } : nil)
+                try link.send(leads ? .result(key: task.key, outcome: outcome, checkpoint: checkpoint) : .gangDone(key: task.key))
+            case .hello, .result, .snapshot, .gangDone:
                 continue
             }
         }

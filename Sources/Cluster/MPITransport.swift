@@ -1,10 +1,14 @@
 import CMPI
 import Foundation
+import TensorEngine
 
-/// The MPI world this process belongs to. Only the main thread calls MPI (MPI_THREAD_FUNNELED).
+/// The MPI world this process belongs to. The main thread talks to the coordinator; on rank 0
+/// a worker thread may meanwhile train in a gang, which needs MPI_THREAD_MULTIPLE.
 public final class MPIWorld {
     public let rank: Int
     public let size: Int
+    /// Whether threads other than the main one may call MPI (rank 0's worker joins gangs then).
+    public let threadMultiple: Bool
     /// Ranks on this node (MPI_Comm_split_type shared), for dividing the node's cores.
     public let localSize: Int
 
@@ -23,9 +27,10 @@ public final class MPIWorld {
 
     public init() throws {
         var provided: Int32 = 0
-        guard MPI_Init_thread(nil, nil, Int32(cmpi_thread_funneled()), &provided) == cmpi_success() else {
+        guard MPI_Init_thread(nil, nil, Int32(cmpi_thread_multiple()), &provided) == cmpi_success() else {
             throw MPIError.call("MPI_Init_thread")
         }
+        threadMultiple = provided >= Int32(cmpi_thread_multiple())
         var r: Int32 = 0, s: Int32 = 0
         MPI_Comm_rank(cmpi_comm_world(), &r)
         MPI_Comm_size(cmpi_comm_world(), &s)
@@ -41,6 +46,16 @@ public final class MPIWorld {
     }
 
     public func finalize() { MPI_Finalize() }
+
+    /// Every rank of the world as one gang (`mpirun -n N sweep train`: N ranks train one network).
+    public func gangOfAll() throws -> GangLink {
+        try MPIGang(world: self, assignment: GangAssignment(id: 1, members: Array(0..<size)))
+    }
+
+    /// Engine threads for a rank: the cores it may use, shared with the other ranks of its node.
+    public var threadsPerRank: Int {
+        max(1, min(Parallel.availableCores, ProcessInfo.processInfo.activeProcessorCount / max(1, localSize)))
+    }
 
     /// Ends every rank at once (after an unrecoverable error on one).
     public func abort(_ code: Int32) -> Never {
@@ -108,6 +123,10 @@ final class MPICoordinatorLink: CoordinatorLink {
         workers = (local?.workerIDs ?? []) + Array(1..<max(world.size, 1))
     }
 
+    var gangWorkers: Set<Int> {
+        Set(workers.filter { world.threadMultiple || !(local?.workerIDs.contains($0) ?? false) })
+    }
+
     func send(_ message: Message, to worker: Int) throws {
         let data = try MessageCodec.encode(message)
         if let local, local.workerIDs.contains(worker) {
@@ -164,5 +183,52 @@ final class MPIWorkerLink: WorkerLink {
             usleep(wait)
             wait = min(wait * 2, 2_000)
         }
+    }
+
+    func joinGang(_ gang: GangAssignment) throws -> GangLink { try MPIGang(world: world, assignment: gang) }
+}
+
+/// A training gang over an MPI sub-communicator of its members (MPI_Comm_create_group: only the
+/// members take part in making it, so gangs form while other ranks go on with their tasks).
+final class MPIGang: GangLink {
+    private var comm = MPI_Comm(bitPattern: 0)
+    let rank: Int
+    let size: Int
+
+    init(world: MPIWorld, assignment: GangAssignment) throws {
+        var worldGroup = MPI_Group(bitPattern: 0), group = MPI_Group(bitPattern: 0)
+        MPI_Comm_group(cmpi_comm_world(), &worldGroup)
+        var ranks = assignment.members.map(Int32.init)
+        MPI_Group_incl(worldGroup, Int32(ranks.count), &ranks, &group)
+        let rc = MPI_Comm_create_group(cmpi_comm_world(), group, Int32(assignment.id % 30_000), &comm)
+        MPI_Group_free(&group)
+        MPI_Group_free(&worldGroup)
+        guard rc == cmpi_success() else { throw MPIError.call("MPI_Comm_create_group for gang \(assignment.members)") }
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(comm, &r)
+        MPI_Comm_size(comm, &s)
+        rank = Int(r)
+        size = Int(s)
+    }
+
+    deinit { MPI_Comm_free(&comm) }
+
+    func allGather(_ local: UnsafeBufferPointer<Double>, counts: [Int], into all: UnsafeMutableBufferPointer<Double>) {
+        var counts32 = counts.map(Int32.init)
+        var offsets = [Int32](repeating: 0, count: counts.count)
+        for m in 1..<max(counts.count, 1) { offsets[m] = offsets[m - 1] + counts32[m - 1] }
+        MPI_Allgatherv(local.baseAddress, Int32(local.count), cmpi_double(), all.baseAddress, &counts32, &offsets, cmpi_double(), comm)
+    }
+
+    func send(_ values: UnsafeBufferPointer<Float>, to member: Int) {
+        MPI_Send(values.baseAddress, Int32(values.count), cmpi_float(), Int32(member), 7, comm)
+    }
+
+    func receive(_ values: UnsafeMutableBufferPointer<Float>, from member: Int) {
+        MPI_Recv(values.baseAddress, Int32(values.count), cmpi_float(), Int32(member), 7, comm, cmpi_status_ignore())
+    }
+
+    func broadcast(_ values: UnsafeMutableBufferPointer<Float>, root: Int) {
+        MPI_Bcast(values.baseAddress, Int32(values.count), cmpi_float(), Int32(root), comm)
     }
 }

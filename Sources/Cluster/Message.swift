@@ -10,11 +10,31 @@ public enum Message: Equatable, Sendable {
     /// `inputs` maps dependency keys to the hashes of their artifacts; `attachments` carries the
     /// ones the worker lacks; `release` lists artifacts no remaining task needs.
     /// `resume` is the latest epoch snapshot of a training that an earlier session left unfinished.
-    case task(PlannedTask, inputs: [String: String], attachments: [String: Data], release: [String], resume: Data?)
+    /// With `gang`, every member gets the same task and trains it together; the first member
+    /// answers with the result, the others with `gangDone`.
+    case task(PlannedTask, inputs: [String: String], attachments: [String: Data], release: [String], resume: Data?,
+              gang: GangAssignment? = nil)
+    /// A gang member other than the first has finished its part of a training.
+    case gangDone(key: String)
     /// A running training's epoch snapshot, kept by the coordinator until the task finishes.
     case snapshot(key: String, data: Data)
     case result(key: String, outcome: TaskOutcome, checkpoint: Data?)
     case stop
+}
+
+/// The ranks (worker ids) that train one network together, in member order; `id` tells
+/// concurrent gangs apart.
+public struct GangAssignment: Codable, Equatable, Sendable {
+    public let id: Int
+    public let members: [Int]
+
+    public init(id: Int, members: [Int]) {
+        self.id = id
+        self.members = members
+    }
+
+    /// The member that reports the training's result (and sends its epoch snapshots).
+    public var leader: Int { members[0] }
 }
 
 /// Binary framing: a 4-byte little-endian header length, a JSON header, then raw blobs
@@ -32,6 +52,7 @@ enum MessageCodec {
         var key: String?
         var outcome: TaskOutcome?
         var resume: Bool?
+        var gang: GangAssignment?
         var blobs: [Blob] = []
     }
 
@@ -41,8 +62,9 @@ enum MessageCodec {
         switch message {
         case let .hello(host, threads): header = Header(type: "hello", host: host, threads: threads)
         case let .configure(text): header = Header(type: "configure", specText: text)
-        case let .task(task, inputs, attachments, release, resume):
+        case let .task(task, inputs, attachments, release, resume, gang):
             header = Header(type: "task", task: task, inputs: inputs, release: release)
+            header.gang = gang
             blobs = attachments.sorted { $0.key < $1.key }
             if let resume { header.resume = true; blobs.append(("resume", resume)) }
         case let .snapshot(key, data):
@@ -51,6 +73,7 @@ enum MessageCodec {
         case let .result(key, outcome, checkpoint):
             header = Header(type: "result", key: key, outcome: outcome)
             if let checkpoint { blobs = [("checkpoint", checkpoint)] }
+        case let .gangDone(key): header = Header(type: "gangDone", key: key)
         case .stop: header = Header(type: "stop")
         }
         header.blobs = blobs.map { Blob(name: $0.0, size: $0.1.count) }
@@ -83,13 +106,17 @@ enum MessageCodec {
             guard let task = header.task else { throw CodecError.malformed("task message without a task") }
             var attachments = blobs
             let resume = header.resume == true ? attachments.removeValue(forKey: "resume") : nil
-            return .task(task, inputs: header.inputs ?? [:], attachments: attachments, release: header.release ?? [], resume: resume)
+            return .task(task, inputs: header.inputs ?? [:], attachments: attachments, release: header.release ?? [], resume: resume,
+                         gang: header.gang)
         case "snapshot":
             guard let key = header.key, let data = blobs["snapshot"] else { throw CodecError.malformed("snapshot without key or data") }
             return .snapshot(key: key, data: data)
         case "result":
             guard let key = header.key, let outcome = header.outcome else { throw CodecError.malformed("result without key or outcome") }
             return .result(key: key, outcome: outcome, checkpoint: blobs["checkpoint"])
+        case "gangDone":
+            guard let key = header.key else { throw CodecError.malformed("gangDone without key") }
+            return .gangDone(key: key)
         case "stop": return .stop
         default: throw CodecError.malformed("unknown message type \(header.type)")
         }

@@ -70,8 +70,7 @@ public enum SweepLauncher {
     }
 
     private static func runMPI(_ options: RunOptions, world: MPIWorld, log: @escaping (String) -> Void) throws -> RunSummary? {
-        let cores = ProcessInfo.processInfo.activeProcessorCount
-        let threads = options.threads ?? max(1, min(Parallel.availableCores, cores / max(1, world.localSize)))
+        let threads = options.threads ?? world.threadsPerRank
         Parallel.configure(threads: threads)
         let host = ProcessInfo.processInfo.hostName
         if world.rank != 0 {
@@ -88,7 +87,10 @@ public enum SweepLauncher {
         }
         let works = options.coordinatorWorks ?? (world.size <= 16)
         let local = works || world.size == 1 ? LocalHub(workers: [0]) : nil
-        if let local { startWorkerThread(hub: local, id: 0, host: host, log: log) }
+        if let local {
+            local.makeGang = { gang, _ in try MPIGang(world: world, assignment: gang) }
+            startWorkerThread(hub: local, id: 0, host: host, log: log)
+        }
         let link = MPICoordinatorLink(world: world, local: local)
         let prepared: Prepared
         do {

@@ -1,9 +1,12 @@
 import Foundation
+import TensorEngine
 
 /// The coordinator's side of the protocol: messages to and from workers, by worker id.
 public protocol CoordinatorLink: AnyObject {
     /// The ids of the workers this coordinator serves.
     var workers: [Int] { get }
+    /// The workers that can be members of a training gang.
+    var gangWorkers: Set<Int> { get }
     func send(_ message: Message, to worker: Int) throws
     /// Waits up to `timeout` seconds for a message from any worker.
     func receive(timeout: Double) throws -> (worker: Int, message: Message)?
@@ -16,6 +19,8 @@ public protocol WorkerLink: AnyObject {
     var id: Int { get }
     func send(_ message: Message) throws
     func receive() throws -> Message
+    /// This worker's link to the other members of `gang` (collective: every member calls it).
+    func joinGang(_ gang: GangAssignment) throws -> GangLink
 }
 
 /// A blocking FIFO of encoded messages between threads of one process.
@@ -65,9 +70,24 @@ final class Mailbox: @unchecked Sendable {
 public final class LocalHub: @unchecked Sendable {
     let coordinatorInbox = Mailbox()
     private var workerInboxes: [Int: Mailbox] = [:]
+    /// How this hub's workers join a gang: by default with each other, as threads (`LocalGang`);
+    /// under MPI, rank 0's worker joins the MPI gang of its ranks instead.
+    var makeGang: ((GangAssignment, Int) throws -> GangLink)?
+    private let gangLock = NSLock()
+    private var gangs: [Int: (gang: LocalGang, joined: Int)] = [:]
 
     public init(workers: [Int]) {
         for w in workers { workerInboxes[w] = Mailbox() }
+    }
+
+    /// Member `worker` of a gang of this hub's threads; the gang is forgotten once all joined.
+    func localGang(_ assignment: GangAssignment, worker: Int) -> GangLink {
+        gangLock.lock()
+        defer { gangLock.unlock() }
+        var entry = gangs[assignment.id] ?? (LocalGang(size: assignment.members.count), 0)
+        entry.joined += 1
+        gangs[assignment.id] = entry.joined == assignment.members.count ? nil : entry
+        return entry.gang.member(assignment.members.firstIndex(of: worker)!)
     }
 
     public var workerIDs: [Int] { workerInboxes.keys.sorted() }
@@ -87,6 +107,7 @@ final class LocalCoordinatorLink: CoordinatorLink {
     init(hub: LocalHub) { self.hub = hub }
 
     var workers: [Int] { hub.workerIDs }
+    var gangWorkers: Set<Int> { Set(hub.workerIDs) }
 
     func send(_ message: Message, to worker: Int) throws {
         hub.inbox(worker).put(-1, try MessageCodec.encode(message))
@@ -111,4 +132,9 @@ final class LocalWorkerLink: WorkerLink {
     func send(_ message: Message) throws { hub.coordinatorInbox.put(id, try MessageCodec.encode(message)) }
 
     func receive() throws -> Message { try MessageCodec.decode(hub.inbox(id).take().1) }
+
+    func joinGang(_ gang: GangAssignment) throws -> GangLink {
+        if let make = hub.makeGang { return try make(gang, id) }
+        return hub.localGang(gang, worker: id)
+    }
 }

@@ -154,14 +154,29 @@ public struct Evaluation: Equatable, Sendable, Codable {
     public let loss: Double
     public let count: Int
 
-    /// Evaluates in inference mode (BN running statistics), in batches.
-    public static func run(_ network: Network, on data: Dataset, batchSize: Int = 256) -> Evaluation {
-        var lossSum = 0.0, correct = 0
-        for indices in data.batchIndices(batchSize: batchSize, shuffleSeed: nil, epoch: 0) {
-            let (x, labels) = data.batch(indices)
+    /// Evaluates in inference mode (BN running statistics), in batches. A gang's members each
+    /// evaluate a contiguous run of the batches and sum every batch's figures in batch order, as
+    /// one process does.
+    public static func run(_ network: Network, on data: Dataset, batchSize: Int = 256, gang: GangLink? = nil) -> Evaluation {
+        let batches = data.batchIndices(batchSize: batchSize, shuffleSeed: nil, epoch: 0)
+        let (members, member) = (gang?.size ?? 1, gang?.rank ?? 0)
+        let mine = (member * batches.count / members)..<((member + 1) * batches.count / members)
+        var figures: [Double] = []   // per batch: loss sum, correct
+        for b in mine {
+            let (x, labels) = data.batch(batches[b])
             let result = Loss.softmaxCrossEntropy(network.forward(x, training: false), labels: labels)
-            lossSum += Double(result.loss) * Double(indices.count)
-            correct += result.correct
+            figures += [Double(result.loss) * Double(batches[b].count), Double(result.correct)]
+        }
+        if let gang {
+            var all = [Double](repeating: 0, count: 2 * batches.count)
+            let counts = (0..<members).map { m in 2 * ((m + 1) * batches.count / members - m * batches.count / members) }
+            figures.withUnsafeBufferPointer { local in all.withUnsafeMutableBufferPointer { gang.allGather(local, counts: counts, into: $0) } }
+            figures = all
+        }
+        var lossSum = 0.0, correct = 0
+        for b in 0..<(figures.count / 2) {
+            lossSum += figures[2 * b]
+            correct += Int(figures[2 * b + 1])
         }
         let n = max(data.count, 1)
         return Evaluation(accuracy: Double(correct) / Double(n), loss: lossSum / Double(n), count: data.count)

@@ -1,13 +1,15 @@
 import HeapModule
 
 /// What a sweep's schedule will take on a given allocation, by the cost model: the scheduler run
-/// in simulation (tasks last their estimated seconds, one rank each), against lower bounds no
-/// schedule can beat.
+/// in simulation (tasks last their estimated seconds; trainings on the gangs `GangPolicy` gives
+/// them), against lower bounds no schedule can beat.
 public struct ScheduleForecast: Sendable {
     public let ranks: Int
-    /// Simulated wall time with the critical-path scheduler, seconds.
+    /// Simulated wall time with the critical-path scheduler and gangs, seconds.
     public let makespan: Double
-    /// The same with the former own-cost-first order, for comparison.
+    /// The same with every task on one rank (no gangs), for comparison.
+    public let makespanOneRank: Double
+    /// One rank per task, in the former own-cost-first order.
     public let makespanOwnCost: Double
     /// Total work over the ranks.
     public let workBound: Double
@@ -25,16 +27,16 @@ public struct ScheduleForecast: Sendable {
     /// 2 FLOP per multiply-add (a training's cost already counts 3 passes per image).
     public static func seconds(forCost cost: Double) -> Double { 2 * cost / 25e9 }
 
-    /// Largest useful gang for a training: a mini-batch of 128 in shards of 8 images.
-    public static let maxGang = 16
-
     public static func forecast(_ plan: Plan, ranks: Int) -> ScheduleForecast {
         let workers = max(1, ranks)
-        let gang = min(workers, maxGang)
+        let gang = min(workers, GangPolicy.maxGang)
         let total = seconds(forCost: plan.totalCost)
+        let study = plan.spec.study
         return ScheduleForecast(
             ranks: workers,
-            makespan: simulate(plan.tasks, workers: workers, priority: .criticalPath),
+            makespan: simulate(plan.tasks, workers: workers, priority: .criticalPath,
+                               gangable: { GangPolicy.gangable($0, study: study) }),
+            makespanOneRank: simulate(plan.tasks, workers: workers, priority: .criticalPath),
             makespanOwnCost: simulate(plan.tasks, workers: workers, priority: .ownCost),
             workBound: total / Double(workers),
             chainBound: longestChain(plan.tasks) { seconds(forCost: $0.cost) },
@@ -42,26 +44,37 @@ public struct ScheduleForecast: Sendable {
             gang: gang)
     }
 
-    /// Event-driven simulation: each worker takes the scheduler's next task when idle; a task
-    /// lasts its estimated seconds. Returns the makespan.
+    /// Event-driven simulation: idle workers take the scheduler's next tasks, as the coordinator
+    /// hands them out (spare workers join `gangable` trainings by `GangPolicy`); a task lasts its
+    /// estimated seconds over its gang's speed-up. Returns the makespan.
     public static func simulate(_ tasks: [PlannedTask], workers: Int, priority: Scheduler.Priority,
+                                gangable: ((PlannedTask) -> Bool)? = nil,
                                 duration: (PlannedTask) -> Double = { seconds(forCost: $0.cost) }) -> Double {
         struct Running: Comparable {
-            let end: Double, key: String
+            let end: Double, key: String, members: Int
             static func < (a: Running, b: Running) -> Bool { a.end != b.end ? a.end < b.end : a.key < b.key }
         }
         var scheduler = Scheduler(tasks, workers: workers, priority: priority)
         var busy = Heap<Running>()
         var idle = workers, clock = 0.0
         while !scheduler.isDone {
-            while idle > 0, let t = scheduler.next() {
-                busy.insert(Running(end: clock + duration(t), key: t.key))
-                idle -= 1
+            var batch: [PlannedTask] = []
+            while batch.count < idle, let t = scheduler.next() { batch.append(t) }
+            let sizes = gangable.map { canGang in
+                GangPolicy.allocate(batch.map { t in
+                    let own = duration(t)
+                    return (urgency: seconds(forCost: scheduler.urgency(of: t.key)) - seconds(forCost: t.cost) + own, seconds: own,
+                            gangable: canGang(t))
+                }, spare: idle - batch.count)
+            } ?? Array(repeating: 1, count: batch.count)
+            for (t, members) in zip(batch, sizes) {
+                busy.insert(Running(end: clock + duration(t) / GangPolicy.speedup(members), key: t.key, members: members))
+                idle -= members
             }
             guard let first = busy.popMin() else { break }
             clock = first.end
             scheduler.finished(first.key, succeeded: true)
-            idle += 1
+            idle += first.members
         }
         return clock
     }

@@ -81,6 +81,9 @@ public struct Scheduler {
         return out
     }
 
+    /// A task's urgency (remaining path, in cost units) as the ready queue orders it.
+    public func urgency(of key: String) -> Double { priority[key] ?? tasks[key]?.cost ?? 0 }
+
     /// Tasks that cannot run because a dependency failed before a resume; call `finished(_:succeeded:)` on them.
     public let failedAtStart: [String]
 

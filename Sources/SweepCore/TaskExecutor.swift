@@ -36,14 +36,16 @@ public final class TaskExecutor {
 
     /// Runs `task`; `inputs` maps each dependency that produced an artifact to its hash (held
     /// already). A training resumes from `resume` (an epoch snapshot) and hands new snapshots to
-    /// `snapshot`. Returns the outcome and the artifact bytes the task produced, if any.
-    public func run(_ task: PlannedTask, inputs: [String: String], resume: Data? = nil,
+    /// `snapshot`. With `gang`, this worker is one member of the gang that trains the task
+    /// together; only the first member evaluates the network and returns its checkpoint.
+    /// Returns the outcome and the artifact bytes the task produced, if any.
+    public func run(_ task: PlannedTask, inputs: [String: String], resume: Data? = nil, gang: GangLink? = nil,
                     snapshot: ((Data) -> Void)? = nil) -> (TaskOutcome, Data?) {
         let start = Date()
         var artifact: Data?
         var outcome: TaskOutcome
         do {
-            (outcome, artifact) = try execute(task, inputs: inputs, resume: resume, snapshot: snapshot)
+            (outcome, artifact) = try execute(task, inputs: inputs, resume: resume, gang: gang, snapshot: snapshot)
         } catch let error as TrainingError {
             outcome = TaskOutcome(status: .diverged)
             outcome.error = error.description
@@ -58,7 +60,8 @@ public final class TaskExecutor {
         return (outcome, artifact)
     }
 
-    private func execute(_ task: PlannedTask, inputs: [String: String], resume: Data?, snapshot: ((Data) -> Void)?) throws -> (TaskOutcome, Data?) {
+    private func execute(_ task: PlannedTask, inputs: [String: String], resume: Data?, gang: GangLink?,
+                         snapshot: ((Data) -> Void)?) throws -> (TaskOutcome, Data?) {
         func input(_ key: String) throws -> SafeTensorsFile {
             guard let hash = inputs[key], let file = artifacts[hash] else {
                 throw RunError(path: task.key, message: "the output of \(key) did not arrive")
@@ -71,11 +74,14 @@ public final class TaskExecutor {
         case .train where spec.study == .imp:
             return try trainDense(task)
         case .train:
-            let data = try splits(task.dataset)
-            let network = try build(task.model, for: data, seed: task.seed)
+            let (data, network, hooks) = try GangStart.agree(gang, task: task.key) {
+                let data = try splits(task.dataset)
+                let network = try build(task.model, for: data, seed: task.seed)
+                return (data, network, try snapshotHooks(task, network: network, resume: resume, sink: snapshot))
+            }
             let section = task.variant == "teacher" ? (spec.distillation.teacherTraining ?? spec.training) : spec.training
-            var outcome = try train(network, data: data, section: section, seed: task.seed,
-                                    hooks: try snapshotHooks(task, network: network, resume: resume, sink: snapshot))
+            var outcome = try train(network, data: data, section: section, seed: task.seed, hooks: hooks, gang: gang)
+            if let gang, gang.rank != 0 { return (outcome, nil) }
             return try finish(&outcome, artifact: Checkpoint.file(of: network, metadata: metadata(task)))
         case .baseline, .mask:
             return (try evaluateMask(task, file: try input(task.dependencies[0]), hash: inputs[task.dependencies[0]]!), nil)
@@ -112,16 +118,17 @@ public final class TaskExecutor {
         return config
     }
 
-    /// Trains `network` and evaluates it on the test split; a non-finite test loss counts as divergence.
+    /// Trains `network` and evaluates it on the test split; a non-finite test loss counts as
+    /// divergence. A gang trains and evaluates together.
     private func train(_ network: Network, data: DatasetSplits, section: TrainingSection, seed: UInt64,
-                       loss: Training.LossFunction? = nil, hooks: TrainingHooks = TrainingHooks()) throws -> TaskOutcome {
+                       loss: Training.LossFunction? = nil, hooks: TrainingHooks = TrainingHooks(), gang: GangLink? = nil) throws -> TaskOutcome {
         let config = try config(section, seed: seed)
-        let reports = try Training.train(network, on: data.train, config: config, loss: loss, hooks: hooks)
-        return try evaluate(network, data: data, reports: reports)
+        let reports = try Training.train(network, on: data.train, config: config, loss: loss, hooks: hooks, gang: gang)
+        return try evaluate(network, data: data, reports: reports, gang: gang)
     }
 
-    private func evaluate(_ network: Network, data: DatasetSplits, reports: [EpochReport]) throws -> TaskOutcome {
-        let eval = Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize)
+    private func evaluate(_ network: Network, data: DatasetSplits, reports: [EpochReport], gang: GangLink? = nil) throws -> TaskOutcome {
+        let eval = Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize, gang: gang)
         guard eval.loss.isFinite else { throw TrainingError.diverged(epoch: reports.count - 1, step: -1, loss: Float(eval.loss)) }
         var outcome = TaskOutcome(status: .ok)
         outcome.testAccuracy = eval.accuracy
@@ -293,4 +300,27 @@ public final class TaskExecutor {
         datasets[name] = loaded
         return loaded
     }
+}
+
+/// The start of a ganged task: every member prepares (loads the data, builds the network), then
+/// all learn whether all could. A member that failed alone would otherwise leave the others
+/// waiting in their first exchange; this way all fail together, with the reason on the leader.
+enum GangStart {
+    static func agree<T>(_ gang: GangLink?, task: String, _ prepare: () throws -> T) throws -> T {
+        guard let gang else { return try prepare() }
+        let prepared = Result { try prepare() }
+        var flags = [Double](repeating: 0, count: gang.size)
+        [prepared.isSuccess ? 1.0 : 0].withUnsafeBufferPointer { local in
+            flags.withUnsafeMutableBufferPointer { gang.allGather(local, counts: Array(repeating: 1, count: gang.size), into: $0) }
+        }
+        let value = try prepared.get()
+        if let member = flags.firstIndex(of: 0) {
+            throw RunError(path: task, message: "gang member \(member) could not prepare this training (load its dataset and build the network)")
+        }
+        return value
+    }
+}
+
+private extension Result {
+    var isSuccess: Bool { if case .success = self { return true } else { return false } }
 }

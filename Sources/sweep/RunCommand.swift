@@ -96,7 +96,8 @@ struct PlanCommand: ParsableCommand {
             let f = ScheduleForecast.forecast(plan, ranks: ranks)
             let nodes = (ranks + coresPerNode - 1) / coresPerNode
             print("on \(ranks) rank\(ranks == 1 ? "" : "s") (\(nodes) node\(nodes == 1 ? "" : "s") of \(coresPerNode) cores), by the cost model:")
-            print("  predicted makespan  \(formatDuration(f.makespan))  (critical path first; longest task first: \(formatDuration(f.makespanOwnCost)))")
+            print("  predicted makespan  \(formatDuration(f.makespan))  (critical path first, spare ranks in training gangs;"
+                  + " one rank per task: \(formatDuration(f.makespanOneRank)); longest task first: \(formatDuration(f.makespanOwnCost)))")
             print("  lower bound         \(formatDuration(f.lowerBound))  = max(work / ranks \(formatDuration(f.workBound)), longest chain with trainings on \(f.gang)-rank gangs \(formatDuration(f.gangChainBound)))")
             print(String(format: "  ratio               %.2f", f.makespan / max(f.lowerBound, 1e-9))
                   + "  (each task runs on one rank: the longest chain alone takes \(formatDuration(f.chainBound)))")

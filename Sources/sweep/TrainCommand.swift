@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Datasets
 import Foundation
 import Models
@@ -75,24 +76,45 @@ struct TrainCommand: ParsableCommand {
         try data.check()
     }
 
+    /// Under `mpirun -n N`, the N ranks train the network together as one gang (data-parallel,
+    /// bit-identical to one process); rank 0 reports and writes the checkpoint.
     func run() throws {
-        try OutputPath.checkWritableFile(output)
-        engine.apply()
+        guard MPIWorld.isLaunched else { return try train(gang: nil, threads: engine.threads ?? Parallel.availableCores) }
+        let world = try MPIWorld()
+        defer { world.finalize() }
+        do {
+            try train(gang: world.size > 1 ? try world.gangOfAll() : nil, threads: engine.threads ?? world.threadsPerRank)
+        } catch {
+            // One rank alone cannot go on: the others would wait for it in their next exchange.
+            FileHandle.standardError.write(Data("Error: rank \(world.rank): \(error)\n".utf8))
+            world.abort(1)
+        }
+    }
+
+    private func train(gang: GangLink?, threads: Int) throws {
+        let leads = (gang?.rank ?? 0) == 0
+        if leads { try OutputPath.checkWritableFile(output) }
+        Parallel.configure(threads: threads)
         let splits = try data.load()
         let spec = try ModelSpec(name: model, inputShape: splits.train.shape, classes: splits.train.classes)
         let network = Network.build(spec, seed: seed)
         let config = TrainingConfig(epochs: epochs, batchSize: batchSize, learningRate: lr, momentum: momentum,
                                     weightDecay: weightDecay, nesterov: nesterov,
                                     schedule: LearningRateSchedule(text: schedule)!, seed: seed)
-        report("training \(model) (\(network.parameterCount) parameters) on \(data.dataset): \(splits.train.count) train / \(splits.test.count) test images, \(Parallel.threads) threads")
+        let ranks = gang.map { " on a gang of \($0.size) ranks," } ?? ""
+        if leads {
+            report("training \(model) (\(network.parameterCount) parameters) on \(data.dataset): \(splits.train.count) train / \(splits.test.count) test images,\(ranks) \(Parallel.threads) thread\(Parallel.threads == 1 ? "" : "s")\(gang == nil ? "" : " each")")
+        }
         let start = Date()
-        try Training.train(network, on: splits.train, config: config, progress: { r in
+        try Training.train(network, on: splits.train, config: config, gang: gang, progress: { r in
+            guard leads else { return }
             report(String(format: "epoch %d/%d  loss %.4f  acc %.4f  lr %.4f  %.0f img/s  %@  ETA %@",
                           r.epoch + 1, r.epochs, r.loss, r.accuracy, r.learningRate, r.imagesPerSecond,
                           formatDuration(r.seconds), formatDuration(r.remainingSeconds)))
         })
         let trainSeconds = Date().timeIntervalSince(start)
-        let result = Evaluation.run(network, on: splits.test)
+        let result = Evaluation.run(network, on: splits.test, gang: gang)
+        guard leads else { return }
         try Checkpoint.save(network, to: URL(fileURLWithPath: output), metadata: [
             "layersweep.dataset": data.dataset,
             "layersweep.normalisation.mean": splits.normalisation.mean.map { "\($0)" }.joined(separator: ","),

@@ -1,6 +1,7 @@
 @testable import Cluster
 import Foundation
 import SweepCore
+import TensorEngine
 import XCTest
 
 /// The coordinator and worker loops over the in-process transport (the MPI transport is
@@ -50,6 +51,8 @@ final class RunnerTests: XCTestCase {
         for message in [Message.hello(host: "h", threads: 3), .configure(specText: "name: x\n"),
                         .task(task, inputs: ["d/m/seed0/train": "abc"], attachments: ["abc": blob, "def": Data([1])], release: ["old"], resume: nil),
                         .task(task, inputs: [:], attachments: ["abc": blob], release: [], resume: Data([7, 8, 9])),
+                        .task(task, inputs: [:], attachments: [:], release: [], resume: nil, gang: GangAssignment(id: 3, members: [2, 0, 5])),
+                        .gangDone(key: "d/m/seed0/train"),
                         .snapshot(key: "d/m/seed0/train", data: blob),
                         .result(key: "k", outcome: TaskOutcome(status: .ok), checkpoint: blob), .stop] {
             XCTAssertEqual(try MessageCodec.decode(try MessageCodec.encode(message)), message)
@@ -352,9 +355,10 @@ final class RecordingWorkerLink: WorkerLink {
 
     var id: Int { inner.id }
     func send(_ message: Message) throws { try inner.send(message) }
+    func joinGang(_ gang: GangAssignment) throws -> GangLink { try inner.joinGang(gang) }
     func receive() throws -> Message {
         let m = try inner.receive()
-        if case let .task(_, _, _, release, _) = m { released += release }
+        if case let .task(_, _, _, release, _, _) = m { released += release }
         return m
     }
 }

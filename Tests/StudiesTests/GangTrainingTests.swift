@@ -14,18 +14,21 @@ final class GangTrainingTests: XCTestCase {
     /// (nil: one process, no gang). 200 images in batches of 48: the last batch has 8 images
     /// in 8 groups of one, so a gang of 5 hands out shards of one and two groups.
     /// Members are threads; `run` only touches its own network, so sharing it is safe.
-    func trained(_ model: String, members: Int?, threads: Int = 1, count: Int = 200, batch: Int = 48) throws -> (Data, [Float]) {
+    func trained(_ model: String, members: Int?, threads: Int = 1, count: Int = 200, batch: Int = 48) throws -> (Data, [Float], Evaluation) {
         let data = splits.train.prefix(count)
         let config = TrainingConfig(epochs: 2, batchSize: batch, learningRate: 0.05, seed: 7)
-        func run(_ gang: GangLink?) throws -> (Data, [Float]) {
+        let test = splits.test
+        func run(_ gang: GangLink?) throws -> (Data, [Float], Evaluation) {
             Parallel.configure(threads: threads)
             let net = Network.build(try ModelSpec(name: model, inputShape: data.shape, classes: data.classes), seed: 11)
             let reports = try Training.train(net, on: data, config: config, gang: gang)
-            return (try Checkpoint.file(of: net).encoded(), reports.map(\.loss))
+            // 256 test images in batches of 40: 7 batches, uneven among the members.
+            let evaluation = Evaluation.run(net, on: test, batchSize: 40, gang: gang)
+            return (try Checkpoint.file(of: net).encoded(), reports.map(\.loss), evaluation)
         }
         guard let members else { return try run(nil) }
         let gang = LocalGang(size: members)
-        var results = [Result<(Data, [Float]), Error>?](repeating: nil, count: members)
+        var results = [Result<(Data, [Float], Evaluation), Error>?](repeating: nil, count: members)
         let lock = NSLock()
         let group = DispatchGroup()
         for m in 0..<members {
@@ -40,7 +43,10 @@ final class GangTrainingTests: XCTestCase {
         }
         group.wait()
         let all = try results.map { try $0!.get() }
-        for (m, r) in all.enumerated() { XCTAssertEqual(r.0, all[0].0, "member \(m) of \(members) ends with other weights") }
+        for (m, r) in all.enumerated() {
+            XCTAssertEqual(r.0, all[0].0, "member \(m) of \(members) ends with other weights")
+            XCTAssertEqual(r.2, all[0].2, "member \(m) of \(members) evaluates differently")
+        }
         return all[0]
     }
 
@@ -50,6 +56,7 @@ final class GangTrainingTests: XCTestCase {
             let ganged = try trained("resnet8", members: members)
             XCTAssertEqual(ganged.0, reference.0, "gang of \(members): checkpoint differs")
             XCTAssertEqual(ganged.1, reference.1, "gang of \(members): epoch losses differ")
+            XCTAssertEqual(ganged.2, reference.2, "gang of \(members): test evaluation differs")
         }
         XCTAssertEqual(try trained("resnet8", members: 3, threads: 2).0, reference.0, "gang of 3 with 2 threads each")
         // 195 images: the last batch has 3, so two of five members hold no image in that step.
