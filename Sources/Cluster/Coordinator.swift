@@ -25,6 +25,8 @@ public final class Coordinator {
     /// What each busy worker runs; the members of a gang all map to its task.
     private var running: [Int: (task: PlannedTask, started: Date)] = [:]
     private var gangsFormed = 0
+    /// How long the first dispatch waits for workers that have not said hello yet.
+    private let helloWait: TimeInterval = 5
     private var costDone = 0.0
     private let sessionStart = Date()
     /// Called with every record so far, at most every `refreshInterval` seconds, so a long
@@ -217,6 +219,9 @@ public final class Coordinator {
     /// Hands ready tasks, most urgent first, to idle workers (lowest id first). Idle workers that
     /// no ready task needs join the trainings among them as gangs (`GangPolicy`).
     private func dispatchReady(to idle: inout [Int]) throws {
+        // The first tasks wait (a few seconds at most) for every worker's hello: trainings
+        // handed out to the first worker alone could not be ganged with the rest.
+        guard hosts.count == link.workers.count || Date().timeIntervalSince(sessionStart) > helloWait else { return }
         var batch: [PlannedTask] = []
         while batch.count < idle.count, let task = scheduler.next() { batch.append(task) }
         guard !batch.isEmpty else { return }

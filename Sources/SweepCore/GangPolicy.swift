@@ -1,3 +1,5 @@
+import Foundation
+
 /// How many ranks a training gets: idle ranks that no ready task needs join the trainings that
 /// hold the critical path, as gangs that train one network data-parallel.
 ///
@@ -14,7 +16,8 @@ public enum GangPolicy {
 
     /// Seconds of training a member should get at least: below this, starting the gang (every
     /// member loads the dataset and builds the network) is not worth the rank.
-    public static let minimumMemberSeconds = 20.0
+    /// `LAYERSWEEP_GANG_MIN_SECONDS` overrides it (tests gang tiny trainings with 0).
+    public static let minimumMemberSeconds = ProcessInfo.processInfo.environment["LAYERSWEEP_GANG_MIN_SECONDS"].flatMap(Double.init) ?? 20
 
     /// Fraction of a gang's ideal speed-up left after its per-step exchanges (measured with
     /// `mpirun -n 3` on one node: see the README's gang figures).

@@ -243,4 +243,48 @@ final class SafetyTests: XCTestCase {
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: snapshots), [], "snapshots go when their training is done")
         }
     }
+
+    /// `mpirun -n 3 --oversubscribe sweep run FILE` whose one training runs on a gang of all
+    /// three ranks; `kill -9` of gang member rank 2 after an epoch snapshot ends the job (Open MPI
+    /// aborts it), and `sweep run --resume` continues the training from the snapshot in one
+    /// process: the table and the checkpoint bits of an uninterrupted single-process run.
+    func testAKilledGangMemberResumesFromTheEpochSnapshotWithTheSameBits() throws {
+        let spec = dir.appendingPathComponent("gangsnap.yaml").path
+        try """
+        name: gangsnap
+        datasets: [{name: synthetic, train_limit: 1024, test_limit: 256}]
+        models: [resnet20]
+        training: {epochs: 6, batch_size: 32, learning_rate: 0.05}
+        masks: [zeroKernel]
+        """.write(toFile: spec, atomically: true, encoding: .utf8)
+        let reference = dir.appendingPathComponent("reference").path
+        XCTAssertEqual(try SweepProcess.run(["run", spec, "--output", reference, "--threads", "1"]).status, 0)
+        let runDir = dir.appendingPathComponent("gang").path
+        let job = SweepProcess.process(["run", spec, "--output", runDir], mpi: 3)
+        job.environment?["LAYERSWEEP_SNAPSHOT_SECONDS"] = "0"
+        job.environment?["LAYERSWEEP_GANG_MIN_SECONDS"] = "0"
+        let errors = dir.appendingPathComponent("gang.err")
+        FileManager.default.createFile(atPath: errors.path, contents: nil)
+        job.standardOutput = FileHandle.nullDevice
+        job.standardError = try FileHandle(forWritingTo: errors)
+        try job.run()
+        let snapshots = "\(runDir)/snapshots"
+        func stored() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: snapshots)) ?? []).filter { $0.hasSuffix(".safetensors") } }
+        let deadline = Date().addingTimeInterval(120)
+        while job.isRunning, Date() < deadline, stored().isEmpty { usleep(5_000) }
+        let ranks = SweepProcess.ranks(of: job.processIdentifier)
+        guard job.isRunning, ranks.count == 3 else { throw XCTSkip("SKIPPED: the training ended before a gang member could be killed") }
+        kill(ranks[2], SIGKILL)
+        job.waitUntilExit()
+        XCTAssertNotEqual(job.terminationStatus, 0, "mpirun reports the killed rank")
+        let log = try String(contentsOf: errors, encoding: .utf8)
+        XCTAssertTrue(log.contains("training on a gang of 3 ranks"), log)
+        XCTAssertEqual(stored().count, 1, "the snapshot outlives the job")
+        let resumed = try SweepProcess.run(["run", "--resume", runDir, "--threads", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("resuming from its epoch snapshot"), resumed.stderr)
+        XCTAssertEqual(try stableCSV(runDir), try stableCSV(reference))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(runDir)/checkpoints"),
+                       try FileManager.default.contentsOfDirectory(atPath: "\(reference)/checkpoints"), "the same checkpoint bits")
+    }
 }

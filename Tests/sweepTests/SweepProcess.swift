@@ -31,7 +31,11 @@ enum SweepProcess {
     /// Runs to completion; returns the exit status and both outputs.
     @discardableResult
     static func run(_ arguments: [String], mpi ranks: Int? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
-        let p = process(arguments, mpi: ranks)
+        try run(process(arguments, mpi: ranks))
+    }
+
+    /// Runs a prepared process to completion; returns the exit status and both outputs.
+    static func run(_ p: Process) throws -> (status: Int32, stdout: String, stderr: String) {
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err

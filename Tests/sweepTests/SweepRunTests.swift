@@ -46,17 +46,28 @@ final class SweepRunTests: XCTestCase {
         }
     }
 
+    /// The same rows and checkpoint bits from one process, threads and MPI ranks, with the
+    /// trainings on gangs wherever ranks are spare (LAYERSWEEP_GANG_MIN_SECONDS=0 gangs even
+    /// these tiny trainings): `sweep run -j 3`, `mpirun -n 2, 3, 5 --oversubscribe sweep run FILE`.
     func testSameResultsWithOneProcessThreadsAndMPIRanks() throws {
         let spec = try writeSpec()
         let single = dir.appendingPathComponent("single").path
         XCTAssertEqual(try run(["run", spec, "--output", single]).status, 0)                    // sweep run FILE
         let reference = try stableCSV(single)
+        let checkpoints = try FileManager.default.contentsOfDirectory(atPath: "\(single)/checkpoints").sorted()
         XCTAssertEqual(reference.count, 1 + 2 * 28)  // per seed: train, baseline, 8 + 3 + 7 + 8 masks
-        for (label, arguments, ranks) in [("j2", ["-j", "2"], nil), ("mpi2", [], 2), ("mpi5", [], 5)] as [(String, [String], Int?)] {
+        XCTAssertEqual(checkpoints.count, 2)
+        let cases: [(String, [String], Int?, gangs: Bool)] = [("j2", ["-j", "2"], nil, false), ("j3", ["-j", "3"], nil, true),
+                                                             ("mpi2", [], 2, false), ("mpi3", [], 3, true), ("mpi5", [], 5, true)]
+        for (label, arguments, ranks, gangs) in cases {
             let out = dir.appendingPathComponent(label).path
-            let r = try run(["run", spec, "--output", out] + arguments, mpi: ranks)         // e.g. mpirun -n 5 --oversubscribe sweep run FILE
+            let p = process(["run", spec, "--output", out] + arguments, mpi: ranks)         // e.g. mpirun -n 5 --oversubscribe sweep run FILE
+            p.environment?["LAYERSWEEP_GANG_MIN_SECONDS"] = "0"
+            let r = try SweepProcess.run(p)
             XCTAssertEqual(r.status, 0, "\(label): \(r.stderr)")
             XCTAssertEqual(try stableCSV(out), reference, label)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(out)/checkpoints").sorted(), checkpoints, "\(label): checkpoint bits")
+            XCTAssertEqual(r.stderr.contains("training on a gang of"), gangs, "\(label): \(r.stderr)")
             if ranks == 5 {
                 let used = Set(try String(contentsOfFile: "\(out)/results.csv", encoding: .utf8).split(separator: "\n").dropFirst()
                     .compactMap { $0.split(separator: ",").dropLast().last })
