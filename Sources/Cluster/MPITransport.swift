@@ -191,6 +191,7 @@ final class MPIWorkerLink: WorkerLink {
 /// A training gang over an MPI sub-communicator of its members (MPI_Comm_create_group: only the
 /// members take part in making it, so gangs form while other ranks go on with their tasks).
 final class MPIGang: GangLink {
+    static let firstTag: Int32 = 100
     private var comm = MPI_Comm(bitPattern: 0)
     let rank: Int
     let size: Int
@@ -200,7 +201,9 @@ final class MPIGang: GangLink {
         MPI_Comm_group(cmpi_comm_world(), &worldGroup)
         var ranks = assignment.members.map(Int32.init)
         MPI_Group_incl(worldGroup, Int32(ranks.count), &ranks, &group)
-        let rc = MPI_Comm_create_group(cmpi_comm_world(), group, Int32(assignment.id % 30_000), &comm)
+        // The tag travels on MPI_COMM_WORLD while the group forms: keep it clear of the
+        // coordinator's and workers' tags (1 and 2), or their probes would take its messages.
+        let rc = MPI_Comm_create_group(cmpi_comm_world(), group, MPIGang.firstTag + Int32(assignment.id % 30_000), &comm)
         MPI_Group_free(&group)
         MPI_Group_free(&worldGroup)
         guard rc == cmpi_success() else { throw MPIError.call("MPI_Comm_create_group for gang \(assignment.members)") }
