@@ -3,7 +3,8 @@ import TensorEngine
 
 /// A safetensors file: an 8-byte little-endian header length, a JSON header mapping each tensor
 /// name to its dtype, shape and byte range, optional string metadata, then the raw data.
-/// (https://huggingface.co/docs/safetensors). We write F32; we read F32, F64, F16 and BF16.
+/// (https://huggingface.co/docs/safetensors). We write F32; we read F32, F64, F16 and BF16, and
+/// integer tensors (I64, I32, U8, BOOL) as floats.
 public struct SafeTensorsFile {
     public var tensors: [(String, Tensor)]
     public var metadata: [String: String]
@@ -79,8 +80,8 @@ public struct SafeTensorsFile {
                   offsets.count == 2 else {
                 throw fail("tensor '\(name)' lacks dtype, shape or data_offsets")
             }
-            guard let width = ["F32": 4, "F64": 8, "F16": 2, "BF16": 2][dtype] else {
-                throw fail("tensor '\(name)' has dtype \(dtype); supported: F32, F64, F16, BF16")
+            guard let width = ["F32": 4, "F64": 8, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U8": 1, "BOOL": 1][dtype] else {
+                throw fail("tensor '\(name)' has dtype \(dtype); supported: F32, F64, F16, BF16, I64, I32, U8, BOOL")
             }
             guard let count = elementCount(shape), count <= payload else {
                 throw fail("tensor '\(name)' has shape \(shape), which does not fit in the file's \(payload) data bytes")
@@ -97,7 +98,11 @@ public struct SafeTensorsFile {
                     case "F32": tensor.data[i] = Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
                     case "F64": tensor.data[i] = Float(Double(bitPattern: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
                     case "F16": tensor.data[i] = Float(Float16(bitPattern: UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))))
-                    default: tensor.data[i] = Float(bitPattern: UInt32(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)
+                    // Integer tensors (PyTorch's num_batches_tracked counters) are read as floats.
+                    case "I64": tensor.data[i] = Float(Int64(littleEndian: base.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)))
+                    case "I32": tensor.data[i] = Float(Int32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)))
+                    case "U8", "BOOL": tensor.data[i] = Float(base.load(fromByteOffset: i, as: UInt8.self))
+                    default: tensor.data[i] = Float(bitPattern: UInt32(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)  // BF16
                     }
                 }
             }
