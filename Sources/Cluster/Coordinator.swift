@@ -223,7 +223,9 @@ public final class Coordinator {
         // handed out to the first worker alone could not be ganged with the rest.
         guard hosts.count == link.workers.count || Date().timeIntervalSince(sessionStart) > helloWait else { return }
         var batch: [PlannedTask] = []
-        while batch.count < idle.count, let task = scheduler.next() { batch.append(task) }
+        while batch.count < idle.count, let task = scheduler.next() {
+            if task.kind == .load { try load(task) } else { batch.append(task) }
+        }
         guard !batch.isEmpty else { return }
         let capable = link.gangWorkers
         let spare = idle.count - batch.count
@@ -256,6 +258,29 @@ public final class Coordinator {
             log("\(task.key): training on a gang of \(members.count) ranks (\(members.map(String.init).joined(separator: ", ")))")
             for member in members { try dispatch(task, to: member, gang: gang) }
         }
+    }
+
+    /// A network trained elsewhere: read here (only the coordinator sees the file), stored and
+    /// journaled like a trained network's checkpoint, then shipped to the workers that need it.
+    private func load(_ task: PlannedTask) throws {
+        let started = Date()
+        var outcome = TaskOutcome(status: .ok)
+        do {
+            let bytes = try ImportedNetworks.checkpoint(for: task, spec: plan.spec)
+            let hash = contentHash(bytes)
+            try bytes.write(to: directory.checkpointURL(hash), options: .atomic)
+            if (pendingUses[task.key] ?? 0) > 0 { artifactBytes[hash] = bytes }
+            outcome.checkpoint = hash
+        } catch {
+            outcome = TaskOutcome(status: .failed)
+            outcome.error = "\(error)"
+        }
+        outcome.seconds = Date().timeIntervalSince(started)
+        let record = TaskRecord(key: task.key, kind: task.kind, outcome: outcome, rank: 0,
+                                host: ProcessInfo.processInfo.hostName, started: started, finished: Date())
+        retireArtifacts(record, task)
+        try journal.append([record])
+        try complete(record, task)
     }
 
     private func dispatch(_ task: PlannedTask, to worker: Int, gang: GangAssignment? = nil) throws {

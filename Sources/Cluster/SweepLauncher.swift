@@ -163,7 +163,8 @@ public enum SweepLauncher {
             return try resumed(run, lock: lock, options: options)
         }
         guard let path = options.specPath else { throw RunError(path: "sweep run", message: "give a sweep file or --resume RUN_DIR") }
-        let (spec, text) = try SpecLoader.load(path)
+        var (spec, text) = try SpecLoader.load(path)
+        try ImportedNetworks.hashFiles(&spec)
         let plan = try Plan.expand(spec)
         let run = RunDirectory(options.output ?? spec.output)
         let (lock, existing) = try run.create(specText: text, sweep: spec.name, continueExisting: options.continueExisting)
@@ -181,7 +182,11 @@ public enum SweepLauncher {
         }
         try FileManager.default.createDirectory(at: run.checkpointsURL, withIntermediateDirectories: true)
         run.removeTornWrites()
-        let expanded = try plan ?? Plan.expand(try SpecLoader.parse(text, file: run.specURL.path))
+        let expanded = try plan ?? {
+            var spec = try SpecLoader.parse(text, file: run.specURL.path)
+            try ImportedNetworks.hashFiles(&spec)
+            return try Plan.expand(spec)
+        }()
         return Prepared(plan: expanded, run: run, specText: text, previous: records, options: options, lock: lock)
     }
 

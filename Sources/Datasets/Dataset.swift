@@ -114,9 +114,10 @@ public struct DatasetSplits: Sendable {
     public let test: Dataset
     public let normalisation: Normalisation
 
-    /// Normalises raw splits by the train split's per-channel statistics.
-    public init(rawTrain: Dataset, rawTest: Dataset) {
-        let norm = rawTrain.channelStatistics()
+    /// Normalises raw splits by the train split's per-channel statistics, or by `normalisation`
+    /// (a network trained elsewhere expects the inputs it was trained on).
+    public init(rawTrain: Dataset, rawTest: Dataset, normalisation given: Normalisation? = nil) {
+        let norm = given ?? rawTrain.channelStatistics()
         train = rawTrain.normalised(norm)
         test = rawTest.normalised(norm)
         normalisation = norm

@@ -9,9 +9,11 @@ public enum DatasetCatalog {
     public static let names = ["fashion-mnist", "mnist", "kmnist", "cifar10", "synthetic", "synthetic-28", "synthetic-32"]
 
     /// Loads `name` (from `dataDirectory` when given), or the dataset `derivation` makes from
-    /// `base`, limits the splits, and normalises both by the train split's per-channel statistics.
+    /// `base`, limits the splits, and normalises both by the train split's per-channel statistics
+    /// (or by `normalisation`, in the units of pixels / 255).
     public static func load(_ name: String, base: String? = nil, derivation: Derivation = Derivation(),
-                            dataDirectory: String? = nil, trainLimit: Int? = nil, testLimit: Int? = nil) throws -> DatasetSplits {
+                            dataDirectory: String? = nil, trainLimit: Int? = nil, testLimit: Int? = nil,
+                            normalisation: Normalisation? = nil) throws -> DatasetSplits {
         let (train, test) = try loadRaw(base ?? name, dataDirectory: dataDirectory)
         let classes = max(train.classes, test.classes)
         func prepared(_ d: Dataset) throws -> Dataset {
@@ -22,7 +24,10 @@ public enum DatasetCatalog {
         for (split, data) in [("training", rawTrain), ("test", rawTest)] where data.count == 0 {
             throw DatasetError(file: dataDirectory ?? name, problem: "dataset '\(name)' has no \(split) images\(derivation.classes == nil ? "" : " of the selected classes")")
         }
-        return DatasetSplits(rawTrain: rawTrain, rawTest: rawTest)
+        if let normalisation, normalisation.mean.count != rawTrain.shape[0] || normalisation.std.count != rawTrain.shape[0] {
+            throw DatasetError(file: dataDirectory ?? name, problem: "normalization has \(normalisation.mean.count) means and \(normalisation.std.count) stds; '\(name)' has \(rawTrain.shape[0]) channels")
+        }
+        return DatasetSplits(rawTrain: rawTrain, rawTest: rawTest, normalisation: normalisation)
     }
 
     /// The raw (unnormalised) train and test splits.

@@ -8,6 +8,9 @@ import TensorEngine
 public enum TaskKind: String, Codable, Sendable {
     /// Train a network; produces a checkpoint.
     case train
+    /// Read a network trained elsewhere (a sweep file's `checkpoints:`); the coordinator does it
+    /// and ships the checkpoint like a trained one.
+    case load
     /// Evaluate the trained network unmasked.
     case baseline
     /// Apply one mask to one unit and evaluate.
@@ -46,7 +49,7 @@ public struct PlannedTask: Codable, Equatable, Sendable {
     public var baselineKey: String?
     /// IMP: the pruning round (0 = dense).
     public var round: Int?
-    /// Reuse: the source dataset.
+    /// Reuse: the source dataset; load: the checkpoint file.
     public var source: String?
     /// Reuse mode, IMP method (imp | oneshot) or distillation loss (logits | labels).
     public var variant: String?
@@ -134,16 +137,23 @@ public struct Plan: Sendable {
                 let (macs, network) = try measure(model, on: dataset)
                 let evalCost = macs * testCount
                 let units = LayerMatcher.select(network.units, spec.layers)
-                for s in spec.seeds {
-                    let prefix = "\(dataset.name)/\(model)/seed\(s)"
-                    let trainKey = "\(prefix)/train"
+                // Networks trained elsewhere take the seeds' places, named by their content.
+                let files = spec.checkpoints[model]
+                for s in files.map({ Array($0.indices) }) ?? spec.seeds {
+                    let prefix = "\(dataset.name)/\(model)/" + (files.map { ImportedNetworks.keySegment(spec, file: $0[s], index: s) } ?? "seed\(s)")
+                    let trainKey = "\(prefix)/\(files == nil ? "train" : "load")"
                     func task(_ key: String, _ kind: TaskKind, unit: String? = nil, mask: MaskKind? = nil, cost: Double) -> PlannedTask {
                         var t = PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: s, unit: unit, mask: mask,
-                                            dependencies: kind == .train ? [] : [trainKey], cost: cost, seed: seed(key))
+                                            dependencies: kind == .train || kind == .load ? [] : [trainKey], cost: cost, seed: seed(key))
                         t.baselineKey = "\(prefix)/baseline"
+                        if kind == .load { t.source = files?[s] }
                         return t
                     }
-                    tasks.append(task(trainKey, .train, cost: 3 * macs * trainCount * Double(spec.training.epochs) + evalCost))
+                    if files == nil {
+                        tasks.append(task(trainKey, .train, cost: 3 * macs * trainCount * Double(spec.training.epochs) + evalCost))
+                    } else {
+                        tasks.append(task(trainKey, .load, cost: 1))
+                    }
                     tasks.append(task("\(prefix)/baseline", .baseline, cost: evalCost))
                     for unit in units {
                         for mask in spec.masks where mask.applies(to: unit.kind) {

@@ -16,6 +16,7 @@ public enum ProgressText {
         var what: String
         switch task.kind {
         case .train: what = "\(task.dataset)/\(task.model)/seed\(task.seedIndex) train"
+        case .load: what = "\(task.dataset)/\(task.model) load \(task.source ?? "?")"
         case .baseline: what = "\(task.dataset)/\(task.model)/seed\(task.seedIndex) baseline"
         case .mask: what = "\(task.unit ?? "?") \(task.mask?.rawValue ?? "?")"
         case .noop: what = task.key
@@ -29,7 +30,7 @@ public enum ProgressText {
         case .ok:
             if let acc = o.testAccuracy { what += String(format: " acc %.4f", acc) }
             if let left = o.remainingFraction, task.kind != .train { what += String(format: " left %.4f", left) }
-            if ![.train, .baseline, .logits, .noop].contains(task.kind), let acc = o.testAccuracy, let baseline {
+            if ![.train, .load, .baseline, .logits, .noop].contains(task.kind), let acc = o.testAccuracy, let baseline {
                 what += String(format: " Δ%+.4f", acc - baseline)
             }
         default:

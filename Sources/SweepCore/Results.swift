@@ -89,7 +89,7 @@ public enum ResultTable {
             guard let task = plan[record.key] else { return nil }
             let o = record.outcome
             let baseline = task.baselineKey.flatMap { latest[$0]?.outcome.testAccuracy }
-            let compared = ![TaskKind.train, .baseline, .logits, .noop].contains(task.kind)
+            let compared = ![TaskKind.train, .load, .baseline, .logits, .noop].contains(task.kind)
             let delta = compared ? o.testAccuracy.flatMap { a in baseline.map { a - $0 } } : nil
             var row = ResultRow(key: task.key, study: plan.spec.study.rawValue, kind: task.kind.rawValue, dataset: task.dataset,
                                 source: task.source, model: task.model, seed: task.seedIndex, layer: task.unit ?? "",

@@ -99,7 +99,7 @@ extension TaskKind {
     public var trains: Bool {
         switch self {
         case .train, .prune, .oneShot, .student, .reuse: return true
-        case .baseline, .mask, .logits, .noop: return false
+        case .baseline, .mask, .logits, .noop, .load: return false
         }
     }
 }

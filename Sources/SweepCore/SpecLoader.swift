@@ -58,6 +58,12 @@ public enum SpecLoader {
                 try tree.checkKeys([.key("reuse"), .key("pairs"), .index(i)], allowed: ["source", "target"])
             }
         }
+        if let models = tree.node(at: [.key("models")])?.sequence {
+            for i in 0..<models.count where models[i].mapping != nil {
+                try tree.checkKeys([.key("models"), .index(i)], allowed: ModelEntry.CodingKeys.allCases.map(\.rawValue))
+                try tree.checkKeys([.key("models"), .index(i), .key("normalization")], allowed: ["mean", "std"])
+            }
+        }
         if let datasets = tree.node(at: [.key("datasets")])?.sequence {
             for i in 0..<datasets.count where datasets[i].mapping != nil {
                 try tree.checkKeys([.key("datasets"), .index(i)], allowed: DatasetEntry.CodingKeys.allCases.map(\.rawValue))
@@ -113,6 +119,22 @@ public enum SpecLoader {
         for (i, model) in spec.models.enumerated() {
             do { _ = try ModelSpec(name: model, inputShape: [1, 28, 28], classes: 10) } catch let error as ModelError {
                 throw fail([.key("models"), .index(i)], error.description)
+            }
+            if let files = spec.checkpoints[model] {
+                guard spec.study == .zeroing else {
+                    throw fail([.key("models"), .index(i), .key("checkpoints")], "networks trained elsewhere are studied by study zeroing; \(spec.study.rawValue) trains its own")
+                }
+                guard !files.isEmpty, files.count <= SweepSpec.maxSeeds else {
+                    throw fail([.key("models"), .index(i), .key("checkpoints")], "list 1 to \(SweepSpec.maxSeeds) safetensors files")
+                }
+                guard Set(files).count == files.count else {
+                    throw fail([.key("models"), .index(i), .key("checkpoints")], "a checkpoint is listed twice: task keys would collide")
+                }
+            }
+            if let n = spec.normalizations[model] {
+                guard !n.mean.isEmpty, n.mean.count == n.std.count, n.mean.allSatisfy(\.isFinite), n.std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                    throw fail([.key("models"), .index(i), .key("normalization")], "mean and std are lists of one finite value per channel, std > 0 (e.g. {mean: [0.286], std: [0.353]})")
+                }
             }
             if spec.study == .imp, case .fcn = try ModelSpec.parse(model) {} else if spec.study == .imp {
                 throw fail([.key("models"), .index(i)], "study imp prunes fully connected networks (e.g. fcn-1024x3-bn); \(model) is not one")

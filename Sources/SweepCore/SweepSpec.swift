@@ -17,6 +17,15 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     public var seed: UInt64
     public var datasets: [DatasetEntry]
     public var models: [String]
+    /// Networks trained elsewhere, by model name: safetensors files (PyTorch state_dicts or ours),
+    /// each taking a seed's place (`models: [{name: resnet20, checkpoints: [a.safetensors]}]`).
+    public var checkpoints: [String: [String]] = [:]
+    /// Input normalisation a model's networks expect (pixels / 255), instead of the training
+    /// split's mean and standard deviation.
+    public var normalizations: [String: Normalisation] = [:]
+    /// Content hashes of the checkpoint files, by path, once the coordinator has read them
+    /// (`ImportedNetworks.hashFiles`); they name the networks in task keys.
+    public var checkpointHashes: [String: String] = [:]
     /// Training repetitions (seed0, seed1, ...): a count or an explicit list.
     public var seeds: [Int]
     public var training: TrainingSection
@@ -51,7 +60,12 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0
         noopTasks = try c.decodeIfPresent(Int.self, forKey: .noopTasks) ?? 0
         datasets = try c.decodeIfPresent([DatasetEntry].self, forKey: .datasets) ?? []
-        models = try c.decodeIfPresent([String].self, forKey: .models) ?? []
+        let entries = try c.decodeIfPresent([ModelEntry].self, forKey: .models) ?? []
+        models = entries.map(\.name)
+        for e in entries {
+            if let files = e.checkpoints { checkpoints[e.name] = files }
+            if let n = e.normalization { normalizations[e.name] = Normalisation(mean: n.mean, std: n.std) }
+        }
         if let count = try? c.decode(Int.self, forKey: .seeds) {
             guard (1...SweepSpec.maxSeeds).contains(count) else {
                 throw DecodingError.dataCorruptedError(forKey: .seeds, in: c, debugDescription:
@@ -74,6 +88,32 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         pruning = try c.decodeIfPresent(PruningSection.self, forKey: .pruning) ?? PruningSection()
         reuse = try c.decodeIfPresent(ReuseSection.self, forKey: .reuse) ?? ReuseSection()
         distillation = try c.decodeIfPresent(DistillationSection.self, forKey: .distillation) ?? DistillationSection()
+    }
+}
+
+/// One model of the sweep: a name (`resnet20`), or a mapping naming networks trained elsewhere
+/// and the input normalisation they expect.
+public struct ModelEntry: Decodable, Equatable, Sendable {
+    public var name: String
+    public var checkpoints: [String]?
+    public var normalization: NormalizationEntry?
+
+    public struct NormalizationEntry: Codable, Equatable, Sendable {
+        public var mean: [Float]
+        public var std: [Float]
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, checkpoints, normalization }
+
+    public init(from decoder: Decoder) throws {
+        if let name = try? decoder.singleValueContainer().decode(String.self) {
+            self.name = name
+            return
+        }
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        checkpoints = try c.decodeIfPresent([String].self, forKey: .checkpoints)
+        normalization = try c.decodeIfPresent(NormalizationEntry.self, forKey: .normalization)
     }
 }
 

@@ -71,11 +71,13 @@ public final class TaskExecutor {
         switch task.kind {
         case .noop:
             return (TaskOutcome(status: .ok), nil)
+        case .load:
+            throw RunError(path: task.key, message: "networks trained elsewhere are read by the coordinator, not by a worker")
         case .train where spec.study == .imp:
             return try trainDense(task)
         case .train:
             let (data, network, hooks) = try GangStart.agree(gang, task: task.key) {
-                let data = try splits(task.dataset)
+                let data = try splits(task.dataset, model: task.model)
                 let network = try build(task.model, for: data, seed: task.seed)
                 return (data, network, try snapshotHooks(task, network: network, resume: resume, sink: snapshot))
             }
@@ -90,7 +92,7 @@ public final class TaskExecutor {
         case .logits:
             return try teacherLogits(task, teachers: try task.dependencies.map(input))
         case .student:
-            let data = try splits(task.dataset)
+            let data = try splits(task.dataset, model: task.model)
             let network = try build(task.model, for: data, seed: task.seed)
             var loss: Training.LossFunction?
             if task.variant == DistillationLoss.logits.rawValue, let dep = task.dependencies.first {
@@ -177,7 +179,7 @@ public final class TaskExecutor {
     // MARK: - Layer zeroing
 
     private func evaluateMask(_ task: PlannedTask, file: SafeTensorsFile, hash: String) throws -> TaskOutcome {
-        let data = try splits(task.dataset)
+        let data = try splits(task.dataset, model: task.model)
         let context = MaskContext(seed: task.seed, recalibrationData: data.train,
                                   recalibrationBatches: spec.evaluation.recalibrationBatches, batchSize: spec.training.batchSize)
         let evaluation: Evaluation
@@ -208,7 +210,7 @@ public final class TaskExecutor {
     // MARK: - Iterative magnitude pruning
 
     private func trainDense(_ task: PlannedTask) throws -> (TaskOutcome, Data?) {
-        let data = try splits(task.dataset)
+        let data = try splits(task.dataset, model: task.model)
         let network = try build(task.model, for: data, seed: task.seed)
         let (round, reports) = try IterativePruning.trainDense(network, on: data.train, config: try config(spec.training, seed: task.seed),
                                                                rewindStep: spec.pruning.rewindStep)
@@ -220,7 +222,7 @@ public final class TaskExecutor {
     /// IMP round k (prune the previous round's survivors by `rate`) or the one-shot control
     /// (prune the dense network straight to round k's survivor counts).
     private func prune(_ task: PlannedTask, previous file: SafeTensorsFile) throws -> (TaskOutcome, Data?) {
-        let data = try splits(task.dataset)
+        let data = try splits(task.dataset, model: task.model)
         let previous = try PruningRound(file: file, path: task.dependencies[0])
         var keep: [String: Int] = [:]
         for (name, mask) in previous.masks {
@@ -250,7 +252,7 @@ public final class TaskExecutor {
     // MARK: - Distillation
 
     private func teacherLogits(_ task: PlannedTask, teachers files: [SafeTensorsFile]) throws -> (TaskOutcome, Data?) {
-        let data = try splits(task.dataset)
+        let data = try splits(task.dataset, model: task.model)
         let teachers = try files.enumerated().map { try Checkpoint.network(from: $0.element, path: task.dependencies[$0.offset]) }
         let batch = spec.evaluation.batchSize
         let test = Distillation.ensembleLogits(teachers, on: data.test, batchSize: batch)
@@ -267,7 +269,7 @@ public final class TaskExecutor {
     // MARK: - Parameter reuse
 
     private func reuse(_ task: PlannedTask, source sourceFile: SafeTensorsFile, target targetFile: SafeTensorsFile) throws -> TaskOutcome {
-        let data = try splits(task.dataset)
+        let data = try splits(task.dataset, model: task.model)
         let source = try Checkpoint.network(from: sourceFile, path: task.dependencies[0])
         let scratch = try Checkpoint.network(from: targetFile, path: task.dependencies[1])
         // Same initialisation and batch order as the scratch run it is compared with: the reused
@@ -290,14 +292,18 @@ public final class TaskExecutor {
 
     // MARK: - Data
 
-    private func splits(_ name: String) throws -> DatasetSplits {
-        if let cached = datasets[name] { return cached }
+    /// A dataset's splits, normalised as `model` expects (its sweep entry's `normalization`, or
+    /// the training split's statistics).
+    private func splits(_ name: String, model: String? = nil) throws -> DatasetSplits {
+        let normalisation = model.flatMap { spec.normalizations[$0] }
+        let cacheKey = normalisation.map { "\(name) \($0.mean) \($0.std)" } ?? name
+        if let cached = datasets[cacheKey] { return cached }
         guard let entry = spec.datasets.first(where: { $0.name == name }) else {
             throw RunError(path: name, message: "dataset not in the sweep")
         }
         let loaded = try DatasetCatalog.load(entry.name, base: entry.base, derivation: entry.derivation, dataDirectory: entry.dataDir,
-                                             trainLimit: entry.trainLimit, testLimit: entry.testLimit)
-        datasets[name] = loaded
+                                             trainLimit: entry.trainLimit, testLimit: entry.testLimit, normalisation: normalisation)
+        datasets[cacheKey] = loaded
         return loaded
     }
 }

@@ -81,11 +81,12 @@ struct PlanCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (spec, _) = try SpecLoader.load(file)
+        var (spec, _) = try SpecLoader.load(file)
+        try ImportedNetworks.hashFiles(&spec)
         let plan = try Plan.expand(spec)
         let byKind = Dictionary(grouping: plan.tasks, by: \.kind)
         print("sweep \(spec.name) (study \(spec.study.rawValue)): \(plan.tasks.count) tasks -> \(spec.output)")
-        for kind in [TaskKind.train, .baseline, .mask, .prune, .oneShot, .logits, .student, .reuse, .noop] {
+        for kind in [TaskKind.train, .load, .baseline, .mask, .prune, .oneShot, .logits, .student, .reuse, .noop] {
             guard let tasks = byKind[kind] else { continue }
             let cost = tasks.reduce(0) { $0 + $1.cost }
             print("  \(kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(tasks.count).padding(toLength: 6, withPad: " ", startingAt: 0)) \(String(format: "%5.1f%%", 100 * cost / max(plan.totalCost, 1))) of the cost")

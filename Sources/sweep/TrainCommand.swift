@@ -128,28 +128,53 @@ struct TrainCommand: ParsableCommand {
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "eval", abstract: "Evaluate a checkpoint's test accuracy and loss.")
+        commandName: "eval", abstract: "Evaluate a checkpoint's test accuracy and loss (ours, or a PyTorch state_dict saved as safetensors).")
 
-    @Argument(help: "A safetensors checkpoint written by `sweep train`.")
+    @Argument(help: "A safetensors checkpoint: written by `sweep train`, or a PyTorch state_dict (safetensors.torch.save_file).")
     var checkpoint: String
 
     @OptionGroup var data: DatasetOptions
     @Option(help: "Evaluation batch size.") var batchSize = 256
+    @Option(help: "The architecture of a PyTorch checkpoint (default: read off its tensors; plain nets and students must be named).")
+    var model: String?
+    @Option(help: "Per-channel input mean the network expects, pixels / 255, comma-separated (default: the training split's).")
+    var mean: String?
+    @Option(help: "Per-channel input standard deviation, as --mean.")
+    var std: String?
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
         guard (1...65536).contains(batchSize) else { throw FlagError("--batch-size must be between 1 and 65536") }
+        guard (mean == nil) == (std == nil) else { throw FlagError("--mean and --std go together") }
+        _ = try normalisation()
         try data.check()
+    }
+
+    /// --mean/--std as a normalisation, when given.
+    func normalisation() throws -> Normalisation? {
+        guard let mean, let std else { return nil }
+        func values(_ text: String, _ flag: String) throws -> [Float] {
+            let parts = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+            guard !parts.isEmpty, parts.allSatisfy({ $0?.isFinite == true }) else { throw FlagError("\(flag) is a comma-separated list of numbers, e.g. 0.286") }
+            return parts.map { $0! }
+        }
+        let (m, s) = (try values(mean, "--mean"), try values(std, "--std"))
+        guard m.count == s.count, s.allSatisfy({ $0 > 0 }) else { throw FlagError("--mean and --std need one value per channel each, std > 0") }
+        return Normalisation(mean: m, std: s)
     }
 
     func run() throws {
         engine.apply()
-        let (network, _) = try Checkpoint.load(URL(fileURLWithPath: checkpoint))
-        let splits = try data.load()
+        let splits = try DatasetCatalog.load(data.dataset, dataDirectory: data.dataDir, trainLimit: data.trainLimit,
+                                             testLimit: data.testLimit, normalisation: try normalisation())
+        let file = try SafeTensorsFile.read(URL(fileURLWithPath: checkpoint))
+        let network = file.metadata["layersweep.model"] != nil && model == nil
+            ? try Checkpoint.network(from: file, path: checkpoint)
+            : try TorchImport.network(from: file, path: checkpoint, inputShape: splits.test.shape, model: model)
         guard splits.test.shape == network.spec.inputShape else {
             throw FlagError("\(checkpoint) expects inputs \(network.spec.inputShape); \(data.dataset) has \(splits.test.shape)")
         }
         let result = Evaluation.run(network, on: splits.test, batchSize: batchSize)
-        print(String(format: "test accuracy %.4f  test loss %.4f  (%d images)", result.accuracy, result.loss, result.count))
+        print(String(format: "%@: test accuracy %.4f  test loss %.4f  (%d images)", network.spec.name, result.accuracy, result.loss, result.count))
     }
 }

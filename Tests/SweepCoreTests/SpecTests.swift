@@ -126,4 +126,35 @@ final class SpecTests: XCTestCase {
         }
         XCTAssertTrue(error("name: s\nstudy: noop\nnoop_tasks: 99999999999\n").contains("noop_tasks between 1 and 10000000"))
     }
+
+    /// `models:` entries may name networks trained elsewhere and the normalisation they expect;
+    /// their checkpoints take the seeds' places, keyed by content once the coordinator hashed them.
+    func testModelEntriesWithCheckpointsAndNormalization() throws {
+        let text = """
+        name: s
+        datasets: [synthetic]
+        models:
+          - resnet8
+          - {name: resnet8-b, checkpoints: [a.safetensors, b.safetensors], normalization: {mean: [0.5], std: [0.25]}}
+        seeds: 2
+        """
+        var spec = try parse(text)
+        XCTAssertEqual(spec.models, ["resnet8", "resnet8-b"])
+        XCTAssertEqual(spec.checkpoints["resnet8-b"], ["a.safetensors", "b.safetensors"])
+        XCTAssertEqual(spec.normalizations["resnet8-b"]?.std, [0.25])
+        let unhashed = try Plan.expand(spec)
+        XCTAssertEqual(unhashed.tasks.filter { $0.kind == .load }.map(\.key), ["synthetic/resnet8-b/ckpt0/load", "synthetic/resnet8-b/ckpt1/load"])
+        XCTAssertEqual(unhashed.tasks.filter { $0.kind == .train }.count, 2, "resnet8 still trains its two seeds")
+        spec.checkpointHashes = ["a.safetensors": "0123456789abcdef", "b.safetensors": "fedcba9876543210"]
+        let plan = try Plan.expand(spec)
+        XCTAssertEqual(plan.tasks.filter { $0.kind == .load }.map(\.source), ["a.safetensors", "b.safetensors"])
+        XCTAssertTrue(plan.tasks.contains { $0.key == "synthetic/resnet8-b/ckpt-0123456789ab/stage1.block1/zeroBranch" })
+        XCTAssertTrue(plan.tasks.filter { $0.key.contains("ckpt-fedcba987654/") && $0.kind == .mask }
+            .allSatisfy { $0.dependencies == ["synthetic/resnet8-b/ckpt-fedcba987654/load"] })
+
+        XCTAssertTrue(error(text.replacingOccurrences(of: "std: [0.25]", with: "std: [0]")).contains("normalization"))
+        XCTAssertTrue(error(text.replacingOccurrences(of: "b.safetensors]", with: "a.safetensors]")).contains("listed twice"))
+        XCTAssertTrue(error(text.replacingOccurrences(of: "normalization:", with: "normalisation:")).contains("normalisation"))
+        XCTAssertTrue(error(text + "\nstudy: reuse\nreuse: {pairs: [{source: synthetic, target: synthetic}]}\n").contains("study zeroing"))
+    }
 }

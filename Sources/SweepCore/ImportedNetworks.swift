@@ -1,0 +1,54 @@
+import Datasets
+import Foundation
+import Models
+
+/// Networks a sweep studies without training them: checkpoint files named in the sweep file
+/// (`models: [{name: resnet20, checkpoints: [...]}]`). Only the coordinator reads the files; the
+/// networks reach workers as checkpoints, like trained ones, so no shared filesystem is needed.
+public enum ImportedNetworks {
+    /// Reads every checkpoint file of `spec` (paths relative to the working directory) and
+    /// records its content hash: the hash names the network in its tasks' keys.
+    public static func hashFiles(_ spec: inout SweepSpec) throws {
+        for (model, files) in spec.checkpoints.sorted(by: { $0.key < $1.key }) {
+            for file in files where spec.checkpointHashes[file] == nil {
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    throw RunError(path: file, message: "cannot read this checkpoint of model \(model) (paths are relative to the directory sweep runs in)")
+                }
+                spec.checkpointHashes[file] = contentHash(data)
+            }
+        }
+    }
+
+    /// The key segment that takes `seedN`'s place: `ckpt-` and the file's hash, once known.
+    static func keySegment(_ spec: SweepSpec, file: String, index: Int) -> String {
+        spec.checkpointHashes[file].map { "ckpt-" + $0.prefix(12) } ?? "ckpt\(index)"
+    }
+
+    /// A load task's checkpoint, in our format: the file's network (PyTorch names mapped,
+    /// architecture checked against the model it is listed under) with our metadata.
+    public static func checkpoint(for task: PlannedTask, spec: SweepSpec) throws -> Data {
+        guard let path = task.source else { throw RunError(path: task.key, message: "a load task without its file") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw RunError(path: path, message: "cannot read this checkpoint of model \(task.model)")
+        }
+        if let expected = spec.checkpointHashes[path], contentHash(data) != expected {
+            throw RunError(path: path, message: "changed since the sweep was planned (its tasks are named by its content); restore it or start a new run")
+        }
+        guard let dataset = spec.datasets.first(where: { $0.name == task.dataset }) else {
+            throw RunError(path: task.key, message: "dataset \(task.dataset) is not in the sweep")
+        }
+        let described = dataset.description
+        let file = try SafeTensorsFile.decode(data, file: path)
+        let network = file.metadata["layersweep.model"] != nil
+            ? try Checkpoint.network(from: file, path: path)
+            : try TorchImport.network(from: file, path: path, inputShape: described.shape, model: task.model)
+        guard network.spec.inputShape == described.shape, network.spec.classes == described.classes else {
+            throw RunError(path: path, message: "the network takes \(network.spec.inputShape) inputs in \(network.spec.classes) classes; \(task.dataset) has \(described.shape) in \(described.classes)")
+        }
+        guard try ModelSpec.parse(network.spec.name) == ModelSpec.parse(task.model) else {
+            throw RunError(path: path, message: "holds a \(network.spec.name), not the \(task.model) it is listed under")
+        }
+        return try Checkpoint.file(of: network, metadata: ["layersweep.dataset": task.dataset, "layersweep.key": task.key,
+                                                         "layersweep.source": path]).encoded()
+    }
+}
