@@ -168,6 +168,7 @@ public enum SweepLauncher {
         let plan = try Plan.expand(spec)
         let run = RunDirectory(options.output ?? spec.output)
         let (lock, existing) = try run.create(specText: text, sweep: spec.name, continueExisting: options.continueExisting)
+        if !existing { try ImportedNetworks.record(spec, in: run) }
         if existing { return try resumed(run, lock: lock, options: options, plan: plan) }
         return Prepared(plan: plan, run: run, specText: text, previous: [], options: options, lock: lock)
     }
@@ -184,7 +185,7 @@ public enum SweepLauncher {
         run.removeTornWrites()
         let expanded = try plan ?? {
             var spec = try SpecLoader.parse(text, file: run.specURL.path)
-            try ImportedNetworks.hashFiles(&spec)
+            try ImportedNetworks.hashFiles(&spec, run: run)
             return try Plan.expand(spec)
         }()
         return Prepared(plan: expanded, run: run, specText: text, previous: records, options: options, lock: lock)

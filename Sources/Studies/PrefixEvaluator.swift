@@ -50,6 +50,7 @@ public final class PrefixEvaluator {
         let start = unit.flatMap { name in root.children.firstIndex { name == $0.0 || name.hasPrefix($0.0 + ".") } }
             ?? root.children.count
         var lossSum = 0.0, correct = 0
+        var hits: [Bool] = []
         for (b, indices) in batches.enumerated() {
             var h = prefix(upTo: start, batch: b, indices: indices)
             for i in start..<root.children.count {
@@ -59,9 +60,10 @@ public final class PrefixEvaluator {
             let result = Loss.softmaxCrossEntropy(h, labels: indices.map { data.labels[$0] })
             lossSum += Double(result.loss) * Double(indices.count)
             correct += result.correct
+            hits += result.hits
         }
         let n = max(data.count, 1)
-        return (Evaluation(accuracy: Double(correct) / Double(n), loss: lossSum / Double(n), count: data.count), masked)
+        return (Evaluation(accuracy: Double(correct) / Double(n), loss: lossSum / Double(n), count: data.count, hits: hits), masked)
     }
 
     /// Builds the unmasked reference network and decides which layer inputs to keep, from one

@@ -153,6 +153,17 @@ public struct Evaluation: Equatable, Sendable, Codable {
     public let accuracy: Double
     public let loss: Double
     public let count: Int
+    /// Whether each test image was classified right, in order (empty for a gang's evaluation).
+    public var hits: [Bool] = []
+
+    enum CodingKeys: String, CodingKey { case accuracy, loss, count }
+
+    public init(accuracy: Double, loss: Double, count: Int, hits: [Bool] = []) {
+        self.accuracy = accuracy
+        self.loss = loss
+        self.count = count
+        self.hits = hits
+    }
 
     /// Evaluates in inference mode (BN running statistics), in batches. A gang's members each
     /// evaluate a contiguous run of the batches and sum every batch's figures in batch order, as
@@ -162,10 +173,12 @@ public struct Evaluation: Equatable, Sendable, Codable {
         let (members, member) = (gang?.size ?? 1, gang?.rank ?? 0)
         let mine = (member * batches.count / members)..<((member + 1) * batches.count / members)
         var figures: [Double] = []   // per batch: loss sum, correct
+        var hits: [Bool] = []
         for b in mine {
             let (x, labels) = data.batch(batches[b])
             let result = Loss.softmaxCrossEntropy(network.forward(x, training: false), labels: labels)
             figures += [Double(result.loss) * Double(batches[b].count), Double(result.correct)]
+            hits += result.hits
         }
         if let gang {
             var all = [Double](repeating: 0, count: 2 * batches.count)
@@ -179,6 +192,6 @@ public struct Evaluation: Equatable, Sendable, Codable {
             correct += Int(figures[2 * b + 1])
         }
         let n = max(data.count, 1)
-        return Evaluation(accuracy: Double(correct) / Double(n), loss: lossSum / Double(n), count: data.count)
+        return Evaluation(accuracy: Double(correct) / Double(n), loss: lossSum / Double(n), count: data.count, hits: gang == nil ? hits : [])
     }
 }

@@ -6,9 +6,27 @@ import Models
 /// (`models: [{name: resnet20, checkpoints: [...]}]`). Only the coordinator reads the files; the
 /// networks reach workers as checkpoints, like trained ones, so no shared filesystem is needed.
 public enum ImportedNetworks {
+    /// The hashes a run recorded when it started (`imports.json`): a resumed run or a report
+    /// names the networks as the first session did, even if the files have moved since.
+    public static func recordedHashes(in run: RunDirectory) -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: run.importsURL.path),
+              let hashes = try? JSONDecoder().decode([String: String].self, from: data) else { return [:] }
+        return hashes
+    }
+
+    /// Records the checkpoint hashes of `spec` in `run` (nothing when it imports no network).
+    public static func record(_ spec: SweepSpec, in run: RunDirectory) throws {
+        guard !spec.checkpointHashes.isEmpty else { return }
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        try e.encode(spec.checkpointHashes).write(to: run.importsURL, options: .atomic)
+    }
+
     /// Reads every checkpoint file of `spec` (paths relative to the working directory) and
-    /// records its content hash: the hash names the network in its tasks' keys.
-    public static func hashFiles(_ spec: inout SweepSpec) throws {
+    /// records its content hash: the hash names the network in its tasks' keys. Hashes `run`
+    /// recorded are taken as they are.
+    public static func hashFiles(_ spec: inout SweepSpec, run: RunDirectory? = nil) throws {
+        if let run { spec.checkpointHashes.merge(recordedHashes(in: run)) { a, _ in a } }
         for (model, files) in spec.checkpoints.sorted(by: { $0.key < $1.key }) {
             for file in files where spec.checkpointHashes[file] == nil {
                 guard let data = FileManager.default.contents(atPath: file) else {

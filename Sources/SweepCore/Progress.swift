@@ -55,7 +55,7 @@ public enum ProgressText {
     static func zeroingSummary(_ rows: [ResultRow]) -> [String] {
         ZeroingFinding.compute(rows).map { f in
             let worst = f.mostHarmful.map { "\($0.unit) \(String(format: "%+.3f", $0.delta))" }.joined(separator: ", ")
-            return "  \(f.dataset) \(f.model) \(f.mask): \(f.trivial.count)/\(f.meanDelta.count) units trivial (|Δacc| < \(ZeroingFinding.trivialThreshold)); most harmful: \(worst)"
+            return "  \(f.dataset) \(f.model) \(f.mask), \(f.meanDelta.count) units: \(f.callText); most harmful: \(worst)"
         }
     }
 }

@@ -28,6 +28,11 @@ public struct ResultRow: Codable, Equatable, Sendable {
     /// testAccuracy − baselineAccuracy: negative when the variant is worse than its reference.
     public var deltaAccuracy: Double?
     public var paramsMasked: Int?
+    /// Zeroing: the 95% interval of this network's Δ on its paired test images, and the exact
+    /// McNemar p-value of "the mask changes nothing".
+    public var deltaLow: Double?
+    public var deltaHigh: Double?
+    public var mcnemarP: Double?
     public var remainingFraction: Double?
     public var layerRemaining: [String: Double]?
     public var locality: Double?
@@ -47,6 +52,7 @@ public struct ResultRow: Codable, Equatable, Sendable {
         case error, seconds, rank, host
         case testAccuracy = "test_accuracy", testLoss = "test_loss", baselineAccuracy = "baseline_accuracy"
         case deltaAccuracy = "delta_accuracy", paramsMasked = "params_masked", remainingFraction = "remaining_fraction"
+        case deltaLow = "delta_low", deltaHigh = "delta_high", mcnemarP = "mcnemar_p"
         case layerRemaining = "layer_remaining", convLayers = "conv_layers", maskImages = "mask_images"
     }
 
@@ -65,7 +71,8 @@ public struct ResultRow: Codable, Equatable, Sendable {
         ]
         let extra: [(String, (ResultRow) -> String)]
         switch study {
-        case .zeroing, .noop: extra = [("params_masked", { integer($0.paramsMasked) })]
+        case .zeroing, .noop: extra = [("delta_low", { number($0.deltaLow) }), ("delta_high", { number($0.deltaHigh) }),
+                                       ("mcnemar_p", { number($0.mcnemarP) }), ("params_masked", { integer($0.paramsMasked) })]
         case .imp:
             extra = [("remaining_fraction", { number($0.remainingFraction) }),
                      ("layer_remaining", { r in (r.layerRemaining ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";") }),
@@ -100,16 +107,22 @@ public enum ResultTable {
                                 rmse: o.rmse, parameters: o.parameters, budget: task.budget, convLayers: nil, maskImages: o.maskImages,
                                 error: o.error, seconds: o.seconds, rank: record.rank, host: record.host)
             if task.kind == .student, let spec = try? ModelSpec.parse(task.model), case let .student(conv, _) = spec { row.convLayers = conv }
+            if let d = o.discordant, d.count == 3, o.status == .ok {
+                (row.deltaLow, row.deltaHigh) = Statistics.pairedInterval(worse: d[0], better: d[1], count: d[2])
+                row.mcnemarP = Statistics.mcnemar(worse: d[0], better: d[1])
+            }
             return row
         }.sorted { $0.key < $1.key }
     }
 
+    /// An RFC 4180 field: quoted when it holds commas, quotes or line breaks, quotes doubled.
+    static func quote(_ field: String) -> String {
+        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
+        return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
     /// RFC 4180 CSV: fields with commas, quotes or line breaks are quoted, quotes doubled.
     public static func csv(_ rows: [ResultRow], study: SweepSpec.Study) -> String {
-        func quote(_ field: String) -> String {
-            guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
-            return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-        }
         let columns = ResultRow.csvColumns(for: study)
         var out = columns.map(\.0).joined(separator: ",") + "\n"
         for row in rows { out += columns.map { quote($0.1(row)) }.joined(separator: ",") + "\n" }
@@ -128,9 +141,12 @@ public enum ResultTable {
         public var hosts: [String]
         public var counts: [String: Int]
         public var rows: [ResultRow]
+        /// Zeroing: one line per (dataset, model, unit, mask) over the trained networks.
+        public var units: [UnitSummary]
 
         public init(version: String, spec: SweepSpec, started: Date, finished: Date, complete: Bool, ranks: Int,
                     hosts: [String], counts: [String: Int], rows: [ResultRow]) {
+            self.units = spec.study == .zeroing ? UnitSummary.summaries(rows) : []
             self.version = version
             self.spec = spec
             self.started = started

@@ -117,7 +117,14 @@ public struct RunDirectory: Sendable {
     public func writeResults(_ document: ResultTable.Document) throws {
         try Data(ResultTable.csv(document.rows, study: document.spec.study).utf8).write(to: resultsCSV, options: .atomic)
         try ResultTable.json(document).write(to: resultsJSON, options: .atomic)
+        if document.spec.study == .zeroing { try Data(UnitSummary.csv(document.units).utf8).write(to: unitsCSV, options: .atomic) }
     }
+
+    /// Content hashes of the networks the sweep imports, by path (`ImportedNetworks`).
+    public var importsURL: URL { url.appendingPathComponent("imports.json") }
+
+    /// Zeroing: the per-unit statistics over seeds (units.csv).
+    public var unitsCSV: URL { url.appendingPathComponent("units.csv") }
 }
 
 /// Content hash of checkpoint bytes (two independent 64-bit FNV-1a streams): names cached and

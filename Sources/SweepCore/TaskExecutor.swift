@@ -13,6 +13,8 @@ public final class TaskExecutor {
     private var artifacts: [String: SafeTensorsFile] = [:]
     /// Mask evaluations of the most recent network share its unmasked layers' activations.
     private var evaluator: (key: String, PrefixEvaluator)?
+    /// Which test images the most recent network got right unmasked (for the paired test).
+    private var baselineHits: (key: String, hits: [Bool])?
 
     public init(spec: SweepSpec) { self.spec = spec }
 
@@ -193,18 +195,42 @@ public final class TaskExecutor {
             }
             (evaluation, masked) = try evaluator!.1.evaluate(mask: task.mask, unit: task.unit, context: context)
         } else {
-            let network = try Checkpoint.network(from: file, path: "checkpoint \(hash)")
-            if task.kind == .mask, let unitName = task.unit, let mask = task.mask {
-                guard let unit = network.unit(unitName) else { throw RunError(path: task.key, message: "no unit \(unitName)") }
-                masked = try Masking.apply(mask, to: unit, of: network, context: context)
-            }
-            evaluation = Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize)
+            (evaluation, masked) = try evaluateInFull(file, hash: hash, data: data, mask: task.mask, unit: task.unit, context: context, key: task.key)
         }
         var outcome = TaskOutcome(status: .ok)
         outcome.paramsMasked = masked
+        if task.kind == .mask {
+            // The paired test: the same test images, unmasked against masked.
+            let cacheKey = "\(hash)/\(task.dataset)"
+            if baselineHits?.key != cacheKey {
+                let base = spec.evaluation.prefixCacheMB > 0
+                    ? try evaluator!.1.evaluate(mask: nil, unit: nil, context: context).0
+                    : try evaluateInFull(file, hash: hash, data: data, mask: nil, unit: nil, context: context, key: task.key).0
+                baselineHits = (cacheKey, base.hits)
+            }
+            let base = baselineHits!.hits
+            if base.count == evaluation.hits.count {
+                let worse = zip(base, evaluation.hits).filter { $0.0 && !$0.1 }.count
+                let better = zip(base, evaluation.hits).filter { !$0.0 && $0.1 }.count
+                outcome.discordant = [worse, better, base.count]
+            }
+        }
         outcome.testAccuracy = evaluation.accuracy
         outcome.testLoss = evaluation.loss
         return outcome
+    }
+
+    /// The checkpoint's network with `mask` applied to `unit` (nil: unmasked), evaluated on the
+    /// whole test split.
+    private func evaluateInFull(_ file: SafeTensorsFile, hash: String, data: DatasetSplits, mask: MaskKind?, unit unitName: String?,
+                                context: MaskContext, key: String) throws -> (Evaluation, Int?) {
+        let network = try Checkpoint.network(from: file, path: "checkpoint \(hash)")
+        var masked: Int?
+        if let unitName, let mask {
+            guard let unit = network.unit(unitName) else { throw RunError(path: key, message: "no unit \(unitName)") }
+            masked = try Masking.apply(mask, to: unit, of: network, context: context)
+        }
+        return (Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize), masked)
     }
 
     // MARK: - Iterative magnitude pruning

@@ -37,6 +37,9 @@ public struct TaskOutcome: Codable, Equatable, Sendable {
     public var rmse: Double?
     /// Parameters of the network trained (students) or reused (reuse).
     public var parameters: Int?
+    /// Zeroing: test images the unmasked network got right and the masked one wrong, the
+    /// reverse, and the images compared ([worse, better, images]): the paired test's counts.
+    public var discordant: [Int]?
 
     public init(status: TaskStatus, seconds: Double = 0) {
         self.status = status

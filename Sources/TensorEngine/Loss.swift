@@ -7,6 +7,8 @@ public struct LossResult {
     public let correct: Int
     /// Each example's loss, in batch order (a gang sums every member's in this order).
     public var terms: [Double] = []
+    /// Whether each example's prediction was right (paired tests compare two networks by it).
+    public var hits: [Bool] = []
 }
 
 /// Losses on logits of shape (N, classes).
@@ -21,6 +23,7 @@ public enum Loss {
         let batch = batchCount ?? n
         var total = 0.0
         var terms = [Double](repeating: 0, count: n)
+        var hits = [Bool](repeating: false, count: n)
         var correct = 0
         for i in 0..<n {
             let row = logits.data + i * k
@@ -28,7 +31,7 @@ public enum Loss {
             let label = Int(labels[i])
             var maxValue = row[0], argmax = 0
             for j in 1..<k where row[j] > maxValue { maxValue = row[j]; argmax = j }
-            if argmax == label { correct += 1 }
+            if argmax == label { correct += 1; hits[i] = true }
             var sum: Float = 0
             for j in 0..<k { let e = Foundation.exp(row[j] - maxValue); g[j] = e; sum += e }
             terms[i] = Double(Foundation.log(sum) + maxValue - row[label])
@@ -37,7 +40,7 @@ public enum Loss {
             for j in 0..<k { g[j] *= scale }
             g[label] -= 1 / Float(batch)
         }
-        return LossResult(loss: Float(total / Double(max(n, 1))), gradient: grad, correct: correct, terms: terms)
+        return LossResult(loss: Float(total / Double(max(n, 1))), gradient: grad, correct: correct, terms: terms, hits: hits)
     }
 
     /// Mean squared error between logits and target logits (PyTorch's `MSELoss`: mean over all

@@ -134,3 +134,20 @@ struct ReportCommand: ParsableCommand {
         print("results: \(run.resultsCSV.path)")
     }
 }
+
+struct CompareCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare", abstract: "Two layer-zeroing runs side by side: each unit's Δ, interval and call in both, and which calls differ.")
+
+    @Argument(help: "The first run directory.") var runA: String
+    @Argument(help: "The second run directory.") var runB: String
+    @Option(name: .shortAndLong, help: "The HTML page to write.") var output = "compare.html"
+
+    func run() throws {
+        try OutputPath.checkWritableFile(output)
+        let comparison = try RunComparison(RunDirectory(runA), RunDirectory(runB))
+        for line in comparison.table { print(line) }
+        try Data(comparison.html.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
+        print("page: \(output)")
+    }
+}

@@ -16,7 +16,7 @@ struct Sweep: ParsableCommand {
           sweep layers resnet20
           sweep bench --json
         """,
-        subcommands: [RunCommand.self, PlanCommand.self, ReportCommand.self, TrainCommand.self, EvalCommand.self, LayersCommand.self, BenchCommand.self])
+        subcommands: [RunCommand.self, PlanCommand.self, ReportCommand.self, CompareCommand.self, TrainCommand.self, EvalCommand.self, LayersCommand.self, BenchCommand.self])
 }
 
 /// Options shared by every command that computes.

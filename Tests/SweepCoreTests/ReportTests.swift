@@ -53,9 +53,11 @@ final class ReportTests: XCTestCase {
 
     func testHeatmapCellsCarryTheMeanDeltas() throws {
         let doc = try parse(ReportPage.html(try input()))
-        let cells = doc.attributes.filter { $0["class"] == "cell" }
+        let drawn = doc.attributes.filter { $0["class"] == "cell" }
+        let cells = drawn.filter { $0["data-applies"] == "yes" }
         // resnet8: 7 convs + fc (zeroKernel) + 3 blocks (zeroBranch); the same units for plain8.
         XCTAssertEqual(cells.count, 2 * (8 + 3))
+        XCTAssertTrue(drawn.filter { $0["data-applies"] == "no" }.allSatisfy { $0["data-delta"] == "n/a" }, "n/a cells are drawn grey")
         let stem = try XCTUnwrap(cells.first { $0["data-unit"] == "stem.conv" && $0["data-mask"] == "zeroKernel" })
         XCTAssertEqual(stem["data-delta"], "-0.6000")
         let half = try XCTUnwrap(cells.first { $0["data-unit"] == "stage2.block1.conv2" })

@@ -234,4 +234,31 @@ final class SweepRunTests: XCTestCase {
             XCTAssertFalse(try stableCSV(single).dropFirst().contains { !$0.contains(",ok,") }, "\(name): every task ok")
         }
     }
+
+    /// `sweep compare RUN_A RUN_B` on two runs of the same units (1 and 3 epochs): a table line
+    /// per unit and mask with both runs' Δ, interval, seed count and call, and a page.
+    func testCompareShowsBothRunsPerUnit() throws {
+        var runs: [String] = []
+        for epochs in [1, 3] {
+            let spec = try writeSpec(name: "cmp\(epochs)", seeds: 2)
+            let text = try String(contentsOfFile: spec, encoding: .utf8).replacingOccurrences(of: "epochs: 2", with: "epochs: \(epochs)")
+            try text.write(toFile: spec, atomically: true, encoding: .utf8)
+            let out = dir.appendingPathComponent("cmp\(epochs)").path
+            XCTAssertEqual(try run(["run", spec, "--output", out, "-j", "2"]).status, 0)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: "\(out)/units.csv"))
+            runs.append(out)
+        }
+        let page = dir.appendingPathComponent("cmp.html").path
+        let r = try run(["compare", runs[0], runs[1], "-o", page])                                 // sweep compare A B -o PAGE
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n")
+        XCTAssertTrue(lines[0].contains("cmp1") && lines[0].contains("cmp3"), "\(lines[0])")
+        let stem = try XCTUnwrap(lines.first { $0.contains("resnet8 stem.conv") && $0.contains("zeroKernel") })
+        XCTAssertEqual(stem.components(separatedBy: " n=2 ").count, 3, "both runs over two seeds: \(stem)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("26 units in both") }, r.stdout)
+        XCTAssertTrue(try String(contentsOfFile: page, encoding: .utf8).contains("cmp1 vs cmp3"))
+        let bad = try run(["compare", runs[0], dir.path])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("results.json: no results yet"), bad.stderr)
+    }
 }

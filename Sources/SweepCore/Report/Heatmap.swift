@@ -13,6 +13,8 @@ struct ZeroingHeatmap {
     let cells: [String: [ResultRow]]
     let baselines: [Double]
     let limit: Double
+    /// (unit, mask) -> the interval over seeds (or test images) and its call.
+    let summaries: [String: UnitSummary]
 
     static func key(_ unit: String, _ mask: String) -> String { "\(unit)\u{1}\(mask)" }
 
@@ -28,6 +30,7 @@ struct ZeroingHeatmap {
         cells = Dictionary(grouping: masked) { Self.key($0.layer, $0.mask) }
         baselines = mine.filter { $0.kind == TaskKind.baseline.rawValue && $0.status == "ok" }.compactMap(\.testAccuracy)
         self.limit = limit
+        summaries = Dictionary(UnitSummary.summaries(mine).map { (Self.key($0.layer, $0.mask), $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Mean Δ of the successful rows of a cell, and how many there were.
@@ -40,7 +43,7 @@ struct ZeroingHeatmap {
         let (labelWidth, cellWidth, cellHeight, header) = (190.0, 78.0, 17.0, 34.0)
         // Wide enough for the legend and its caption even with one or two mask columns.
         let width = max(labelWidth + cellWidth * Double(masks.count) + 10, labelWidth + 250)
-        let height = header + cellHeight * Double(units.count) + 64
+        let height = header + cellHeight * Double(units.count) + 78
         m.element("svg", ["xmlns": "http://www.w3.org/2000/svg", "class": "heatmap", "width": Format.coordinate(width),
                           "height": Format.coordinate(height), "viewBox": "0 0 \(Format.coordinate(width)) \(Format.coordinate(height))",
                           "role": "img", "aria-label": "Δ accuracy heatmap of \(model) on \(dataset)"]) { m in
@@ -62,17 +65,25 @@ struct ZeroingHeatmap {
                 for (j, mask) in masks.enumerated() {
                     let x = labelWidth + cellWidth * Double(j)
                     let rows = cells[Self.key(unit.name, mask)] ?? []
-                    guard !rows.isEmpty else { continue }
                     let stats = mean(unit.name, mask)
+                    let summary = summaries[Self.key(unit.name, mask)]
+                    // Grey: the mask does not apply to this unit, or no network gave a result.
                     let fill = stats.map { ColorScale.diverging.color(value: $0.0, limit: limit) } ?? "#d9d9d9"
-                    m.element("g", ["class": "cell", "data-unit": unit.name, "data-mask": mask,
+                    let call = summary?.call
+                    m.element("g", ["class": "cell", "data-applies": rows.isEmpty ? "no" : "yes", "data-unit": unit.name, "data-mask": mask,
+                                    "data-call": call?.rawValue ?? "n/a", "data-rank-unstable": summary?.rankUnstable == true ? "yes" : "no",
                                     "data-delta": stats.map { Format.signed($0.0, 4) } ?? "n/a"]) { m in
-                        m.element("title", text: tooltip(unit.name, mask, rows, stats))
+                        m.element("title", text: rows.isEmpty ? "\(unit.name) · \(mask): n/a (the mask does not apply)"
+                                                              : tooltip(unit.name, mask, rows, stats, summary))
                         m.empty("rect", ["x": Format.coordinate(x + 1), "y": Format.coordinate(y + 1), "width": Format.coordinate(cellWidth - 2),
                                          "height": Format.coordinate(cellHeight - 2), "fill": fill])
+                        if call == .trivial {
+                            m.empty("rect", ["x": Format.coordinate(x + 2.5), "y": Format.coordinate(y + 2.5), "width": Format.coordinate(cellWidth - 5),
+                                             "height": Format.coordinate(cellHeight - 5), "class": "trivial-mark"])
+                        }
                         m.element("text", ["x": Format.coordinate(x + cellWidth / 2), "y": Format.coordinate(y + cellHeight - 4.5),
                                            "text-anchor": "middle", "class": "value", "fill": ColorScale.textColor(on: fill)],
-                                  text: stats.map { Format.signed($0.0, 3) } ?? (rows.first?.status ?? "n/a"))
+                                  text: cellText(stats, summary, status: rows.first?.status))
                     }
                 }
             }
@@ -80,9 +91,25 @@ struct ZeroingHeatmap {
         }
     }
 
-    private func tooltip(_ unit: String, _ mask: String, _ rows: [ResultRow], _ stats: (Double, Int)?) -> String {
+    /// "−0.352±0.041" (mean and the interval's half-width), "n/a" where nothing ran; a trailing
+    /// "*" marks a unit whose rank moves between seeds.
+    private func cellText(_ stats: (Double, Int)?, _ summary: UnitSummary?, status: String?) -> String {
+        guard let stats else { return status ?? "n/a" }
+        var text = Format.signed(stats.0, 3)
+        if let low = summary?.deltaLow, let high = summary?.deltaHigh { text += "±" + Format.fixed((high - low) / 2, 3).replacingOccurrences(of: "0.", with: ".") }
+        return text + (summary?.rankUnstable == true ? "*" : "")
+    }
+
+    private func tooltip(_ unit: String, _ mask: String, _ rows: [ResultRow], _ stats: (Double, Int)?, _ summary: UnitSummary?) -> String {
         var parts = ["\(unit) · \(mask)"]
-        if let stats { parts.append("mean Δ accuracy \(Format.signed(stats.0, 4)) over \(stats.1) trained network(s)") }
+        if let stats { parts.append("mean Δ accuracy \(Format.signed(stats.0, 4)) over \(stats.1) trained network\(stats.1 == 1 ? "" : "s")") }
+        if let s = summary, let low = s.deltaLow, let high = s.deltaHigh {
+            parts.append("95% interval [\(Format.signed(low, 4)), \(Format.signed(high, 4))] over \(s.interval == "seeds" ? "\(s.seeds) seeds" : "the test images (one network)"): \(s.call.rawValue) at |Δ| < \(UnitSummary.threshold)")
+        }
+        if summary?.rankUnstable == true { parts.append("* its rank among the units moves by more than a quarter of them between seeds") }
+        for r in rows where r.mcnemarP != nil {
+            parts.append("seed\(r.seed): McNemar p = \(String(format: "%.3g", r.mcnemarP!))")
+        }
         for r in rows.sorted(by: { $0.seed < $1.seed }) {
             if let acc = r.testAccuracy, let base = r.baselineAccuracy {
                 parts.append("seed\(r.seed): accuracy \(Format.fixed(acc, 4)) vs baseline \(Format.fixed(base, 4))")
@@ -108,5 +135,7 @@ struct ZeroingHeatmap {
         }
         m.element("text", ["x": Format.coordinate(x), "y": Format.coordinate(y + 38), "text-anchor": "start", "class": "axis"],
                   text: "Δ test accuracy (fraction; red = the unit matters)")
+        m.element("text", ["x": Format.coordinate(x), "y": Format.coordinate(y + 52), "text-anchor": "start", "class": "axis"],
+                  text: "±: 95% interval; outlined: trivial with 95% confidence; *: rank unstable; grey: n/a")
     }
 }

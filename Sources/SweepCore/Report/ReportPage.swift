@@ -20,7 +20,9 @@ public struct ReportInput: Sendable {
     /// The report input of a run directory, from its sweep file and journal alone.
     public static func load(_ run: RunDirectory) throws -> ReportInput {
         let text = try run.storedSpecText()
-        let plan = try Plan.expand(try SpecLoader.parse(text, file: run.specURL.path))
+        var spec = try SpecLoader.parse(text, file: run.specURL.path)
+        try ImportedNetworks.hashFiles(&spec, run: run)
+        let plan = try Plan.expand(spec)
         let records = FileManager.default.fileExists(atPath: run.journalURL.path) ? try Journal.read(run.journalURL).records : []
         return ReportInput(plan: plan, records: records)
     }
@@ -112,7 +114,9 @@ public enum ReportPage {
         m.element("p", ["class": "note"]) { m in
             m.add("Each trained network is evaluated on the test set with one unit masked and nothing retrained. ")
             m.add("Δ accuracy = masked test accuracy − the same network's unmasked (baseline) test accuracy, averaged over its trained seeds: ")
-            m.add("negative means the unit matters; a unit is trivial when |Δ| < \(ZeroingFinding.trivialThreshold). ")
+            m.add("negative means the unit matters. A unit is trivial when the 95% interval of its Δ lies within ±\(ZeroingFinding.trivialThreshold) ")
+            m.add("and harmful when it lies below −\(ZeroingFinding.trivialThreshold); otherwise it is undecided. The interval is over the trained networks ")
+            m.add("(Student t) when there are several, else over one network's test images (paired: the same images masked and unmasked; McNemar's exact test in results.csv). ")
             m.add("Masks: zeroKernel sets a convolution's (or linear layer's) weights to zero, the following BN still adds its constant; ")
             m.add("zeroBranch makes a residual block's branch output zero (only the shortcut remains); ")
             m.add("zeroKernelRecalibrated zeroes the kernel and re-estimates every BN's statistics on training batches; ")
@@ -121,14 +125,15 @@ public enum ReportPage {
         if !findings.isEmpty {
             m.element("table", ["class": "findings"]) { m in
                 m.element("tr") { m in
-                    for h in ["dataset", "model", "mask", "trivial units", "most harmful (mean Δ)"] { m.element("th", text: h) }
+                    for h in ["dataset", "model", "mask", "units", "trivial / harmful / undecided", "most harmful (mean Δ)"] { m.element("th", text: h) }
                 }
                 for f in findings {
                     m.element("tr") { m in
                         m.element("td", text: f.dataset)
                         m.element("td", text: f.model)
                         m.element("td", text: f.mask)
-                        m.element("td", text: "\(f.trivial.count) of \(f.meanDelta.count)")
+                        m.element("td", text: "\(f.meanDelta.count)")
+                        m.element("td", text: "\(f.calls[.trivial] ?? 0) / \(f.calls[.harmful] ?? 0) / \(f.calls[.undecided] ?? 0)")
                         m.element("td", text: f.mostHarmful.map { "\($0.unit) \(Format.signed($0.delta))" }.joined(separator: ", "))
                     }
                 }
@@ -199,6 +204,7 @@ public enum ReportPage {
     svg.maskgrid { display: block; margin-bottom: 0.5em; } figure.masks { display: inline-block; margin-right: 1.5em; vertical-align: top; }
     tr.reusable td { background: #eef5fb; }
     svg .stage-boundary { stroke: #222; stroke-width: 1.2; } svg .axisline { stroke: #444; }
+    svg .trivial-mark { fill: none; stroke: #1a7f37; stroke-width: 1.5; stroke-dasharray: 3 2; }
     @media print { body { margin: 0.5cm; } .row { display: block; } figure { page-break-inside: avoid; margin-bottom: 1em; } }
     """
 }
