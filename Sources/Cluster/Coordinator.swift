@@ -341,7 +341,8 @@ public final class Coordinator {
         costDone += task.cost
         let skipped = scheduler.finished(task.key, succeeded: record.outcome.status == .ok)
         let elapsed = Date().timeIntervalSince(sessionStart)
-        let eta = costDone > 0 && !scheduler.isDone ? elapsed / costDone * scheduler.remainingCost : nil
+        // No estimate until a measurable share of the work is done (a load task costs nothing).
+        let eta = costDone > 1e-3 * (costDone + scheduler.remainingCost) && !scheduler.isDone ? elapsed / costDone * scheduler.remainingCost : nil
         log(ProgressText.line(done: records.count, total: plan.tasks.count, task: task, record: record,
                               baseline: task.baselineKey.flatMap { records[$0]?.outcome.testAccuracy }, eta: eta))
         try recordSkipped(skipped, because: record)

@@ -121,8 +121,14 @@ public enum SpecLoader {
                 throw fail([.key("models"), .index(i)], error.description)
             }
             if let files = spec.checkpoints[model] {
-                guard spec.study == .zeroing else {
-                    throw fail([.key("models"), .index(i), .key("checkpoints")], "networks trained elsewhere are studied by study zeroing; \(spec.study.rawValue) trains its own")
+                guard spec.study == .zeroing || spec.study == .reuse else {
+                    throw fail([.key("models"), .index(i), .key("checkpoints")], "networks trained elsewhere are studied by study zeroing, or are the source networks of study reuse; \(spec.study.rawValue) trains its own")
+                }
+                if spec.study == .reuse {
+                    let sources = Set(spec.reuse.pairs.map(\.source)), targets = Set(spec.reuse.pairs.map(\.target))
+                    guard sources.count == 1, sources.isDisjoint(with: targets) else {
+                        throw fail([.key("models"), .index(i), .key("checkpoints")], "in study reuse, checkpoints are the networks trained on the pairs' source dataset: give pairs with one source that is no pair's target")
+                    }
                 }
                 guard !files.isEmpty, files.count <= SweepSpec.maxSeeds else {
                     throw fail([.key("models"), .index(i), .key("checkpoints")], "list 1 to \(SweepSpec.maxSeeds) safetensors files")

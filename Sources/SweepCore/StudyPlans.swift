@@ -120,11 +120,26 @@ extension Plan {
         var tasks: [PlannedTask] = []
         let r = spec.reuse
         let used = Set(r.pairs.flatMap { [$0.source, $0.target] })
+        let sources = Set(r.pairs.map(\.source))
         for model in spec.models {
+            // Networks trained elsewhere (on the pairs' source dataset) replace the source trainings.
+            let files = spec.checkpoints[model]
+            let seeds = files.map { Array($0.indices) } ?? spec.seeds
+            func sourceKey(_ source: String, _ s: Int) -> String {
+                guard let files else { return "\(source)/\(model)/seed\(s)/train" }
+                return "\(source)/\(model)/\(ImportedNetworks.keySegment(spec, file: files[s], index: s))/load"
+            }
             for dataset in spec.datasets where used.contains(dataset.name) {
                 let d = dataset.description
                 let (macs, _) = try measure(model, on: dataset)
-                for s in spec.seeds {
+                for s in seeds {
+                    if let files, sources.contains(dataset.name) {
+                        var t = PlannedTask(key: sourceKey(dataset.name, s), kind: .load, dataset: dataset.name, model: model, seedIndex: s,
+                                            unit: nil, mask: nil, dependencies: [], cost: 1, seed: seed(spec, sourceKey(dataset.name, s)))
+                        t.source = files[s]
+                        tasks.append(t)
+                        continue
+                    }
                     let key = "\(dataset.name)/\(model)/seed\(s)/train"
                     var t = PlannedTask(key: key, kind: .train, dataset: dataset.name, model: model, seedIndex: s, unit: nil, mask: nil,
                                         dependencies: [], cost: 3 * macs * Double(d.train * spec.training.epochs) + macs * Double(d.test),
@@ -144,14 +159,15 @@ extension Plan {
                     points.append(("first\(k)", convs.prefix(k).map(\.name)))
                 }
                 let cost = 3 * macs * Double(d.train * spec.training.epochs) + macs * Double(d.test)
-                for s in spec.seeds {
-                    let sourceKey = "\(pair.source)/\(model)/seed\(s)/train"
+                for s in seeds {
+                    let fromKey = sourceKey(pair.source, s)
                     let targetKey = "\(pair.target)/\(model)/seed\(s)/train"
+                    let from = files.map { "from-\(pair.source)-" + ImportedNetworks.keySegment(spec, file: $0[s], index: s) } ?? "from-\(pair.source)"
                     for point in points {
                         for mode in r.modes {
-                            let key = "\(pair.target)/\(model)/seed\(s)/from-\(pair.source)/\(point.name)/\(mode.rawValue)"
+                            let key = "\(pair.target)/\(model)/seed\(s)/\(from)/\(point.name)/\(mode.rawValue)"
                             var t = PlannedTask(key: key, kind: .reuse, dataset: pair.target, model: model, seedIndex: s, unit: point.name,
-                                                mask: nil, dependencies: [sourceKey, targetKey], cost: cost, seed: seed(spec, key))
+                                                mask: nil, dependencies: [fromKey, targetKey], cost: cost, seed: seed(spec, key))
                             t.source = pair.source
                             t.units = point.units
                             t.variant = mode.rawValue

@@ -66,6 +66,15 @@ final class ImportedNetworkTests: XCTestCase {
         }
         XCTAssertEqual(compared, reference.masks.count)
 
+        // sweep layers --checkpoint and sweep eval read the PyTorch file directly.
+        let layers = try SweepProcess.run(["layers", "--checkpoint", "\(fixture.path)/net.safetensors", "--input", "1,12,12"])
+        XCTAssertEqual(layers.status, 0, layers.stderr)
+        XCTAssertTrue(layers.stdout.contains("resnet8-b, 1x12x12 inputs, 10 classes"), layers.stdout)
+        XCTAssertTrue(layers.stdout.contains("stage2.block1.shortcut.conv"), layers.stdout)
+        let eval = try SweepProcess.run(["eval", "\(fixture.path)/net.safetensors", "--dataset", "fashion-mnist", "--data-dir", fixture.path])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        XCTAssertTrue(eval.stdout.contains(String(format: "test accuracy %.4f", reference.accuracy)), eval.stdout)
+
         // A checkpoint listed under the wrong architecture: its load fails on one line, the rest is skipped.
         let wrong = dir.appendingPathComponent("wrong.yaml").path
         try String(contentsOfFile: spec, encoding: .utf8).replacingOccurrences(of: "name: resnet8-b,", with: "name: resnet20,")
@@ -74,5 +83,32 @@ final class ImportedNetworkTests: XCTestCase {
         XCTAssertEqual(failed.status, 1)
         XCTAssertTrue(failed.stderr.contains("load \(fixture.path)/net.safetensors FAILED: \(fixture.path)/net.safetensors: tensors that do not fit resnet20"), failed.stderr)
         XCTAssertTrue(failed.stderr.contains("skipped"), failed.stderr)
+    }
+
+    /// Study reuse with an imported source network: `sweep run FILE` copies kernels from the
+    /// PyTorch-trained network (trained on the source dataset) into a target trained here.
+    func testAnImportedNetworkIsAReuseSource() throws {
+        let fixture = try fixture()
+        let spec = dir.appendingPathComponent("reuse.yaml").path
+        try """
+        name: reuse-imported
+        study: reuse
+        datasets:
+          - {name: fashion-mnist, data_dir: \(fixture.path)}
+          - {name: flipped, base: fashion-mnist, data_dir: \(fixture.path), transform: flip}
+        models:
+          - {name: resnet8-b, checkpoints: [\(fixture.path)/net.safetensors]}
+        training: {epochs: 1, batch_size: 64, learning_rate: 0.05}
+        layers: [stage1.block1.conv1]
+        reuse: {pairs: [{source: fashion-mnist, target: flipped}], modes: [frozen, finetuned]}
+        """.write(toFile: spec, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("reuse").path
+        let r = try SweepProcess.run(["run", spec, "--output", out, "-j", "2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let csv = try String(contentsOfFile: "\(out)/results.csv", encoding: .utf8)
+        XCTAssertTrue(csv.contains("/ckpt-") && csv.contains(",reuse,load,"), csv)
+        XCTAssertFalse(csv.contains("fashion-mnist/resnet8-b/seed0/train"), "the source network is not trained here")
+        let kinds = csv.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        XCTAssertEqual(kinds.filter { $0[2] == "reuse" && $0.contains("ok") }.count, 2, csv)
     }
 }
