@@ -11,7 +11,7 @@ import TensorEngine
 ///   `shortcut.0/1` or `downsample.0/1`, and `fc` or `linear`;
 /// - fully connected nets as `nn.Sequential` (`0.weight`, `1.running_mean`, ..., with or without a
 ///   prefix such as `layers.`): each Linear, optionally followed by BatchNorm1d, the last Linear
-///   the readout;
+///   the readout; or as named layers `fc1`, `bn1`, ..., `fcK` (the last the readout);
 /// - our own names (`stem.conv`, `stage1.block1.conv1`, `fc1`, `readout`, students' `conv0`, ...).
 /// `num_batches_tracked` counters are ignored.
 public enum TorchImport {
@@ -65,6 +65,17 @@ public enum TorchImport {
             return tensors.map { Renamed(theirs: $0.0, ours: resnetName($0.0), tensor: $0.1) }
         }
         if let sequential = sequentialNames(tensors) { return sequential }
+        // A named MLP (fc1, bn1, fc2, ..., fcK): its last fc layer is our readout.
+        let fcs = names.compactMap { n -> Int? in
+            guard n.hasPrefix("fc"), let dot = n.firstIndex(of: ".") else { return nil }
+            return Int(n[n.index(n.startIndex, offsetBy: 2)..<dot])
+        }
+        if let last = fcs.max(), last > 1, !names.contains("readout.weight"), !names.contains(where: { $0.hasPrefix("conv") || $0.hasPrefix("stem.") }) {
+            return tensors.map { t in
+                let ours = t.0.hasPrefix("fc\(last).") ? "readout" + t.0.dropFirst("fc\(last)".count) : t.0
+                return Renamed(theirs: t.0, ours: ours, tensor: t.1)
+            }
+        }
         return tensors.map { Renamed(theirs: $0.0, ours: $0.0, tensor: $0.1) }
     }
 

@@ -55,6 +55,9 @@ final class TorchImportTests: XCTestCase {
         XCTAssertEqual(imported.spec.name, "fcn-32-32-bn")
         XCTAssertEqual(imported.stateTensors.map(\.0), network.stateTensors.map(\.0))
         XCTAssertEqual(imported.stateTensors.map(\.1.array), network.stateTensors.map(\.1.array))
+        // Named layers fc1, bn1, fc2, bn2, fc3: the last is the readout.
+        let named = network.stateTensors.map { ($0.0.replacingOccurrences(of: "readout.", with: "fc3."), $0.1) }
+        XCTAssertEqual(try importing(named).stateTensors.map(\.1.array), network.stateTensors.map(\.1.array))
         // Our own names need no mapping; students must be named.
         XCTAssertEqual(try importing(network.stateTensors).spec.name, "fcn-32-32-bn")
         let student = Network.build(try ModelSpec(name: "student-c2-w1", inputShape: [1, 12, 12], classes: 10), seed: 1)
