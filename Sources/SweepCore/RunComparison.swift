@@ -71,33 +71,24 @@ public struct RunComparison: Sendable {
 
     /// The same as a self-contained page (no scripts, nothing fetched).
     public var html: String {
-        var m = Markup()
-        m.raw("<!DOCTYPE html>\n")
-        m.element("html", ["xmlns": "http://www.w3.org/1999/xhtml", "lang": "en"]) { m in
-            m.element("head") { m in
-                m.empty("meta", ["charset": "utf-8"])
-                m.element("title", text: "layersweep · \(nameA) vs \(nameB)")
-                m.element("style", text: """
-                body { font-family: system-ui, sans-serif; margin: 1.5em; } table { border-collapse: collapse; font-size: 0.9em; }
-                th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; } tr.differ td { background: #fff4e5; }
-                td.harmful { color: #b2182b; } td.trivial { color: #1a7f37; }
-                """)
-            }
-            m.element("body") { m in
-                m.element("h1", text: "\(nameA) vs \(nameB)")
-                m.element("p", text: "Δ test accuracy per unit and mask: mean over the trained networks, 95% interval (over seeds, or over one network's test images), number of networks and the call (trivial: the interval lies within ±\(UnitSummary.threshold); harmful: below −\(UnitSummary.threshold)). Highlighted rows: the two runs call the unit differently.")
-                m.element("table") { m in
-                    m.element("tr") { m in for h in ["dataset", "model", "unit", "mask", nameA, nameB] { m.element("th", text: h) } }
-                    for l in lines {
-                        m.element("tr", l.callsDiffer ? ["class": "differ"] : [:]) { m in
-                            for t in [l.dataset, l.model, l.layer, l.mask] { m.element("td", text: t) }
-                            m.element("td", ["class": l.a.call.rawValue], text: RunComparison.cell(l.a))
-                            m.element("td", ["class": l.b.call.rawValue], text: RunComparison.cell(l.b))
-                        }
+        let css = """
+        body { font-family: system-ui, sans-serif; margin: 1.5em; } table { border-collapse: collapse; font-size: 0.9em; }
+        th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; } tr.differ td { background: #fff4e5; }
+        td.harmful { color: #b2182b; } td.trivial { color: #1a7f37; }
+        """
+        return Markup.page(title: "layersweep · \(nameA) vs \(nameB)", css: css) { m in
+            m.element("h1", text: "\(nameA) vs \(nameB)")
+            m.element("p", text: "Δ test accuracy per unit and mask: mean over the trained networks, 95% interval (over seeds, or over one network's test images), number of networks and the call (trivial: the interval lies within ±\(UnitSummary.threshold); harmful: below −\(UnitSummary.threshold)). Highlighted rows: the two runs call the unit differently.")
+            m.element("table") { m in
+                m.element("tr") { m in for h in ["dataset", "model", "unit", "mask", nameA, nameB] { m.element("th", text: h) } }
+                for l in lines {
+                    m.element("tr", l.callsDiffer ? ["class": "differ"] : [:]) { m in
+                        for t in [l.dataset, l.model, l.layer, l.mask] { m.element("td", text: t) }
+                        m.element("td", ["class": l.a.call.rawValue], text: RunComparison.cell(l.a))
+                        m.element("td", ["class": l.b.call.rawValue], text: RunComparison.cell(l.b))
                     }
                 }
             }
         }
-        return m.text
     }
 }

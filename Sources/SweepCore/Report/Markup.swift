@@ -45,6 +45,21 @@ struct Markup {
     mutating func raw(_ s: String) { text += s }
 
     mutating func add(_ s: String) { text += Markup.escape(s) }
+
+    /// A self-contained XHTML page: `title`, inline `css`, and the body `body` writes.
+    static func page(title: String, css: String, body: (inout Markup) -> Void) -> String {
+        var m = Markup()
+        m.raw("<!DOCTYPE html>\n")
+        m.element("html", ["xmlns": "http://www.w3.org/1999/xhtml", "lang": "en"]) { m in
+            m.element("head") { m in
+                m.empty("meta", ["charset": "utf-8"])
+                m.element("title", text: title)
+                m.element("style", text: css)
+            }
+            m.element("body") { body(&$0) }
+        }
+        return m.text
+    }
 }
 
 /// Numbers as the report prints them.

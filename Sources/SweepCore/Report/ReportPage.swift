@@ -33,35 +33,25 @@ public struct ReportInput: Sendable {
 public enum ReportPage {
     public static func html(_ input: ReportInput) -> String {
         let spec = input.plan.spec
-        var m = Markup()
-        m.raw("<!DOCTYPE html>\n")
-        m.element("html", ["xmlns": "http://www.w3.org/1999/xhtml", "lang": "en"]) { m in
-            m.element("head") { m in
-                m.empty("meta", ["charset": "utf-8"])
-                m.element("title", text: "layersweep · \(spec.name)")
-                m.element("style", text: css)
+        return Markup.page(title: "layersweep · \(spec.name)", css: css) { m in
+            m.element("h1", text: "Sweep \(spec.name)")
+            if !input.complete {
+                m.element("p", ["class": "partial"],
+                          text: "Partial report: \(input.rows.count) of \(input.plan.tasks.count) tasks have finished (the sweep is running or was interrupted; `sweep run --resume` continues it).")
             }
-            m.element("body") { m in
-                m.element("h1", text: "Sweep \(spec.name)")
-                if !input.complete {
-                    m.element("p", ["class": "partial"],
-                              text: "Partial report: \(input.rows.count) of \(input.plan.tasks.count) tasks have finished (the sweep is running or was interrupted; `sweep run --resume` continues it).")
-                }
-                header(input, into: &m)
-                switch spec.study {
-                case .zeroing: zeroing(input, into: &m)
-                case .imp: PruningReport.section(input, into: &m)
-                case .distill: DistillationReport.section(input, into: &m)
-                case .reuse: ReuseReport.section(input, into: &m)
-                case .noop: break
-                }
-                problems(input, into: &m)
-                m.element("h2", text: "Timeline")
-                m.element("p", ["class": "note"], text: "Each lane is one rank (worker); each bar one task, from start to end.")
-                Timeline(records: input.records).svg(into: &m)
+            header(input, into: &m)
+            switch spec.study {
+            case .zeroing: zeroing(input, into: &m)
+            case .imp: PruningReport.section(input, into: &m)
+            case .distill: DistillationReport.section(input, into: &m)
+            case .reuse: ReuseReport.section(input, into: &m)
+            case .noop: break
             }
-        }
-        return m.text + "\n"
+            problems(input, into: &m)
+            m.element("h2", text: "Timeline")
+            m.element("p", ["class": "note"], text: "Each lane is one rank (worker); each bar one task, from start to end.")
+            Timeline(records: input.records).svg(into: &m)
+        } + "\n"
     }
 
     /// Writes results.csv, results.json and report.html for `input` into the run directory.
