@@ -175,6 +175,8 @@ public final class Coordinator {
                     finished.append((TaskRecord(key: key, kind: task.kind, outcome: outcome, rank: worker,
                                                 host: hosts[worker] ?? "?", started: started, finished: Date()), task))
                     idle.append(worker)
+                case let .progress(key, text):
+                    if running[worker]?.task.key == key { log("  \(key) (rank \(worker)): \(text)") }
                 case let .gangDone(key):
                     guard running.removeValue(forKey: worker)?.task.key == key else {
                         throw RunError(path: directory.url.path, message: "worker \(worker) finished its part of \(key), which it was not running")
@@ -383,9 +385,10 @@ public enum WorkerLoop {
                 let leads = gang.map { $0.leader == link.id } ?? true
                 let members = try gang.map { try link.joinGang($0) }
                 let (outcome, checkpoint) = executor.run(task, inputs: inputs, resume: resume, gang: members,
-                                                         snapshot: leads ? { try? link.send(.snapshot(key: task.key, data: $0)) } : nil)
+                                                         snapshot: leads ? { try? link.send(.snapshot(key: task.key, data: $0)) } : nil,
+                                                         progress: leads ? { try? link.send(.progress(key: task.key, text: $0)) } : nil)
                 try link.send(leads ? .result(key: task.key, outcome: outcome, checkpoint: checkpoint) : .gangDone(key: task.key))
-            case .hello, .result, .snapshot, .gangDone:
+            case .hello, .result, .snapshot, .gangDone, .progress:
                 continue
             }
         }

@@ -16,6 +16,8 @@ public enum Message: Equatable, Sendable {
               gang: GangAssignment? = nil)
     /// A gang member other than the first has finished its part of a training.
     case gangDone(key: String)
+    /// How a running task is getting on (a training's epoch line), for the coordinator to show.
+    case progress(key: String, text: String)
     /// A running training's epoch snapshot, kept by the coordinator until the task finishes.
     case snapshot(key: String, data: Data)
     case result(key: String, outcome: TaskOutcome, checkpoint: Data?)
@@ -74,6 +76,7 @@ enum MessageCodec {
             header = Header(type: "result", key: key, outcome: outcome)
             if let checkpoint { blobs = [("checkpoint", checkpoint)] }
         case let .gangDone(key): header = Header(type: "gangDone", key: key)
+        case let .progress(key, text): header = Header(type: "progress", specText: text, key: key)
         case .stop: header = Header(type: "stop")
         }
         header.blobs = blobs.map { Blob(name: $0.0, size: $0.1.count) }
@@ -114,6 +117,9 @@ enum MessageCodec {
         case "result":
             guard let key = header.key, let outcome = header.outcome else { throw CodecError.malformed("result without key or outcome") }
             return .result(key: key, outcome: outcome, checkpoint: blobs["checkpoint"])
+        case "progress":
+            guard let key = header.key else { throw CodecError.malformed("progress without key") }
+            return .progress(key: key, text: header.specText ?? "")
         case "gangDone":
             guard let key = header.key else { throw CodecError.malformed("gangDone without key") }
             return .gangDone(key: key)

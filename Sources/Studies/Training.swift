@@ -16,6 +16,26 @@ public struct EpochReport: Sendable {
     public let remainingSeconds: Double
 }
 
+extension EpochReport {
+    /// "epoch 3/15  loss 0.4123  acc 0.8512  812 img/s  12.3s  · ETA 2m10s", the form progress
+    /// lines take on the terminal and in a cluster's log.
+    public static func line(_ r: EpochReport) -> String {
+        String(format: "epoch %d/%d  loss %.4f  acc %.4f  lr %.4f  %.0f img/s  %.1fs", r.epoch + 1, r.epochs, r.loss, r.accuracy,
+               r.learningRate, r.imagesPerSecond, r.seconds) + (r.epoch + 1 < r.epochs ? "  · ETA \(DurationText.of(r.remainingSeconds))" : "")
+    }
+}
+
+/// Durations as people read them: 4.2s, 3m05s, 2h10m.
+public enum DurationText {
+    public static func of(_ seconds: Double) -> String {
+        guard seconds.isFinite else { return "?" }
+        if seconds < 60 { return String(format: "%.1fs", seconds) }
+        let s = Int(seconds.rounded())
+        if s < 3600 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
+        return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m"
+    }
+}
+
 /// Why training stopped early.
 public enum TrainingError: Error, CustomStringConvertible, Equatable {
     case diverged(epoch: Int, step: Int, loss: Float)

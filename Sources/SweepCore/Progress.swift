@@ -1,15 +1,10 @@
 import Foundation
+import Studies
 
 /// Progress lines and the closing summary of a sweep, as text.
 public enum ProgressText {
     /// `1h02m`, `2m10s`, `4.1s`.
-    public static func duration(_ seconds: Double) -> String {
-        guard seconds.isFinite else { return "?" }
-        if seconds < 60 { return String(format: "%.1fs", seconds) }
-        let s = Int(seconds.rounded())
-        if s < 3600 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
-        return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m"
-    }
+    public static func duration(_ seconds: Double) -> String { DurationText.of(seconds) }
 
     /// `[37/112] stage2.block1.conv2 zeroBranch acc 0.9012 Δ-0.0031 rank 3 4.1s · ETA 2m10s`
     public static func line(done: Int, total: Int, task: PlannedTask, record: TaskRecord, baseline: Double?, eta: Double?) -> String {

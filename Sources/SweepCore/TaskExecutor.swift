@@ -15,6 +15,8 @@ public final class TaskExecutor {
     private var evaluator: (key: String, PrefixEvaluator)?
     /// Which test images the most recent network got right unmasked (for the paired test).
     private var baselineHits: (key: String, hits: [Bool])?
+    /// Where the running task's progress lines go (the coordinator's log), if anywhere.
+    private var progressSink: ((String) -> Void)?
 
     public init(spec: SweepSpec) { self.spec = spec }
 
@@ -38,12 +40,14 @@ public final class TaskExecutor {
 
     /// Runs `task`; `inputs` maps each dependency that produced an artifact to its hash (held
     /// already). A training resumes from `resume` (an epoch snapshot) and hands new snapshots to
-    /// `snapshot`. With `gang`, this worker is one member of the gang that trains the task
+    /// `snapshot`; a training's epoch lines go to `progress`. With `gang`, this worker is one member of the gang that trains the task
     /// together; only the first member evaluates the network and returns its checkpoint.
     /// Returns the outcome and the artifact bytes the task produced, if any.
     public func run(_ task: PlannedTask, inputs: [String: String], resume: Data? = nil, gang: GangLink? = nil,
-                    snapshot: ((Data) -> Void)? = nil) -> (TaskOutcome, Data?) {
+                    snapshot: ((Data) -> Void)? = nil, progress: ((String) -> Void)? = nil) -> (TaskOutcome, Data?) {
         let start = Date()
+        progressSink = progress
+        defer { progressSink = nil }
         var artifact: Data?
         var outcome: TaskOutcome
         do {
@@ -127,7 +131,10 @@ public final class TaskExecutor {
     private func train(_ network: Network, data: DatasetSplits, section: TrainingSection, seed: UInt64,
                        loss: Training.LossFunction? = nil, hooks: TrainingHooks = TrainingHooks(), gang: GangLink? = nil) throws -> TaskOutcome {
         let config = try config(section, seed: seed)
-        let reports = try Training.train(network, on: data.train, config: config, loss: loss, hooks: hooks, gang: gang)
+        let sink = progressSink
+        let reports = try Training.train(network, on: data.train, config: config, loss: loss, hooks: hooks, gang: gang) { r in
+            sink?(EpochReport.line(r))
+        }
         return try evaluate(network, data: data, reports: reports, gang: gang)
     }
 

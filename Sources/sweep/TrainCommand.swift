@@ -107,10 +107,7 @@ struct TrainCommand: ParsableCommand {
         }
         let start = Date()
         try Training.train(network, on: splits.train, config: config, gang: gang, progress: { r in
-            guard leads else { return }
-            report(String(format: "epoch %d/%d  loss %.4f  acc %.4f  lr %.4f  %.0f img/s  %@  ETA %@",
-                          r.epoch + 1, r.epochs, r.loss, r.accuracy, r.learningRate, r.imagesPerSecond,
-                          formatDuration(r.seconds), formatDuration(r.remainingSeconds)))
+            if leads { report(EpochReport.line(r)) }
         })
         let trainSeconds = Date().timeIntervalSince(start)
         let result = Evaluation.run(network, on: splits.test, gang: gang)

@@ -52,7 +52,7 @@ final class RunnerTests: XCTestCase {
                         .task(task, inputs: ["d/m/seed0/train": "abc"], attachments: ["abc": blob, "def": Data([1])], release: ["old"], resume: nil),
                         .task(task, inputs: [:], attachments: ["abc": blob], release: [], resume: Data([7, 8, 9])),
                         .task(task, inputs: [:], attachments: [:], release: [], resume: nil, gang: GangAssignment(id: 3, members: [2, 0, 5])),
-                        .gangDone(key: "d/m/seed0/train"),
+                        .gangDone(key: "d/m/seed0/train"), .progress(key: "d/m/seed0/train", text: "epoch 1/2  loss 0.5"),
                         .snapshot(key: "d/m/seed0/train", data: blob),
                         .result(key: "k", outcome: TaskOutcome(status: .ok), checkpoint: blob), .stop] {
             XCTAssertEqual(try MessageCodec.decode(try MessageCodec.encode(message)), message)

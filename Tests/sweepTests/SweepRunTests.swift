@@ -261,4 +261,19 @@ final class SweepRunTests: XCTestCase {
         XCTAssertEqual(bad.status, 1)
         XCTAssertTrue(bad.stderr.contains("results.json: no results yet"), bad.stderr)
     }
+
+    /// A training shows its epochs while it runs: `mpirun -n 2 sweep run FILE` prints each
+    /// epoch's line (relayed from the worker to rank 0) before the training's task line.
+    func testTrainingsReportTheirEpochsBeforeTheirTaskLine() throws {
+        let spec = try writeSpec(name: "epochs", seeds: 1)
+        let r = try run(["run", spec, "--output", dir.appendingPathComponent("epochs").path], mpi: 2)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stderr.split(separator: "\n").map(String.init)
+        let epoch1 = try XCTUnwrap(lines.firstIndex { $0.contains("synthetic/resnet8/seed0/train") && $0.contains("epoch 1/2") }, r.stderr)
+        let epoch2 = try XCTUnwrap(lines.firstIndex { $0.contains("synthetic/resnet8/seed0/train") && $0.contains("epoch 2/2") }, r.stderr)
+        let done = try XCTUnwrap(lines.firstIndex { $0.contains("synthetic/resnet8/seed0 train acc") }, r.stderr)
+        XCTAssertLessThan(epoch1, epoch2)
+        XCTAssertLessThan(epoch2, done)
+        XCTAssertTrue(lines[epoch1].contains("img/s") && lines[epoch1].contains("ETA"), lines[epoch1])
+    }
 }
