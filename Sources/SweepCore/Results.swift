@@ -87,6 +87,26 @@ public struct ResultRow: Codable, Equatable, Sendable {
     }
 }
 
+/// Numbers as results files print them: 7 significant digits, so that a difference of two
+/// accuracies reads -0.689, not -0.6890000000000001 (float32 results carry no more).
+public func significant(_ v: Double?) -> Double? {
+    guard let v, v.isFinite else { return v }
+    return Double(String(format: "%.7g", v)) ?? v
+}
+
+extension ResultRow {
+    /// The row with every measured number at 7 significant digits.
+    func rounded() -> ResultRow {
+        var r = self
+        for path in [\ResultRow.testAccuracy, \.testLoss, \.baselineAccuracy, \.deltaAccuracy, \.deltaLow, \.deltaHigh, \.mcnemarP,
+                     \.remainingFraction, \.locality, \.rmse] {
+            r[keyPath: path] = significant(r[keyPath: path])
+        }
+        r.layerRemaining = r.layerRemaining?.mapValues { significant($0) ?? $0 }
+        return r
+    }
+}
+
 /// Builds result rows from journal records and writes results.csv and results.json.
 public enum ResultTable {
     /// One row per journaled task of `plan`, sorted by key, with reference accuracies joined in.
@@ -111,7 +131,7 @@ public enum ResultTable {
                 (row.deltaLow, row.deltaHigh) = Statistics.pairedInterval(worse: d[0], better: d[1], count: d[2])
                 row.mcnemarP = Statistics.mcnemar(worse: d[0], better: d[1])
             }
-            return row
+            return row.rounded()
         }.sorted { $0.key < $1.key }
     }
 

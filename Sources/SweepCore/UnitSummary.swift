@@ -53,6 +53,8 @@ public struct UnitSummary: Codable, Equatable, Sendable {
             if let low = summary.deltaLow, let high = summary.deltaHigh {
                 summary.call = Statistics.call(low: low, high: high, threshold: threshold)
             }
+            summary.deltaMean = significant(summary.deltaMean)!
+            (summary.deltaLow, summary.deltaHigh) = (significant(summary.deltaLow), significant(summary.deltaHigh))
             return summary
         }
     }

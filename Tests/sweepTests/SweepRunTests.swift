@@ -275,5 +275,14 @@ final class SweepRunTests: XCTestCase {
         XCTAssertLessThan(epoch1, epoch2)
         XCTAssertLessThan(epoch2, done)
         XCTAssertTrue(lines[epoch1].contains("img/s") && lines[epoch1].contains("ETA"), lines[epoch1])
+
+        // results.csv and units.csv print no number with more than 7 significant digits.
+        for file in ["results.csv", "units.csv"] {
+            let text = try String(contentsOfFile: dir.appendingPathComponent("epochs/\(file)").path, encoding: .utf8)
+            for field in text.split(whereSeparator: { $0 == "," || $0 == "\n" }) where Double(field) != nil {
+                let digits = field.split(separator: "e")[0].filter(\.isNumber).drop { $0 == "0" }
+                XCTAssertLessThanOrEqual(digits.count, 7, "\(file): \(field)")
+            }
+        }
     }
 }
