@@ -20,8 +20,8 @@ struct RunCommand: ParsableCommand {
 
     @Argument(help: "The sweep file (YAML).") var file: String?
     @Option(help: "Continue the run in this directory (runs only what its journal lacks).") var resume: String?
-    @Option(help: "Run directory (default: the sweep file's `output`).") var output: String?
-    @Option(name: .customShort("j"), help: "Worker threads when not under mpirun/srun.") var jobs = 1
+    @Option(name: .shortAndLong, help: "Run directory (default: the sweep file's `output`).") var output: String?
+    @Option(name: [.customShort("j"), .long], help: "Worker threads when not under mpirun/srun.") var jobs = 1
     @Option(help: "Engine threads per worker (default: this node's cores divided among its workers).") var threads: Int?
     @Option(help: "Whether rank 0 also runs tasks under MPI: auto (when ≤ 16 ranks), yes, no.") var coordinatorWorks = "auto"
     @Flag(help: "With --resume: run failed tasks (and the tasks they made skip) again.") var retryFailed = false

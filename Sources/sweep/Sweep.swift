@@ -11,11 +11,16 @@ struct Sweep: ParsableCommand {
         abstract: "Which layers of a trained network matter? Train, mask and evaluate, layer by layer.",
         discussion: """
         Examples:
+          sweep plan sweeps/quick.yaml --ranks 32
+          sweep run sweeps/quick.yaml -j 2                  (or: mpirun -n 32 sweep run sweeps/wang2020.yaml)
+          sweep report runs/quick
+          sweep compare runs/a runs/b
           sweep train --model resnet20 --dataset fashion-mnist --epochs 15 --output r20.safetensors
           sweep eval r20.safetensors --dataset fashion-mnist
           sweep layers resnet20
           sweep bench --json
         """,
+        version: "layersweep \(layersweepVersion)",
         subcommands: [RunCommand.self, PlanCommand.self, ReportCommand.self, CompareCommand.self, TrainCommand.self, EvalCommand.self, LayersCommand.self, BenchCommand.self])
 }
 

@@ -43,7 +43,8 @@ struct TrainCommand: ParsableCommand {
 
     @Option(help: "Training epochs.") var epochs = 15
     @Option(help: "Mini-batch size.") var batchSize = 128
-    @Option(help: "Base learning rate.") var lr: Float = 0.1
+    @Option(name: [.customLong("learning-rate"), .customLong("lr")], help: "Base learning rate (the sweep field learning_rate; --lr for short).")
+    var lr: Float = 0.1
     @Option(help: "SGD momentum.") var momentum: Float = 0.9
     @Option(help: "L2 weight decay.") var weightDecay: Float = 5e-4
     @Flag(help: "Use Nesterov momentum.") var nesterov = false
@@ -70,7 +71,7 @@ struct TrainCommand: ParsableCommand {
 
     func validate() throws {
         if let problem = section.problems.first {
-            let flag = problem.field == "learning_rate" ? "lr" : problem.field.replacingOccurrences(of: "_", with: "-")
+            let flag = problem.field.replacingOccurrences(of: "_", with: "-")
             throw FlagError("--\(flag) \(problem.requirement)")
         }
         try data.check()

@@ -31,6 +31,15 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(accuracy(eval.stdout), accuracy(train.stdout))
     }
 
+    func testVersionAndHelpLeadWithTheSweepCommands() throws {
+        let version = try sweep(["--version"])
+        XCTAssertEqual(version.status, 0)
+        XCTAssertTrue(version.stdout.hasPrefix("layersweep "), version.stdout)
+        let help = try sweep(["--help"])
+        let examples = help.stdout.components(separatedBy: "Examples:").last ?? ""
+        XCTAssertTrue(examples.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("sweep plan"), help.stdout)
+    }
+
     func testLayersListsUnitsWithCounts() throws {
         let r = try sweep(["layers", "resnet20"])
         XCTAssertEqual(r.status, 0)
