@@ -16,6 +16,8 @@ public struct ResultRow: Codable, Equatable, Sendable {
     public var model: String
     public var seed: Int
     public var layer: String
+    /// The unit's position in network order (0 = the first layer), for sorting and plotting.
+    public var unitIndex: Int?
     public var mask: String
     /// IMP: the pruning round (0 = dense).
     public var round: Int?
@@ -43,6 +45,8 @@ public struct ResultRow: Codable, Equatable, Sendable {
     /// IMP: the most-connected first-layer masks (results.json only).
     public var maskImages: [MaskImage]?
     public var error: String?
+    /// Content hash of the network the row measured (`checkpoints/<hash>.safetensors`).
+    public var checkpoint: String?
     public var seconds: Double
     public var rank: Int
     public var host: String
@@ -52,7 +56,7 @@ public struct ResultRow: Codable, Equatable, Sendable {
         case error, seconds, rank, host
         case testAccuracy = "test_accuracy", testLoss = "test_loss", baselineAccuracy = "baseline_accuracy"
         case deltaAccuracy = "delta_accuracy", paramsMasked = "params_masked", remainingFraction = "remaining_fraction"
-        case deltaLow = "delta_low", deltaHigh = "delta_high", mcnemarP = "mcnemar_p"
+        case deltaLow = "delta_low", deltaHigh = "delta_high", mcnemarP = "mcnemar_p", unitIndex = "unit_index", checkpoint
         case layerRemaining = "layer_remaining", convLayers = "conv_layers", maskImages = "mask_images"
     }
 
@@ -72,7 +76,8 @@ public struct ResultRow: Codable, Equatable, Sendable {
         let extra: [(String, (ResultRow) -> String)]
         switch study {
         case .zeroing, .noop: extra = [("delta_low", { number($0.deltaLow) }), ("delta_high", { number($0.deltaHigh) }),
-                                       ("mcnemar_p", { number($0.mcnemarP) }), ("params_masked", { integer($0.paramsMasked) })]
+                                       ("mcnemar_p", { number($0.mcnemarP) }), ("params_masked", { integer($0.paramsMasked) }),
+                                       ("unit_index", { integer($0.unitIndex) }), ("checkpoint", { $0.checkpoint ?? "" })]
         case .imp:
             extra = [("remaining_fraction", { number($0.remainingFraction) }),
                      ("layer_remaining", { r in (r.layerRemaining ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";") }),
@@ -112,6 +117,15 @@ public enum ResultTable {
     /// One row per journaled task of `plan`, sorted by key, with reference accuracies joined in.
     public static func rows(plan: Plan, records: [TaskRecord]) -> [ResultRow] {
         let latest = Dictionary(records.map { ($0.key, $0) }, uniquingKeysWith: { _, b in b })
+        var unitOrder: [String: [String: Int]] = [:]
+        func index(of unit: String?, in model: String) -> Int? {
+            guard let unit else { return nil }
+            if unitOrder[model] == nil {
+                let units = (try? LayerMatcher.units(of: model)) ?? []
+                unitOrder[model] = Dictionary(units.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+            }
+            return unitOrder[model]?[unit]
+        }
         return latest.values.compactMap { record -> ResultRow? in
             guard let task = plan[record.key] else { return nil }
             let o = record.outcome
@@ -127,6 +141,8 @@ public enum ResultTable {
                                 rmse: o.rmse, parameters: o.parameters, budget: task.budget, convLayers: nil, maskImages: o.maskImages,
                                 error: o.error, seconds: o.seconds, rank: record.rank, host: record.host)
             if task.kind == .student, let spec = try? ModelSpec.parse(task.model), case let .student(conv, _) = spec { row.convLayers = conv }
+            if task.kind == .mask { row.unitIndex = index(of: task.unit, in: task.model) }
+            row.checkpoint = o.checkpoint ?? task.dependencies.first.flatMap { latest[$0]?.outcome.checkpoint }
             if let d = o.discordant, d.count == 3, o.status == .ok {
                 (row.deltaLow, row.deltaHigh) = Statistics.pairedInterval(worse: d[0], better: d[1], count: d[2])
                 row.mcnemarP = Statistics.mcnemar(worse: d[0], better: d[1])
@@ -177,6 +193,17 @@ public enum ResultTable {
             self.counts = counts
             self.rows = rows
         }
+    }
+
+    /// results.jsonl: one compact JSON object per row.
+    public static func jsonLines(_ rows: [ResultRow]) throws -> Data {
+        let e = Journal.makeEncoder()
+        var out = Data()
+        for row in rows {
+            out.append(try e.encode(row))
+            out.append(0x0A)
+        }
+        return out
     }
 
     public static func json(_ document: Document) throws -> Data {

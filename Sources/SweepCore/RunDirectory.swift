@@ -117,7 +117,16 @@ public struct RunDirectory: Sendable {
     public func writeResults(_ document: ResultTable.Document) throws {
         try Data(ResultTable.csv(document.rows, study: document.spec.study).utf8).write(to: resultsCSV, options: .atomic)
         try ResultTable.json(document).write(to: resultsJSON, options: .atomic)
+        try ResultTable.jsonLines(document.rows).write(to: resultsJSONL, options: .atomic)
         if document.spec.study == .zeroing { try Data(UnitSummary.csv(document.units).utf8).write(to: unitsCSV, options: .atomic) }
+    }
+
+    /// One result row per line (`pandas.read_json(path, lines=True)`).
+    public var resultsJSONL: URL { url.appendingPathComponent("results.jsonl") }
+
+    /// Every results file a run writes for `study`, in the order `sweep report` lists them.
+    public func resultFiles(study: SweepSpec.Study) -> [URL] {
+        [reportURL, resultsCSV, resultsJSON, resultsJSONL] + (study == .zeroing ? [unitsCSV] : [])
     }
 
     /// Content hashes of the networks the sweep imports, by path (`ImportedNetworks`).

@@ -130,8 +130,8 @@ struct ReportCommand: ParsableCommand {
         let counts = Dictionary(grouping: input.rows, by: \.status).mapValues(\.count)
         report("\(input.rows.count) of \(input.plan.tasks.count) tasks journaled (\(counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))\(input.complete ? "" : "; partial report")")
         for line in ProgressText.summary(rows: input.rows, study: input.plan.spec.study) { report(line) }
-        print("report:  \(run.reportURL.path)")
-        print("results: \(run.resultsCSV.path)")
+        print("wrote:")
+        for file in run.resultFiles(study: input.plan.spec.study) { print("  \(file.path)") }
     }
 }
 

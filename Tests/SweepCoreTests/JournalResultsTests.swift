@@ -54,7 +54,7 @@ final class JournalResultsTests: XCTestCase {
         XCTAssertEqual(masked.baselineAccuracy, 0.75)
         XCTAssertEqual(masked.deltaAccuracy, -0.25)
         let csv = ResultTable.csv(rows, study: .zeroing).split(separator: "\n")
-        XCTAssertEqual(String(csv[0]), "key,study,kind,dataset,model,seed,layer,mask,status,test_accuracy,test_loss,baseline_accuracy,delta_accuracy,delta_low,delta_high,mcnemar_p,params_masked,error,seconds,rank,host")
+        XCTAssertEqual(String(csv[0]), "key,study,kind,dataset,model,seed,layer,mask,status,test_accuracy,test_loss,baseline_accuracy,delta_accuracy,delta_low,delta_high,mcnemar_p,params_masked,unit_index,checkpoint,error,seconds,rank,host")
         XCTAssertTrue(csv.contains { $0.contains(#","boom, ""bad""","#) }, "\(csv)")
     }
 

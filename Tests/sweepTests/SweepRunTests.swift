@@ -276,6 +276,21 @@ final class SweepRunTests: XCTestCase {
         XCTAssertLessThan(epoch2, done)
         XCTAssertTrue(lines[epoch1].contains("img/s") && lines[epoch1].contains("ETA"), lines[epoch1])
 
+        // sweep report names every file it writes; results.jsonl is one row per line, mask rows
+        // carry their unit's index in network order and every row its network's checkpoint.
+        let runDir = dir.appendingPathComponent("epochs").path
+        let report = try run(["report", runDir])
+        XCTAssertEqual(report.status, 0, report.stderr)
+        for file in ["report.html", "results.csv", "results.json", "results.jsonl", "units.csv"] {
+            XCTAssertTrue(report.stdout.contains("\(runDir)/\(file)"), report.stdout)
+        }
+        let rows = try String(contentsOfFile: "\(runDir)/results.jsonl", encoding: .utf8).split(separator: "\n")
+            .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        XCTAssertEqual(rows.count, 28)
+        let stem = try XCTUnwrap(rows.first { $0["layer"] as? String == "stem.conv" && $0["mask"] as? String == "zeroKernel" })
+        XCTAssertEqual(stem["unit_index"] as? Int, 0)
+        XCTAssertTrue(rows.allSatisfy { ($0["checkpoint"] as? String)?.count == 32 }, "every row names its network")
+
         // results.csv and units.csv print no number with more than 7 significant digits.
         for file in ["results.csv", "units.csv"] {
             let text = try String(contentsOfFile: dir.appendingPathComponent("epochs/\(file)").path, encoding: .utf8)
