@@ -77,11 +77,37 @@ public struct ModelSpec: Equatable, Sendable {
         }
     }
 
-    /// Names `sweep layers` and sweep files accept, with one example each.
-    public static let examples = [
-        "resnet20", "resnet32", "resnet56", "resnet20-b (option-B 1x1 shortcuts)",
-        "plain20", "plain32", "plain56", "fcn-1024x3-bn", "fcn-512-256", "student-c0-w1", "student-c4-w0.5",
+    /// The model grammar, as `sweep layers` and sweep files accept it.
+    public static let grammar = [
+        "resnetD or resnetD-b (D = 6n+2 from 8 to \(maxDepth): resnet8, resnet20, resnet56, resnet110; -b: option-B 1x1 shortcuts)",
+        "plainD (the same without shortcuts: plain20)",
+        "fcn-W[xK]...[-bn] (hidden widths, K repeats, optional BatchNorm: fcn-1024x3-bn, fcn-512-256)",
+        "student-cK-wM (K = 0...4 conv layers, width multiplier M: student-c2-w1, student-c0-w0.5)",
     ]
+
+    /// Names used for "did you mean" suggestions.
+    static let common = ["resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet20-b", "resnet56-b",
+                         "plain20", "plain32", "plain56", "fcn-1024x3-bn", "fcn-512-256", "student-c2-w1"]
+
+    /// The common model name closest to `name` (edit distance at most 3), if any.
+    public static func suggestion(for name: String) -> String? {
+        func distance(_ a: [Character], _ b: [Character]) -> Int {
+            var row = Array(0...b.count)
+            for (i, x) in a.enumerated() {
+                var previous = row[0]
+                row[0] = i + 1
+                for (j, y) in b.enumerated() {
+                    let current = row[j + 1]
+                    row[j + 1] = min(row[j + 1] + 1, row[j] + 1, previous + (x == y ? 0 : 1))
+                    previous = current
+                }
+            }
+            return row[b.count]
+        }
+        let lower = Array(name.lowercased())
+        let best = common.map { ($0, distance(lower, Array($0))) }.min { $0.1 < $1.1 }
+        return best.flatMap { $0.1 <= 3 && $0.1 > 0 ? $0.0 : nil }
+    }
 
     static let maxDepth = 1202
     static let maxWidth = 65536
@@ -144,9 +170,10 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .unknown(name):
-            return "unknown model '\(name)'; valid: \(ModelSpec.examples.joined(separator: ", "))"
+            let hint = ModelSpec.suggestion(for: name).map { " (did you mean \($0)?)" } ?? ""
+            return "unknown model '\(name)'\(hint); valid: \(ModelSpec.grammar.joined(separator: "; "))"
         case let .malformed(name, reason):
-            return "model '\(name)': \(reason); valid: \(ModelSpec.examples.joined(separator: ", "))"
+            return "model '\(name)': \(reason); valid: \(ModelSpec.grammar.joined(separator: "; "))"
         case let .badInput(text):
             return text
         }

@@ -136,4 +136,14 @@ final class NetworkGradientTests: XCTestCase {
             }
         }
     }
+
+    /// A mistyped model name gets the nearest common name; the error lists the whole grammar.
+    func testUnknownModelsGetADidYouMeanAndTheGrammar() {
+        XCTAssertEqual(ModelSpec.suggestion(for: "resnt20"), "resnet20")
+        XCTAssertEqual(ModelSpec.suggestion(for: "ResNet-56"), "resnet56")
+        XCTAssertNil(ModelSpec.suggestion(for: "vgg16"))
+        let text = ModelError.unknown("resnt20").description
+        XCTAssertTrue(text.contains("(did you mean resnet20?)"), text)
+        for family in ["resnetD", "plainD", "fcn-W", "student-cK-wM", "resnet8"] { XCTAssertTrue(text.contains(family), text) }
+    }
 }

@@ -67,7 +67,7 @@ final class SpecTests: XCTestCase {
 
     func testUnknownModelMaskAndLayerListTheChoices() {
         let model = error("name: s\ndatasets: [synthetic]\nmodels:\n  - resnet8\n  - vgg16\n")
-        XCTAssertTrue(model.hasPrefix("test.yaml:5: models[1]: unknown model 'vgg16'; valid: resnet20"), model)
+        XCTAssertTrue(model.hasPrefix("test.yaml:5: models[1]: unknown model 'vgg16'; valid: resnetD or resnetD-b"), model)
         let mask = error("name: s\ndatasets: [synthetic]\nmodels: [resnet8]\nmasks: [zeroKernel, prune]\n")
         XCTAssertTrue(mask.hasPrefix("test.yaml:4: masks[1]: unknown mask 'prune'; valid: zeroKernel, zeroBranch, zeroKernelRecalibrated, randomInit"), mask)
         let layer = error("name: s\ndatasets: [synthetic]\nmodels: [resnet8]\nlayers:\n  - stage9.*\n")
