@@ -5,6 +5,8 @@ import TensorEngine
 /// How `sweep run` was asked to run.
 public struct RunOptions: Sendable {
     public var specPath: String?
+    /// `key=value` changes to the sweep file's fields (`SpecOverrides`).
+    public var overrides: [String]
     public var resumePath: String?
     public var output: String?
     /// Worker threads in this process when not under an MPI launcher (`-j`).
@@ -20,10 +22,11 @@ public struct RunOptions: Sendable {
     /// Seconds a drain (SIGUSR1) waits for running tasks.
     public var drainGrace: Double
 
-    public init(specPath: String? = nil, resumePath: String? = nil, output: String? = nil, localWorkers: Int = 1,
+    public init(specPath: String? = nil, overrides: [String] = [], resumePath: String? = nil, output: String? = nil, localWorkers: Int = 1,
                 threads: Int? = nil, coordinatorWorks: Bool? = nil, retryFailed: Bool = false,
                 continueExisting: Bool = false, drainGrace: Double = 60) {
         self.specPath = specPath
+        self.overrides = overrides
         self.resumePath = resumePath
         self.output = output
         self.localWorkers = localWorkers
@@ -163,7 +166,7 @@ public enum SweepLauncher {
             return try resumed(run, lock: lock, options: options)
         }
         guard let path = options.specPath else { throw RunError(path: "sweep run", message: "give a sweep file or --resume RUN_DIR") }
-        var (spec, text) = try SpecLoader.load(path)
+        var (spec, text) = try SpecLoader.load(path, overrides: options.overrides)
         try ImportedNetworks.hashFiles(&spec)
         let plan = try Plan.expand(spec)
         let run = RunDirectory(options.output ?? spec.output)

@@ -24,13 +24,19 @@ public struct SpecError: Error, CustomStringConvertible, Equatable {
 /// against what exists, each error pointing at its line.
 public enum SpecLoader {
     /// Loads, decodes and validates a sweep file.
-    public static func load(_ path: String) throws -> (spec: SweepSpec, text: String) {
+    /// `overrides` are `key=value` command-line changes to the file's fields (`SpecOverrides`);
+    /// the text returned has them applied.
+    public static func load(_ path: String, overrides: [String] = []) throws -> (spec: SweepSpec, text: String) {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw SpecError(file: path, line: nil, field: nil, message: FileManager.default.fileExists(atPath: path)
                 ? "cannot read the sweep file" : "no such sweep file")
         }
-        let text = String(decoding: data, as: UTF8.self)
-        return (try parse(text, file: path), text)
+        let text = try SpecOverrides.apply(overrides, to: String(decoding: data, as: UTF8.self), file: path)
+        do {
+            return (try parse(text, file: path), text)
+        } catch let error as SpecError {
+            throw SpecOverrides.explain(error, overrides: overrides)
+        }
     }
 
     /// Decodes and validates sweep-file text; `file` is only used in messages.

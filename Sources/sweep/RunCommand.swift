@@ -19,6 +19,8 @@ struct RunCommand: ParsableCommand {
         """)
 
     @Argument(help: "The sweep file (YAML).") var file: String?
+    @Argument(help: "Changes to the sweep file's fields, key=value (e.g. training.epochs=1 seeds=1); the run records them in its spec.")
+    var overrides: [String] = []
     @Option(help: "Continue the run in this directory (runs only what its journal lacks).") var resume: String?
     @Option(name: .shortAndLong, help: "Run directory (default: the sweep file's `output`).") var output: String?
     @Option(name: [.customShort("j"), .long], help: "Worker threads when not under mpirun/srun.") var jobs = 1
@@ -31,6 +33,7 @@ struct RunCommand: ParsableCommand {
 
     func validate() throws {
         guard (file == nil) != (resume == nil) else { throw ValidationError("give either a sweep file or --resume RUN_DIR") }
+        guard overrides.isEmpty || resume == nil else { throw FlagError("a resumed run keeps its recorded spec: key=value overrides go with a sweep file") }
         guard (1...Parallel.maxThreads).contains(jobs) else { throw FlagError("-j must be between 1 and \(Parallel.maxThreads)") }
         try EngineOptions.check(threads: threads)
         guard ["auto", "yes", "no"].contains(coordinatorWorks) else { throw FlagError("--coordinator-works is auto, yes or no") }
@@ -38,7 +41,7 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
-        let options = RunOptions(specPath: file, resumePath: resume, output: output, localWorkers: jobs, threads: threads,
+        let options = RunOptions(specPath: file, overrides: overrides, resumePath: resume, output: output, localWorkers: jobs, threads: threads,
                                  coordinatorWorks: coordinatorWorks == "auto" ? nil : coordinatorWorks == "yes",
                                  retryFailed: retryFailed, continueExisting: continueExisting, drainGrace: grace)
         guard let summary = try SweepLauncher.run(options, log: report) else { return }
@@ -71,6 +74,7 @@ struct PlanCommand: ParsableCommand {
         commandName: "plan", abstract: "Print a sweep's task graph (counts per kind, the first tasks, estimated cost) without running it.")
 
     @Argument(help: "The sweep file (YAML).") var file: String
+    @Argument(help: "Changes to the sweep file's fields, key=value, as for sweep run.") var overrides: [String] = []
     @Option(help: "How many tasks to list.") var show = 12
     @Option(help: "Predict the run on this many ranks (simulating the scheduler with the cost model).") var ranks: Int?
     @Option(help: "Cores per node of that allocation (for the node count; default 32).") var coresPerNode = 32
@@ -81,7 +85,7 @@ struct PlanCommand: ParsableCommand {
     }
 
     func run() throws {
-        var (spec, _) = try SpecLoader.load(file)
+        var (spec, _) = try SpecLoader.load(file, overrides: overrides)
         try ImportedNetworks.hashFiles(&spec)
         let plan = try Plan.expand(spec)
         let byKind = Dictionary(grouping: plan.tasks, by: \.kind)

@@ -300,4 +300,22 @@ final class SweepRunTests: XCTestCase {
             }
         }
     }
+
+    /// `sweep run FILE training.epochs=1 seeds=1`: the overrides change the run, are recorded in
+    /// its spec.yaml (so --resume and the report see them), and a bad one is named in its error.
+    func testKeyValueOverridesAreRecordedAndValidated() throws {
+        let spec = try writeSpec(name: "over", seeds: 2)
+        let out = dir.appendingPathComponent("over").path
+        let r = try run(["run", spec, "training.epochs=1", "seeds=1", "masks=[zeroKernel]", "--output", out])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let stored = try String(contentsOfFile: "\(out)/spec.yaml", encoding: .utf8)
+        XCTAssertTrue(stored.hasPrefix("# command-line overrides: training.epochs=1 seeds=1 masks=[zeroKernel]"), stored)
+        let csv = try stableCSV(out)
+        XCTAssertEqual(csv.count, 1 + 1 + 1 + 8, "one seed: train, baseline, 8 zeroKernel units")
+        XCTAssertEqual(try run(["run", "--resume", out]).status, 0, "the recorded spec resumes")
+        let bad = try run(["run", spec, "training.epochs=lots", "--output", dir.appendingPathComponent("bad").path])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("override training.epochs=lots: training.epochs: expected an integer, found 'lots'"), bad.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("bad").path), "nothing written")
+    }
 }
