@@ -66,7 +66,7 @@ public enum SweepLauncher {
         StopSignals.installForCoordinator()
         let hub = LocalHub(workers: Array(0..<max(1, options.localWorkers)))
         Parallel.configure(threads: options.threads ?? max(1, Parallel.availableCores / max(1, options.localWorkers)))
-        let prepared = try prepare(options)
+        let prepared = try prepare(options, log: log)
         let host = ProcessInfo.processInfo.hostName
         for id in hub.workerIDs { startWorkerThread(hub: hub, id: id, host: host, log: log) }
         return try coordinate(prepared, link: hub.coordinatorLink(), log: log)
@@ -97,7 +97,7 @@ public enum SweepLauncher {
         let link = MPICoordinatorLink(world: world, local: local)
         let prepared: Prepared
         do {
-            prepared = try prepare(options)
+            prepared = try prepare(options, log: log)
         } catch {
             // Nothing ran yet and every worker is idle: tell them to stop, report the bad input.
             for w in link.workers { try? link.send(.stop, to: w) }
@@ -159,7 +159,7 @@ public enum SweepLauncher {
     }
 
     /// Loads the sweep (fresh or resumed), expands it and claims the run directory.
-    static func prepare(_ options: RunOptions) throws -> Prepared {
+    static func prepare(_ options: RunOptions, log: (String) -> Void = { _ in }) throws -> Prepared {
         if let resume = options.resumePath {
             let run = RunDirectory(resume)
             let lock = try run.claimForResume()
@@ -167,6 +167,7 @@ public enum SweepLauncher {
         }
         guard let path = options.specPath else { throw RunError(path: "sweep run", message: "give a sweep file or --resume RUN_DIR") }
         var (spec, text) = try SpecLoader.load(path, overrides: options.overrides)
+        for section in spec.ignoredSections { log("warning: \(path): '\(section):' is not read by study \(spec.study.rawValue)") }
         try ImportedNetworks.hashFiles(&spec)
         let plan = try Plan.expand(spec)
         let run = RunDirectory(options.output ?? spec.output)

@@ -75,13 +75,16 @@ public enum SpecLoader {
                 try tree.checkKeys([.key("datasets"), .index(i)], allowed: DatasetEntry.CodingKeys.allCases.map(\.rawValue))
             }
         }
-        let spec: SweepSpec
+        var spec: SweepSpec
         do {
             spec = try YAMLDecoder().decode(SweepSpec.self, from: root)
         } catch let error as DecodingError {
             throw tree.decodingError(error)
         }
         try validate(spec, tree: tree)
+        let given = Set(root.mapping?.keys.compactMap(\.string) ?? [])
+        let optional: Set<String> = ["training", "layers", "masks", "evaluation", "reuse", "pruning", "distillation", "noop_tasks"]
+        spec.ignoredSections = given.intersection(optional).subtracting(SweepSpec.sections[spec.study] ?? []).sorted()
         return spec
     }
 

@@ -26,6 +26,17 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     /// Content hashes of the checkpoint files, by path, once the coordinator has read them
     /// (`ImportedNetworks.hashFiles`); they name the networks in task keys.
     public var checkpointHashes: [String: String] = [:]
+    /// Sections the file gives that its study does not read (told to the user, not an error).
+    public var ignoredSections: [String] = []
+
+    /// The top-level sections each study reads (besides name, study, seed, datasets, models, seeds, output).
+    public static let sections: [Study: Set<String>] = [
+        .zeroing: ["training", "layers", "masks", "evaluation"],
+        .reuse: ["training", "layers", "reuse", "evaluation"],
+        .imp: ["training", "pruning", "evaluation"],
+        .distill: ["training", "distillation", "evaluation"],
+        .noop: ["noop_tasks"],
+    ]
     /// Training repetitions (seed0, seed1, ...): a count or an explicit list.
     public var seeds: [Int]
     public var training: TrainingSection

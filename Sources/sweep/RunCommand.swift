@@ -86,6 +86,7 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         var (spec, _) = try SpecLoader.load(file, overrides: overrides)
+        for section in spec.ignoredSections { report("warning: \(file): '\(section):' is not read by study \(spec.study.rawValue)") }
         try ImportedNetworks.hashFiles(&spec)
         let plan = try Plan.expand(spec)
         let byKind = Dictionary(grouping: plan.tasks, by: \.kind)

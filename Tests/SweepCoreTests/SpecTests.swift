@@ -158,4 +158,11 @@ final class SpecTests: XCTestCase {
         XCTAssertTrue(error(text.replacingOccurrences(of: "  - resnet8\n", with: "") + "\nstudy: distill\n").contains("study zeroing, or are the source networks of study reuse"))
         XCTAssertTrue(error(text + "\nstudy: reuse\nreuse: {pairs: [{source: synthetic, target: synthetic}]}\n").contains("one source that is no pair's target"))
     }
+
+    /// Sections a study does not read are reported (a warning), not silently dropped.
+    func testSectionsTheStudyIgnoresAreNamed() throws {
+        let spec = try parse("name: s\ndatasets: [synthetic]\nmodels: [resnet8]\npruning: {rate: 0.2}\ndistillation: {}\n")
+        XCTAssertEqual(spec.ignoredSections, ["distillation", "pruning"])
+        XCTAssertEqual(try parse("name: s\ndatasets: [synthetic]\nmodels: [resnet8]\nmasks: [zeroKernel]\n").ignoredSections, [])
+    }
 }
