@@ -79,9 +79,8 @@ public struct ResultRow: Codable, Equatable, Sendable {
                                        ("mcnemar_p", { number($0.mcnemarP) }), ("params_masked", { integer($0.paramsMasked) }),
                                        ("unit_index", { integer($0.unitIndex) }), ("checkpoint", { $0.checkpoint ?? "" })]
         case .imp:
-            extra = [("remaining_fraction", { number($0.remainingFraction) }),
-                     ("layer_remaining", { r in (r.layerRemaining ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";") }),
-                     ("locality", { number($0.locality) })]
+            // One remaining_<layer> column per layer: `ResultTable.csv` adds them from the rows.
+            extra = [("remaining_fraction", { number($0.remainingFraction) }), ("locality", { number($0.locality) })]
         case .reuse: extra = [("rmse", { number($0.rmse) }), ("parameters", { integer($0.parameters) })]
         case .distill: extra = [("conv_layers", { integer($0.convLayers) }), ("budget", { integer($0.budget) }),
                                 ("parameters", { integer($0.parameters) })]
@@ -159,7 +158,14 @@ public enum ResultTable {
 
     /// RFC 4180 CSV: fields with commas, quotes or line breaks are quoted, quotes doubled.
     public static func csv(_ rows: [ResultRow], study: SweepSpec.Study) -> String {
-        let columns = ResultRow.csvColumns(for: study)
+        var columns = ResultRow.csvColumns(for: study)
+        // IMP: each layer's remaining fraction in a column of its own, after remaining_fraction.
+        let layers = Set(rows.flatMap { $0.layerRemaining?.keys.map { $0 } ?? [] }).sorted()
+        if let at = columns.firstIndex(where: { $0.0 == "remaining_fraction" }) {
+            columns.insert(contentsOf: layers.map { layer in
+                ("remaining_\(layer)", { (r: ResultRow) in r.layerRemaining?[layer].map { "\($0)" } ?? "" })
+            }, at: at + 1)
+        }
         var out = columns.map(\.0).joined(separator: ",") + "\n"
         for row in rows { out += columns.map { quote($0.1(row)) }.joined(separator: ",") + "\n" }
         return out
