@@ -64,6 +64,27 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         case noopTasks = "noop_tasks"
     }
 
+    /// The spec as results.json embeds it: the common fields and only the sections its study reads.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(study, forKey: .study)
+        try c.encode(seed, forKey: .seed)
+        try c.encode(output, forKey: .output)
+        if study == .noop { try c.encode(noopTasks, forKey: .noopTasks); return }
+        try c.encode(datasets, forKey: .datasets)
+        try c.encode(models, forKey: .models)
+        try c.encode(seeds, forKey: .seeds)
+        let used = SweepSpec.sections[study] ?? []
+        if used.contains("training") { try c.encode(training, forKey: .training) }
+        if used.contains("layers") { try c.encode(layers, forKey: .layers) }
+        if used.contains("masks") { try c.encode(masks, forKey: .masks) }
+        if used.contains("evaluation") { try c.encode(evaluation, forKey: .evaluation) }
+        if used.contains("pruning") { try c.encode(pruning, forKey: .pruning) }
+        if used.contains("reuse") { try c.encode(reuse, forKey: .reuse) }
+        if used.contains("distillation") { try c.encode(distillation, forKey: .distillation) }
+    }
+
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)

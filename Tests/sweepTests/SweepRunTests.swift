@@ -290,6 +290,10 @@ final class SweepRunTests: XCTestCase {
         let stem = try XCTUnwrap(rows.first { $0["layer"] as? String == "stem.conv" && $0["mask"] as? String == "zeroKernel" })
         XCTAssertEqual(stem["unit_index"] as? Int, 0)
         XCTAssertTrue(rows.allSatisfy { ($0["checkpoint"] as? String)?.count == 32 }, "every row names its network")
+        let document = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(runDir)/results.json"))) as! [String: Any]
+        let embedded = try XCTUnwrap(document["spec"] as? [String: Any])
+        XCTAssertEqual(Set(embedded.keys), ["name", "study", "seed", "output", "datasets", "models", "seeds", "training", "layers", "masks", "evaluation"],
+                       "only the sections zeroing reads")
 
         // results.csv and units.csv print no number with more than 7 significant digits.
         for file in ["results.csv", "units.csv"] {
