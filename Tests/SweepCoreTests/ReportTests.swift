@@ -67,6 +67,17 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(doc.attributes.filter { $0["class"] == "stage-boundary" }.count, 2 * 4, "stem|stage1|stage2|stage3|head: four rules per map")
     }
 
+    /// The answer leads: heatmaps before the run's facts, and the prose explains only the masks
+    /// this run used.
+    func testHeatmapsComeFirstAndTheProseCoversTheMasksUsed() throws {
+        let html = ReportPage.html(try input())
+        let heatmap = try XCTUnwrap(html.range(of: "class=\"heatmap\""))
+        let facts = try XCTUnwrap(html.range(of: "class=\"facts\""))
+        XCTAssertLessThan(heatmap.lowerBound, facts.lowerBound)
+        XCTAssertTrue(html.contains("zeroBranch makes a residual block"))
+        XCTAssertFalse(html.contains("randomInit re-draws"), "randomInit was not run")
+    }
+
     func testHeaderFindingsAndProblems() throws {
         let doc = try parse(ReportPage.html(try input()))
         XCTAssertTrue(doc.text.contains("Which layers matter?"))

@@ -1,4 +1,5 @@
 import Foundation
+import Studies
 
 /// Everything the report is made from: the plan, the journal's records and the result rows.
 public struct ReportInput: Sendable {
@@ -39,9 +40,11 @@ public enum ReportPage {
                 m.element("p", ["class": "partial"],
                           text: "Partial report: \(input.rows.count) of \(input.plan.tasks.count) tasks have finished (the sweep is running or was interrupted; `sweep run --resume` continues it).")
             }
+            // Zeroing answers first: the heatmaps lead, the facts of the run follow.
+            if spec.study == .zeroing { zeroing(input, into: &m) }
             header(input, into: &m)
             switch spec.study {
-            case .zeroing: zeroing(input, into: &m)
+            case .zeroing: break
             case .imp: PruningReport.section(input, into: &m)
             case .distill: DistillationReport.section(input, into: &m)
             case .reuse: ReuseReport.section(input, into: &m)
@@ -97,38 +100,18 @@ public enum ReportPage {
         }
     }
 
+    /// What each mask does, for the masks a run used.
+    static let maskNotes: [MaskKind: String] = [
+        .zeroKernel: "zeroKernel sets a convolution's (or linear layer's) weights to zero; the following BN still adds its constant.",
+        .zeroBranch: "zeroBranch makes a residual block's branch output zero (only the shortcut remains).",
+        .zeroKernelRecalibrated: "zeroKernelRecalibrated zeroes the kernel and re-estimates every BN's statistics on training batches.",
+        .randomInit: "randomInit re-draws the weights from their initialiser.",
+    ]
+
     private static func zeroing(_ input: ReportInput, into m: inout Markup) {
         let spec = input.plan.spec
         let findings = ZeroingFinding.compute(input.rows)
         m.element("h2", text: "Which layers matter?")
-        m.element("p", ["class": "note"]) { m in
-            m.add("Each trained network is evaluated on the test set with one unit masked and nothing retrained. ")
-            m.add("Δ accuracy = masked test accuracy − the same network's unmasked (baseline) test accuracy, averaged over its trained seeds: ")
-            m.add("negative means the unit matters. A unit is trivial when the 95% interval of its Δ lies within ±\(ZeroingFinding.trivialThreshold) ")
-            m.add("and harmful when it lies below −\(ZeroingFinding.trivialThreshold); otherwise it is undecided. The interval is over the trained networks ")
-            m.add("(Student t) when there are several, else over one network's test images (paired: the same images masked and unmasked; McNemar's exact test in results.csv). ")
-            m.add("Masks: zeroKernel sets a convolution's (or linear layer's) weights to zero, the following BN still adds its constant; ")
-            m.add("zeroBranch makes a residual block's branch output zero (only the shortcut remains); ")
-            m.add("zeroKernelRecalibrated zeroes the kernel and re-estimates every BN's statistics on training batches; ")
-            m.add("randomInit re-draws the weights from their initialiser. ▸ marks units at a stage transition (resolution or width changes); rules separate stages.")
-        }
-        if !findings.isEmpty {
-            m.element("table", ["class": "findings"]) { m in
-                m.element("tr") { m in
-                    for h in ["dataset", "model", "mask", "units", "trivial / harmful / undecided", "most harmful (mean Δ)"] { m.element("th", text: h) }
-                }
-                for f in findings {
-                    m.element("tr") { m in
-                        m.element("td", text: f.dataset)
-                        m.element("td", text: f.model)
-                        m.element("td", text: f.mask)
-                        m.element("td", text: "\(f.meanDelta.count)")
-                        m.element("td", text: "\(f.calls[.trivial] ?? 0) / \(f.calls[.harmful] ?? 0) / \(f.calls[.undecided] ?? 0)")
-                        m.element("td", text: f.mostHarmful.map { "\($0.unit) \(Format.signed($0.delta))" }.joined(separator: ", "))
-                    }
-                }
-            }
-        }
         let masks = spec.masks.map(\.rawValue)
         let deltas = input.rows.compactMap { $0.kind == "mask" && $0.status == "ok" ? $0.deltaAccuracy : nil }
         let limit = ColorScale.niceLimit(deltas.map(abs).max() ?? 0.01)
@@ -148,6 +131,32 @@ public enum ReportPage {
                     }
                 }
             }
+        }
+        if !findings.isEmpty {
+            m.element("table", ["class": "findings"]) { m in
+                m.element("tr") { m in
+                    for h in ["dataset", "model", "mask", "units", "trivial / harmful / undecided", "most harmful (mean Δ)"] { m.element("th", text: h) }
+                }
+                for f in findings {
+                    m.element("tr") { m in
+                        m.element("td", text: f.dataset)
+                        m.element("td", text: f.model)
+                        m.element("td", text: f.mask)
+                        m.element("td", text: "\(f.meanDelta.count)")
+                        m.element("td", text: "\(f.calls[.trivial] ?? 0) / \(f.calls[.harmful] ?? 0) / \(f.calls[.undecided] ?? 0)")
+                        m.element("td", text: f.mostHarmful.map { "\($0.unit) \(Format.signed($0.delta))" }.joined(separator: ", "))
+                    }
+                }
+            }
+        }
+        m.element("p", ["class": "note"]) { m in
+            m.add("Each trained network is evaluated on the test set with one unit masked and nothing retrained. ")
+            m.add("Δ accuracy = masked test accuracy − the same network's unmasked (baseline) test accuracy, averaged over its trained seeds: ")
+            m.add("negative means the unit matters. A unit is trivial when the 95% interval of its Δ lies within ±\(ZeroingFinding.trivialThreshold) ")
+            m.add("and harmful when it lies below −\(ZeroingFinding.trivialThreshold); otherwise it is undecided. The interval is over the trained networks ")
+            m.add("(Student t) when there are several, else over one network's test images (paired: the same images masked and unmasked; McNemar's exact test in results.csv). ")
+            for mask in spec.masks { if let note = maskNotes[mask] { m.add(note + " ") } }
+            m.add("▸ marks units at a stage transition (resolution or width changes); rules separate stages.")
         }
     }
 
