@@ -40,9 +40,9 @@ struct ZeroingHeatmap {
     }
 
     func svg(into m: inout Markup) {
-        let (labelWidth, cellWidth, cellHeight, header) = (190.0, 78.0, 17.0, 34.0)
+        let (labelWidth, cellWidth, cellHeight, header) = (210.0, 104.0, 19.0, 34.0)
         // Wide enough for the legend and its caption even with one or two mask columns.
-        let width = max(labelWidth + cellWidth * Double(masks.count) + 10, labelWidth + 250)
+        let width = max(labelWidth + cellWidth * Double(masks.count) + 10, labelWidth + 400)
         let height = header + cellHeight * Double(units.count) + 78
         m.element("svg", ["xmlns": "http://www.w3.org/2000/svg", "class": "heatmap", "width": Format.coordinate(width),
                           "height": Format.coordinate(height), "viewBox": "0 0 \(Format.coordinate(width)) \(Format.coordinate(height))",
@@ -55,7 +55,7 @@ struct ZeroingHeatmap {
             for (i, unit) in units.enumerated() {
                 let y = header + cellHeight * Double(i)
                 if let previousGroup, previousGroup != unit.group {
-                    m.empty("line", ["x1": "0", "x2": Format.coordinate(width - 10), "y1": Format.coordinate(y), "y2": Format.coordinate(y),
+                    m.empty("line", ["x1": "0", "x2": Format.coordinate(labelWidth + cellWidth * Double(masks.count)), "y1": Format.coordinate(y), "y2": Format.coordinate(y),
                                      "class": "stage-boundary"])
                 }
                 previousGroup = unit.group
@@ -136,6 +136,6 @@ struct ZeroingHeatmap {
         m.element("text", ["x": Format.coordinate(x), "y": Format.coordinate(y + 38), "text-anchor": "start", "class": "axis"],
                   text: "Δ test accuracy (fraction; red = the unit matters)")
         m.element("text", ["x": Format.coordinate(x), "y": Format.coordinate(y + 52), "text-anchor": "start", "class": "axis"],
-                  text: "±: 95% interval; outlined: trivial with 95% confidence; *: rank unstable; grey: n/a")
+                  text: "±: 95% interval · outlined: trivial · *: rank unstable · grey: n/a")
     }
 }

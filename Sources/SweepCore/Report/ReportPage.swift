@@ -78,18 +78,24 @@ public enum ReportPage {
         let ran = input.records.filter { $0.rank >= 0 }
         let start = ran.map(\.started).min(), end = ran.map(\.finished).max()
         let counts = Dictionary(grouping: input.rows, by: \.status).mapValues(\.count)
-        let rows: [(String, String)] = [
-            ("study", spec.study.rawValue),
-            ("datasets", spec.datasets.map { d in d.name + (d.trainLimit.map { " (train \($0)" } ?? "") + (d.testLimit.map { ", test \($0))" } ?? (d.trainLimit == nil ? "" : ")")) }.joined(separator: ", ")),
-            ("models", spec.models.joined(separator: ", ")),
-            ("seeds", spec.seeds.map(String.init).joined(separator: ", ")),
-            ("training", "\(spec.training.epochs) epochs, batch \(spec.training.batchSize), SGD lr \(spec.training.learningRate) momentum \(spec.training.momentum) weight decay \(spec.training.weightDecay), \(spec.training.schedule)"),
-            ("tasks", "\(input.rows.count) of \(input.plan.tasks.count) finished: " + counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")),
-            ("ranks", "\(Set(ran.map(\.rank)).count) on \(input.hosts.joined(separator: ", "))"),
-            ("wall time", start.flatMap { s in end.map { ProgressText.duration($0.timeIntervalSince(s)) } } ?? "—"),
-            ("started", start.map { ISO8601DateFormatter().string(from: $0) } ?? "—"),
-            ("program", "layersweep \(layersweepVersion)"),
-        ]
+        let datasets = spec.datasets.map { d in
+            d.name + (d.trainLimit.map { " (train \($0)" } ?? "") + (d.testLimit.map { ", test \($0))" } ?? (d.trainLimit == nil ? "" : ")"))
+        }
+        var rows: [(String, String)] = [("study", spec.study.rawValue), ("datasets", datasets.joined(separator: ", ")),
+                                        ("models", spec.models.joined(separator: ", "))]
+        // Networks trained elsewhere have neither seeds nor a training section of ours.
+        let allImported = spec.study == .zeroing && spec.checkpoints.count == spec.models.count
+        if !allImported {
+            let t = spec.training
+            rows.append(("seeds", spec.seeds.map(String.init).joined(separator: ", ")))
+            rows.append(("training", "\(t.epochs) epochs, batch \(t.batchSize), SGD lr \(t.learningRate) momentum \(t.momentum) weight decay \(t.weightDecay), \(t.schedule)"))
+        }
+        for (model, files) in spec.checkpoints.sorted(by: { $0.key < $1.key }) { rows.append(("imported", "\(model): \(files.joined(separator: ", "))")) }
+        rows.append(("tasks", "\(input.rows.count) of \(input.plan.tasks.count) finished: " + counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))
+        rows.append(("ranks", "\(Set(ran.map(\.rank)).count) on \(input.hosts.joined(separator: ", "))"))
+        rows.append(("wall time", start.flatMap { s in end.map { ProgressText.duration($0.timeIntervalSince(s)) } } ?? "—"))
+        rows.append(("started", start.map { ISO8601DateFormatter().string(from: $0) } ?? "—"))
+        rows.append(("program", "layersweep \(layersweepVersion)"))
         m.element("table", ["class": "facts"]) { m in
             for (k, v) in rows {
                 m.element("tr") { m in
@@ -197,9 +203,11 @@ public enum ReportPage {
     table.facts th { background: #f4f4f4; width: 8em; }
     .row { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
     figure { margin: 0; } figcaption { font-weight: 600; margin-bottom: 0.3em; }
-    svg text { font-family: inherit; font-size: 10px; }
-    svg .colhead { font-weight: 600; font-size: 10px; } svg .rowhead { font-size: 10px; } svg .transition { font-weight: 700; }
-    svg .value { font-size: 9px; } svg .tick, svg .axis { font-size: 9px; fill: #333; }
+    svg.heatmap, svg.timeline, svg.chart { max-width: 100%; height: auto; }
+    table.findings, table.problems { display: block; overflow-x: auto; max-width: 100%; }
+    svg text { font-family: inherit; font-size: 11px; }
+    svg .colhead { font-weight: 600; font-size: 11px; } svg .rowhead { font-size: 11px; } svg .transition { font-weight: 700; }
+    svg .value { font-size: 11px; } svg .tick, svg .axis { font-size: 11px; fill: #333; }
     svg.maskgrid { display: block; margin-bottom: 0.5em; } figure.masks { display: inline-block; margin-right: 1.5em; vertical-align: top; }
     tr.reusable td { background: #eef5fb; }
     svg .stage-boundary { stroke: #222; stroke-width: 1.2; } svg .axisline { stroke: #444; }

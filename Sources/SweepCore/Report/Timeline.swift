@@ -36,20 +36,28 @@ struct Timeline {
             let axisY = 10 + laneHeight * Double(ranks.count) + 4
             m.empty("line", ["x1": Format.coordinate(left), "x2": Format.coordinate(left + plotWidth), "y1": Format.coordinate(axisY),
                              "y2": Format.coordinate(axisY), "class": "axisline"])
-            for i in 0...5 {
-                let t = span * Double(i) / 5
-                m.element("text", ["x": Format.coordinate(left + plotWidth * Double(i) / 5), "y": Format.coordinate(axisY + 14),
-                                   "text-anchor": "middle", "class": "tick"], text: ProgressText.duration(t))
+            // Ticks at round times (1, 2, 5, 10, 15, 30 s, 1, 2, 5, 10, 15, 30 min, 1, 2, 6, 12 h, ...), at most 7.
+            let steps: [Double] = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400]
+            let step = steps.first { span / $0 <= 6 } ?? (span / 6).rounded(.up)
+            var t = 0.0
+            while t <= span + 1e-9 {
+                let x = left + plotWidth * t / max(span, 1e-9)
+                m.empty("line", ["x1": Format.coordinate(x), "x2": Format.coordinate(x), "y1": Format.coordinate(axisY),
+                                 "y2": Format.coordinate(axisY + 3), "class": "axisline"])
+                m.element("text", ["x": Format.coordinate(x), "y": Format.coordinate(axisY + 14),
+                                   "text-anchor": x > left + plotWidth - 30 ? "end" : "middle", "class": "tick"], text: ProgressText.duration(t))
+                t += step
             }
             var x = left
             for (i, kind) in kinds.enumerated() {
                 m.empty("rect", ["x": Format.coordinate(x), "y": Format.coordinate(axisY + 22), "width": "10", "height": "10",
                                  "fill": ColorScale.categories[min(i, 7)]])
                 m.element("text", ["x": Format.coordinate(x + 14), "y": Format.coordinate(axisY + 31), "class": "tick"], text: kind.rawValue)
-                x += 75
+                x += 24 + 7 * Double(kind.rawValue.count)
             }
-            m.element("text", ["x": Format.coordinate(x + 10), "y": Format.coordinate(axisY + 31), "class": "tick"],
-                      text: "black: failed or diverged · time since the first task started")
+            m.empty("rect", ["x": Format.coordinate(x), "y": Format.coordinate(axisY + 22), "width": "10", "height": "10", "fill": "#000000"])
+            m.element("text", ["x": Format.coordinate(x + 14), "y": Format.coordinate(axisY + 31), "class": "tick"],
+                      text: "failed or diverged · time since the first task started")
         }
     }
 }
