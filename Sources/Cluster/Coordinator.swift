@@ -25,6 +25,10 @@ public final class Coordinator {
     /// What each busy worker runs; the members of a gang all map to its task.
     private var running: [Int: (task: PlannedTask, started: Date)] = [:]
     private var gangsFormed = 0
+    /// Each busy worker's latest progress line, and when status.json was last written.
+    private var latestProgress: [Int: String] = [:]
+    private var lastStatus = Date.distantPast
+    private var lastETA: Double?
     /// How long the first dispatch waits for workers that have not said hello yet.
     private let helloWait: TimeInterval = 5
     private var costDone = 0.0
@@ -176,7 +180,10 @@ public final class Coordinator {
                                                 host: hosts[worker] ?? "?", started: started, finished: Date()), task))
                     idle.append(worker)
                 case let .progress(key, text):
-                    if running[worker]?.task.key == key { log("  \(key) (rank \(worker)): \(text)") }
+                    if running[worker]?.task.key == key {
+                        log("  \(key) (rank \(worker)): \(text)")
+                        latestProgress[worker] = text
+                    }
                 case let .gangDone(key):
                     guard running.removeValue(forKey: worker)?.task.key == key else {
                         throw RunError(path: directory.url.path, message: "worker \(worker) finished its part of \(key), which it was not running")
@@ -200,6 +207,7 @@ public final class Coordinator {
             if stopRequest() == nil { try dispatchReady(to: &idle) }
             try journal.append(finished.map(\.0))
             for (record, task) in finished { try complete(record, task) }
+            if Date().timeIntervalSince(lastStatus) >= 2 { writeStatus() }
             if let refresh, !finished.isEmpty, Date().timeIntervalSince(lastRefresh) >= refreshInterval {
                 try refresh(allRecords)
                 lastRefresh = Date()
@@ -207,6 +215,16 @@ public final class Coordinator {
         }
         for w in link.workers { try link.send(.stop, to: w) }
         return .complete
+    }
+
+    /// status.json for `sweep status`: what is done and what each busy worker runs. A failed
+    /// write is ignored (it is a view, never the record).
+    private func writeStatus() {
+        lastStatus = Date()
+        let busy = running.map { worker, entry in
+            RunStatus.Running(rank: worker, key: entry.task.key, started: entry.started, progress: latestProgress[worker])
+        }
+        try? RunStatus(updated: Date(), journaled: records.count, total: plan.tasks.count, running: busy, etaSeconds: lastETA).write(to: directory)
     }
 
     static func threadCPUSeconds() -> Double {
@@ -345,6 +363,8 @@ public final class Coordinator {
         let elapsed = Date().timeIntervalSince(sessionStart)
         // No estimate until a measurable share of the work is done (a load task costs nothing).
         let eta = costDone > 1e-3 * (costDone + scheduler.remainingCost) && !scheduler.isDone ? elapsed / costDone * scheduler.remainingCost : nil
+        lastETA = eta
+        latestProgress[record.rank] = nil
         log(ProgressText.line(done: records.count, total: plan.tasks.count, task: task, record: record,
                               baseline: task.baselineKey.flatMap { records[$0]?.outcome.testAccuracy }, eta: eta))
         try recordSkipped(skipped, because: record)

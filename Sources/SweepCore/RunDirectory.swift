@@ -121,6 +121,9 @@ public struct RunDirectory: Sendable {
         if document.spec.study == .zeroing { try Data(UnitSummary.csv(document.units).utf8).write(to: unitsCSV, options: .atomic) }
     }
 
+    /// What the running coordinator is doing (`RunStatus`).
+    public var statusURL: URL { url.appendingPathComponent("status.json") }
+
     /// One result row per line (`pandas.read_json(path, lines=True)`).
     public var resultsJSONL: URL { url.appendingPathComponent("results.jsonl") }
 

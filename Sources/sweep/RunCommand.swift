@@ -156,3 +156,14 @@ struct CompareCommand: ParsableCommand {
         print("page: \(output)")
     }
 }
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "What a run is doing: tasks journaled, what runs on each rank and its latest progress, the ETA.")
+
+    @Argument(help: "The run directory.") var runDirectory: String
+
+    func run() throws {
+        for line in try RunStatus.describe(RunDirectory(runDirectory)) { print(line) }
+    }
+}

@@ -21,7 +21,7 @@ struct Sweep: ParsableCommand {
           sweep bench --json
         """,
         version: "layersweep \(layersweepVersion)",
-        subcommands: [RunCommand.self, PlanCommand.self, ReportCommand.self, CompareCommand.self, TrainCommand.self, EvalCommand.self, LayersCommand.self, BenchCommand.self])
+        subcommands: [RunCommand.self, PlanCommand.self, ReportCommand.self, StatusCommand.self, CompareCommand.self, TrainCommand.self, EvalCommand.self, LayersCommand.self, BenchCommand.self])
 }
 
 /// Options shared by every command that computes.

@@ -322,4 +322,36 @@ final class SweepRunTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("override training.epochs=lots: training.epochs: expected an integer, found 'lots'"), bad.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("bad").path), "nothing written")
     }
+
+    /// `sweep status RUN_DIR` from another shell while `sweep run` trains: what is journaled, what
+    /// each rank runs and its latest epoch line; afterwards, that nothing runs.
+    func testStatusShowsWhatRunsAndItsLatestEpoch() throws {
+        let spec = dir.appendingPathComponent("status.yaml").path
+        try """
+        name: status
+        datasets: [{name: synthetic, train_limit: 1024, test_limit: 256}]
+        models: [resnet20]
+        training: {epochs: 6, batch_size: 32, learning_rate: 0.05}
+        masks: [zeroKernel]
+        """.write(toFile: spec, atomically: true, encoding: .utf8)
+        let runDir = dir.appendingPathComponent("status").path
+        let job = process(["run", spec, "--output", runDir, "--threads", "1"])
+        job.standardOutput = FileHandle.nullDevice
+        job.standardError = FileHandle.nullDevice
+        try job.run()
+        var seen: String?
+        let deadline = Date().addingTimeInterval(120)
+        while job.isRunning, Date() < deadline {
+            let r = try run(["status", runDir])
+            if r.status == 0, r.stdout.contains("epoch ") { seen = r.stdout; break }
+            usleep(200_000)
+        }
+        job.waitUntilExit()
+        let during = try XCTUnwrap(seen, "no epoch line in sweep status while the training ran")
+        XCTAssertTrue(during.contains("tasks journaled, running (pid"), during)
+        XCTAssertTrue(during.contains("rank 0  synthetic/resnet20/seed0/train  for "), during)
+        let after = try run(["status", runDir])
+        XCTAssertTrue(after.stdout.contains("22 of 22 tasks journaled, not running"), after.stdout)
+        XCTAssertEqual(try run(["status", dir.path]).status, 1, "a directory without a run is an error")
+    }
 }
