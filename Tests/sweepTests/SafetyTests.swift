@@ -200,14 +200,7 @@ final class SafetyTests: XCTestCase {
     /// whole table are bit-identical to an uninterrupted run. A damaged snapshot is dropped (the
     /// training restarts from scratch) with the same end result.
     func testAKilledTrainingResumesFromItsEpochSnapshotWithTheSameBits() throws {
-        let spec = dir.appendingPathComponent("snap.yaml").path
-        try """
-        name: snap
-        datasets: [{name: synthetic, train_limit: 1024, test_limit: 256}]
-        models: [resnet20]
-        training: {epochs: 4, batch_size: 32, learning_rate: 0.05}
-        masks: [zeroKernel]
-        """.write(toFile: spec, atomically: true, encoding: .utf8)
+        let spec = try SweepProcess.trainingSpec("snap", epochs: 4, in: dir)
         func sweep(_ arguments: [String]) -> Process {
             let p = SweepProcess.process(arguments + ["--threads", "1"])
             p.environment?["LAYERSWEEP_SNAPSHOT_SECONDS"] = "0"
@@ -249,14 +242,7 @@ final class SafetyTests: XCTestCase {
     /// aborts it), and `sweep run --resume` continues the training from the snapshot in one
     /// process: the table and the checkpoint bits of an uninterrupted single-process run.
     func testAKilledGangMemberResumesFromTheEpochSnapshotWithTheSameBits() throws {
-        let spec = dir.appendingPathComponent("gangsnap.yaml").path
-        try """
-        name: gangsnap
-        datasets: [{name: synthetic, train_limit: 1024, test_limit: 256}]
-        models: [resnet20]
-        training: {epochs: 6, batch_size: 32, learning_rate: 0.05}
-        masks: [zeroKernel]
-        """.write(toFile: spec, atomically: true, encoding: .utf8)
+        let spec = try SweepProcess.trainingSpec("gangsnap", epochs: 6, in: dir)
         let reference = dir.appendingPathComponent("reference").path
         XCTAssertEqual(try SweepProcess.run(["run", spec, "--output", reference, "--threads", "1"]).status, 0)
         let runDir = dir.appendingPathComponent("gang").path

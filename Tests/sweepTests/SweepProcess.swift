@@ -54,6 +54,20 @@ enum SweepProcess {
         return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: errors.data, as: UTF8.self))
     }
 
+    /// A sweep file whose one training (ResNet-20 on 1,024 synthetic images, batches of 32) runs
+    /// for seconds: long enough to be caught mid-epoch, then its zeroKernel masks.
+    static func trainingSpec(_ name: String, epochs: Int, in dir: URL) throws -> String {
+        let path = dir.appendingPathComponent("\(name).yaml").path
+        try """
+        name: \(name)
+        datasets: [{name: synthetic, train_limit: 1024, test_limit: 256}]
+        models: [resnet20]
+        training: {epochs: \(epochs), batch_size: 32, learning_rate: 0.05}
+        masks: [zeroKernel]
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     /// The `sweep` processes `mpirun` (pid `launcher`) started, by MPI rank.
     static func ranks(of launcher: Int32) -> [Int32] {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }

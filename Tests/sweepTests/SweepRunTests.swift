@@ -326,14 +326,7 @@ final class SweepRunTests: XCTestCase {
     /// `sweep status RUN_DIR` from another shell while `sweep run` trains: what is journaled, what
     /// each rank runs and its latest epoch line; afterwards, that nothing runs.
     func testStatusShowsWhatRunsAndItsLatestEpoch() throws {
-        let spec = dir.appendingPathComponent("status.yaml").path
-        try """
-        name: status
-        datasets: [{name: synthetic, train_limit: 1024, test_limit: 256}]
-        models: [resnet20]
-        training: {epochs: 6, batch_size: 32, learning_rate: 0.05}
-        masks: [zeroKernel]
-        """.write(toFile: spec, atomically: true, encoding: .utf8)
+        let spec = try SweepProcess.trainingSpec("status", epochs: 6, in: dir)
         let runDir = dir.appendingPathComponent("status").path
         let job = process(["run", spec, "--output", runDir, "--threads", "1"])
         job.standardOutput = FileHandle.nullDevice
