@@ -8,13 +8,15 @@ struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run", abstract: "Run a sweep: train, mask and evaluate every point, journaled and resumable.",
         discussion: """
-        Without a launcher, workers are threads of this process (-j N). Under mpirun or srun every
+        Without a launcher, workers are threads of this process (-j N). Under mpirun or srun every \
         rank is a worker and rank 0 coordinates:
           sweep run sweeps/quick.yaml -j 2
+          sweep run sweeps/quick.yaml training.epochs=1 seeds=1
           mpirun -n 32 sweep run sweeps/wang2020.yaml
           sweep run --resume runs/wang2020
-        Exit status: 0 when every task has a record and none failed; 1 on bad input or when tasks
-        failed (fix the cause, then --resume --retry-failed); 75 after a drain (SIGUSR1); 130/143
+
+        Exit status: 0 when every task has a record and none failed; 1 on bad input or when tasks \
+        failed (fix the cause, then --resume --retry-failed); 75 after a drain (SIGUSR1); 130/143 \
         after SIGINT/SIGTERM. Every finished result is journaled in each case.
         """)
 

@@ -35,6 +35,12 @@ final class CLITests: XCTestCase {
         let version = try sweep(["--version"])
         XCTAssertEqual(version.status, 0)
         XCTAssertTrue(version.stdout.hasPrefix("layersweep "), version.stdout)
+        // Help paragraphs are wrapped by the parser, not broken mid-sentence in the source.
+        let runHelp = try sweep(["run", "--help"]).stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        for (line, next) in zip(runHelp, runHelp.dropFirst()) where !line.hasPrefix(" ") && !next.hasPrefix(" ") {
+            let broken = line.count < 60 && !line.isEmpty && (next.first?.isLowercase ?? false)
+            XCTAssertFalse(broken, "a line break inside a sentence: '\(line)' / '\(next)'")
+        }
         let help = try sweep(["--help"])
         let examples = help.stdout.components(separatedBy: "Examples:").last ?? ""
         XCTAssertTrue(examples.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("sweep plan"), help.stdout)
