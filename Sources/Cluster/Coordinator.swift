@@ -250,13 +250,8 @@ public final class Coordinator {
         let capable = link.gangWorkers
         let spare = idle.count - batch.count
         let study = plan.spec.study
-        let sizes = spare > 0 && !capable.isEmpty
-            ? GangPolicy.allocate(batch.map { t in
-                let own = ScheduleForecast.seconds(forCost: t.cost)
-                return (urgency: ScheduleForecast.seconds(forCost: scheduler.urgency(of: t.key)), seconds: own,
-                        gangable: GangPolicy.gangable(t, study: study))
-            }, spare: min(spare, max(0, idle.filter(capable.contains).count - 1)))
-            : Array(repeating: 1, count: batch.count)
+        let sizes = GangPolicy.sizes(for: batch, scheduler: scheduler, spare: min(spare, max(0, idle.filter(capable.contains).count - 1)),
+                                     gangable: { GangPolicy.gangable($0, study: study) })
         for (task, wanted) in zip(batch, sizes) {
             let size = min(wanted, idle.filter(capable.contains).count)
             guard size > 1 else {

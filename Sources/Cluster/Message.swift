@@ -55,6 +55,7 @@ enum MessageCodec {
         var outcome: TaskOutcome?
         var resume: Bool?
         var gang: GangAssignment?
+        var text: String?
         var blobs: [Blob] = []
     }
 
@@ -76,7 +77,9 @@ enum MessageCodec {
             header = Header(type: "result", key: key, outcome: outcome)
             if let checkpoint { blobs = [("checkpoint", checkpoint)] }
         case let .gangDone(key): header = Header(type: "gangDone", key: key)
-        case let .progress(key, text): header = Header(type: "progress", specText: text, key: key)
+        case let .progress(key, text):
+            header = Header(type: "progress", key: key)
+            header.text = text
         case .stop: header = Header(type: "stop")
         }
         header.blobs = blobs.map { Blob(name: $0.0, size: $0.1.count) }
@@ -119,7 +122,7 @@ enum MessageCodec {
             return .result(key: key, outcome: outcome, checkpoint: blobs["checkpoint"])
         case "progress":
             guard let key = header.key else { throw CodecError.malformed("progress without key") }
-            return .progress(key: key, text: header.specText ?? "")
+            return .progress(key: key, text: header.text ?? "")
         case "gangDone":
             guard let key = header.key else { throw CodecError.malformed("gangDone without key") }
             return .gangDone(key: key)

@@ -91,7 +91,7 @@ public enum SweepLauncher {
         let works = options.coordinatorWorks ?? (world.size <= 16)
         let local = works || world.size == 1 ? LocalHub(workers: [0]) : nil
         if let local {
-            local.makeGang = { gang, _ in try MPIGang(world: world, assignment: gang) }
+            local.makeGang = { try MPIGang(world: world, assignment: $0) }
             startWorkerThread(hub: local, id: 0, host: host, log: log)
         }
         let link = MPICoordinatorLink(world: world, local: local)

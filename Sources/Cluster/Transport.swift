@@ -72,7 +72,7 @@ public final class LocalHub: @unchecked Sendable {
     private var workerInboxes: [Int: Mailbox] = [:]
     /// How this hub's workers join a gang: by default with each other, as threads (`LocalGang`);
     /// under MPI, rank 0's worker joins the MPI gang of its ranks instead.
-    var makeGang: ((GangAssignment, Int) throws -> GangLink)?
+    var makeGang: ((GangAssignment) throws -> GangLink)?
     private let gangLock = NSLock()
     private var gangs: [Int: (gang: LocalGang, joined: Int)] = [:]
 
@@ -134,7 +134,7 @@ final class LocalWorkerLink: WorkerLink {
     func receive() throws -> Message { try MessageCodec.decode(hub.inbox(id).take().1) }
 
     func joinGang(_ gang: GangAssignment) throws -> GangLink {
-        if let make = hub.makeGang { return try make(gang, id) }
+        if let make = hub.makeGang { return try make(gang) }
         return hub.localGang(gang, worker: id)
     }
 }

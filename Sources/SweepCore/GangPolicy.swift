@@ -37,6 +37,19 @@ public enum GangPolicy {
         task.kind == .train && study != .imp
     }
 
+    /// Gang sizes for `batch`, just taken from `scheduler` (most urgent first), given `spare` ranks
+    /// beyond one per task: what the coordinator hands out and what `sweep plan` simulates.
+    /// `duration` estimates a task's seconds on one rank.
+    public static func sizes(for batch: [PlannedTask], scheduler: Scheduler, spare: Int, gangable: (PlannedTask) -> Bool,
+                             duration: (PlannedTask) -> Double = { ScheduleForecast.seconds(forCost: $0.cost) }) -> [Int] {
+        guard spare > 0 else { return Array(repeating: 1, count: batch.count) }
+        return allocate(batch.map { t in
+            let own = duration(t)
+            // The remaining path in seconds: what waits on the task, plus the task itself.
+            return (urgency: ScheduleForecast.seconds(forCost: scheduler.urgency(of: t.key) - t.cost) + own, seconds: own, gangable: gangable(t))
+        }, spare: spare)
+    }
+
     /// Gang sizes for `tasks` (about to be handed out, most urgent first), given `spare` ranks
     /// beyond one per task. `urgency` is the remaining path from the task (its own `seconds`
     /// included). Spare ranks go one gang step at a time to the training whose remaining path,

@@ -60,13 +60,8 @@ public struct ScheduleForecast: Sendable {
         while !scheduler.isDone {
             var batch: [PlannedTask] = []
             while batch.count < idle, let t = scheduler.next() { batch.append(t) }
-            let sizes = gangable.map { canGang in
-                GangPolicy.allocate(batch.map { t in
-                    let own = duration(t)
-                    return (urgency: seconds(forCost: scheduler.urgency(of: t.key)) - seconds(forCost: t.cost) + own, seconds: own,
-                            gangable: canGang(t))
-                }, spare: idle - batch.count)
-            } ?? Array(repeating: 1, count: batch.count)
+            let sizes = gangable.map { GangPolicy.sizes(for: batch, scheduler: scheduler, spare: idle - batch.count, gangable: $0, duration: duration) }
+                ?? Array(repeating: 1, count: batch.count)
             for (t, members) in zip(batch, sizes) {
                 busy.insert(Running(end: clock + duration(t) / GangPolicy.speedup(members), key: t.key, members: members))
                 idle -= members

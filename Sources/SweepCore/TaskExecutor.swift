@@ -206,9 +206,11 @@ public final class TaskExecutor {
         }
         var outcome = TaskOutcome(status: .ok)
         outcome.paramsMasked = masked
+        // The paired test: the same test images, unmasked (the baseline task's own evaluation,
+        // or one made for the first mask on this worker) against masked.
+        let cacheKey = "\(hash)/\(task.dataset)"
+        if task.kind == .baseline { baselineHits = (cacheKey, evaluation.hits) }
         if task.kind == .mask {
-            // The paired test: the same test images, unmasked against masked.
-            let cacheKey = "\(hash)/\(task.dataset)"
             if baselineHits?.key != cacheKey {
                 let base = spec.evaluation.prefixCacheMB > 0
                     ? try evaluator!.1.evaluate(mask: nil, unit: nil, context: context).0

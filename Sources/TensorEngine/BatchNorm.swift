@@ -58,24 +58,20 @@ public final class BatchNorm: Layer {
             // Per image and channel: the mean and the sum of squared deviations, each image's
             // moments shifted by its own first value. Images are combined in batch order
             // (Chan et al.'s pairwise update), after a gang has gathered every member's images.
-            let local = UnsafeMutableBufferPointer<Double>.allocate(capacity: n * channels * 2)
-            defer { local.deallocate() }
-            let lp = local.baseAddress!
-            Parallel.forEach(channels) { c in
-                for i in 0..<n {
-                    let row = xp + (i * channels + c) * spatial
-                    let (s, q) = VectorMath.shiftedMoments(row, spatial, shift: row[0])
-                    let (sd, count) = (Double(s), Double(spatial))
-                    lp[(i * channels + c) * 2] = Double(row[0]) + sd / count
-                    lp[(i * channels + c) * 2 + 1] = max(Double(q) - sd * sd / count, 0)
+            GangShard.perImage(shard, images: n, values: channels * 2, fill: { lp in
+                Parallel.forEach(channels) { c in
+                    for i in 0..<n {
+                        let row = xp + (i * channels + c) * spatial
+                        let (s, q) = VectorMath.shiftedMoments(row, spatial, shift: row[0])
+                        let (sd, count) = (Double(s), Double(spatial))
+                        lp[(i * channels + c) * 2] = Double(row[0]) + sd / count
+                        lp[(i * channels + c) * 2 + 1] = max(Double(q) - sd * sd / count, 0)
+                    }
                 }
-            }
-            let gathered = shard?.gather(UnsafeBufferPointer(local), perImage: channels * 2)
-            mean.withUnsafeMutableBufferPointer { meanBuffer in
-                invStd.withUnsafeMutableBufferPointer { invBuffer in
-                    let (meanp, invp) = (meanBuffer.baseAddress!, invBuffer.baseAddress!)
-                    (gathered ?? Array(local)).withUnsafeBufferPointer { all in
-                        let ap = all.baseAddress!
+            }) { ap in
+                mean.withUnsafeMutableBufferPointer { meanBuffer in
+                    invStd.withUnsafeMutableBufferPointer { invBuffer in
+                        let (meanp, invp) = (meanBuffer.baseAddress!, invBuffer.baseAddress!)
                         Parallel.forEach(channels) { c in
                             var mu = 0.0, squares = 0.0, seen = 0.0
                             let count = Double(spatial)
@@ -141,23 +137,20 @@ public final class BatchNorm: Layer {
         // member's images first); Σ dy·x̂ = istd · (Σ dy·x − μ Σ dy).
         let shard = training ? GangShard.current : nil
         let m = Float((shard?.batchCount ?? n) * spatial)
-        let local = UnsafeMutableBufferPointer<Double>.allocate(capacity: n * channels * 2)
-        defer { local.deallocate() }
-        let lp = local.baseAddress!
-        Parallel.forEach(channels) { c in
-            for i in 0..<n {
-                let off = (i * channels + c) * spatial
-                let (s, d) = VectorMath.sumAndDot(dyp + off, xp + off, spatial)
-                lp[(i * channels + c) * 2] = Double(s)
-                lp[(i * channels + c) * 2 + 1] = Double(d)
-            }
-        }
-        let gathered = shard?.gather(UnsafeBufferPointer(local), perImage: channels * 2)
         let batch = shard?.batchCount ?? n
-        cache.mean.withUnsafeBufferPointer { meanBuffer in
-            cache.invStd.withUnsafeBufferPointer { invBuffer in
-                (gathered ?? Array(local)).withUnsafeBufferPointer { all in
-                    let (meanp, invp, ap) = (meanBuffer.baseAddress!, invBuffer.baseAddress!, all.baseAddress!)
+        GangShard.perImage(shard, images: n, values: channels * 2, fill: { lp in
+            Parallel.forEach(channels) { c in
+                for i in 0..<n {
+                    let off = (i * channels + c) * spatial
+                    let (s, d) = VectorMath.sumAndDot(dyp + off, xp + off, spatial)
+                    lp[(i * channels + c) * 2] = Double(s)
+                    lp[(i * channels + c) * 2 + 1] = Double(d)
+                }
+            }
+        }) { ap in
+            cache.mean.withUnsafeBufferPointer { meanBuffer in
+                cache.invStd.withUnsafeBufferPointer { invBuffer in
+                    let (meanp, invp) = (meanBuffer.baseAddress!, invBuffer.baseAddress!)
                     Parallel.forEach(channels) { c in
                         let (mu, istd) = (meanp[c], invp[c])
                         var sumDy = 0.0, sumDyX = 0.0

@@ -206,7 +206,6 @@ public final class Conv2d: Layer {
         accumulate(partialW, partialB)
         return dx
     }
-
 }
 
 /// The shape bookkeeping of one convolution, and the im2col / col2im lowering it implies.

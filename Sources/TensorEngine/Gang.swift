@@ -89,6 +89,19 @@ public final class GangShard {
         return all
     }
 
+    /// Per-image figures of a batch (moments, gradient sums): `fill` writes `values` numbers for
+    /// each of this process's `images`, and `combine` reads every image's, in batch order, after
+    /// a gang's members have gathered theirs. One process hands its own buffer straight on.
+    public static func perImage<R>(_ shard: GangShard?, images n: Int, values width: Int,
+                                   fill: (UnsafeMutablePointer<Double>) -> Void, _ combine: (UnsafePointer<Double>) -> R) -> R {
+        let local = UnsafeMutableBufferPointer<Double>.allocate(capacity: max(n * width, 1))
+        defer { local.deallocate() }
+        fill(local.baseAddress!)
+        guard let shard else { return combine(local.baseAddress!) }
+        let all = shard.gather(UnsafeBufferPointer(rebasing: local[0..<(n * width)]), perImage: width)
+        return all.withUnsafeBufferPointer { combine($0.baseAddress!) }
+    }
+
     /// The whole batch's rows of a (images, width) tensor of which this member holds its own.
     public func gatherRows(_ local: Tensor) -> Tensor {
         let width = local.shape.dropFirst().reduce(1, *)

@@ -250,7 +250,7 @@ final class SafetyTests: XCTestCase {
         job.environment?["LAYERSWEEP_SNAPSHOT_SECONDS"] = "0"
         job.environment?["LAYERSWEEP_GANG_MIN_SECONDS"] = "0"
         let errors = dir.appendingPathComponent("gang.err")
-        FileManager.default.createFile(atPath: errors.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
         job.standardOutput = FileHandle.nullDevice
         job.standardError = try FileHandle(forWritingTo: errors)
         try job.run()
