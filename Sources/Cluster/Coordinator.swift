@@ -119,25 +119,31 @@ public final class Coordinator {
         case stopped(StopRequest, abandoned: Int)
     }
 
-    /// Wall and CPU seconds of the dispatch loop (this thread only: not the worker thread rank 0
-    /// may run, not the final results files), for the runner's own cost per task.
+    /// Wall and CPU seconds of the dispatch loop from its first dispatch (this thread only: not
+    /// the workers' start-up, not the worker thread rank 0 may run, not the final results
+    /// files), for the runner's own cost per task.
     public private(set) var loopSeconds = 0.0
     public private(set) var loopCPUSeconds = 0.0
+    private var firstDispatch: (wall: Date, cpu: Double)?
 
     /// Runs until every task has a record, then stops the workers; or until a stop request.
     @discardableResult
     public func run() throws -> Ending {
-        let (wallStart, cpuStart) = (Date(), Coordinator.threadCPUSeconds())
         defer {
-            loopSeconds = Date().timeIntervalSince(wallStart)
-            loopCPUSeconds = Coordinator.threadCPUSeconds() - cpuStart
+            // A run that ends in an error still keeps the results it received.
+            try? commit()
+            if let firstDispatch {
+                loopSeconds = Date().timeIntervalSince(firstDispatch.wall)
+                loopCPUSeconds = Coordinator.threadCPUSeconds() - firstDispatch.cpu
+            }
         }
-        for w in link.workers { try link.send(.configure(specText: specText), to: w) }
+        for w in link.workers { try link.send(.configure(specText: specText, checkpointHashes: plan.spec.checkpointHashes), to: w) }
         var idle: [Int] = []
         var drainUntil: Date?
         try recordSkipped(scheduler.failedAtStart.compactMap { plan[$0] })
         while !scheduler.isDone {
             if let request = stopRequest() {
+                try commit()
                 if case .interrupt = request { return .stopped(request, abandoned: runningTasks) }
                 if drainUntil == nil {
                     drainUntil = Date(timeIntervalSinceNow: drainGrace)
@@ -150,12 +156,14 @@ public final class Coordinator {
             } else {
                 try dispatchReady(to: &idle)
                 if scheduler.isDone { break }
-                if running.isEmpty && idle.count == link.workers.count && scheduler.readyCount == 0 {
+                if running.isEmpty && uncommitted.isEmpty && idle.count == link.workers.count && scheduler.readyCount == 0 {
                     throw RunError(path: directory.url.path, message: "no task can run, yet the plan is not finished (dependency cycle?)")
                 }
             }
-            // Wake up now and then without a message, to notice a signal while every worker is busy.
-            guard let first = try link.receive(timeout: 0.1) else { continue }
+            // Wake up now and then without a message, to notice a signal while every worker is
+            // busy, and in time to journal the results held for a group commit.
+            let wait = uncommitted.isEmpty ? 0.1 : max(0, commitDelay - Date().timeIntervalSince(oldestUncommitted))
+            guard let first = try link.receive(timeout: wait) else { try commit(); continue }
             var batch = [first]
             while let more = try link.poll() { batch.append(more) }
             var finished: [(TaskRecord, PlannedTask)] = []
@@ -198,15 +206,16 @@ public final class Coordinator {
                     break
                 }
             }
-            // The workers that just answered get their next tasks before this batch's fsync: a
-            // task handed out now depends on nothing unjournaled (dependents are released only
-            // by `complete`, after the fsync), so durability costs the workers no waiting, and
-            // results arriving meanwhile share the next fsync (group commit).
+            // The workers that just answered get their next tasks before these results are
+            // journaled: a task handed out now depends on nothing unjournaled (dependents are
+            // released only by `commit`, after the fsync), so durability costs the workers no
+            // waiting, and the results of the next few milliseconds share one fsync.
             idle.sort()
             for (record, task) in finished { retireArtifacts(record, task) }
             if stopRequest() == nil { try dispatchReady(to: &idle) }
-            try journal.append(finished.map(\.0))
-            for (record, task) in finished { try complete(record, task) }
+            if uncommitted.isEmpty { oldestUncommitted = Date() }
+            uncommitted += finished
+            if commitDue(idle: idle) { try commit() }
             if Date().timeIntervalSince(lastStatus) >= 2 { writeStatus() }
             if let refresh, !finished.isEmpty, Date().timeIntervalSince(lastRefresh) >= refreshInterval {
                 try refresh(allRecords)
@@ -215,6 +224,32 @@ public final class Coordinator {
         }
         for w in link.workers { try link.send(.stop, to: w) }
         return .complete
+    }
+
+    /// Results received but not yet journaled: they do not count (no dependent is released, no
+    /// line is printed) until `commit` has fsynced them.
+    private var uncommitted: [(TaskRecord, PlannedTask)] = []
+    private var oldestUncommitted = Date()
+    /// How long a result may wait for others to share its fsync. Short against any real task,
+    /// long against the coordinator's own turn-around.
+    private let commitDelay: TimeInterval = 0.005
+    private let commitBatch = 256
+
+    /// Journal now when results have waited long enough, when many are waiting, or when a
+    /// worker is idle with nothing ready (the results may release what it needs).
+    private func commitDue(idle: [Int]) -> Bool {
+        guard !uncommitted.isEmpty else { return false }
+        return uncommitted.count >= commitBatch || Date().timeIntervalSince(oldestUncommitted) >= commitDelay
+            || (!idle.isEmpty && scheduler.readyCount == 0)
+    }
+
+    /// Journals the held results with one fsync, then counts them.
+    private func commit() throws {
+        guard !uncommitted.isEmpty else { return }
+        let batch = uncommitted
+        uncommitted = []
+        try journal.append(batch.map(\.0))
+        for (record, task) in batch { try complete(record, task) }
     }
 
     /// status.json for `sweep status`: what is done and what each busy worker runs. A failed
@@ -247,6 +282,7 @@ public final class Coordinator {
             if task.kind == .load { try load(task) } else { batch.append(task) }
         }
         guard !batch.isEmpty else { return }
+        if firstDispatch == nil { firstDispatch = (Date(), Coordinator.threadCPUSeconds()) }
         let capable = link.gangWorkers
         let spare = idle.count - batch.count
         let study = plan.spec.study
@@ -314,7 +350,7 @@ public final class Coordinator {
             resume = snapshot
             if gang == nil || gang?.leader == worker { log("\(task.key): resuming from its epoch snapshot") }
         }
-        try link.send(.task(task, inputs: inputs, attachments: attachments, release: release, resume: resume, gang: gang), to: worker)
+        try link.send(.task(key: task.key, inputs: inputs, attachments: attachments, release: release, resume: resume, gang: gang), to: worker)
     }
 
     private func bytes(of hash: String) throws -> Data {
@@ -387,14 +423,21 @@ public enum WorkerLoop {
     public static func run(link: WorkerLink, host: String, threads: Int) throws {
         try link.send(.hello(host: host, threads: threads))
         var executor: TaskExecutor?
+        var plan: Plan?
         while true {
             switch try link.receive() {
             case .stop:
                 return
-            case let .configure(text):
-                executor = TaskExecutor(spec: try SpecLoader.parse(text, file: "spec.yaml"))
-            case let .task(task, inputs, attachments, release, resume, gang):
-                guard let executor else { throw RunError(path: task.key, message: "task before configuration") }
+            case let .configure(text, hashes):
+                var spec = try SpecLoader.parse(text, file: "spec.yaml")
+                spec.checkpointHashes = hashes
+                executor = TaskExecutor(spec: spec)
+                plan = try Plan.expand(spec)
+            case let .task(key, inputs, attachments, release, resume, gang):
+                guard let executor, let plan else { throw RunError(path: key, message: "task before configuration") }
+                guard let task = plan[key] else {
+                    throw RunError(path: key, message: "not a task of this worker's plan (the coordinator expanded the sweep differently)")
+                }
                 executor.release(release)
                 for (hash, data) in attachments { try executor.store(artifact: data, hash: hash) }
                 let leads = gang.map { $0.leader == link.id } ?? true

@@ -5,14 +5,16 @@ import SweepCore
 /// (with any checkpoints they lack attached) and answer each with a result, until told to stop.
 public enum Message: Equatable, Sendable {
     case hello(host: String, threads: Int)
-    /// The sweep file's text, sent once: workers need no shared filesystem.
-    case configure(specText: String)
-    /// `inputs` maps dependency keys to the hashes of their artifacts; `attachments` carries the
+    /// The sweep file's text and the content hashes of its imported checkpoints, sent once:
+    /// workers need no shared filesystem, and each expands the same plan the coordinator did.
+    case configure(specText: String, checkpointHashes: [String: String] = [:])
+    /// A task of the plan, named by its key (the worker's plan has the rest: the message stays
+    /// small however rich a study's tasks are). `inputs` maps dependency keys to the hashes of their artifacts; `attachments` carries the
     /// ones the worker lacks; `release` lists artifacts no remaining task needs.
     /// `resume` is the latest epoch snapshot of a training that an earlier session left unfinished.
     /// With `gang`, every member gets the same task and trains it together; the first member
     /// answers with the result, the others with `gangDone`.
-    case task(PlannedTask, inputs: [String: String], attachments: [String: Data], release: [String], resume: Data?,
+    case task(key: String, inputs: [String: String], attachments: [String: Data], release: [String], resume: Data?,
               gang: GangAssignment? = nil)
     /// A gang member other than the first has finished its part of a training.
     case gangDone(key: String)
@@ -48,7 +50,7 @@ enum MessageCodec {
         var host: String?
         var threads: Int?
         var specText: String?
-        var task: PlannedTask?
+        var checkpointHashes: [String: String]?
         var inputs: [String: String]?
         var release: [String]?
         var key: String?
@@ -64,9 +66,11 @@ enum MessageCodec {
         var blobs: [(String, Data)] = []
         switch message {
         case let .hello(host, threads): header = Header(type: "hello", host: host, threads: threads)
-        case let .configure(text): header = Header(type: "configure", specText: text)
-        case let .task(task, inputs, attachments, release, resume, gang):
-            header = Header(type: "task", task: task, inputs: inputs, release: release)
+        case let .configure(text, hashes):
+            header = Header(type: "configure", specText: text)
+            header.checkpointHashes = hashes.isEmpty ? nil : hashes
+        case let .task(key, inputs, attachments, release, resume, gang):
+            header = Header(type: "task", inputs: inputs.isEmpty ? nil : inputs, release: release.isEmpty ? nil : release, key: key)
             header.gang = gang
             blobs = attachments.sorted { $0.key < $1.key }
             if let resume { header.resume = true; blobs.append(("resume", resume)) }
@@ -107,12 +111,12 @@ enum MessageCodec {
         }
         switch header.type {
         case "hello": return .hello(host: header.host ?? "?", threads: header.threads ?? 1)
-        case "configure": return .configure(specText: header.specText ?? "")
+        case "configure": return .configure(specText: header.specText ?? "", checkpointHashes: header.checkpointHashes ?? [:])
         case "task":
-            guard let task = header.task else { throw CodecError.malformed("task message without a task") }
+            guard let key = header.key else { throw CodecError.malformed("task message without a key") }
             var attachments = blobs
             let resume = header.resume == true ? attachments.removeValue(forKey: "resume") : nil
-            return .task(task, inputs: header.inputs ?? [:], attachments: attachments, release: header.release ?? [], resume: resume,
+            return .task(key: key, inputs: header.inputs ?? [:], attachments: attachments, release: header.release ?? [], resume: resume,
                          gang: header.gang)
         case "snapshot":
             guard let key = header.key, let data = blobs["snapshot"] else { throw CodecError.malformed("snapshot without key or data") }

@@ -25,17 +25,6 @@ extension EpochReport {
     }
 }
 
-/// Durations as people read them: 4.2s, 3m05s, 2h10m.
-public enum DurationText {
-    public static func of(_ seconds: Double) -> String {
-        guard seconds.isFinite else { return "?" }
-        if seconds < 60 { return String(format: "%.1fs", seconds) }
-        let s = Int(seconds.rounded())
-        if s < 3600 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
-        return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m"
-    }
-}
-
 /// Why training stopped early.
 public enum TrainingError: Error, CustomStringConvertible, Equatable {
     case diverged(epoch: Int, step: Int, loss: Float)

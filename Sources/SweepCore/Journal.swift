@@ -81,7 +81,11 @@ public final class Journal {
         }
         try handle.write(contentsOf: data)
         try handle.synchronize()
+        commits += 1
     }
+
+    /// How many fsyncs `append` has made (a measure of the group commit).
+    public private(set) var commits = 0
 
     /// Reads a journal: its header and every complete record. A torn last line (a crash in the
     /// middle of a write) is ignored; any other unreadable line is an error naming its number.

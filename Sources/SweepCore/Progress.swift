@@ -23,10 +23,10 @@ public enum ProgressText {
         let o = record.outcome
         switch o.status {
         case .ok:
-            if let acc = o.testAccuracy { what += String(format: " acc %.4f", acc) }
-            if let left = o.remainingFraction, task.kind != .train { what += String(format: " left %.4f", left) }
+            if let acc = o.testAccuracy { what += " acc " + FixedText.of(acc, places: 4) }
+            if let left = o.remainingFraction, task.kind != .train { what += " left " + FixedText.of(left, places: 4) }
             if ![.train, .load, .baseline, .logits, .noop].contains(task.kind), let acc = o.testAccuracy, let baseline {
-                what += String(format: " Δ%+.4f", acc - baseline)
+                what += " Δ" + FixedText.of(acc - baseline, places: 4, plus: true)
             }
         default:
             what += " \(o.status.rawValue.uppercased())" + (o.error.map { ": \($0)" } ?? "")

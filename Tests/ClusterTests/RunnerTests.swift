@@ -42,16 +42,16 @@ final class RunnerTests: XCTestCase {
     }
 
     func testMessagesRoundTripWithAttachments() throws {
-        let task = PlannedTask(key: "d/m/seed0/x/zeroKernel", kind: .mask, dataset: "d", model: "m", seedIndex: 0, unit: "x",
-                               mask: .zeroKernel, dependencies: ["d/m/seed0/train"], cost: 2.5, seed: 42)
+        let task = "d/m/seed0/x/zeroKernel"
         var outcome = TaskOutcome(status: .diverged, seconds: 1.25)
         outcome.error = "loss nan"
         outcome.testLoss = .nan
         let blob = Data((0..<100_000).map { UInt8($0 % 256) })
         for message in [Message.hello(host: "h", threads: 3), .configure(specText: "name: x\n"),
-                        .task(task, inputs: ["d/m/seed0/train": "abc"], attachments: ["abc": blob, "def": Data([1])], release: ["old"], resume: nil),
-                        .task(task, inputs: [:], attachments: ["abc": blob], release: [], resume: Data([7, 8, 9])),
-                        .task(task, inputs: [:], attachments: [:], release: [], resume: nil, gang: GangAssignment(id: 3, members: [2, 0, 5])),
+                        .configure(specText: "name: y\n", checkpointHashes: ["a.safetensors": "0123abcd"]),
+                        .task(key: task, inputs: ["d/m/seed0/train": "abc"], attachments: ["abc": blob, "def": Data([1])], release: ["old"], resume: nil),
+                        .task(key: task, inputs: [:], attachments: ["abc": blob], release: [], resume: Data([7, 8, 9])),
+                        .task(key: task, inputs: [:], attachments: [:], release: [], resume: nil, gang: GangAssignment(id: 3, members: [2, 0, 5])),
                         .gangDone(key: "d/m/seed0/train"), .progress(key: "d/m/seed0/train", text: "epoch 1/2  loss 0.5"),
                         .snapshot(key: "d/m/seed0/train", data: blob),
                         .result(key: "k", outcome: TaskOutcome(status: .ok), checkpoint: blob), .stop] {
@@ -346,6 +346,86 @@ final class RunnerTests: XCTestCase {
                 XCTAssertTrue(released.contains(hash), "seed \(seed) round \(round) released")
             }
         }
+    }
+}
+
+extension RunnerTests {
+    /// Results are journaled in groups (fewer writes than results), yet no task reaches a worker
+    /// before the results it depends on are on disk.
+    func testATaskIsSentOnlyAfterItsDependenciesAreJournaled() throws {
+        let text = Self.impSpec
+        let spec = try SpecLoader.parse(text, file: "imp.yaml")
+        let plan = try Plan.expand(spec)
+        let run = RunDirectory(dir.appendingPathComponent("durable").path)
+        try run.create(specText: text, sweep: spec.name)
+        let journal = try Journal(url: run.journalURL, header: JournalHeader(sweep: spec.name, specHash: RunDirectory.specHash(text), version: "t"))
+        let hub = LocalHub(workers: [0, 1])
+        let checked = JournalCheckingLink(hub.coordinatorLink(), plan: plan, journal: run.journalURL)
+        let done = DispatchSemaphore(value: 0)
+        for w in [0, 1] {
+            Thread {
+                try? WorkerLoop.run(link: hub.workerLink(w), host: "h", threads: 1)
+                done.signal()
+            }.start()
+        }
+        let coordinator = Coordinator(plan: plan, run: run, journal: journal, link: checked, specText: text, previous: [], log: { _ in })
+        try coordinator.run()
+        done.wait(); done.wait()
+        XCTAssertEqual(coordinator.allRecords.count, plan.tasks.count)
+        XCTAssertEqual(checked.violations, [])
+        XCTAssertGreaterThan(checked.tasksSent, 0)
+        XCTAssertEqual(try Journal.read(run.journalURL).records.count, plan.tasks.count)
+    }
+
+    func testNoopResultsShareFsyncs() throws {
+        let text = "name: many\nstudy: noop\nnoop_tasks: 400\n"
+        let spec = try SpecLoader.parse(text, file: "many.yaml")
+        let plan = try Plan.expand(spec)
+        let run = RunDirectory(dir.appendingPathComponent("grouped").path)
+        try run.create(specText: text, sweep: spec.name)
+        let journal = try Journal(url: run.journalURL, header: JournalHeader(sweep: spec.name, specHash: RunDirectory.specHash(text), version: "t"))
+        let hub = LocalHub(workers: [0, 1, 2])
+        let done = DispatchSemaphore(value: 0)
+        for w in 0..<3 {
+            Thread {
+                try? WorkerLoop.run(link: hub.workerLink(w), host: "h", threads: 1)
+                done.signal()
+            }.start()
+        }
+        let coordinator = Coordinator(plan: plan, run: run, journal: journal, link: hub.coordinatorLink(), specText: text, previous: [], log: { _ in })
+        try coordinator.run()
+        for _ in 0..<3 { done.wait() }
+        XCTAssertEqual(try Journal.read(run.journalURL).records.count, 400)
+        XCTAssertLessThan(journal.commits, 400, "results arriving together share one fsync")
+    }
+}
+
+/// A coordinator link that, on every task it carries, checks that the task's dependencies are
+/// already in the journal file.
+final class JournalCheckingLink: CoordinatorLink {
+    let inner: CoordinatorLink
+    let plan: Plan
+    let journal: URL
+    private(set) var violations: [String] = []
+    private(set) var tasksSent = 0
+
+    init(_ inner: CoordinatorLink, plan: Plan, journal: URL) {
+        self.inner = inner
+        self.plan = plan
+        self.journal = journal
+    }
+
+    var workers: [Int] { inner.workers }
+    var gangWorkers: Set<Int> { inner.gangWorkers }
+    func receive(timeout: Double) throws -> (worker: Int, message: Message)? { try inner.receive(timeout: timeout) }
+    func poll() throws -> (worker: Int, message: Message)? { try inner.poll() }
+    func send(_ message: Message, to worker: Int) throws {
+        if case let .task(key, _, _, _, _, _) = message, let task = plan[key] {
+            tasksSent += 1
+            let onDisk = Set(try Journal.read(journal).records.map(\.key))
+            for d in task.dependencies where !onDisk.contains(d) { violations.append("\(key) before \(d)") }
+        }
+        try inner.send(message, to: worker)
     }
 }
 
