@@ -285,7 +285,7 @@ public final class Coordinator {
         if firstDispatch == nil { firstDispatch = (Date(), Coordinator.threadCPUSeconds()) }
         let capable = link.gangWorkers
         let spare = idle.count - batch.count
-        let study = plan.spec.study
+        let study = plan.spec.studyType
         let sizes = GangPolicy.sizes(for: batch, scheduler: scheduler, spare: min(spare, max(0, idle.filter(capable.contains).count - 1)),
                                      gangable: { GangPolicy.gangable($0, study: study) })
         for (task, wanted) in zip(batch, sizes) {
@@ -397,7 +397,7 @@ public final class Coordinator {
         lastETA = eta
         latestProgress[record.rank] = nil
         log(ProgressText.line(done: records.count, total: plan.tasks.count, task: task, record: record,
-                              baseline: task.baselineKey.flatMap { records[$0]?.outcome.testAccuracy }, eta: eta))
+                              baseline: task.baselineKey.flatMap { records[$0]?.outcome.testAccuracy }, eta: eta, study: plan.spec.studyType))
         try recordSkipped(skipped, because: record)
     }
 

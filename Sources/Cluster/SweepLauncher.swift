@@ -134,7 +134,7 @@ public enum SweepLauncher {
     /// results.csv, results.json and report.html for the records so far.
     static func writeResults(_ input: ReportInput, run: RunDirectory, ranks: Int, start: Date) throws {
         let started = (input.records.map(\.started) + [start]).min() ?? start
-        try ReportPage.writeOutputs(input, to: run, ranks: ranks, started: started, finished: Date())
+        try RunOutputs.write(input, to: run, ranks: ranks, started: started, finished: Date())
     }
 
     final class Prepared {

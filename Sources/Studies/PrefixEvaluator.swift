@@ -38,13 +38,24 @@ public final class PrefixEvaluator {
     /// the baseline), and the number of parameters masked. Masks that change every layer (BN
     /// recalibration) and networks that are not a plain sequence are evaluated in full.
     public func evaluate(mask: MaskKind?, unit: String?, context: MaskContext) throws -> (Evaluation, masked: Int?) {
+        try evaluate(unit: mask == nil ? nil : unit, everyLayer: mask == .zeroKernelRecalibrated) { network, u in
+            try Masking.apply(mask!, to: u, of: network, context: context)
+        }
+    }
+
+    /// Test accuracy and loss of the checkpoint's network after `change` altered `unit` (nil:
+    /// the baseline, unchanged); `change` returns the number of parameters it altered. With
+    /// `everyLayer` (BN statistics re-estimated afterwards, say) nothing before the unit is
+    /// reused.
+    public func evaluate(unit: String?, everyLayer: Bool, change: (Network, MaskableUnit) throws -> Int)
+        throws -> (Evaluation, masked: Int?) {
         let network = try Checkpoint.network(from: checkpoint)
         var masked: Int?
-        if let mask, let unitName = unit {
+        if let unitName = unit {
             guard let u = network.unit(unitName) else { throw MaskError.unknownUnit(unitName) }
-            masked = try Masking.apply(mask, to: u, of: network, context: context)
+            masked = try change(network, u)
         }
-        guard let root = network.root as? Sequential, mask != .zeroKernelRecalibrated, try prepare() else {
+        guard let root = network.root as? Sequential, !everyLayer, try prepare() else {
             return (Evaluation.run(network, on: data, batchSize: batchSize), masked)
         }
         let start = unit.flatMap { name in root.children.firstIndex { name == $0.0 || name.hasPrefix($0.0 + ".") } }

@@ -33,8 +33,8 @@ public enum GangPolicy {
 
     /// Whether a task may run on a gang: plain trainings with the label loss (IMP rounds,
     /// students and reuse runs train on one rank).
-    public static func gangable(_ task: PlannedTask, study: SweepSpec.Study) -> Bool {
-        task.kind == .train && study != .imp
+    public static func gangable(_ task: PlannedTask, study: any SweepStudy.Type) -> Bool {
+        task.kind == .train && study.gangable(task)
     }
 
     /// Gang sizes for `batch`, just taken from `scheduler` (most urgent first), given `spare` ranks

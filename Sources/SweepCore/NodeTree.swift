@@ -9,7 +9,7 @@ public enum PathComponent: Equatable, Sendable {
 }
 
 /// The composed YAML of a sweep file, used to point errors at lines.
-struct NodeTree {
+public struct NodeTree {
     let root: Node
     let file: String
 
@@ -92,13 +92,15 @@ struct NodeTree {
     }
 
     /// Fields whose values come from a fixed set, by field name.
-    static let choices: [String: (String, [String])] = [
-        "masks": ("mask", MaskKind.allCases.map(\.rawValue)),
-        "study": ("study", SweepSpec.Study.allCases.map(\.rawValue)),
-        "modes": ("reuse mode", ReuseMode.allCases.map(\.rawValue)),
-        "losses": ("distillation loss", DistillationLoss.allCases.map(\.rawValue)),
-        "transform": ("transform", ImageTransform.allCases.map(\.rawValue)),
-    ]
+    static let choices: [String: (String, [String])] = {
+        var out: [String: (String, [String])] = [
+            "masks": ("mask", MaskKind.allCases.map(\.rawValue)),
+            "study": ("study", StudyRegistry.names),
+            "transform": ("transform", ImageTransform.allCases.map(\.rawValue)),
+        ]
+        for study in StudyRegistry.all { for (field, choice) in study.choices { out[field] = (choice.what, choice.valid) } }
+        return out
+    }()
 
     /// `'many'`, `a list`, `a mapping`: what the file holds where another type was expected.
     static func describeValue(_ node: Node?) -> String {

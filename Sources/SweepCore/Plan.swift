@@ -4,33 +4,46 @@ import Models
 import Studies
 import TensorEngine
 
-/// What a task does.
-public enum TaskKind: String, Codable, Sendable {
+/// What a task does. The shared kinds are declared here; a study declares its own in its folder
+/// (`TaskKind.prune`), with their traits in its `kinds`.
+public struct TaskKind: RawRepresentable, Hashable, Codable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    public init(from decoder: Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(rawValue)
+    }
+
     /// Train a network; produces a checkpoint.
-    case train
+    public static let train = TaskKind("train")
     /// Read a network trained elsewhere (a sweep file's `checkpoints:`); the coordinator does it
     /// and ships the checkpoint like a trained one.
-    case load
+    public static let load = TaskKind("load")
     /// Evaluate the trained network unmasked.
-    case baseline
+    public static let baseline = TaskKind("baseline")
     /// Apply one mask to one unit and evaluate.
-    case mask
+    public static let mask = TaskKind("mask")
     /// Do nothing (measures the runner's own overhead).
-    case noop
-    /// IMP round k ≥ 1: prune the previous round's network, rewind, retrain; produces the round.
-    case prune
-    /// One-shot control: prune the dense network to round k's sparsity at once, rewind, retrain.
-    case oneShot
-    /// Evaluate the teacher ensemble and compute its logits on the train split (shipped to students).
-    case logits
-    /// Train a student, on the teacher's logits or on the labels.
-    case student
-    /// Train a target network that starts from source-trained kernels.
-    case reuse
+    public static let noop = TaskKind("noop")
+
+    static let shared: [TaskKindInfo] = [
+        TaskKindInfo(.train, trains: true, compared: false), TaskKindInfo(.load, trains: false, compared: false),
+        TaskKindInfo(.baseline, trains: false, compared: false), TaskKindInfo(.mask, trains: false, compared: true),
+        TaskKindInfo(.noop, trains: false, compared: false),
+    ]
+
+    /// Whether the task trains a network (and so could run data-parallel on several ranks).
+    public var trains: Bool { StudyRegistry.kinds[self]?.trains ?? false }
+    /// Whether its accuracy is compared with its reference task's (`delta_accuracy`).
+    public var compared: Bool { StudyRegistry.kinds[self]?.compared ?? false }
 }
 
 /// One node of the task graph, with a stable key and a seed derived from it.
-public struct PlannedTask: Codable, Equatable, Sendable {
+public struct PlannedTask: Sendable {
     public let key: String
     public let kind: TaskKind
     public let dataset: String
@@ -49,6 +62,8 @@ public struct PlannedTask: Codable, Equatable, Sendable {
     public var baselineKey: String?
     /// IMP: the pruning round (0 = dense).
     public var round: Int?
+    /// The study's own parameters of this task, typed by the study.
+    public var payload: (any TaskPayload)?
     /// Reuse: the source dataset; load: the checkpoint file.
     public var source: String?
     /// Reuse mode, IMP method (imp | oneshot) or distillation loss (logits | labels).
@@ -70,6 +85,16 @@ public struct PlannedTask: Codable, Equatable, Sendable {
         self.dependencies = dependencies
         self.cost = cost
         self.seed = seed
+    }
+}
+
+extension PlannedTask: Equatable {
+    public static func == (a: PlannedTask, b: PlannedTask) -> Bool {
+        a.key == b.key && a.kind == b.kind && a.dataset == b.dataset && a.model == b.model && a.seedIndex == b.seedIndex
+            && a.unit == b.unit && a.mask == b.mask && a.dependencies == b.dependencies && a.cost == b.cost && a.seed == b.seed
+            && a.baselineKey == b.baselineKey && a.round == b.round && a.source == b.source && a.variant == b.variant
+            && a.units == b.units && a.budget == b.budget
+            && (a.payload == nil) == (b.payload == nil) && (a.payload.map { p in b.payload.map { p.isEqual(to: $0) } ?? false } ?? true)
     }
 }
 
@@ -98,15 +123,9 @@ public struct Plan: Sendable {
 
     public var totalCost: Double { tasks.reduce(0) { $0 + $1.cost } }
 
-    /// Expands a validated spec: per (dataset, model, seed) a training task, a baseline
-    /// evaluation and one task per (selected unit, applicable mask).
+    /// Expands a validated spec into its study's task graph.
     public static func expand(_ spec: SweepSpec) throws -> Plan {
-        switch spec.study {
-        case .zeroing, .noop: return try expandZeroing(spec)
-        case .imp: return try expandPruning(spec)
-        case .distill: return try expandDistillation(spec)
-        case .reuse: return try expandReuse(spec)
-        }
+        try Plan(spec: spec, tasks: spec.studyType.expand(spec))
     }
 
     /// A task's seed: a function of the sweep seed and a key only.
@@ -117,56 +136,6 @@ public struct Plan: Sendable {
         let d = dataset.description
         let network = Network.build(try ModelSpec(name: model, inputShape: d.shape, classes: d.classes), seed: 0)
         return (Double(network.multiplyAddsPerImage()), network)
-    }
-
-    private static func expandZeroing(_ spec: SweepSpec) throws -> Plan {
-        func seed(_ key: String) -> UInt64 { Plan.seed(spec, key) }
-        if spec.study == .noop {
-            let width = String(spec.noopTasks - 1).count
-            return try Plan(spec: spec, tasks: (0..<spec.noopTasks).map { i in
-                let key = "noop/task" + String(repeating: "0", count: width - String(i).count) + String(i)
-                return PlannedTask(key: key, kind: .noop, dataset: "", model: "", seedIndex: 0, unit: nil, mask: nil,
-                                   dependencies: [], cost: 1 + Double(i % 7), seed: seed(key))
-            })
-        }
-        var tasks: [PlannedTask] = []
-        for dataset in spec.datasets {
-            let d = dataset.description
-            let (trainCount, testCount) = (Double(d.train), Double(d.test))
-            for model in spec.models {
-                let (macs, network) = try measure(model, on: dataset)
-                let evalCost = macs * testCount
-                let units = LayerMatcher.select(network.units, spec.layers)
-                // Networks trained elsewhere take the seeds' places, named by their content.
-                let files = spec.checkpoints[model]
-                for s in files.map({ Array($0.indices) }) ?? spec.seeds {
-                    let prefix = "\(dataset.name)/\(model)/" + (files.map { ImportedNetworks.keySegment(spec, file: $0[s], index: s) } ?? "seed\(s)")
-                    let trainKey = "\(prefix)/\(files == nil ? "train" : "load")"
-                    func task(_ key: String, _ kind: TaskKind, unit: String? = nil, mask: MaskKind? = nil, cost: Double) -> PlannedTask {
-                        var t = PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: s, unit: unit, mask: mask,
-                                            dependencies: kind == .train || kind == .load ? [] : [trainKey], cost: cost, seed: seed(key))
-                        t.baselineKey = "\(prefix)/baseline"
-                        if kind == .load { t.source = files?[s] }
-                        return t
-                    }
-                    if files == nil {
-                        tasks.append(task(trainKey, .train, cost: 3 * macs * trainCount * Double(spec.training.epochs) + evalCost))
-                    } else {
-                        tasks.append(task(trainKey, .load, cost: 1))
-                    }
-                    tasks.append(task("\(prefix)/baseline", .baseline, cost: evalCost))
-                    for unit in units {
-                        for mask in spec.masks where mask.applies(to: unit.kind) {
-                            let recalibration = mask == .zeroKernelRecalibrated
-                                ? macs * Double(spec.evaluation.recalibrationBatches * spec.training.batchSize) : 0
-                            tasks.append(task("\(prefix)/\(unit.name)/\(mask.rawValue)", .mask, unit: unit.name, mask: mask,
-                                              cost: evalCost + recalibration))
-                        }
-                    }
-                }
-            }
-        }
-        return try Plan(spec: spec, tasks: tasks)
     }
 }
 

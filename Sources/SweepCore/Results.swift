@@ -6,7 +6,7 @@ import Studies
 ///
 /// `mask` names the variant of the point: the zeroing mask, the reuse mode (frozen | finetuned),
 /// the pruning method (imp | oneshot) or the distillation loss (logits | labels).
-public struct ResultRow: Codable, Equatable, Sendable {
+public struct ResultRow: Codable, Sendable {
     public var key: String
     public var study: String
     public var kind: String
@@ -50,6 +50,8 @@ public struct ResultRow: Codable, Equatable, Sendable {
     public var seconds: Double
     public var rank: Int
     public var host: String
+    /// The study's own parameters of the point (its task's payload), written as fields of the row.
+    public var payload: (any TaskPayload)?
 
     enum CodingKeys: String, CodingKey {
         case key, study, kind, dataset, source, model, seed, layer, mask, round, status, locality, rmse, parameters, budget
@@ -60,34 +62,19 @@ public struct ResultRow: Codable, Equatable, Sendable {
         case layerRemaining = "layer_remaining", convLayers = "conv_layers", maskImages = "mask_images"
     }
 
-    /// Column names and values of results.csv for `study`; the run-dependent columns (seconds,
-    /// rank, host) come last so two runs diff cleanly.
-    static func csvColumns(for study: SweepSpec.Study) -> [(String, (ResultRow) -> String)] {
-        func number(_ v: Double?) -> String { v.map { "\($0)" } ?? "" }
-        func integer(_ v: Int?) -> String { v.map(String.init) ?? "" }
-        let head: [(String, (ResultRow) -> String)] = [("key", \.key), ("study", \.study), ("kind", \.kind), ("dataset", \.dataset)]
-        let source: [(String, (ResultRow) -> String)] = study == .reuse || study == .distill ? [("source", { $0.source ?? "" })] : []
-        let point: [(String, (ResultRow) -> String)] = [("model", \.model), ("seed", { String($0.seed) }), ("layer", \.layer), ("mask", \.mask)]
-        let round: [(String, (ResultRow) -> String)] = study == .imp ? [("round", { integer($0.round) })] : []
-        let metrics: [(String, (ResultRow) -> String)] = [
-            ("status", \.status), ("test_accuracy", { number($0.testAccuracy) }), ("test_loss", { number($0.testLoss) }),
-            ("baseline_accuracy", { number($0.baselineAccuracy) }), ("delta_accuracy", { number($0.deltaAccuracy) }),
-        ]
-        let extra: [(String, (ResultRow) -> String)]
-        switch study {
-        case .zeroing, .noop: extra = [("delta_low", { number($0.deltaLow) }), ("delta_high", { number($0.deltaHigh) }),
-                                       ("mcnemar_p", { number($0.mcnemarP) }), ("params_masked", { integer($0.paramsMasked) }),
-                                       ("unit_index", { integer($0.unitIndex) }), ("checkpoint", { $0.checkpoint ?? "" })]
-        case .imp:
-            // One remaining_<layer> column per layer: `ResultTable.csv` adds them from the rows.
-            extra = [("remaining_fraction", { number($0.remainingFraction) }), ("locality", { number($0.locality) })]
-        case .reuse: extra = [("rmse", { number($0.rmse) }), ("parameters", { integer($0.parameters) })]
-        case .distill: extra = [("conv_layers", { integer($0.convLayers) }), ("budget", { integer($0.budget) }),
-                                ("parameters", { integer($0.parameters) })]
-        }
-        let tail: [(String, (ResultRow) -> String)] = [("error", { $0.error ?? "" }), ("seconds", { String(format: "%.3f", $0.seconds) }),
-                                                        ("rank", { String($0.rank) }), ("host", \.host)]
-        return head + source + point + round + metrics + extra + tail
+    /// Column names and values of results.csv for `study`: the point, the study's own columns
+    /// where it places them, the shared measurements, and the run-dependent columns (seconds,
+    /// rank, host) last so two runs diff cleanly.
+    static func csvColumns(for study: any SweepStudy.Type, rows: [ResultRow]) -> [ResultColumn] {
+        let own = study.columns(rows)
+        let head = [ResultColumn("key", \.key), ResultColumn("study", \.study), ResultColumn("kind", \.kind), ResultColumn("dataset", \.dataset)]
+        let point = [ResultColumn("model", \.model), ResultColumn("seed") { String($0.seed) }, ResultColumn("layer", \.layer),
+                     ResultColumn("mask", \.mask)]
+        let metrics = [ResultColumn("status", \.status), .number("test_accuracy", \.testAccuracy), .number("test_loss", \.testLoss),
+                       .number("baseline_accuracy", \.baselineAccuracy), .number("delta_accuracy", \.deltaAccuracy)]
+        let tail = [ResultColumn("error") { $0.error ?? "" }, ResultColumn("seconds") { FixedText.of($0.seconds, places: 3) },
+                    ResultColumn("rank") { String($0.rank) }, ResultColumn("host", \.host)]
+        return head + own.afterDataset + point + own.afterMask + metrics + own.afterMetrics + tail
     }
 }
 
@@ -111,26 +98,29 @@ extension ResultRow {
     }
 }
 
+/// A row as results.json and results.jsonl write it: the shared fields and, in the same
+/// object, its study's own (the task's payload).
+struct RowJSON: Encodable {
+    let row: ResultRow
+    init(_ row: ResultRow) { self.row = row }
+
+    func encode(to encoder: Encoder) throws {
+        try row.encode(to: encoder)
+        try row.payload?.encode(to: encoder)
+    }
+}
+
 /// Builds result rows from journal records and writes results.csv and results.json.
 public enum ResultTable {
     /// One row per journaled task of `plan`, sorted by key, with reference accuracies joined in.
     public static func rows(plan: Plan, records: [TaskRecord]) -> [ResultRow] {
         let latest = Dictionary(records.map { ($0.key, $0) }, uniquingKeysWith: { _, b in b })
-        var unitOrder: [String: [String: Int]] = [:]
-        func index(of unit: String?, in model: String) -> Int? {
-            guard let unit else { return nil }
-            if unitOrder[model] == nil {
-                let units = (try? LayerMatcher.units(of: model)) ?? []
-                unitOrder[model] = Dictionary(units.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
-            }
-            return unitOrder[model]?[unit]
-        }
+        let study = plan.spec.studyType
         return latest.values.compactMap { record -> ResultRow? in
             guard let task = plan[record.key] else { return nil }
             let o = record.outcome
             let baseline = task.baselineKey.flatMap { latest[$0]?.outcome.testAccuracy }
-            let compared = ![TaskKind.train, .load, .baseline, .logits, .noop].contains(task.kind)
-            let delta = compared ? o.testAccuracy.flatMap { a in baseline.map { a - $0 } } : nil
+            let delta = task.kind.compared ? o.testAccuracy.flatMap { a in baseline.map { a - $0 } } : nil
             var row = ResultRow(key: task.key, study: plan.spec.study.rawValue, kind: task.kind.rawValue, dataset: task.dataset,
                                 source: task.source, model: task.model, seed: task.seedIndex, layer: task.unit ?? "",
                                 mask: task.mask?.rawValue ?? task.variant ?? (task.kind == .baseline ? "none" : ""),
@@ -139,8 +129,8 @@ public enum ResultTable {
                                 remainingFraction: o.remainingFraction, layerRemaining: o.layerRemaining, locality: o.locality,
                                 rmse: o.rmse, parameters: o.parameters, budget: task.budget, convLayers: nil, maskImages: o.maskImages,
                                 error: o.error, seconds: o.seconds, rank: record.rank, host: record.host)
-            if task.kind == .student, let spec = try? ModelSpec.parse(task.model), case let .student(conv, _) = spec { row.convLayers = conv }
-            if task.kind == .mask { row.unitIndex = index(of: task.unit, in: task.model) }
+            row.payload = task.payload
+            study.describe(&row, task: task, plan: plan)
             row.checkpoint = o.checkpoint ?? task.dependencies.first.flatMap { latest[$0]?.outcome.checkpoint }
             if let d = o.discordant, d.count == 3, o.status == .ok {
                 (row.deltaLow, row.deltaHigh) = Statistics.pairedInterval(worse: d[0], better: d[1], count: d[2])
@@ -157,22 +147,15 @@ public enum ResultTable {
     }
 
     /// RFC 4180 CSV: fields with commas, quotes or line breaks are quoted, quotes doubled.
-    public static func csv(_ rows: [ResultRow], study: SweepSpec.Study) -> String {
-        var columns = ResultRow.csvColumns(for: study)
-        // IMP: each layer's remaining fraction in a column of its own, after remaining_fraction.
-        let layers = Set(rows.flatMap { $0.layerRemaining?.keys.map { $0 } ?? [] }).sorted()
-        if let at = columns.firstIndex(where: { $0.0 == "remaining_fraction" }) {
-            columns.insert(contentsOf: layers.map { layer in
-                ("remaining_\(layer)", { (r: ResultRow) in r.layerRemaining?[layer].map { "\($0)" } ?? "" })
-            }, at: at + 1)
-        }
-        var out = columns.map(\.0).joined(separator: ",") + "\n"
-        for row in rows { out += columns.map { quote($0.1(row)) }.joined(separator: ",") + "\n" }
+    public static func csv(_ rows: [ResultRow], study: any SweepStudy.Type) -> String {
+        let columns = ResultRow.csvColumns(for: study, rows: rows)
+        var out = columns.map(\.name).joined(separator: ",") + "\n"
+        for row in rows { out += columns.map { quote($0.value(row)) }.joined(separator: ",") + "\n" }
         return out
     }
 
     /// The whole run as JSON: program, version, spec, times, ranks, hosts and rows.
-    public struct Document: Codable, Sendable {
+    public struct Document: Encodable, Sendable {
         public var program = "layersweep"
         public var version: String
         public var spec: SweepSpec
@@ -185,6 +168,23 @@ public enum ResultTable {
         public var rows: [ResultRow]
         /// Zeroing: one line per (dataset, model, unit, mask) over the trained networks.
         public var units: [UnitSummary]
+
+        enum CodingKeys: String, CodingKey { case program, version, spec, started, finished, complete, ranks, hosts, counts, rows, units }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(program, forKey: .program)
+            try c.encode(version, forKey: .version)
+            try c.encode(spec, forKey: .spec)
+            try c.encode(started, forKey: .started)
+            try c.encode(finished, forKey: .finished)
+            try c.encode(complete, forKey: .complete)
+            try c.encode(ranks, forKey: .ranks)
+            try c.encode(hosts, forKey: .hosts)
+            try c.encode(counts, forKey: .counts)
+            try c.encode(rows.map(RowJSON.init), forKey: .rows)
+            try c.encode(units, forKey: .units)
+        }
 
         public init(version: String, spec: SweepSpec, started: Date, finished: Date, complete: Bool, ranks: Int,
                     hosts: [String], counts: [String: Int], rows: [ResultRow]) {
@@ -206,7 +206,7 @@ public enum ResultTable {
         let e = Journal.makeEncoder()
         var out = Data()
         for row in rows {
-            out.append(try e.encode(row))
+            out.append(try e.encode(RowJSON(row)))
             out.append(0x0A)
         }
         return out
@@ -216,5 +216,42 @@ public enum ResultTable {
         let e = Journal.makeEncoder()
         e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         return try e.encode(document)
+    }
+}
+
+/// A run's outputs: the results files (the data), then report.html (a view of the same rows).
+public enum RunOutputs {
+    public static func write(_ input: ReportInput, to run: RunDirectory, ranks: Int, started: Date, finished: Date) throws {
+        try run.writeResults(ResultTable.Document(
+            version: layersweepVersion, spec: input.plan.spec, started: started, finished: finished, complete: input.complete,
+            ranks: ranks, hosts: input.hosts, counts: Dictionary(grouping: input.rows, by: \.status).mapValues(\.count),
+            rows: input.rows))
+        try ReportPage.write(input, to: run)
+    }
+}
+
+/// A unit's position in its model's network order, for the `unit_index` column (the unit lists
+/// are built once per model).
+enum UnitOrder {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var byModel: [String: [String: Int]] = [:]
+
+    static func index(of unit: String?, in model: String) -> Int? {
+        guard let unit else { return nil }
+        lock.lock()
+        defer { lock.unlock() }
+        if byModel[model] == nil {
+            let units = (try? LayerMatcher.units(of: model)) ?? []
+            byModel[model] = Dictionary(units.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+        }
+        return byModel[model]?[unit]
+    }
+}
+
+extension ResultRow: Equatable {
+    /// Rows are equal when they write the same JSON (the study's payload included).
+    public static func == (a: ResultRow, b: ResultRow) -> Bool {
+        let e = Journal.encoder
+        return (try? e.encode(RowJSON(a))) == (try? e.encode(RowJSON(b)))
     }
 }

@@ -113,12 +113,13 @@ public struct RunDirectory: Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// Writes results.csv and results.json atomically.
+    /// Writes results.csv, results.json, results.jsonl and the study's own files atomically.
     public func writeResults(_ document: ResultTable.Document) throws {
-        try Data(ResultTable.csv(document.rows, study: document.spec.study).utf8).write(to: resultsCSV, options: .atomic)
+        let study = document.spec.studyType
+        try Data(ResultTable.csv(document.rows, study: study).utf8).write(to: resultsCSV, options: .atomic)
         try ResultTable.json(document).write(to: resultsJSON, options: .atomic)
         try ResultTable.jsonLines(document.rows).write(to: resultsJSONL, options: .atomic)
-        if document.spec.study == .zeroing { try Data(UnitSummary.csv(document.units).utf8).write(to: unitsCSV, options: .atomic) }
+        for file in study.extraFiles(document.rows) { try file.data.write(to: url.appendingPathComponent(file.name), options: .atomic) }
     }
 
     /// What the running coordinator is doing (`RunStatus`).
@@ -128,8 +129,8 @@ public struct RunDirectory: Sendable {
     public var resultsJSONL: URL { url.appendingPathComponent("results.jsonl") }
 
     /// Every results file a run writes for `study`, in the order `sweep report` lists them.
-    public func resultFiles(study: SweepSpec.Study) -> [URL] {
-        [reportURL, resultsCSV, resultsJSON, resultsJSONL] + (study == .zeroing ? [unitsCSV] : [])
+    public func resultFiles(study: any SweepStudy.Type) -> [URL] {
+        [reportURL, resultsCSV, resultsJSON, resultsJSONL] + study.extraFiles([]).map { url.appendingPathComponent($0.name) }
     }
 
     /// Content hashes of the networks the sweep imports, by path (`ImportedNetworks`).

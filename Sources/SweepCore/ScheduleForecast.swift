@@ -31,7 +31,7 @@ public struct ScheduleForecast: Sendable {
         let workers = max(1, ranks)
         let gang = min(workers, GangPolicy.maxGang)
         let total = seconds(forCost: plan.totalCost)
-        let study = plan.spec.study
+        let study = plan.spec.studyType
         return ScheduleForecast(
             ranks: workers,
             makespan: simulate(plan.tasks, workers: workers, priority: .criticalPath,
@@ -86,15 +86,5 @@ public struct ScheduleForecast: Sendable {
             return f
         }
         return tasks.map { end($0.key) }.max() ?? 0
-    }
-}
-
-extension TaskKind {
-    /// Whether the task trains a network (and so could run data-parallel on several ranks).
-    public var trains: Bool {
-        switch self {
-        case .train, .prune, .oneShot, .student, .reuse: return true
-        case .baseline, .mask, .logits, .noop, .load: return false
-        }
     }
 }

@@ -52,17 +52,12 @@ public enum SpecLoader {
         }
         let tree = NodeTree(root: root, file: file)
         guard root.mapping != nil else { throw tree.error([], "a sweep file is a mapping of fields (name:, datasets:, models:, ...)") }
-        try tree.checkKeys([], allowed: SweepSpec.CodingKeys.allCases.map(\.rawValue))
+        try tree.checkKeys([], allowed: SweepSpec.allKeys)
         try tree.checkKeys([.key("training")], allowed: TrainingSection.CodingKeys.allCases.map(\.rawValue))
         try tree.checkKeys([.key("evaluation")], allowed: EvaluationSection.CodingKeys.allCases.map(\.rawValue))
-        try tree.checkKeys([.key("pruning")], allowed: PruningSection.CodingKeys.allCases.map(\.rawValue))
-        try tree.checkKeys([.key("reuse")], allowed: ReuseSection.CodingKeys.allCases.map(\.rawValue))
-        try tree.checkKeys([.key("distillation")], allowed: DistillationSection.CodingKeys.allCases.map(\.rawValue))
-        try tree.checkKeys([.key("distillation"), .key("teacher_training")], allowed: TrainingSection.CodingKeys.allCases.map(\.rawValue))
-        if let pairs = tree.node(at: [.key("reuse"), .key("pairs")])?.sequence {
-            for i in 0..<pairs.count where pairs[i].mapping != nil {
-                try tree.checkKeys([.key("reuse"), .key("pairs"), .index(i)], allowed: ["source", "target"])
-            }
+        for study in StudyRegistry.all {
+            if let section = study.section { try tree.checkKeys([.key(section.key)], allowed: section.keys) }
+            try study.checkKeys(tree)
         }
         if let models = tree.node(at: [.key("models")])?.sequence {
             for i in 0..<models.count where models[i].mapping != nil {
@@ -83,8 +78,8 @@ public enum SpecLoader {
         }
         try validate(spec, tree: tree)
         let given = Set(root.mapping?.keys.compactMap(\.string) ?? [])
-        let optional: Set<String> = ["training", "layers", "masks", "evaluation", "reuse", "pruning", "distillation", "noop_tasks"]
-        spec.ignoredSections = given.intersection(optional).subtracting(SweepSpec.sections[spec.study] ?? []).sorted()
+        let optional = Set(["training", "layers", "masks", "evaluation", "noop_tasks"] + StudyRegistry.sections.keys)
+        spec.ignoredSections = given.intersection(optional).subtracting(spec.studyType.sections).sorted()
         return spec
     }
 
@@ -95,10 +90,9 @@ public enum SpecLoader {
         guard !spec.name.isEmpty, spec.name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
             throw fail([.key("name")], "name must be non-empty letters, digits, '-', '_' or '.' (it names the run directory)")
         }
+        let study = spec.studyType
         if spec.study == .noop {
-            guard (1...SweepSpec.maxNoopTasks).contains(spec.noopTasks) else {
-                throw fail([.key("noop_tasks")], "study noop needs noop_tasks between 1 and \(SweepSpec.maxNoopTasks)")
-            }
+            try study.validate(spec, tree: tree)
             return
         }
         guard !spec.datasets.isEmpty else { throw fail([.key("datasets")], "list at least one dataset (e.g. fashion-mnist)") }
@@ -130,14 +124,9 @@ public enum SpecLoader {
                 throw fail([.key("models"), .index(i)], error.description)
             }
             if let files = spec.checkpoints[model] {
-                guard spec.study == .zeroing || spec.study == .reuse else {
-                    throw fail([.key("models"), .index(i), .key("checkpoints")], "networks trained elsewhere are studied by study zeroing, or are the source networks of study reuse; \(spec.study.rawValue) trains its own")
-                }
-                if spec.study == .reuse {
-                    let sources = Set(spec.reuse.pairs.map(\.source)), targets = Set(spec.reuse.pairs.map(\.target))
-                    guard sources.count == 1, sources.isDisjoint(with: targets) else {
-                        throw fail([.key("models"), .index(i), .key("checkpoints")], "in study reuse, checkpoints are the networks trained on the pairs' source dataset: give pairs with one source that is no pair's target")
-                    }
+                guard study.importsNetworks else {
+                    let studies = StudyRegistry.all.filter { $0.importsNetworks }.map { $0.name.rawValue }.joined(separator: ", ")
+                    throw fail([.key("models"), .index(i), .key("checkpoints")], "networks trained elsewhere are read by the studies \(studies); \(spec.study.rawValue) trains its own")
                 }
                 guard !files.isEmpty, files.count <= SweepSpec.maxSeeds else {
                     throw fail([.key("models"), .index(i), .key("checkpoints")], "list 1 to \(SweepSpec.maxSeeds) safetensors files")
@@ -151,15 +140,12 @@ public enum SpecLoader {
                     throw fail([.key("models"), .index(i), .key("normalization")], "mean and std are lists of one finite value per channel, std > 0 (e.g. {mean: [0.286], std: [0.353]})")
                 }
             }
-            if spec.study == .imp, case .fcn = try ModelSpec.parse(model) {} else if spec.study == .imp {
-                throw fail([.key("models"), .index(i)], "study imp prunes fully connected networks (e.g. fcn-1024x3-bn); \(model) is not one")
-            }
         }
         guard spec.seeds.allSatisfy({ $0 >= 0 }), !spec.seeds.isEmpty else { throw fail([.key("seeds")], "seeds are a count or a list of non-negative integers") }
         if let problem = spec.training.problems.first {
             throw fail([.key("training"), .key(problem.field)], "\(problem.field) \(problem.requirement)")
         }
-        try validateStudy(spec, tree: tree)
+        try study.validate(spec, tree: tree)
         let e = spec.evaluation, at = { (key: String) -> [PathComponent] in [.key("evaluation"), .key(key)] }
         guard (1...65536).contains(e.batchSize) else { throw fail(at("batch_size"), "batch_size must be between 1 and 65536") }
         guard (1...100_000).contains(e.recalibrationBatches) else {
@@ -179,68 +165,6 @@ public enum SpecLoader {
                 let listing = unitsByModel.map { "\($0.0): \($0.1.map(\.name).joined(separator: ", "))" }.joined(separator: "; ")
                 throw fail(path, "'\(pattern)' matches no unit; units of \(listing)")
             }
-        }
-    }
-
-    /// The checks of the pruning, reuse and distillation sections.
-    static func validateStudy(_ spec: SweepSpec, tree: NodeTree) throws {
-        func fail(_ path: [PathComponent], _ message: String) -> SpecError { tree.error(path, message) }
-        switch spec.study {
-        case .imp:
-            let p = spec.pruning, at = { (key: String) -> [PathComponent] in [.key("pruning"), .key(key)] }
-            guard p.rate > 0, p.rate < 1 else { throw fail(at("rate"), "rate is the fraction pruned per round, between 0 and 1 (e.g. 0.3)") }
-            guard (1...100).contains(p.rounds) else { throw fail(at("rounds"), "rounds must be between 1 and 100") }
-            guard p.rewindStep >= 0 else { throw fail(at("rewind_step"), "rewind_step must be 0 (the initialisation) or a later step") }
-            guard p.minConnectedUnits >= 1 else { throw fail(at("min_connected_units"), "min_connected_units must be at least 1") }
-            guard (0...1024).contains(p.maskImages) else { throw fail(at("mask_images"), "mask_images must be between 0 and 1024") }
-            for dataset in spec.datasets {
-                let d = dataset.description
-                let steps = spec.training.epochs * ((d.train + spec.training.batchSize - 1) / spec.training.batchSize)
-                guard p.rewindStep < steps else {
-                    throw fail(at("rewind_step"), "rewind_step \(p.rewindStep) is not before the end of training on \(dataset.name) (\(steps) steps)")
-                }
-            }
-        case .distill:
-            let d = spec.distillation, at = { (key: String) -> [PathComponent] in [.key("distillation"), .key(key)] }
-            guard (1...100).contains(d.teachers) else { throw fail(at("teachers"), "teachers must be between 1 and 100") }
-            guard !d.convLayers.isEmpty, d.convLayers.allSatisfy({ (0...4).contains($0) }) else {
-                throw fail(at("conv_layers"), "conv_layers lists student conv-layer counts, each 0...4")
-            }
-            guard !d.budgets.isEmpty, d.budgets.allSatisfy({ (1000...100_000_000).contains($0) }) else {
-                throw fail(at("budgets"), "budgets lists student parameter counts, each between 1000 and 100000000")
-            }
-            guard !d.losses.isEmpty else { throw fail(at("losses"), "list at least one of: logits, labels") }
-            for (values, key) in [(d.convLayers.map(String.init), "conv_layers"), (d.budgets.map(String.init), "budgets"),
-                                  (d.losses.map(\.rawValue), "losses")] where Set(values).count != values.count {
-                throw fail(at(key), "\(key) lists a value twice: task keys would collide")
-            }
-            if let problem = d.teacherTraining?.problems.first {
-                throw fail([.key("distillation"), .key("teacher_training"), .key(problem.field)], "\(problem.field) \(problem.requirement)")
-            }
-        case .reuse:
-            let r = spec.reuse
-            guard !r.pairs.isEmpty else { throw fail([.key("reuse"), .key("pairs")], "list source/target pairs, e.g. - {source: fmnist-0to4, target: fmnist-5to9}") }
-            let names = spec.datasets.map(\.name)
-            for (i, pair) in r.pairs.enumerated() {
-                let at: [PathComponent] = [.key("reuse"), .key("pairs"), .index(i)]
-                for name in [pair.source, pair.target] where !names.contains(name) {
-                    throw fail(at, "'\(name)' is not in datasets (\(names.joined(separator: ", ")))")
-                }
-                guard pair.source != pair.target else { throw fail(at, "source and target are the same dataset") }
-                let (s, t) = (spec.datasets.first { $0.name == pair.source }!.description, spec.datasets.first { $0.name == pair.target }!.description)
-                guard s.shape == t.shape else { throw fail(at, "images of \(pair.source) are \(s.shape), of \(pair.target) \(t.shape): kernels cannot be reused") }
-            }
-            guard !r.modes.isEmpty, Set(r.modes).count == r.modes.count else {
-                throw fail([.key("reuse"), .key("modes")], "modes lists frozen and/or finetuned, each once")
-            }
-            for model in spec.models {
-                let convs = try LayerMatcher.units(of: model).filter { $0.kind == .conv }.count
-                for (i, k) in r.prefixes.enumerated() where k < 1 || k > convs {
-                    throw fail([.key("reuse"), .key("prefixes"), .index(i)], "prefix \(k) is not between 1 and \(model)'s \(convs) conv layers")
-                }
-            }
-        case .zeroing, .noop:
-            break
         }
     }
 

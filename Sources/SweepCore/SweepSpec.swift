@@ -29,14 +29,6 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     /// Sections the file gives that its study does not read (told to the user, not an error).
     public var ignoredSections: [String] = []
 
-    /// The top-level sections each study reads (besides name, study, seed, datasets, models, seeds, output).
-    public static let sections: [Study: Set<String>] = [
-        .zeroing: ["training", "layers", "masks", "evaluation"],
-        .reuse: ["training", "layers", "reuse", "evaluation"],
-        .imp: ["training", "pruning", "evaluation"],
-        .distill: ["training", "distillation", "evaluation"],
-        .noop: ["noop_tasks"],
-    ]
     /// Training repetitions (seed0, seed1, ...): a count or an explicit list.
     public var seeds: [Int]
     public var training: TrainingSection
@@ -47,22 +39,25 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     public var output: String
     /// For `study: noop`: how many empty tasks to plan.
     public var noopTasks: Int
-    public var pruning: PruningSection
-    public var reuse: ReuseSection
-    public var distillation: DistillationSection
+    /// The study's own section (`pruning:`, `reuse:`, ...), decoded by the study's type.
+    public var studySection: StudySectionValue?
 
     /// Bounds on counts that multiply into the plan's size.
     public static let maxSeeds = 10_000
     public static let maxNoopTasks = 10_000_000
 
-    public enum Study: String, Codable, CaseIterable, Sendable {
-        case zeroing, reuse, imp, distill, noop
-    }
+    public typealias Study = StudyName
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, study, seed, datasets, models, seeds, training, layers, masks, evaluation, output, pruning, reuse, distillation
+        case name, study, seed, datasets, models, seeds, training, layers, masks, evaluation, output
         case noopTasks = "noop_tasks"
     }
+
+    /// Every top-level key a sweep file may have: the common ones and each study's section.
+    static var allKeys: [String] { CodingKeys.allCases.map(\.rawValue) + StudyRegistry.sections.keys.sorted() }
+
+    /// The sweep's own section of type `S`, or its defaults.
+    public func section<S: StudySection>(_ type: S.Type) -> S { studySection?.value as? S ?? S() }
 
     /// The spec as results.json embeds it: the common fields and only the sections its study reads.
     public func encode(to encoder: Encoder) throws {
@@ -75,14 +70,15 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         try c.encode(datasets, forKey: .datasets)
         try c.encode(models, forKey: .models)
         try c.encode(seeds, forKey: .seeds)
-        let used = SweepSpec.sections[study] ?? []
+        let used = studyType.sections
         if used.contains("training") { try c.encode(training, forKey: .training) }
         if used.contains("layers") { try c.encode(layers, forKey: .layers) }
         if used.contains("masks") { try c.encode(masks, forKey: .masks) }
         if used.contains("evaluation") { try c.encode(evaluation, forKey: .evaluation) }
-        if used.contains("pruning") { try c.encode(pruning, forKey: .pruning) }
-        if used.contains("reuse") { try c.encode(reuse, forKey: .reuse) }
-        if used.contains("distillation") { try c.encode(distillation, forKey: .distillation) }
+        if let studySection {
+            var own = encoder.container(keyedBy: SectionKey.self)
+            try own.encode(StudySectionValue.Box(studySection.value), forKey: SectionKey(type(of: studySection.value).key))
+        }
     }
 
     public init(from decoder: Decoder) throws {
@@ -117,9 +113,32 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         masks = try c.decodeIfPresent([MaskKind].self, forKey: .masks) ?? [.zeroKernel, .zeroBranch]
         evaluation = try c.decodeIfPresent(EvaluationSection.self, forKey: .evaluation) ?? EvaluationSection()
         output = try c.decodeIfPresent(String.self, forKey: .output) ?? "runs/\(name)"
-        pruning = try c.decodeIfPresent(PruningSection.self, forKey: .pruning) ?? PruningSection()
-        reuse = try c.decodeIfPresent(ReuseSection.self, forKey: .reuse) ?? ReuseSection()
-        distillation = try c.decodeIfPresent(DistillationSection.self, forKey: .distillation) ?? DistillationSection()
+        if let type = studyType.section {
+            let own = try decoder.container(keyedBy: SectionKey.self)
+            studySection = StudySectionValue(try own.decodeIfPresent(type, forKey: SectionKey(type.key)) ?? type.init())
+        }
+    }
+}
+
+/// A study section's key in the sweep file.
+struct SectionKey: CodingKey {
+    let stringValue: String
+    init(_ key: String) { stringValue = key }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    var intValue: Int? { nil }
+    init?(intValue: Int) { nil }
+}
+
+/// A study's section, compared and encoded through its own type.
+public struct StudySectionValue: Equatable, Sendable {
+    public let value: any StudySection
+    public init(_ value: any StudySection) { self.value = value }
+    public static func == (a: StudySectionValue, b: StudySectionValue) -> Bool { a.value.isEqual(to: b.value) }
+
+    struct Box: Encodable {
+        let value: any StudySection
+        init(_ value: any StudySection) { self.value = value }
+        func encode(to encoder: Encoder) throws { try value.encode(to: encoder) }
     }
 }
 
@@ -260,111 +279,6 @@ extension TrainingSection {
         }
         return out
     }
-}
-
-/// Iterative magnitude pruning (`study: imp`).
-public struct PruningSection: Codable, Equatable, Sendable {
-    /// Fraction of each layer's remaining weights removed per round (the readout is never pruned).
-    public var rate = 0.3
-    /// Pruning rounds after the dense training (round 0); 0.7^k of the weights remain after k.
-    public var rounds = 5
-    /// Optimiser step whose weights survivors are rewound to (0: the initialisation).
-    public var rewindStep = 100
-    /// IMP stops when a layer would keep fewer connected units than this.
-    public var minConnectedUnits = 4
-    /// Also prune the dense network once to each round's sparsity (the control).
-    public var oneShot = true
-    /// First-layer masks kept per round for the report's pictures (most-connected units).
-    public var maskImages = 16
-
-    public init() {}
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case rate, rounds
-        case rewindStep = "rewind_step"
-        case minConnectedUnits = "min_connected_units"
-        case oneShot = "one_shot"
-        case maskImages = "mask_images"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        rate = try c.decodeIfPresent(Double.self, forKey: .rate) ?? rate
-        rounds = try c.decodeIfPresent(Int.self, forKey: .rounds) ?? rounds
-        rewindStep = try c.decodeIfPresent(Int.self, forKey: .rewindStep) ?? rewindStep
-        minConnectedUnits = try c.decodeIfPresent(Int.self, forKey: .minConnectedUnits) ?? minConnectedUnits
-        oneShot = try c.decodeIfPresent(Bool.self, forKey: .oneShot) ?? oneShot
-        maskImages = try c.decodeIfPresent(Int.self, forKey: .maskImages) ?? maskImages
-    }
-}
-
-/// Parameter reuse (`study: reuse`).
-public struct ReuseSection: Codable, Equatable, Sendable {
-    /// Source → target dataset pairs (names from `datasets`).
-    public var pairs: [ReusePair] = []
-    /// First-k prefixes of the conv layers to reuse together (single layers come from `layers`).
-    public var prefixes: [Int] = []
-    /// Reused kernels kept fixed (`frozen`) or trained further (`finetuned`).
-    public var modes: [ReuseMode] = [.frozen, .finetuned]
-
-    public init() {}
-
-    enum CodingKeys: String, CodingKey, CaseIterable { case pairs, prefixes, modes }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        pairs = try c.decodeIfPresent([ReusePair].self, forKey: .pairs) ?? pairs
-        prefixes = try c.decodeIfPresent([Int].self, forKey: .prefixes) ?? prefixes
-        modes = try c.decodeIfPresent([ReuseMode].self, forKey: .modes) ?? modes
-    }
-}
-
-public struct ReusePair: Codable, Equatable, Sendable {
-    public var source: String
-    public var target: String
-
-    public init(source: String, target: String) {
-        self.source = source
-        self.target = target
-    }
-}
-
-public enum ReuseMode: String, Codable, CaseIterable, Sendable {
-    case frozen, finetuned
-}
-
-/// Students distilled from a teacher (`study: distill`); `models` are the teachers.
-public struct DistillationSection: Codable, Equatable, Sendable {
-    /// Teachers trained per (dataset, model); their logits are averaged (an ensemble when > 1).
-    public var teachers = 1
-    public var convLayers = [0, 1, 2, 3, 4]
-    /// Student parameter budgets; each student's width is chosen to come closest.
-    public var budgets = [100_000, 400_000]
-    public var losses: [DistillationLoss] = [.logits, .labels]
-    /// Teacher training; defaults to `training` (which the students use).
-    public var teacherTraining: TrainingSection?
-
-    public init() {}
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case teachers, budgets, losses
-        case convLayers = "conv_layers"
-        case teacherTraining = "teacher_training"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        teachers = try c.decodeIfPresent(Int.self, forKey: .teachers) ?? teachers
-        convLayers = try c.decodeIfPresent([Int].self, forKey: .convLayers) ?? convLayers
-        budgets = try c.decodeIfPresent([Int].self, forKey: .budgets) ?? budgets
-        losses = try c.decodeIfPresent([DistillationLoss].self, forKey: .losses) ?? losses
-        teacherTraining = try c.decodeIfPresent(TrainingSection.self, forKey: .teacherTraining)
-    }
-}
-
-/// What a student learns from: the teacher's logits (L2) or, as the control, the labels.
-public enum DistillationLoss: String, Codable, CaseIterable, Sendable {
-    case logits, labels
 }
 
 /// How masked networks are evaluated.

@@ -12,11 +12,13 @@ public final class TaskExecutor {
     private var datasets: [String: DatasetSplits] = [:]
     private var artifacts: [String: SafeTensorsFile] = [:]
     /// Mask evaluations of the most recent network share its unmasked layers' activations.
-    private var evaluator: (key: String, PrefixEvaluator)?
+    var evaluator: (key: String, PrefixEvaluator)?
     /// Which test images the most recent network got right unmasked (for the paired test).
-    private var baselineHits: (key: String, hits: [Bool])?
+    var baselineHits: (key: String, hits: [Bool])?
     /// Where the running task's progress lines go (the coordinator's log), if anywhere.
     private var progressSink: ((String) -> Void)?
+    /// The running task's epoch snapshot to resume from, its gang and where its snapshots go.
+    private var running: (resume: Data?, gang: GangLink?, snapshot: ((Data) -> Void)?) = (nil, nil, nil)
 
     public init(spec: SweepSpec) { self.spec = spec }
 
@@ -47,11 +49,16 @@ public final class TaskExecutor {
                     snapshot: ((Data) -> Void)? = nil, progress: ((String) -> Void)? = nil) -> (TaskOutcome, Data?) {
         let start = Date()
         progressSink = progress
-        defer { progressSink = nil }
+        running = (resume, gang, snapshot)
+        defer { progressSink = nil; running = (nil, nil, nil) }
         var artifact: Data?
         var outcome: TaskOutcome
         do {
-            (outcome, artifact) = try execute(task, inputs: inputs, resume: resume, gang: gang, snapshot: snapshot)
+            guard task.kind != .load else {
+                throw RunError(path: task.key, message: "networks trained elsewhere are read by the coordinator, not by a worker")
+            }
+            let files = TaskInputs(task: task, hashes: inputs, lookup: { [artifacts] in artifacts[$0] })
+            (outcome, artifact) = try spec.studyType.execute(task, on: self, inputs: files)
         } catch let error as TrainingError {
             outcome = TaskOutcome(status: .diverged)
             outcome.error = error.description
@@ -66,69 +73,35 @@ public final class TaskExecutor {
         return (outcome, artifact)
     }
 
-    private func execute(_ task: PlannedTask, inputs: [String: String], resume: Data?, gang: GangLink?,
-                         snapshot: ((Data) -> Void)?) throws -> (TaskOutcome, Data?) {
-        func input(_ key: String) throws -> SafeTensorsFile {
-            guard let hash = inputs[key], let file = artifacts[hash] else {
-                throw RunError(path: task.key, message: "the output of \(key) did not arrive")
-            }
-            return file
-        }
-        switch task.kind {
-        case .noop:
-            return (TaskOutcome(status: .ok), nil)
-        case .load:
-            throw RunError(path: task.key, message: "networks trained elsewhere are read by the coordinator, not by a worker")
-        case .train where spec.study == .imp:
-            return try trainDense(task)
-        case .train:
-            let (data, network, hooks) = try GangStart.agree(gang, task: task.key) {
-                let data = try splits(task.dataset, model: task.model)
-                let network = try build(task.model, for: data, seed: task.seed)
-                return (data, network, try snapshotHooks(task, network: network, resume: resume, sink: snapshot))
-            }
-            let section = task.variant == "teacher" ? (spec.distillation.teacherTraining ?? spec.training) : spec.training
-            var outcome = try train(network, data: data, section: section, seed: task.seed, hooks: hooks, gang: gang)
-            if let gang, gang.rank != 0 { return (outcome, nil) }
-            return try finish(&outcome, artifact: Checkpoint.file(of: network, metadata: metadata(task)))
-        case .baseline, .mask:
-            return (try evaluateMask(task, file: try input(task.dependencies[0]), hash: inputs[task.dependencies[0]]!), nil)
-        case .prune, .oneShot:
-            return try prune(task, previous: try input(task.dependencies[0]))
-        case .logits:
-            return try teacherLogits(task, teachers: try task.dependencies.map(input))
-        case .student:
+    /// A plain training task (`section`'s hyperparameters): in a gang when the coordinator
+    /// formed one, resumed from its epoch snapshot, snapshotting as it goes; the leader returns
+    /// the checkpoint.
+    func trainTask(_ task: PlannedTask, section: TrainingSection) throws -> (TaskOutcome, Data?) {
+        let (resume, gang, snapshot) = running
+        let (data, network, hooks) = try GangStart.agree(gang, task: task.key) {
             let data = try splits(task.dataset, model: task.model)
             let network = try build(task.model, for: data, seed: task.seed)
-            var loss: Training.LossFunction?
-            if task.variant == DistillationLoss.logits.rawValue, let dep = task.dependencies.first {
-                guard let logits = try input(dep)["logits"], logits.shape == [data.train.count, data.train.classes] else {
-                    throw RunError(path: task.key, message: "teacher logits do not match the training split")
-                }
-                loss = Distillation.logitLoss(teacher: logits)
-            }
-            var outcome = try train(network, data: data, section: spec.training, seed: task.seed, loss: loss)
-            outcome.parameters = network.parameterCount
-            return (outcome, nil)
-        case .reuse:
-            return (try reuse(task, source: try input(task.dependencies[0]), target: try input(task.dependencies[1])), nil)
+            return (data, network, try snapshotHooks(task, network: network, resume: resume, sink: snapshot))
         }
+        var outcome = try train(network, data: data, section: section, seed: task.seed, hooks: hooks, gang: gang)
+        if let gang, gang.rank != 0 { return (outcome, nil) }
+        return try finish(&outcome, artifact: Checkpoint.file(of: network, metadata: metadata(task)))
     }
 
     // MARK: - Shared steps
 
-    private func build(_ model: String, for data: DatasetSplits, seed: UInt64) throws -> Network {
+    func build(_ model: String, for data: DatasetSplits, seed: UInt64) throws -> Network {
         Network.build(try ModelSpec(name: model, inputShape: data.train.shape, classes: data.train.classes), seed: seed)
     }
 
-    private func config(_ section: TrainingSection, seed: UInt64) throws -> TrainingConfig {
+    func config(_ section: TrainingSection, seed: UInt64) throws -> TrainingConfig {
         guard let config = section.config(seed: seed) else { throw RunError(path: "training.schedule", message: "invalid") }
         return config
     }
 
     /// Trains `network` and evaluates it on the test split; a non-finite test loss counts as
     /// divergence. A gang trains and evaluates together.
-    private func train(_ network: Network, data: DatasetSplits, section: TrainingSection, seed: UInt64,
+    func train(_ network: Network, data: DatasetSplits, section: TrainingSection, seed: UInt64,
                        loss: Training.LossFunction? = nil, hooks: TrainingHooks = TrainingHooks(), gang: GangLink? = nil) throws -> TaskOutcome {
         let config = try config(section, seed: seed)
         let sink = progressSink
@@ -138,7 +111,7 @@ public final class TaskExecutor {
         return try evaluate(network, data: data, reports: reports, gang: gang)
     }
 
-    private func evaluate(_ network: Network, data: DatasetSplits, reports: [EpochReport], gang: GangLink? = nil) throws -> TaskOutcome {
+    func evaluate(_ network: Network, data: DatasetSplits, reports: [EpochReport], gang: GangLink? = nil) throws -> TaskOutcome {
         let eval = Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize, gang: gang)
         guard eval.loss.isFinite else { throw TrainingError.diverged(epoch: reports.count - 1, step: -1, loss: Float(eval.loss)) }
         var outcome = TaskOutcome(status: .ok)
@@ -151,7 +124,7 @@ public final class TaskExecutor {
 
     /// Resuming from `resume` and snapshotting to `sink` at epoch boundaries once the training
     /// has run `snapshotSeconds`.
-    private func snapshotHooks(_ task: PlannedTask, network: Network, resume: Data?, sink: ((Data) -> Void)?) throws -> TrainingHooks {
+    func snapshotHooks(_ task: PlannedTask, network: Network, resume: Data?, sink: ((Data) -> Void)?) throws -> TrainingHooks {
         var hooks = TrainingHooks()
         if let resume {
             let restored = try EpochSnapshot.restore(resume, into: network, key: task.key)
@@ -171,13 +144,13 @@ public final class TaskExecutor {
         return hooks
     }
 
-    private func metadata(_ task: PlannedTask) -> [String: String] {
+    func metadata(_ task: PlannedTask) -> [String: String] {
         ["layersweep.dataset": task.dataset, "layersweep.key": task.key, "layersweep.seed": String(task.seed)]
     }
 
     /// Encodes the task's artifact and records its hash; this worker keeps it (the coordinator
     /// counts the producer as holding it).
-    private func finish(_ outcome: inout TaskOutcome, artifact file: SafeTensorsFile) throws -> (TaskOutcome, Data?) {
+    func finish(_ outcome: inout TaskOutcome, artifact file: SafeTensorsFile) throws -> (TaskOutcome, Data?) {
         let bytes = try file.encoded()
         let hash = contentHash(bytes)
         artifacts[hash] = file
@@ -185,38 +158,41 @@ public final class TaskExecutor {
         return (outcome, bytes)
     }
 
-    // MARK: - Layer zeroing
+    // MARK: - Evaluating a changed network
 
-    private func evaluateMask(_ task: PlannedTask, file: SafeTensorsFile, hash: String) throws -> TaskOutcome {
+    /// The test accuracy of the network of `task`'s first dependency after `change` altered
+    /// `unit` (nil: unchanged), from the prefix cache when the sweep allows one. A compared
+    /// task also gets the paired test's counts against the unchanged network on the same images
+    /// (the baseline task's own evaluation, or one made for the first variant on this worker).
+    func evaluateVariant(_ task: PlannedTask, inputs: TaskInputs, unit: String?, everyLayer: Bool,
+                         change: (Network, MaskableUnit) throws -> Int) throws -> TaskOutcome {
+        let dependency = task.dependencies[0]
+        let (file, hash) = (try inputs.file(dependency), try inputs.hash(dependency))
         let data = try splits(task.dataset, model: task.model)
-        let context = MaskContext(seed: task.seed, recalibrationData: data.train,
-                                  recalibrationBatches: spec.evaluation.recalibrationBatches, batchSize: spec.training.batchSize)
-        let evaluation: Evaluation
-        var masked: Int?
-        if spec.evaluation.prefixCacheMB > 0 {
-            let key = "\(hash)/\(task.dataset)"
-            if evaluator?.key != key {
-                evaluator = nil  // free the previous network's activations first
-                evaluator = (key, PrefixEvaluator(checkpoint: file, data: data.test, batchSize: spec.evaluation.batchSize,
-                                                  budgetBytes: spec.evaluation.prefixCacheMB << 20))
+        let cacheKey = "\(hash)/\(task.dataset)"
+        func run(_ unit: String?, _ everyLayer: Bool, _ change: (Network, MaskableUnit) throws -> Int) throws -> (Evaluation, Int?) {
+            guard spec.evaluation.prefixCacheMB > 0 else {
+                let network = try Checkpoint.network(from: file, path: "checkpoint \(hash)")
+                var masked: Int?
+                if let unit {
+                    guard let u = network.unit(unit) else { throw RunError(path: task.key, message: "no unit \(unit)") }
+                    masked = try change(network, u)
+                }
+                return (Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize), masked)
             }
-            (evaluation, masked) = try evaluator!.1.evaluate(mask: task.mask, unit: task.unit, context: context)
-        } else {
-            (evaluation, masked) = try evaluateInFull(file, hash: hash, data: data, mask: task.mask, unit: task.unit, context: context, key: task.key)
+            if evaluator?.key != cacheKey {
+                evaluator = nil  // free the previous network's activations first
+                evaluator = (cacheKey, PrefixEvaluator(checkpoint: file, data: data.test, batchSize: spec.evaluation.batchSize,
+                                                       budgetBytes: spec.evaluation.prefixCacheMB << 20))
+            }
+            return try evaluator!.1.evaluate(unit: unit, everyLayer: everyLayer, change: change)
         }
+        let (evaluation, masked) = try run(unit, everyLayer, change)
         var outcome = TaskOutcome(status: .ok)
         outcome.paramsMasked = masked
-        // The paired test: the same test images, unmasked (the baseline task's own evaluation,
-        // or one made for the first mask on this worker) against masked.
-        let cacheKey = "\(hash)/\(task.dataset)"
         if task.kind == .baseline { baselineHits = (cacheKey, evaluation.hits) }
-        if task.kind == .mask {
-            if baselineHits?.key != cacheKey {
-                let base = spec.evaluation.prefixCacheMB > 0
-                    ? try evaluator!.1.evaluate(mask: nil, unit: nil, context: context).0
-                    : try evaluateInFull(file, hash: hash, data: data, mask: nil, unit: nil, context: context, key: task.key).0
-                baselineHits = (cacheKey, base.hits)
-            }
+        if task.kind.compared {
+            if baselineHits?.key != cacheKey { baselineHits = (cacheKey, try run(nil, false, { _, _ in 0 }).0.hits) }
             let base = baselineHits!.hits
             if base.count == evaluation.hits.count {
                 let worse = zip(base, evaluation.hits).filter { $0.0 && !$0.1 }.count
@@ -229,107 +205,17 @@ public final class TaskExecutor {
         return outcome
     }
 
-    /// The checkpoint's network with `mask` applied to `unit` (nil: unmasked), evaluated on the
-    /// whole test split.
-    private func evaluateInFull(_ file: SafeTensorsFile, hash: String, data: DatasetSplits, mask: MaskKind?, unit unitName: String?,
-                                context: MaskContext, key: String) throws -> (Evaluation, Int?) {
-        let network = try Checkpoint.network(from: file, path: "checkpoint \(hash)")
-        var masked: Int?
-        if let unitName, let mask {
-            guard let unit = network.unit(unitName) else { throw RunError(path: key, message: "no unit \(unitName)") }
-            masked = try Masking.apply(mask, to: unit, of: network, context: context)
-        }
-        return (Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize), masked)
-    }
-
-    // MARK: - Iterative magnitude pruning
-
-    private func trainDense(_ task: PlannedTask) throws -> (TaskOutcome, Data?) {
-        let data = try splits(task.dataset, model: task.model)
-        let network = try build(task.model, for: data, seed: task.seed)
-        let (round, reports) = try IterativePruning.trainDense(network, on: data.train, config: try config(spec.training, seed: task.seed),
-                                                               rewindStep: spec.pruning.rewindStep)
-        var outcome = try evaluate(network, data: data, reports: reports)
-        describe(round, data: data, into: &outcome, images: false)
-        return try finish(&outcome, artifact: round.file(metadata: metadata(task)))
-    }
-
-    /// IMP round k (prune the previous round's survivors by `rate`) or the one-shot control
-    /// (prune the dense network straight to round k's survivor counts).
-    private func prune(_ task: PlannedTask, previous file: SafeTensorsFile) throws -> (TaskOutcome, Data?) {
-        let data = try splits(task.dataset, model: task.model)
-        let previous = try PruningRound(file: file, path: task.dependencies[0])
-        var keep: [String: Int] = [:]
-        for (name, mask) in previous.masks {
-            keep[name] = task.kind == .prune
-                ? Pruning.survivors(pruning: spec.pruning.rate, of: Pruning.survivingCount(mask))
-                : Pruning.survivorSchedule(total: mask.count, rate: spec.pruning.rate, rounds: task.round ?? 1).last ?? mask.count
-        }
-        let masks = try IterativePruning.nextMasks(after: previous, keep: keep, minConnectedUnits: spec.pruning.minConnectedUnits)
-        let (round, reports) = try IterativePruning.retrain(from: previous, masks: masks, on: data.train,
-                                                            config: try config(spec.training, seed: task.seed),
-                                                            rewindStep: spec.pruning.rewindStep)
-        var outcome = try evaluate(round.network, data: data, reports: reports)
-        describe(round, data: data, into: &outcome, images: true)
-        return try finish(&outcome, artifact: round.file(metadata: metadata(task)))
-    }
-
-    private func describe(_ round: PruningRound, data: DatasetSplits, into outcome: inout TaskOutcome, images: Bool) {
-        outcome.remainingFraction = round.remainingFraction
-        outcome.layerRemaining = Dictionary(round.remainingFractions, uniquingKeysWith: { a, _ in a })
-        guard let first = round.masks.first?.1 else { return }
-        outcome.locality = Locality.score(mask: first, inputShape: data.train.shape)
-        if images, spec.pruning.maskImages > 0 {
-            outcome.maskImages = Locality.mostConnected(mask: first, inputShape: data.train.shape, count: spec.pruning.maskImages)
-        }
-    }
-
-    // MARK: - Distillation
-
-    private func teacherLogits(_ task: PlannedTask, teachers files: [SafeTensorsFile]) throws -> (TaskOutcome, Data?) {
-        let data = try splits(task.dataset, model: task.model)
-        let teachers = try files.enumerated().map { try Checkpoint.network(from: $0.element, path: task.dependencies[$0.offset]) }
-        let batch = spec.evaluation.batchSize
-        let test = Distillation.ensembleLogits(teachers, on: data.test, batchSize: batch)
-        let train = Distillation.ensembleLogits(teachers, on: data.train, batchSize: batch)
-        var outcome = TaskOutcome(status: .ok)
-        let onTest = Loss.softmaxCrossEntropy(test, labels: data.test.labels)
-        outcome.testAccuracy = Double(onTest.correct) / Double(max(data.test.count, 1))
-        outcome.testLoss = Double(onTest.loss)
-        outcome.trainAccuracy = Double(Loss.softmaxCrossEntropy(train, labels: data.train.labels).correct) / Double(max(data.train.count, 1))
-        guard train.isFinite else { throw RunError(path: task.key, message: "teacher logits are not finite") }
-        return try finish(&outcome, artifact: SafeTensorsFile(tensors: [("logits", train)], metadata: metadata(task)))
-    }
-
-    // MARK: - Parameter reuse
-
-    private func reuse(_ task: PlannedTask, source sourceFile: SafeTensorsFile, target targetFile: SafeTensorsFile) throws -> TaskOutcome {
-        let data = try splits(task.dataset, model: task.model)
-        let source = try Checkpoint.network(from: sourceFile, path: task.dependencies[0])
-        let scratch = try Checkpoint.network(from: targetFile, path: task.dependencies[1])
-        // Same initialisation and batch order as the scratch run it is compared with: the reused
-        // kernels are the only difference, so the gain is a paired comparison.
-        guard let seedText = targetFile.metadata["layersweep.seed"], let seed = UInt64(seedText) else {
-            throw RunError(path: task.dependencies[1], message: "checkpoint lacks its training seed")
-        }
-        let network = try build(task.model, for: data, seed: seed)
-        let kernels = try (task.units ?? []).map { name -> String in
-            guard let unit = network.unit(name) else { throw MaskError.unknownUnit(name) }
-            return Reuse.kernels(of: [unit])[0]
-        }
-        try Reuse.copy(kernels, from: source, into: network)
-        let frozen: Set<String> = task.variant == ReuseMode.frozen.rawValue ? Set(kernels) : []
-        var outcome = try train(network, data: data, section: spec.training, seed: seed, hooks: TrainingHooks(frozen: frozen))
-        outcome.rmse = try Reuse.rmse(kernels, source, scratch)
-        outcome.parameters = kernels.reduce(0) { $0 + (network.parameter($1)?.value.count ?? 0) }
-        return outcome
+    /// Training data, BN recalibration settings and the task's seed, for masks that need them.
+    func maskContext(_ task: PlannedTask) throws -> MaskContext {
+        MaskContext(seed: task.seed, recalibrationData: try splits(task.dataset, model: task.model).train,
+                    recalibrationBatches: spec.evaluation.recalibrationBatches, batchSize: spec.training.batchSize)
     }
 
     // MARK: - Data
 
     /// A dataset's splits, normalised as `model` expects (its sweep entry's `normalization`, or
     /// the training split's statistics).
-    private func splits(_ name: String, model: String? = nil) throws -> DatasetSplits {
+    func splits(_ name: String, model: String? = nil) throws -> DatasetSplits {
         let normalisation = model.flatMap { spec.normalizations[$0] }
         let cacheKey = normalisation.map { "\(name) \($0.mean) \($0.std)" } ?? name
         if let cached = datasets[cacheKey] { return cached }

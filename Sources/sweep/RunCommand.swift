@@ -55,7 +55,7 @@ struct RunCommand: ParsableCommand {
         } else {
             report("done: \(summary.rows.count) tasks (\(countText)) in \(formatDuration(summary.seconds)) on \(workers)")
         }
-        for line in ProgressText.summary(rows: summary.rows, study: summary.study) { report(line) }
+        for line in ProgressText.summary(rows: summary.rows, study: StudyRegistry.study(named: summary.study.rawValue) ?? NoopStudy.self) { report(line) }
         print("report:  \(summary.directory.reportURL.path)")
         print("results: \(summary.directory.resultsCSV.path)")
         print("         \(summary.directory.resultsJSON.path)")
@@ -93,7 +93,7 @@ struct PlanCommand: ParsableCommand {
         let plan = try Plan.expand(spec)
         let byKind = Dictionary(grouping: plan.tasks, by: \.kind)
         print("sweep \(spec.name) (study \(spec.study.rawValue)): \(plan.tasks.count) tasks -> \(spec.output)")
-        for kind in [TaskKind.train, .load, .baseline, .mask, .prune, .oneShot, .logits, .student, .reuse, .noop] {
+        for kind in StudyRegistry.kindOrder {
             guard let tasks = byKind[kind] else { continue }
             let cost = tasks.reduce(0) { $0 + $1.cost }
             print("  \(kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(tasks.count).padding(toLength: 6, withPad: " ", startingAt: 0)) \(String(format: "%5.1f%%", 100 * cost / max(plan.totalCost, 1))) of the cost")
@@ -132,13 +132,13 @@ struct ReportCommand: ParsableCommand {
         let input = try ReportInput.load(run)
         let ran = input.records.filter { $0.rank >= 0 }
         let now = Date()
-        try ReportPage.writeOutputs(input, to: run, ranks: Set(ran.map(\.rank)).count, started: ran.map(\.started).min() ?? now,
+        try RunOutputs.write(input, to: run, ranks: Set(ran.map(\.rank)).count, started: ran.map(\.started).min() ?? now,
                                     finished: ran.map(\.finished).max() ?? now)
         let counts = Dictionary(grouping: input.rows, by: \.status).mapValues(\.count)
         report("\(input.rows.count) of \(input.plan.tasks.count) tasks journaled (\(counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))\(input.complete ? "" : "; partial report")")
-        for line in ProgressText.summary(rows: input.rows, study: input.plan.spec.study) { report(line) }
+        for line in ProgressText.summary(rows: input.rows, study: input.plan.spec.studyType) { report(line) }
         print("wrote:")
-        for file in run.resultFiles(study: input.plan.spec.study) { print("  \(file.path)") }
+        for file in run.resultFiles(study: input.plan.spec.studyType) { print("  \(file.path)") }
     }
 }
 

@@ -2,7 +2,7 @@ import Foundation
 
 /// A tiny builder for XHTML-compatible markup: every element closed, every attribute quoted,
 /// every text escaped, so the page parses as XML as well as HTML.
-struct Markup {
+public struct Markup {
     private(set) var text = ""
 
     static func escape(_ s: String) -> String {

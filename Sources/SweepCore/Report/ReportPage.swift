@@ -40,30 +40,14 @@ public enum ReportPage {
                 m.element("p", ["class": "partial"],
                           text: "Partial report: \(input.rows.count) of \(input.plan.tasks.count) tasks have finished (the sweep is running or was interrupted; `sweep run --resume` continues it).")
             }
-            // Zeroing answers first: the heatmaps lead, the facts of the run follow.
-            if spec.study == .zeroing { zeroing(input, into: &m) }
+            // The answer first: the study's own section leads, the facts of the run follow.
+            spec.studyType.report(input, into: &m)
             header(input, into: &m)
-            switch spec.study {
-            case .zeroing: break
-            case .imp: PruningReport.section(input, into: &m)
-            case .distill: DistillationReport.section(input, into: &m)
-            case .reuse: ReuseReport.section(input, into: &m)
-            case .noop: break
-            }
             problems(input, into: &m)
             m.element("h2", text: "Timeline")
             m.element("p", ["class": "note"], text: "Each lane is one rank (worker); each bar one task, from start to end.")
             Timeline(records: input.records).svg(into: &m)
         } + "\n"
-    }
-
-    /// Writes results.csv, results.json and report.html for `input` into the run directory.
-    public static func writeOutputs(_ input: ReportInput, to run: RunDirectory, ranks: Int, started: Date, finished: Date) throws {
-        try run.writeResults(ResultTable.Document(
-            version: layersweepVersion, spec: input.plan.spec, started: started, finished: finished, complete: input.complete,
-            ranks: ranks, hosts: input.hosts, counts: Dictionary(grouping: input.rows, by: \.status).mapValues(\.count),
-            rows: input.rows))
-        try write(input, to: run)
     }
 
     /// Writes report.html into the run directory (temp file, then rename).
@@ -84,8 +68,7 @@ public enum ReportPage {
         var rows: [(String, String)] = [("study", spec.study.rawValue), ("datasets", datasets.joined(separator: ", ")),
                                         ("models", spec.models.joined(separator: ", "))]
         // Networks trained elsewhere have neither seeds nor a training section of ours.
-        let allImported = spec.study == .zeroing && spec.checkpoints.count == spec.models.count
-        if !allImported {
+        if input.plan.tasks.contains(where: \.kind.trains) {
             let t = spec.training
             rows.append(("seeds", spec.seeds.map(String.init).joined(separator: ", ")))
             rows.append(("training", "\(t.epochs) epochs, batch \(t.batchSize), SGD lr \(t.learningRate) momentum \(t.momentum) weight decay \(t.weightDecay), \(t.schedule)"))
@@ -103,66 +86,6 @@ public enum ReportPage {
                     m.element("td", text: v)
                 }
             }
-        }
-    }
-
-    /// What each mask does, for the masks a run used.
-    static let maskNotes: [MaskKind: String] = [
-        .zeroKernel: "zeroKernel sets a convolution's (or linear layer's) weights to zero; the following BN still adds its constant.",
-        .zeroBranch: "zeroBranch makes a residual block's branch output zero (only the shortcut remains).",
-        .zeroKernelRecalibrated: "zeroKernelRecalibrated zeroes the kernel and re-estimates every BN's statistics on training batches.",
-        .randomInit: "randomInit re-draws the weights from their initialiser.",
-    ]
-
-    private static func zeroing(_ input: ReportInput, into m: inout Markup) {
-        let spec = input.plan.spec
-        let findings = ZeroingFinding.compute(input.rows)
-        m.element("h2", text: "Which layers matter?")
-        let masks = spec.masks.map(\.rawValue)
-        let deltas = input.rows.compactMap { $0.kind == "mask" && $0.status == "ok" ? $0.deltaAccuracy : nil }
-        let limit = ColorScale.niceLimit(deltas.map(abs).max() ?? 0.01)
-        for dataset in spec.datasets.map(\.name) {
-            m.element("h3", text: dataset)
-            m.element("div", ["class": "row"]) { m in
-                // Plain (shortcut-free) controls sit right after the ResNet of the same depth.
-                for model in spec.models.sorted(by: modelOrder) {
-                    let map = ZeroingHeatmap(dataset: dataset, model: model, rows: input.rows, masks: masks, limit: limit)
-                    guard !map.units.isEmpty else { continue }
-                    m.element("figure") { m in
-                        let base = map.baselines
-                        let baseText = base.isEmpty ? "baseline pending"
-                            : "baseline accuracy \(Format.fixed(base.reduce(0, +) / Double(base.count), 4)) (mean of \(base.count))"
-                        m.element("figcaption", text: "\(model) · \(baseText)")
-                        map.svg(into: &m)
-                    }
-                }
-            }
-        }
-        if !findings.isEmpty {
-            m.element("table", ["class": "findings"]) { m in
-                m.element("tr") { m in
-                    for h in ["dataset", "model", "mask", "units", "trivial / harmful / undecided", "most harmful (mean Δ)"] { m.element("th", text: h) }
-                }
-                for f in findings {
-                    m.element("tr") { m in
-                        m.element("td", text: f.dataset)
-                        m.element("td", text: f.model)
-                        m.element("td", text: f.mask)
-                        m.element("td", text: "\(f.meanDelta.count)")
-                        m.element("td", text: "\(f.calls[.trivial] ?? 0) / \(f.calls[.harmful] ?? 0) / \(f.calls[.undecided] ?? 0)")
-                        m.element("td", text: f.mostHarmful.map { "\($0.unit) \(Format.signed($0.delta))" }.joined(separator: ", "))
-                    }
-                }
-            }
-        }
-        m.element("p", ["class": "note"]) { m in
-            m.add("Each trained network is evaluated on the test set with one unit masked and nothing retrained. ")
-            m.add("Δ accuracy = masked test accuracy − the same network's unmasked (baseline) test accuracy, averaged over its trained seeds: ")
-            m.add("negative means the unit matters. A unit is trivial when the 95% interval of its Δ lies within ±\(ZeroingFinding.trivialThreshold) ")
-            m.add("and harmful when it lies below −\(ZeroingFinding.trivialThreshold); otherwise it is undecided. The interval is over the trained networks ")
-            m.add("(Student t) when there are several, else over one network's test images (paired: the same images masked and unmasked; McNemar's exact test in results.csv). ")
-            for mask in spec.masks { if let note = maskNotes[mask] { m.add(note + " ") } }
-            m.add("▸ marks units at a stage transition (resolution or width changes); rules separate stages.")
         }
     }
 

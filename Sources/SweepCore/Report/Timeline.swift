@@ -13,7 +13,7 @@ struct Timeline {
         let (left, laneHeight, width) = (70.0, 16.0, 880.0)
         let plotWidth = width - left - 10
         let height = 30 + laneHeight * Double(ranks.count) + 40
-        let order: [TaskKind] = [.train, .baseline, .mask, .prune, .oneShot, .logits, .student, .reuse, .noop]
+        let order = StudyRegistry.kindOrder
         let kinds = order.filter { k in ran.contains { $0.kind == k } }
         m.element("svg", ["xmlns": "http://www.w3.org/2000/svg", "class": "timeline", "width": Format.coordinate(width),
                           "height": Format.coordinate(height), "viewBox": "0 0 \(Format.coordinate(width)) \(Format.coordinate(height))",

@@ -1,0 +1,169 @@
+import Datasets
+import Foundation
+import Models
+import Studies
+
+extension StudyName {
+    /// Iterative magnitude pruning (Pellegrini & Biroli 2021): what the surviving connections of a
+    /// pruned fully connected network look like.
+    public static let imp = StudyName(rawValue: "imp")
+}
+
+extension TaskKind {
+    /// IMP round k ≥ 1: prune the previous round's network, rewind, retrain; produces the round.
+    public static let prune = TaskKind("prune")
+    /// One-shot control: prune the dense network to round k's sparsity at once, rewind, retrain.
+    public static let oneShot = TaskKind("oneShot")
+}
+
+extension SweepSpec {
+    /// The `pruning:` section (defaults when the file has none).
+    public var pruning: PruningSection { section(PruningSection.self) }
+}
+
+/// `study: imp`: per seed a chain of IMP rounds from the dense network, and one-shot controls
+/// pruned straight to each round's sparsity.
+public enum PruningStudy: SweepStudy {
+    public static let name = StudyName.imp
+    public static let sections: Set<String> = ["training", "pruning", "evaluation"]
+    public static let section: (any StudySection.Type)? = PruningSection.self
+    public static let kinds = [TaskKindInfo(.prune, trains: true, compared: true), TaskKindInfo(.oneShot, trains: true, compared: true)]
+
+    public static func validate(_ spec: SweepSpec, tree: NodeTree) throws {
+        func fail(_ path: [PathComponent], _ message: String) -> SpecError { tree.error(path, message) }
+        for (i, model) in spec.models.enumerated() {
+            guard case .fcn = try ModelSpec.parse(model) else {
+                throw fail([.key("models"), .index(i)], "study imp prunes fully connected networks (e.g. fcn-1024x3-bn); \(model) is not one")
+            }
+        }
+        let p = spec.pruning, at = { (key: String) -> [PathComponent] in [.key("pruning"), .key(key)] }
+        guard p.rate > 0, p.rate < 1 else { throw fail(at("rate"), "rate is the fraction pruned per round, between 0 and 1 (e.g. 0.3)") }
+        guard (1...100).contains(p.rounds) else { throw fail(at("rounds"), "rounds must be between 1 and 100") }
+        guard p.rewindStep >= 0 else { throw fail(at("rewind_step"), "rewind_step must be 0 (the initialisation) or a later step") }
+        guard p.minConnectedUnits >= 1 else { throw fail(at("min_connected_units"), "min_connected_units must be at least 1") }
+        guard (0...1024).contains(p.maskImages) else { throw fail(at("mask_images"), "mask_images must be between 0 and 1024") }
+        for dataset in spec.datasets {
+            let d = dataset.description
+            let steps = spec.training.epochs * ((d.train + spec.training.batchSize - 1) / spec.training.batchSize)
+            guard p.rewindStep < steps else {
+                throw fail(at("rewind_step"), "rewind_step \(p.rewindStep) is not before the end of training on \(dataset.name) (\(steps) steps)")
+            }
+        }
+    }
+
+    /// Per (dataset, model, seed): the dense training (round 0), a chain of IMP rounds each
+    /// depending on the one before, and one-shot controls (rounds 2...) that depend on round 0 only, so
+    /// chains of different seeds, widths and the controls all run in parallel.
+    public static func expand(_ spec: SweepSpec) throws -> [PlannedTask] {
+        var tasks: [PlannedTask] = []
+        let p = spec.pruning
+        let digits = String(p.rounds).count
+        func roundName(_ k: Int) -> String { String(repeating: "0", count: digits - String(k).count) + String(k) }
+        for dataset in spec.datasets {
+            let d = dataset.description
+            for model in spec.models {
+                let (macs, _) = try Plan.measure(model, on: dataset)
+                let steps = Double(spec.training.epochs * ((d.train + spec.training.batchSize - 1) / spec.training.batchSize))
+                let trainCost = 3 * macs * Double(d.train) * Double(spec.training.epochs) + macs * Double(d.test)
+                let retrainCost = trainCost * max(0.05, 1 - Double(p.rewindStep) / max(steps, 1))
+                for s in spec.seeds {
+                    let prefix = "\(dataset.name)/\(model)/seed\(s)"
+                    let dense = "\(prefix)/round\(roundName(0))"
+                    let chainSeed = Plan.seed(spec, dense)
+                    func task(_ key: String, _ kind: TaskKind, round: Int, variant: String, after: [String], cost: Double) -> PlannedTask {
+                        var t = PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: s, unit: nil, mask: nil,
+                                            dependencies: after, cost: cost, seed: chainSeed)
+                        t.round = round
+                        t.variant = variant
+                        t.baselineKey = dense
+                        return t
+                    }
+                    tasks.append(task(dense, .train, round: 0, variant: "imp", after: [], cost: trainCost))
+                    for k in 1...max(p.rounds, 1) where p.rounds > 0 {
+                        tasks.append(task("\(prefix)/round\(roundName(k))", .prune, round: k, variant: "imp",
+                                          after: ["\(prefix)/round\(roundName(k - 1))"], cost: retrainCost))
+                        // One-shot to round 1's sparsity is IMP round 1 itself: not run twice.
+                        if p.oneShot && k >= 2 {
+                            tasks.append(task("\(prefix)/oneshot\(roundName(k))", .oneShot, round: k, variant: "oneshot",
+                                              after: [dense], cost: retrainCost))
+                        }
+                    }
+                }
+            }
+        }
+        return tasks
+    }
+
+    public static func execute(_ task: PlannedTask, on worker: TaskExecutor, inputs: TaskInputs) throws -> (TaskOutcome, Data?) {
+        switch task.kind {
+        case .train: return try worker.trainDense(task)
+        case .prune, .oneShot: return try worker.prune(task, previous: try inputs.file(task.dependencies[0]))
+        default: throw RunError(path: task.key, message: "study imp has no task kind \(task.kind)")
+        }
+    }
+
+    /// The rewinding and the masks live in one process: IMP trainings run on one rank.
+    public static func gangable(_ task: PlannedTask) -> Bool { false }
+
+    public static func label(_ task: PlannedTask) -> String? {
+        guard task.kind != .train else { return nil }
+        return "\(task.dataset)/\(task.model)/seed\(task.seedIndex) \(task.variant ?? "") round \(task.round ?? 0)"
+    }
+
+    /// The round after `mask`; remaining_fraction, then one remaining_<layer> column per layer,
+    /// then locality after the measurements.
+    public static func columns(_ rows: [ResultRow]) -> StudyColumns {
+        let layers = Set(rows.flatMap { $0.layerRemaining?.keys.map { $0 } ?? [] }).sorted()
+        return StudyColumns(afterMask: [.integer("round", \.round)],
+                            afterMetrics: [.number("remaining_fraction", \.remainingFraction)]
+                                + layers.map { layer in .number("remaining_\(layer)") { $0.layerRemaining?[layer] } }
+                                + [.number("locality", \.locality)])
+    }
+
+    public static func summary(_ rows: [ResultRow]) -> [String] { PruningCurve.compute(rows).flatMap(\.summary) }
+
+    public static func report(_ input: ReportInput, into m: inout Markup) { PruningReport.section(input, into: &m) }
+}
+
+extension TaskExecutor {
+
+    func trainDense(_ task: PlannedTask) throws -> (TaskOutcome, Data?) {
+        let data = try splits(task.dataset, model: task.model)
+        let network = try build(task.model, for: data, seed: task.seed)
+        let (round, reports) = try IterativePruning.trainDense(network, on: data.train, config: try config(spec.training, seed: task.seed),
+                                                               rewindStep: spec.pruning.rewindStep)
+        var outcome = try evaluate(network, data: data, reports: reports)
+        describe(round, data: data, into: &outcome, images: false)
+        return try finish(&outcome, artifact: round.file(metadata: metadata(task)))
+    }
+
+    /// IMP round k (prune the previous round's survivors by `rate`) or the one-shot control
+    /// (prune the dense network straight to round k's survivor counts).
+    func prune(_ task: PlannedTask, previous file: SafeTensorsFile) throws -> (TaskOutcome, Data?) {
+        let data = try splits(task.dataset, model: task.model)
+        let previous = try PruningRound(file: file, path: task.dependencies[0])
+        var keep: [String: Int] = [:]
+        for (name, mask) in previous.masks {
+            keep[name] = task.kind == .prune
+                ? Pruning.survivors(pruning: spec.pruning.rate, of: Pruning.survivingCount(mask))
+                : Pruning.survivorSchedule(total: mask.count, rate: spec.pruning.rate, rounds: task.round ?? 1).last ?? mask.count
+        }
+        let masks = try IterativePruning.nextMasks(after: previous, keep: keep, minConnectedUnits: spec.pruning.minConnectedUnits)
+        let (round, reports) = try IterativePruning.retrain(from: previous, masks: masks, on: data.train,
+                                                            config: try config(spec.training, seed: task.seed),
+                                                            rewindStep: spec.pruning.rewindStep)
+        var outcome = try evaluate(round.network, data: data, reports: reports)
+        describe(round, data: data, into: &outcome, images: true)
+        return try finish(&outcome, artifact: round.file(metadata: metadata(task)))
+    }
+
+    func describe(_ round: PruningRound, data: DatasetSplits, into outcome: inout TaskOutcome, images: Bool) {
+        outcome.remainingFraction = round.remainingFraction
+        outcome.layerRemaining = Dictionary(round.remainingFractions, uniquingKeysWith: { a, _ in a })
+        guard let first = round.masks.first?.1 else { return }
+        outcome.locality = Locality.score(mask: first, inputShape: data.train.shape)
+        if images, spec.pruning.maskImages > 0 {
+            outcome.maskImages = Locality.mostConnected(mask: first, inputShape: data.train.shape, count: spec.pruning.maskImages)
+        }
+    }
+}

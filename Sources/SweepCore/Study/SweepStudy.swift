@@ -1,0 +1,182 @@
+import Foundation
+import Models
+import Studies
+
+/// One study: everything that makes a sweep of one study differ from a sweep of another. Each
+/// study lives in a folder of its own next to this file and is listed once in `StudyRegistry`;
+/// the planner, the workers, the results files, the terminal and the report ask the sweep's
+/// study instead of branching on its name. The defaults below are what a study without an
+/// opinion gets.
+public protocol SweepStudy {
+    /// The `study:` value of a sweep file.
+    static var name: StudyName { get }
+    /// The optional top-level sections it reads (`training`, `layers`, `masks`, `evaluation` or
+    /// its own), besides the fields every sweep has.
+    static var sections: Set<String> { get }
+    /// Its own section of the sweep file, decoded with the rest of it.
+    static var section: (any StudySection.Type)? { get }
+    /// Fields of its section whose values come from a fixed set, for "valid: ..." errors.
+    static var choices: [String: (what: String, valid: [String])] { get }
+    /// Whether `models:` entries may list networks trained elsewhere (`checkpoints:`).
+    static var importsNetworks: Bool { get }
+
+    /// Unknown keys in its section's nested mappings (the section's own keys are checked for it).
+    static func checkKeys(_ tree: NodeTree) throws
+    /// What its spec needs beyond the common checks, each error pointing at its line.
+    static func validate(_ spec: SweepSpec, tree: NodeTree) throws
+    /// The task graph: trainings first, then what depends on them.
+    static func expand(_ spec: SweepSpec) throws -> [PlannedTask]
+
+    /// Its own task kinds (the shared ones are `TaskKind.shared`).
+    static var kinds: [TaskKindInfo] { get }
+    /// Runs one of the sweep's tasks on a worker (any kind but `load`).
+    static func execute(_ task: PlannedTask, on worker: TaskExecutor, inputs: TaskInputs) throws -> (TaskOutcome, Data?)
+    /// Whether a training of this study may run on a gang of ranks.
+    static func gangable(_ task: PlannedTask) -> Bool
+    /// How progress lines name one of its tasks (nil: the shared wording).
+    static func label(_ task: PlannedTask) -> String?
+
+    /// Its results.csv columns, placed among the shared ones.
+    static func columns(_ rows: [ResultRow]) -> StudyColumns
+    /// Fills a result row's study-specific fields from its task.
+    static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan)
+    /// The few terminal lines that answer the study's question.
+    static func summary(_ rows: [ResultRow]) -> [String]
+    /// The report's answer: the first section of report.html.
+    static func report(_ input: ReportInput, into m: inout Markup)
+    /// Files the study writes next to results.csv (name and bytes).
+    static func extraFiles(_ rows: [ResultRow]) -> [(name: String, data: Data)]
+}
+
+extension SweepStudy {
+    public static var section: (any StudySection.Type)? { nil }
+    public static var choices: [String: (what: String, valid: [String])] { [:] }
+    public static var importsNetworks: Bool { false }
+    public static func checkKeys(_ tree: NodeTree) throws {}
+    public static func validate(_ spec: SweepSpec, tree: NodeTree) throws {}
+    public static var kinds: [TaskKindInfo] { [] }
+    public static func gangable(_ task: PlannedTask) -> Bool { task.kind.trains }
+    public static func label(_ task: PlannedTask) -> String? { nil }
+    public static func columns(_ rows: [ResultRow]) -> StudyColumns { StudyColumns() }
+    public static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan) {}
+    public static func summary(_ rows: [ResultRow]) -> [String] { [] }
+    public static func report(_ input: ReportInput, into m: inout Markup) {}
+    public static func extraFiles(_ rows: [ResultRow]) -> [(name: String, data: Data)] { [] }
+}
+
+/// The `study:` value: a name `StudyRegistry` knows. Each study's folder declares its constant
+/// (`StudyName.zeroing`), so adding a study adds no case to a shared enumeration.
+public struct StudyName: RawRepresentable, Hashable, Codable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let text = try c.decode(String.self)
+        guard StudyRegistry.study(named: text) != nil else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "unknown study '\(text)'")
+        }
+        rawValue = text
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(rawValue)
+    }
+}
+
+/// A study's own section of the sweep file (`pruning:`, `sensitivity:` ...): decoded with the
+/// file, defaults when absent, embedded in results.json.
+public protocol StudySection: Codable, Sendable {
+    /// Its top-level key.
+    static var key: String { get }
+    /// The keys it accepts (unknown ones are errors with a did-you-mean).
+    static var keys: [String] { get }
+    init()
+    func isEqual(to other: any StudySection) -> Bool
+}
+
+extension StudySection where Self: Equatable {
+    public func isEqual(to other: any StudySection) -> Bool { (other as? Self) == self }
+}
+
+/// A task kind's traits, declared by the study that runs it.
+public struct TaskKindInfo: Sendable {
+    public let kind: TaskKind
+    /// It trains a network (its progress lines, epoch snapshots and gangs).
+    public let trains: Bool
+    /// Its accuracy is compared with a reference task (`delta_accuracy`).
+    public let compared: Bool
+
+    public init(_ kind: TaskKind, trains: Bool, compared: Bool) {
+        self.kind = kind
+        self.trains = trains
+        self.compared = compared
+    }
+}
+
+/// Per-task parameters a study adds to the shared ones (a sparsity, a pruning round ...): typed
+/// by the study, written into the task's result row as fields of their own.
+public protocol TaskPayload: Encodable, Sendable {
+    func isEqual(to other: any TaskPayload) -> Bool
+}
+
+extension TaskPayload where Self: Equatable {
+    public func isEqual(to other: any TaskPayload) -> Bool { (other as? Self) == self }
+}
+
+/// The artifacts a task's dependencies produced, by dependency key.
+public struct TaskInputs {
+    let task: PlannedTask
+    let hashes: [String: String]
+    let lookup: (String) -> SafeTensorsFile?
+
+    /// The artifact of dependency `key` (held by the worker already).
+    public func file(_ key: String) throws -> SafeTensorsFile {
+        guard let hash = hashes[key], let file = lookup(hash) else {
+            throw RunError(path: task.key, message: "the output of \(key) did not arrive")
+        }
+        return file
+    }
+
+    /// The artifact's content hash.
+    public func hash(_ key: String) throws -> String {
+        guard let hash = hashes[key] else { throw RunError(path: task.key, message: "the output of \(key) did not arrive") }
+        return hash
+    }
+}
+
+/// A study's results.csv columns: after `dataset` (what the point comes from), after `mask` (where
+/// on the study's axis) and after the shared measurements (status ... delta_accuracy). The run's
+/// seconds, rank and host always come last, so two runs diff cleanly.
+public struct StudyColumns {
+    public var afterDataset: [ResultColumn] = []
+    public var afterMask: [ResultColumn] = []
+    public var afterMetrics: [ResultColumn] = []
+
+    public init(afterDataset: [ResultColumn] = [], afterMask: [ResultColumn] = [], afterMetrics: [ResultColumn] = []) {
+        self.afterDataset = afterDataset
+        self.afterMask = afterMask
+        self.afterMetrics = afterMetrics
+    }
+}
+
+/// One results.csv column: its name and how a row shows it.
+public struct ResultColumn {
+    public let name: String
+    public let value: (ResultRow) -> String
+
+    public init(_ name: String, _ value: @escaping (ResultRow) -> String) {
+        self.name = name
+        self.value = value
+    }
+
+    public static func number(_ name: String, _ value: @escaping (ResultRow) -> Double?) -> ResultColumn {
+        ResultColumn(name) { value($0).map { "\($0)" } ?? "" }
+    }
+
+    public static func integer(_ name: String, _ value: @escaping (ResultRow) -> Int?) -> ResultColumn {
+        ResultColumn(name) { value($0).map(String.init) ?? "" }
+    }
+}

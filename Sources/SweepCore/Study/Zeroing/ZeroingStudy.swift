@@ -1,0 +1,163 @@
+import Foundation
+import Models
+import Studies
+
+extension StudyName {
+    /// Layer zeroing (Wang et al. 2020): which layers of a trained network can be masked.
+    public static let zeroing = StudyName(rawValue: "zeroing")
+}
+
+/// `study: zeroing`. Per trained (or imported) network: a baseline evaluation and, per selected
+/// unit and applicable mask, the network evaluated with that unit masked, nothing retrained.
+public enum ZeroingStudy: SweepStudy {
+    public static let name = StudyName.zeroing
+    public static let sections: Set<String> = ["training", "layers", "masks", "evaluation"]
+    public static let importsNetworks = true
+
+    /// Per (dataset, model, seed) a training task (or a load task per imported network), a
+    /// baseline evaluation and one task per (selected unit, applicable mask).
+    public static func expand(_ spec: SweepSpec) throws -> [PlannedTask] {
+        func seed(_ key: String) -> UInt64 { Plan.seed(spec, key) }
+        var tasks: [PlannedTask] = []
+        for dataset in spec.datasets {
+            let d = dataset.description
+            let (trainCount, testCount) = (Double(d.train), Double(d.test))
+            for model in spec.models {
+                let (macs, network) = try Plan.measure(model, on: dataset)
+                let evalCost = macs * testCount
+                let units = LayerMatcher.select(network.units, spec.layers)
+                // Networks trained elsewhere take the seeds' places, named by their content.
+                let files = spec.checkpoints[model]
+                for s in files.map({ Array($0.indices) }) ?? spec.seeds {
+                    let prefix = "\(dataset.name)/\(model)/" + (files.map { ImportedNetworks.keySegment(spec, file: $0[s], index: s) } ?? "seed\(s)")
+                    let trainKey = "\(prefix)/\(files == nil ? "train" : "load")"
+                    func task(_ key: String, _ kind: TaskKind, unit: String? = nil, mask: MaskKind? = nil, cost: Double) -> PlannedTask {
+                        var t = PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: s, unit: unit, mask: mask,
+                                            dependencies: kind == .train || kind == .load ? [] : [trainKey], cost: cost, seed: seed(key))
+                        t.baselineKey = "\(prefix)/baseline"
+                        if kind == .load { t.source = files?[s] }
+                        return t
+                    }
+                    if files == nil {
+                        tasks.append(task(trainKey, .train, cost: 3 * macs * trainCount * Double(spec.training.epochs) + evalCost))
+                    } else {
+                        tasks.append(task(trainKey, .load, cost: 1))
+                    }
+                    tasks.append(task("\(prefix)/baseline", .baseline, cost: evalCost))
+                    for unit in units {
+                        for mask in spec.masks where mask.applies(to: unit.kind) {
+                            let recalibration = mask == .zeroKernelRecalibrated
+                                ? macs * Double(spec.evaluation.recalibrationBatches * spec.training.batchSize) : 0
+                            tasks.append(task("\(prefix)/\(unit.name)/\(mask.rawValue)", .mask, unit: unit.name, mask: mask,
+                                              cost: evalCost + recalibration))
+                        }
+                    }
+                }
+            }
+        }
+        return tasks
+    }
+
+    public static func execute(_ task: PlannedTask, on worker: TaskExecutor, inputs: TaskInputs) throws -> (TaskOutcome, Data?) {
+        switch task.kind {
+        case .train:
+            return try worker.trainTask(task, section: worker.spec.training)
+        case .baseline, .mask:
+            let context = try worker.maskContext(task)
+            let mask = task.mask
+            let outcome = try worker.evaluateVariant(task, inputs: inputs, unit: mask == nil ? nil : task.unit,
+                                                     everyLayer: mask == .zeroKernelRecalibrated) { network, unit in
+                try Masking.apply(mask!, to: unit, of: network, context: context)
+            }
+            return (outcome, nil)
+        default:
+            throw RunError(path: task.key, message: "study zeroing has no task kind \(task.kind)")
+        }
+    }
+
+    public static func label(_ task: PlannedTask) -> String? {
+        task.kind == .mask ? "\(task.unit ?? "?") \(task.mask?.rawValue ?? "?")" : nil
+    }
+
+    public static func columns(_ rows: [ResultRow]) -> StudyColumns {
+        StudyColumns(afterMetrics: [.number("delta_low", \.deltaLow), .number("delta_high", \.deltaHigh), .number("mcnemar_p", \.mcnemarP),
+         .integer("params_masked", \.paramsMasked), .integer("unit_index", \.unitIndex), ResultColumn("checkpoint") { $0.checkpoint ?? "" }])
+    }
+
+    public static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan) {
+        if task.kind == .mask { row.unitIndex = UnitOrder.index(of: task.unit, in: task.model) }
+    }
+
+    /// Per (dataset, model, mask): how many units are trivial and which hurt most.
+    public static func summary(_ rows: [ResultRow]) -> [String] {
+        ZeroingFinding.compute(rows).map { f in
+            let worst = f.mostHarmful.map { "\($0.unit) \(Format.signed($0.delta))" }.joined(separator: ", ")
+            return "  \(f.dataset) \(f.model) \(f.mask), \(f.meanDelta.count) units: \(f.callText); most harmful: \(worst)"
+        }
+    }
+
+    /// units.csv: one line per (dataset, model, unit, mask) over the trained networks.
+    public static func extraFiles(_ rows: [ResultRow]) -> [(name: String, data: Data)] {
+        [("units.csv", Data(UnitSummary.csv(UnitSummary.summaries(rows)).utf8))]
+    }
+
+    /// What each mask does, for the masks a run used.
+    static let maskNotes: [MaskKind: String] = [
+        .zeroKernel: "zeroKernel sets a convolution's (or linear layer's) weights to zero; the following BN still adds its constant.",
+        .zeroBranch: "zeroBranch makes a residual block's branch output zero (only the shortcut remains).",
+        .zeroKernelRecalibrated: "zeroKernelRecalibrated zeroes the kernel and re-estimates every BN's statistics on training batches.",
+        .randomInit: "randomInit re-draws the weights from their initialiser.",
+    ]
+
+    public static func report(_ input: ReportInput, into m: inout Markup) {
+        let spec = input.plan.spec
+        let findings = ZeroingFinding.compute(input.rows)
+        m.element("h2", text: "Which layers matter?")
+        let masks = spec.masks.map(\.rawValue)
+        let deltas = input.rows.compactMap { $0.kind == "mask" && $0.status == "ok" ? $0.deltaAccuracy : nil }
+        let limit = ColorScale.niceLimit(deltas.map(abs).max() ?? 0.01)
+        for dataset in spec.datasets.map(\.name) {
+            m.element("h3", text: dataset)
+            m.element("div", ["class": "row"]) { m in
+                // Plain (shortcut-free) controls sit right after the ResNet of the same depth.
+                for model in spec.models.sorted(by: ReportPage.modelOrder) {
+                    let map = ZeroingHeatmap(dataset: dataset, model: model, rows: input.rows, masks: masks, limit: limit)
+                    guard !map.units.isEmpty else { continue }
+                    m.element("figure") { m in
+                        let base = map.baselines
+                        let baseText = base.isEmpty ? "baseline pending"
+                            : "baseline accuracy \(Format.fixed(base.reduce(0, +) / Double(base.count), 4)) (mean of \(base.count))"
+                        m.element("figcaption", text: "\(model) · \(baseText)")
+                        map.svg(into: &m)
+                    }
+                }
+            }
+        }
+        if !findings.isEmpty {
+            m.element("table", ["class": "findings"]) { m in
+                m.element("tr") { m in
+                    for h in ["dataset", "model", "mask", "units", "trivial / harmful / undecided", "most harmful (mean Δ)"] { m.element("th", text: h) }
+                }
+                for f in findings {
+                    m.element("tr") { m in
+                        m.element("td", text: f.dataset)
+                        m.element("td", text: f.model)
+                        m.element("td", text: f.mask)
+                        m.element("td", text: "\(f.meanDelta.count)")
+                        m.element("td", text: "\(f.calls[.trivial] ?? 0) / \(f.calls[.harmful] ?? 0) / \(f.calls[.undecided] ?? 0)")
+                        m.element("td", text: f.mostHarmful.map { "\($0.unit) \(Format.signed($0.delta))" }.joined(separator: ", "))
+                    }
+                }
+            }
+        }
+        m.element("p", ["class": "note"]) { m in
+            m.add("Each trained network is evaluated on the test set with one unit masked and nothing retrained. ")
+            m.add("Δ accuracy = masked test accuracy − the same network's unmasked (baseline) test accuracy, averaged over its trained seeds: ")
+            m.add("negative means the unit matters. A unit is trivial when the 95% interval of its Δ lies within ±\(ZeroingFinding.trivialThreshold) ")
+            m.add("and harmful when it lies below −\(ZeroingFinding.trivialThreshold); otherwise it is undecided. The interval is over the trained networks ")
+            m.add("(Student t) when there are several, else over one network's test images (paired: the same images masked and unmasked; McNemar's exact test in results.csv). ")
+            for mask in spec.masks { if let note = maskNotes[mask] { m.add(note + " ") } }
+            m.add("▸ marks units at a stage transition (resolution or width changes); rules separate stages.")
+        }
+    }
+}
