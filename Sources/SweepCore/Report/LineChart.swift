@@ -30,6 +30,8 @@ struct LineChart {
     var reference: (value: Double, label: String)?
     /// Fixed y range; nil: fitted to the data.
     var yRange: ClosedRange<Double>?
+    /// Whether the fitted y range makes room for the whiskers (else they are cut at the frame).
+    var fitWhiskers = true
     var width = 430.0
     var height = 300.0
 
@@ -41,7 +43,7 @@ struct LineChart {
         let totalHeight = height + legendHeight
         let plotW = width - left - right, plotH = height - top - bottom
         func tx(_ x: Double) -> Double { logX ? log10(max(x, 1e-12)) : x }
-        var xs = all.map { tx($0.x) }, ys = all.flatMap { [$0.y - $0.spread, $0.y + $0.spread] }
+        var xs = all.map { tx($0.x) }, ys = all.flatMap { fitWhiskers ? [$0.y - $0.spread, $0.y + $0.spread] : [$0.y] }
         if let r = reference { ys.append(r.value) }
         var (x0, x1) = (xs.min()!, xs.max()!)
         if x1 - x0 < 1e-9 { x0 -= 0.5; x1 += 0.5 }
@@ -86,8 +88,8 @@ struct LineChart {
                 }
                 for p in pts {
                     if p.spread > 0 {
-                        m.empty("line", ["x1": c(px(p.x)), "x2": c(px(p.x)), "y1": c(py(p.y - p.spread)), "y2": c(py(p.y + p.spread)),
-                                         "stroke": s.color, "stroke-width": "1"])
+                        m.empty("line", ["x1": c(px(p.x)), "x2": c(px(p.x)), "y1": c(py(max(p.y - p.spread, y0))), "y2": c(py(min(p.y + p.spread, y1))),
+                                         "stroke": s.color, "stroke-width": "1", "stroke-opacity": "0.45"])
                     }
                     marker(s, at: (px(p.x), py(p.y)), into: &m) { m in m.element("title", text: p.tooltip) }
                 }
@@ -125,9 +127,15 @@ struct LineChart {
         let raw = (b - a) / 5
         let magnitude = pow(10, floor(log10(raw)))
         let step = [1.0, 2, 2.5, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? raw
-        var t = ceil(a / step) * step
+        // Multiples of the step, computed from integers: summing steps drifts (-5.55e-17 for 0).
+        let first = ceil(a / step)
         var out: [Double] = []
-        while t <= b + step * 1e-6 { out.append(t); t += step }
+        var i = 0.0
+        while (first + i) * step <= b + step * 1e-6 {
+            let t = (first + i) * step
+            out.append(abs(t) < step * 1e-9 ? 0 : t)
+            i += 1
+        }
         return out
     }
 

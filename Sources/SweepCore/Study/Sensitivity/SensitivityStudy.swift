@@ -1,15 +1,198 @@
+import Datasets
 import Foundation
+import Models
+import Studies
 
 extension StudyName {
-    /// Layer-wise pruning sensitivity: how much of each layer can be pruned before accuracy drops.
+    /// Layer-wise pruning sensitivity: how much of each layer can be pruned, alone and without
+    /// retraining, before the network's accuracy drops.
     public static let sensitivity = StudyName(rawValue: "sensitivity")
 }
 
+extension TaskKind {
+    /// Prune one layer of a trained network to one sparsity and evaluate it, nothing retrained.
+    public static let pruneLayer = TaskKind("pruneLayer")
+}
+
+/// The `sensitivity:` section.
+public struct SensitivitySection: StudySection, Equatable {
+    public static let key = "sensitivity"
+    public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
+
+    /// Fractions of a layer's weights (or filters) removed, each in (0, 1].
+    public var sparsities = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    /// Single weights by magnitude and/or whole filters by L1 norm.
+    public var methods: [LayerPruning.Method] = [.unstructured]
+    /// Also evaluate every pruned network after re-estimating its BN statistics on training
+    /// batches (`evaluation.recalibration_batches`).
+    public var recalibrate = false
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case sparsities, methods, recalibrate }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        sparsities = try c.decodeIfPresent([Double].self, forKey: .sparsities) ?? sparsities
+        methods = try c.decodeIfPresent([LayerPruning.Method].self, forKey: .methods) ?? methods
+        recalibrate = try c.decodeIfPresent(Bool.self, forKey: .recalibrate) ?? recalibrate
+    }
+}
+
+extension SweepSpec {
+    /// The `sensitivity:` section (defaults when the file has none).
+    public var sensitivity: SensitivitySection { section(SensitivitySection.self) }
+}
+
+/// Where a pruneLayer task sits on the study's axes; written into its result row.
+public struct SensitivityPoint: TaskPayload, Equatable {
+    public let sparsity: Double
+    public let method: LayerPruning.Method
+    public let recalibrated: Bool
+
+    /// The `mask` column: `unstructured`, `structured`, with `+bn` when BN was re-estimated.
+    public var variant: String { method.rawValue + (recalibrated ? "+bn" : "") }
+}
+
+/// `study: sensitivity`: per trained (or imported) network, each selected conv or linear layer
+/// pruned alone to each sparsity by weight magnitude (or whole filters by L1 norm), evaluated
+/// without retraining against the same network unpruned on the same test images.
 public enum SensitivityStudy: SweepStudy {
     public static let name = StudyName.sensitivity
-    public static let sections: Set<String> = ["training", "layers", "evaluation"]
-    public static func expand(_ spec: SweepSpec) throws -> [PlannedTask] { [] }
-    public static func execute(_ task: PlannedTask, on worker: TaskExecutor, inputs: TaskInputs) throws -> (TaskOutcome, Data?) {
-        throw RunError(path: task.key, message: "todo")
+    public static let sections: Set<String> = ["training", "layers", "evaluation", "sensitivity"]
+    public static let section: (any StudySection.Type)? = SensitivitySection.self
+    public static let choices: [String: (what: String, valid: [String])] = ["methods": ("pruning method", LayerPruning.Method.allCases.map(\.rawValue))]
+    public static let importsNetworks = true
+    public static let kinds = [TaskKindInfo(.pruneLayer, trains: false, compared: true)]
+
+    /// A layer loses its point at the first sparsity whose mean Δ is at or below −this.
+    public static let lossThreshold = 0.01
+
+    public static func validate(_ spec: SweepSpec, tree: NodeTree) throws {
+        let s = spec.sensitivity, at = { (key: String) -> [PathComponent] in [.key("sensitivity"), .key(key)] }
+        guard !s.sparsities.isEmpty, s.sparsities.allSatisfy({ $0 > 0 && $0 <= 1 }) else {
+            throw tree.error(at("sparsities"), "sparsities lists fractions of a layer to prune, each above 0 and at most 1 (e.g. [0.1, 0.5, 0.9])")
+        }
+        guard Set(s.sparsities.map(sparsityText)).count == s.sparsities.count else {
+            throw tree.error(at("sparsities"), "sparsities lists a value twice (to 4 decimals): task keys would collide")
+        }
+        guard !s.methods.isEmpty, Set(s.methods).count == s.methods.count else {
+            throw tree.error(at("methods"), "methods lists unstructured and/or structured, each once")
+        }
+        for model in spec.models {
+            let units = LayerMatcher.select(try LayerMatcher.units(of: model), spec.layers)
+            guard units.contains(where: prunable) else {
+                throw tree.error([.key("layers")], "selects no conv or linear layer of \(model) to prune")
+            }
+        }
     }
+
+    static func prunable(_ unit: MaskableUnit) -> Bool { unit.kind == .conv || unit.kind == .linear }
+
+    /// `0.3000`: a sparsity as task keys write it.
+    static func sparsityText(_ s: Double) -> String { FixedText.of(s, places: 4) }
+
+    /// Per (dataset, model, network): its training (or load), a baseline evaluation, and one
+    /// pruneLayer task per (selected layer, method, BN re-estimated or not, sparsity).
+    public static func expand(_ spec: SweepSpec) throws -> [PlannedTask] {
+        let s = spec.sensitivity
+        var tasks: [PlannedTask] = []
+        for dataset in spec.datasets {
+            let d = dataset.description
+            for model in spec.models {
+                let (macs, network) = try Plan.measure(model, on: dataset)
+                let evalCost = macs * Double(d.test)
+                let recalibration = macs * Double(spec.evaluation.recalibrationBatches * spec.training.batchSize)
+                let units = LayerMatcher.select(network.units, spec.layers).filter(prunable)
+                let files = spec.checkpoints[model]
+                for n in files.map({ Array($0.indices) }) ?? spec.seeds {
+                    let prefix = "\(dataset.name)/\(model)/" + (files.map { ImportedNetworks.keySegment(spec, file: $0[n], index: n) } ?? "seed\(n)")
+                    let trainKey = "\(prefix)/\(files == nil ? "train" : "load")"
+                    func task(_ key: String, _ kind: TaskKind, unit: String? = nil, cost: Double) -> PlannedTask {
+                        var t = PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: n, unit: unit, mask: nil,
+                                            dependencies: kind == .train || kind == .load ? [] : [trainKey], cost: cost, seed: Plan.seed(spec, key))
+                        t.baselineKey = "\(prefix)/baseline"
+                        if kind == .load { t.source = files?[n] }
+                        return t
+                    }
+                    tasks.append(files == nil ? task(trainKey, .train, cost: 3 * macs * Double(d.train * spec.training.epochs) + evalCost)
+                                              : task(trainKey, .load, cost: 1))
+                    tasks.append(task("\(prefix)/baseline", .baseline, cost: evalCost))
+                    for unit in units {
+                        for method in s.methods {
+                            for recalibrated in s.recalibrate ? [false, true] : [false] {
+                                for sparsity in s.sparsities {
+                                    let point = SensitivityPoint(sparsity: sparsity, method: method, recalibrated: recalibrated)
+                                    var t = task("\(prefix)/\(unit.name)/\(point.variant)/\(sparsityText(sparsity))", .pruneLayer, unit: unit.name,
+                                                 cost: evalCost + (recalibrated ? recalibration : 0))
+                                    t.payload = point
+                                    tasks.append(t)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return tasks
+    }
+
+    public static func execute(_ task: PlannedTask, on worker: TaskExecutor, inputs: TaskInputs) throws -> (TaskOutcome, Data?) {
+        switch task.kind {
+        case .train:
+            return try worker.trainTask(task, section: worker.spec.training)
+        case .baseline:
+            return (try worker.evaluateVariant(task, inputs: inputs, unit: nil, everyLayer: false) { _, _ in 0 }, nil)
+        case .pruneLayer:
+            guard let point = task.payload as? SensitivityPoint, let unitName = task.unit else {
+                throw RunError(path: task.key, message: "a pruneLayer task without its layer and sparsity")
+            }
+            let context = try worker.maskContext(task)
+            let outcome = try worker.evaluateVariant(task, inputs: inputs, unit: unitName, everyLayer: point.recalibrated) { network, unit in
+                guard let name = LayerPruning.weightName(of: unit), let weight = network.parameter(name) else {
+                    throw RunError(path: task.key, message: "\(unit.name) has no weight to prune")
+                }
+                let pruned = LayerPruning.prune(weight.value, fraction: point.sparsity, method: point.method)
+                if point.recalibrated, let data = context.recalibrationData {
+                    Masking.recalibrateBatchNorm(network, on: data, batches: context.recalibrationBatches,
+                                                 batchSize: context.batchSize, seed: context.seed)
+                }
+                return pruned
+            }
+            return (outcome, nil)
+        default:
+            throw RunError(path: task.key, message: "study sensitivity has no task kind \(task.kind)")
+        }
+    }
+
+    public static func label(_ task: PlannedTask) -> String? {
+        guard task.kind == .pruneLayer, let p = task.payload as? SensitivityPoint else { return nil }
+        return "\(task.unit ?? "?") \(p.variant) \(sparsityText(p.sparsity))"
+    }
+
+    public static func columns(_ rows: [ResultRow]) -> StudyColumns {
+        StudyColumns(afterMask: [.number("sparsity") { ($0.payload as? SensitivityPoint)?.sparsity }],
+                     afterMetrics: [.number("delta_low", \.deltaLow), .number("delta_high", \.deltaHigh), .number("mcnemar_p", \.mcnemarP),
+                                    .integer("params_pruned", \.paramsMasked), .integer("unit_index", \.unitIndex),
+                                    ResultColumn("checkpoint") { $0.checkpoint ?? "" }])
+    }
+
+    public static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan) {
+        guard task.kind == .pruneLayer else { return }
+        row.unitIndex = UnitOrder.index(of: task.unit, in: task.model)
+        if let point = task.payload as? SensitivityPoint { row.mask = point.variant }
+    }
+
+    public static func summary(_ rows: [ResultRow]) -> [String] {
+        SensitivityCurves.compute(rows).map { c in
+            let order = c.layers.sorted { ($0.firstLoss ?? 2, $0.index) < ($1.firstLoss ?? 2, $1.index) }
+            let fragile = order.prefix(3).map { "\($0.layer) \($0.firstLoss.map { Format.fixed($0, 2) } ?? "never")" }.joined(separator: ", ")
+            let robust = order.filter { $0.firstLoss == nil }.count
+            let top = c.sparsities.last.map { Format.fixed($0, 2) } ?? "?"
+            return "  \(c.dataset) \(c.model) \(c.variant): most sensitive (sparsity that costs \(Format.fixed(lossThreshold * 100, 0)) point) \(fragile); "
+                + "\(robust) of \(c.layers.count) layers stay within it up to \(top)"
+        }
+    }
+
+    public static func report(_ input: ReportInput, into m: inout Markup) { SensitivityReport.section(input, into: &m) }
 }
