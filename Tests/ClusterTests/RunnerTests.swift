@@ -159,9 +159,22 @@ final class RunnerTests: XCTestCase {
         reuse: {pairs: [{source: a, target: b}], prefixes: [3]}
         """
 
+    static let sensitivitySpec = """
+        name: sensitivity
+        study: sensitivity
+        datasets: [{name: synthetic-28, train_limit: 256, test_limit: 128}]
+        models: [resnet8]
+        seeds: 2
+        layers: [stem.conv, stage2.block1.conv1, fc]
+        training: {epochs: 1, batch_size: 32, learning_rate: 0.05}
+        evaluation: {recalibration_batches: 2, prefix_cache_mb: 64}
+        sensitivity: {sparsities: [0.25, 0.5, 1.0], methods: [unstructured, structured], recalibrate: true}
+        """
+
     /// Every study's results depend on the keys and seeds only: one worker or three, the same rows.
     func testStudiesGiveTheSameResultsWithOneOrThreeWorkers() throws {
-        for (name, text) in [("imp", Self.impSpec), ("distill", Self.distillSpec), ("reuse", Self.reuseSpec)] {
+        for (name, text) in [("imp", Self.impSpec), ("distill", Self.distillSpec), ("reuse", Self.reuseSpec),
+                             ("sensitivity", Self.sensitivitySpec)] {
             let spec = try studySpec(text)
             let one = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("\(name)-1").path, localWorkers: 1))
             let three = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("\(name)-3").path, localWorkers: 3))
@@ -182,6 +195,19 @@ final class RunnerTests: XCTestCase {
                 XCTAssertEqual(one.rows.filter { $0.kind == "student" }.count, 2 * 2)
                 let teacher = try XCTUnwrap(one.rows.first { $0.kind == "logits" }?.testAccuracy)
                 for student in one.rows where student.kind == "student" { XCTAssertEqual(student.baselineAccuracy, teacher) }
+            case "sensitivity":
+                let pruned = one.rows.filter { $0.kind == "pruneLayer" }
+                XCTAssertEqual(pruned.count, 2 * 3 * 2 * 2 * 3)
+                XCTAssertTrue(pruned.allSatisfy { $0.deltaAccuracy != nil && $0.deltaLow != nil && $0.mcnemarP != nil && $0.unitIndex != nil })
+                // A layer pruned whole by filters: every weight gone, the same count as unstructured at 1.0.
+                let whole = pruned.filter { $0.key.hasSuffix("stem.conv/structured/1.0000") || $0.key.hasSuffix("stem.conv/unstructured/1.0000") }
+                XCTAssertEqual(whole.count, 4)
+                XCTAssertEqual(Set(whole.compactMap(\.paramsMasked)), [16 * 1 * 3 * 3])
+                let header = ResultTable.csv(one.rows, study: SensitivityStudy.self).split(separator: "\n")[0]
+                XCTAssertTrue(header.hasPrefix("key,study,kind,dataset,model,seed,layer,mask,sparsity,status,"), "\(header)")
+                XCTAssertTrue(header.contains("delta_accuracy,delta_low,delta_high,mcnemar_p,params_pruned,unit_index,checkpoint,error,seconds"), "\(header)")
+                let line = String(decoding: try ResultTable.jsonLines(pruned.prefix(1).map { $0 }), as: UTF8.self)
+                XCTAssertTrue(line.contains("\"sparsity\":") && line.contains("\"method\":") && line.contains("\"recalibrated\":"), line)
             default:
                 let reuse = one.rows.filter { $0.kind == "reuse" }
                 XCTAssertEqual(reuse.count, 3 * 2)
