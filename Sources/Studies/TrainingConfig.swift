@@ -1,5 +1,18 @@
 import TensorEngine
 
+/// The training hyperparameters' defaults, defined once: the engine's `TrainingConfig`, a sweep
+/// file's `training:` section and `sweep train`'s flags all take theirs from here.
+public enum TrainingDefaults {
+    public static let epochs = 15
+    public static let batchSize = 128
+    public static let learningRate: Float = 0.1
+    public static let momentum: Float = 0.9
+    public static let weightDecay: Float = 5e-4
+    public static let nesterov = false
+    /// In the sweep file's spelling (`LearningRateSchedule(text:)`).
+    public static let schedule = "cosine"
+}
+
 /// Hyper-parameters of one training run (SGD), as a typed record.
 public struct TrainingConfig: Equatable, Sendable {
     public var epochs: Int
@@ -12,9 +25,10 @@ public struct TrainingConfig: Equatable, Sendable {
     /// Seeds the batch order (weights are seeded when the network is built).
     public var seed: UInt64
 
-    public init(epochs: Int = 15, batchSize: Int = 128, learningRate: Float = 0.1, momentum: Float = 0.9,
-                weightDecay: Float = 5e-4, nesterov: Bool = false, schedule: LearningRateSchedule = .cosine(minimum: 0),
-                seed: UInt64 = 0) {
+    public init(epochs: Int = TrainingDefaults.epochs, batchSize: Int = TrainingDefaults.batchSize,
+                learningRate: Float = TrainingDefaults.learningRate, momentum: Float = TrainingDefaults.momentum,
+                weightDecay: Float = TrainingDefaults.weightDecay, nesterov: Bool = TrainingDefaults.nesterov,
+                schedule: LearningRateSchedule = LearningRateSchedule(text: TrainingDefaults.schedule)!, seed: UInt64 = 0) {
         self.epochs = epochs
         self.batchSize = batchSize
         self.learningRate = learningRate

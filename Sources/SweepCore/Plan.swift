@@ -131,6 +131,15 @@ public struct Plan: Sendable {
     /// A task's seed: a function of the sweep seed and a key only.
     static func seed(_ spec: SweepSpec, _ key: String) -> UInt64 { StableHash.combine(spec.seed, StableHash.of(key)) }
 
+    /// The cost model, in multiply-adds: a training is forward and backward (3x the forward
+    /// pass) over the training split per epoch, then one evaluation of the test split.
+    static func trainingCost(macs: Double, on d: (shape: [Int], classes: Int, train: Int, test: Int), epochs: Int) -> Double {
+        3 * macs * Double(d.train) * Double(epochs) + evaluationCost(macs: macs, images: d.test)
+    }
+
+    /// One forward pass over `images`.
+    static func evaluationCost(macs: Double, images: Int) -> Double { macs * Double(images) }
+
     /// Multiply-adds per image of `model` on `dataset` (for costs), and its units.
     static func measure(_ model: String, on dataset: DatasetEntry) throws -> (macs: Double, network: Network) {
         let d = dataset.description

@@ -234,13 +234,13 @@ public struct DatasetEntry: Codable, Equatable, Sendable {
 
 /// SGD settings shared by every training task of the sweep.
 public struct TrainingSection: Codable, Equatable, Sendable {
-    public var epochs = 15
-    public var batchSize = 128
-    public var learningRate: Float = 0.1
-    public var momentum: Float = 0.9
-    public var weightDecay: Float = 5e-4
-    public var nesterov = false
-    public var schedule = "cosine"
+    public var epochs = TrainingDefaults.epochs
+    public var batchSize = TrainingDefaults.batchSize
+    public var learningRate = TrainingDefaults.learningRate
+    public var momentum = TrainingDefaults.momentum
+    public var weightDecay = TrainingDefaults.weightDecay
+    public var nesterov = TrainingDefaults.nesterov
+    public var schedule = TrainingDefaults.schedule
 
     public init() {}
 

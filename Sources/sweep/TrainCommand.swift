@@ -41,15 +41,16 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var data: DatasetOptions
 
-    @Option(help: "Training epochs.") var epochs = 15
-    @Option(help: "Mini-batch size.") var batchSize = 128
+    // Defaults and names as in a sweep file's `training:` section (`TrainingDefaults`).
+    @Option(help: "Training epochs.") var epochs = TrainingDefaults.epochs
+    @Option(help: "Mini-batch size.") var batchSize = TrainingDefaults.batchSize
     @Option(name: [.customLong("learning-rate"), .customLong("lr")], help: "Base learning rate (the sweep field learning_rate; --lr for short).")
-    var lr: Float = 0.1
-    @Option(help: "SGD momentum.") var momentum: Float = 0.9
-    @Option(help: "L2 weight decay.") var weightDecay: Float = 5e-4
-    @Flag(help: "Use Nesterov momentum.") var nesterov = false
+    var lr = TrainingDefaults.learningRate
+    @Option(help: "SGD momentum.") var momentum = TrainingDefaults.momentum
+    @Option(help: "L2 weight decay.") var weightDecay = TrainingDefaults.weightDecay
+    @Flag(help: "Use Nesterov momentum.") var nesterov = TrainingDefaults.nesterov
     @Option(help: "Learning-rate schedule: cosine, constant, step:EVERY:GAMMA, multistep:E1,E2:GAMMA.")
-    var schedule = "cosine"
+    var schedule = TrainingDefaults.schedule
     @Option(help: "Seed for weights and batch order.") var seed: UInt64 = 0
     @Option(name: .shortAndLong, help: "Checkpoint to write (safetensors).")
     var output = "model.safetensors"

@@ -1,5 +1,7 @@
 import Foundation
 import XCTest
+import Studies
+import SweepCore
 
 /// The `sweep` executable end to end: what a user types, what they see, and the exit status.
 final class CLITests: XCTestCase {
@@ -44,6 +46,24 @@ final class CLITests: XCTestCase {
         let help = try sweep(["--help"])
         let examples = help.stdout.components(separatedBy: "Examples:").last ?? ""
         XCTAssertTrue(examples.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("sweep plan"), help.stdout)
+    }
+
+    /// `sweep train`'s flags, a sweep file's training section and the engine share one set of defaults.
+    func testTrainingDefaultsAreDefinedOnce() throws {
+        let help = try sweep(["train", "--help"]).stdout.replacingOccurrences(of: "\n", with: " ")
+            .split(separator: " ").filter { !$0.isEmpty }.joined(separator: " ")
+        let section = TrainingSection()
+        for (flag, value) in [("--epochs", "\(section.epochs)"), ("--batch-size", "\(section.batchSize)"), ("--learning-rate", "\(section.learningRate)"),
+                              ("--momentum", "\(section.momentum)"), ("--weight-decay", "\(section.weightDecay)"), ("--schedule", section.schedule)] {
+            let after = try XCTUnwrap(help.range(of: "OPTIONS:")).upperBound
+            let start = try XCTUnwrap(help[after...].range(of: flag)).upperBound
+            let text = String(help[start...].prefix(200))
+            // The first default after the flag is its own (each listed flag has one).
+            let shown = text.components(separatedBy: "(default: ").dropFirst().first?.components(separatedBy: ")").first
+            XCTAssertEqual(shown, value, "\(flag): \(text)")
+        }
+        XCTAssertEqual(section.config(seed: 3), TrainingConfig(seed: 3))
+        XCTAssertEqual(section.epochs, TrainingDefaults.epochs)
     }
 
     func testLayersListsUnitsWithCounts() throws {

@@ -69,7 +69,7 @@ public enum DistillationStudy: SweepStudy {
                 let teacherKeys = (0..<dist.teachers).map { "\(dataset.name)/\(model)/teacher\($0)/train" }
                 for (t, key) in teacherKeys.enumerated() {
                     var task = PlannedTask(key: key, kind: .train, dataset: dataset.name, model: model, seedIndex: t, unit: nil, mask: nil,
-                                           dependencies: [], cost: 3 * macs * Double(d.train * teacherEpochs) + macs * Double(d.test),
+                                           dependencies: [], cost: Plan.trainingCost(macs: macs, on: d, epochs: teacherEpochs),
                                            seed: Plan.seed(spec, key))
                     task.variant = "teacher"
                     tasks.append(task)
@@ -77,7 +77,7 @@ public enum DistillationStudy: SweepStudy {
                 let logitsKey = "\(dataset.name)/\(model)/teacher-logits"
                 var logits = PlannedTask(key: logitsKey, kind: .logits, dataset: dataset.name, model: model, seedIndex: 0, unit: nil,
                                          mask: nil, dependencies: teacherKeys,
-                                         cost: macs * Double((d.train + d.test) * dist.teachers), seed: Plan.seed(spec, logitsKey))
+                                         cost: Plan.evaluationCost(macs: macs, images: (d.train + d.test) * dist.teachers), seed: Plan.seed(spec, logitsKey))
                 logits.variant = "teacher"
                 logits.baselineKey = logitsKey
                 tasks.append(logits)
@@ -87,7 +87,7 @@ public enum DistillationStudy: SweepStudy {
                 for budget in dist.budgets {
                     let student = Distillation.student(convLayers: conv, budget: budget, inputShape: d.shape, classes: d.classes)
                     let (macs, _) = try Plan.measure(student.name, on: dataset)
-                    let cost = 3 * macs * Double(d.train * spec.training.epochs) + macs * Double(d.test)
+                    let cost = Plan.trainingCost(macs: macs, on: d, epochs: spec.training.epochs)
                     for s in spec.seeds {
                         let prefix = "\(dataset.name)/c\(conv)-b\(budget)/seed\(s)"
                         func task(_ key: String, loss: DistillationLoss, teacher: String?, logitsKey: String) -> PlannedTask {

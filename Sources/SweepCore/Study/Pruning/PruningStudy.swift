@@ -64,7 +64,7 @@ public enum PruningStudy: SweepStudy {
             for model in spec.models {
                 let (macs, _) = try Plan.measure(model, on: dataset)
                 let steps = Double(spec.training.epochs * ((d.train + spec.training.batchSize - 1) / spec.training.batchSize))
-                let trainCost = 3 * macs * Double(d.train) * Double(spec.training.epochs) + macs * Double(d.test)
+                let trainCost = Plan.trainingCost(macs: macs, on: d, epochs: spec.training.epochs)
                 let retrainCost = trainCost * max(0.05, 1 - Double(p.rewindStep) / max(steps, 1))
                 for s in spec.seeds {
                     let prefix = "\(dataset.name)/\(model)/seed\(s)"

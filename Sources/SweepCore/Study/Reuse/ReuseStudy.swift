@@ -98,7 +98,7 @@ public enum ReuseStudy: SweepStudy {
                     }
                     let key = "\(dataset.name)/\(model)/seed\(s)/train"
                     var t = PlannedTask(key: key, kind: .train, dataset: dataset.name, model: model, seedIndex: s, unit: nil, mask: nil,
-                                        dependencies: [], cost: 3 * macs * Double(d.train * spec.training.epochs) + macs * Double(d.test),
+                                        dependencies: [], cost: Plan.trainingCost(macs: macs, on: d, epochs: spec.training.epochs),
                                         seed: Plan.seed(spec, key))
                     t.baselineKey = key
                     tasks.append(t)
@@ -114,7 +114,7 @@ public enum ReuseStudy: SweepStudy {
                 for k in r.prefixes where k >= 1 && k <= convs.count {
                     points.append(("first\(k)", convs.prefix(k).map(\.name)))
                 }
-                let cost = 3 * macs * Double(d.train * spec.training.epochs) + macs * Double(d.test)
+                let cost = Plan.trainingCost(macs: macs, on: d, epochs: spec.training.epochs)
                 for s in seeds {
                     let fromKey = sourceKey(pair.source, s)
                     let targetKey = "\(pair.target)/\(model)/seed\(s)/train"

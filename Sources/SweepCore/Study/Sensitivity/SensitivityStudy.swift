@@ -101,8 +101,8 @@ public enum SensitivityStudy: SweepStudy {
             let d = dataset.description
             for model in spec.models {
                 let (macs, network) = try Plan.measure(model, on: dataset)
-                let evalCost = macs * Double(d.test)
-                let recalibration = macs * Double(spec.evaluation.recalibrationBatches * spec.training.batchSize)
+                let evalCost = Plan.evaluationCost(macs: macs, images: d.test)
+                let recalibration = Plan.evaluationCost(macs: macs, images: spec.evaluation.recalibrationBatches * spec.training.batchSize)
                 let units = LayerMatcher.select(network.units, spec.layers).filter(prunable)
                 let files = spec.checkpoints[model]
                 for n in files.map({ Array($0.indices) }) ?? spec.seeds {
@@ -115,7 +115,7 @@ public enum SensitivityStudy: SweepStudy {
                         if kind == .load { t.source = files?[n] }
                         return t
                     }
-                    tasks.append(files == nil ? task(trainKey, .train, cost: 3 * macs * Double(d.train * spec.training.epochs) + evalCost)
+                    tasks.append(files == nil ? task(trainKey, .train, cost: Plan.trainingCost(macs: macs, on: d, epochs: spec.training.epochs))
                                               : task(trainKey, .load, cost: 1))
                     tasks.append(task("\(prefix)/baseline", .baseline, cost: evalCost))
                     for unit in units {

@@ -21,10 +21,9 @@ public enum ZeroingStudy: SweepStudy {
         var tasks: [PlannedTask] = []
         for dataset in spec.datasets {
             let d = dataset.description
-            let (trainCount, testCount) = (Double(d.train), Double(d.test))
             for model in spec.models {
                 let (macs, network) = try Plan.measure(model, on: dataset)
-                let evalCost = macs * testCount
+                let evalCost = Plan.evaluationCost(macs: macs, images: d.test)
                 let units = LayerMatcher.select(network.units, spec.layers)
                 // Networks trained elsewhere take the seeds' places, named by their content.
                 let files = spec.checkpoints[model]
@@ -39,7 +38,7 @@ public enum ZeroingStudy: SweepStudy {
                         return t
                     }
                     if files == nil {
-                        tasks.append(task(trainKey, .train, cost: 3 * macs * trainCount * Double(spec.training.epochs) + evalCost))
+                        tasks.append(task(trainKey, .train, cost: Plan.trainingCost(macs: macs, on: d, epochs: spec.training.epochs)))
                     } else {
                         tasks.append(task(trainKey, .load, cost: 1))
                     }
@@ -47,7 +46,7 @@ public enum ZeroingStudy: SweepStudy {
                     for unit in units {
                         for mask in spec.masks where mask.applies(to: unit.kind) {
                             let recalibration = mask == .zeroKernelRecalibrated
-                                ? macs * Double(spec.evaluation.recalibrationBatches * spec.training.batchSize) : 0
+                                ? Plan.evaluationCost(macs: macs, images: spec.evaluation.recalibrationBatches * spec.training.batchSize) : 0
                             tasks.append(task("\(prefix)/\(unit.name)/\(mask.rawValue)", .mask, unit: unit.name, mask: mask,
                                               cost: evalCost + recalibration))
                         }
