@@ -220,7 +220,8 @@ public enum SweepLauncher {
         let ending = try coordinator.run()
         let journaled = coordinator.allRecords.count
         let ran = journaled - resumed
-        if p.plan.spec.study == .noop, ran > 0 {
+        // Tasks that do no work: the loop's time is the runner's own.
+        if !p.plan.spec.studyType.needsData, ran > 0 {
             log(String(format: "coordinator: %.0f µs per task (%.0f µs of its CPU), %d tasks in %@", 1e6 * coordinator.loopSeconds / Double(ran),
                        1e6 * coordinator.loopCPUSeconds / Double(ran), ran, ProgressText.duration(coordinator.loopSeconds)))
         }

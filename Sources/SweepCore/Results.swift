@@ -188,7 +188,7 @@ public enum ResultTable {
 
         public init(version: String, spec: SweepSpec, started: Date, finished: Date, complete: Bool, ranks: Int,
                     hosts: [String], counts: [String: Int], rows: [ResultRow]) {
-            self.units = spec.study == .zeroing ? UnitSummary.summaries(rows) : []
+            self.units = spec.studyType.unitSummaries(rows)
             self.version = version
             self.spec = spec
             self.started = started

@@ -91,7 +91,7 @@ public enum SpecLoader {
             throw fail([.key("name")], "name must be non-empty letters, digits, '-', '_' or '.' (it names the run directory)")
         }
         let study = spec.studyType
-        if spec.study == .noop {
+        if !study.needsData {
             try study.validate(spec, tree: tree)
             return
         }

@@ -66,7 +66,7 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         try c.encode(study, forKey: .study)
         try c.encode(seed, forKey: .seed)
         try c.encode(output, forKey: .output)
-        if study == .noop { try c.encode(noopTasks, forKey: .noopTasks); return }
+        if !studyType.needsData { try c.encode(noopTasks, forKey: .noopTasks); return }
         try c.encode(datasets, forKey: .datasets)
         try c.encode(models, forKey: .models)
         try c.encode(seeds, forKey: .seeds)

@@ -19,6 +19,9 @@ public protocol SweepStudy {
     static var choices: [String: (what: String, valid: [String])] { get }
     /// Whether `models:` entries may list networks trained elsewhere (`checkpoints:`).
     static var importsNetworks: Bool { get }
+    /// Whether its sweeps name datasets and models (false: tasks that do no work, for measuring
+    /// the runner).
+    static var needsData: Bool { get }
 
     /// Unknown keys in its section's nested mappings (the section's own keys are checked for it).
     static func checkKeys(_ tree: NodeTree) throws
@@ -44,6 +47,8 @@ public protocol SweepStudy {
     static func summary(_ rows: [ResultRow]) -> [String]
     /// The report's answer: the first section of report.html.
     static func report(_ input: ReportInput, into m: inout Markup)
+    /// Per-unit summaries over the networks, for results.json's `units`.
+    static func unitSummaries(_ rows: [ResultRow]) -> [UnitSummary]
     /// Files the study writes next to results.csv (name and bytes).
     static func extraFiles(_ rows: [ResultRow]) -> [(name: String, data: Data)]
 }
@@ -52,6 +57,8 @@ extension SweepStudy {
     public static var section: (any StudySection.Type)? { nil }
     public static var choices: [String: (what: String, valid: [String])] { [:] }
     public static var importsNetworks: Bool { false }
+    public static var needsData: Bool { true }
+    public static func unitSummaries(_ rows: [ResultRow]) -> [UnitSummary] { [] }
     public static func checkKeys(_ tree: NodeTree) throws {}
     public static func validate(_ spec: SweepSpec, tree: NodeTree) throws {}
     public static var kinds: [TaskKindInfo] { [] }

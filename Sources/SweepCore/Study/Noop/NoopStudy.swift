@@ -10,6 +10,7 @@ extension StudyName {
 public enum NoopStudy: SweepStudy {
     public static let name = StudyName.noop
     public static let sections: Set<String> = ["noop_tasks"]
+    public static let needsData = false
 
     public static func validate(_ spec: SweepSpec, tree: NodeTree) throws {
         guard (1...SweepSpec.maxNoopTasks).contains(spec.noopTasks) else {

@@ -100,6 +100,8 @@ public enum ZeroingStudy: SweepStudy {
         [("units.csv", Data(UnitSummary.csv(UnitSummary.summaries(rows)).utf8))]
     }
 
+    public static func unitSummaries(_ rows: [ResultRow]) -> [UnitSummary] { UnitSummary.summaries(rows) }
+
     /// What each mask does, for the masks a run used.
     static let maskNotes: [MaskKind: String] = [
         .zeroKernel: "zeroKernel sets a convolution's (or linear layer's) weights to zero; the following BN still adds its constant.",
