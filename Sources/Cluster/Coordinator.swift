@@ -39,6 +39,10 @@ public final class Coordinator {
     public var refreshInterval: TimeInterval = 30
     private var lastRefresh = Date()
 
+    /// Where the busy ranks' activity is shown (one live line each on a terminal); nil: progress
+    /// lines go to `log`.
+    public var status: LiveStatus?
+
     /// How long a drain (SIGUSR1) waits for running tasks before abandoning them.
     public var drainGrace: TimeInterval = 60
     /// Where stop requests come from (the process's signals; tests inject their own).
@@ -189,7 +193,11 @@ public final class Coordinator {
                     idle.append(worker)
                 case let .progress(key, text):
                     if running[worker]?.task.key == key {
-                        log("  \(key) (rank \(worker)): \(text)")
+                        if let status {
+                            status.set(worker, "\(key): \(text)", plain: "  \(key) (rank \(worker)): \(text)")
+                        } else {
+                            log("  \(key) (rank \(worker)): \(text)")
+                        }
                         latestProgress[worker] = text
                     }
                 case let .gangDone(key):
@@ -345,6 +353,9 @@ public final class Coordinator {
         let release = workerCache[worker, default: []].intersection(released).sorted()
         workerCache[worker]?.subtract(release)
         running[worker] = (task, Date())
+        if gang == nil || gang?.leader == worker {
+            status?.set(worker, "\(task.key)" + (gang.map { " (a gang of \($0.members.count))" } ?? ""))
+        }
         var resume: Data?
         if task.kind.trains, let snapshot = directory.loadSnapshot(task.key, log: log) {
             resume = snapshot
@@ -396,6 +407,7 @@ public final class Coordinator {
         let eta = costDone > 1e-3 * (costDone + scheduler.remainingCost) && !scheduler.isDone ? elapsed / costDone * scheduler.remainingCost : nil
         lastETA = eta
         latestProgress[record.rank] = nil
+        status?.set(record.rank, nil)
         log(ProgressText.line(done: records.count, total: plan.tasks.count, task: task, record: record,
                               baseline: task.baselineKey.flatMap { records[$0]?.outcome.testAccuracy }, eta: eta, study: plan.spec.studyType))
         try recordSkipped(skipped, because: record)

@@ -199,8 +199,12 @@ public enum SweepLauncher {
         let start = Date()
         let journal = try Journal(url: p.run.journalURL, header: JournalHeader(sweep: p.plan.spec.name, specHash: RunDirectory.specHash(p.specText),
                                                                                version: layersweepVersion))
+        // On a terminal, one live line per busy rank under the finished-task lines.
+        let status = LiveStatus.forStandardError(plain: log)
         let coordinator = Coordinator(plan: p.plan, run: p.run, journal: journal, link: link, specText: p.specText,
-                                      previous: p.previous, retryFailed: p.options.retryFailed, log: log)
+                                      previous: p.previous, retryFailed: p.options.retryFailed, log: status.log)
+        coordinator.status = status
+        defer { status.finish() }
         coordinator.drainGrace = p.options.drainGrace
         // A partial report and results every 30 s, off the dispatch path: open report.html while
         // the sweep runs.

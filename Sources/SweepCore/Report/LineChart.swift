@@ -32,6 +32,8 @@ struct LineChart {
     var yRange: ClosedRange<Double>?
     /// Whether the fitted y range makes room for the whiskers (else they are cut at the frame).
     var fitWhiskers = true
+    /// Unlabelled x ticks at these values (e.g. where points are plotted), besides the labelled ones.
+    var minorXTicks: [Double] = []
     var width = 430.0
     var height = 300.0
 
@@ -71,6 +73,9 @@ struct LineChart {
                 let x = left + (t.position - x0) / (x1 - x0) * plotW
                 m.empty("line", ["x1": c(x), "x2": c(x), "y1": c(top + plotH), "y2": c(top + plotH + 4), "class": "axisline"])
                 m.element("text", ["x": c(x), "y": c(top + plotH + 15), "text-anchor": "middle", "class": "tick"], text: t.text)
+            }
+            for v in minorXTicks where (x0...x1).contains(tx(v)) {
+                m.empty("line", ["x1": c(px(v)), "x2": c(px(v)), "y1": c(top + plotH), "y2": c(top + plotH + 2.5), "class": "axisline minor"])
             }
             m.element("text", ["x": c(left + plotW / 2), "y": c(top + plotH + 33), "text-anchor": "middle", "class": "axis"], text: xLabel)
             m.element("text", ["x": "12", "y": c(top + plotH / 2), "text-anchor": "middle", "class": "axis",
@@ -148,8 +153,10 @@ struct LineChart {
     private func xTicks(_ a: Double, _ b: Double) -> [(position: Double, text: String)] {
         guard logX else { return ticks(a, b).map { ($0, label($0)) } }
         var out: [(Double, String)] = []
+        // Every decade; 2x and 5x as well while they fit (fewer than two decades shown).
+        let multiples: [Double] = b - a < 2 ? [1, 2, 5] : [1]
         for e in Int(floor(a))...Int(ceil(b)) {
-            for m in [1.0, 2, 5] {
+            for m in multiples {
                 let v = m * pow(10, Double(e))
                 let p = log10(v)
                 if p >= a && p <= b { out.append((p, label(v))) }

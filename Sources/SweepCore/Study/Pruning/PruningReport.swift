@@ -72,8 +72,13 @@ enum PruningReport {
         for curve in PruningCurve.compute(input.rows) {
             m.element("h3", text: "\(curve.dataset) · \(curve.model)")
             m.element("div", ["class": "row"]) { m in
-                chart(curve, title: "Test accuracy", y: "test accuracy", value: \.accuracy, into: &m)
-                chart(curve, title: "First-layer locality", y: "locality (0 = random)", value: \.locality, into: &m)
+                let dense = curve.imp.first { $0.round == 0 }.map { SeedStatistics($0.accuracy).mean }
+                chart(curve, title: "Test accuracy", y: "test accuracy", value: \.accuracy,
+                      reference: dense.map { ($0, "dense network (round 0): \(Format.fixed($0, 4))") }, into: &m)
+                // Locality on its whole meaningful scale: 0 is a random mask, 1 a single compact patch.
+                let values = (curve.imp + curve.oneShot).flatMap(\.locality)
+                chart(curve, title: "First-layer locality", y: "locality (0 = random, 1 = compact)", value: \.locality,
+                      reference: (0, "as random"), yRange: min(-0.2, (values.min() ?? 0) - 0.05)...max(1, (values.max() ?? 0) + 0.05), into: &m)
             }
             table(curve, into: &m)
             masks(input.rows.filter { $0.dataset == curve.dataset && $0.model == curve.model }, into: &m)
@@ -81,7 +86,7 @@ enum PruningReport {
     }
 
     private static func chart(_ curve: PruningCurve, title: String, y: String, value: KeyPath<PruningCurve.Point, [Double]>,
-                              into m: inout Markup) {
+                              reference: (Double, String)? = nil, yRange: ClosedRange<Double>? = nil, into m: inout Markup) {
         func series(_ label: String, _ points: [PruningCurve.Point], color: String, dashed: Bool) -> LineChart.Series {
             LineChart.Series(label: label, color: color, points: points.compactMap { p in
                 let v = p[keyPath: value]
@@ -94,7 +99,8 @@ enum PruningReport {
         LineChart(title: title, xLabel: "fraction of prunable weights left", yLabel: y,
                   series: [series("IMP (iterative)", curve.imp, color: "#2166ac", dashed: false),
                            series("one-shot", curve.oneShot, color: "#b2182b", dashed: true)],
-                  logX: true).svg(into: &m)
+                  logX: true, reference: reference, yRange: yRange,
+                  minorXTicks: (curve.imp + curve.oneShot).map(\.remaining)).svg(into: &m)
     }
 
     private static func table(_ curve: PruningCurve, into m: inout Markup) {
