@@ -12,7 +12,13 @@ public struct TaskKind: RawRepresentable, Hashable, Codable, Sendable, CustomStr
     public init(_ rawValue: String) { self.rawValue = rawValue }
     public var description: String { rawValue }
 
-    public init(from decoder: Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+    public init(from decoder: Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        rawValue = TaskKind.renamed[text] ?? text
+    }
+
+    /// Kinds an earlier version spelt otherwise, read as today's.
+    static let renamed = ["oneShot": "oneshot"]
     public func encode(to encoder: Encoder) throws {
         var c = encoder.singleValueContainer()
         try c.encode(rawValue)

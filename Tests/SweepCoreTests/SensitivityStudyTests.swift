@@ -96,12 +96,14 @@ final class OlderJournalTests: XCTestCase {
             {"format":1,"journal":"layersweep","specHash":"ed271a7b351eb3a5","sweep":"imp-fcn","version":"0.1.0"}
             {"finished":"2026-12-01T23:25:14Z","host":"vm","key":"synthetic-28/fcn-32/seed0/round0","kind":"train","outcome":{"checkpoint":"382a4e7863ca15022a774f453c0e9afd","layerRemaining":{"fc1.weight":1,"fc2.weight":1},"locality":0,"remainingFraction":1,"seconds":0.8363759517669678,"status":"ok","testAccuracy":0.37,"testLoss":1.8013296127319336,"trainAccuracy":0.305,"trainLoss":2.1494438648223877},"rank":1,"started":"2026-12-01T23:25:13Z"}
             {"finished":"2026-12-01T23:25:15Z","host":"vm","key":"synthetic-28/fcn-32/seed0/round1","kind":"prune","outcome":{"checkpoint":"2cdc7f3571a195a3c78b70bb86d7e61c","layerRemaining":{"fc1.weight":0.6999960140306123,"fc2.weight":0.699951171875},"locality":0.0009037449969182543,"remainingFraction":0.7,"seconds":1.5,"status":"ok","testAccuracy":0.35,"testLoss":1.9},"rank":0,"started":"2026-12-01T23:25:14Z"}
+            {"finished":"2026-12-01T23:25:16Z","host":"vm","key":"synthetic-28/fcn-32/seed0/oneshot2","kind":"oneShot","outcome":{"seconds":1,"status":"ok","testAccuracy":0.3},"rank":0,"started":"2026-12-01T23:25:15Z"}
 
             """
         try text.write(to: url, atomically: true, encoding: .utf8)
         let (header, records) = try Journal.read(url)
         XCTAssertEqual(header.format, 1)
-        XCTAssertEqual(records.map(\.kind), [.train, .prune])
+        XCTAssertEqual(records.map(\.kind), [.train, .prune, .oneShot], "the old spelling oneShot reads as today's oneshot")
+        XCTAssertEqual(TaskKind.oneShot.rawValue, "oneshot")
         XCTAssertEqual(records[1].outcome.layerRemaining?["fc2.weight"], 0.699951171875)
         let spec = try SpecLoader.parse("name: p\nstudy: imp\ndatasets: [synthetic-28]\nmodels: [fcn-32]\npruning: {rounds: 1, rewind_step: 2}\n", file: "p.yaml")
         let rows = ResultTable.rows(plan: try Plan.expand(spec), records: records)

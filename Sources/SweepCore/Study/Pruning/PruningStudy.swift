@@ -13,7 +13,9 @@ extension TaskKind {
     /// IMP round k ≥ 1: prune the previous round's network, rewind, retrain; produces the round.
     public static let prune = TaskKind("prune")
     /// One-shot control: prune the dense network to round k's sparsity at once, rewind, retrain.
-    public static let oneShot = TaskKind("oneShot")
+    /// Spelt like the `oneshot` keys and variant (journals of 0.1.0 wrote `oneShot`; `TaskKind`
+    /// reads that as this).
+    public static let oneShot = TaskKind("oneshot")
 }
 
 extension SweepSpec {
