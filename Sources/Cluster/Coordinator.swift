@@ -28,6 +28,7 @@ public final class Coordinator {
     /// Each busy worker's latest progress line, and when status.json was last written.
     private var latestProgress: [Int: String] = [:]
     private var lastStatus = Date.distantPast
+    private var freshProgress = false
     private var lastETA: Double?
     /// How long the first dispatch waits for workers that have not said hello yet.
     private let helloWait: TimeInterval = 5
@@ -199,6 +200,7 @@ public final class Coordinator {
                             log("  \(key) (rank \(worker)): \(text)")
                         }
                         latestProgress[worker] = text
+                        freshProgress = true
                     }
                 case let .gangDone(key):
                     guard running.removeValue(forKey: worker)?.task.key == key else {
@@ -224,7 +226,9 @@ public final class Coordinator {
             if uncommitted.isEmpty { oldestUncommitted = Date() }
             uncommitted += finished
             if commitDue(idle: idle) { try commit() }
-            if Date().timeIntervalSince(lastStatus) >= 2 { writeStatus() }
+            // Every 2 s, and soon after a new epoch line (so `sweep status` shows it while it is news).
+            let sinceStatus = Date().timeIntervalSince(lastStatus)
+            if sinceStatus >= 2 || (freshProgress && sinceStatus >= 0.5) { writeStatus() }
             if let refresh, !finished.isEmpty, Date().timeIntervalSince(lastRefresh) >= refreshInterval {
                 try refresh(allRecords)
                 lastRefresh = Date()
@@ -264,6 +268,7 @@ public final class Coordinator {
     /// write is ignored (it is a view, never the record).
     private func writeStatus() {
         lastStatus = Date()
+        freshProgress = false
         let busy = running.map { worker, entry in
             RunStatus.Running(rank: worker, key: entry.task.key, started: entry.started, progress: latestProgress[worker])
         }

@@ -155,7 +155,7 @@ final class SpecTests: XCTestCase {
         XCTAssertTrue(error(text.replacingOccurrences(of: "std: [0.25]", with: "std: [0]")).contains("normalization"))
         XCTAssertTrue(error(text.replacingOccurrences(of: "b.safetensors]", with: "a.safetensors]")).contains("listed twice"))
         XCTAssertTrue(error(text.replacingOccurrences(of: "normalization:", with: "normalisation:")).contains("normalisation"))
-        XCTAssertTrue(error(text.replacingOccurrences(of: "  - resnet8\n", with: "") + "\nstudy: distill\n").contains("read by the studies zeroing, reuse; distill trains its own"))
+        XCTAssertTrue(error(text.replacingOccurrences(of: "  - resnet8\n", with: "") + "\nstudy: distill\n").contains("read by the studies zeroing, reuse, sensitivity; distill trains its own"))
         XCTAssertTrue(error(text + "\nstudy: reuse\nreuse: {pairs: [{source: synthetic, target: synthetic}]}\n").contains("one source that is no pair's target"))
     }
 
