@@ -146,6 +146,38 @@ public struct Plan: Sendable {
     /// One forward pass over `images`.
     static func evaluationCost(macs: Double, images: Int) -> Double { macs * Double(images) }
 
+    /// One trained network a study measures, and how to plan what depends on it.
+    struct MeasuredNetwork {
+        /// `<dataset>/<model>/seed<N>` or, for a network trained elsewhere, `.../ckpt-<hash>`.
+        let prefix: String
+        /// Its training (or load) and its baseline evaluation.
+        let tasks: [PlannedTask]
+        /// A task that evaluates a variant of this network (depends on it, compared with its baseline).
+        let variant: (_ key: String, _ kind: TaskKind, _ unit: String?, _ mask: MaskKind?, _ cost: Double) -> PlannedTask
+    }
+
+    /// The networks of (dataset, model) that an evaluation study measures: one trained per seed,
+    /// or one per file listed under the model's `checkpoints:` (named by its content).
+    static func measuredNetworks(_ spec: SweepSpec, dataset: DatasetEntry, model: String, macs: Double) -> [MeasuredNetwork] {
+        let d = dataset.description
+        let files = spec.checkpoints[model]
+        return (files.map { Array($0.indices) } ?? spec.seeds).map { n in
+            let prefix = "\(dataset.name)/\(model)/" + (files.map { ImportedNetworks.keySegment(spec, file: $0[n], index: n) } ?? "seed\(n)")
+            let trainKey = "\(prefix)/\(files == nil ? "train" : "load")"
+            func task(_ key: String, _ kind: TaskKind, _ unit: String?, _ mask: MaskKind?, _ cost: Double) -> PlannedTask {
+                var t = PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: n, unit: unit, mask: mask,
+                                    dependencies: kind == .train || kind == .load ? [] : [trainKey], cost: cost, seed: Plan.seed(spec, key))
+                t.baselineKey = "\(prefix)/baseline"
+                if kind == .load { t.source = files?[n] }
+                return t
+            }
+            let network = files == nil ? task(trainKey, .train, nil, nil, trainingCost(macs: macs, on: d, epochs: spec.training.epochs))
+                                       : task(trainKey, .load, nil, nil, 1)
+            return MeasuredNetwork(prefix: prefix, tasks: [network, task("\(prefix)/baseline", .baseline, nil, nil, evaluationCost(macs: macs, images: d.test))],
+                                   variant: task)
+        }
+    }
+
     /// Multiply-adds per image of `model` on `dataset` (for costs), and its units.
     static func measure(_ model: String, on dataset: DatasetEntry) throws -> (macs: Double, network: Network) {
         let d = dataset.description

@@ -98,33 +98,20 @@ public enum SensitivityStudy: SweepStudy {
         let s = spec.sensitivity
         var tasks: [PlannedTask] = []
         for dataset in spec.datasets {
-            let d = dataset.description
             for model in spec.models {
                 let (macs, network) = try Plan.measure(model, on: dataset)
-                let evalCost = Plan.evaluationCost(macs: macs, images: d.test)
+                let evalCost = Plan.evaluationCost(macs: macs, images: dataset.description.test)
                 let recalibration = Plan.evaluationCost(macs: macs, images: spec.evaluation.recalibrationBatches * spec.training.batchSize)
                 let units = LayerMatcher.select(network.units, spec.layers).filter(prunable)
-                let files = spec.checkpoints[model]
-                for n in files.map({ Array($0.indices) }) ?? spec.seeds {
-                    let prefix = "\(dataset.name)/\(model)/" + (files.map { ImportedNetworks.keySegment(spec, file: $0[n], index: n) } ?? "seed\(n)")
-                    let trainKey = "\(prefix)/\(files == nil ? "train" : "load")"
-                    func task(_ key: String, _ kind: TaskKind, unit: String? = nil, cost: Double) -> PlannedTask {
-                        var t = PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: n, unit: unit, mask: nil,
-                                            dependencies: kind == .train || kind == .load ? [] : [trainKey], cost: cost, seed: Plan.seed(spec, key))
-                        t.baselineKey = "\(prefix)/baseline"
-                        if kind == .load { t.source = files?[n] }
-                        return t
-                    }
-                    tasks.append(files == nil ? task(trainKey, .train, cost: Plan.trainingCost(macs: macs, on: d, epochs: spec.training.epochs))
-                                              : task(trainKey, .load, cost: 1))
-                    tasks.append(task("\(prefix)/baseline", .baseline, cost: evalCost))
+                for measured in Plan.measuredNetworks(spec, dataset: dataset, model: model, macs: macs) {
+                    tasks += measured.tasks
                     for unit in units {
                         for method in s.methods {
                             for recalibrated in s.recalibrate ? [false, true] : [false] {
                                 for sparsity in s.sparsities {
                                     let point = SensitivityPoint(sparsity: sparsity, method: method, recalibrated: recalibrated)
-                                    var t = task("\(prefix)/\(unit.name)/\(point.variant)/\(sparsityText(sparsity))", .pruneLayer, unit: unit.name,
-                                                 cost: evalCost + (recalibrated ? recalibration : 0))
+                                    var t = measured.variant("\(measured.prefix)/\(unit.name)/\(point.variant)/\(sparsityText(sparsity))", .pruneLayer,
+                                                             unit.name, nil, evalCost + (recalibrated ? recalibration : 0))
                                     t.payload = point
                                     tasks.append(t)
                                 }

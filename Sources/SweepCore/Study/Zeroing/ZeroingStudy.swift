@@ -17,38 +17,19 @@ public enum ZeroingStudy: SweepStudy {
     /// Per (dataset, model, seed) a training task (or a load task per imported network), a
     /// baseline evaluation and one task per (selected unit, applicable mask).
     public static func expand(_ spec: SweepSpec) throws -> [PlannedTask] {
-        func seed(_ key: String) -> UInt64 { Plan.seed(spec, key) }
         var tasks: [PlannedTask] = []
         for dataset in spec.datasets {
-            let d = dataset.description
             for model in spec.models {
                 let (macs, network) = try Plan.measure(model, on: dataset)
-                let evalCost = Plan.evaluationCost(macs: macs, images: d.test)
+                let evalCost = Plan.evaluationCost(macs: macs, images: dataset.description.test)
+                let recalibration = Plan.evaluationCost(macs: macs, images: spec.evaluation.recalibrationBatches * spec.training.batchSize)
                 let units = LayerMatcher.select(network.units, spec.layers)
-                // Networks trained elsewhere take the seeds' places, named by their content.
-                let files = spec.checkpoints[model]
-                for s in files.map({ Array($0.indices) }) ?? spec.seeds {
-                    let prefix = "\(dataset.name)/\(model)/" + (files.map { ImportedNetworks.keySegment(spec, file: $0[s], index: s) } ?? "seed\(s)")
-                    let trainKey = "\(prefix)/\(files == nil ? "train" : "load")"
-                    func task(_ key: String, _ kind: TaskKind, unit: String? = nil, mask: MaskKind? = nil, cost: Double) -> PlannedTask {
-                        var t = PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: s, unit: unit, mask: mask,
-                                            dependencies: kind == .train || kind == .load ? [] : [trainKey], cost: cost, seed: seed(key))
-                        t.baselineKey = "\(prefix)/baseline"
-                        if kind == .load { t.source = files?[s] }
-                        return t
-                    }
-                    if files == nil {
-                        tasks.append(task(trainKey, .train, cost: Plan.trainingCost(macs: macs, on: d, epochs: spec.training.epochs)))
-                    } else {
-                        tasks.append(task(trainKey, .load, cost: 1))
-                    }
-                    tasks.append(task("\(prefix)/baseline", .baseline, cost: evalCost))
+                for measured in Plan.measuredNetworks(spec, dataset: dataset, model: model, macs: macs) {
+                    tasks += measured.tasks
                     for unit in units {
                         for mask in spec.masks where mask.applies(to: unit.kind) {
-                            let recalibration = mask == .zeroKernelRecalibrated
-                                ? Plan.evaluationCost(macs: macs, images: spec.evaluation.recalibrationBatches * spec.training.batchSize) : 0
-                            tasks.append(task("\(prefix)/\(unit.name)/\(mask.rawValue)", .mask, unit: unit.name, mask: mask,
-                                              cost: evalCost + recalibration))
+                            tasks.append(measured.variant("\(measured.prefix)/\(unit.name)/\(mask.rawValue)", .mask, unit.name, mask,
+                                                          evalCost + (mask == .zeroKernelRecalibrated ? recalibration : 0)))
                         }
                     }
                 }
