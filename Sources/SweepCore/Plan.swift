@@ -178,6 +178,21 @@ public struct Plan: Sendable {
         }
     }
 
+    /// Calls `body` for every network an evaluation study measures, with the units `layers:`
+    /// selects in its model and the cost of one evaluation of it (and of a BN re-estimation).
+    static func forEachMeasuredNetwork(_ spec: SweepSpec,
+                                       _ body: (MeasuredNetwork, [MaskableUnit], _ evaluation: Double, _ recalibration: Double) -> Void) throws {
+        for dataset in spec.datasets {
+            for model in spec.models {
+                let (macs, network) = try measure(model, on: dataset)
+                let evaluation = evaluationCost(macs: macs, images: dataset.description.test)
+                let recalibration = evaluationCost(macs: macs, images: spec.evaluation.recalibrationBatches * spec.training.batchSize)
+                let units = LayerMatcher.select(network.units, spec.layers)
+                for measured in measuredNetworks(spec, dataset: dataset, model: model, macs: macs) { body(measured, units, evaluation, recalibration) }
+            }
+        }
+    }
+
     /// Multiply-adds per image of `model` on `dataset` (for costs), and its units.
     static func measure(_ model: String, on dataset: DatasetEntry) throws -> (macs: Double, network: Network) {
         let d = dataset.description

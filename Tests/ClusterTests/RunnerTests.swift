@@ -345,26 +345,41 @@ final class RunnerTests: XCTestCase {
         XCTAssertEqual(stable(resumed.rows), stable(full.rows))
     }
 
-    /// Artifacts no remaining task needs are released on the workers that hold them.
-    func testWorkersAreToldToDropArtifactsNoTaskNeeds() throws {
-        let text = Self.impSpec
-        let spec = try SpecLoader.parse(text, file: "imp.yaml")
+    /// Runs sweep `text` with a coordinator and `workers` worker threads in this process, the
+    /// links wrapped as a test wants; returns the coordinator, its plan and its journal.
+    func coordinate(_ text: String, in name: String, workers: Int,
+                    coordinatorLink: (CoordinatorLink, Plan, RunDirectory) -> CoordinatorLink = { link, _, _ in link },
+                    workerLink: (WorkerLink) -> WorkerLink = { $0 }) throws -> (Coordinator, Plan, Journal, RunDirectory) {
+        let spec = try SpecLoader.parse(text, file: "\(name).yaml")
         let plan = try Plan.expand(spec)
-        let run = RunDirectory(dir.appendingPathComponent("release").path)
+        let run = RunDirectory(dir.appendingPathComponent(name).path)
         try run.create(specText: text, sweep: spec.name)
         let journal = try Journal(url: run.journalURL, header: JournalHeader(sweep: spec.name, specHash: RunDirectory.specHash(text), version: "t"))
-        let hub = LocalHub(workers: [0])
-        let recorder = RecordingWorkerLink(hub.workerLink(0))
+        let hub = LocalHub(workers: Array(0..<workers))
         let done = DispatchSemaphore(value: 0)
-        Thread {
-            try? WorkerLoop.run(link: recorder, host: "h", threads: 1)
-            done.signal()
-        }.start()
-        let coordinator = Coordinator(plan: plan, run: run, journal: journal, link: hub.coordinatorLink(), specText: text, previous: [], log: { _ in })
+        for w in 0..<workers {
+            let link = workerLink(hub.workerLink(w))
+            Thread {
+                try? WorkerLoop.run(link: link, host: "h", threads: 1)
+                done.signal()
+            }.start()
+        }
+        let coordinator = Coordinator(plan: plan, run: run, journal: journal, link: coordinatorLink(hub.coordinatorLink(), plan, run),
+                                      specText: text, previous: [], log: { _ in })
         try coordinator.run()
-        done.wait()
+        for _ in 0..<workers { done.wait() }
+        return (coordinator, plan, journal, run)
+    }
+
+    /// Artifacts no remaining task needs are released on the workers that hold them.
+    func testWorkersAreToldToDropArtifactsNoTaskNeeds() throws {
+        var recorder: RecordingWorkerLink?
+        let (coordinator, _, _, _) = try coordinate(Self.impSpec, in: "release", workers: 1, workerLink: { link in
+            recorder = RecordingWorkerLink(link)
+            return recorder!
+        })
         let records = Dictionary(uniqueKeysWithValues: coordinator.allRecords.map { ($0.key, $0) })
-        let released = Set(recorder.released)
+        let released = Set(try XCTUnwrap(recorder).released)
         // Rounds 0 and 1 of each chain are needed by later tasks only; once those ran, they go.
         for seed in 0..<2 {
             for round in 0...1 {
@@ -373,54 +388,23 @@ final class RunnerTests: XCTestCase {
             }
         }
     }
-}
 
-extension RunnerTests {
     /// Results are journaled in groups (fewer writes than results), yet no task reaches a worker
     /// before the results it depends on are on disk.
     func testATaskIsSentOnlyAfterItsDependenciesAreJournaled() throws {
-        let text = Self.impSpec
-        let spec = try SpecLoader.parse(text, file: "imp.yaml")
-        let plan = try Plan.expand(spec)
-        let run = RunDirectory(dir.appendingPathComponent("durable").path)
-        try run.create(specText: text, sweep: spec.name)
-        let journal = try Journal(url: run.journalURL, header: JournalHeader(sweep: spec.name, specHash: RunDirectory.specHash(text), version: "t"))
-        let hub = LocalHub(workers: [0, 1])
-        let checked = JournalCheckingLink(hub.coordinatorLink(), plan: plan, journal: run.journalURL)
-        let done = DispatchSemaphore(value: 0)
-        for w in [0, 1] {
-            Thread {
-                try? WorkerLoop.run(link: hub.workerLink(w), host: "h", threads: 1)
-                done.signal()
-            }.start()
-        }
-        let coordinator = Coordinator(plan: plan, run: run, journal: journal, link: checked, specText: text, previous: [], log: { _ in })
-        try coordinator.run()
-        done.wait(); done.wait()
+        var checked: JournalCheckingLink?
+        let (coordinator, plan, _, run) = try coordinate(Self.impSpec, in: "durable", workers: 2, coordinatorLink: { link, plan, run in
+            checked = JournalCheckingLink(link, plan: plan, journal: run.journalURL)
+            return checked!
+        })
         XCTAssertEqual(coordinator.allRecords.count, plan.tasks.count)
-        XCTAssertEqual(checked.violations, [])
-        XCTAssertGreaterThan(checked.tasksSent, 0)
+        XCTAssertEqual(try XCTUnwrap(checked).violations, [])
+        XCTAssertGreaterThan(try XCTUnwrap(checked).tasksSent, 0)
         XCTAssertEqual(try Journal.read(run.journalURL).records.count, plan.tasks.count)
     }
 
     func testNoopResultsShareFsyncs() throws {
-        let text = "name: many\nstudy: noop\nnoop_tasks: 400\n"
-        let spec = try SpecLoader.parse(text, file: "many.yaml")
-        let plan = try Plan.expand(spec)
-        let run = RunDirectory(dir.appendingPathComponent("grouped").path)
-        try run.create(specText: text, sweep: spec.name)
-        let journal = try Journal(url: run.journalURL, header: JournalHeader(sweep: spec.name, specHash: RunDirectory.specHash(text), version: "t"))
-        let hub = LocalHub(workers: [0, 1, 2])
-        let done = DispatchSemaphore(value: 0)
-        for w in 0..<3 {
-            Thread {
-                try? WorkerLoop.run(link: hub.workerLink(w), host: "h", threads: 1)
-                done.signal()
-            }.start()
-        }
-        let coordinator = Coordinator(plan: plan, run: run, journal: journal, link: hub.coordinatorLink(), specText: text, previous: [], log: { _ in })
-        try coordinator.run()
-        for _ in 0..<3 { done.wait() }
+        let (_, _, journal, run) = try coordinate("name: many\nstudy: noop\nnoop_tasks: 400\n", in: "grouped", workers: 3)
         XCTAssertEqual(try Journal.read(run.journalURL).records.count, 400)
         XCTAssertLessThan(journal.commits, 400, "results arriving together share one fsync")
     }

@@ -97,25 +97,17 @@ public enum SensitivityStudy: SweepStudy {
     public static func expand(_ spec: SweepSpec) throws -> [PlannedTask] {
         let s = spec.sensitivity
         var tasks: [PlannedTask] = []
-        for dataset in spec.datasets {
-            for model in spec.models {
-                let (macs, network) = try Plan.measure(model, on: dataset)
-                let evalCost = Plan.evaluationCost(macs: macs, images: dataset.description.test)
-                let recalibration = Plan.evaluationCost(macs: macs, images: spec.evaluation.recalibrationBatches * spec.training.batchSize)
-                let units = LayerMatcher.select(network.units, spec.layers).filter(prunable)
-                for measured in Plan.measuredNetworks(spec, dataset: dataset, model: model, macs: macs) {
-                    tasks += measured.tasks
-                    for unit in units {
-                        for method in s.methods {
-                            for recalibrated in s.recalibrate ? [false, true] : [false] {
-                                for sparsity in s.sparsities {
-                                    let point = SensitivityPoint(sparsity: sparsity, method: method, recalibrated: recalibrated)
-                                    var t = measured.variant("\(measured.prefix)/\(unit.name)/\(point.variant)/\(sparsityText(sparsity))", .pruneLayer,
-                                                             unit.name, nil, evalCost + (recalibrated ? recalibration : 0))
-                                    t.payload = point
-                                    tasks.append(t)
-                                }
-                            }
+        try Plan.forEachMeasuredNetwork(spec) { measured, units, evaluation, recalibration in
+            tasks += measured.tasks
+            for unit in units.filter(prunable) {
+                for method in s.methods {
+                    for recalibrated in s.recalibrate ? [false, true] : [false] {
+                        for sparsity in s.sparsities {
+                            let point = SensitivityPoint(sparsity: sparsity, method: method, recalibrated: recalibrated)
+                            var t = measured.variant("\(measured.prefix)/\(unit.name)/\(point.variant)/\(sparsityText(sparsity))", .pruneLayer,
+                                                     unit.name, nil, evaluation + (recalibrated ? recalibration : 0))
+                            t.payload = point
+                            tasks.append(t)
                         }
                     }
                 }

@@ -18,20 +18,12 @@ public enum ZeroingStudy: SweepStudy {
     /// baseline evaluation and one task per (selected unit, applicable mask).
     public static func expand(_ spec: SweepSpec) throws -> [PlannedTask] {
         var tasks: [PlannedTask] = []
-        for dataset in spec.datasets {
-            for model in spec.models {
-                let (macs, network) = try Plan.measure(model, on: dataset)
-                let evalCost = Plan.evaluationCost(macs: macs, images: dataset.description.test)
-                let recalibration = Plan.evaluationCost(macs: macs, images: spec.evaluation.recalibrationBatches * spec.training.batchSize)
-                let units = LayerMatcher.select(network.units, spec.layers)
-                for measured in Plan.measuredNetworks(spec, dataset: dataset, model: model, macs: macs) {
-                    tasks += measured.tasks
-                    for unit in units {
-                        for mask in spec.masks where mask.applies(to: unit.kind) {
-                            tasks.append(measured.variant("\(measured.prefix)/\(unit.name)/\(mask.rawValue)", .mask, unit.name, mask,
-                                                          evalCost + (mask == .zeroKernelRecalibrated ? recalibration : 0)))
-                        }
-                    }
+        try Plan.forEachMeasuredNetwork(spec) { measured, units, evaluation, recalibration in
+            tasks += measured.tasks
+            for unit in units {
+                for mask in spec.masks where mask.applies(to: unit.kind) {
+                    tasks.append(measured.variant("\(measured.prefix)/\(unit.name)/\(mask.rawValue)", .mask, unit.name, mask,
+                                                  evaluation + (mask == .zeroKernelRecalibrated ? recalibration : 0)))
                 }
             }
         }
