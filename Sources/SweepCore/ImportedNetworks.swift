@@ -45,7 +45,7 @@ public enum ImportedNetworks {
     /// A load task's checkpoint, in our format: the file's network (PyTorch names mapped,
     /// architecture checked against the model it is listed under) with our metadata.
     public static func checkpoint(for task: PlannedTask, spec: SweepSpec) throws -> Data {
-        guard let path = task.source else { throw RunError(path: task.key, message: "a load task without its file") }
+        guard let path = task.checkpointFile else { throw RunError(path: task.key, message: "a load task without its file") }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw RunError(path: path, message: "cannot read this checkpoint of model \(task.model)")
         }

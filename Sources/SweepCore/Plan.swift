@@ -66,18 +66,11 @@ public struct PlannedTask: Sendable {
     public let seed: UInt64
     /// The task whose test accuracy this one is compared with (delta_accuracy).
     public var baselineKey: String?
-    /// IMP: the pruning round (0 = dense).
-    public var round: Int?
-    /// The study's own parameters of this task, typed by the study.
+    /// A load task's file (a network trained elsewhere).
+    public var checkpointFile: String?
+    /// The study's own parameters of this task (a pruning round, a reuse mode, a sparsity ...),
+    /// typed by the study.
     public var payload: (any TaskPayload)?
-    /// Reuse: the source dataset; load: the checkpoint file.
-    public var source: String?
-    /// Reuse mode, IMP method (imp | oneshot) or distillation loss (logits | labels).
-    public var variant: String?
-    /// Reuse: the units whose kernels are copied (one layer or a prefix).
-    public var units: [String]?
-    /// Distillation: the student's parameter budget.
-    public var budget: Int?
 
     public init(key: String, kind: TaskKind, dataset: String, model: String, seedIndex: Int, unit: String?,
                 mask: MaskKind?, dependencies: [String], cost: Double, seed: UInt64) {
@@ -98,8 +91,7 @@ extension PlannedTask: Equatable {
     public static func == (a: PlannedTask, b: PlannedTask) -> Bool {
         a.key == b.key && a.kind == b.kind && a.dataset == b.dataset && a.model == b.model && a.seedIndex == b.seedIndex
             && a.unit == b.unit && a.mask == b.mask && a.dependencies == b.dependencies && a.cost == b.cost && a.seed == b.seed
-            && a.baselineKey == b.baselineKey && a.round == b.round && a.source == b.source && a.variant == b.variant
-            && a.units == b.units && a.budget == b.budget
+            && a.baselineKey == b.baselineKey && a.checkpointFile == b.checkpointFile
             && (a.payload == nil) == (b.payload == nil) && (a.payload.map { p in b.payload.map { p.isEqual(to: $0) } ?? false } ?? true)
     }
 }
@@ -168,7 +160,7 @@ public struct Plan: Sendable {
                 var t = PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: n, unit: unit, mask: mask,
                                     dependencies: kind == .train || kind == .load ? [] : [trainKey], cost: cost, seed: Plan.seed(spec, key))
                 t.baselineKey = "\(prefix)/baseline"
-                if kind == .load { t.source = files?[n] }
+                if kind == .load { t.checkpointFile = files?[n] }
                 return t
             }
             let network = files == nil ? task(trainKey, .train, nil, nil, trainingCost(macs: macs, on: d, epochs: spec.training.epochs))

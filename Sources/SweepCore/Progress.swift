@@ -14,7 +14,7 @@ public enum ProgressText {
             what = own
         } else {
             switch task.kind {
-            case .load: what = "\(task.dataset)/\(task.model) load \(task.source ?? "?")"
+            case .load: what = "\(task.dataset)/\(task.model) load \(task.checkpointFile ?? "?")"
             case .baseline: what = "\(task.dataset)/\(task.model)/seed\(task.seedIndex) baseline"
             case .mask: what = "\(task.unit ?? "?") \(task.mask?.rawValue ?? "?")"
             default: what = "\(task.dataset)/\(task.model)/seed\(task.seedIndex) \(task.kind)"

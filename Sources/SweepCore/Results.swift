@@ -122,14 +122,13 @@ public enum ResultTable {
             let baseline = task.baselineKey.flatMap { latest[$0]?.outcome.testAccuracy }
             let delta = task.kind.compared ? o.testAccuracy.flatMap { a in baseline.map { a - $0 } } : nil
             var row = ResultRow(key: task.key, study: plan.spec.study.rawValue, kind: task.kind.rawValue, dataset: task.dataset,
-                                source: task.source, model: task.model, seed: task.seedIndex, layer: task.unit ?? "",
-                                mask: task.mask?.rawValue ?? task.variant ?? (task.kind == .baseline ? "none" : ""),
-                                round: task.round, status: o.status.rawValue, testAccuracy: o.testAccuracy, testLoss: o.testLoss,
+                                source: task.checkpointFile, model: task.model, seed: task.seedIndex, layer: task.unit ?? "",
+                                mask: task.mask?.rawValue ?? (task.kind == .baseline ? "none" : ""),
+                                round: nil, status: o.status.rawValue, testAccuracy: o.testAccuracy, testLoss: o.testLoss,
                                 baselineAccuracy: baseline, deltaAccuracy: delta, paramsMasked: o.paramsMasked,
                                 remainingFraction: o.remainingFraction, layerRemaining: o.layerRemaining, locality: o.locality,
-                                rmse: o.rmse, parameters: o.parameters, budget: task.budget, convLayers: nil, maskImages: o.maskImages,
+                                rmse: o.rmse, parameters: o.parameters, budget: nil, convLayers: nil, maskImages: o.maskImages,
                                 error: o.error, seconds: o.seconds, rank: record.rank, host: record.host)
-            row.payload = task.payload
             study.describe(&row, task: task, plan: plan)
             row.checkpoint = o.checkpoint ?? task.dependencies.first.flatMap { latest[$0]?.outcome.checkpoint }
             if let d = o.discordant, d.count == 3, o.status == .ok {

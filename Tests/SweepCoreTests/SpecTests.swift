@@ -147,7 +147,7 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(unhashed.tasks.filter { $0.kind == .train }.count, 2, "resnet8 still trains its two seeds")
         spec.checkpointHashes = ["a.safetensors": "0123456789abcdef", "b.safetensors": "fedcba9876543210"]
         let plan = try Plan.expand(spec)
-        XCTAssertEqual(plan.tasks.filter { $0.kind == .load }.map(\.source), ["a.safetensors", "b.safetensors"])
+        XCTAssertEqual(plan.tasks.filter { $0.kind == .load }.map(\.checkpointFile), ["a.safetensors", "b.safetensors"])
         XCTAssertTrue(plan.tasks.contains { $0.key == "synthetic/resnet8-b/ckpt-0123456789ab/stage1.block1/zeroBranch" })
         XCTAssertTrue(plan.tasks.filter { $0.key.contains("ckpt-fedcba987654/") && $0.kind == .mask }
             .allSatisfy { $0.dependencies == ["synthetic/resnet8-b/ckpt-fedcba987654/load"] })

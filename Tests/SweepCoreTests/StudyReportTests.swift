@@ -23,7 +23,7 @@ final class StudyReportTests: XCTestCase {
     func testPruningChartsTableAndMaskGrid() throws {
         let spec = "name: p\nstudy: imp\ndatasets: [synthetic-28]\nmodels: [fcn-64x2-bn]\nseeds: 2\npruning: {rounds: 3, rewind_step: 2}\n"
         let input = try input(spec) { task, o in
-            let k = Double(task.round ?? 0)
+            let k = Double((task.payload as? PruningPoint)?.round ?? 0)
             o.remainingFraction = pow(0.7, k)
             o.testAccuracy = 0.9 - 0.01 * k * (task.kind == .oneShot ? 2 : 1)
             o.locality = task.kind == .oneShot ? 0.0 : 0.1 * k
@@ -52,8 +52,8 @@ final class StudyReportTests: XCTestCase {
             case .logits: o.testAccuracy = 0.95
             case .student:
                 let conv = Double(task.model.dropFirst("student-c".count).prefix(1))!
-                o.testAccuracy = 0.7 + 0.05 * conv + (task.variant == "logits" ? 0.02 : 0) + Double(task.seedIndex) * 0.01
-                o.parameters = task.budget
+                o.testAccuracy = 0.7 + 0.05 * conv + ((task.payload as? StudentPoint)?.loss == .logits ? 0.02 : 0) + Double(task.seedIndex) * 0.01
+                o.parameters = (task.payload as? StudentPoint)?.budget
             default: o.testAccuracy = 0.9
             }
         }

@@ -16,6 +16,14 @@ extension TaskKind {
     public static let student = TaskKind("student")
 }
 
+/// What a student learns from, and its size: its task's payload.
+public struct StudentPoint: TaskPayload, Equatable {
+    public let loss: DistillationLoss
+    public let budget: Int
+    /// The teacher model whose logits it regresses (nil: the labels).
+    public let teacher: String?
+}
+
 extension SweepSpec {
     /// The `distillation:` section (defaults when the file has none).
     public var distillation: DistillationSection { section(DistillationSection.self) }
@@ -68,17 +76,14 @@ public enum DistillationStudy: SweepStudy {
                 let (macs, _) = try Plan.measure(model, on: dataset)
                 let teacherKeys = (0..<dist.teachers).map { "\(dataset.name)/\(model)/teacher\($0)/train" }
                 for (t, key) in teacherKeys.enumerated() {
-                    var task = PlannedTask(key: key, kind: .train, dataset: dataset.name, model: model, seedIndex: t, unit: nil, mask: nil,
-                                           dependencies: [], cost: Plan.trainingCost(macs: macs, on: d, epochs: teacherEpochs),
-                                           seed: Plan.seed(spec, key))
-                    task.variant = "teacher"
-                    tasks.append(task)
+                    tasks.append(PlannedTask(key: key, kind: .train, dataset: dataset.name, model: model, seedIndex: t, unit: nil, mask: nil,
+                                             dependencies: [], cost: Plan.trainingCost(macs: macs, on: d, epochs: teacherEpochs),
+                                             seed: Plan.seed(spec, key)))
                 }
                 let logitsKey = "\(dataset.name)/\(model)/teacher-logits"
                 var logits = PlannedTask(key: logitsKey, kind: .logits, dataset: dataset.name, model: model, seedIndex: 0, unit: nil,
                                          mask: nil, dependencies: teacherKeys,
                                          cost: Plan.evaluationCost(macs: macs, images: (d.train + d.test) * dist.teachers), seed: Plan.seed(spec, logitsKey))
-                logits.variant = "teacher"
                 logits.baselineKey = logitsKey
                 tasks.append(logits)
                 logitsKeys.append(logitsKey)
@@ -94,9 +99,7 @@ public enum DistillationStudy: SweepStudy {
                             var t = PlannedTask(key: key, kind: .student, dataset: dataset.name, model: student.name, seedIndex: s,
                                                 unit: nil, mask: nil, dependencies: teacher == nil ? [] : [logitsKey], cost: cost,
                                                 seed: Plan.seed(spec, key))
-                            t.variant = loss.rawValue
-                            t.budget = budget
-                            t.source = teacher
+                            t.payload = StudentPoint(loss: loss, budget: budget, teacher: teacher)
                             t.baselineKey = logitsKey
                             return t
                         }
@@ -128,7 +131,7 @@ public enum DistillationStudy: SweepStudy {
             let data = try worker.splits(task.dataset, model: task.model)
             let network = try worker.build(task.model, for: data, seed: task.seed)
             var loss: Training.LossFunction?
-            if task.variant == DistillationLoss.logits.rawValue, let dep = task.dependencies.first {
+            if (task.payload as? StudentPoint)?.loss == .logits, let dep = task.dependencies.first {
                 guard let logits = try inputs.file(dep)["logits"], logits.shape == [data.train.count, data.train.classes] else {
                     throw RunError(path: task.key, message: "teacher logits do not match the training split")
                 }
@@ -145,7 +148,7 @@ public enum DistillationStudy: SweepStudy {
     public static func label(_ task: PlannedTask) -> String? {
         switch task.kind {
         case .logits: return "\(task.dataset)/\(task.model) teacher logits"
-        case .student: return "\(task.dataset) \(task.model) seed\(task.seedIndex) \(task.variant ?? "")"
+        case .student: return "\(task.dataset) \(task.model) seed\(task.seedIndex) \((task.payload as? StudentPoint)?.loss.rawValue ?? "")"
         default: return nil
         }
     }
@@ -155,8 +158,15 @@ public enum DistillationStudy: SweepStudy {
                      afterMetrics: [.integer("conv_layers", \.convLayers), .integer("budget", \.budget), .integer("parameters", \.parameters)])
     }
 
+    /// Teachers and their logits are the `teacher` variant; a student's row names its loss,
+    /// budget, teacher and conv layers.
     public static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan) {
-        if task.kind == .student, let spec = try? ModelSpec.parse(task.model), case let .student(conv, _) = spec { row.convLayers = conv }
+        if task.kind == .train || task.kind == .logits { row.mask = "teacher" }
+        guard task.kind == .student, let point = task.payload as? StudentPoint else { return }
+        row.mask = point.loss.rawValue
+        row.budget = point.budget
+        row.source = point.teacher
+        if let spec = try? ModelSpec.parse(task.model), case let .student(conv, _) = spec { row.convLayers = conv }
     }
 
     public static func summary(_ rows: [ResultRow]) -> [String] { DistillationTable.compute(rows).flatMap(\.summary) }

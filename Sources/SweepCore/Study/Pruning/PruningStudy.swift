@@ -18,6 +18,13 @@ extension TaskKind {
     public static let oneShot = TaskKind("oneshot")
 }
 
+/// Where an IMP task sits: its round, and whether it got there iteratively (`imp`) or at once
+/// (`oneshot`, the control).
+public struct PruningPoint: TaskPayload, Equatable {
+    public let round: Int
+    public let method: String
+}
+
 extension SweepSpec {
     /// The `pruning:` section (defaults when the file has none).
     public var pruning: PruningSection { section(PruningSection.self) }
@@ -75,8 +82,7 @@ public enum PruningStudy: SweepStudy {
                     func task(_ key: String, _ kind: TaskKind, round: Int, variant: String, after: [String], cost: Double) -> PlannedTask {
                         var t = PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: s, unit: nil, mask: nil,
                                             dependencies: after, cost: cost, seed: chainSeed)
-                        t.round = round
-                        t.variant = variant
+                        t.payload = PruningPoint(round: round, method: variant)
                         t.baselineKey = dense
                         return t
                     }
@@ -109,7 +115,8 @@ public enum PruningStudy: SweepStudy {
 
     public static func label(_ task: PlannedTask) -> String? {
         guard task.kind != .train else { return nil }
-        return "\(task.dataset)/\(task.model)/seed\(task.seedIndex) \(task.variant ?? "") round \(task.round ?? 0)"
+        let point = task.payload as? PruningPoint
+        return "\(task.dataset)/\(task.model)/seed\(task.seedIndex) \(point?.method ?? "") round \(point?.round ?? 0)"
     }
 
     /// The round after `mask`; remaining_fraction, then one remaining_<layer> column per layer,
@@ -120,6 +127,12 @@ public enum PruningStudy: SweepStudy {
                             afterMetrics: [.number("remaining_fraction", \.remainingFraction)]
                                 + layers.map { layer in .number("remaining_\(layer)") { $0.layerRemaining?[layer] } }
                                 + [.number("locality", \.locality)])
+    }
+
+    public static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan) {
+        guard let point = task.payload as? PruningPoint else { return }
+        row.round = point.round
+        row.mask = point.method
     }
 
     public static func summary(_ rows: [ResultRow]) -> [String] { PruningCurve.compute(rows).flatMap(\.summary) }
@@ -148,7 +161,7 @@ extension TaskExecutor {
         for (name, mask) in previous.masks {
             keep[name] = task.kind == .prune
                 ? Pruning.survivors(pruning: spec.pruning.rate, of: Pruning.survivingCount(mask))
-                : Pruning.survivorSchedule(total: mask.count, rate: spec.pruning.rate, rounds: task.round ?? 1).last ?? mask.count
+                : Pruning.survivorSchedule(total: mask.count, rate: spec.pruning.rate, rounds: (task.payload as? PruningPoint)?.round ?? 1).last ?? mask.count
         }
         let masks = try IterativePruning.nextMasks(after: previous, keep: keep, minConnectedUnits: spec.pruning.minConnectedUnits)
         let (round, reports) = try IterativePruning.retrain(from: previous, masks: masks, on: data.train,

@@ -14,6 +14,15 @@ extension TaskKind {
     public static let reuse = TaskKind("reuse")
 }
 
+/// Which kernels a reuse task copies, from where, and whether they train further.
+public struct ReusePoint: TaskPayload, Equatable {
+    /// The source dataset.
+    public let source: String
+    /// The units whose kernels are copied (one layer or a prefix).
+    public let units: [String]
+    public let mode: ReuseMode
+}
+
 extension SweepSpec {
     /// The `reuse:` section (defaults when the file has none).
     public var reuse: ReuseSection { section(ReuseSection.self) }
@@ -92,7 +101,7 @@ public enum ReuseStudy: SweepStudy {
                     if let files, sources.contains(dataset.name) {
                         var t = PlannedTask(key: sourceKey(dataset.name, s), kind: .load, dataset: dataset.name, model: model, seedIndex: s,
                                             unit: nil, mask: nil, dependencies: [], cost: 1, seed: Plan.seed(spec, sourceKey(dataset.name, s)))
-                        t.source = files[s]
+                        t.checkpointFile = files[s]
                         tasks.append(t)
                         continue
                     }
@@ -124,9 +133,7 @@ public enum ReuseStudy: SweepStudy {
                             let key = "\(pair.target)/\(model)/seed\(s)/\(from)/\(point.name)/\(mode.rawValue)"
                             var t = PlannedTask(key: key, kind: .reuse, dataset: pair.target, model: model, seedIndex: s, unit: point.name,
                                                 mask: nil, dependencies: [fromKey, targetKey], cost: cost, seed: Plan.seed(spec, key))
-                            t.source = pair.source
-                            t.units = point.units
-                            t.variant = mode.rawValue
+                            t.payload = ReusePoint(source: pair.source, units: point.units, mode: mode)
                             t.baselineKey = targetKey
                             tasks.append(t)
                         }
@@ -147,12 +154,19 @@ public enum ReuseStudy: SweepStudy {
     }
 
     public static func label(_ task: PlannedTask) -> String? {
-        task.kind == .reuse ? "\(task.source ?? "?") → \(task.dataset) \(task.unit ?? "?") \(task.variant ?? "") seed\(task.seedIndex)" : nil
+        guard task.kind == .reuse, let point = task.payload as? ReusePoint else { return nil }
+        return "\(point.source) → \(task.dataset) \(task.unit ?? "?") \(point.mode.rawValue) seed\(task.seedIndex)"
     }
 
     public static func columns(_ rows: [ResultRow]) -> StudyColumns {
         StudyColumns(afterDataset: [ResultColumn("source") { $0.source ?? "" }],
                      afterMetrics: [.number("rmse", \.rmse), .integer("parameters", \.parameters)])
+    }
+
+    public static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan) {
+        guard let point = task.payload as? ReusePoint else { return }
+        row.source = point.source
+        row.mask = point.mode.rawValue
     }
 
     public static func summary(_ rows: [ResultRow]) -> [String] { ReuseFinding.compute(rows).flatMap(\.summary) }
@@ -172,12 +186,13 @@ extension TaskExecutor {
             throw RunError(path: task.dependencies[1], message: "checkpoint lacks its training seed")
         }
         let network = try build(task.model, for: data, seed: seed)
-        let kernels = try (task.units ?? []).map { name -> String in
+        guard let point = task.payload as? ReusePoint else { throw RunError(path: task.key, message: "a reuse task without its kernels") }
+        let kernels = try point.units.map { name -> String in
             guard let unit = network.unit(name) else { throw MaskError.unknownUnit(name) }
             return Reuse.kernels(of: [unit])[0]
         }
         try Reuse.copy(kernels, from: source, into: network)
-        let frozen: Set<String> = task.variant == ReuseMode.frozen.rawValue ? Set(kernels) : []
+        let frozen: Set<String> = point.mode == .frozen ? Set(kernels) : []
         var outcome = try train(network, data: data, section: spec.training, seed: seed, hooks: TrainingHooks(frozen: frozen))
         outcome.rmse = try Reuse.rmse(kernels, source, scratch)
         outcome.parameters = kernels.reduce(0) { $0 + (network.parameter($1)?.value.count ?? 0) }

@@ -159,7 +159,10 @@ public enum SensitivityStudy: SweepStudy {
     public static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan) {
         guard task.kind == .pruneLayer else { return }
         row.unitIndex = UnitOrder.index(of: task.unit, in: task.model)
-        if let point = task.payload as? SensitivityPoint { row.mask = point.variant }
+        if let point = task.payload as? SensitivityPoint {
+            row.mask = point.variant
+            row.payload = point
+        }
     }
 
     public static func summary(_ rows: [ResultRow]) -> [String] {
