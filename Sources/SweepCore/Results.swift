@@ -8,8 +8,8 @@ import Studies
 /// the pruning method (imp | oneshot) or the distillation loss (logits | labels).
 public struct ResultRow: Codable, Sendable {
     public var key: String
-    public var study: String
-    public var kind: String
+    public var study: StudyName
+    public var kind: TaskKind
     public var dataset: String
     /// Reuse: the source dataset; distillation: the teacher model.
     public var source: String?
@@ -21,7 +21,7 @@ public struct ResultRow: Codable, Sendable {
     public var mask: String
     /// IMP: the pruning round (0 = dense).
     public var round: Int?
-    public var status: String
+    public var status: TaskStatus
     public var testAccuracy: Double?
     public var testLoss: Double?
     /// The reference's test accuracy: the unmasked network (zeroing), the scratch-trained
@@ -67,10 +67,10 @@ public struct ResultRow: Codable, Sendable {
     /// rank, host) last so two runs diff cleanly.
     static func csvColumns(for study: any SweepStudy.Type, rows: [ResultRow]) -> [ResultColumn] {
         let own = study.columns(rows)
-        let head = [ResultColumn("key", \.key), ResultColumn("study", \.study), ResultColumn("kind", \.kind), ResultColumn("dataset", \.dataset)]
+        let head = [ResultColumn("key", \.key), ResultColumn("study", \.study.rawValue), ResultColumn("kind", \.kind.rawValue), ResultColumn("dataset", \.dataset)]
         let point = [ResultColumn("model", \.model), ResultColumn("seed") { String($0.seed) }, ResultColumn("layer", \.layer),
                      ResultColumn("mask", \.mask)]
-        let metrics = [ResultColumn("status", \.status), .number("test_accuracy", \.testAccuracy), .number("test_loss", \.testLoss),
+        let metrics = [ResultColumn("status", \.status.rawValue), .number("test_accuracy", \.testAccuracy), .number("test_loss", \.testLoss),
                        .number("baseline_accuracy", \.baselineAccuracy), .number("delta_accuracy", \.deltaAccuracy)]
         let tail = [ResultColumn("error") { $0.error ?? "" }, ResultColumn("seconds") { FixedText.of($0.seconds, places: 3) },
                     ResultColumn("rank") { String($0.rank) }, ResultColumn("host", \.host)]
@@ -121,10 +121,10 @@ public enum ResultTable {
             let o = record.outcome
             let baseline = task.baselineKey.flatMap { latest[$0]?.outcome.testAccuracy }
             let delta = task.kind.compared ? o.testAccuracy.flatMap { a in baseline.map { a - $0 } } : nil
-            var row = ResultRow(key: task.key, study: plan.spec.study.rawValue, kind: task.kind.rawValue, dataset: task.dataset,
+            var row = ResultRow(key: task.key, study: plan.spec.study, kind: task.kind, dataset: task.dataset,
                                 source: task.checkpointFile, model: task.model, seed: task.seedIndex, layer: task.unit ?? "",
                                 mask: task.mask?.rawValue ?? (task.kind == .baseline ? "none" : ""),
-                                round: nil, status: o.status.rawValue, testAccuracy: o.testAccuracy, testLoss: o.testLoss,
+                                round: nil, status: o.status, testAccuracy: o.testAccuracy, testLoss: o.testLoss,
                                 baselineAccuracy: baseline, deltaAccuracy: delta, paramsMasked: o.paramsMasked,
                                 remainingFraction: o.remainingFraction, layerRemaining: o.layerRemaining, locality: o.locality,
                                 rmse: o.rmse, parameters: o.parameters, budget: nil, convLayers: nil, maskImages: o.maskImages,
@@ -223,7 +223,7 @@ public enum RunOutputs {
     public static func write(_ input: ReportInput, to run: RunDirectory, ranks: Int, started: Date, finished: Date) throws {
         try run.writeResults(ResultTable.Document(
             version: layersweepVersion, spec: input.plan.spec, started: started, finished: finished, complete: input.complete,
-            ranks: ranks, hosts: input.hosts, counts: Dictionary(grouping: input.rows, by: \.status).mapValues(\.count),
+            ranks: ranks, hosts: input.hosts, counts: Dictionary(grouping: input.rows, by: \.status.rawValue).mapValues(\.count),
             rows: input.rows))
         try ReportPage.write(input, to: run)
     }

@@ -47,7 +47,7 @@ struct RunCommand: ParsableCommand {
                                  coordinatorWorks: coordinatorWorks == "auto" ? nil : coordinatorWorks == "yes",
                                  retryFailed: retryFailed, continueExisting: continueExisting, drainGrace: grace)
         guard let summary = try SweepLauncher.run(options, log: report) else { return }
-        let counts = Dictionary(grouping: summary.rows, by: \.status).mapValues(\.count)
+        let counts = Dictionary(grouping: summary.rows, by: \.status.rawValue).mapValues(\.count)
         let countText = counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         let workers = "\(summary.workers) worker\(summary.workers == 1 ? "" : "s")"
         if summary.drained {
@@ -135,7 +135,7 @@ struct ReportCommand: ParsableCommand {
         let now = Date()
         try RunOutputs.write(input, to: run, ranks: Set(ran.map(\.rank)).count, started: ran.map(\.started).min() ?? now,
                                     finished: ran.map(\.finished).max() ?? now)
-        let counts = Dictionary(grouping: input.rows, by: \.status).mapValues(\.count)
+        let counts = Dictionary(grouping: input.rows, by: \.status.rawValue).mapValues(\.count)
         report("\(input.rows.count) of \(input.plan.tasks.count) tasks journaled (\(counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))\(input.complete ? "" : "; partial report")")
         for line in ProgressText.summary(rows: input.rows, study: input.plan.spec.studyType) { report(line) }
         print("wrote:")

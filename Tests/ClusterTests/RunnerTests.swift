@@ -68,7 +68,7 @@ final class RunnerTests: XCTestCase {
         let one = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("one").path, localWorkers: 1))
         let three = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("three").path, localWorkers: 3))
         XCTAssertEqual(one.rows.count, 2 * (2 + 8 + 3 + 7 + 8))
-        XCTAssertTrue(one.rows.allSatisfy { $0.status == "ok" }, "\(one.rows.filter { $0.status != "ok" })")
+        XCTAssertTrue(one.rows.allSatisfy { $0.status == .ok }, "\(one.rows.filter { $0.status != .ok })")
         XCTAssertEqual(stable(one.rows), stable(three.rows))
         XCTAssertEqual(Set(three.rows.map(\.rank)).count, 3, "all three workers got work")
         let csv = try String(contentsOf: one.directory.resultsCSV, encoding: .utf8)
@@ -112,11 +112,11 @@ final class RunnerTests: XCTestCase {
             .replacingOccurrences(of: "models: [resnet8]", with: "models: [resnet8, fcn-8]")
         try text.write(toFile: spec, atomically: true, encoding: .utf8)
         let summary = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("div").path, localWorkers: 2))
-        let trains = summary.rows.filter { $0.kind == "train" }
-        XCTAssertTrue(trains.contains { $0.status == "diverged" && ($0.error ?? "").contains("diverged") }, "\(trains)")
-        for row in summary.rows where row.kind != "train" {
+        let trains = summary.rows.filter { $0.kind == .train }
+        XCTAssertTrue(trains.contains { $0.status == .diverged && ($0.error ?? "").contains("diverged") }, "\(trains)")
+        for row in summary.rows where row.kind != .train {
             let train = trains.first { row.key.hasPrefix("\($0.dataset)/\($0.model)/seed\($0.seed)/") }!
-            XCTAssertEqual(row.status, train.status == "ok" ? "ok" : "skipped", row.key)
+            XCTAssertEqual(row.status, train.status == .ok ? .ok : .skipped, row.key)
         }
     }
 
@@ -178,7 +178,7 @@ final class RunnerTests: XCTestCase {
             let spec = try studySpec(text)
             let one = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("\(name)-1").path, localWorkers: 1))
             let three = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("\(name)-3").path, localWorkers: 3))
-            XCTAssertTrue(one.rows.allSatisfy { $0.status == "ok" }, "\(name): \(one.rows.filter { $0.status != "ok" }.map { "\($0.key) \($0.error ?? "")" })")
+            XCTAssertTrue(one.rows.allSatisfy { $0.status == .ok }, "\(name): \(one.rows.filter { $0.status != .ok }.map { "\($0.key) \($0.error ?? "")" })")
             XCTAssertEqual(stable(one.rows), stable(three.rows), name)
             switch name {
             case "imp":
@@ -192,11 +192,11 @@ final class RunnerTests: XCTestCase {
                 let header = ResultTable.csv(one.rows, study: PruningStudy.self).split(separator: "\n")[0]
                 XCTAssertTrue(header.contains("remaining_fraction,remaining_fc1.weight,remaining_fc2.weight,locality"), "\(header)")
             case "distill":
-                XCTAssertEqual(one.rows.filter { $0.kind == "student" }.count, 2 * 2)
-                let teacher = try XCTUnwrap(one.rows.first { $0.kind == "logits" }?.testAccuracy)
-                for student in one.rows where student.kind == "student" { XCTAssertEqual(student.baselineAccuracy, teacher) }
+                XCTAssertEqual(one.rows.filter { $0.kind == .student }.count, 2 * 2)
+                let teacher = try XCTUnwrap(one.rows.first { $0.kind == .logits }?.testAccuracy)
+                for student in one.rows where student.kind == .student { XCTAssertEqual(student.baselineAccuracy, teacher) }
             case "sensitivity":
-                let pruned = one.rows.filter { $0.kind == "pruneLayer" }
+                let pruned = one.rows.filter { $0.kind == .pruneLayer }
                 XCTAssertEqual(pruned.count, 2 * 3 * 2 * 2 * 3)
                 XCTAssertTrue(pruned.allSatisfy { $0.deltaAccuracy != nil && $0.deltaLow != nil && $0.mcnemarP != nil && $0.unitIndex != nil })
                 // A layer pruned whole by filters: every weight gone, the same count as unstructured at 1.0.
@@ -209,7 +209,7 @@ final class RunnerTests: XCTestCase {
                 let line = String(decoding: try ResultTable.jsonLines(pruned.prefix(1).map { $0 }), as: UTF8.self)
                 XCTAssertTrue(line.contains("\"sparsity\":") && line.contains("\"method\":") && line.contains("\"recalibrated\":"), line)
             default:
-                let reuse = one.rows.filter { $0.kind == "reuse" }
+                let reuse = one.rows.filter { $0.kind == .reuse }
                 XCTAssertEqual(reuse.count, 3 * 2)
                 XCTAssertTrue(reuse.allSatisfy { ($0.rmse ?? 0) > 0 && $0.deltaAccuracy != nil && $0.source == "a" })
             }
@@ -262,7 +262,7 @@ final class RunnerTests: XCTestCase {
         let lines = try String(contentsOf: journal, encoding: .utf8).split(separator: "\n")
         try ((lines.prefix(1) + lines.dropFirst().filter { $0.contains("/train\"") }).joined(separator: "\n") + "\n")
             .write(to: journal, atomically: true, encoding: .utf8)
-        let damaged = try XCTUnwrap(full.rows.first { $0.kind == "train" && $0.seed == 1 })
+        let damaged = try XCTUnwrap(full.rows.first { $0.kind == .train && $0.seed == 1 })
         let (_, records) = try Journal.read(full.directory.journalURL)
         let hash = try XCTUnwrap(records.first { $0.key == damaged.key }?.outcome.checkpoint)
         let file = RunDirectory(cut.path).checkpointURL(hash)
@@ -303,15 +303,15 @@ final class RunnerTests: XCTestCase {
             """)
         let runDir = dir.appendingPathComponent("run").path
         let broken = try run(RunOptions(specPath: spec, output: runDir))
-        XCTAssertEqual(broken.rows.filter { $0.status == "failed" }.count, 2)
-        XCTAssertTrue(broken.rows.filter { $0.kind != "train" }.allSatisfy { $0.status == "skipped" })
+        XCTAssertEqual(broken.rows.filter { $0.status == .failed }.count, 2)
+        XCTAssertTrue(broken.rows.filter { $0.kind != .train }.allSatisfy { $0.status == .skipped })
         try idx("train-images-idx3-ubyte", [64, 8, 8], images)   // fixed
         var log: [String] = []
         let kept = try XCTUnwrap(try SweepLauncher.run(RunOptions(resumePath: runDir), log: { log.append($0) }))
-        XCTAssertEqual(kept.rows.filter { $0.status == "failed" }.count, 2)
+        XCTAssertEqual(kept.rows.filter { $0.status == .failed }.count, 2)
         XCTAssertTrue(log.contains { $0.contains("2 failed: add --retry-failed to run them again") }, "\(log)")
         let retried = try run(RunOptions(resumePath: runDir, retryFailed: true))
-        XCTAssertTrue(retried.rows.allSatisfy { $0.status == "ok" }, "\(retried.rows.map { "\($0.key) \($0.status)" })")
+        XCTAssertTrue(retried.rows.allSatisfy { $0.status == .ok }, "\(retried.rows.map { "\($0.key) \($0.status)" })")
         let clean = try run(RunOptions(specPath: spec, output: dir.appendingPathComponent("clean").path))
         XCTAssertEqual(stable(retried.rows), stable(clean.rows))
     }

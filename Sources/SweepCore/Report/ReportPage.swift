@@ -61,7 +61,7 @@ public enum ReportPage {
         let spec = input.plan.spec
         let ran = input.records.filter { $0.rank >= 0 }
         let start = ran.map(\.started).min(), end = ran.map(\.finished).max()
-        let counts = Dictionary(grouping: input.rows, by: \.status).mapValues(\.count)
+        let counts = Dictionary(grouping: input.rows, by: \.status.rawValue).mapValues(\.count)
         let datasets = spec.datasets.map { d in
             d.name + (d.trainLimit.map { " (train \($0)" } ?? "") + (d.testLimit.map { ", test \($0))" } ?? (d.trainLimit == nil ? "" : ")"))
         }
@@ -90,7 +90,7 @@ public enum ReportPage {
     }
 
     private static func problems(_ input: ReportInput, into m: inout Markup) {
-        let bad = input.rows.filter { $0.status != "ok" }
+        let bad = input.rows.filter { $0.status != .ok }
         guard !bad.isEmpty else { return }
         m.element("h2", text: "Failed, diverged and skipped tasks (\(bad.count))")
         m.element("table", ["class": "problems"]) { m in
@@ -98,7 +98,7 @@ public enum ReportPage {
             for r in bad.prefix(200) {
                 m.element("tr") { m in
                     m.element("td", text: r.key)
-                    m.element("td", text: r.status)
+                    m.element("td", text: r.status.rawValue)
                     m.element("td", text: r.error ?? "")
                 }
             }

@@ -21,5 +21,5 @@ struct SeedStatistics {
 
 extension Array where Element == ResultRow {
     /// Rows that finished with a test accuracy.
-    var succeeded: [ResultRow] { filter { $0.status == TaskStatus.ok.rawValue && $0.testAccuracy != nil } }
+    var succeeded: [ResultRow] { filter { $0.status == .ok && $0.testAccuracy != nil } }
 }

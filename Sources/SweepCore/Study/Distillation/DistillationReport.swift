@@ -17,11 +17,11 @@ public struct DistillationTable: Sendable {
     public let cells: [Cell]
 
     public static func compute(_ rows: [ResultRow]) -> [DistillationTable] {
-        let ok = rows.succeeded.filter { $0.study == "distill" }
+        let ok = rows.succeeded.filter { $0.study == .distill }
         return Array(Set(ok.map(\.dataset))).sorted().map { dataset in
             let mine = ok.filter { $0.dataset == dataset }
-            let teachers = mine.filter { $0.kind == TaskKind.logits.rawValue }.compactMap(\.testAccuracy)
-            let students = mine.filter { $0.kind == TaskKind.student.rawValue }
+            let teachers = mine.filter { $0.kind == .logits }.compactMap(\.testAccuracy)
+            let students = mine.filter { $0.kind == .student }
             let groups = Dictionary(grouping: students) { "\($0.convLayers ?? -1)|\($0.budget ?? 0)|\($0.mask)" }
             let cells = groups.values.map { r in
                 Cell(convLayers: r[0].convLayers ?? -1, budget: r[0].budget ?? 0, loss: r[0].mask, model: r[0].model,

@@ -17,7 +17,7 @@ public struct PruningCurve: Sendable {
     public let oneShot: [Point]
 
     public static func compute(_ rows: [ResultRow]) -> [PruningCurve] {
-        let ok = rows.succeeded.filter { $0.study == "imp" }
+        let ok = rows.succeeded.filter { $0.study == .imp }
         let groups = Dictionary(grouping: ok) { [$0.dataset, $0.model] }
         return groups.keys.sorted { $0.joined() < $1.joined() }.map { g in
             let mine = groups[g]!
@@ -126,7 +126,7 @@ enum PruningReport {
     /// The most-connected first-layer masks of the first seed, for the first, middle and last
     /// IMP rounds and the last one-shot round: black pixels are inputs the unit still sees.
     private static func masks(_ rows: [ResultRow], into m: inout Markup) {
-        let withImages = rows.filter { !($0.maskImages ?? []).isEmpty && $0.status == "ok" }
+        let withImages = rows.filter { !($0.maskImages ?? []).isEmpty && $0.status == .ok }
         guard let seed = withImages.map(\.seed).min() else { return }
         let imp = withImages.filter { $0.seed == seed && $0.mask == "imp" }.sorted { ($0.round ?? 0) < ($1.round ?? 0) }
         var chosen: [ResultRow] = []

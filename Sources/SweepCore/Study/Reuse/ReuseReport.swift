@@ -37,7 +37,7 @@ public struct ReuseFinding: Sendable {
     }
 
     public static func compute(_ rows: [ResultRow], unitOrder: [String] = []) -> [ReuseFinding] {
-        let ok = rows.succeeded.filter { $0.study == "reuse" && $0.kind == TaskKind.reuse.rawValue && $0.deltaAccuracy != nil }
+        let ok = rows.succeeded.filter { $0.study == .reuse && $0.kind == .reuse && $0.deltaAccuracy != nil }
         let groups = Dictionary(grouping: ok) { [$0.source ?? "", $0.dataset, $0.model, $0.mask] }
         func order(_ layer: String) -> (Int, Int, String) {
             if layer.hasPrefix("first"), let k = Int(layer.dropFirst(5)) { return (1, k, layer) }

@@ -31,9 +31,9 @@ public struct SensitivityCurves: Sendable {
     public let baselines: [Double]
 
     public static func compute(_ rows: [ResultRow]) -> [SensitivityCurves] {
-        let ok = rows.succeeded.filter { $0.study == StudyName.sensitivity.rawValue }
-        let baselines = Dictionary(grouping: ok.filter { $0.kind == TaskKind.baseline.rawValue }) { [$0.dataset, $0.model] }
-        let pruned = ok.filter { $0.kind == TaskKind.pruneLayer.rawValue && $0.deltaAccuracy != nil }
+        let ok = rows.succeeded.filter { $0.study == .sensitivity }
+        let baselines = Dictionary(grouping: ok.filter { $0.kind == .baseline }) { [$0.dataset, $0.model] }
+        let pruned = ok.filter { $0.kind == .pruneLayer && $0.deltaAccuracy != nil }
         let groups = Dictionary(grouping: pruned) { [$0.dataset, $0.model, $0.mask] }
         return groups.keys.sorted { $0.joined(separator: "\u{1}") < $1.joined(separator: "\u{1}") }.map { g in
             let mine = groups[g]!

@@ -22,20 +22,20 @@ struct ZeroingHeatmap {
         self.dataset = dataset
         self.model = model
         let mine = rows.filter { $0.dataset == dataset && $0.model == model }
-        let masked = mine.filter { $0.kind == TaskKind.mask.rawValue }
+        let masked = mine.filter { $0.kind == .mask }
         let present = Set(masked.map(\.layer))
         let all = (try? LayerMatcher.units(of: model)) ?? []
         units = all.filter { present.contains($0.name) }
         self.masks = masks.filter { m in masked.contains { $0.mask == m } }
         cells = Dictionary(grouping: masked) { Self.key($0.layer, $0.mask) }
-        baselines = mine.filter { $0.kind == TaskKind.baseline.rawValue && $0.status == "ok" }.compactMap(\.testAccuracy)
+        baselines = mine.filter { $0.kind == .baseline && $0.status == .ok }.compactMap(\.testAccuracy)
         self.limit = limit
         summaries = Dictionary(UnitSummary.summaries(mine).map { (Self.key($0.layer, $0.mask), $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Mean Δ of the successful rows of a cell, and how many there were.
     func mean(_ unit: String, _ mask: String) -> (Double, Int)? {
-        let ok = (cells[Self.key(unit, mask)] ?? []).compactMap { $0.status == "ok" ? $0.deltaAccuracy : nil }
+        let ok = (cells[Self.key(unit, mask)] ?? []).compactMap { $0.status == .ok ? $0.deltaAccuracy : nil }
         return ok.isEmpty ? nil : (ok.reduce(0, +) / Double(ok.count), ok.count)
     }
 
@@ -83,7 +83,7 @@ struct ZeroingHeatmap {
                         }
                         m.element("text", ["x": Format.coordinate(x + cellWidth / 2), "y": Format.coordinate(y + cellHeight - 4.5),
                                            "text-anchor": "middle", "class": "value", "fill": ColorScale.textColor(on: fill)],
-                                  text: cellText(stats, summary, status: rows.first?.status))
+                                  text: cellText(stats, summary, status: rows.first?.status.rawValue))
                     }
                 }
             }
@@ -114,7 +114,7 @@ struct ZeroingHeatmap {
             if let acc = r.testAccuracy, let base = r.baselineAccuracy {
                 parts.append("seed\(r.seed): accuracy \(Format.fixed(acc, 4)) vs baseline \(Format.fixed(base, 4))")
             } else {
-                parts.append("seed\(r.seed): \(r.status)\(r.error.map { " — \($0)" } ?? "")")
+                parts.append("seed\(r.seed): \(r.status.rawValue)\(r.error.map { " — \($0)" } ?? "")")
             }
         }
         if let params = rows.first?.paramsMasked { parts.append("\(params) parameters masked") }

@@ -29,7 +29,7 @@ public struct RunComparison: Sendable {
             throw RunError(path: run.resultsJSON.path, message: "no results yet (is this a run directory? `sweep report` rebuilds it from the journal)")
         }
         let rows = try Journal.decoder.decode(Rows.self, from: data).rows
-        guard rows.contains(where: { $0.study == SweepSpec.Study.zeroing.rawValue }) else {
+        guard rows.contains(where: { $0.study == .zeroing }) else {
             throw RunError(path: run.url.path, message: "compare reads layer-zeroing runs; this one is not")
         }
         return UnitSummary.summaries(rows)

@@ -29,7 +29,7 @@ public struct UnitSummary: Codable, Equatable, Sendable {
 
     /// One summary per (dataset, model, layer, mask) of the successful mask rows, in row order.
     public static func summaries(_ rows: [ResultRow]) -> [UnitSummary] {
-        let masked = rows.filter { $0.kind == TaskKind.mask.rawValue && $0.status == TaskStatus.ok.rawValue && $0.deltaAccuracy != nil }
+        let masked = rows.filter { $0.kind == .mask && $0.status == .ok && $0.deltaAccuracy != nil }
         let unstable = unstableUnits(masked)
         var order: [String] = []
         var groups: [String: [ResultRow]] = [:]

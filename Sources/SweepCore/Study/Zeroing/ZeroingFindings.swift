@@ -30,7 +30,7 @@ public struct ZeroingFinding: Equatable, Sendable {
 
     /// Findings for every (dataset, model, mask) with successful mask rows, sorted by those names.
     public static func compute(_ rows: [ResultRow]) -> [ZeroingFinding] {
-        let masked = rows.filter { $0.kind == TaskKind.mask.rawValue && $0.status == TaskStatus.ok.rawValue && $0.deltaAccuracy != nil }
+        let masked = rows.filter { $0.kind == .mask && $0.status == .ok && $0.deltaAccuracy != nil }
         let groups = Dictionary(grouping: masked) { [$0.dataset, $0.model, $0.mask] }
         let summaries = Dictionary(grouping: UnitSummary.summaries(rows)) { [$0.dataset, $0.model, $0.mask] }
         return groups.keys.sorted { $0.joined(separator: "\u{1}") < $1.joined(separator: "\u{1}") }.compactMap { key in

@@ -88,7 +88,7 @@ public enum ZeroingStudy: SweepStudy {
         let findings = ZeroingFinding.compute(input.rows)
         m.element("h2", text: "Which layers matter?")
         let masks = spec.masks.map(\.rawValue)
-        let deltas = input.rows.compactMap { $0.kind == "mask" && $0.status == "ok" ? $0.deltaAccuracy : nil }
+        let deltas = input.rows.compactMap { $0.kind == .mask && $0.status == .ok ? $0.deltaAccuracy : nil }
         let limit = ColorScale.niceLimit(deltas.map(abs).max() ?? 0.01)
         for dataset in spec.datasets.map(\.name) {
             m.element("h3", text: dataset)
