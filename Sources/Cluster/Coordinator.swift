@@ -33,6 +33,7 @@ public final class Coordinator {
     /// How long the first dispatch waits for workers that have not said hello yet.
     private let helloWait: TimeInterval = 5
     private var costDone = 0.0
+    private var finishedThisSession = 0
     private let sessionStart = Date()
     /// Called with every record so far, at most every `refreshInterval` seconds, so a long
     /// sweep's report can be opened while it runs.
@@ -413,8 +414,10 @@ public final class Coordinator {
         lastETA = eta
         latestProgress[record.rank] = nil
         status?.set(record.rank, nil)
+        finishedThisSession += 1
         log(ProgressText.line(done: records.count, total: plan.tasks.count, task: task, record: record,
-                              baseline: task.baselineKey.flatMap { records[$0]?.outcome.testAccuracy }, eta: eta, study: plan.spec.studyType))
+                              baseline: task.baselineKey.flatMap { records[$0]?.outcome.testAccuracy }, eta: eta, study: plan.spec.studyType,
+                              elapsed: elapsed, pace: finishedThisSession))
         try recordSkipped(skipped, because: record)
     }
 

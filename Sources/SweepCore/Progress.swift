@@ -6,9 +6,11 @@ public enum ProgressText {
     /// `1h02m`, `2m10s`, `4.1s`.
     public static func duration(_ seconds: Double) -> String { DurationText.of(seconds) }
 
-    /// `[37/112] stage2.block1.conv2 zeroBranch acc 0.9012 Δ-0.0031 rank 3 4.1s · ETA 2m10s`
+    /// `[37/112] stage2.block1.conv2 zeroBranch acc 0.9012 Δ-0.0031 rank 3 4.1s · 3m02s in, 12.2 tasks/min · ETA 2m10s`:
+    /// the task, its time, the session's elapsed time and pace (`pace`: tasks finished this
+    /// session, over `elapsed` seconds), and the estimate of what is left.
     public static func line(done: Int, total: Int, task: PlannedTask, record: TaskRecord, baseline: Double?, eta: Double?,
-                            study: any SweepStudy.Type) -> String {
+                            study: any SweepStudy.Type, elapsed: Double? = nil, pace: Int = 0) -> String {
         var what: String
         if let own = study.label(task) {
             what = own
@@ -31,7 +33,11 @@ public enum ProgressText {
         default:
             what += " \(o.status.rawValue.uppercased())" + (o.error.map { ": \($0)" } ?? "")
         }
-        let tail = eta.map { " · ETA \(duration($0))" } ?? ""
+        var tail = ""
+        if let elapsed, elapsed >= 1, pace > 0 {
+            tail += " · \(duration(elapsed)) in, \(FixedText.of(Double(pace) / elapsed * 60, places: 1)) tasks/min"
+        }
+        tail += eta.map { " · ETA \(duration($0))" } ?? ""
         return "[\(done)/\(total)] \(what) rank \(record.rank) \(duration(o.seconds))\(tail)"
     }
 

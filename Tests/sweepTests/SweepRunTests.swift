@@ -275,6 +275,9 @@ final class SweepRunTests: XCTestCase {
         XCTAssertLessThan(epoch1, epoch2)
         XCTAssertLessThan(epoch2, done)
         XCTAssertTrue(lines[epoch1].contains("img/s") && lines[epoch1].contains("ETA"), lines[epoch1])
+        // Finished-task lines: the task's time, then the session's elapsed time and pace.
+        let last = try XCTUnwrap(lines.last { $0.hasPrefix("[") && $0.contains(" tasks/min") }, r.stderr)
+        XCTAssertNotNil(last.range(of: #"rank \d+ [0-9.]+s · [0-9.ms]+ in, [0-9.]+ tasks/min"#, options: .regularExpression), last)
 
         // sweep report names every file it writes; results.jsonl is one row per line, mask rows
         // carry their unit's index in network order and every row its network's checkpoint.
