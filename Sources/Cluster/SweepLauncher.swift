@@ -181,17 +181,17 @@ public enum SweepLauncher {
     /// `plan` when the caller has already expanded that same text.
     private static func resumed(_ run: RunDirectory, lock: RunLock, options: RunOptions, plan: Plan? = nil) throws -> Prepared {
         let text = try run.storedSpecText()
-        let (header, records) = try Journal.read(run.journalURL)
-        guard header.specHash == RunDirectory.specHash(text) else {
-            throw RunError(path: run.journalURL.path, message: "journal belongs to a different sweep file than \(run.specURL.path)")
-        }
-        try FileManager.default.createDirectory(at: run.checkpointsURL, withIntermediateDirectories: true)
-        run.removeTornWrites()
         let expanded = try plan ?? {
             var spec = try SpecLoader.parse(text, file: run.specURL.path)
             try ImportedNetworks.hashFiles(&spec, run: run)
             return try Plan.expand(spec)
         }()
+        let (header, records) = try Journal.read(run.journalURL, study: expanded.spec.studyType)
+        guard header.specHash == RunDirectory.specHash(text) else {
+            throw RunError(path: run.journalURL.path, message: "journal belongs to a different sweep file than \(run.specURL.path)")
+        }
+        try FileManager.default.createDirectory(at: run.checkpointsURL, withIntermediateDirectories: true)
+        run.removeTornWrites()
         return Prepared(plan: expanded, run: run, specText: text, previous: records, options: options, lock: lock)
     }
 

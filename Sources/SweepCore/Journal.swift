@@ -89,12 +89,14 @@ public final class Journal {
 
     /// Reads a journal: its header and every complete record. A torn last line (a crash in the
     /// middle of a write) is ignored; any other unreadable line is an error naming its number.
-    public static func read(_ url: URL) throws -> (header: JournalHeader, records: [TaskRecord]) {
+    /// `study` reads its outcome measures from lines that do not name their type (0.1.0's).
+    public static func read(_ url: URL, study: (any SweepStudy.Type)? = nil) throws -> (header: JournalHeader, records: [TaskRecord]) {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw RunError(path: url.path, message: "no journal here")
         }
         let lines = data.split(separator: 0x0A, omittingEmptySubsequences: false)
         let decoder = makeDecoder()
+        if let measures = study?.measures { decoder.userInfo[TaskOutcome.measuresKey] = measures }
         guard let first = lines.first, let header = try? decoder.decode(JournalHeader.self, from: Data(first)) else {
             throw RunError(path: url.path, message: "line 1 is not a layersweep journal header")
         }

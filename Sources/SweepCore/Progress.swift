@@ -26,7 +26,7 @@ public enum ProgressText {
         switch o.status {
         case .ok:
             if let acc = o.testAccuracy { what += " acc " + FixedText.of(acc, places: 4) }
-            if let left = o.remainingFraction, task.kind != .train { what += " left " + FixedText.of(left, places: 4) }
+            if let measured = study.measuredText(o, task: task) { what += measured }
             if task.kind.compared, let acc = o.testAccuracy, let baseline {
                 what += " Δ" + FixedText.of(acc - baseline, places: 4, plus: true)
             }
@@ -34,7 +34,7 @@ public enum ProgressText {
             what += " \(o.status.rawValue.uppercased())" + (o.error.map { ": \($0)" } ?? "")
         }
         var tail = ""
-        if let elapsed, elapsed >= 1, pace > 0 {
+        if let elapsed, elapsed > 0, pace > 0 {
             tail += " · \(duration(elapsed)) in, \(FixedText.of(Double(pace) / elapsed * 60, places: 1)) tasks/min"
         }
         tail += eta.map { " · ETA \(duration($0))" } ?? ""

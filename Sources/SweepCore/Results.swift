@@ -126,10 +126,10 @@ public enum ResultTable {
                                 mask: task.mask?.rawValue ?? (task.kind == .baseline ? "none" : ""),
                                 round: nil, status: o.status, testAccuracy: o.testAccuracy, testLoss: o.testLoss,
                                 baselineAccuracy: baseline, deltaAccuracy: delta, paramsMasked: o.paramsMasked,
-                                remainingFraction: o.remainingFraction, layerRemaining: o.layerRemaining, locality: o.locality,
-                                rmse: o.rmse, parameters: o.parameters, budget: nil, convLayers: nil, maskImages: o.maskImages,
+                                remainingFraction: nil, layerRemaining: nil, locality: nil,
+                                rmse: nil, parameters: nil, budget: nil, convLayers: nil, maskImages: nil,
                                 error: o.error, seconds: o.seconds, rank: record.rank, host: record.host)
-            study.describe(&row, task: task, plan: plan)
+            study.describe(&row, task: task, outcome: o, plan: plan)
             row.checkpoint = o.checkpoint ?? task.dependencies.first.flatMap { latest[$0]?.outcome.checkpoint }
             if let d = o.discordant, d.count == 3, o.status == .ok {
                 (row.deltaLow, row.deltaHigh) = Statistics.pairedInterval(worse: d[0], better: d[1], count: d[2])

@@ -14,36 +14,96 @@ public enum TaskStatus: String, Codable, Sendable {
     case stopped
 }
 
-/// What a worker reports for one task.
+/// What a worker reports for one task: the shared measurements, and the study's own
+/// (`measures`).
 public struct TaskOutcome: Codable, Equatable, Sendable {
     public var status: TaskStatus
     public var testAccuracy: Double?
     public var testLoss: Double?
     public var trainAccuracy: Double?
     public var trainLoss: Double?
+    /// Parameters a mask (or a pruning) changed.
     public var paramsMasked: Int?
     public var error: String?
     public var seconds: Double
     /// Content hash of the artifact the task produced (a checkpoint, an IMP round, teacher logits).
     public var checkpoint: String?
-    /// IMP: surviving fraction of all pruned weights and of each layer's.
-    public var remainingFraction: Double?
-    public var layerRemaining: [String: Double]?
-    /// IMP: locality of the first layer's surviving connections (see `Locality.score`).
-    public var locality: Double?
-    /// IMP: the most-connected first-layer masks.
-    public var maskImages: [MaskImage]?
-    /// Reuse: kernel RMSE between the source-trained and the target-trained networks.
-    public var rmse: Double?
-    /// Parameters of the network trained (students) or reused (reuse).
-    public var parameters: Int?
-    /// Zeroing: test images the unmasked network got right and the masked one wrong, the
-    /// reverse, and the images compared ([worse, better, images]): the paired test's counts.
+    /// An evaluation of a changed network: test images the unchanged network got right and the
+    /// changed one wrong, the reverse, and the images compared ([worse, better, images]): the
+    /// paired test's counts.
     public var discordant: [Int]?
+    /// What the study measured besides, typed by the study.
+    public var measures: (any OutcomeMeasures)?
 
     public init(status: TaskStatus, seconds: Double = 0) {
         self.status = status
         self.seconds = seconds
+    }
+
+    /// The study's measures as type `M`, if they are.
+    public func measures<M: OutcomeMeasures>(_ type: M.Type) -> M? { measures as? M }
+
+    enum CodingKeys: String, CodingKey {
+        case status, testAccuracy, testLoss, trainAccuracy, trainLoss, paramsMasked, error, seconds, checkpoint, discordant
+        case measuresStudy = "measures"
+    }
+
+    /// Where a decoder finds the measures type of lines that do not name one (journals of 0.1.0).
+    public static let measuresKey = CodingUserInfoKey(rawValue: "layersweep.measures")!
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        status = try c.decode(TaskStatus.self, forKey: .status)
+        testAccuracy = try c.decodeIfPresent(Double.self, forKey: .testAccuracy)
+        testLoss = try c.decodeIfPresent(Double.self, forKey: .testLoss)
+        trainAccuracy = try c.decodeIfPresent(Double.self, forKey: .trainAccuracy)
+        trainLoss = try c.decodeIfPresent(Double.self, forKey: .trainLoss)
+        paramsMasked = try c.decodeIfPresent(Int.self, forKey: .paramsMasked)
+        error = try c.decodeIfPresent(String.self, forKey: .error)
+        seconds = try c.decode(Double.self, forKey: .seconds)
+        checkpoint = try c.decodeIfPresent(String.self, forKey: .checkpoint)
+        discordant = try c.decodeIfPresent([Int].self, forKey: .discordant)
+        let named = try c.decodeIfPresent(String.self, forKey: .measuresStudy).flatMap(StudyRegistry.measures(of:))
+        if let type = named ?? decoder.userInfo[TaskOutcome.measuresKey] as? any OutcomeMeasures.Type {
+            let decoded = try type.init(from: decoder)
+            measures = decoded.isEmpty ? nil : decoded
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(status, forKey: .status)
+        try c.encodeIfPresent(testAccuracy, forKey: .testAccuracy)
+        try c.encodeIfPresent(testLoss, forKey: .testLoss)
+        try c.encodeIfPresent(trainAccuracy, forKey: .trainAccuracy)
+        try c.encodeIfPresent(trainLoss, forKey: .trainLoss)
+        try c.encodeIfPresent(paramsMasked, forKey: .paramsMasked)
+        try c.encodeIfPresent(error, forKey: .error)
+        try c.encode(seconds, forKey: .seconds)
+        try c.encodeIfPresent(checkpoint, forKey: .checkpoint)
+        try c.encodeIfPresent(discordant, forKey: .discordant)
+        if let measures {
+            try c.encode(type(of: measures).study.rawValue, forKey: .measuresStudy)
+            try measures.encode(to: encoder)
+        }
+    }
+
+    public static func == (a: TaskOutcome, b: TaskOutcome) -> Bool {
+        a.status == b.status && a.testAccuracy.bitsEqual(b.testAccuracy) && a.testLoss.bitsEqual(b.testLoss)
+            && a.trainAccuracy.bitsEqual(b.trainAccuracy) && a.trainLoss.bitsEqual(b.trainLoss) && a.paramsMasked == b.paramsMasked
+            && a.error == b.error && a.seconds == b.seconds && a.checkpoint == b.checkpoint && a.discordant == b.discordant
+            && (a.measures == nil) == (b.measures == nil) && (a.measures.map { m in b.measures.map { m.isEqual(to: $0) } ?? false } ?? true)
+    }
+}
+
+private extension Optional where Wrapped == Double {
+    /// Equal values, or both NaN (a diverged loss is NaN on both sides of a round trip).
+    func bitsEqual(_ other: Double?) -> Bool {
+        switch (self, other) {
+        case (nil, nil): return true
+        case let (a?, b?): return a == b || (a.isNaN && b.isNaN)
+        default: return false
+        }
     }
 }
 

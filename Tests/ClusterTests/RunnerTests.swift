@@ -47,6 +47,8 @@ final class RunnerTests: XCTestCase {
         outcome.error = "loss nan"
         outcome.testLoss = .nan
         let blob = Data((0..<100_000).map { UInt8($0 % 256) })
+        var measured = TaskOutcome(status: .ok, seconds: 2)
+        measured.measures = PruningMeasures(remainingFraction: 0.49, layerRemaining: ["fc1.weight": 0.49], locality: -0.01)
         for message in [Message.hello(host: "h", threads: 3), .configure(specText: "name: x\n"),
                         .configure(specText: "name: y\n", checkpointHashes: ["a.safetensors": "0123abcd"]),
                         .task(key: task, inputs: ["d/m/seed0/train": "abc"], attachments: ["abc": blob, "def": Data([1])], release: ["old"], resume: nil),
@@ -54,7 +56,8 @@ final class RunnerTests: XCTestCase {
                         .task(key: task, inputs: [:], attachments: [:], release: [], resume: nil, gang: GangAssignment(id: 3, members: [2, 0, 5])),
                         .gangDone(key: "d/m/seed0/train"), .progress(key: "d/m/seed0/train", text: "epoch 1/2  loss 0.5"),
                         .snapshot(key: "d/m/seed0/train", data: blob),
-                        .result(key: "k", outcome: TaskOutcome(status: .ok), checkpoint: blob), .stop] {
+                        .result(key: "k", outcome: TaskOutcome(status: .ok), checkpoint: blob),
+                        .result(key: "m", outcome: measured, checkpoint: nil), .stop] {
             XCTAssertEqual(try MessageCodec.decode(try MessageCodec.encode(message)), message)
         }
         guard case let .result(_, decoded, _) = try MessageCodec.decode(try MessageCodec.encode(.result(key: "k", outcome: outcome, checkpoint: nil))) else {

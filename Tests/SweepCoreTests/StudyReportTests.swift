@@ -24,10 +24,10 @@ final class StudyReportTests: XCTestCase {
         let spec = "name: p\nstudy: imp\ndatasets: [synthetic-28]\nmodels: [fcn-64x2-bn]\nseeds: 2\npruning: {rounds: 3, rewind_step: 2}\n"
         let input = try input(spec) { task, o in
             let k = Double((task.payload as? PruningPoint)?.round ?? 0)
-            o.remainingFraction = pow(0.7, k)
+            var m = PruningMeasures(remainingFraction: pow(0.7, k), locality: task.kind == .oneShot ? 0.0 : 0.1 * k)
             o.testAccuracy = 0.9 - 0.01 * k * (task.kind == .oneShot ? 2 : 1)
-            o.locality = task.kind == .oneShot ? 0.0 : 0.1 * k
-            if k > 0 { o.maskImages = [MaskImage(unit: 3, height: 28, width: 28, pixels: [0, 1, 2, 29, 30])] }
+            if k > 0 { m.maskImages = [MaskImage(unit: 3, height: 28, width: 28, pixels: [0, 1, 2, 29, 30])] }
+            o.measures = m
         }
         let html = ReportPage.html(input)
         let doc = try parse(html)
@@ -53,7 +53,7 @@ final class StudyReportTests: XCTestCase {
             case .student:
                 let conv = Double(task.model.dropFirst("student-c".count).prefix(1))!
                 o.testAccuracy = 0.7 + 0.05 * conv + ((task.payload as? StudentPoint)?.loss == .logits ? 0.02 : 0) + Double(task.seedIndex) * 0.01
-                o.parameters = (task.payload as? StudentPoint)?.budget
+                o.measures = StudentMeasures(parameters: (task.payload as? StudentPoint)?.budget)
             default: o.testAccuracy = 0.9
             }
         }
@@ -84,7 +84,7 @@ final class StudyReportTests: XCTestCase {
             // Early layers reuse well and are close; the last is far and hurts.
             let late = task.unit == "stage3.block1.conv2"
             o.testAccuracy = late ? 0.75 : 0.81
-            o.rmse = late ? 0.3 : 0.05
+            o.measures = ReuseMeasures(rmse: late ? 0.3 : 0.05)
         }
         let doc = try parse(ReportPage.html(input))
         let points = doc.attributes.filter { $0["class"] == "point" }

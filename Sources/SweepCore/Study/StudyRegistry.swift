@@ -10,6 +10,9 @@ public enum StudyRegistry {
         all.first { $0.name.rawValue == name }
     }
 
+    /// The outcome measures type of the study named `name`.
+    static func measures(of name: String) -> (any OutcomeMeasures.Type)? { study(named: name)?.measures }
+
     /// The names, in the registry's order (for error messages and help).
     public static var names: [String] { all.map { $0.name.rawValue } }
 

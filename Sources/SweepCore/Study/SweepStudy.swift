@@ -19,6 +19,10 @@ public protocol SweepStudy {
     static var choices: [String: (what: String, valid: [String])] { get }
     /// Whether `models:` entries may list networks trained elsewhere (`checkpoints:`).
     static var importsNetworks: Bool { get }
+    /// What its tasks measure beyond the shared outcome fields.
+    static var measures: (any OutcomeMeasures.Type)? { get }
+    /// Text for a finished task's progress line after its accuracy (` left 0.3430`).
+    static func measuredText(_ outcome: TaskOutcome, task: PlannedTask) -> String?
     /// Whether its sweeps name datasets and models (false: tasks that do no work, for measuring
     /// the runner).
     static var needsData: Bool { get }
@@ -41,8 +45,8 @@ public protocol SweepStudy {
 
     /// Its results.csv columns, placed among the shared ones.
     static func columns(_ rows: [ResultRow]) -> StudyColumns
-    /// Fills a result row's study-specific fields from its task.
-    static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan)
+    /// Fills a result row's study-specific fields from its task and outcome.
+    static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan)
     /// The few terminal lines that answer the study's question.
     static func summary(_ rows: [ResultRow]) -> [String]
     /// The report's answer: the first section of report.html.
@@ -58,6 +62,8 @@ extension SweepStudy {
     public static var choices: [String: (what: String, valid: [String])] { [:] }
     public static var importsNetworks: Bool { false }
     public static var needsData: Bool { true }
+    public static var measures: (any OutcomeMeasures.Type)? { nil }
+    public static func measuredText(_ outcome: TaskOutcome, task: PlannedTask) -> String? { nil }
     public static func unitSummaries(_ rows: [ResultRow]) -> [UnitSummary] { [] }
     public static func checkKeys(_ tree: NodeTree) throws {}
     public static func validate(_ spec: SweepSpec, tree: NodeTree) throws {}
@@ -65,7 +71,7 @@ extension SweepStudy {
     public static func gangable(_ task: PlannedTask) -> Bool { task.kind.trains }
     public static func label(_ task: PlannedTask) -> String? { nil }
     public static func columns(_ rows: [ResultRow]) -> StudyColumns { StudyColumns() }
-    public static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan) {}
+    public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {}
     public static func summary(_ rows: [ResultRow]) -> [String] { [] }
     public static func report(_ input: ReportInput, into m: inout Markup) {}
     public static func extraFiles(_ rows: [ResultRow]) -> [(name: String, data: Data)] { [] }
@@ -121,6 +127,21 @@ public struct TaskKindInfo: Sendable {
         self.trains = trains
         self.compared = compared
     }
+}
+
+/// What a study's task measured beyond the shared fields (a remaining fraction, a kernel RMSE
+/// ...), typed by the study. Written into the outcome's JSON as fields of its own, with a
+/// `measures` field naming the study, so journal lines read back into the same type.
+public protocol OutcomeMeasures: Codable, Sendable {
+    /// The study whose type this is (the `measures` field).
+    static var study: StudyName { get }
+    /// True when nothing was measured (an outcome decoded without any of the type's fields).
+    var isEmpty: Bool { get }
+    func isEqual(to other: any OutcomeMeasures) -> Bool
+}
+
+extension OutcomeMeasures where Self: Equatable {
+    public func isEqual(to other: any OutcomeMeasures) -> Bool { (other as? Self) == self }
 }
 
 /// Per-task parameters a study adds to the shared ones (a sparsity, a pruning round ...): typed

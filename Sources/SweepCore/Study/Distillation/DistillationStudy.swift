@@ -24,6 +24,14 @@ public struct StudentPoint: TaskPayload, Equatable {
     public let teacher: String?
 }
 
+/// A trained student's size.
+public struct StudentMeasures: OutcomeMeasures, Equatable {
+    public static let study = StudyName.distill
+    /// Parameters the student has (its width is chosen to come closest to the budget).
+    public var parameters: Int?
+    public var isEmpty: Bool { parameters == nil }
+}
+
 extension SweepSpec {
     /// The `distillation:` section (defaults when the file has none).
     public var distillation: DistillationSection { section(DistillationSection.self) }
@@ -37,6 +45,7 @@ public enum DistillationStudy: SweepStudy {
     public static let section: (any StudySection.Type)? = DistillationSection.self
     public static let choices: [String: (what: String, valid: [String])] = ["losses": ("distillation loss", DistillationLoss.allCases.map(\.rawValue))]
     public static let kinds = [TaskKindInfo(.logits, trains: false, compared: false), TaskKindInfo(.student, trains: true, compared: true)]
+    public static let measures: (any OutcomeMeasures.Type)? = StudentMeasures.self
 
     public static func checkKeys(_ tree: NodeTree) throws {
         try tree.checkKeys([.key("distillation"), .key("teacher_training")], allowed: TrainingSection.CodingKeys.allCases.map(\.rawValue))
@@ -138,7 +147,7 @@ public enum DistillationStudy: SweepStudy {
                 loss = Distillation.logitLoss(teacher: logits)
             }
             var outcome = try worker.train(network, data: data, section: spec.training, seed: task.seed, loss: loss)
-            outcome.parameters = network.parameterCount
+            outcome.measures = StudentMeasures(parameters: network.parameterCount)
             return (outcome, nil)
         default:
             throw RunError(path: task.key, message: "study distill has no task kind \(task.kind)")
@@ -160,11 +169,12 @@ public enum DistillationStudy: SweepStudy {
 
     /// Teachers and their logits are the `teacher` variant; a student's row names its loss,
     /// budget, teacher and conv layers.
-    public static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan) {
+    public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {
         if task.kind == .train || task.kind == .logits { row.mask = "teacher" }
         guard task.kind == .student, let point = task.payload as? StudentPoint else { return }
         row.mask = point.loss.rawValue
         row.budget = point.budget
+        row.parameters = outcome.measures(StudentMeasures.self)?.parameters
         row.source = point.teacher
         if let spec = try? ModelSpec.parse(task.model), case let .student(conv, _) = spec { row.convLayers = conv }
     }

@@ -25,6 +25,28 @@ public struct PruningPoint: TaskPayload, Equatable {
     public let method: String
 }
 
+/// What an IMP round measured.
+public struct PruningMeasures: OutcomeMeasures, Equatable {
+    public static let study = StudyName.imp
+    /// Surviving fraction of all pruned weights, and of each layer's.
+    public var remainingFraction: Double?
+    public var layerRemaining: [String: Double]?
+    /// Locality of the first layer's surviving connections (see `Locality.score`).
+    public var locality: Double?
+    /// The most-connected first-layer masks.
+    public var maskImages: [MaskImage]?
+
+    public init(remainingFraction: Double? = nil, layerRemaining: [String: Double]? = nil, locality: Double? = nil,
+                maskImages: [MaskImage]? = nil) {
+        self.remainingFraction = remainingFraction
+        self.layerRemaining = layerRemaining
+        self.locality = locality
+        self.maskImages = maskImages
+    }
+
+    public var isEmpty: Bool { remainingFraction == nil && layerRemaining == nil && locality == nil && maskImages == nil }
+}
+
 extension SweepSpec {
     /// The `pruning:` section (defaults when the file has none).
     public var pruning: PruningSection { section(PruningSection.self) }
@@ -37,6 +59,7 @@ public enum PruningStudy: SweepStudy {
     public static let sections: Set<String> = ["training", "pruning", "evaluation"]
     public static let section: (any StudySection.Type)? = PruningSection.self
     public static let kinds = [TaskKindInfo(.prune, trains: true, compared: true), TaskKindInfo(.oneShot, trains: true, compared: true)]
+    public static let measures: (any OutcomeMeasures.Type)? = PruningMeasures.self
 
     public static func validate(_ spec: SweepSpec, tree: NodeTree) throws {
         func fail(_ path: [PathComponent], _ message: String) -> SpecError { tree.error(path, message) }
@@ -129,10 +152,22 @@ public enum PruningStudy: SweepStudy {
                                 + [.number("locality", \.locality)])
     }
 
-    public static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan) {
+    public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {
+        if let m = outcome.measures(PruningMeasures.self) {
+            row.remainingFraction = m.remainingFraction
+            row.layerRemaining = m.layerRemaining
+            row.locality = m.locality
+            row.maskImages = m.maskImages
+        }
         guard let point = task.payload as? PruningPoint else { return }
         row.round = point.round
         row.mask = point.method
+    }
+
+    /// How much of the network a pruned round keeps.
+    public static func measuredText(_ outcome: TaskOutcome, task: PlannedTask) -> String? {
+        guard task.kind != .train, let left = outcome.measures(PruningMeasures.self)?.remainingFraction else { return nil }
+        return " left " + FixedText.of(left, places: 4)
     }
 
     public static func summary(_ rows: [ResultRow]) -> [String] { PruningCurve.compute(rows).flatMap(\.summary) }
@@ -173,12 +208,13 @@ extension TaskExecutor {
     }
 
     func describe(_ round: PruningRound, data: DatasetSplits, into outcome: inout TaskOutcome, images: Bool) {
-        outcome.remainingFraction = round.remainingFraction
-        outcome.layerRemaining = Dictionary(round.remainingFractions, uniquingKeysWith: { a, _ in a })
+        var m = PruningMeasures(remainingFraction: round.remainingFraction,
+                                layerRemaining: Dictionary(round.remainingFractions, uniquingKeysWith: { a, _ in a }))
+        defer { outcome.measures = m }
         guard let first = round.masks.first?.1 else { return }
-        outcome.locality = Locality.score(mask: first, inputShape: data.train.shape)
+        m.locality = Locality.score(mask: first, inputShape: data.train.shape)
         if images, spec.pruning.maskImages > 0 {
-            outcome.maskImages = Locality.mostConnected(mask: first, inputShape: data.train.shape, count: spec.pruning.maskImages)
+            m.maskImages = Locality.mostConnected(mask: first, inputShape: data.train.shape, count: spec.pruning.maskImages)
         }
     }
 }

@@ -23,6 +23,16 @@ public struct ReusePoint: TaskPayload, Equatable {
     public let mode: ReuseMode
 }
 
+/// What a reuse training measured besides its accuracy.
+public struct ReuseMeasures: OutcomeMeasures, Equatable {
+    public static let study = StudyName.reuse
+    /// Kernel RMSE between the source-trained and the target-trained networks' reused layers.
+    public var rmse: Double?
+    /// Parameters copied.
+    public var parameters: Int?
+    public var isEmpty: Bool { rmse == nil && parameters == nil }
+}
+
 extension SweepSpec {
     /// The `reuse:` section (defaults when the file has none).
     public var reuse: ReuseSection { section(ReuseSection.self) }
@@ -37,6 +47,7 @@ public enum ReuseStudy: SweepStudy {
     public static let choices: [String: (what: String, valid: [String])] = ["modes": ("reuse mode", ReuseMode.allCases.map(\.rawValue))]
     public static let importsNetworks = true
     public static let kinds = [TaskKindInfo(.reuse, trains: true, compared: true)]
+    public static let measures: (any OutcomeMeasures.Type)? = ReuseMeasures.self
 
     public static func checkKeys(_ tree: NodeTree) throws {
         if let pairs = tree.node(at: [.key("reuse"), .key("pairs")])?.sequence {
@@ -163,7 +174,11 @@ public enum ReuseStudy: SweepStudy {
                      afterMetrics: [.number("rmse", \.rmse), .integer("parameters", \.parameters)])
     }
 
-    public static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan) {
+    public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {
+        if let m = outcome.measures(ReuseMeasures.self) {
+            row.rmse = m.rmse
+            row.parameters = m.parameters
+        }
         guard let point = task.payload as? ReusePoint else { return }
         row.source = point.source
         row.mask = point.mode.rawValue
@@ -194,8 +209,8 @@ extension TaskExecutor {
         try Reuse.copy(kernels, from: source, into: network)
         let frozen: Set<String> = point.mode == .frozen ? Set(kernels) : []
         var outcome = try train(network, data: data, section: spec.training, seed: seed, hooks: TrainingHooks(frozen: frozen))
-        outcome.rmse = try Reuse.rmse(kernels, source, scratch)
-        outcome.parameters = kernels.reduce(0) { $0 + (network.parameter($1)?.value.count ?? 0) }
+        outcome.measures = ReuseMeasures(rmse: try Reuse.rmse(kernels, source, scratch),
+                                         parameters: kernels.reduce(0) { $0 + (network.parameter($1)?.value.count ?? 0) })
         return outcome
     }
 }

@@ -156,7 +156,7 @@ public enum SensitivityStudy: SweepStudy {
                                     ResultColumn("checkpoint") { $0.checkpoint ?? "" }])
     }
 
-    public static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan) {
+    public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {
         guard task.kind == .pruneLayer else { return }
         row.unitIndex = UnitOrder.index(of: task.unit, in: task.model)
         if let point = task.payload as? SensitivityPoint {

@@ -56,7 +56,7 @@ public enum ZeroingStudy: SweepStudy {
          .integer("params_masked", \.paramsMasked), .integer("unit_index", \.unitIndex), ResultColumn("checkpoint") { $0.checkpoint ?? "" }])
     }
 
-    public static func describe(_ row: inout ResultRow, task: PlannedTask, plan: Plan) {
+    public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {
         if task.kind == .mask { row.unitIndex = UnitOrder.index(of: task.unit, in: task.model) }
     }
 
