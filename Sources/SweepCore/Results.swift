@@ -19,8 +19,6 @@ public struct ResultRow: Codable, Sendable {
     /// The unit's position in network order (0 = the first layer), for sorting and plotting.
     public var unitIndex: Int?
     public var mask: String
-    /// IMP: the pruning round (0 = dense).
-    public var round: Int?
     public var status: TaskStatus
     public var testAccuracy: Double?
     public var testLoss: Double?
@@ -35,31 +33,22 @@ public struct ResultRow: Codable, Sendable {
     public var deltaLow: Double?
     public var deltaHigh: Double?
     public var mcnemarP: Double?
-    public var remainingFraction: Double?
-    public var layerRemaining: [String: Double]?
-    public var locality: Double?
-    public var rmse: Double?
-    public var parameters: Int?
-    public var budget: Int?
-    public var convLayers: Int?
-    /// IMP: the most-connected first-layer masks (results.json only).
-    public var maskImages: [MaskImage]?
     public var error: String?
     /// Content hash of the network the row measured (`checkpoints/<hash>.safetensors`).
     public var checkpoint: String?
     public var seconds: Double
     public var rank: Int
     public var host: String
-    /// The study's own parameters of the point (its task's payload), written as fields of the row.
+    /// The study's own fields of the row (a round and its remaining fraction, a sparsity, a
+    /// kernel RMSE ...), written as fields of the row.
     public var payload: (any TaskPayload)?
 
     enum CodingKeys: String, CodingKey {
-        case key, study, kind, dataset, source, model, seed, layer, mask, round, status, locality, rmse, parameters, budget
+        case key, study, kind, dataset, source, model, seed, layer, mask, status
         case error, seconds, rank, host
         case testAccuracy = "test_accuracy", testLoss = "test_loss", baselineAccuracy = "baseline_accuracy"
-        case deltaAccuracy = "delta_accuracy", paramsMasked = "params_masked", remainingFraction = "remaining_fraction"
+        case deltaAccuracy = "delta_accuracy", paramsMasked = "params_masked"
         case deltaLow = "delta_low", deltaHigh = "delta_high", mcnemarP = "mcnemar_p", unitIndex = "unit_index", checkpoint
-        case layerRemaining = "layer_remaining", convLayers = "conv_layers", maskImages = "mask_images"
     }
 
     /// Column names and values of results.csv for `study`: the point, the study's own columns
@@ -89,11 +78,10 @@ extension ResultRow {
     /// The row with every measured number at 7 significant digits.
     func rounded() -> ResultRow {
         var r = self
-        for path in [\ResultRow.testAccuracy, \.testLoss, \.baselineAccuracy, \.deltaAccuracy, \.deltaLow, \.deltaHigh, \.mcnemarP,
-                     \.remainingFraction, \.locality, \.rmse] {
+        for path in [\ResultRow.testAccuracy, \.testLoss, \.baselineAccuracy, \.deltaAccuracy, \.deltaLow, \.deltaHigh, \.mcnemarP] {
             r[keyPath: path] = significant(r[keyPath: path])
         }
-        r.layerRemaining = r.layerRemaining?.mapValues { significant($0) ?? $0 }
+        r.payload = r.payload?.rounded()
         return r
     }
 }
@@ -124,10 +112,8 @@ public enum ResultTable {
             var row = ResultRow(key: task.key, study: plan.spec.study, kind: task.kind, dataset: task.dataset,
                                 source: task.checkpointFile, model: task.model, seed: task.seedIndex, layer: task.unit ?? "",
                                 mask: task.mask?.rawValue ?? (task.kind == .baseline ? "none" : ""),
-                                round: nil, status: o.status, testAccuracy: o.testAccuracy, testLoss: o.testLoss,
+                                status: o.status, testAccuracy: o.testAccuracy, testLoss: o.testLoss,
                                 baselineAccuracy: baseline, deltaAccuracy: delta, paramsMasked: o.paramsMasked,
-                                remainingFraction: nil, layerRemaining: nil, locality: nil,
-                                rmse: nil, parameters: nil, budget: nil, convLayers: nil, maskImages: nil,
                                 error: o.error, seconds: o.seconds, rank: record.rank, host: record.host)
             study.describe(&row, task: task, outcome: o, plan: plan)
             row.checkpoint = o.checkpoint ?? task.dependencies.first.flatMap { latest[$0]?.outcome.checkpoint }

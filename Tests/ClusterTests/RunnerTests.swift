@@ -187,10 +187,10 @@ final class RunnerTests: XCTestCase {
             case "imp":
                 XCTAssertEqual(one.rows.count, 2 * (4 + 2))
                 let last = try XCTUnwrap(one.rows.first { $0.key.hasSuffix("seed0/round3") })
-                XCTAssertEqual(try XCTUnwrap(last.remainingFraction), 0.343, accuracy: 1e-3)
-                XCTAssertEqual(last.maskImages?.count, 2)
-                XCTAssertNotNil(last.locality)
-                XCTAssertEqual(last.layerRemaining?.keys.sorted(), ["fc1.weight", "fc2.weight"])
+                XCTAssertEqual(try XCTUnwrap(last.pruning?.remainingFraction), 0.343, accuracy: 1e-3)
+                XCTAssertEqual(last.pruning?.maskImages?.count, 2)
+                XCTAssertNotNil(last.pruning?.locality)
+                XCTAssertEqual(last.pruning?.layerRemaining?.keys.sorted(), ["fc1.weight", "fc2.weight"])
                 // results.csv: one column per layer's remaining fraction.
                 let header = ResultTable.csv(one.rows, study: PruningStudy.self).split(separator: "\n")[0]
                 XCTAssertTrue(header.contains("remaining_fraction,remaining_fc1.weight,remaining_fc2.weight,locality"), "\(header)")
@@ -214,7 +214,7 @@ final class RunnerTests: XCTestCase {
             default:
                 let reuse = one.rows.filter { $0.kind == .reuse }
                 XCTAssertEqual(reuse.count, 3 * 2)
-                XCTAssertTrue(reuse.allSatisfy { ($0.rmse ?? 0) > 0 && $0.deltaAccuracy != nil && $0.source == "a" })
+                XCTAssertTrue(reuse.allSatisfy { ($0.reuse?.rmse ?? 0) > 0 && $0.deltaAccuracy != nil && $0.source == "a" })
             }
         }
     }

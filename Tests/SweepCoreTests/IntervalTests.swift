@@ -56,11 +56,9 @@ final class IntervalTests: XCTestCase {
 
     func testUnitSummariesUseSeedsOrTheTestImagesAndFlagUnstableRanks() {
         func row(_ layer: String, seed: Int, delta: Double, low: Double? = nil, high: Double? = nil) -> ResultRow {
-            var r = ResultRow(key: "d/m/seed\(seed)/\(layer)/zeroKernel", study: .zeroing, kind: .mask, dataset: "d", source: nil, model: "m",
-                              seed: seed, layer: layer, mask: "zeroKernel", round: nil, status: .ok, testAccuracy: 0.9 + delta, testLoss: 0.3,
-                              baselineAccuracy: 0.9, deltaAccuracy: delta, paramsMasked: 1, remainingFraction: nil, layerRemaining: nil,
-                              locality: nil, rmse: nil, parameters: nil, budget: nil, convLayers: nil, maskImages: nil, error: nil,
-                              seconds: 1, rank: 0, host: "h")
+            var r = ResultRow(key: "d/m/seed\(seed)/\(layer)/zeroKernel", study: .zeroing, kind: .mask, dataset: "d", model: "m",
+                              seed: seed, layer: layer, mask: "zeroKernel", status: .ok, testAccuracy: 0.9 + delta, testLoss: 0.3,
+                              baselineAccuracy: 0.9, deltaAccuracy: delta, paramsMasked: 1, seconds: 1, rank: 0, host: "h")
             (r.deltaLow, r.deltaHigh) = (low, high)
             return r
         }

@@ -113,7 +113,7 @@ final class OlderJournalTests: XCTestCase {
         let spec = try SpecLoader.parse("name: p\nstudy: imp\ndatasets: [synthetic-28]\nmodels: [fcn-32]\npruning: {rounds: 1, rewind_step: 2}\n", file: "p.yaml")
         let rows = ResultTable.rows(plan: try Plan.expand(spec), records: records)
         let round1 = try XCTUnwrap(rows.first { $0.key.hasSuffix("round1") })
-        XCTAssertEqual(round1.round, 1)
+        XCTAssertEqual(round1.pruning?.round, 1)
         XCTAssertEqual(try XCTUnwrap(round1.deltaAccuracy), -0.02, accuracy: 1e-12)
         XCTAssertTrue(ResultTable.csv(rows, study: PruningStudy.self).contains("remaining_fc2.weight"))
     }

@@ -144,10 +144,17 @@ extension OutcomeMeasures where Self: Equatable {
     public func isEqual(to other: any OutcomeMeasures) -> Bool { (other as? Self) == self }
 }
 
-/// Per-task parameters a study adds to the shared ones (a sparsity, a pruning round ...): typed
-/// by the study, written into the task's result row as fields of their own.
+/// A study's own fields of a task (a sparsity, a pruning round ...) or of its result row (a
+/// remaining fraction, a kernel RMSE ...): typed by the study; a row's are written into results
+/// files as fields of their own.
 public protocol TaskPayload: Encodable, Sendable {
     func isEqual(to other: any TaskPayload) -> Bool
+    /// With its measured numbers at results files' precision (`significant`).
+    func rounded() -> any TaskPayload
+}
+
+extension TaskPayload {
+    public func rounded() -> any TaskPayload { self }
 }
 
 extension TaskPayload where Self: Equatable {

@@ -22,10 +22,10 @@ public struct DistillationTable: Sendable {
             let mine = ok.filter { $0.dataset == dataset }
             let teachers = mine.filter { $0.kind == .logits }.compactMap(\.testAccuracy)
             let students = mine.filter { $0.kind == .student }
-            let groups = Dictionary(grouping: students) { "\($0.convLayers ?? -1)|\($0.budget ?? 0)|\($0.mask)" }
+            let groups = Dictionary(grouping: students) { "\($0.student?.convLayers ?? -1)|\($0.student?.budget ?? 0)|\($0.mask)" }
             let cells = groups.values.map { r in
-                Cell(convLayers: r[0].convLayers ?? -1, budget: r[0].budget ?? 0, loss: r[0].mask, model: r[0].model,
-                     parameters: r[0].parameters, accuracy: r.compactMap(\.testAccuracy))
+                Cell(convLayers: r[0].student?.convLayers ?? -1, budget: r[0].student?.budget ?? 0, loss: r[0].mask, model: r[0].model,
+                     parameters: r[0].student?.parameters, accuracy: r.compactMap(\.testAccuracy))
             }.sorted { ($0.budget, $0.loss, $0.convLayers) < ($1.budget, $1.loss, $1.convLayers) }
             return DistillationTable(dataset: dataset, teacherAccuracy: teachers.isEmpty ? nil : SeedStatistics(teachers).mean, cells: cells)
         }

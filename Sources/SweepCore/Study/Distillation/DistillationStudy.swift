@@ -32,6 +32,23 @@ public struct StudentMeasures: OutcomeMeasures, Equatable {
     public var isEmpty: Bool { parameters == nil }
 }
 
+/// A student row's own fields.
+public struct StudentRow: TaskPayload, Equatable {
+    public var convLayers: Int?
+    public var budget: Int
+    public var parameters: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case budget, parameters
+        case convLayers = "conv_layers"
+    }
+}
+
+extension ResultRow {
+    /// A student row's own fields.
+    public var student: StudentRow? { payload as? StudentRow }
+}
+
 extension SweepSpec {
     /// The `distillation:` section (defaults when the file has none).
     public var distillation: DistillationSection { section(DistillationSection.self) }
@@ -164,7 +181,8 @@ public enum DistillationStudy: SweepStudy {
 
     public static func columns(_ rows: [ResultRow]) -> StudyColumns {
         StudyColumns(afterDataset: [ResultColumn("source") { $0.source ?? "" }],
-                     afterMetrics: [.integer("conv_layers", \.convLayers), .integer("budget", \.budget), .integer("parameters", \.parameters)])
+                     afterMetrics: [.integer("conv_layers") { $0.student?.convLayers }, .integer("budget") { $0.student?.budget },
+                                    .integer("parameters") { $0.student?.parameters }])
     }
 
     /// Teachers and their logits are the `teacher` variant; a student's row names its loss,
@@ -173,10 +191,10 @@ public enum DistillationStudy: SweepStudy {
         if task.kind == .train || task.kind == .logits { row.mask = "teacher" }
         guard task.kind == .student, let point = task.payload as? StudentPoint else { return }
         row.mask = point.loss.rawValue
-        row.budget = point.budget
-        row.parameters = outcome.measures(StudentMeasures.self)?.parameters
         row.source = point.teacher
-        if let spec = try? ModelSpec.parse(task.model), case let .student(conv, _) = spec { row.convLayers = conv }
+        var conv: Int?
+        if let spec = try? ModelSpec.parse(task.model), case let .student(c, _) = spec { conv = c }
+        row.payload = StudentRow(convLayers: conv, budget: point.budget, parameters: outcome.measures(StudentMeasures.self)?.parameters)
     }
 
     public static func summary(_ rows: [ResultRow]) -> [String] { DistillationTable.compute(rows).flatMap(\.summary) }

@@ -23,12 +23,12 @@ public struct PruningCurve: Sendable {
             let mine = groups[g]!
             func points(_ method: String) -> [Point] {
                 // Rounds 0 (dense) and 1 (one round of pruning = one-shot to 70%) belong to both curves.
-                let chosen = mine.filter { $0.mask == method || ($0.round ?? 0) <= 1 && $0.mask == "imp" }
-                let byRound = Dictionary(grouping: chosen) { $0.round ?? 0 }
+                let chosen = mine.filter { $0.mask == method || ($0.pruning?.round ?? 0) <= 1 && $0.mask == "imp" }
+                let byRound = Dictionary(grouping: chosen) { $0.pruning?.round ?? 0 }
                 return byRound.keys.sorted().map { k in
                     let r = byRound[k]!
-                    return Point(round: k, remaining: SeedStatistics(r.compactMap(\.remainingFraction)).mean,
-                                 accuracy: r.compactMap(\.testAccuracy), locality: r.compactMap(\.locality))
+                    return Point(round: k, remaining: SeedStatistics(r.compactMap { $0.pruning?.remainingFraction }).mean,
+                                 accuracy: r.compactMap(\.testAccuracy), locality: r.compactMap { $0.pruning?.locality })
                 }
             }
             return PruningCurve(dataset: g[0], model: g[1], imp: points("imp"), oneShot: points("oneshot"))
@@ -126,20 +126,20 @@ enum PruningReport {
     /// The most-connected first-layer masks of the first seed, for the first, middle and last
     /// IMP rounds and the last one-shot round: black pixels are inputs the unit still sees.
     private static func masks(_ rows: [ResultRow], into m: inout Markup) {
-        let withImages = rows.filter { !($0.maskImages ?? []).isEmpty && $0.status == .ok }
+        let withImages = rows.filter { !($0.pruning?.maskImages ?? []).isEmpty && $0.status == .ok }
         guard let seed = withImages.map(\.seed).min() else { return }
-        let imp = withImages.filter { $0.seed == seed && $0.mask == "imp" }.sorted { ($0.round ?? 0) < ($1.round ?? 0) }
+        let imp = withImages.filter { $0.seed == seed && $0.mask == "imp" }.sorted { ($0.pruning?.round ?? 0) < ($1.pruning?.round ?? 0) }
         var chosen: [ResultRow] = []
         for i in Set([0, imp.count / 2, imp.count - 1]).sorted() where i >= 0 && i < imp.count { chosen.append(imp[i]) }
-        if let shot = withImages.filter({ $0.seed == seed && $0.mask == "oneshot" }).max(by: { ($0.round ?? 0) < ($1.round ?? 0) }) {
+        if let shot = withImages.filter({ $0.seed == seed && $0.mask == "oneshot" }).max(by: { ($0.pruning?.round ?? 0) < ($1.pruning?.round ?? 0) }) {
             chosen.append(shot)
         }
         guard !chosen.isEmpty else { return }
         m.element("p", ["class": "note"], text: "Most-connected first-layer units (seed \(seed)): each square is one hidden unit's input mask; black pixels are the inputs it still sees.")
         for row in chosen {
             m.element("figure", ["class": "masks"]) { m in
-                m.element("figcaption", text: "\(row.mask == "imp" ? "IMP" : "one-shot") round \(row.round ?? 0) · \(Format.fixed((row.remainingFraction ?? 0) * 100, 2))% of weights left")
-                grid(row.maskImages ?? [], into: &m)
+                m.element("figcaption", text: "\(row.mask == "imp" ? "IMP" : "one-shot") round \(row.pruning?.round ?? 0) · \(Format.fixed((row.pruning?.remainingFraction ?? 0) * 100, 2))% of weights left")
+                grid(row.pruning?.maskImages ?? [], into: &m)
             }
         }
     }

@@ -47,6 +47,35 @@ public struct PruningMeasures: OutcomeMeasures, Equatable {
     public var isEmpty: Bool { remainingFraction == nil && layerRemaining == nil && locality == nil && maskImages == nil }
 }
 
+/// An IMP row's own fields: its round and what the round measured.
+public struct PruningRow: TaskPayload, Equatable {
+    /// The pruning round (0 = dense).
+    public var round: Int
+    public var remainingFraction: Double?
+    public var layerRemaining: [String: Double]?
+    public var locality: Double?
+    /// The most-connected first-layer masks (results.json only).
+    public var maskImages: [MaskImage]?
+
+    enum CodingKeys: String, CodingKey {
+        case round, locality
+        case remainingFraction = "remaining_fraction", layerRemaining = "layer_remaining", maskImages = "mask_images"
+    }
+
+    public func rounded() -> any TaskPayload {
+        var r = self
+        r.remainingFraction = significant(remainingFraction)
+        r.locality = significant(locality)
+        r.layerRemaining = layerRemaining?.mapValues { significant($0) ?? $0 }
+        return r
+    }
+}
+
+extension ResultRow {
+    /// An IMP row's own fields.
+    public var pruning: PruningRow? { payload as? PruningRow }
+}
+
 extension SweepSpec {
     /// The `pruning:` section (defaults when the file has none).
     public var pruning: PruningSection { section(PruningSection.self) }
@@ -145,22 +174,18 @@ public enum PruningStudy: SweepStudy {
     /// The round after `mask`; remaining_fraction, then one remaining_<layer> column per layer,
     /// then locality after the measurements.
     public static func columns(_ rows: [ResultRow]) -> StudyColumns {
-        let layers = Set(rows.flatMap { $0.layerRemaining?.keys.map { $0 } ?? [] }).sorted()
-        return StudyColumns(afterMask: [.integer("round", \.round)],
-                            afterMetrics: [.number("remaining_fraction", \.remainingFraction)]
-                                + layers.map { layer in .number("remaining_\(layer)") { $0.layerRemaining?[layer] } }
-                                + [.number("locality", \.locality)])
+        let layers = Set(rows.flatMap { $0.pruning?.layerRemaining?.keys.map { $0 } ?? [] }).sorted()
+        return StudyColumns(afterMask: [.integer("round") { $0.pruning?.round }],
+                            afterMetrics: [.number("remaining_fraction") { $0.pruning?.remainingFraction }]
+                                + layers.map { layer in .number("remaining_\(layer)") { $0.pruning?.layerRemaining?[layer] } }
+                                + [.number("locality") { $0.pruning?.locality }])
     }
 
     public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {
-        if let m = outcome.measures(PruningMeasures.self) {
-            row.remainingFraction = m.remainingFraction
-            row.layerRemaining = m.layerRemaining
-            row.locality = m.locality
-            row.maskImages = m.maskImages
-        }
         guard let point = task.payload as? PruningPoint else { return }
-        row.round = point.round
+        let m = outcome.measures(PruningMeasures.self)
+        row.payload = PruningRow(round: point.round, remainingFraction: m?.remainingFraction, layerRemaining: m?.layerRemaining,
+                                 locality: m?.locality, maskImages: m?.maskImages)
         row.mask = point.method
     }
 

@@ -46,7 +46,7 @@ public struct ReuseFinding: Sendable {
         return groups.keys.sorted { $0.joined(separator: "|") < $1.joined(separator: "|") }.map { g in
             let byLayer = Dictionary(grouping: groups[g]!, by: \.layer)
             let points = byLayer.keys.sorted { order($0) < order($1) }.map { layer in
-                Point(layer: layer, gain: byLayer[layer]!.compactMap(\.deltaAccuracy), rmse: byLayer[layer]!.compactMap(\.rmse))
+                Point(layer: layer, gain: byLayer[layer]!.compactMap(\.deltaAccuracy), rmse: byLayer[layer]!.compactMap { $0.reuse?.rmse })
             }
             return ReuseFinding(source: g[0], target: g[1], model: g[2], mode: g[3], points: points)
         }

@@ -33,6 +33,19 @@ public struct ReuseMeasures: OutcomeMeasures, Equatable {
     public var isEmpty: Bool { rmse == nil && parameters == nil }
 }
 
+/// A reuse row's own fields.
+public struct ReuseRow: TaskPayload, Equatable {
+    public var rmse: Double?
+    public var parameters: Int?
+
+    public func rounded() -> any TaskPayload { ReuseRow(rmse: significant(rmse), parameters: parameters) }
+}
+
+extension ResultRow {
+    /// A reuse row's own fields.
+    public var reuse: ReuseRow? { payload as? ReuseRow }
+}
+
 extension SweepSpec {
     /// The `reuse:` section (defaults when the file has none).
     public var reuse: ReuseSection { section(ReuseSection.self) }
@@ -171,14 +184,11 @@ public enum ReuseStudy: SweepStudy {
 
     public static func columns(_ rows: [ResultRow]) -> StudyColumns {
         StudyColumns(afterDataset: [ResultColumn("source") { $0.source ?? "" }],
-                     afterMetrics: [.number("rmse", \.rmse), .integer("parameters", \.parameters)])
+                     afterMetrics: [.number("rmse") { $0.reuse?.rmse }, .integer("parameters") { $0.reuse?.parameters }])
     }
 
     public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {
-        if let m = outcome.measures(ReuseMeasures.self) {
-            row.rmse = m.rmse
-            row.parameters = m.parameters
-        }
+        if let m = outcome.measures(ReuseMeasures.self) { row.payload = ReuseRow(rmse: m.rmse, parameters: m.parameters) }
         guard let point = task.payload as? ReusePoint else { return }
         row.source = point.source
         row.mask = point.mode.rawValue
