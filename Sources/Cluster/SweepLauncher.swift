@@ -68,8 +68,11 @@ public enum SweepLauncher {
         Parallel.configure(threads: options.threads ?? max(1, Parallel.availableCores / max(1, options.localWorkers)))
         let prepared = try prepare(options, log: log)
         let host = ProcessInfo.processInfo.hostName
-        for id in hub.workerIDs { startWorkerThread(hub: hub, id: id, host: host, log: log) }
-        return try coordinate(prepared, link: hub.coordinatorLink(), log: log)
+        let threads = WorkerThreads()
+        for id in hub.workerIDs { threads.start(hub: hub, id: id, host: host, log: log) }
+        let summary = try coordinate(prepared, link: hub.coordinatorLink(), log: log)
+        if !(summary.drained && prepared.abandoned > 0) { threads.waitForStop() }
+        return summary
     }
 
     private static func runMPI(_ options: RunOptions, world: MPIWorld, log: @escaping (String) -> Void) throws -> RunSummary? {
@@ -90,9 +93,10 @@ public enum SweepLauncher {
         }
         let works = options.coordinatorWorks ?? (world.size <= 16)
         let local = works || world.size == 1 ? LocalHub(workers: [0]) : nil
+        let workerThreads = WorkerThreads()
         if let local {
             local.makeGang = { try MPIGang(world: world, assignment: $0) }
-            startWorkerThread(hub: local, id: 0, host: host, log: log)
+            workerThreads.start(hub: local, id: 0, host: host, log: log)
         }
         let link = MPICoordinatorLink(world: world, local: local)
         let prepared: Prepared
@@ -108,6 +112,7 @@ public enum SweepLauncher {
             // After a drain that abandoned running tasks, workers are still busy: MPI_Finalize
             // would wait for them, so leave now; mpirun ends the others.
             if summary.drained, prepared.abandoned > 0 { _exit(StopRequest.drain.exitStatus) }
+            workerThreads.waitForStop()
             return summary
         } catch {
             // Workers may be mid-task or mid-send: stop the whole job rather than hang in finalize.
@@ -115,20 +120,6 @@ public enum SweepLauncher {
             log("finished results are in \(prepared.run.journalURL.path); continue with: sweep run --resume \(prepared.run.url.path)")
             world.abort(1)
         }
-    }
-
-    /// A worker thread. Task errors become results; an error of the loop itself (a broken
-    /// message) leaves the coordinator waiting forever, so it ends the process: the journal keeps
-    /// every finished result for `--resume`.
-    private static func startWorkerThread(hub: LocalHub, id: Int, host: String, log: @escaping (String) -> Void) {
-        let t = Thread {
-            do { try WorkerLoop.run(link: hub.workerLink(id), host: host, threads: Parallel.threads) } catch {
-                log("worker \(id) failed: \(error); finished results are journaled, continue with --resume")
-                exit(70)
-            }
-        }
-        t.stackSize = 16 << 20
-        t.start()
     }
 
     /// results.csv, results.json and report.html for the records so far.
@@ -247,4 +238,31 @@ public enum SweepLauncher {
         return RunSummary(directory: p.run, rows: input.rows, seconds: Date().timeIntervalSince(start), workers: workers,
                           study: p.plan.spec.study, drained: ending != .complete, planned: p.plan.tasks.count)
     }
+}
+
+/// This process's worker threads. The process waits for them to take their stop message before
+/// it exits: a thread still busy (expanding the plan it was just sent) while the process tears
+/// down its globals crashes it.
+final class WorkerThreads {
+    private let group = DispatchGroup()
+
+    /// A worker thread. Task errors become results; an error of the loop itself (a broken
+    /// message) leaves the coordinator waiting forever, so it ends the process: the journal keeps
+    /// every finished result for `--resume`.
+    func start(hub: LocalHub, id: Int, host: String, log: @escaping (String) -> Void) {
+        group.enter()
+        let t = Thread { [group] in
+            defer { group.leave() }
+            do { try WorkerLoop.run(link: hub.workerLink(id), host: host, threads: Parallel.threads) } catch {
+                log("worker \(id) failed: \(error); finished results are journaled, continue with --resume")
+                exit(70)
+            }
+        }
+        t.stackSize = 16 << 20
+        t.start()
+    }
+
+    /// Waits (a minute at most: a worker that never answers must not hang the exit) for every
+    /// thread to have returned from its loop.
+    func waitForStop() { _ = group.wait(timeout: .now() + 60) }
 }
