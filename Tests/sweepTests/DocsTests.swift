@@ -26,11 +26,23 @@ final class DocsTests: XCTestCase {
         }
     }
 
+    /// Every relative link in the README and the study pages names a file of this repository;
+    /// none climbs out of it, and no text names a path of the machine it was written on.
     func testNoDocumentPointsOutsideTheRepository() throws {
         let docs = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("docs/studies").path).map { "docs/studies/" + $0 }
+        let rootPath = root.standardizedFileURL.path
         for path in ["README.md"] + docs {
             let body = try text(path)
-            XCTAssertFalse(body.contains("../shared") || body.contains("SCIENCE.md") || body.contains("/work/"), path)
+            let base = root.appendingPathComponent(path).deletingLastPathComponent()
+            let links = try NSRegularExpression(pattern: #"\]\(([^)#\s]+)"#).matches(in: body, range: NSRange(body.startIndex..., in: body))
+                .compactMap { Range($0.range(at: 1), in: body).map { String(body[$0]) } }
+                .filter { !$0.contains("://") }
+            for link in links {
+                let target = base.appendingPathComponent(link).standardizedFileURL.path
+                XCTAssertTrue(target.hasPrefix(rootPath + "/"), "\(path) links \(link), outside the repository")
+                XCTAssertTrue(FileManager.default.fileExists(atPath: target), "\(path) links \(link), which does not exist")
+            }
+            XCTAssertFalse(body.contains(rootPath), "\(path) names this checkout's path")
         }
     }
 }
