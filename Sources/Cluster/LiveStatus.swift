@@ -1,5 +1,18 @@
 import Foundation
 
+/// Raw writes to standard error. A closed or full stderr (mpirun already gone, a full disk under a
+/// log file) loses the text, never the run: Foundation's FileHandle would trap there.
+public enum StandardError {
+    public static func write(_ text: String) {
+        var bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress! + offset, $0.count - offset) }
+            if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { return }
+        }
+    }
+}
+
 /// What the busy ranks are doing, for the person watching. On a terminal the last lines of
 /// stderr show one line per busy rank (its task and latest epoch line), rewritten in place, while
 /// finished-task lines scroll above them. Anywhere else (a log file, a Slurm job's output) each
@@ -28,14 +41,7 @@ public final class LiveStatus {
         guard isatty(2) != 0, !term.isEmpty, term != "dumb" else { return LiveStatus(live: false) { plain(String($0.dropLast())) } }
         var size = winsize()
         let columns = ioctl(2, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : 100
-        return LiveStatus(live: true, width: columns) { text in
-            var bytes = Array(text.utf8)
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress! + offset, $0.count - offset) }
-                if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { return }
-            }
-        }
+        return LiveStatus(live: true, width: columns, write: StandardError.write)
     }
 
     /// A line that stays (a finished task, a warning): printed above the status lines.

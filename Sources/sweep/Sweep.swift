@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import SweepCore
 import TensorEngine
@@ -52,16 +53,7 @@ struct FlagError: Error, CustomStringConvertible {
 }
 
 /// Writes one line to standard error (progress and diagnostics; stdout carries results).
-/// A closed or full stderr (mpirun already gone, a full disk under a log file) loses the line,
-/// never the run: Foundation's FileHandle would trap there.
-func report(_ line: String) {
-    var bytes = Array((line + "\n").utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + offset, $0.count - offset) }
-        if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { return }
-    }
-}
+func report(_ line: String) { StandardError.write(line + "\n") }
 
 /// `1h02m`, `2m10s`, `4.1s` (the runner's own format).
 func formatDuration(_ seconds: Double) -> String { ProgressText.duration(seconds) }
