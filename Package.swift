@@ -50,7 +50,7 @@ let package = Package(
         .testTarget(name: "StudiesTests", dependencies: ["Studies", "Models", "Datasets", "TensorEngine"]),
         .testTarget(name: "SweepCoreTests", dependencies: ["SweepCore", "Studies", "Models", "Datasets", "TensorEngine"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "SweepCore", "TensorEngine"]),
-        .testTarget(name: "sweepTests", dependencies: ["sweep", "SweepCore", "Studies"]),
+        .testTarget(name: "sweepTests", dependencies: ["sweep", "SweepCore", "Studies", "TensorEngine"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -10,6 +10,8 @@ public struct BenchmarkResult: Codable, Sendable {
     public let threads: Int
     public let trainImagesPerSecond: Double
     public let evalImagesPerSecond: Double
+    /// OpenBLAS's kernel set in this process (the fully connected layers' speed depends on it).
+    public var blasCore: String = BLASKernels.core
 }
 
 /// Per-layer time of one training step, summed over timed steps.

@@ -10,14 +10,20 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Option(help: "Seconds to time each measurement.") var seconds: Double = 5
     @Option(help: "Mini-batch size.") var batchSize = 128
+    @Option(help: "Only this model's cases (\(Set(Benchmark.cases.map(\.model)).sorted().joined(separator: ", "))).")
+    var model: String?
     @Flag(help: "Also print where a ResNet-20 28x28 training step spends its time, per top-level layer.")
     var profile = false
     @OptionGroup var engine: EngineOptions
 
     func run() throws {
         engine.apply()
+        let cases = Benchmark.cases.filter { model == nil || $0.model == model }
+        guard !cases.isEmpty else {
+            throw FlagError("--model \(model ?? ""): no such benchmark case (use one of \(Set(Benchmark.cases.map(\.model)).sorted().joined(separator: ", ")))")
+        }
         var results: [BenchmarkResult] = []
-        for c in Benchmark.cases {
+        for c in cases {
             let r = try Benchmark.run(model: c.model, input: c.input, batchSize: batchSize, seconds: seconds)
             results.append(r)
             if !json {
@@ -27,6 +33,7 @@ struct BenchCommand: ParsableCommand {
                                r.trainImagesPerSecond, r.evalImagesPerSecond, r.threads))
             }
         }
+        if !json { print("OpenBLAS kernels: \(BLASKernels.core)") }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

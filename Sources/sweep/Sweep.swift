@@ -23,6 +23,12 @@ struct Sweep: ParsableCommand {
         """,
         version: "layersweep \(layersweepVersion)",
         subcommands: [RunCommand.self, PlanCommand.self, ReportCommand.self, StatusCommand.self, CompareCommand.self, TrainCommand.self, EvalCommand.self, LayersCommand.self, BenchCommand.self])
+
+    /// Switches OpenBLAS to the CPU's own kernels first (see `BLASKernels`), then runs the command.
+    static func main() {
+        BLASKernels.relaunchForNativeKernels()
+        main(nil)
+    }
 }
 
 /// Options shared by every command that computes.

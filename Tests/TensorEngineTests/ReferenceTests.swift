@@ -151,3 +151,17 @@ final class DeterminismTests: XCTestCase {
         XCTAssertEqual(p.permutation(100).sorted(), Array(0..<100))
     }
 }
+
+/// Which OpenBLAS kernel set replaces a generic fallback.
+final class BLASKernelChoiceTests: XCTestCase {
+    func testOnlyAGenericFallbackIsReplacedAndByWhatTheCPUCanRun() {
+        let avx2: Set = ["sse3", "avx", "avx2", "fma"]
+        let avx512 = avx2.union(["avx512f", "avx512vl", "avx512bw", "avx512dq", "avx512cd"])
+        XCTAssertEqual(BLASKernels.replacement(core: "Prescott", cpuFlags: avx2), "Haswell")
+        XCTAssertEqual(BLASKernels.replacement(core: "Prescott", cpuFlags: avx512), "SkylakeX")
+        XCTAssertEqual(BLASKernels.replacement(core: "Prescott", cpuFlags: avx512.subtracting(["avx512bw"])), "Haswell")
+        XCTAssertNil(BLASKernels.replacement(core: "Prescott", cpuFlags: ["sse3", "avx"]))
+        XCTAssertNil(BLASKernels.replacement(core: "Zen", cpuFlags: avx2))
+        XCTAssertNil(BLASKernels.replacement(core: "Haswell", cpuFlags: avx512))
+    }
+}

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import Studies
+import TensorEngine
 import SweepCore
 
 /// The `sweep` executable end to end: what a user types, what they see, and the exit status.
@@ -31,6 +32,25 @@ final class CLITests: XCTestCase {
         // The same accuracy as printed after training: the checkpoint holds everything needed.
         let accuracy = { (s: String) in s.components(separatedBy: "test accuracy ")[1].prefix(6) }
         XCTAssertEqual(accuracy(eval.stdout), accuracy(train.stdout))
+    }
+
+    /// OpenBLAS 0.3.21 falls back to its generic "Prescott" kernels on CPUs it does not know;
+    /// `sweep` relaunches itself with the CPU's own set, unless the user chose one.
+    func testSweepRunsOpenBLASWithTheCPUsOwnKernels() throws {
+        let bench = { (environment: [String: String]) throws -> String in
+            let p = SweepProcess.process(["bench", "--model", "fcn-1024x3-bn", "--seconds", "0.01", "--batch-size", "8", "--json"])
+            p.environment = p.environment!.filter { $0.key != "OPENBLAS_CORETYPE" }.merging(environment) { _, b in b }
+            let result = try SweepProcess.run(p)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let rows = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]]
+            return try XCTUnwrap(rows?.first?["blasCore"] as? String, result.stdout)
+        }
+        let core = try bench([:])
+        let flags = BLASKernels.cpuFlags
+        if flags.contains("avx2") && flags.contains("fma") {
+            XCTAssertNotEqual(core.lowercased(), "prescott", "an AVX2 CPU ran OpenBLAS's generic kernels")
+        }
+        XCTAssertEqual(try bench(["OPENBLAS_CORETYPE": "Prescott"]), "Prescott", "the user's own choice was overridden")
     }
 
     func testVersionAndHelpLeadWithTheSweepCommands() throws {
