@@ -37,7 +37,8 @@ public enum Benchmark {
             network.backward(result.gradient)
             optimizer.step(learningRate: 0.01)
         }
-        let evalStep = { _ = network.forward(x, training: false) }
+        let plan = InferencePlan(network)
+        let evalStep = { _ = plan.forward(x) }
         return BenchmarkResult(model: model, input: input, batchSize: batchSize, threads: Parallel.threads,
                                trainImagesPerSecond: Double(batchSize) * rate(of: trainStep, seconds: seconds),
                                evalImagesPerSecond: Double(batchSize) * rate(of: evalStep, seconds: seconds / 2))

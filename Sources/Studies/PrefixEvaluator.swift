@@ -6,24 +6,24 @@ import TensorEngine
 /// Evaluates masked variants of one trained network on a test set, reusing the activations of
 /// the layers before the masked one (they are the same for every mask deeper in the network).
 ///
-/// The network's top-level layers run in order. The inputs of some top-level layers, for every
-/// test batch, are kept: chosen from the deepest layer backwards (deep activations are small and
-/// save the most work) while they fit the memory budget. A mask inside top-level layer k then
-/// starts from the deepest kept input at or before k. Results are bit-identical to a full
-/// forward pass: the same kernels see the same batches.
+/// The network's evaluation plan (`InferencePlan`) runs its steps in order. The inputs of some
+/// steps, for every test batch, are kept: chosen from the deepest step backwards (deep
+/// activations are small and save the most work) while they fit the memory budget. A mask inside
+/// step k then starts from the deepest kept input at or before k. Results are bit-identical to
+/// a full evaluation: the same kernels see the same batches.
 public final class PrefixEvaluator {
     public let checkpoint: SafeTensorsFile
     private let data: Dataset
     private let batchSize: Int
     private let budget: Int
     private let batches: [ArraySlice<Int>]
-    /// The unmasked network, whose top-level layers compute the shared prefixes.
-    private var reference: Sequential?
-    /// Top-level layers whose inputs are kept, decided on first use.
+    /// The unmasked network's plan, whose steps compute the shared prefixes.
+    private var reference: InferencePlan?
+    /// Steps whose inputs are kept, decided on first use.
     private var keep: Set<Int> = []
-    /// Top-level layer index -> its input for each test batch computed so far.
-    private var cached: [Int: [Tensor]] = [:]
-    /// Top-level layer forward passes run, for measuring the saving.
+    /// Step index -> its input for each test batch computed so far.
+    private var cached: [Int: [LayoutTensor]] = [:]
+    /// Plan steps run, for measuring the saving.
     public private(set) var layerPasses = 0
 
     public init(checkpoint: SafeTensorsFile, data: Dataset, batchSize: Int, budgetBytes: Int) {
@@ -55,20 +55,18 @@ public final class PrefixEvaluator {
             guard let u = network.unit(unitName) else { throw MaskError.unknownUnit(unitName) }
             masked = try change(network, u)
         }
-        guard let root = network.root as? Sequential, !everyLayer, try prepare() else {
+        guard network.root is Sequential, !everyLayer, try prepare() else {
             return (Evaluation.run(network, on: data, batchSize: batchSize), masked)
         }
-        let start = unit.flatMap { name in root.children.firstIndex { name == $0.0 || name.hasPrefix($0.0 + ".") } }
-            ?? root.children.count
+        let plan = InferencePlan(network)
+        let layer = unit.flatMap { name in (network.root as! Sequential).children.firstIndex { name == $0.0 || name.hasPrefix($0.0 + ".") } }
+        let start = layer.map { plan.step(holding: $0) } ?? plan.steps.count
         var lossSum = 0.0, correct = 0
         var hits: [Bool] = []
         for (b, indices) in batches.enumerated() {
-            var h = prefix(upTo: start, batch: b, indices: indices)
-            for i in start..<root.children.count {
-                h = root.children[i].1.forward(h, training: false)
-                layerPasses += 1
-            }
-            let result = Loss.softmaxCrossEntropy(h, labels: indices.map { data.labels[$0] })
+            let h = plan.run(start..<plan.steps.count, prefix(upTo: start, batch: b, indices: indices))
+            layerPasses += plan.steps.count - start
+            let result = Loss.softmaxCrossEntropy(h.plain, labels: indices.map { data.labels[$0] })
             lossSum += Double(result.loss) * Double(indices.count)
             correct += result.correct
             hits += result.hits
@@ -77,16 +75,18 @@ public final class PrefixEvaluator {
         return (Evaluation(accuracy: Double(correct) / Double(n), loss: lossSum / Double(n), count: data.count, hits: hits), masked)
     }
 
-    /// Builds the unmasked reference network and decides which layer inputs to keep, from one
-    /// probe batch's activation sizes. False when the network is not a plain sequence.
+    /// Compiles the unmasked network and decides which step inputs to keep, from one probe
+    /// batch's activation sizes. False when the network is not a plain sequence.
     private func prepare() throws -> Bool {
         if reference != nil { return true }
-        guard let root = try Checkpoint.network(from: checkpoint).root as? Sequential, let first = batches.first else { return false }
+        let network = try Checkpoint.network(from: checkpoint)
+        guard network.root is Sequential, let first = batches.first else { return false }
+        let plan = InferencePlan(network)
         var sizes: [Int] = []
-        var h = data.batch(first).0
-        for (_, layer) in root.children {
-            sizes.append(h.count * 4)
-            h = layer.forward(h, training: false)
+        var h = LayoutTensor(plain: data.batch(first).0)
+        for s in plan.steps.indices {
+            sizes.append(h.bytes)
+            h = plan.run(s..<(s + 1), h)
         }
         let scale = Double(data.count) / Double(max(first.count, 1))
         var used = 0.0
@@ -94,19 +94,20 @@ public final class PrefixEvaluator {
             let bytes = Double(sizes[i]) * scale
             if used + bytes <= Double(budget) { keep.insert(i); used += bytes }
         }
-        reference = root
+        reference = plan
         return true
     }
 
-    /// The input of top-level layer `k` for batch `b`: from the deepest kept input at or before
-    /// `k`, through the unmasked layers, keeping what is to be kept on the way.
-    private func prefix(upTo k: Int, batch b: Int, indices: ArraySlice<Int>) -> Tensor {
-        guard let reference else { return data.batch(indices).0 }
+    /// The input of step `k` for batch `b`: from the deepest kept input at or before `k`,
+    /// through the unmasked steps, keeping what is to be kept on the way.
+    private func prefix(upTo k: Int, batch b: Int, indices: ArraySlice<Int>) -> LayoutTensor {
+        let input = { LayoutTensor(plain: self.data.batch(indices).0) }
+        guard let reference else { return input() }
         let from = cached.keys.filter { $0 <= k && (cached[$0]?.count ?? 0) > b }.max()
-        var h = from.map { cached[$0]![b] } ?? data.batch(indices).0
+        var h = from.map { cached[$0]![b] } ?? input()
         var i = from ?? 0
         while i < k {
-            h = reference.children[i].1.forward(h, training: false)
+            h = reference.run(i..<(i + 1), h)
             layerPasses += 1
             i += 1
             if keep.contains(i) && (cached[i]?.count ?? 0) == b { cached[i, default: []].append(h) }

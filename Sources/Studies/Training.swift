@@ -174,7 +174,7 @@ public struct Evaluation: Equatable, Sendable, Codable {
         self.hits = hits
     }
 
-    /// Evaluates in inference mode (BN running statistics), in batches. A gang's members each
+    /// Evaluates in inference mode (BN running statistics, folded: `InferencePlan`), in batches. A gang's members each
     /// evaluate a contiguous run of the batches and sum every batch's figures in batch order, as
     /// one process does.
     public static func run(_ network: Network, on data: Dataset, batchSize: Int = 256, gang: GangLink? = nil) -> Evaluation {
@@ -183,9 +183,10 @@ public struct Evaluation: Equatable, Sendable, Codable {
         let mine = (member * batches.count / members)..<((member + 1) * batches.count / members)
         var figures: [Double] = []   // per batch: loss sum, correct
         var hits: [Bool] = []
+        let plan = InferencePlan(network)
         for b in mine {
             let (x, labels) = data.batch(batches[b])
-            let result = Loss.softmaxCrossEntropy(network.forward(x, training: false), labels: labels)
+            let result = Loss.softmaxCrossEntropy(plan.forward(x), labels: labels)
             figures += [Double(result.loss) * Double(batches[b].count), Double(result.correct)]
             hits += result.hits
         }

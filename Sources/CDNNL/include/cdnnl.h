@@ -6,6 +6,8 @@
 #ifndef CDNNL_H
 #define CDNNL_H
 
+#include <stddef.h>
+
 typedef struct cdnnl_conv cdnnl_conv;
 
 /// Creates the primitives for a (mb, ic, ih, iw) -> (mb, oc, oh, ow) convolution with a square
@@ -24,5 +26,24 @@ int cdnnl_conv_backward_data(cdnnl_conv *conv, const float *diff_dst, float *dif
 /// Overwrites diff_weights (OIHW) and diff_bias (if not NULL) with this chunk's gradients.
 int cdnnl_conv_backward_weights(cdnnl_conv *conv, const float *src, const float *diff_dst,
                                 float *diff_weights, float *diff_bias);
+
+
+// Inference: convolutions whose outputs (and, optionally, inputs) stay in oneDNN's channel-blocked
+// layout (nChw16c with AVX-512, nChw8c with AVX2) from layer to layer, with the bias (a folded
+// batch norm), the residual sum and the ReLU done inside the convolution.
+typedef struct cdnnl_infer cdnnl_infer;
+
+/// The channel block of the layout on this CPU (16 or 8); 0 when oneDNN has no fast kernel.
+int cdnnl_block_size(void);
+/// dst (mb, oc, oh, ow; blocked) = relu?(conv(src) + bias + (sum ? dst : 0)); src blocked or NCHW.
+/// NULL when oneDNN has only a reference kernel for the shape.
+cdnnl_infer *cdnnl_infer_create(int mb, int ic, int ih, int iw, int oc, int kernel, int stride, int padding,
+                                int src_blocked, int relu, int sum);
+void cdnnl_infer_destroy(cdnnl_infer *conv);
+/// Bytes of the weights in the primitive's own layout.
+size_t cdnnl_infer_weights_bytes(const cdnnl_infer *conv);
+/// Converts OIHW weights into `packed` (cdnnl_infer_weights_bytes long).
+int cdnnl_infer_pack_weights(const cdnnl_infer *conv, const float *weights_oihw, void *packed);
+int cdnnl_infer_forward(const cdnnl_infer *conv, const float *src, const void *packed, const float *bias, float *dst);
 
 #endif

@@ -1,0 +1,113 @@
+import TensorEngine
+
+/// A network compiled for evaluation: each batch norm folded into the convolution before it,
+/// ReLUs and residual sums done inside the convolutions, activations blocked from the first
+/// convolution to the pool (`FusedConvolution`, `LayoutTensor`).
+///
+/// The plan is a list of steps, each covering consecutive top-level layers of the network
+/// ("stem.conv", "stem.bn", "stem.relu" become one step; a residual block is one step). The
+/// prefix cache keeps activations between steps. Layers the plan does not fuse run their own
+/// inference-mode forward pass on the plain layout. Build the plan after masking: it copies the
+/// weights as they are.
+public final class InferencePlan {
+    /// Consecutive top-level layers run as one.
+    public struct Step {
+        /// The top-level layers it covers (indices into the root `Sequential`).
+        public let layers: Range<Int>
+        let run: (LayoutTensor) -> LayoutTensor
+    }
+
+    public let steps: [Step]
+
+    /// The plan of `network` as its weights are now; a network that is not a plain sequence
+    /// becomes one step running its own forward pass.
+    public init(_ network: Network) {
+        guard let root = network.root as? Sequential else {
+            steps = [Step(layers: 0..<1) { LayoutTensor(plain: network.forward($0.plain, training: false)) }]
+            return
+        }
+        var steps: [Step] = []
+        let layers = root.children.map(\.1)
+        var i = 0
+        while i < layers.count {
+            let (step, width) = InferencePlan.step(at: i, of: layers)
+            steps.append(Step(layers: i..<(i + width), run: step))
+            i += width
+        }
+        self.steps = steps
+    }
+
+    /// Logits for a batch of NCHW images.
+    public func forward(_ x: Tensor) -> Tensor { run(0..<steps.count, LayoutTensor(plain: x)).plain }
+
+    /// Runs `range` of the steps on `x`.
+    public func run(_ range: Range<Int>, _ x: LayoutTensor) -> LayoutTensor {
+        range.reduce(x) { steps[$1].run($0) }
+    }
+
+    /// The step that holds top-level layer `layer`.
+    public func step(holding layer: Int) -> Int {
+        steps.firstIndex { $0.layers.contains(layer) } ?? steps.count
+    }
+
+    /// The step starting at top-level layer `i`, and how many layers it covers.
+    private static func step(at i: Int, of layers: [Layer]) -> ((LayoutTensor) -> LayoutTensor, Int) {
+        if let conv = layers[i] as? Conv2d {
+            let bn = layers.indices.contains(i + 1) ? layers[i + 1] as? BatchNorm : nil
+            let relu = bn != nil && layers.indices.contains(i + 2) && layers[i + 2] is ReLU
+            if let fused = FusedConvolution(conv, batchNorm: bn, relu: relu) {
+                return ({ fused.forward($0) }, 1 + (bn == nil ? 0 : 1) + (relu ? 1 : 0))
+            }
+        }
+        if let block = layers[i] as? BasicBlock, let fused = FusedBlock(block) {
+            return ({ fused.forward($0) }, 1)
+        }
+        if layers[i] is GlobalAvgPool {
+            return ({ $0.blocked ? LayoutTensor(plain: BlockedLayout.globalAveragePool($0)) : plainStep(layers[i])($0) }, 1)
+        }
+        return (plainStep(layers[i]), 1)
+    }
+
+    private static func plainStep(_ layer: Layer) -> (LayoutTensor) -> LayoutTensor {
+        { LayoutTensor(plain: layer.forward($0.plain, training: false)) }
+    }
+}
+
+/// A residual block for evaluation: conv1 (+BN1, ReLU), then conv2 (+BN2) adding the shortcut
+/// and applying the final ReLU in the same call.
+private struct FusedBlock {
+    let conv1, conv2: FusedConvolution
+    let shortcut: (LayoutTensor) -> LayoutTensor?
+    let branchEnabled: Bool
+
+    init?(_ block: BasicBlock) {
+        guard let conv1 = FusedConvolution(block.conv1, batchNorm: block.bn1, relu: true),
+              let conv2 = FusedConvolution(block.conv2, batchNorm: block.bn2, relu: true),
+              BlockedLayout.holds(channels: block.conv1.inChannels) else { return nil }
+        (self.conv1, self.conv2, branchEnabled) = (conv1, conv2, block.branchEnabled)
+        switch block.shortcut {
+        case .none:
+            shortcut = { _ in nil }
+        case .identity:
+            shortcut = { $0 }
+        case let .padded(pad):
+            shortcut = { BlockedLayout.paddedIdentity($0, outChannels: pad.outChannels, stride: pad.stride) }
+        case let .projection(conv, bn):
+            guard let projection = FusedConvolution(conv, batchNorm: bn, relu: false) else { return nil }
+            shortcut = { projection.forward($0) }
+        }
+    }
+
+    func forward(_ x: LayoutTensor) -> LayoutTensor {
+        // A blocked step needs a blocked input; the plain path converts once (never in a ResNet,
+        // whose stem already writes blocked activations).
+        let input = x.blocked ? x : LayoutTensor.blocked(from: x.plain)
+        let skip = shortcut(input)
+        guard branchEnabled else {
+            if let skip { return BlockedLayout.relu(skip) }
+            let (h, w) = (conv1.outputSize(input.shape[2]), conv1.outputSize(input.shape[3]))
+            return LayoutTensor.blocked(from: Tensor(shape: [input.shape[0], conv2.outChannels, h, w]))
+        }
+        return conv2.forward(conv1.forward(input), adding: skip)
+    }
+}

@@ -1,0 +1,136 @@
+import CDNNL
+
+/// An activation on the evaluation path: plain NCHW, or channel-blocked the way oneDNN's fast
+/// kernels read and write it (n, c / B, h, w, c % B, with B = `BlockedLayout.block`, 16 with
+/// AVX-512 and 8 with AVX2), so that consecutive convolutions never convert layouts. A blocked activation's channels are a multiple of B, so it holds exactly as
+/// many values as the plain one.
+public struct LayoutTensor: @unchecked Sendable {
+    public let storage: Tensor
+    /// The logical shape: (N, C, H, W), or (N, F) for a plain flat one.
+    public let shape: [Int]
+    public let blocked: Bool
+
+    public init(plain: Tensor) {
+        storage = plain
+        shape = plain.shape
+        blocked = false
+    }
+
+    init(blocked storage: Tensor, shape: [Int]) {
+        self.storage = storage
+        self.shape = shape
+        blocked = true
+    }
+
+    /// A blocked activation of `shape` whose values the caller writes.
+    static func uninitializedBlocked(_ shape: [Int]) -> LayoutTensor {
+        LayoutTensor(blocked: Tensor.uninitialized(shape), shape: shape)
+    }
+
+    public var bytes: Int { storage.count * MemoryLayout<Float>.stride }
+
+    /// The same values in NCHW order (no copy when already plain).
+    public var plain: Tensor {
+        guard blocked else { return storage }
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let b = BlockedLayout.block
+        let y = Tensor.uninitialized(shape)
+        let (src, dst, plane) = (storage.data, y.data, h * w)
+        Parallel.forEach(n) { i in
+            for cb in 0..<(c / b) {
+                let s = src + (i * c + cb * b) * plane
+                for p in 0..<plane {
+                    for j in 0..<b { dst[(i * c + cb * b + j) * plane + p] = s[p * b + j] }
+                }
+            }
+        }
+        return y
+    }
+
+    /// The same values blocked, for channel counts the blocked kernels take.
+    public static func blocked(from x: Tensor) -> LayoutTensor {
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let b = BlockedLayout.block
+        let y = uninitializedBlocked(x.shape)
+        let (src, dst, plane) = (x.data, y.storage.data, h * w)
+        Parallel.forEach(n) { i in
+            for cb in 0..<(c / b) {
+                let d = dst + (i * c + cb * b) * plane
+                for p in 0..<plane {
+                    for j in 0..<b { d[p * b + j] = src[(i * c + cb * b + j) * plane + p] }
+                }
+            }
+        }
+        return y
+    }
+}
+
+/// The blocked layout's block size and the few non-convolution kernels a ResNet's evaluation
+/// needs in it (the shortcut, a disabled branch's ReLU, the global average pool).
+public enum BlockedLayout {
+    /// What oneDNN's direct kernels want on this CPU (asked once): blocks of 16 channels with
+    /// AVX-512, of 8 with AVX2; 0 when there is no blocked path.
+    public static let block = Int(cdnnl_block_size())
+
+    /// Whether evaluation may use blocked activations of `channels` channels: oneDNN is the
+    /// selected kernel and the channels fill whole blocks.
+    public static func holds(channels: Int) -> Bool {
+        ConvolutionKernel.current == .oneDNN && block > 0 && channels % block == 0
+    }
+
+    /// The option-A shortcut on a blocked input: y[:, pad + c] = x[:, c, ::s, ::s], other
+    /// channels zero, with pad = (outChannels - C) / 2.
+    public static func paddedIdentity(_ x: LayoutTensor, outChannels: Int, stride: Int) -> LayoutTensor {
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (bi, bo) = (block, block)
+        let (ho, wo) = ((h + stride - 1) / stride, (w + stride - 1) / stride)
+        let y = LayoutTensor.uninitializedBlocked([n, outChannels, ho, wo])
+        let pad = (outChannels - c) / 2
+        let (src, dst) = (x.storage.data, y.storage.data)
+        Parallel.forEach(n) { i in
+            let out = dst + i * outChannels * ho * wo
+            out.update(repeating: 0, count: outChannels * ho * wo)
+            for ch in 0..<c {
+                let o = ch + pad
+                let s = src + (i * c + ch / bi * bi) * h * w + ch % bi
+                let d = out + o / bo * bo * ho * wo + o % bo
+                for oy in 0..<ho {
+                    for ox in 0..<wo { d[(oy * wo + ox) * bo] = s[(oy * stride * w + ox * stride) * bi] }
+                }
+            }
+        }
+        return y
+    }
+
+    /// max(x, 0), in the same layout.
+    public static func relu(_ x: LayoutTensor) -> LayoutTensor {
+        let y = LayoutTensor(blocked: Tensor.uninitialized(x.storage.shape), shape: x.shape)
+        let (xp, yp) = (x.storage.data, y.storage.data)
+        let chunks = elementChunks(x.storage.count)
+        Parallel.forEach(chunks.count) { r in
+            for i in chunks[r] { yp[i] = max(xp[i], 0) }
+        }
+        return y
+    }
+
+    /// (N, C, H, W) blocked -> (N, C) plain: each channel's mean over its H·W positions, summed
+    /// in position order as `GlobalAvgPool` does.
+    public static func globalAveragePool(_ x: LayoutTensor) -> Tensor {
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let b = block
+        let y = Tensor.uninitialized([n, c])
+        let (src, dst, plane) = (x.storage.data, y.data, h * w)
+        let scale = 1 / Float(plane)
+        Parallel.forEach(n) { i in
+            for cb in 0..<(c / b) {
+                let s = src + (i * c + cb * b) * plane
+                for j in 0..<b {
+                    var sum: Float = 0
+                    for p in 0..<plane { sum += s[p * b + j] }
+                    dst[i * c + cb * b + j] = sum * scale
+                }
+            }
+        }
+        return y
+    }
+}
