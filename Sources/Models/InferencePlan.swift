@@ -1,7 +1,7 @@
 import TensorEngine
 
-/// A network compiled for evaluation: each batch norm folded into the convolution before it,
-/// ReLUs and residual sums done inside the convolutions, activations blocked from the first
+/// A network compiled for evaluation: each batch norm folded into the convolution or linear
+/// layer before it, ReLUs and residual sums done inside them, activations blocked from the first
 /// convolution to the pool (`FusedConvolution`, `LayoutTensor`).
 ///
 /// The plan is a list of steps, each covering consecutive top-level layers of the network
@@ -58,6 +58,12 @@ public final class InferencePlan {
             if let fused = FusedConvolution(conv, batchNorm: bn, relu: relu) {
                 return ({ fused.forward($0) }, 1 + (bn == nil ? 0 : 1) + (relu ? 1 : 0))
             }
+        }
+        if let linear = layers[i] as? Linear {
+            let bn = layers.indices.contains(i + 1) ? layers[i + 1] as? BatchNorm : nil
+            let relu = layers.indices.contains(i + 1 + (bn == nil ? 0 : 1)) && layers[i + 1 + (bn == nil ? 0 : 1)] is ReLU
+            let fused = FusedLinear(linear, batchNorm: bn, relu: relu)
+            return ({ LayoutTensor(plain: fused.forward($0.plain)) }, 1 + (bn == nil ? 0 : 1) + (relu ? 1 : 0))
         }
         if let block = layers[i] as? BasicBlock, let fused = FusedBlock(block) {
             return ({ fused.forward($0) }, 1)
