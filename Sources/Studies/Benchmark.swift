@@ -10,8 +10,16 @@ public struct BenchmarkResult: Codable, Sendable {
     public let threads: Int
     public let trainImagesPerSecond: Double
     public let evalImagesPerSecond: Double
+    /// Arithmetic rates: a training step counted as 3x the forward pass's multiply-adds (forward,
+    /// backward-data, backward-weights), 2 FLOPs each; convolutions at their direct FLOPs.
+    public var trainGFLOPs: Double = 0
+    public var evalGFLOPs: Double = 0
+    /// CPU time over wall time x threads while evaluating: 1 when every thread computes throughout.
+    public var evalCPUUtilisation: Double = 0
     /// OpenBLAS's kernel set in this process (the fully connected layers' speed depends on it).
     public var blasCore: String = BLASKernels.core
+    /// The sgemm rate measured in the same sitting (`Benchmark.sgemmPeak`), 0 when not measured.
+    public var sgemmPeakGFLOPs: Double = 0
 }
 
 /// Per-layer time of one training step, summed over timed steps.
@@ -39,9 +47,43 @@ public enum Benchmark {
         }
         let plan = InferencePlan(network)
         let evalStep = { _ = plan.forward(x) }
-        return BenchmarkResult(model: model, input: input, batchSize: batchSize, threads: Parallel.threads,
-                               trainImagesPerSecond: Double(batchSize) * rate(of: trainStep, seconds: seconds),
-                               evalImagesPerSecond: Double(batchSize) * rate(of: evalStep, seconds: seconds / 2))
+        let train = Double(batchSize) * rate(of: trainStep, seconds: seconds)
+        let cpuBefore = processCPUSeconds(), wallBefore = Date()
+        let eval = Double(batchSize) * rate(of: evalStep, seconds: seconds / 2)
+        let utilisation = (processCPUSeconds() - cpuBefore) / (Date().timeIntervalSince(wallBefore) * Double(Parallel.threads))
+        var result = BenchmarkResult(model: model, input: input, batchSize: batchSize, threads: Parallel.threads,
+                                     trainImagesPerSecond: train, evalImagesPerSecond: eval)
+        let flops = 2 * Double(network.multiplyAddsPerImage())
+        (result.trainGFLOPs, result.evalGFLOPs, result.evalCPUUtilisation) = (3 * flops * train / 1e9, flops * eval / 1e9, utilisation)
+        return result
+    }
+
+    /// User + system CPU seconds of this process so far, all threads.
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+        let seconds = { (t: timeval) in Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
+
+    /// The machine's single-precision GEMM rate in GFLOP/s: OpenBLAS on 1024 x 1024 matrices with
+    /// `threads` threads, the best of a few calls; the roof the engine's rates are compared to.
+    public static func sgemmPeak(threads: Int) -> Double {
+        let n = 1024
+        let (a, b, c) = (Tensor(shape: [n, n]), Tensor(shape: [n, n]), Tensor(shape: [n, n]))
+        a.fill(0.5); b.fill(0.25)
+        BLASKernels.withThreads(threads) {
+            gemm(m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, c: c.data, ldc: n)
+        }
+        var best = 0.0
+        for _ in 0..<5 {
+            let start = Date()
+            BLASKernels.withThreads(threads) {
+                gemm(m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, c: c.data, ldc: n)
+            }
+            best = max(best, 2 * Double(n * n * n) / Date().timeIntervalSince(start) / 1e9)
+        }
+        return best
     }
 
     /// A freshly built network and a batch of random inputs and labels: what every measurement runs.

@@ -46,6 +46,13 @@ public enum BLASKernels {
         unsetenv("OPENBLAS_CORETYPE")
     }
 
+    /// Runs `body` with OpenBLAS using `threads` threads (the engine otherwise pins it to one).
+    public static func withThreads(_ threads: Int, _ body: () -> Void) {
+        openblas_set_num_threads(Int32(threads))
+        defer { openblas_set_num_threads(1) }
+        body()
+    }
+
     /// Set on the re-executed process, so that it never loops.
     static let relaunchedMarker = "LAYERSWEEP_BLAS_RELAUNCHED"
 }

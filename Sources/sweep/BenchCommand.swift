@@ -23,17 +23,23 @@ struct BenchCommand: ParsableCommand {
             throw FlagError("--model \(model ?? ""): no such benchmark case (use one of \(Set(Benchmark.cases.map(\.model)).sorted().joined(separator: ", ")))")
         }
         var results: [BenchmarkResult] = []
+        let peak = Benchmark.sgemmPeak(threads: Parallel.threads)
         for c in cases {
-            let r = try Benchmark.run(model: c.model, input: c.input, batchSize: batchSize, seconds: seconds)
+            var r = try Benchmark.run(model: c.model, input: c.input, batchSize: batchSize, seconds: seconds)
+            r.sgemmPeakGFLOPs = peak
             results.append(r)
             if !json {
                 let shape = r.input.map(String.init).joined(separator: "x")
                 print("\(r.model.padding(toLength: 14, withPad: " ", startingAt: 0)) \(shape.padding(toLength: 8, withPad: " ", startingAt: 0))"
-                      + String(format: " train %8.1f img/s   eval %8.1f img/s   (%d threads)",
-                               r.trainImagesPerSecond, r.evalImagesPerSecond, r.threads))
+                      + String(format: " train %8.1f img/s %6.1f GFLOP/s   eval %8.1f img/s %6.1f GFLOP/s %4.0f%% CPU   (%d threads)",
+                               r.trainImagesPerSecond, r.trainGFLOPs, r.evalImagesPerSecond, r.evalGFLOPs,
+                               100 * r.evalCPUUtilisation, r.threads))
             }
         }
-        if !json { print("OpenBLAS kernels: \(BLASKernels.core)") }
+        if !json {
+            print("OpenBLAS kernels: \(BLASKernels.core); its sgemm peak (1024^3, \(Parallel.threads) threads): "
+                  + String(format: "%.1f GFLOP/s", peak))
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
