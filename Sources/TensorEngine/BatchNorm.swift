@@ -48,7 +48,9 @@ public final class BatchNorm: Layer {
         let (xp, yp, g, b) = (x.data, y.data, gamma.value.data, beta.value.data)
         var mean = [Float](repeating: 0, count: channels)
         var invStd = [Float](repeating: 0, count: channels)
-        if training {
+        if training && spatial == 1 {
+            forwardFlat(xp, yp, images: n, mean: &mean, invStd: &invStd)
+        } else if training {
             let shard = GangShard.current
             let batch = shard?.batchCount ?? n
             let m = batch * spatial
@@ -133,6 +135,10 @@ public final class BatchNorm: Layer {
         let (xp, dyp, dxp, g) = (x.data, dy.data, dx.data, gamma.value.data)
         let (dg, db) = (gamma.grad.data, beta.grad.data)
         let training = cache.training
+        if training && spatial == 1 {
+            backwardFlat(xp, dyp, dxp, images: n, mean: cache.mean, invStd: cache.invStd)
+            return dx
+        }
         // Σ dy and Σ dy·x per image and channel, summed in batch order (a gang gathers every
         // member's images first); Σ dy·x̂ = istd · (Σ dy·x − μ Σ dy).
         let shard = training ? GangShard.current : nil
@@ -184,5 +190,123 @@ public final class BatchNorm: Layer {
             }
         }
         return dx
+    }
+
+    // MARK: - One value per channel and image (BatchNorm1d after a linear layer)
+
+    /// Fixed 64-channel ranges: the unit of parallel work of the flat kernels.
+    private var channelChunks: [Range<Int>] { Parallel.ranges(channels, grain: 64) }
+
+    /// Training-mode forward for (N, C) inputs: the same arithmetic as the general path, channel
+    /// by channel in the same order (so the same bits), with the channel loop innermost where the
+    /// general path would make a call per value.
+    private func forwardFlat(_ xp: UnsafeMutablePointer<Float>, _ yp: UnsafeMutablePointer<Float>, images n: Int,
+                             mean: inout [Float], invStd: inout [Float]) {
+        let shard = GangShard.current
+        let batch = shard?.batchCount ?? n
+        let m = batch
+        precondition(m > 1, "BatchNorm in training mode needs more than one value per channel")
+        let (g, b, rm, rv, channels) = (gamma.value.data, beta.value.data, runningMean.data, runningVar.data, channels)
+        let weight: Float = momentum ?? 1 / Float(batchesTracked + 1)
+        let chunks = channelChunks
+        GangShard.perImage(shard, images: n, values: channels * 2, fill: { lp in
+            // Each image's moments shifted by its own (only) value, as shiftedMoments computes them.
+            Parallel.forEach(chunks.count) { r in
+                for i in 0..<n {
+                    for c in chunks[r] {
+                        let v = xp[i * channels + c]
+                        let d = v - v
+                        let (sd, q) = (Double(d), Double(d * d))
+                        lp[(i * channels + c) * 2] = Double(v) + sd / 1
+                        lp[(i * channels + c) * 2 + 1] = max(q - sd * sd / 1, 0)
+                    }
+                }
+            }
+        }) { ap in
+            mean.withUnsafeMutableBufferPointer { meanBuffer in
+                invStd.withUnsafeMutableBufferPointer { invBuffer in
+                    let (meanp, invp) = (meanBuffer.baseAddress!, invBuffer.baseAddress!)
+                    Parallel.forEach(chunks.count) { r in
+                        let range = chunks[r]
+                        var mu = [Double](repeating: 0, count: range.count), squares = mu
+                        var seen = 0.0
+                        for i in 0..<batch {
+                            let total = seen + 1
+                            for (j, c) in range.enumerated() {
+                                let (imageMean, imageSquares) = (ap[(i * channels + c) * 2], ap[(i * channels + c) * 2 + 1])
+                                let delta = imageMean - mu[j]
+                                mu[j] += delta * 1 / total
+                                squares[j] += imageSquares + delta * delta * seen * 1 / total
+                            }
+                            seen = total
+                        }
+                        var scale = [Float](repeating: 0, count: range.count), offset = scale
+                        for (j, c) in range.enumerated() {
+                            let mean = Float(mu[j])
+                            let istd = 1 / (Float(squares[j] / Double(m)) + epsilon).squareRoot()
+                            (meanp[c], invp[c]) = (mean, istd)
+                            scale[j] = g[c] * istd
+                            offset[j] = b[c] - mean * scale[j]
+                            let unbiased = Float(squares[j] / Double(m - 1))
+                            rm[c] = (1 - weight) * rm[c] + weight * mean
+                            rv[c] = (1 - weight) * rv[c] + weight * unbiased
+                        }
+                        for i in 0..<n {
+                            for (j, c) in range.enumerated() { yp[i * channels + c] = xp[i * channels + c] * scale[j] + offset[j] }
+                        }
+                    }
+                }
+            }
+        }
+        batchesTracked += 1
+    }
+
+    /// Training-mode backward for (N, C) inputs, with the general path's arithmetic per channel.
+    private func backwardFlat(_ xp: UnsafeMutablePointer<Float>, _ dyp: UnsafeMutablePointer<Float>,
+                              _ dxp: UnsafeMutablePointer<Float>, images n: Int, mean: [Float], invStd: [Float]) {
+        let shard = GangShard.current
+        let batch = shard?.batchCount ?? n
+        let m = Float(batch)
+        let (g, dg, db, channels) = (gamma.value.data, gamma.grad.data, beta.grad.data, channels)
+        let chunks = channelChunks
+        GangShard.perImage(shard, images: n, values: channels * 2, fill: { lp in
+            Parallel.forEach(chunks.count) { r in
+                for i in 0..<n {
+                    for c in chunks[r] {
+                        let (dy, x) = (dyp[i * channels + c], xp[i * channels + c])
+                        lp[(i * channels + c) * 2] = Double(0 + dy)
+                        lp[(i * channels + c) * 2 + 1] = Double(0 + dy * x)
+                    }
+                }
+            }
+        }) { ap in
+            Parallel.forEach(chunks.count) { r in
+                let range = chunks[r]
+                var sumDy = [Double](repeating: 0, count: range.count), sumDyX = sumDy
+                for i in 0..<batch {
+                    for (j, c) in range.enumerated() {
+                        sumDy[j] += ap[(i * channels + c) * 2]
+                        sumDyX[j] += ap[(i * channels + c) * 2 + 1]
+                    }
+                }
+                var scale = [Float](repeating: 0, count: range.count), a = scale, constant = scale
+                for (j, c) in range.enumerated() {
+                    let (mu, istd) = (mean[c], invStd[c])
+                    let sumDyXhat = Double(istd) * (sumDyX[j] - Double(mu) * sumDy[j])
+                    dg[c] += Float(sumDyXhat)
+                    db[c] += Float(sumDy[j])
+                    scale[j] = g[c] * istd
+                    let (mdb, mdg) = (Float(sumDy[j]) / m, Float(sumDyXhat) / m)
+                    a[j] = scale[j] * istd * mdg
+                    constant[j] = scale[j] * (-mdb + mu * istd * mdg)
+                }
+                for i in 0..<n {
+                    for (j, c) in range.enumerated() {
+                        let at = i * channels + c
+                        dxp[at] = scale[j] * dyp[at] - a[j] * xp[at] + constant[j]
+                    }
+                }
+            }
+        }
     }
 }
