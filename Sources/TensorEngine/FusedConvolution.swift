@@ -151,7 +151,7 @@ final class InferencePrimitive: @unchecked Sendable {
 
 /// A fully connected layer for evaluation with the batch norm after it folded in and the ReLU
 /// applied as each output row is written: one pass over the activations instead of three.
-/// Rows run in the same fixed chunks as `Linear`, so results do not depend on the thread count.
+/// It runs `Linear`'s own kernel, whose fixed chunks make results independent of the thread count.
 public final class FusedLinear {
     public let inFeatures, outFeatures: Int
     public let relu: Bool
@@ -170,25 +170,11 @@ public final class FusedLinear {
 
     // x: (N, in) -> y: (N, out)
     public func forward(_ x: Tensor) -> Tensor {
-        let n = x.shape[0]
-        precondition(x.count == n * inFeatures, "Linear expects (N, \(inFeatures)), got \(x.shape)")
-        let y = Tensor.uninitialized([n, outFeatures])
-        let (xp, yp, fin, fout, relu) = (x.data, y.data, inFeatures, outFeatures, relu)
-        let rows = Parallel.ranges(n, grain: 32)
-        weights.withUnsafeBufferPointer { w in
+        precondition(x.count == x.shape[0] * inFeatures, "Linear expects (N, \(inFeatures)), got \(x.shape)")
+        return weights.withUnsafeBufferPointer { w in
             bias.withUnsafeBufferPointer { b in
-                let (wp, bp) = (w.baseAddress!, b.baseAddress!)
-                Parallel.forEach(rows.count) { r in
-                    let range = rows[r]
-                    gemm(transB: true, m: range.count, n: fout, k: fin, a: xp + range.lowerBound * fin, lda: fin,
-                         b: wp, ldb: fin, c: yp + range.lowerBound * fout, ldc: fout)
-                    for i in range {
-                        let row = yp + i * fout
-                        if relu { for o in 0..<fout { row[o] = max(row[o] + bp[o], 0) } } else { for o in 0..<fout { row[o] += bp[o] } }
-                    }
-                }
+                Linear.affine(x, weights: w.baseAddress!, bias: b.baseAddress!, outFeatures: outFeatures, relu: relu)
             }
         }
-        return y
     }
 }

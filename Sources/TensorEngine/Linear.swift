@@ -38,17 +38,31 @@ public final class Linear: Layer {
         precondition(x.count == n * inFeatures, "Linear expects (N, \(inFeatures)), got \(x.shape)")
         inputShape = x.shape
         input = x
-        let y = Tensor.uninitialized([n, outFeatures])
-        let (xp, yp, wp) = (x.data, y.data, weight.value.data)
-        let bp = bias?.value.data
-        let (fin, fout) = (inFeatures, outFeatures)
-        let rows = Parallel.ranges(n, grain: 32)
-        Parallel.forEach(rows.count) { r in
-            let range = rows[r]
-            gemm(transB: true, m: range.count, n: fout, k: fin, a: xp + range.lowerBound * fin, lda: fin,
-                 b: wp, ldb: fin, c: yp + range.lowerBound * fout, ldc: fout)
-            if let bp {
-                for i in range { let row = yp + i * fout; for o in 0..<fout { row[o] += bp[o] } }
+        return Linear.affine(x, weights: weight.value.data, bias: bias.map { UnsafePointer($0.value.data) },
+                             outFeatures: outFeatures, relu: false)
+    }
+
+    /// y = relu?(x · Wᵀ + b) for x (N, in) and W (out, in). Work is split by output features, in
+    /// fixed 256-wide ranges: every range reads all of x but only its own rows of W, so the
+    /// weights are packed for BLAS once per call instead of once per chunk of images.
+    static func affine(_ x: Tensor, weights wp: UnsafePointer<Float>, bias bp: UnsafePointer<Float>?,
+                       outFeatures fout: Int, relu: Bool) -> Tensor {
+        let n = x.shape[0]
+        let fin = x.count / max(n, 1)
+        let y = Tensor.uninitialized([n, fout])
+        let (xp, yp) = (x.data, y.data)
+        let columns = Parallel.ranges(fout, grain: 256)
+        Parallel.forEach(columns.count) { r in
+            let o = columns[r]
+            gemm(transB: true, m: n, n: o.count, k: fin, a: xp, lda: fin, b: wp + o.lowerBound * fin, ldb: fin,
+                 c: yp + o.lowerBound, ldc: fout)
+            guard bp != nil || relu else { return }
+            for i in 0..<n {
+                let row = yp + i * fout
+                for j in o {
+                    let v = row[j] + (bp?[j] ?? 0)
+                    row[j] = relu ? max(v, 0) : v
+                }
             }
         }
         return y
@@ -75,12 +89,12 @@ public final class Linear: Layer {
                 }
             }
         }
-        // dx = dy · W
-        let rows = Parallel.ranges(n, grain: 32)
-        Parallel.forEach(rows.count) { r in
-            let range = rows[r]
-            gemm(m: range.count, n: fin, k: fout, a: dyp + range.lowerBound * fout, lda: fout,
-                 b: wp, ldb: fin, c: dxp + range.lowerBound * fin, ldc: fin)
+        // dx = dy · W, split by input features like the forward pass.
+        let columns = Parallel.ranges(fin, grain: 256)
+        Parallel.forEach(columns.count) { r in
+            let j = columns[r]
+            gemm(m: n, n: j.count, k: fout, a: dyp, lda: fout, b: wp + j.lowerBound, ldb: fin,
+                 c: dxp + j.lowerBound, ldc: fin)
         }
         return dx
     }
