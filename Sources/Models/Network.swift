@@ -77,18 +77,32 @@ public final class Network {
 
     /// Multiply-adds of one forward pass of one image (convolutions and linear layers), found by
     /// running one zero image through the network.
-    public func multiplyAddsPerImage() -> Int {
+    public func multiplyAddsPerImage() -> Int { multiplyAddsPerTopLevelLayer().reduce(0, +) }
+
+    /// The same, per top-level layer of a plain sequence (one entry for any other network).
+    public func multiplyAddsPerTopLevelLayer() -> [Int] {
         _ = forward(Tensor(shape: [1] + spec.inputShape), training: false)
-        var total = 0
-        for (_, layer) in root.namedLayers() {
-            if let conv = layer as? Conv2d, let shape = conv.lastInputShape {
-                total += conv.outChannels * conv.inChannels * conv.kernelSize * conv.kernelSize
-                    * conv.outputSize(shape[2]) * conv.outputSize(shape[3])
-            } else if let fc = layer as? Linear {
-                total += fc.inFeatures * fc.outFeatures
+        let tops = (root as? Sequential)?.children.map(\.1) ?? [root]
+        return tops.map { top in
+            top.namedLayers().reduce(0) { total, entry in
+                if let conv = entry.1 as? Conv2d, let shape = conv.lastInputShape {
+                    return total + conv.outChannels * conv.inChannels * conv.kernelSize * conv.kernelSize
+                        * conv.outputSize(shape[2]) * conv.outputSize(shape[3])
+                } else if let fc = entry.1 as? Linear {
+                    return total + fc.inFeatures * fc.outFeatures
+                }
+                return total
             }
         }
-        return total
+    }
+
+    /// The share of a forward pass's multiply-adds from the top-level layer holding `unit` to
+    /// the end: what evaluating a change to `unit` costs when the layers before it are reused.
+    public func suffixShare(of unit: String, perLayer: [Int]) -> Double {
+        guard let children = (root as? Sequential)?.children,
+              let start = children.firstIndex(where: { unit == $0.0 || unit.hasPrefix($0.0 + ".") }) else { return 1 }
+        let total = perLayer.reduce(0, +)
+        return total == 0 ? 1 : Double(perLayer[start...].reduce(0, +)) / Double(total)
     }
 
     /// Parameters and buffers together, as stored in a checkpoint.

@@ -171,13 +171,23 @@ public struct Plan: Sendable {
     }
 
     /// Calls `body` for every network an evaluation study measures, with the units `layers:`
-    /// selects in its model and the cost of one evaluation of it (and of a BN re-estimation).
+    /// selects in its model, the cost of evaluating a change to a unit (nil: the whole network)
+    /// and of a BN re-estimation. With the prefix cache on, a change to a unit costs the layers
+    /// from it to the end (at least 5% of a pass, for the data and the loss), so the scheduler
+    /// starts the shallow units' evaluations, the long ones, first.
     static func forEachMeasuredNetwork(_ spec: SweepSpec,
-                                       _ body: (MeasuredNetwork, [MaskableUnit], _ evaluation: Double, _ recalibration: Double) -> Void) throws {
+                                       _ body: (MeasuredNetwork, [MaskableUnit], _ evaluation: (MaskableUnit?) -> Double,
+                                                _ recalibration: Double) -> Void) throws {
         for dataset in spec.datasets {
             for model in spec.models {
                 let (macs, network) = try measure(model, on: dataset)
-                let evaluation = evaluationCost(macs: macs, images: dataset.description.test)
+                let full = evaluationCost(macs: macs, images: dataset.description.test)
+                let perLayer = network.multiplyAddsPerTopLevelLayer()
+                let reuses = spec.evaluation.prefixCacheMB > 0
+                let evaluation = { (unit: MaskableUnit?) -> Double in
+                    guard let unit, reuses else { return full }
+                    return full * max(0.05, network.suffixShare(of: unit.name, perLayer: perLayer))
+                }
                 let recalibration = evaluationCost(macs: macs, images: spec.evaluation.recalibrationBatches * spec.training.batchSize)
                 let units = LayerMatcher.select(network.units, spec.layers)
                 for measured in measuredNetworks(spec, dataset: dataset, model: model, macs: macs) { body(measured, units, evaluation, recalibration) }

@@ -19,6 +19,22 @@ final class PlanTests: XCTestCase {
         XCTAssertGreaterThan(train.cost, 50 * t.cost, "training costs far more than an evaluation")
     }
 
+    /// With the prefix cache, a mask costs the layers from its unit to the end, so the deep
+    /// masks' evaluations are cheap and the shallow ones are dispatched first; without it every
+    /// mask costs a whole evaluation.
+    func testAMasksCostIsItsSuffixWhenPrefixesAreReused() throws {
+        let spec = "name: s\ndatasets: [synthetic]\nmodels: [resnet20]\n"
+        let cost = { (p: Plan, unit: String) in p["synthetic/resnet20/seed0/\(unit)/zeroKernel"]!.cost }
+        let reused = try plan(spec)
+        let full = try XCTUnwrap(reused["synthetic/resnet20/seed0/baseline"]).cost
+        XCTAssertEqual(cost(reused, "stem.conv"), full, accuracy: 1e-6 * full)
+        XCTAssertGreaterThan(cost(reused, "stage1.block1.conv1"), cost(reused, "stage2.block1.conv1"))
+        XCTAssertGreaterThan(cost(reused, "stage2.block1.conv1"), cost(reused, "stage3.block3.conv2"))
+        XCTAssertEqual(cost(reused, "fc"), 0.05 * full, accuracy: 1e-6 * full, "at least the data and the loss")
+        let plain = try plan(spec + "evaluation: {prefix_cache_mb: 0}\n")
+        XCTAssertEqual(cost(plain, "fc"), cost(plain, "stem.conv"))
+    }
+
     func testLayerGlobsSelectUnits() throws {
         let p = try plan("name: s\ndatasets: [synthetic]\nmodels: [resnet20]\nlayers: ['stage*.block*.conv1']\nmasks: [zeroKernel]\n")
         XCTAssertEqual(p.tasks.filter { $0.kind == .mask }.count, 9)

@@ -105,7 +105,7 @@ public enum SensitivityStudy: SweepStudy {
                         for sparsity in s.sparsities {
                             let point = SensitivityPoint(sparsity: sparsity, method: method, recalibrated: recalibrated)
                             var t = measured.variant("\(measured.prefix)/\(unit.name)/\(point.variant)/\(sparsityText(sparsity))", .pruneLayer,
-                                                     unit.name, nil, evaluation + (recalibrated ? recalibration : 0))
+                                                     unit.name, nil, recalibrated ? evaluation(nil) + recalibration : evaluation(unit))
                             t.payload = point
                             tasks.append(t)
                         }

@@ -23,7 +23,7 @@ public enum ZeroingStudy: SweepStudy {
             for unit in units {
                 for mask in spec.masks where mask.applies(to: unit.kind) {
                     tasks.append(measured.variant("\(measured.prefix)/\(unit.name)/\(mask.rawValue)", .mask, unit.name, mask,
-                                                  evaluation + (mask == .zeroKernelRecalibrated ? recalibration : 0)))
+                                                  mask == .zeroKernelRecalibrated ? evaluation(nil) + recalibration : evaluation(unit)))
                 }
             }
         }
