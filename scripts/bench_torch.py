@@ -22,11 +22,12 @@ class Block(nn.Module):
         self.pad = (cout - cin) // 2 if (stride != 1 or cin != cout) else None
         self.stride = stride
 
+    def shortcut(self, x):
+        return x if self.pad is None else F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, self.pad, self.pad))
+
     def forward(self, x):
         h = F.relu(self.bn1(self.conv1(x)))
-        h = self.bn2(self.conv2(h))
-        s = x if self.pad is None else F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, self.pad, self.pad))
-        return F.relu(h + s)
+        return F.relu(self.bn2(self.conv2(h)) + self.shortcut(x))
 
 
 class ResNet(nn.Module):

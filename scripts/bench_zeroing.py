@@ -18,6 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+import bench_torch  # the benchmark's PyTorch models, next to this script
+
 
 class ConvBN(nn.Module):
     def __init__(self, cin, cout, stride):
@@ -26,23 +28,15 @@ class ConvBN(nn.Module):
         self.bn = nn.BatchNorm2d(cout)
 
 
-class Block(nn.Module):
+class Block(bench_torch.Block):
+    """bench_torch's basic block, with the zeroBranch mask: a disabled branch adds nothing."""
+
     def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.pad = (cout - cin) // 2 if (stride != 1 or cin != cout) else None
-        self.stride = stride
+        super().__init__(cin, cout, stride)
         self.branch_enabled = True
 
     def forward(self, x):
-        s = x if self.pad is None else F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, self.pad, self.pad))
-        if not self.branch_enabled:
-            return F.relu(s)
-        h = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(h)) + s)
+        return super().forward(x) if self.branch_enabled else F.relu(self.shortcut(x))
 
 
 class ResNet(nn.Module):

@@ -52,26 +52,26 @@ public final class InferencePlan {
 
     /// The step starting at top-level layer `i`, and how many layers it covers.
     private static func step(at i: Int, of layers: [Layer]) -> ((LayoutTensor) -> LayoutTensor, Int) {
-        if let conv = layers[i] as? Conv2d {
-            let bn = layers.indices.contains(i + 1) ? layers[i + 1] as? BatchNorm : nil
-            let relu = bn != nil && layers.indices.contains(i + 2) && layers[i + 2] is ReLU
-            if let fused = FusedConvolution(conv, batchNorm: bn, relu: relu) {
-                return ({ fused.forward($0) }, 1 + (bn == nil ? 0 : 1) + (relu ? 1 : 0))
-            }
+        // A convolution or linear layer takes the batch norm and the ReLU that follow it.
+        let at = { (k: Int) in layers.indices.contains(k) ? layers[k] : nil }
+        let bn = at(i + 1) as? BatchNorm
+        let relu = at(i + 1 + (bn == nil ? 0 : 1)) is ReLU
+        let width = 1 + (bn == nil ? 0 : 1) + (relu ? 1 : 0)
+        if let conv = layers[i] as? Conv2d, let fused = FusedConvolution(conv, batchNorm: bn, relu: relu) {
+            return ({ fused.forward($0) }, width)
         }
         if let linear = layers[i] as? Linear {
-            let bn = layers.indices.contains(i + 1) ? layers[i + 1] as? BatchNorm : nil
-            let relu = layers.indices.contains(i + 1 + (bn == nil ? 0 : 1)) && layers[i + 1 + (bn == nil ? 0 : 1)] is ReLU
             let fused = FusedLinear(linear, batchNorm: bn, relu: relu)
-            return ({ LayoutTensor(plain: fused.forward($0.plain)) }, 1 + (bn == nil ? 0 : 1) + (relu ? 1 : 0))
+            return ({ LayoutTensor(plain: fused.forward($0.plain)) }, width)
         }
         if let block = layers[i] as? BasicBlock, let fused = FusedBlock(block) {
             return ({ fused.forward($0) }, 1)
         }
+        let plain = plainStep(layers[i])
         if layers[i] is GlobalAvgPool {
-            return ({ $0.blocked ? LayoutTensor(plain: BlockedLayout.globalAveragePool($0)) : plainStep(layers[i])($0) }, 1)
+            return ({ $0.blocked ? LayoutTensor(plain: BlockedLayout.globalAveragePool($0)) : plain($0) }, 1)
         }
-        return (plainStep(layers[i]), 1)
+        return (plain, 1)
     }
 
     private static func plainStep(_ layer: Layer) -> (LayoutTensor) -> LayoutTensor {

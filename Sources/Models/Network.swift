@@ -99,10 +99,15 @@ public final class Network {
     /// The share of a forward pass's multiply-adds from the top-level layer holding `unit` to
     /// the end: what evaluating a change to `unit` costs when the layers before it are reused.
     public func suffixShare(of unit: String, perLayer: [Int]) -> Double {
-        guard let children = (root as? Sequential)?.children,
-              let start = children.firstIndex(where: { unit == $0.0 || unit.hasPrefix($0.0 + ".") }) else { return 1 }
+        guard let start = topLevelIndex(of: unit) else { return 1 }
         let total = perLayer.reduce(0, +)
         return total == 0 ? 1 : Double(perLayer[start...].reduce(0, +)) / Double(total)
+    }
+
+    /// The index of the top-level layer of a plain sequence that holds `unit` (a dotted name such
+    /// as `stage2.block1.conv1`); nil for other networks or unknown names.
+    public func topLevelIndex(of unit: String) -> Int? {
+        (root as? Sequential)?.children.firstIndex { unit == $0.0 || unit.hasPrefix($0.0 + ".") }
     }
 
     /// Parameters and buffers together, as stored in a checkpoint.

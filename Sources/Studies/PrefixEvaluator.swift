@@ -59,8 +59,7 @@ public final class PrefixEvaluator {
             return (Evaluation.run(network, on: data, batchSize: batchSize), masked)
         }
         let plan = InferencePlan(network)
-        let layer = unit.flatMap { name in (network.root as! Sequential).children.firstIndex { name == $0.0 || name.hasPrefix($0.0 + ".") } }
-        let start = layer.map { plan.step(holding: $0) } ?? plan.steps.count
+        let start = unit.flatMap(network.topLevelIndex(of:)).map(plan.step(holding:)) ?? plan.steps.count
         var lossSum = 0.0, correct = 0
         var hits: [Bool] = []
         for (b, indices) in batches.enumerated() {
@@ -81,7 +80,7 @@ public final class PrefixEvaluator {
     private func prepare() throws -> Bool {
         if reference != nil { return true }
         let network = try Checkpoint.network(from: checkpoint)
-        guard let root = network.root as? Sequential, let first = batches.first else { return false }
+        guard network.root is Sequential, let first = batches.first else { return false }
         let plan = InferencePlan(network)
         var sizes: [Double] = [], seconds: [Double] = []
         let scale = Double(data.count) / Double(max(first.count, 1))
@@ -97,9 +96,7 @@ public final class PrefixEvaluator {
         // Every unit is expected to be masked once: its step is where its evaluations start.
         var demand = [Double](repeating: 0, count: plan.steps.count)
         for unit in network.units {
-            if let layer = root.children.firstIndex(where: { unit.name == $0.0 || unit.name.hasPrefix($0.0 + ".") }) {
-                demand[plan.step(holding: layer)] += 1
-            }
+            if let layer = network.topLevelIndex(of: unit.name) { demand[plan.step(holding: layer)] += 1 }
         }
         keep = CachePlan.choose(sizes: sizes, seconds: seconds, demand: demand, budget: Double(budget))
         reference = plan
@@ -137,23 +134,23 @@ public enum CachePlan {
         guard n > 1, budget > 0 else { return [] }
         let units = 1024
         let cost = sizes.map { Int(($0 / budget * Double(units)).rounded(.up)) }
-        // spent(i, j): prefix time of the evaluations starting in i..<j when i is the deepest kept.
-        func spent(_ i: Int, _ j: Int) -> Double {
-            var total = 0.0, run = 0.0
-            for k in i..<j {
-                total += demand[k] * run
+        // spent[i][j]: prefix time of the evaluations starting in i..<j when i is the deepest kept.
+        var spent = [[Double]](repeating: [Double](repeating: 0, count: n + 1), count: n)
+        for i in 0..<n {
+            var run = 0.0
+            for k in i..<n {
+                spent[i][k + 1] = spent[i][k] + demand[k] * run
                 run += seconds[k]
             }
-            return total
         }
         // best[i][b]: least time for evaluations starting at i... given input i is kept, b left.
         var best = [[Double]](repeating: [Double](repeating: 0, count: units + 1), count: n)
         var next = [[Int]](repeating: [Int](repeating: n, count: units + 1), count: n)
         for i in stride(from: n - 1, through: 0, by: -1) {
             for b in 0...units {
-                var choice = (spent(i, n), n)
-                for j in (i + 1)..<max(n, i + 1) where cost[j] <= b {
-                    let t = spent(i, j) + best[j][b - cost[j]]
+                var choice = (spent[i][n], n)
+                for j in (i + 1)..<n where cost[j] <= b {
+                    let t = spent[i][j] + best[j][b - cost[j]]
                     if t < choice.0 - 1e-12 { choice = (t, j) }
                 }
                 (best[i][b], next[i][b]) = choice

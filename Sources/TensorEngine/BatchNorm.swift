@@ -32,6 +32,16 @@ public final class BatchNorm: Layer {
     public var localParameters: [(String, Parameter)] { [("weight", gamma), ("bias", beta)] }
     public var localBuffers: [(String, Tensor)] { [("running_mean", runningMean), ("running_var", runningVar)] }
 
+    /// What inference mode applies per channel, y = x·scale + shift, from the running statistics:
+    /// scale = γ / √(σ² + ε), shift = β − μ·scale (and invStd = 1 / √(σ² + ε)). Evaluation plans
+    /// fold the same numbers into the layer before (`foldBatchNorm`).
+    public var inferenceAffine: (scale: [Float], shift: [Float], invStd: [Float]) {
+        let (g, b, rm, rv) = (gamma.value.data, beta.value.data, runningMean.data, runningVar.data)
+        let invStd = (0..<channels).map { 1 / (rv[$0] + epsilon).squareRoot() }
+        let scale = (0..<channels).map { g[$0] * invStd[$0] }
+        return (scale, (0..<channels).map { b[$0] - rm[$0] * scale[$0] }, invStd)
+    }
+
     /// Forgets the running statistics (mean 0, variance 1, no batches seen).
     public func resetRunningStatistics() {
         runningMean.fill(0)
@@ -106,17 +116,17 @@ public final class BatchNorm: Layer {
             }
             batchesTracked += 1
         } else {
-            let (rm, rv) = (runningMean.data, runningVar.data)
-            for c in 0..<channels { mean[c] = rm[c]; invStd[c] = 1 / (rv[c] + epsilon).squareRoot() }
-            invStd.withUnsafeBufferPointer { inv in
-                let invp = inv.baseAddress!
-                Parallel.forEach(channels) { c in
-                    let scale = g[c] * invp[c]
-                    let shift = b[c] - rm[c] * scale
-                    for i in 0..<n {
-                        let off = (i * channels + c) * spatial
-                        let (row, yrow) = (xp + off, yp + off)
-                        for j in 0..<spatial { yrow[j] = row[j] * scale + shift }
+            let affine = inferenceAffine
+            (mean, invStd) = (runningMean.array, affine.invStd)
+            affine.scale.withUnsafeBufferPointer { scale in
+                affine.shift.withUnsafeBufferPointer { shift in
+                    let (sp, tp) = (scale.baseAddress!, shift.baseAddress!)
+                    Parallel.forEach(channels) { c in
+                        for i in 0..<n {
+                            let off = (i * channels + c) * spatial
+                            let (row, yrow) = (xp + off, yp + off)
+                            for j in 0..<spatial { yrow[j] = row[j] * sp[c] + tp[c] }
+                        }
                     }
                 }
             }

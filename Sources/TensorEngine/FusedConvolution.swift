@@ -25,21 +25,14 @@ public final class FusedConvolution {
         (inChannels, outChannels, kernelSize, stride, padding) =
             (conv.inChannels, conv.outChannels, conv.kernelSize, conv.stride, conv.padding)
         self.relu = relu
-        let (scale, shift) = FusedConvolution.fold(batchNorm, channels: conv.outChannels)
-        let perOutput = inChannels * kernelSize * kernelSize
-        let w = conv.weight.value.data
-        weights = (0..<(outChannels * perOutput)).map { w[$0] * scale[$0 / perOutput] }
-        let convBias = conv.bias?.value.array ?? [Float](repeating: 0, count: outChannels)
-        bias = (0..<outChannels).map { shift[$0] + convBias[$0] * scale[$0] }
+        (weights, bias) = foldBatchNorm(batchNorm, into: conv.weight.value, bias: conv.bias?.value)
     }
 
-    /// The per-channel scale and shift an inference-mode batch norm applies (computed as
-    /// `BatchNorm` computes them), or the identity.
+    /// The per-channel scale and shift an inference-mode batch norm applies, or the identity.
     public static func fold(_ bn: BatchNorm?, channels: Int) -> (scale: [Float], shift: [Float]) {
         guard let bn else { return ([Float](repeating: 1, count: channels), [Float](repeating: 0, count: channels)) }
-        let (g, b, rm, rv) = (bn.gamma.value.data, bn.beta.value.data, bn.runningMean.data, bn.runningVar.data)
-        let scale = (0..<channels).map { g[$0] * (1 / (rv[$0] + bn.epsilon).squareRoot()) }
-        return (scale, (0..<channels).map { b[$0] - rm[$0] * scale[$0] })
+        let affine = bn.inferenceAffine
+        return (affine.scale, affine.shift)
     }
 
     public func outputSize(_ size: Int) -> Int { (size + 2 * padding - kernelSize) / stride + 1 }
@@ -93,13 +86,19 @@ public final class FusedConvolution {
         return p
     }
 
-    /// The same computation on the plain path, for a shape oneDNN has no fast kernel for.
-    private func fallback(_ x: LayoutTensor, adding skip: LayoutTensor?) -> LayoutTensor {
+    /// The folded layer as a plain convolution, built on the first batch that needs it and kept
+    /// (its own kernels are then created once, not per batch).
+    private lazy var plainConvolution: Conv2d = {
         var rng = RandomSource(seed: 0)
         let conv = Conv2d(inChannels, outChannels, kernelSize: kernelSize, stride: stride, padding: padding, bias: true, rng: &rng)
-        weights.withUnsafeBufferPointer { conv.weight.value.data.update(from: $0.baseAddress!, count: weights.count) }
-        bias.withUnsafeBufferPointer { conv.bias!.value.data.update(from: $0.baseAddress!, count: bias.count) }
-        let y = conv.forward(x.plain, training: false)
+        conv.weight.value.assign(Tensor(shape: conv.weight.value.shape, values: weights))
+        conv.bias!.value.assign(Tensor(shape: [outChannels], values: bias))
+        return conv
+    }()
+
+    /// The same computation on the plain path, for a shape oneDNN has no fast kernel for.
+    private func fallback(_ x: LayoutTensor, adding skip: LayoutTensor?) -> LayoutTensor {
+        let y = plainConvolution.forward(x.plain, training: false)
         if let skip {
             let s = skip.plain
             for i in 0..<y.count { y.data[i] += s.data[i] }
@@ -122,6 +121,16 @@ public final class FusedConvolution {
 
         deinit { weights.deallocate() }
     }
+}
+
+/// `weights` (out, ...) and `bias` (out) with the inference-mode `bn` that follows them folded in:
+/// each output's weights times its scale, and shift + bias·scale (`BatchNorm.inferenceAffine`).
+func foldBatchNorm(_ bn: BatchNorm?, into weights: Tensor, bias: Tensor?) -> (weights: [Float], bias: [Float]) {
+    let outputs = weights.shape[0]
+    let (scale, shift) = FusedConvolution.fold(bn, channels: outputs)
+    let (w, perOutput) = (weights.data, weights.count / max(outputs, 1))
+    let own = bias?.array ?? [Float](repeating: 0, count: outputs)
+    return ((0..<weights.count).map { w[$0] * scale[$0 / perOutput] }, (0..<outputs).map { shift[$0] + own[$0] * scale[$0] })
 }
 
 /// A oneDNN inference convolution for one shape, shared by every network the process evaluates
@@ -161,11 +170,7 @@ public final class FusedLinear {
 
     public init(_ linear: Linear, batchNorm: BatchNorm?, relu: Bool) {
         (inFeatures, outFeatures, self.relu) = (linear.inFeatures, linear.outFeatures, relu)
-        let (scale, shift) = FusedConvolution.fold(batchNorm, channels: linear.outFeatures)
-        let (w, fin) = (linear.weight.value.data, linear.inFeatures)
-        weights = (0..<(outFeatures * fin)).map { w[$0] * scale[$0 / fin] }
-        let ownBias = linear.bias?.value.array ?? [Float](repeating: 0, count: outFeatures)
-        bias = (0..<outFeatures).map { shift[$0] + ownBias[$0] * scale[$0] }
+        (weights, bias) = foldBatchNorm(batchNorm, into: linear.weight.value, bias: linear.bias?.value)
     }
 
     // x: (N, in) -> y: (N, out)

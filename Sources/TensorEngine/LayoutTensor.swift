@@ -2,8 +2,8 @@ import CDNNL
 
 /// An activation on the evaluation path: plain NCHW, or channel-blocked the way oneDNN's fast
 /// kernels read and write it (n, c / B, h, w, c % B, with B = `BlockedLayout.block`, 16 with
-/// AVX-512 and 8 with AVX2), so that consecutive convolutions never convert layouts. A blocked activation's channels are a multiple of B, so it holds exactly as
-/// many values as the plain one.
+/// AVX-512 and 8 with AVX2), so that consecutive convolutions never convert layouts. A blocked
+/// activation's channels are a multiple of B, so it holds exactly as many values as the plain one.
 public struct LayoutTensor: @unchecked Sendable {
     public let storage: Tensor
     /// The logical shape: (N, C, H, W), or (N, F) for a plain flat one.
@@ -32,36 +32,33 @@ public struct LayoutTensor: @unchecked Sendable {
     /// The same values in NCHW order (no copy when already plain).
     public var plain: Tensor {
         guard blocked else { return storage }
-        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
-        let b = BlockedLayout.block
         let y = Tensor.uninitialized(shape)
-        let (src, dst, plane) = (storage.data, y.data, h * w)
-        Parallel.forEach(n) { i in
-            for cb in 0..<(c / b) {
-                let s = src + (i * c + cb * b) * plane
-                for p in 0..<plane {
-                    for j in 0..<b { dst[(i * c + cb * b + j) * plane + p] = s[p * b + j] }
-                }
-            }
-        }
+        LayoutTensor.reorder(shape, plain: y.data, blocked: storage.data, toBlocked: false)
         return y
     }
 
     /// The same values blocked, for channel counts the blocked kernels take.
     public static func blocked(from x: Tensor) -> LayoutTensor {
-        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let b = BlockedLayout.block
         let y = uninitializedBlocked(x.shape)
-        let (src, dst, plane) = (x.data, y.storage.data, h * w)
+        reorder(x.shape, plain: x.data, blocked: y.storage.data, toBlocked: true)
+        return y
+    }
+
+    /// Copies between the NCHW and blocked orders of an (N, C, H, W) activation, image by image.
+    private static func reorder(_ shape: [Int], plain: UnsafeMutablePointer<Float>, blocked: UnsafeMutablePointer<Float>,
+                                toBlocked: Bool) {
+        let (n, c, plane, b) = (shape[0], shape[1], shape[2] * shape[3], BlockedLayout.block)
         Parallel.forEach(n) { i in
             for cb in 0..<(c / b) {
-                let d = dst + (i * c + cb * b) * plane
+                let chunk = blocked + (i * c + cb * b) * plane
                 for p in 0..<plane {
-                    for j in 0..<b { d[p * b + j] = src[(i * c + cb * b + j) * plane + p] }
+                    for j in 0..<b {
+                        let at = (i * c + cb * b + j) * plane + p
+                        if toBlocked { chunk[p * b + j] = plain[at] } else { plain[at] = chunk[p * b + j] }
+                    }
                 }
             }
         }
-        return y
     }
 }
 
@@ -81,8 +78,7 @@ public enum BlockedLayout {
     /// The option-A shortcut on a blocked input: y[:, pad + c] = x[:, c, ::s, ::s], other
     /// channels zero, with pad = (outChannels - C) / 2.
     public static func paddedIdentity(_ x: LayoutTensor, outChannels: Int, stride: Int) -> LayoutTensor {
-        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let (bi, bo) = (block, block)
+        let (n, c, h, w, b) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], block)
         let (ho, wo) = ((h + stride - 1) / stride, (w + stride - 1) / stride)
         let y = LayoutTensor.uninitializedBlocked([n, outChannels, ho, wo])
         let pad = (outChannels - c) / 2
@@ -92,10 +88,10 @@ public enum BlockedLayout {
             out.update(repeating: 0, count: outChannels * ho * wo)
             for ch in 0..<c {
                 let o = ch + pad
-                let s = src + (i * c + ch / bi * bi) * h * w + ch % bi
-                let d = out + o / bo * bo * ho * wo + o % bo
+                let s = src + (i * c + ch / b * b) * h * w + ch % b
+                let d = out + o / b * b * ho * wo + o % b
                 for oy in 0..<ho {
-                    for ox in 0..<wo { d[(oy * wo + ox) * bo] = s[(oy * stride * w + ox * stride) * bi] }
+                    for ox in 0..<wo { d[(oy * wo + ox) * b] = s[(oy * stride * w + ox * stride) * b] }
                 }
             }
         }

@@ -10,7 +10,7 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Option(help: "Seconds to time each measurement.") var seconds: Double = 5
     @Option(help: "Mini-batch size.") var batchSize = 128
-    @Option(help: "Only this model's cases (\(Set(Benchmark.cases.map(\.model)).sorted().joined(separator: ", "))).")
+    @Option(help: "Only this model's cases (\(Benchmark.models.joined(separator: ", "))).")
     var model: String?
     @Flag(help: "Also print where a ResNet-20 28x28 training step spends its time, per top-level layer.")
     var profile = false
@@ -20,7 +20,7 @@ struct BenchCommand: ParsableCommand {
         engine.apply()
         let cases = Benchmark.cases.filter { model == nil || $0.model == model }
         guard !cases.isEmpty else {
-            throw FlagError("--model \(model ?? ""): no such benchmark case (use one of \(Set(Benchmark.cases.map(\.model)).sorted().joined(separator: ", ")))")
+            throw FlagError("--model \(model ?? ""): no such benchmark case (use one of \(Benchmark.models.joined(separator: ", ")))")
         }
         var results: [BenchmarkResult] = []
         let peak = Benchmark.sgemmPeak(threads: Parallel.threads)
