@@ -8,7 +8,7 @@ public enum CIFAR10 {
     public static let testFile = "test_batch.bin"
 
     /// Reads one batch file.
-    public static func readBatch(_ path: String) throws -> (pixels: [Float], labels: [Int32]) {
+    public static func readBatch(_ path: String) throws -> (pixels: [UInt8], labels: [Int32]) {
         guard FileManager.default.fileExists(atPath: path) else { throw DatasetError(file: path, problem: "no such file") }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw DatasetError(file: path, problem: "cannot read")
@@ -17,7 +17,7 @@ public enum CIFAR10 {
             throw DatasetError(file: path, problem: "\(data.count) bytes is not a whole number of \(recordSize)-byte records (truncated or not CIFAR-10 binary)")
         }
         let n = data.count / recordSize
-        var pixels = [Float](repeating: 0, count: n * (recordSize - 1))
+        var pixels = [UInt8](repeating: 0, count: n * (recordSize - 1))
         var labels = [Int32](repeating: 0, count: n)
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             let bytes = raw.bindMemory(to: UInt8.self)
@@ -29,7 +29,7 @@ public enum CIFAR10 {
                 }
                 labels[i] = Int32(label)
                 let out = i * (recordSize - 1)
-                for j in 0..<(recordSize - 1) { pixels[out + j] = Float(bytes[record + 1 + j]) / 255 }
+                for j in 0..<(recordSize - 1) { pixels[out + j] = bytes[record + 1 + j] }
             }
         }
         return (pixels, labels)
@@ -45,15 +45,15 @@ public enum CIFAR10 {
         guard !present.isEmpty else {
             throw DatasetError(file: dir, problem: "no CIFAR-10 train batches (\(trainFiles[0]) ...) here")
         }
-        var pixels: [Float] = [], labels: [Int32] = []
+        var pixels: [UInt8] = [], labels: [Int32] = []
         for path in present {
             let batch = try readBatch(path)
             pixels += batch.pixels
             labels += batch.labels
         }
         let test = try readBatch((dir as NSString).appendingPathComponent(testFile))
-        return (Dataset(name: name, images: pixels, labels: labels, shape: [3, 32, 32], classes: 10),
-                Dataset(name: name, images: test.pixels, labels: test.labels, shape: [3, 32, 32], classes: 10))
+        return (Dataset(name: name, bytes: pixels, labels: labels, shape: [3, 32, 32], classes: 10),
+                Dataset(name: name, bytes: test.pixels, labels: test.labels, shape: [3, 32, 32], classes: 10))
     }
 
     /// Writes a batch file from NCHW pixels in [0, 1] (for tests and converted datasets).

@@ -1,19 +1,45 @@
 import TensorEngine
 
-/// Labelled images held in memory as Float32, NCHW.
+/// Labelled images held in memory, NCHW.
+///
+/// Images read from 8-bit files keep their bytes, with a table per channel that gives each byte
+/// its value (raw: byte / 255; after `transformed(.invert)` and `normalised` the same arithmetic
+/// applied to the table's 256 entries instead of to every pixel). A value looked up is the value
+/// a float array would have held, bit for bit, at a quarter of the memory: Fashion-MNIST's
+/// training split is 47 MB instead of 188, CIFAR-10's 154 MB instead of 614, on every rank.
 public struct Dataset: Sendable {
     public let name: String
-    /// N·C·H·W pixel values.
-    public private(set) var images: [Float]
     public let labels: [Int32]
     /// (channels, height, width).
     public let shape: [Int]
     public let classes: Int
+    let pixels: Pixels
+
+    /// N·C·H·W pixel values, or bytes and the value of each byte in each channel.
+    enum Pixels: Sendable {
+        case values([Float])
+        case bytes([UInt8], tables: [[Float]])
+    }
 
     public init(name: String, images: [Float], labels: [Int32], shape: [Int], classes: Int) {
-        precondition(images.count == labels.count * shape.reduce(1, *), "images do not match \(labels.count) labels of shape \(shape)")
+        self.init(name: name, pixels: .values(images), labels: labels, shape: shape, classes: classes)
+    }
+
+    /// Images as bytes (N·C·H·W), each worth byte / 255.
+    public init(name: String, bytes: [UInt8], labels: [Int32], shape: [Int], classes: Int) {
+        let raw = (0..<256).map { Float($0) / 255 }
+        self.init(name: name, pixels: .bytes(bytes, tables: Array(repeating: raw, count: shape[0])), labels: labels, shape: shape, classes: classes)
+    }
+
+    init(name: String, pixels: Pixels, labels: [Int32], shape: [Int], classes: Int) {
+        let stored: Int
+        switch pixels {
+        case .values(let v): stored = v.count
+        case .bytes(let b, _): stored = b.count
+        }
+        precondition(stored == labels.count * shape.reduce(1, *), "images do not match \(labels.count) labels of shape \(shape)")
         self.name = name
-        self.images = images
+        self.pixels = pixels
         self.labels = labels
         self.shape = shape
         self.classes = classes
@@ -22,35 +48,107 @@ public struct Dataset: Sendable {
     public var count: Int { labels.count }
     public var imageSize: Int { shape.reduce(1, *) }
 
+    /// N·C·H·W pixel values, materialised (for tests and small datasets; batches read the store).
+    public var images: [Float] {
+        switch pixels {
+        case .values(let v): return v
+        case .bytes(let b, let tables):
+            let plane = shape[1] * shape[2]
+            return b.indices.map { tables[($0 / plane) % shape[0]][Int(b[$0])] }
+        }
+    }
+
+    /// Bytes held per image (what the dataset costs in memory).
+    public var bytesPerImage: Int {
+        if case .values = pixels { return imageSize * MemoryLayout<Float>.size }
+        return imageSize
+    }
+
+    /// The same examples under another name and class count.
+    public func renamed(_ name: String, classes: Int? = nil) -> Dataset {
+        Dataset(name: name, pixels: pixels, labels: labels, shape: shape, classes: classes ?? self.classes)
+    }
+
     /// The first `limit` examples (all if nil or larger).
     public func prefix(_ limit: Int?) -> Dataset {
         guard let limit, limit < count else { return self }
-        return Dataset(name: name, images: Array(images.prefix(limit * imageSize)),
-                       labels: Array(labels.prefix(limit)), shape: shape, classes: classes)
+        return subset(Array(0..<limit))
     }
 
     /// The examples at `indices`, in that order.
     public func subset(_ indices: [Int]) -> Dataset {
-        var out = [Float](); out.reserveCapacity(indices.count * imageSize)
-        for i in indices { out += images[(i * imageSize)..<((i + 1) * imageSize)] }
-        return Dataset(name: name, images: out, labels: indices.map { labels[$0] }, shape: shape, classes: classes)
+        let size = imageSize
+        func gather<T>(_ all: [T]) -> [T] {
+            var out = [T](); out.reserveCapacity(indices.count * size)
+            for i in indices { out += all[(i * size)..<((i + 1) * size)] }
+            return out
+        }
+        let picked: Pixels
+        switch pixels {
+        case .values(let v): picked = .values(gather(v))
+        case .bytes(let b, let tables): picked = .bytes(gather(b), tables: tables)
+        }
+        return Dataset(name: name, pixels: picked, labels: indices.map { labels[$0] }, shape: shape, classes: classes)
+    }
+
+    /// Every image's pixels moved by `destination` (plane size, source index in the plane ->
+    /// index in the plane); values changed by `value` (applied to the tables of a byte store).
+    func remapped(shape newShape: [Int], destination: (Int) -> Int, value: ((Float) -> Float)?) -> Dataset {
+        let plane = shape[1] * shape[2]
+        func move<T>(_ src: [T], _ zero: T) -> [T] {
+            var out = [T](repeating: zero, count: src.count)
+            src.withUnsafeBufferPointer { s in
+                out.withUnsafeMutableBufferPointer { d in
+                    for base in stride(from: 0, to: s.count, by: plane) {
+                        for j in 0..<plane { d[base + destination(j)] = s[base + j] }
+                    }
+                }
+            }
+            return out
+        }
+        let moved: Pixels
+        switch pixels {
+        case .values(let v): moved = .values(move(v, 0).map { value?($0) ?? $0 })
+        case .bytes(let b, let tables): moved = .bytes(move(b, 0), tables: value.map { f in tables.map { $0.map(f) } } ?? tables)
+        }
+        return Dataset(name: name, pixels: moved, labels: labels, shape: newShape, classes: classes)
+    }
+
+    /// Calls `body` with each (image, channel) plane's values in order, through a buffer that
+    /// holds one plane.
+    private func forEachPlane(_ body: (_ image: Int, _ channel: Int, UnsafeBufferPointer<Float>) -> Void) {
+        let (c, plane) = (shape[0], shape[1] * shape[2])
+        switch pixels {
+        case .values(let v):
+            v.withUnsafeBufferPointer { p in
+                for i in 0..<count { for ch in 0..<c { body(i, ch, UnsafeBufferPointer(rebasing: p[((i * c + ch) * plane)..<((i * c + ch + 1) * plane)])) } }
+            }
+        case .bytes(let b, let tables):
+            var buffer = [Float](repeating: 0, count: plane)
+            b.withUnsafeBufferPointer { p in
+                buffer.withUnsafeMutableBufferPointer { out in
+                    for i in 0..<count {
+                        for ch in 0..<c {
+                            let base = (i * c + ch) * plane
+                            tables[ch].withUnsafeBufferPointer { t in for j in 0..<plane { out[j] = t[Int(p[base + j])] } }
+                            body(i, ch, UnsafeBufferPointer(out))
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Per-channel mean and standard deviation over all examples.
     public func channelStatistics() -> Normalisation {
-        let (c, plane) = (shape[0], shape[1] * shape[2])
+        let c = shape[0]
         var mean = [Double](repeating: 0, count: c), square = [Double](repeating: 0, count: c)
-        images.withUnsafeBufferPointer { p in
-            for i in 0..<count {
-                for ch in 0..<c {
-                    let base = (i * c + ch) * plane
-                    var s: Float = 0, q: Float = 0
-                    for j in 0..<plane { let v = p[base + j]; s += v; q += v * v }
-                    mean[ch] += Double(s); square[ch] += Double(q)
-                }
-            }
+        forEachPlane { _, ch, p in
+            var s: Float = 0, q: Float = 0
+            for v in p { s += v; q += v * v }
+            mean[ch] += Double(s); square[ch] += Double(q)
         }
-        let n = Double(max(count * plane, 1))
+        let n = Double(max(count * shape[1] * shape[2], 1))
         let m = mean.map { $0 / n }
         let std = zip(square, m).map { max(($0 / n - $1 * $1), 1e-12).squareRoot() }
         return Normalisation(mean: m.map(Float.init), std: std.map(Float.init))
@@ -58,27 +156,46 @@ public struct Dataset: Sendable {
 
     /// The same data with each channel shifted and scaled.
     public func normalised(_ norm: Normalisation) -> Dataset {
-        var copy = self
         let (c, plane) = (shape[0], shape[1] * shape[2])
-        copy.images.withUnsafeMutableBufferPointer { p in
-            for i in 0..<count {
-                for ch in 0..<c {
-                    let base = (i * c + ch) * plane
-                    let (m, inv) = (norm.mean[ch], 1 / norm.std[ch])
-                    for j in 0..<plane { p[base + j] = (p[base + j] - m) * inv }
+        let scaled = (0..<c).map { ch in (norm.mean[ch], 1 / norm.std[ch]) }
+        switch pixels {
+        case .values(var v):
+            v.withUnsafeMutableBufferPointer { p in
+                for i in 0..<count {
+                    for ch in 0..<c {
+                        let base = (i * c + ch) * plane
+                        let (m, inv) = scaled[ch]
+                        for j in 0..<plane { p[base + j] = (p[base + j] - m) * inv }
+                    }
                 }
             }
+            return Dataset(name: name, pixels: .values(v), labels: labels, shape: shape, classes: classes)
+        case .bytes(let b, let tables):
+            let normalisedTables = tables.enumerated().map { ch, t in t.map { ($0 - scaled[ch].0) * scaled[ch].1 } }
+            return Dataset(name: name, pixels: .bytes(b, tables: normalisedTables), labels: labels, shape: shape, classes: classes)
         }
-        return copy
     }
 
     /// Copies examples `indices` into a batch tensor (B, C, H, W) and their labels.
     public func batch(_ indices: ArraySlice<Int>) -> (Tensor, [Int32]) {
         let x = Tensor(shape: [indices.count] + shape)
         let size = imageSize
-        images.withUnsafeBufferPointer { p in
-            for (row, i) in indices.enumerated() {
-                (x.data + row * size).update(from: p.baseAddress! + i * size, count: size)
+        switch pixels {
+        case .values(let v):
+            v.withUnsafeBufferPointer { p in
+                for (row, i) in indices.enumerated() {
+                    (x.data + row * size).update(from: p.baseAddress! + i * size, count: size)
+                }
+            }
+        case .bytes(let b, let tables):
+            let plane = shape[1] * shape[2]
+            b.withUnsafeBufferPointer { p in
+                for (row, i) in indices.enumerated() {
+                    for ch in 0..<shape[0] {
+                        let (from, to) = (p.baseAddress! + i * size + ch * plane, x.data + row * size + ch * plane)
+                        tables[ch].withUnsafeBufferPointer { t in for j in 0..<plane { to[j] = t[Int(from[j])] } }
+                    }
+                }
             }
         }
         return (x, indices.map { labels[$0] })

@@ -17,7 +17,7 @@ public enum DatasetCatalog {
         let (train, test) = try loadRaw(base ?? name, dataDirectory: dataDirectory)
         let classes = max(train.classes, test.classes)
         func prepared(_ d: Dataset) throws -> Dataset {
-            let harmonised = Dataset(name: name, images: d.images, labels: d.labels, shape: d.shape, classes: classes)
+            let harmonised = d.renamed(name, classes: classes)
             return try derivation.apply(to: harmonised, name: name)
         }
         let (rawTrain, rawTest) = (try prepared(train).prefix(trainLimit), try prepared(test).prefix(testLimit))

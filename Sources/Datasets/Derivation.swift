@@ -34,7 +34,7 @@ public struct Derivation: Equatable, Sendable {
             out = out.selectingClasses(classes)
         }
         if let transform { out = out.transformed(transform) }
-        return Dataset(name: name, images: out.images, labels: out.labels, shape: out.shape, classes: out.classes)
+        return out.renamed(name)
     }
 }
 
@@ -44,34 +44,23 @@ extension Dataset {
         let newLabel = Dictionary(classes.enumerated().map { (Int32($0.element), Int32($0.offset)) }, uniquingKeysWith: { a, _ in a })
         let kept = (0..<count).filter { newLabel[labels[$0]] != nil }
         let picked = subset(kept)
-        return Dataset(name: name, images: picked.images, labels: picked.labels.map { newLabel[$0]! }, shape: shape,
+        return Dataset(name: name, pixels: picked.pixels, labels: picked.labels.map { newLabel[$0]! }, shape: shape,
                        classes: classes.count)
     }
 
     /// Every image transformed; labels unchanged.
     public func transformed(_ transform: ImageTransform) -> Dataset {
-        let (c, h, w) = (shape[0], shape[1], shape[2])
-        var out = [Float](repeating: 0, count: images.count)
-        images.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                for plane in 0..<(count * c) {
-                    let base = plane * h * w
-                    for y in 0..<h {
-                        for x in 0..<w {
-                            let v = src[base + y * w + x]
-                            switch transform {
-                            // Counter-clockwise: the pixel at (y, x) moves to (w-1-x, y).
-                            case .rotate90: dst[base + (w - 1 - x) * h + y] = v
-                            case .rotate180: dst[base + (h - 1 - y) * w + (w - 1 - x)] = v
-                            case .flipHorizontal: dst[base + y * w + (w - 1 - x)] = v
-                            case .invert: dst[base + y * w + x] = 1 - v
-                            }
-                        }
-                    }
-                }
+        let (h, w) = (shape[1], shape[2])
+        let newShape = transform == .rotate90 ? [shape[0], w, h] : shape
+        return remapped(shape: newShape, destination: { j in
+            let (y, x) = j.quotientAndRemainder(dividingBy: w)
+            switch transform {
+            // Counter-clockwise: the pixel at (y, x) moves to (w-1-x, y).
+            case .rotate90: return (w - 1 - x) * h + y
+            case .rotate180: return (h - 1 - y) * w + (w - 1 - x)
+            case .flipHorizontal: return y * w + (w - 1 - x)
+            case .invert: return j
             }
-        }
-        let newShape = transform == .rotate90 ? [c, w, h] : shape
-        return Dataset(name: name, images: out, labels: labels, shape: newShape, classes: classes)
+        }, value: transform == .invert ? { 1 - $0 } : nil)
     }
 }

@@ -5,40 +5,44 @@ import Foundation
 /// (0, 0, type, rank), `rank` big-endian UInt32 dimensions, then the values. Only unsigned bytes
 /// (type 0x08) occur in image datasets.
 public enum IDX {
-    /// The dimensions and raw bytes of an unsigned-byte IDX file.
+    /// The dimensions and raw bytes of an unsigned-byte IDX file, read straight into an array of
+    /// the size the header gives (no second copy of a 47 MB file while it loads).
     public static func read(_ path: String) throws -> (dimensions: [Int], bytes: [UInt8]) {
-        let data = try readMaybeGzip(path)
+        let file = try GzipStream(path)
+        defer { file.close() }
         func fail(_ problem: String) -> DatasetError { DatasetError(file: path, problem: problem) }
-        guard data.count >= 4 else { throw fail("too short for an IDX header (\(data.count) bytes)") }
-        guard data[0] == 0, data[1] == 0 else {
-            throw fail(String(format: "bad IDX magic %02x %02x %02x %02x (expected 00 00 08 NN)", data[0], data[1], data[2], data[3]))
+        let magic = try file.read(4)
+        guard magic.count >= 4 else { throw fail("too short for an IDX header (\(magic.count) bytes)") }
+        guard magic[0] == 0, magic[1] == 0 else {
+            throw fail(String(format: "bad IDX magic %02x %02x %02x %02x (expected 00 00 08 NN)", magic[0], magic[1], magic[2], magic[3]))
         }
-        guard data[2] == 0x08 else {
-            throw fail(String(format: "IDX element type 0x%02x is not unsigned byte (0x08)", data[2]))
+        guard magic[2] == 0x08 else {
+            throw fail(String(format: "IDX element type 0x%02x is not unsigned byte (0x08)", magic[2]))
         }
-        let rank = Int(data[3])
+        let rank = Int(magic[3])
         guard rank >= 1, rank <= 4 else { throw fail("IDX rank \(rank) is not 1...4") }
-        let headerSize = 4 + 4 * rank
-        guard data.count >= headerSize else { throw fail("truncated IDX header (\(data.count) of \(headerSize) bytes)") }
+        let sizes = try file.read(4 * rank)
+        guard sizes.count == 4 * rank else { throw fail("truncated IDX header (\(4 + sizes.count) of \(4 + 4 * rank) bytes)") }
         let dims = (0..<rank).map { d -> Int in
-            let o = 4 + 4 * d
-            return Int(data[o]) << 24 | Int(data[o + 1]) << 16 | Int(data[o + 2]) << 8 | Int(data[o + 3])
+            let o = 4 * d
+            return Int(sizes[o]) << 24 | Int(sizes[o + 1]) << 16 | Int(sizes[o + 2]) << 8 | Int(sizes[o + 3])
         }
-        let actual = data.count - headerSize
+        let promised = dims.map(String.init).joined(separator: "x")
         var expected = 1
         for d in dims {
             let (product, overflow) = expected.multipliedReportingOverflow(by: d)
-            guard !overflow else {
-                throw fail("header promises \(dims.map(String.init).joined(separator: "x")) values, more than the file's \(actual) bytes of data")
-            }
+            guard !overflow else { throw fail("header promises \(promised) values, more than the file's \(try file.skipToEnd()) bytes of data") }
             expected = product
         }
-        guard actual == expected else {
-            throw fail(actual < expected
-                ? "truncated: header promises \(dims.map(String.init).joined(separator: "x")) = \(expected) bytes, file holds \(actual)"
-                : "\(actual - expected) trailing bytes after \(expected) bytes of data")
+        var bytes = [UInt8](repeating: 0, count: expected)
+        let got = try bytes.withUnsafeMutableBytes { try file.read(into: $0) }
+        guard got == expected else {
+            try file.checkIntact()
+            throw fail("truncated: header promises \(promised) = \(expected) bytes, file holds \(got)")
         }
-        return (dims, Array(data[headerSize...]))
+        let extra = try file.skipToEnd()
+        guard extra == 0 else { throw fail("\(extra) trailing bytes after \(expected) bytes of data") }
+        return (dims, bytes)
     }
 
     /// Writes an unsigned-byte IDX file (gzip-compressed if the name ends in .gz); tests and
@@ -56,33 +60,66 @@ public enum IDX {
             try Data(data).write(to: URL(fileURLWithPath: path))
         }
     }
+}
 
-    /// The whole file, inflated if it is gzip (zlib reads plain files through unchanged).
-    static func readMaybeGzip(_ path: String) throws -> [UInt8] {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw DatasetError(file: path, problem: "no such file")
-        }
-        guard let gz = gzopen(path, "rb") else { throw DatasetError(file: path, problem: "cannot open") }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { gzread(gz, $0.baseAddress, UInt32($0.count)) }
-            if n < 0 {
-                var code: Int32 = 0
-                let message = gzerror(gz, &code).map { String(cString: $0) } ?? "read error"
-                gzclose(gz)
-                throw DatasetError(file: path, problem: "corrupt gzip data (\(message))")
-            }
+/// A file read through zlib, inflated if it is gzip (zlib reads plain files through unchanged);
+/// errors name the file.
+final class GzipStream {
+    private let path: String
+    private let handle: gzFile
+
+    init(_ path: String) throws {
+        guard FileManager.default.fileExists(atPath: path) else { throw DatasetError(file: path, problem: "no such file") }
+        guard let handle = gzopen(path, "rb") else { throw DatasetError(file: path, problem: "cannot open") }
+        self.path = path
+        self.handle = handle
+    }
+
+    func close() { gzclose(handle) }
+
+    /// Fills `buffer` as far as the file goes; the number of bytes read.
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = gzread(handle, buffer.baseAddress! + done, UInt32(min(buffer.count - done, 1 << 30)))
+            if n < 0 { throw corrupt("corrupt gzip data") }
             if n == 0 { break }
-            out += chunk[0..<Int(n)]
+            done += Int(n)
         }
+        return done
+    }
+
+    /// Up to `count` bytes.
+    func read(_ count: Int) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        let n = try out.withUnsafeMutableBytes { try read(into: $0) }
+        return Array(out.prefix(n))
+    }
+
+    /// Reads what is left; its length.
+    func skipToEnd() throws -> Int {
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var total = 0
+        while true {
+            let n = try chunk.withUnsafeMutableBytes { try read(into: $0) }
+            total += n
+            if n < chunk.count { break }
+        }
+        try checkIntact()
+        return total
+    }
+
+    /// Throws if zlib met a damaged or cut gzip stream.
+    func checkIntact() throws {
         var code: Int32 = 0
-        let message = gzerror(gz, &code).map { String(cString: $0) } ?? ""
-        gzclose(gz)
-        if code != Z_OK && code != Z_STREAM_END {
-            throw DatasetError(file: path, problem: "corrupt or truncated gzip data (\(message))")
-        }
-        return out
+        _ = gzerror(handle, &code)
+        if code != Z_OK && code != Z_STREAM_END { throw corrupt("corrupt or truncated gzip data") }
+    }
+
+    private func corrupt(_ what: String) -> DatasetError {
+        var code: Int32 = 0
+        let message = gzerror(handle, &code).map { String(cString: $0) } ?? "read error"
+        return DatasetError(file: path, problem: "\(what) (\(message))")
     }
 }
 
@@ -105,17 +142,21 @@ extension IDX {
         guard idims[0] > 0 else { throw DatasetError(file: images, problem: "holds no images") }
         let (n, h, w) = (idims[0], idims[1], idims[2])
         let c = idims.count == 4 ? idims[3] : 1
-        var floats = [Float](repeating: 0, count: pixels.count)
-        // IDX stores channels last; we hold NCHW.
+        return Dataset(name: name, bytes: planar(pixels, count: n, height: h, width: w, channels: c),
+                       labels: labelBytes.map { Int32($0) }, shape: [c, h, w], classes: classes)
+    }
+
+    /// Pixel bytes stored channels last (IDX's order) in NCHW order.
+    static func planar(_ pixels: [UInt8], count n: Int, height h: Int, width w: Int, channels c: Int) -> [UInt8] {
+        guard c > 1 else { return pixels }   // one channel: the same order
+        var out = [UInt8](repeating: 0, count: pixels.count)
         for i in 0..<n {
             for y in 0..<h {
                 for x in 0..<w {
-                    for ch in 0..<c {
-                        floats[((i * c + ch) * h + y) * w + x] = Float(pixels[((i * h + y) * w + x) * c + ch]) / 255
-                    }
+                    for ch in 0..<c { out[((i * c + ch) * h + y) * w + x] = pixels[((i * h + y) * w + x) * c + ch] }
                 }
             }
         }
-        return Dataset(name: name, images: floats, labels: labelBytes.map { Int32($0) }, shape: [c, h, w], classes: classes)
+        return out
     }
 }

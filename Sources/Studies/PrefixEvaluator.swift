@@ -8,9 +8,10 @@ import TensorEngine
 ///
 /// The network's evaluation plan (`InferencePlan`) runs its steps in order. The inputs of some
 /// steps, for every test batch, are kept: the set that fits the memory budget and saves the most
-/// recomputation over the network's units (`CachePlan`). A mask inside
-/// step k then starts from the deepest kept input at or before k. Results are bit-identical to
-/// a full evaluation: the same kernels see the same batches.
+/// recomputation over the network's units (`CachePlan`). They are kept compact (mostly zeros
+/// after a ReLU: `CompactActivation`), and the budget counts the bytes actually held. A mask
+/// inside step k then starts from the deepest kept input at or before k. Results are
+/// bit-identical to a full evaluation: the same kernels see the same batches.
 public final class PrefixEvaluator {
     public let checkpoint: SafeTensorsFile
     private let data: Dataset
@@ -22,7 +23,9 @@ public final class PrefixEvaluator {
     /// Steps whose inputs are kept, decided on first use.
     private var keep: Set<Int> = []
     /// Step index -> its input for each test batch computed so far.
-    private var cached: [Int: [LayoutTensor]] = [:]
+    private var cached: [Int: [CompactActivation]] = [:]
+    /// Bytes `cached` holds; a step stops being kept when its next batch would exceed the budget.
+    public private(set) var cachedBytes = 0
     /// Plan steps run, for measuring the saving.
     public private(set) var layerPasses = 0
 
@@ -88,7 +91,8 @@ public final class PrefixEvaluator {
             var h = LayoutTensor(plain: data.batch(first).0)
             for s in plan.steps.indices {
                 let start = DispatchTime.now().uptimeNanoseconds
-                if pass == 1 { sizes.append(Double(h.bytes) * scale) }
+                // The compact size of the probe batch's input, with a margin for other batches.
+                if pass == 1 { sizes.append(Double(s == 0 ? h.bytes : CompactActivation(h).bytes) * scale * 1.05) }
                 h = plan.run(s..<(s + 1), h)
                 if pass == 1 { seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
             }
@@ -109,13 +113,21 @@ public final class PrefixEvaluator {
         let input = { LayoutTensor(plain: self.data.batch(indices).0) }
         guard let reference else { return input() }
         let from = cached.keys.filter { $0 <= k && (cached[$0]?.count ?? 0) > b }.max()
-        var h = from.map { cached[$0]![b] } ?? input()
+        var h = from.map { cached[$0]![b].expanded } ?? input()
         var i = from ?? 0
         while i < k {
             h = reference.run(i..<(i + 1), h)
             layerPasses += 1
             i += 1
-            if keep.contains(i) && (cached[i]?.count ?? 0) == b { cached[i, default: []].append(h) }
+            if keep.contains(i) && (cached[i]?.count ?? 0) == b {
+                let kept = CompactActivation(h)
+                if cachedBytes + kept.bytes <= budget {
+                    cached[i, default: []].append(kept)
+                    cachedBytes += kept.bytes
+                } else {
+                    keep.remove(i)   // the batches before this one stay kept
+                }
+            }
         }
         return h
     }

@@ -162,7 +162,7 @@ public struct Evaluation: Equatable, Sendable, Codable {
     public let accuracy: Double
     public let loss: Double
     public let count: Int
-    /// Whether each test image was classified right, in order (empty for a gang's evaluation).
+    /// Whether each test image was classified right, in order.
     public var hits: [Bool] = []
 
     enum CodingKeys: String, CodingKey { case accuracy, loss, count }
@@ -191,10 +191,20 @@ public struct Evaluation: Equatable, Sendable, Codable {
             hits += result.hits
         }
         if let gang {
+            let runs = (0..<members).map { m in (m * batches.count / members)..<((m + 1) * batches.count / members) }
             var all = [Double](repeating: 0, count: 2 * batches.count)
-            let counts = (0..<members).map { m in 2 * ((m + 1) * batches.count / members - m * batches.count / members) }
-            figures.withUnsafeBufferPointer { local in all.withUnsafeMutableBufferPointer { gang.allGather(local, counts: counts, into: $0) } }
+            figures.withUnsafeBufferPointer { local in
+                all.withUnsafeMutableBufferPointer { gang.allGather(local, counts: runs.map { 2 * $0.count }, into: $0) }
+            }
             figures = all
+            // Every member learns every image's hit, so each can pair its later mask evaluations with them.
+            var allHits = [Double](repeating: 0, count: data.count)
+            hits.map { $0 ? 1.0 : 0 }.withUnsafeBufferPointer { local in
+                allHits.withUnsafeMutableBufferPointer { all in
+                    gang.allGather(local, counts: runs.map { r in r.reduce(0) { $0 + batches[$1].count } }, into: all)
+                }
+            }
+            hits = allHits.map { $0 != 0 }
         }
         var lossSum = 0.0, correct = 0
         for b in 0..<(figures.count / 2) {
@@ -202,6 +212,6 @@ public struct Evaluation: Equatable, Sendable, Codable {
             correct += Int(figures[2 * b + 1])
         }
         let n = max(data.count, 1)
-        return Evaluation(accuracy: Double(correct) / Double(n), loss: lossSum / Double(n), count: data.count, hits: gang == nil ? hits : [])
+        return Evaluation(accuracy: Double(correct) / Double(n), loss: lossSum / Double(n), count: data.count, hits: hits)
     }
 }

@@ -287,8 +287,10 @@ public struct EvaluationSection: Codable, Equatable, Sendable {
     /// Training batches used to re-estimate BN statistics for `zeroKernelRecalibrated`.
     public var recalibrationBatches = 20
     /// Memory per worker for reusing the activations of unmasked layers across mask
-    /// evaluations of the same network (0: evaluate every mask with a full forward pass).
-    public var prefixCacheMB = 512
+    /// evaluations of the same network (0: evaluate every mask with a full forward pass). Kept
+    /// compact, 256 MB holds what 380 MB of plain activations would, and a zeroing sweep of a
+    /// ResNet-20 on 10,000 images ran as fast with it as with 512 MB.
+    public var prefixCacheMB = 256
 
     public init() {}
 

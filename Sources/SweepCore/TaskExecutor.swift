@@ -15,6 +15,12 @@ public final class TaskExecutor {
     var evaluator: (key: String, PrefixEvaluator)?
     /// Which test images the most recent network got right unmasked (for the paired test).
     var baselineHits: (key: String, hits: [Bool])?
+    /// The test evaluation of the network this worker last trained (as a gang member too), keyed
+    /// like the prefix cache: the baseline task that follows is the same evaluation, not a second
+    /// pass over the test set.
+    var trainedEvaluation: (key: String, evaluation: Evaluation)?
+    /// The evaluation `evaluate` made last.
+    private var lastEvaluation: Evaluation?
     /// Where the running task's progress lines go (the coordinator's log), if anywhere.
     private var progressSink: ((String) -> Void)?
     /// The running task's epoch snapshot to resume from, its gang and where its snapshots go.
@@ -83,9 +89,23 @@ public final class TaskExecutor {
             let network = try build(task.model, for: data, seed: task.seed)
             return (data, network, try snapshotHooks(task, network: network, resume: resume, sink: snapshot))
         }
+        lastEvaluation = nil
         var outcome = try train(network, data: data, section: section, seed: task.seed, hooks: hooks, gang: gang)
-        if let gang, gang.rank != 0 { return (outcome, nil) }
-        return try finish(&outcome, artifact: Checkpoint.file(of: network, metadata: metadata(task)))
+        let file = Checkpoint.file(of: network, metadata: metadata(task))
+        let result: (TaskOutcome, Data?)
+        let hash: String
+        if let gang, gang.rank != 0 {
+            // The leader's checkpoint has these bytes: the same network, the same metadata.
+            (result, hash) = ((outcome, nil), contentHash(try file.encoded()))
+        } else {
+            result = try finish(&outcome, artifact: file)
+            hash = result.0.checkpoint ?? ""
+        }
+        if let evaluation = lastEvaluation {
+            let key = "\(hash)/\(task.dataset)"
+            (trainedEvaluation, baselineHits) = ((key, evaluation), (key, evaluation.hits))
+        }
+        return result
     }
 
     // MARK: - Shared steps
@@ -113,6 +133,7 @@ public final class TaskExecutor {
 
     func evaluate(_ network: Network, data: DatasetSplits, reports: [EpochReport], gang: GangLink? = nil) throws -> TaskOutcome {
         let eval = Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize, gang: gang)
+        lastEvaluation = eval
         guard eval.loss.isFinite else { throw TrainingError.diverged(epoch: reports.count - 1, step: -1, loss: Float(eval.loss)) }
         var outcome = TaskOutcome(status: .ok)
         outcome.testAccuracy = eval.accuracy
@@ -171,6 +192,7 @@ public final class TaskExecutor {
         let data = try splits(task.dataset, model: task.model)
         let cacheKey = "\(hash)/\(task.dataset)"
         func run(_ unit: String?, _ everyLayer: Bool, _ change: (Network, MaskableUnit) throws -> Int) throws -> (Evaluation, Int?) {
+            if unit == nil, !everyLayer, let known = trainedEvaluation, known.key == cacheKey { return (known.evaluation, nil) }
             guard spec.evaluation.prefixCacheMB > 0 else {
                 let network = try Checkpoint.network(from: file, path: "checkpoint \(hash)")
                 var masked: Int?

@@ -130,3 +130,67 @@ public enum BlockedLayout {
         return y
     }
 }
+
+/// An activation kept for later in less memory, exactly: a bit per value says whether its bits
+/// are all zero, and only the other values are stored. Activations after a ReLU are mostly
+/// zeros, so a prefix cache holds about twice the layers in the same budget; the values come
+/// back bit for bit (a negative zero is stored like any other value).
+public struct CompactActivation: @unchecked Sendable {
+    public let shape: [Int]
+    public let blocked: Bool
+    /// Bit j of word k: value 64k + j is stored (its bits are not all zero).
+    private let present: [UInt64]
+    private let values: [Float]
+
+    public init(_ x: LayoutTensor) {
+        shape = x.shape
+        blocked = x.blocked
+        let (source, count) = (x.storage.data, x.storage.count)
+        var present = [UInt64](repeating: 0, count: (count + 63) / 64)
+        var stored = 0
+        present.withUnsafeMutableBufferPointer { words in
+            source.withMemoryRebound(to: UInt32.self, capacity: count) { bits in
+                for k in words.indices {
+                    var word: UInt64 = 0
+                    for j in 0..<min(64, count - 64 * k) { word |= UInt64(bits[64 * k + j] != 0 ? 1 : 0) << UInt64(j) }
+                    words[k] = word
+                    stored += word.nonzeroBitCount
+                }
+            }
+        }
+        var values = [Float](repeating: 0, count: stored)
+        values.withUnsafeMutableBufferPointer { out in
+            var v = 0
+            for (k, word) in present.enumerated() {
+                var w = word
+                while w != 0 {
+                    out[v] = source[64 * k + w.trailingZeroBitCount]
+                    v += 1
+                    w &= w - 1
+                }
+            }
+        }
+        self.present = present
+        self.values = values
+    }
+
+    /// Bytes held.
+    public var bytes: Int { present.count * 8 + values.count * MemoryLayout<Float>.stride }
+
+    /// The activation, as it was.
+    public var expanded: LayoutTensor {
+        let y = Tensor(shape: shape)   // zero-filled; the stored values go on top
+        values.withUnsafeBufferPointer { stored in
+            var v = 0
+            for (k, word) in present.enumerated() {
+                var w = word
+                while w != 0 {
+                    y.data[64 * k + w.trailingZeroBitCount] = stored[v]
+                    v += 1
+                    w &= w - 1
+                }
+            }
+        }
+        return blocked ? LayoutTensor(blocked: y, shape: shape) : LayoutTensor(plain: y)
+    }
+}

@@ -33,6 +33,28 @@ final class PrefixEvaluatorTests: XCTestCase {
         XCTAssertLessThan(evaluator.layerPasses, fullPasses * 2 / 3, "\(evaluator.layerPasses) of \(fullPasses) layer passes")
     }
 
+    /// A budget that holds part of the cache: what is kept stays within it, counted in the bytes
+    /// actually held, and every result is still that of a full evaluation.
+    func testATightBudgetIsKeptAndResultsStayExact() throws {
+        let splits = DatasetSplits(rawTrain: SyntheticSpec().generate().train, rawTest: SyntheticSpec().generate().test)
+        let net = Network.build(try ModelSpec(name: "resnet8", inputShape: [1, 12, 12], classes: 4), seed: 5)
+        try Training.train(net, on: splits.train, config: TrainingConfig(epochs: 1, batchSize: 32, learningRate: 0.05))
+        let file = Checkpoint.file(of: net)
+        let budget = 1_000_000
+        let evaluator = PrefixEvaluator(checkpoint: file, data: splits.test, batchSize: 50, budgetBytes: budget)
+        let roomy = PrefixEvaluator(checkpoint: file, data: splits.test, batchSize: 50, budgetBytes: 64 << 20)
+        for unit in net.units where unit.kind == .conv {
+            let (fast, _) = try evaluator.evaluate(mask: .zeroKernel, unit: unit.name, context: MaskContext(seed: 2))
+            XCTAssertEqual(fast, try roomy.evaluate(mask: .zeroKernel, unit: unit.name, context: MaskContext(seed: 2)).0, unit.name)
+            let reference = try Checkpoint.network(from: file)
+            try Masking.apply(.zeroKernel, to: unit, of: reference, context: MaskContext(seed: 2))
+            XCTAssertEqual(fast, Evaluation.run(reference, on: splits.test, batchSize: 50), unit.name)
+            XCTAssertLessThanOrEqual(evaluator.cachedBytes, budget)
+        }
+        XCTAssertGreaterThan(evaluator.cachedBytes, 0, "something fits in the budget")
+        XCTAssertGreaterThan(roomy.cachedBytes, budget, "the budget left something out")
+    }
+
     func testZeroBudgetStillCorrect() throws {
         let splits = DatasetSplits(rawTrain: SyntheticSpec().generate().train, rawTest: SyntheticSpec().generate().test)
         let net = Network.build(try ModelSpec(name: "resnet8", inputShape: [1, 12, 12], classes: 4), seed: 4)

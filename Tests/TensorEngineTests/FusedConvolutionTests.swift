@@ -120,6 +120,27 @@ final class FusedConvolutionTests: XCTestCase {
         XCTAssertEqual(BlockedLayout.relu(blocked).plain.array, x.array.map { max($0, 0) })
     }
 
+    /// A compact activation gives back every value's bits (negative zeros, denormals and odd
+    /// lengths included), plain or blocked, and holds a sparse one in fewer bytes.
+    func testCompactActivationsRoundTripBitForBit() throws {
+        let x = randomTensor([3, 5, 7, 7], seed: 11)   // 735 values: not a whole number of 64-bit words
+        for i in 0..<x.count where i % 3 != 0 { x.data[i] = 0 }
+        (x.data[1], x.data[4], x.data[7]) = (-0.0, .leastNonzeroMagnitude, -.infinity)
+        let compact = CompactActivation(LayoutTensor(plain: x))
+        let back = compact.expanded
+        XCTAssertFalse(back.blocked)
+        XCTAssertEqual(back.shape, x.shape)
+        XCTAssertEqual(back.storage.array.map(\.bitPattern), x.array.map(\.bitPattern))
+        XCTAssertLessThan(compact.bytes, x.count * 4 / 2, "a third of the values stored, plus a bit each")
+        if BlockedLayout.block > 0 {
+            let blocked = LayoutTensor.blocked(from: BlockedLayout.relu(LayoutTensor.blocked(from: randomTensor([2, BlockedLayout.block, 6, 6], seed: 12))).plain)
+            let again = CompactActivation(blocked).expanded
+            XCTAssertTrue(again.blocked)
+            XCTAssertEqual(again.storage.array.map(\.bitPattern), blocked.storage.array.map(\.bitPattern))
+            XCTAssertEqual(again.plain.array, blocked.plain.array)
+        }
+    }
+
     /// `LAYERSWEEP_CONV=reference` (the plain path) turns the fused path off.
     func testTheReferenceKernelTurnsTheFusedPathOff() {
         defer { ConvolutionKernel.current = .oneDNN }
