@@ -1,4 +1,5 @@
-"""PyTorch CPU reference for the zeroing sweep benchmark (scripts/bench --zeroing).
+"""PyTorch CPU reference for the zeroing sweep benchmark (scripts/bench --zeroing), and, with
+--train, for the peak memory of a training.
 
 Loads a layersweep ResNet checkpoint (safetensors, layersweep's own tensor names), then evaluates
 the unmasked network and every zeroKernel / zeroBranch variant in turn on the Fashion-MNIST test
@@ -72,14 +73,41 @@ def idx(path):
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
+def train_epoch(args):
+    """The training a PyTorch user would write: one epoch of ResNet-20 on the first --train-limit
+    Fashion-MNIST images, batch 128, SGD as layersweep's defaults, channels_last (for its peak memory)."""
+    start = time.time()
+    torch.manual_seed(0)
+    raw = idx(f"{args.data_dir}/train-images-idx3-ubyte.gz").astype(np.float32) / 255
+    images = (raw - raw.mean()) / raw.std()
+    x = torch.from_numpy(images[:args.train_limit, None]).contiguous(memory_format=torch.channels_last)
+    y = torch.from_numpy(idx(f"{args.data_dir}/train-labels-idx1-ubyte.gz")[:args.train_limit].astype(np.int64))
+    model = ResNet(3, 1).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    order = torch.randperm(len(x))
+    for i in range(0, len(x), 128):
+        batch = order[i:i + 128]
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x[batch]), y[batch]).backward()
+        opt.step()
+    print(json.dumps({"seconds": time.time() - start, "images": len(x)}))
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("checkpoint")
+    parser.add_argument("checkpoint", nargs="?")
     parser.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--train", action="store_true", help="train one epoch instead (scripts/bench's training memory)")
+    parser.add_argument("--train-limit", type=int, default=10000)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.train:
+        return train_epoch(args)
+    if args.checkpoint is None:
+        parser.error("a checkpoint to evaluate (or --train)")
     start = time.time()
     state = load_file(args.checkpoint)
     blocks = len({k.split(".")[1] for k in state if k.startswith("stage1.")})

@@ -43,10 +43,7 @@ public final class FusedConvolution {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let outShape = [n, outChannels, outputSize(h), outputSize(w)]
         let y = LayoutTensor.uninitializedBlocked(outShape)
-        if let skip {
-            precondition(skip.blocked && skip.shape == outShape, "residual \(skip.shape) for an output of \(outShape)")
-            y.storage.data.update(from: skip.storage.data, count: y.storage.count)
-        }
+        if let skip { precondition(skip.blocked && skip.shape == outShape, "residual \(skip.shape) for an output of \(outShape)") }
         // A plain input of whole blocks is blocked first: oneDNN's plain-input kernels are for
         // the few channels of an image.
         let source = !x.blocked && BlockedLayout.holds(channels: inChannels) ? LayoutTensor.blocked(from: x.plain) : x
@@ -58,13 +55,16 @@ public final class FusedConvolution {
             }
             plans[size] = plan
         }
-        let (xp, yp) = (source.storage.data, y.storage.data)
+        let (xp, yp, sp) = (source.storage.data, y.storage.data, skip?.storage.data)
         let (inSize, outSize) = (inChannels * h * w, y.storage.count / max(n, 1))
         bias.withUnsafeBufferPointer { b in
             let bp = b.baseAddress!
             Parallel.forEach(groups.count) { g in
                 let r = groups[g]
                 let plan = plans[r.count]!
+                // The sum post-op adds to what the output holds: the group's residual, copied by
+                // the thread that convolves it, just before (cache-warm, and not one serial pass).
+                if let sp { (yp + r.lowerBound * outSize).update(from: sp + r.lowerBound * outSize, count: r.count * outSize) }
                 let status = cdnnl_infer_forward(plan.primitive.handle, xp + r.lowerBound * inSize, plan.weights, bp,
                                                  yp + r.lowerBound * outSize)
                 precondition(status == 0, "oneDNN inference convolution failed")
