@@ -1,4 +1,5 @@
 import Datasets
+import EngineTestSupport
 import Foundation
 import Models
 import Studies
@@ -27,22 +28,8 @@ final class GangTrainingTests: XCTestCase {
             return (try Checkpoint.file(of: net).encoded(), reports.map(\.loss), evaluation)
         }
         guard let members else { return try run(nil) }
-        let gang = LocalGang(size: members)
-        var results = [Result<(Data, [Float], Evaluation), Error>?](repeating: nil, count: members)
-        let lock = NSLock()
-        let group = DispatchGroup()
-        for m in 0..<members {
-            group.enter()
-            let thread = Thread {
-                let r = Result { try run(gang.member(m)) }
-                lock.lock(); results[m] = r; lock.unlock()
-                group.leave()
-            }
-            thread.stackSize = 16 << 20
-            thread.start()
-        }
-        group.wait()
-        let all = try results.map { try $0!.get() }
+        let results = onGangThreads(LocalGang(size: members)) { link, _ in Result { try run(link) } }
+        let all = try results.map { try $0.get() }
         for (m, r) in all.enumerated() {
             XCTAssertEqual(r.0, all[0].0, "member \(m) of \(members) ends with other weights")
             XCTAssertEqual([r.2.accuracy, r.2.loss], [all[0].2.accuracy, all[0].2.loss], "member \(m) of \(members) evaluates differently")

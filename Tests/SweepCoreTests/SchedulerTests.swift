@@ -97,7 +97,7 @@ final class SchedulerTests: XCTestCase {
             for i in 0..<(evals / 2) { tasks.append(task("free\(i)", cost: random() < 0.1 ? 50 : 0.5)) }
             let makespan = simulate(tasks, workers: workers), bound = lowerBound(tasks, workers: workers)
             XCTAssertLessThanOrEqual(makespan, bound * 1.10, "\(trainings) trainings x \(evals) evals on \(workers) workers: \(makespan) vs bound \(bound)")
-            let before = ScheduleForecast.simulate(tasks, workers: workers, priority: .ownCost) { $0.cost }
+            let before = ScheduleForecast.simulate(tasks, workers: workers, priority: .ownCost, duration: { $0.cost })
             XCTAssertLessThanOrEqual(makespan, before * (1 + 1e-12), "never worse than own-cost order: \(makespan) vs \(before)")
         }
     }
@@ -106,8 +106,8 @@ final class SchedulerTests: XCTestCase {
     /// leaves the chain for last and finishes a third later (151 is optimal: 301 units on 2 workers).
     func testACheapTaskOnTheCriticalPathGoesFirst() {
         let tasks = [task("x", cost: 1), task("y", cost: 100, after: ["x"])] + (0..<4).map { task("z\($0)", cost: 50) }
-        XCTAssertEqual(ScheduleForecast.simulate(tasks, workers: 2, priority: .criticalPath) { $0.cost }, 151)
-        XCTAssertEqual(ScheduleForecast.simulate(tasks, workers: 2, priority: .ownCost) { $0.cost }, 201)
+        XCTAssertEqual(ScheduleForecast.simulate(tasks, workers: 2, priority: .criticalPath, duration: { $0.cost }), 151)
+        XCTAssertEqual(ScheduleForecast.simulate(tasks, workers: 2, priority: .ownCost, duration: { $0.cost }), 201)
     }
 
     /// The shipped wang2020 study (12 trainings gating 1,200 evaluations) on 8, 32 and 128 ranks:

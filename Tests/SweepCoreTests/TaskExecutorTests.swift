@@ -1,3 +1,4 @@
+import EngineTestSupport
 import Foundation
 import Studies
 @testable import SweepCore
@@ -53,22 +54,9 @@ final class TaskExecutorTests: XCTestCase {
         let train = try XCTUnwrap(try Plan.expand(spec).tasks.first { $0.kind == .train })
         let single = TaskExecutor(spec: spec)
         let (alone, _) = single.run(train, inputs: [:])
-        let gang = LocalGang(size: 2)
         let members = [TaskExecutor(spec: spec), TaskExecutor(spec: spec)]
-        let outcomes = Outcomes()
-        let group = DispatchGroup()
-        for m in 0..<2 {
-            group.enter()
-            let thread = Thread {
-                let (outcome, _) = members[m].run(train, inputs: [:], gang: gang.member(m))
-                outcomes.set(m, outcome)
-                group.leave()
-            }
-            thread.stackSize = 16 << 20
-            thread.start()
-        }
-        group.wait()
-        XCTAssertEqual(outcomes.values[0]?.checkpoint, alone.checkpoint)
+        let outcomes = onGangThreads(LocalGang(size: 2)) { link, m in members[m].run(train, inputs: [:], gang: link).0 }
+        XCTAssertEqual(outcomes[0].checkpoint, alone.checkpoint)
         let expected = try XCTUnwrap(single.trainedEvaluation)
         XCTAssertEqual(expected.evaluation.hits.count, 70)
         for m in 0..<2 {
@@ -79,15 +67,5 @@ final class TaskExecutorTests: XCTestCase {
                            [expected.evaluation.accuracy, expected.evaluation.loss], "member \(m)")
             XCTAssertEqual(members[m].baselineHits?.hits, expected.evaluation.hits, "member \(m)")
         }
-    }
-}
-
-/// The members' outcomes, written from their threads.
-private final class Outcomes: @unchecked Sendable {
-    private(set) var values: [TaskOutcome?] = [nil, nil]
-    private let lock = NSLock()
-
-    func set(_ member: Int, _ outcome: TaskOutcome) {
-        lock.lock(); values[member] = outcome; lock.unlock()
     }
 }
