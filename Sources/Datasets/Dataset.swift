@@ -50,12 +50,11 @@ public struct Dataset: Sendable {
 
     /// N·C·H·W pixel values, materialised (for tests and small datasets; batches read the store).
     public var images: [Float] {
-        switch pixels {
-        case .values(let v): return v
-        case .bytes(let b, let tables):
-            let plane = shape[1] * shape[2]
-            return b.indices.map { tables[($0 / plane) % shape[0]][Int(b[$0])] }
-        }
+        if case .values(let v) = pixels { return v }
+        var out: [Float] = []
+        out.reserveCapacity(count * imageSize)
+        forEachPlane { _, p in out += p }
+        return out
     }
 
     /// Bytes held per image (what the dataset costs in memory).
@@ -91,16 +90,16 @@ public struct Dataset: Sendable {
         return Dataset(name: name, pixels: picked, labels: indices.map { labels[$0] }, shape: shape, classes: classes)
     }
 
-    /// Every image's pixels moved by `destination` (plane size, source index in the plane ->
-    /// index in the plane); values changed by `value` (applied to the tables of a byte store).
+    /// Every image's pixels moved within their plane (`destination`: index in the plane -> its
+    /// new index); values changed by `value` (applied to the tables of a byte store).
     func remapped(shape newShape: [Int], destination: (Int) -> Int, value: ((Float) -> Float)?) -> Dataset {
-        let plane = shape[1] * shape[2]
+        let target = (0..<(shape[1] * shape[2])).map(destination)
         func move<T>(_ src: [T], _ zero: T) -> [T] {
             var out = [T](repeating: zero, count: src.count)
             src.withUnsafeBufferPointer { s in
                 out.withUnsafeMutableBufferPointer { d in
-                    for base in stride(from: 0, to: s.count, by: plane) {
-                        for j in 0..<plane { d[base + destination(j)] = s[base + j] }
+                    for base in stride(from: 0, to: s.count, by: target.count) {
+                        for (j, to) in target.enumerated() { d[base + to] = s[base + j] }
                     }
                 }
             }
@@ -108,7 +107,7 @@ public struct Dataset: Sendable {
         }
         let moved: Pixels
         switch pixels {
-        case .values(let v): moved = .values(move(v, 0).map { value?($0) ?? $0 })
+        case .values(let v): moved = .values(value.map { f in move(v, 0).map(f) } ?? move(v, 0))
         case .bytes(let b, let tables): moved = .bytes(move(b, 0), tables: value.map { f in tables.map { $0.map(f) } } ?? tables)
         }
         return Dataset(name: name, pixels: moved, labels: labels, shape: newShape, classes: classes)
@@ -116,12 +115,12 @@ public struct Dataset: Sendable {
 
     /// Calls `body` with each (image, channel) plane's values in order, through a buffer that
     /// holds one plane.
-    private func forEachPlane(_ body: (_ image: Int, _ channel: Int, UnsafeBufferPointer<Float>) -> Void) {
+    private func forEachPlane(_ body: (_ channel: Int, UnsafeBufferPointer<Float>) -> Void) {
         let (c, plane) = (shape[0], shape[1] * shape[2])
         switch pixels {
         case .values(let v):
             v.withUnsafeBufferPointer { p in
-                for i in 0..<count { for ch in 0..<c { body(i, ch, UnsafeBufferPointer(rebasing: p[((i * c + ch) * plane)..<((i * c + ch + 1) * plane)])) } }
+                for i in 0..<count { for ch in 0..<c { body(ch, UnsafeBufferPointer(rebasing: p[((i * c + ch) * plane)..<((i * c + ch + 1) * plane)])) } }
             }
         case .bytes(let b, let tables):
             var buffer = [Float](repeating: 0, count: plane)
@@ -129,9 +128,8 @@ public struct Dataset: Sendable {
                 buffer.withUnsafeMutableBufferPointer { out in
                     for i in 0..<count {
                         for ch in 0..<c {
-                            let base = (i * c + ch) * plane
-                            tables[ch].withUnsafeBufferPointer { t in for j in 0..<plane { out[j] = t[Int(p[base + j])] } }
-                            body(i, ch, UnsafeBufferPointer(out))
+                            Dataset.lookUp(p.baseAddress! + (i * c + ch) * plane, count: plane, in: tables[ch], into: out.baseAddress!)
+                            body(ch, UnsafeBufferPointer(out))
                         }
                     }
                 }
@@ -139,11 +137,16 @@ public struct Dataset: Sendable {
         }
     }
 
+    /// The values of `count` bytes from `table` (256 entries).
+    private static func lookUp(_ bytes: UnsafePointer<UInt8>, count: Int, in table: [Float], into out: UnsafeMutablePointer<Float>) {
+        table.withUnsafeBufferPointer { t in for j in 0..<count { out[j] = t[Int(bytes[j])] } }
+    }
+
     /// Per-channel mean and standard deviation over all examples.
     public func channelStatistics() -> Normalisation {
         let c = shape[0]
         var mean = [Double](repeating: 0, count: c), square = [Double](repeating: 0, count: c)
-        forEachPlane { _, ch, p in
+        forEachPlane { ch, p in
             var s: Float = 0, q: Float = 0
             for v in p { s += v; q += v * v }
             mean[ch] += Double(s); square[ch] += Double(q)
@@ -192,8 +195,7 @@ public struct Dataset: Sendable {
             b.withUnsafeBufferPointer { p in
                 for (row, i) in indices.enumerated() {
                     for ch in 0..<shape[0] {
-                        let (from, to) = (p.baseAddress! + i * size + ch * plane, x.data + row * size + ch * plane)
-                        tables[ch].withUnsafeBufferPointer { t in for j in 0..<plane { to[j] = t[Int(from[j])] } }
+                        Dataset.lookUp(p.baseAddress! + i * size + ch * plane, count: plane, in: tables[ch], into: x.data + row * size + ch * plane)
                     }
                 }
             }

@@ -92,7 +92,7 @@ public final class PrefixEvaluator {
             for s in plan.steps.indices {
                 let start = DispatchTime.now().uptimeNanoseconds
                 // The compact size of the probe batch's input, with a margin for other batches.
-                if pass == 1 { sizes.append(Double(s == 0 ? h.bytes : CompactActivation(h).bytes) * scale * 1.05) }
+                if pass == 1 { sizes.append(Double(s == 0 ? h.bytes : CompactActivation.bytes(of: h)) * scale * 1.05) }
                 h = plan.run(s..<(s + 1), h)
                 if pass == 1 { seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
             }

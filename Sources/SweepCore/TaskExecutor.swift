@@ -19,8 +19,6 @@ public final class TaskExecutor {
     /// like the prefix cache: the baseline task that follows is the same evaluation, not a second
     /// pass over the test set.
     var trainedEvaluation: (key: String, evaluation: Evaluation)?
-    /// The evaluation `evaluate` made last.
-    private var lastEvaluation: Evaluation?
     /// Where the running task's progress lines go (the coordinator's log), if anywhere.
     private var progressSink: ((String) -> Void)?
     /// The running task's epoch snapshot to resume from, its gang and where its snapshots go.
@@ -89,8 +87,8 @@ public final class TaskExecutor {
             let network = try build(task.model, for: data, seed: task.seed)
             return (data, network, try snapshotHooks(task, network: network, resume: resume, sink: snapshot))
         }
-        lastEvaluation = nil
-        var outcome = try train(network, data: data, section: section, seed: task.seed, hooks: hooks, gang: gang)
+        let trained = try trainEvaluated(network, data: data, section: section, seed: task.seed, hooks: hooks, gang: gang)
+        var outcome = trained.outcome
         let file = Checkpoint.file(of: network, metadata: metadata(task))
         let result: (TaskOutcome, Data?)
         let hash: String
@@ -101,10 +99,8 @@ public final class TaskExecutor {
             result = try finish(&outcome, artifact: file)
             hash = result.0.checkpoint ?? ""
         }
-        if let evaluation = lastEvaluation {
-            let key = "\(hash)/\(task.dataset)"
-            (trainedEvaluation, baselineHits) = ((key, evaluation), (key, evaluation.hits))
-        }
+        let key = "\(hash)/\(task.dataset)"
+        (trainedEvaluation, baselineHits) = ((key, trained.evaluation), (key, trained.evaluation.hits))
         return result
     }
 
@@ -123,24 +119,36 @@ public final class TaskExecutor {
     /// divergence. A gang trains and evaluates together.
     func train(_ network: Network, data: DatasetSplits, section: TrainingSection, seed: UInt64,
                        loss: Training.LossFunction? = nil, hooks: TrainingHooks = TrainingHooks(), gang: GangLink? = nil) throws -> TaskOutcome {
+        try trainEvaluated(network, data: data, section: section, seed: seed, loss: loss, hooks: hooks, gang: gang).outcome
+    }
+
+    /// `train`, with the test evaluation behind the outcome.
+    private func trainEvaluated(_ network: Network, data: DatasetSplits, section: TrainingSection, seed: UInt64,
+                                loss: Training.LossFunction? = nil, hooks: TrainingHooks = TrainingHooks(), gang: GangLink? = nil)
+        throws -> (outcome: TaskOutcome, evaluation: Evaluation) {
         let config = try config(section, seed: seed)
         let sink = progressSink
         let reports = try Training.train(network, on: data.train, config: config, loss: loss, hooks: hooks, gang: gang) { r in
             sink?(EpochReport.line(r))
         }
-        return try evaluate(network, data: data, reports: reports, gang: gang)
+        return try evaluated(network, data: data, reports: reports, gang: gang)
     }
 
     func evaluate(_ network: Network, data: DatasetSplits, reports: [EpochReport], gang: GangLink? = nil) throws -> TaskOutcome {
+        try evaluated(network, data: data, reports: reports, gang: gang).outcome
+    }
+
+    /// `evaluate`, with the evaluation behind the outcome.
+    private func evaluated(_ network: Network, data: DatasetSplits, reports: [EpochReport], gang: GangLink?)
+        throws -> (outcome: TaskOutcome, evaluation: Evaluation) {
         let eval = Evaluation.run(network, on: data.test, batchSize: spec.evaluation.batchSize, gang: gang)
-        lastEvaluation = eval
         guard eval.loss.isFinite else { throw TrainingError.diverged(epoch: reports.count - 1, step: -1, loss: Float(eval.loss)) }
         var outcome = TaskOutcome(status: .ok)
         outcome.testAccuracy = eval.accuracy
         outcome.testLoss = eval.loss
         outcome.trainLoss = reports.last.map { Double($0.loss) }
         outcome.trainAccuracy = reports.last?.accuracy
-        return outcome
+        return (outcome, eval)
     }
 
     /// Resuming from `resume` and snapshotting to `sink` at epoch boundaries once the training

@@ -132,9 +132,10 @@ public enum BlockedLayout {
 }
 
 /// An activation kept for later in less memory, exactly: a bit per value says whether its bits
-/// are all zero, and only the other values are stored. Activations after a ReLU are mostly
-/// zeros, so a prefix cache holds about twice the layers in the same budget; the values come
-/// back bit for bit (a negative zero is stored like any other value).
+/// are all zero, and only the other values are stored. After a ReLU many values are zero
+/// (ResNet-20's block outputs on Fashion-MNIST take 58-74% of their plain size), so a prefix
+/// cache holds more layers in the same budget; the values come back bit for bit (a negative
+/// zero is stored like any other value).
 public struct CompactActivation: @unchecked Sendable {
     public let shape: [Int]
     public let blocked: Bool
@@ -145,33 +146,19 @@ public struct CompactActivation: @unchecked Sendable {
     public init(_ x: LayoutTensor) {
         shape = x.shape
         blocked = x.blocked
-        let (source, count) = (x.storage.data, x.storage.count)
-        var present = [UInt64](repeating: 0, count: (count + 63) / 64)
-        var stored = 0
-        present.withUnsafeMutableBufferPointer { words in
-            source.withMemoryRebound(to: UInt32.self, capacity: count) { bits in
-                for k in words.indices {
-                    var word: UInt64 = 0
-                    for j in 0..<min(64, count - 64 * k) { word |= UInt64(bits[64 * k + j] != 0 ? 1 : 0) << UInt64(j) }
-                    words[k] = word
-                    stored += word.nonzeroBitCount
-                }
-            }
-        }
-        var values = [Float](repeating: 0, count: stored)
+        let source = x.storage.data
+        let present = CompactActivation.presence(x)
+        var values = [Float](repeating: 0, count: present.reduce(0) { $0 + $1.nonzeroBitCount })
         values.withUnsafeMutableBufferPointer { out in
-            var v = 0
-            for (k, word) in present.enumerated() {
-                var w = word
-                while w != 0 {
-                    out[v] = source[64 * k + w.trailingZeroBitCount]
-                    v += 1
-                    w &= w - 1
-                }
-            }
+            CompactActivation.forEachStored(present) { index, v in out[v] = source[index] }
         }
-        self.present = present
-        self.values = values
+        (self.present, self.values) = (present, values)
+    }
+
+    /// The bytes `CompactActivation(x)` would hold, without building it.
+    public static func bytes(of x: LayoutTensor) -> Int {
+        let present = presence(x)
+        return present.count * 8 + present.reduce(0) { $0 + $1.nonzeroBitCount } * MemoryLayout<Float>.stride
     }
 
     /// Bytes held.
@@ -181,16 +168,38 @@ public struct CompactActivation: @unchecked Sendable {
     public var expanded: LayoutTensor {
         let y = Tensor(shape: shape)   // zero-filled; the stored values go on top
         values.withUnsafeBufferPointer { stored in
-            var v = 0
-            for (k, word) in present.enumerated() {
-                var w = word
-                while w != 0 {
-                    y.data[64 * k + w.trailingZeroBitCount] = stored[v]
-                    v += 1
-                    w &= w - 1
+            CompactActivation.forEachStored(present) { index, v in y.data[index] = stored[v] }
+        }
+        return blocked ? LayoutTensor(blocked: y, shape: shape) : LayoutTensor(plain: y)
+    }
+
+    /// One bit per value of `x`: set where the value's bits are not all zero.
+    private static func presence(_ x: LayoutTensor) -> [UInt64] {
+        let (source, count) = (x.storage.data, x.storage.count)
+        var present = [UInt64](repeating: 0, count: (count + 63) / 64)
+        present.withUnsafeMutableBufferPointer { words in
+            source.withMemoryRebound(to: UInt32.self, capacity: count) { bits in
+                for k in words.indices {
+                    var word: UInt64 = 0
+                    for j in 0..<min(64, count - 64 * k) { word |= UInt64(bits[64 * k + j] != 0 ? 1 : 0) << UInt64(j) }
+                    words[k] = word
                 }
             }
         }
-        return blocked ? LayoutTensor(blocked: y, shape: shape) : LayoutTensor(plain: y)
+        return present
+    }
+
+    /// Calls `body` with (index in the activation, index among the stored values) of every
+    /// stored value, in order.
+    private static func forEachStored(_ present: [UInt64], _ body: (Int, Int) -> Void) {
+        var v = 0
+        for (k, word) in present.enumerated() {
+            var w = word
+            while w != 0 {
+                body(64 * k + w.trailingZeroBitCount, v)
+                v += 1
+                w &= w - 1
+            }
+        }
     }
 }
