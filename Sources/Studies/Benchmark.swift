@@ -107,6 +107,43 @@ public enum Benchmark {
         return Double(calls) / Date().timeIntervalSince(start)
     }
 
+    /// One evaluation convolution shape timed on oneDNN's direct kernel and on the Winograd one.
+    public struct ConvolutionTiming: Sendable {
+        public let channels, outChannels, size: Int
+        public let directSeconds: Double
+        /// Nil when the Winograd kernels do not run this shape here.
+        public let winogradSeconds: Double?
+    }
+
+    /// Each 3x3 stride-1 shape of ResNet-20's evaluation (28x28 and 32x32 inputs), fused with a
+    /// batch norm and a ReLU as evaluation runs it: the best of `rounds` alternating rounds per
+    /// kernel, so that a noisy machine slows both alike.
+    public static func convolutions(batchSize: Int = 128, rounds: Int = 5) -> [ConvolutionTiming] {
+        let shapes = [(16, 16, 28), (32, 32, 14), (64, 64, 7), (16, 16, 32), (32, 32, 16), (64, 64, 8)]
+        let enabled = Winograd.enabled
+        defer { Winograd.enabled = enabled }
+        return shapes.map { c, k, size in
+            var rng = RandomSource(seed: 3)
+            let conv = Conv2d(c, k, kernelSize: 3, padding: 1, rng: &rng)
+            let x = Tensor(shape: [batchSize, c, size, size])
+            for i in 0..<x.count { x.data[i] = rng.nextNormal() }
+            let input = BlockedLayout.holds(channels: c) ? LayoutTensor.blocked(from: x) : LayoutTensor(plain: x)
+            var best: [Bool: Double] = [:]
+            let kernels = Winograd.applies(inChannels: c, outChannels: k, kernelSize: 3, stride: 1, padding: 1) ? [false, true] : [false]
+            for _ in 0..<rounds {
+                for winograd in kernels {
+                    Winograd.enabled = winograd
+                    guard let fused = FusedConvolution(conv, batchNorm: nil, relu: true) else { continue }
+                    _ = fused.forward(input)
+                    let start = Date()
+                    for _ in 0..<4 { _ = fused.forward(input) }
+                    best[winograd] = min(best[winograd] ?? .infinity, Date().timeIntervalSince(start) / 4)
+                }
+            }
+            return ConvolutionTiming(channels: c, outChannels: k, size: size, directSeconds: best[false] ?? 0, winogradSeconds: best[true])
+        }
+    }
+
     /// Forward and backward time of each top-level layer of a training step.
     public static func profile(model: String, input: [Int], batchSize: Int = 128, steps: Int = 5) throws -> [LayerProfile] {
         let (network, x, labels) = try workload(model: model, input: input, batchSize: batchSize)

@@ -17,6 +17,10 @@ public final class FusedConvolution {
     public let bias: [Float]
     /// Weights in each primitive's layout, by (chunk size, height, width), packed on first use.
     private var packed: [[Int]: Packed] = [:]
+    /// The weights transformed for the Winograd kernels, when this layer runs on them.
+    private lazy var winogradWeights: [Float]? =
+        Winograd.applies(inChannels: inChannels, outChannels: outChannels, kernelSize: kernelSize, stride: stride, padding: padding)
+        ? Winograd.transform(weights, inChannels: inChannels, outChannels: outChannels) : nil
 
     /// Nil when evaluation cannot keep this layer's output blocked (the reference kernel is
     /// selected, or its channels do not fill whole blocks).
@@ -48,6 +52,10 @@ public final class FusedConvolution {
         // the few channels of an image.
         let source = !x.blocked && BlockedLayout.holds(channels: inChannels) ? LayoutTensor.blocked(from: x.plain) : x
         let groups = imageGroups(n)
+        if source.blocked, let u = winogradWeights {
+            winograd(source, into: y, adding: skip, weights: u, groups: groups)
+            return y
+        }
         var plans: [Int: Packed] = [:]
         for size in Set(groups.map(\.count)) {
             guard let plan = plan(batch: size, height: h, width: w, inputBlocked: source.blocked, sum: skip != nil) else {
@@ -71,6 +79,26 @@ public final class FusedConvolution {
             }
         }
         return y
+    }
+
+    /// The Winograd kernels' pass over each fixed image group, one thread per group.
+    private func winograd(_ x: LayoutTensor, into y: LayoutTensor, adding skip: LayoutTensor?, weights u: [Float],
+                          groups: [Range<Int>]) {
+        let (h, w) = (x.shape[2], x.shape[3])
+        let (xp, yp, sp) = (x.storage.data, y.storage.data, skip?.storage.data)
+        let (inSize, outSize) = (inChannels * h * w, outChannels * h * w)
+        u.withUnsafeBufferPointer { up in
+            bias.withUnsafeBufferPointer { b in
+                let (upp, bp) = (up.baseAddress!, b.baseAddress!)
+                Parallel.forEach(groups.count) { g in
+                    let r = groups[g]
+                    Winograd.forward(images: r.count, inChannels: inChannels, outChannels: outChannels, height: h, width: w,
+                                     source: xp + r.lowerBound * inSize, weights: upp, bias: bp,
+                                     skip: sp.map { UnsafePointer($0 + r.lowerBound * outSize) }, relu: relu,
+                                     destination: yp + r.lowerBound * outSize)
+                }
+            }
+        }
     }
 
     /// The primitive for one chunk shape with this layer's weights packed for it; nil when

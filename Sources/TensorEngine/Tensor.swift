@@ -1,19 +1,19 @@
 import Foundation
 
-/// Reference-counted, 64-byte aligned Float32 storage shared by tensors that view it.
+/// Reference-counted, 64-byte aligned Float32 storage shared by tensors that view it; large
+/// ones are recycled through `BufferPool`.
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
 
     init(count: Int, zeroed: Bool = true) {
         self.count = count
-        let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let raw = BufferPool.take(bytes: max(count, 1) * MemoryLayout<Float>.stride)
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         if zeroed { pointer.initialize(repeating: 0, count: max(count, 1)) }
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit { BufferPool.give(UnsafeMutableRawPointer(pointer), bytes: max(count, 1) * MemoryLayout<Float>.stride) }
 }
 
 /// A dense Float32 tensor in row-major (NCHW for images) order.

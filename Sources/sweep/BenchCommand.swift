@@ -14,6 +14,8 @@ struct BenchCommand: ParsableCommand {
     var model: String?
     @Flag(help: "Also print where a ResNet-20 28x28 training step spends its time, per top-level layer.")
     var profile = false
+    @Flag(help: "Also time each 3x3 stride-1 evaluation convolution on oneDNN's direct kernel and on the Winograd one.")
+    var convolutions = false
     @OptionGroup var engine: EngineOptions
 
     func run() throws {
@@ -44,6 +46,14 @@ struct BenchCommand: ParsableCommand {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try encoder.encode(results), as: UTF8.self))
+        }
+        if convolutions {
+            report("evaluation convolutions (3x3, stride 1, + ReLU), batch \(batchSize), best of 5 alternating rounds, ms:")
+            for t in Benchmark.convolutions(batchSize: batchSize) {
+                let name = "\(t.channels)->\(t.outChannels) \(t.size)x\(t.size)".padding(toLength: 16, withPad: " ", startingAt: 0)
+                let winograd = t.winogradSeconds.map { String(format: "winograd %7.2f  (%.2fx)", $0 * 1000, t.directSeconds / $0) } ?? "winograd    n/a"
+                report("  \(name)" + String(format: " direct %7.2f  ", t.directSeconds * 1000) + winograd)
+            }
         }
         if profile {
             let rows = try Benchmark.profile(model: "resnet20", input: [1, 28, 28], batchSize: batchSize)

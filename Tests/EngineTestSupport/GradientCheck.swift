@@ -100,3 +100,16 @@ public func randomTensor(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tens
     for i in 0..<t.count { t.data[i] = rng.nextNormal() * scale }
     return t
 }
+
+/// A batch norm with statistics and affine terms far from the identity.
+public func skewedBatchNorm(_ channels: Int, seed: UInt64) -> BatchNorm {
+    let bn = BatchNorm(channels)
+    var rng = RandomSource(seed: seed)
+    for c in 0..<channels {
+        bn.gamma.value.data[c] = 0.5 + abs(rng.nextNormal())
+        bn.beta.value.data[c] = 0.3 * rng.nextNormal()
+        bn.runningMean.data[c] = 0.5 * rng.nextNormal()
+        bn.runningVar.data[c] = 0.2 + abs(rng.nextNormal())
+    }
+    return bn
+}

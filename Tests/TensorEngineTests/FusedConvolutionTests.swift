@@ -6,19 +6,9 @@ import XCTest
 /// exact arithmetic, with a stated error bound, and its blocked-layout helpers.
 final class FusedConvolutionTests: XCTestCase {
     override func setUp() { Parallel.configure(threads: 2) }
-    override func tearDown() { Parallel.configure(threads: 2) }
-
-    /// A batch norm with statistics and affine terms far from the identity.
-    func batchNorm(_ channels: Int, seed: UInt64) -> BatchNorm {
-        let bn = BatchNorm(channels)
-        var rng = RandomSource(seed: seed)
-        for c in 0..<channels {
-            bn.gamma.value.data[c] = 0.5 + abs(rng.nextNormal())
-            bn.beta.value.data[c] = 0.3 * rng.nextNormal()
-            bn.runningMean.data[c] = 0.5 * rng.nextNormal()
-            bn.runningVar.data[c] = 0.2 + abs(rng.nextNormal())
-        }
-        return bn
+    override func tearDown() {
+        Parallel.configure(threads: 2)
+        Winograd.enabled = true
     }
 
     /// Every 3x3 layer shape of the CIFAR ResNets (ResNet-20, 32 and 56 share them: depth only
@@ -41,13 +31,15 @@ final class FusedConvolutionTests: XCTestCase {
         return n * u / (1 - n * u) * magnitude
     }
 
+    /// oneDNN's direct kernels (the Winograd ones have their own bound: `WinogradTests`).
     func testFusedConvolutionIsWithinTheStatedBoundOfExactArithmeticOnEveryShape() throws {
         try XCTSkipIf(BlockedLayout.block == 0, "oneDNN has no blocked kernels on this CPU")
+        Winograd.enabled = false
         var rng = RandomSource(seed: 50)
         var worst = 0.0
         for (index, s) in Self.shapes.enumerated() {
             let conv = Conv2d(s.c, s.k, kernelSize: s.kernel, stride: s.stride, padding: s.pad, rng: &rng)
-            let bn = batchNorm(s.k, seed: UInt64(index))
+            let bn = skewedBatchNorm(s.k, seed: UInt64(index))
             let x = randomTensor([s.n, s.c, s.size, s.size], seed: UInt64(100 + index))
             for (relu, residual) in [(true, false), (false, false), (true, true)] {
                 guard let fused = FusedConvolution(conv, batchNorm: bn, relu: relu) else { return XCTFail("no fused path for \(s)") }
@@ -83,12 +75,13 @@ final class FusedConvolutionTests: XCTestCase {
         print("fused convolution: worst error \(String(format: "%.3f", worst)) of the stated bound")
     }
 
-    /// The fused convolution gives the same bits with 1, 2 or 5 threads.
+    /// The fused convolution on oneDNN's direct kernels gives the same bits with 1, 2 or 5 threads.
     func testFusedConvolutionIsIdenticalForAnyThreadCount() throws {
         try XCTSkipIf(BlockedLayout.block == 0, "oneDNN has no blocked kernels on this CPU")
+        Winograd.enabled = false
         var rng = RandomSource(seed: 51)
         let conv = Conv2d(16, 32, kernelSize: 3, stride: 1, padding: 1, rng: &rng)
-        let fused = try XCTUnwrap(FusedConvolution(conv, batchNorm: batchNorm(32, seed: 3), relu: true))
+        let fused = try XCTUnwrap(FusedConvolution(conv, batchNorm: skewedBatchNorm(32, seed: 3), relu: true))
         let x = LayoutTensor.blocked(from: randomTensor([37, 16, 9, 9], seed: 5))
         var outputs: [[Float]] = []
         for threads in [1, 2, 5] {

@@ -1,0 +1,28 @@
+// Winograd F(4x4, 3x3) convolutions for evaluation: 3x3, stride 1, padding 1, on activations in
+// the blocked layout (n, c / B, h, w, c % B) that the rest of evaluation uses, with a bias, an
+// optional residual sum and an optional ReLU fused into the output transform.
+//
+// A 6x6 input tile gives a 4x4 output tile with 36 multiplications per channel pair instead of
+// 144. Every value is computed by the same sequence of float operations whatever the vector
+// width, so AVX2 (B = 8) and AVX-512 (B = 16) give the same bits; each call runs on one thread.
+#ifndef WINOGRAD_H
+#define WINOGRAD_H
+
+#include <stddef.h>
+
+/// 1 when this CPU has the kernels for channel blocks of `block` (16: AVX-512F, 8: AVX2 + FMA).
+int winograd_available(int block);
+
+/// Floats of the transformed weights of a (cout, cin, 3, 3) convolution.
+size_t winograd_weights_count(int cin, int cout);
+
+/// u = G g Gᵀ of each OIHW 3x3 kernel (computed in double, rounded once), laid out
+/// (cout / B, 36, cin, B) for the kernels of channel blocks of `block`.
+void winograd_transform_weights(int block, int cin, int cout, const float *oihw, float *u);
+
+/// dst = relu?(conv(src) + bias [+ skip]) for n images, blocked, dst and skip of src's spatial
+/// size. Returns 0, or -1 when the kernels for `block` are not available.
+int winograd_forward(int block, int n, int cin, int cout, int h, int w, const float *src, const float *u,
+                     const float *bias, const float *skip, int relu, float *dst);
+
+#endif

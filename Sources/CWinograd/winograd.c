@@ -1,0 +1,126 @@
+// See include/winograd.h. The kernel is written once (kernel.inc) and compiled here for two
+// vector widths, each with its own target attribute, and chosen at run time.
+#include "winograd.h"
+
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+// The weight transform must round the same way under any compiler: no fused multiply-adds
+// other than the kernels' explicit ones.
+#pragma STDC FP_CONTRACT OFF
+
+// MARK: - AVX2 + FMA, blocks of 8
+
+#define VW 8
+#define RT 8
+#define NAME(x) avx2_##x
+#define TARGET __attribute__((target("avx2,fma")))
+#define VEC __m256
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VSTORE(p, x) _mm256_storeu_ps(p, x)
+#define VZERO _mm256_setzero_ps()
+#define VSET1(x) _mm256_set1_ps(x)
+#define VADD(a, b) _mm256_add_ps(a, b)
+#define VSUB(a, b) _mm256_sub_ps(a, b)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VMAX(a, b) _mm256_max_ps(a, b)
+#include "kernel.inc"
+#undef VW
+#undef RT
+#undef NAME
+#undef TARGET
+#undef VEC
+#undef VLOAD
+#undef VSTORE
+#undef VZERO
+#undef VSET1
+#undef VADD
+#undef VSUB
+#undef VFMA
+#undef VMAX
+#undef INPUT_1D
+#undef OUTPUT_1D
+
+// MARK: - AVX-512F, blocks of 16
+
+#define VW 16
+#define RT 14
+#define NAME(x) avx512_##x
+#define TARGET __attribute__((target("avx512f")))
+#define VEC __m512
+#define VLOAD(p) _mm512_loadu_ps(p)
+#define VSTORE(p, x) _mm512_storeu_ps(p, x)
+#define VZERO _mm512_setzero_ps()
+#define VSET1(x) _mm512_set1_ps(x)
+#define VADD(a, b) _mm512_add_ps(a, b)
+#define VSUB(a, b) _mm512_sub_ps(a, b)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VMAX(a, b) _mm512_max_ps(a, b)
+#include "kernel.inc"
+
+// MARK: - Dispatch
+
+int winograd_available(int block) {
+    static int avx512 = -1, avx2 = -1;
+    if (avx512 < 0) {
+        __builtin_cpu_init();
+        avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        avx512 = __builtin_cpu_supports("avx512f");
+    }
+    return block == 16 ? avx512 : block == 8 ? avx2 : 0;
+}
+
+size_t winograd_weights_count(int cin, int cout) { return (size_t)36 * cin * cout; }
+
+void winograd_transform_weights(int block, int cin, int cout, const float *oihw, float *u) {
+    static const double G[6][3] = {
+        {1.0 / 4, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+        {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+    for (int o = 0; o < cout; o++)
+        for (int i = 0; i < cin; i++) {
+            const float *g = oihw + ((size_t)o * cin + i) * 9;
+            double gg[6][3];  // G g
+            for (int a = 0; a < 6; a++)
+                for (int c = 0; c < 3; c++) gg[a][c] = G[a][0] * g[c] + G[a][1] * g[3 + c] + G[a][2] * g[6 + c];
+            for (int a = 0; a < 6; a++)
+                for (int b = 0; b < 6; b++) {
+                    double x = gg[a][0] * G[b][0] + gg[a][1] * G[b][1] + gg[a][2] * G[b][2];
+                    u[(((size_t)(o / block) * 36 + a * 6 + b) * cin + i) * block + o % block] = (float)x;
+                }
+        }
+}
+
+/// Tiles per pass: the pass's transformed inputs (cin · 36 · chunk floats) stay within ~1 MB,
+/// half of this machine's L2, in whole register blocks.
+static int chunk_tiles(int cin, int tiles, int rt) {
+    int chunk = (1 << 18) / (36 * cin) / rt * rt;
+    if (chunk < rt) chunk = rt;
+    int needed = (tiles + rt - 1) / rt * rt;
+    return chunk < needed ? chunk : needed;
+}
+
+/// Per-thread scratch, grown as needed and kept: evaluation calls this thousands of times.
+static float *scratch(size_t floats) {
+    static __thread float *buffer;
+    static __thread size_t capacity;
+    if (floats > capacity) {
+        free(buffer);
+        buffer = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+        capacity = buffer ? floats : 0;
+    }
+    return buffer;
+}
+
+int winograd_forward(int block, int n, int cin, int cout, int h, int w, const float *src, const float *u,
+                     const float *bias, const float *skip, int relu, float *dst) {
+    if (!winograd_available(block) || cin % block || cout % block) return -1;
+    const int rt = block == 16 ? 14 : 8, tiles = n * ((h + 3) / 4) * ((w + 3) / 4);
+    const int chunk = chunk_tiles(cin, tiles, rt);
+    float *v = scratch((size_t)36 * chunk * (cin + block));
+    if (!v) return -1;
+    float *m = v + (size_t)36 * chunk * cin;
+    if (block == 16) avx512_forward(n, cin, cout, h, w, src, u, bias, skip, relu, dst, v, m, chunk);
+    else avx2_forward(n, cin, cout, h, w, src, u, bias, skip, relu, dst, v, m, chunk);
+    return 0;
+}

@@ -1,0 +1,40 @@
+import CWinograd
+import Foundation
+
+/// Evaluation's Winograd F(4x4, 3x3) convolutions (Sources/CWinograd): 3x3, stride 1, padding 1,
+/// blocked activations, a quarter of the direct convolution's multiplications.
+///
+/// The results differ from the direct convolution by rounding only, within the bound that
+/// `WinogradTests` derives and checks; they are the same bits for any thread count and for
+/// either vector width (AVX2 or AVX-512). `LAYERSWEEP_CONV=direct` keeps oneDNN's direct
+/// kernels for every layer, `LAYERSWEEP_CONV=reference` the plain path.
+public enum Winograd {
+    /// The process-wide switch, read once from `LAYERSWEEP_CONV`.
+    nonisolated(unsafe) public static var enabled: Bool =
+        !["direct", "reference"].contains(ProcessInfo.processInfo.environment["LAYERSWEEP_CONV"] ?? "")
+
+    /// Whether a convolution of this shape runs on the Winograd kernels here.
+    public static func applies(inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int, padding: Int) -> Bool {
+        enabled && kernelSize == 3 && stride == 1 && padding == 1 && BlockedLayout.holds(channels: inChannels)
+            && BlockedLayout.holds(channels: outChannels) && winograd_available(Int32(BlockedLayout.block)) != 0
+    }
+
+    /// OIHW 3x3 weights transformed for the kernels (G g Gᵀ per kernel, in their layout).
+    public static func transform(_ weights: [Float], inChannels: Int, outChannels: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: winograd_weights_count(Int32(inChannels), Int32(outChannels))) { u, count in
+            weights.withUnsafeBufferPointer {
+                winograd_transform_weights(Int32(BlockedLayout.block), Int32(inChannels), Int32(outChannels), $0.baseAddress!, u.baseAddress!)
+            }
+            count = u.count
+        }
+    }
+
+    /// dst = relu?(conv(src) + bias [+ skip]) for `images` blocked images of (h, w), on this thread.
+    static func forward(images: Int, inChannels: Int, outChannels: Int, height: Int, width: Int,
+                        source: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+                        skip: UnsafePointer<Float>?, relu: Bool, destination: UnsafeMutablePointer<Float>) {
+        let status = winograd_forward(Int32(BlockedLayout.block), Int32(images), Int32(inChannels), Int32(outChannels),
+                                      Int32(height), Int32(width), source, weights, bias, skip, relu ? 1 : 0, destination)
+        precondition(status == 0, "Winograd convolution failed: its kernels or scratch memory are unavailable")
+    }
+}
