@@ -1,3 +1,4 @@
+import Foundation
 import TensorEngine
 
 /// A network compiled for evaluation: each batch norm folded into the convolution or linear
@@ -23,7 +24,8 @@ public final class InferencePlan {
     /// becomes one step running its own forward pass.
     public init(_ network: Network) {
         guard let root = network.root as? Sequential else {
-            steps = [Step(layers: 0..<1) { LayoutTensor(plain: network.forward($0.plain, training: false)) }]
+            let lock = NSLock()
+            steps = [Step(layers: 0..<1) { x in lock.withLock { LayoutTensor(plain: network.forward(x.plain, training: false)) } }]
             return
         }
         var steps: [Step] = []
@@ -42,7 +44,49 @@ public final class InferencePlan {
 
     /// Runs `range` of the steps on `x`.
     public func run(_ range: Range<Int>, _ x: LayoutTensor) -> LayoutTensor {
-        range.reduce(x) { steps[$1].run($0) }
+        run(range, x, keeping: []).output
+    }
+
+    /// Runs `range` of the steps on `x`, and returns the inputs of the steps in `keeping` (after
+    /// the first of the range) as well.
+    ///
+    /// Depth first: each fixed image group (`imageGroups`) goes through every step on one thread
+    /// before the next group starts, so that its activations stay in that core's cache. Layer by
+    /// layer over a whole batch, each activation went out to memory and back (a batch of 256
+    /// ResNet-20 28x28 images has 12.8 MB per stage-1 activation, for 2 MB of L2 per core).
+    /// Inside a group the kernels take the group as their one image group, so every image meets
+    /// the same kernel calls as layer by layer: the results are the same bits.
+    public func run(_ range: Range<Int>, _ x: LayoutTensor, keeping: Set<Int>) -> (output: LayoutTensor, kept: [Int: LayoutTensor]) {
+        let n = x.shape[0]
+        let groups = imageGroups(n)
+        let marks = keeping.filter { $0 > range.lowerBound && $0 <= range.upperBound }.union([range.upperBound])
+        guard !range.isEmpty, groups.count > 1, !Parallel.isSerial else {
+            var kept: [Int: LayoutTensor] = [:]
+            let output = range.reduce(x) { h, s in
+                let y = steps[s].run(h)
+                if marks.contains(s + 1) { kept[s + 1] = y }
+                return y
+            }
+            return (output, kept.filter { keeping.contains($0.key) })
+        }
+        var full: [Int: LayoutTensor] = [:]
+        let lock = NSLock()
+        Parallel.forEach(groups.count) { g in
+            let r = groups[g]
+            Parallel.serially {
+                var h = x.images(r)
+                for s in range {
+                    h = steps[s].run(h)
+                    guard marks.contains(s + 1) else { continue }
+                    lock.lock()
+                    let target = full[s + 1] ?? LayoutTensor.uninitialized(images: n, like: h)
+                    full[s + 1] = target
+                    lock.unlock()
+                    target.write(h, at: r.lowerBound)
+                }
+            }
+        }
+        return (full[range.upperBound]!, full.filter { keeping.contains($0.key) })
     }
 
     /// The step that holds top-level layer `layer`.
@@ -74,8 +118,11 @@ public final class InferencePlan {
         return (plain, 1)
     }
 
+    /// A layer's own forward pass, one call at a time: layers keep what their backward pass
+    /// needs, and depth-first evaluation reaches a step from several threads.
     private static func plainStep(_ layer: Layer) -> (LayoutTensor) -> LayoutTensor {
-        { LayoutTensor(plain: layer.forward($0.plain, training: false)) }
+        let lock = NSLock()
+        return { x in lock.withLock { LayoutTensor(plain: layer.forward(x.plain, training: false)) } }
     }
 }
 

@@ -113,23 +113,22 @@ public final class PrefixEvaluator {
         let input = { LayoutTensor(plain: self.data.batch(indices).0) }
         guard let reference else { return input() }
         let from = cached.keys.filter { $0 <= k && (cached[$0]?.count ?? 0) > b }.max()
-        var h = from.map { cached[$0]![b].expanded } ?? input()
-        var i = from ?? 0
-        while i < k {
-            h = reference.run(i..<(i + 1), h)
-            layerPasses += 1
-            i += 1
-            if keep.contains(i) && (cached[i]?.count ?? 0) == b {
-                let kept = CompactActivation(h)
-                if cachedBytes + kept.bytes <= budget {
-                    cached[i, default: []].append(kept)
-                    cachedBytes += kept.bytes
-                } else {
-                    keep.remove(i)   // the batches before this one stay kept
-                }
+        let h = from.map { cached[$0]![b].expanded } ?? input()
+        let i = from ?? 0
+        guard i < k else { return h }
+        let wanted = keep.filter { $0 > i && $0 <= k && (cached[$0]?.count ?? 0) == b }
+        let (output, kept) = reference.run(i..<k, h, keeping: wanted)
+        layerPasses += k - i
+        for step in kept.keys.sorted() {
+            let compact = CompactActivation(kept[step]!)
+            if cachedBytes + compact.bytes <= budget {
+                cached[step, default: []].append(compact)
+                cachedBytes += compact.bytes
+            } else {
+                keep.remove(step)   // the batches before this one stay kept
             }
         }
-        return h
+        return output
     }
 }
 

@@ -21,6 +21,9 @@ public final class FusedConvolution {
     private lazy var winogradWeights: [Float]? =
         Winograd.applies(inChannels: inChannels, outChannels: outChannels, kernelSize: kernelSize, stride: stride, padding: padding)
         ? Winograd.transform(weights, inChannels: inChannels, outChannels: outChannels) : nil
+    /// Guards the lazily built state: depth-first evaluation runs image groups through the same
+    /// layer on several threads at once (`InferencePlan.run`).
+    private let lock = NSLock()
 
     /// Nil when evaluation cannot keep this layer's output blocked (the reference kernel is
     /// selected, or its channels do not fill whole blocks).
@@ -51,15 +54,15 @@ public final class FusedConvolution {
         // A plain input of whole blocks is blocked first: oneDNN's plain-input kernels are for
         // the few channels of an image.
         let source = !x.blocked && BlockedLayout.holds(channels: inChannels) ? LayoutTensor.blocked(from: x.plain) : x
-        let groups = imageGroups(n)
-        if source.blocked, let u = winogradWeights {
+        let groups = evaluationGroups(n)
+        if source.blocked, let u = lock.withLock({ winogradWeights }) {
             winograd(source, into: y, adding: skip, weights: u, groups: groups)
             return y
         }
         var plans: [Int: Packed] = [:]
         for size in Set(groups.map(\.count)) {
-            guard let plan = plan(batch: size, height: h, width: w, inputBlocked: source.blocked, sum: skip != nil) else {
-                return fallback(x, adding: skip)
+            guard let plan = lock.withLock({ plan(batch: size, height: h, width: w, inputBlocked: source.blocked, sum: skip != nil) }) else {
+                return lock.withLock { fallback(x, adding: skip) }
             }
             plans[size] = plan
         }
@@ -202,12 +205,26 @@ public final class FusedLinear {
     }
 
     // x: (N, in) -> y: (N, out)
+    /// One BLAS call per image group (`evaluationGroups`): BLAS's result for a row depends on
+    /// the rows around it in the call, and depth-first evaluation hands this layer one group.
     public func forward(_ x: Tensor) -> Tensor {
-        precondition(x.count == x.shape[0] * inFeatures, "Linear expects (N, \(inFeatures)), got \(x.shape)")
-        return weights.withUnsafeBufferPointer { w in
+        let n = x.shape[0]
+        precondition(x.count == n * inFeatures, "Linear expects (N, \(inFeatures)), got \(x.shape)")
+        let y = Tensor.uninitialized([n, outFeatures])
+        let groups = evaluationGroups(n)
+        let (xp, yp, fin, fout, relu) = (x.data, y.data, inFeatures, outFeatures, relu)
+        weights.withUnsafeBufferPointer { w in
             bias.withUnsafeBufferPointer { b in
-                Linear.affine(x, weights: w.baseAddress!, bias: b.baseAddress!, outFeatures: outFeatures, relu: relu)
+                let (wp, bp) = (w.baseAddress!, b.baseAddress!)
+                Parallel.forEach(groups.count) { g in
+                    let r = groups[g]
+                    Parallel.serially {
+                        Linear.affine(xp + r.lowerBound * fin, rows: r.count, inFeatures: fin, weights: wp, bias: bp,
+                                      outFeatures: fout, relu: relu, into: yp + r.lowerBound * fout)
+                    }
+                }
             }
         }
+        return y
     }
 }

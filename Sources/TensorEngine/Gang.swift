@@ -186,3 +186,9 @@ public final class GangShard {
 public func imageGroups(_ n: Int) -> [Range<Int>] {
     Parallel.ranges(n, grain: (n + 15) / 16)
 }
+
+/// The groups an evaluation kernel splits a batch of `n` into: `imageGroups`, or the whole batch
+/// as one group inside `Parallel.serially`, where the batch is one of those groups already.
+public func evaluationGroups(_ n: Int) -> [Range<Int>] {
+    Parallel.isSerial ? [0..<n] : imageGroups(n)
+}

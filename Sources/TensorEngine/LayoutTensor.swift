@@ -29,6 +29,29 @@ public struct LayoutTensor: @unchecked Sendable {
 
     public var bytes: Int { storage.count * MemoryLayout<Float>.stride }
 
+    /// A copy of images `range` (images are contiguous in either layout).
+    public func images(_ range: Range<Int>) -> LayoutTensor {
+        let perImage = storage.count / max(shape[0], 1)
+        let part = Tensor.uninitialized([range.count] + shape.dropFirst())
+        part.data.update(from: storage.data + range.lowerBound * perImage, count: range.count * perImage)
+        return blocked ? LayoutTensor(blocked: part, shape: part.shape) : LayoutTensor(plain: part)
+    }
+
+    /// An activation of `images` images shaped and laid out like `part` (one image group of
+    /// it), whose values the caller writes with `write(_:at:)`.
+    public static func uninitialized(images: Int, like part: LayoutTensor) -> LayoutTensor {
+        let shape = [images] + part.shape.dropFirst()
+        return part.blocked ? uninitializedBlocked(shape) : LayoutTensor(plain: Tensor.uninitialized(shape))
+    }
+
+    /// Copies `part` into this activation's images from `first` on.
+    public func write(_ part: LayoutTensor, at first: Int) {
+        precondition(part.blocked == blocked && Array(part.shape.dropFirst()) == Array(shape.dropFirst()),
+                     "an image group of \(part.shape) written into \(shape)")
+        let perImage = storage.count / max(shape[0], 1)
+        (storage.data + first * perImage).update(from: part.storage.data, count: part.storage.count)
+    }
+
     /// The same values in NCHW order (no copy when already plain).
     public var plain: Tensor {
         guard blocked else { return storage }

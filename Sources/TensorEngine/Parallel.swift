@@ -44,7 +44,7 @@ public enum Parallel {
     /// Runs `body(chunk)` for chunk in 0..<chunks, spread over the configured threads.
     /// Chunk `i` goes to worker `i % min(threads, chunks)`; each chunk must write disjoint memory.
     public static func forEach(_ chunks: Int, _ body: (Int) -> Void) {
-        let workers = min(_threads, chunks)
+        let workers = isSerial ? 1 : min(_threads, chunks)
         if workers <= 1 {
             for i in 0..<chunks { body(i) }
             return
@@ -59,6 +59,25 @@ public enum Parallel {
             }
         }
     }
+
+    /// Whether this thread is inside `serially`: its loops run inline, and a batch it hands a
+    /// layer is one image group already (`imageGroups`).
+    public static var isSerial: Bool { pthread_getspecific(serialKey) != nil }
+
+    /// Runs `body` with every `forEach` on this thread inline: for work that is itself one chunk
+    /// of a parallel loop (an image group taken through several layers).
+    public static func serially<T>(_ body: () -> T) -> T {
+        let outer = pthread_getspecific(serialKey)
+        pthread_setspecific(serialKey, UnsafeRawPointer(bitPattern: 1))
+        defer { pthread_setspecific(serialKey, outer) }
+        return body()
+    }
+
+    nonisolated(unsafe) private static let serialKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
 
     /// Splits 0..<total into ranges of `grain` elements (the last may be shorter).
     public static func ranges(_ total: Int, grain: Int) -> [Range<Int>] {
