@@ -15,6 +15,11 @@ public final class InferencePlan {
     public struct Step {
         /// The top-level layers it covers (indices into the root `Sequential`).
         public let layers: Range<Int>
+        /// Whether the step may run on one image group alone (`run(_:_:keeping:)`): its kernels
+        /// treat images independently and are safe to call from several threads. Linear layers
+        /// are not (BLAS's bits for a row depend on the rows around it in the call), nor are
+        /// layers run by their own forward pass (they keep state for a backward pass).
+        let perGroup: Bool
         let run: (LayoutTensor) -> LayoutTensor
     }
 
@@ -24,16 +29,15 @@ public final class InferencePlan {
     /// becomes one step running its own forward pass.
     public init(_ network: Network) {
         guard let root = network.root as? Sequential else {
-            let lock = NSLock()
-            steps = [Step(layers: 0..<1) { x in lock.withLock { LayoutTensor(plain: network.forward(x.plain, training: false)) } }]
+            steps = [Step(layers: 0..<1, perGroup: false) { LayoutTensor(plain: network.forward($0.plain, training: false)) }]
             return
         }
         var steps: [Step] = []
         let layers = root.children.map(\.1)
         var i = 0
         while i < layers.count {
-            let (step, width) = InferencePlan.step(at: i, of: layers)
-            steps.append(Step(layers: i..<(i + width), run: step))
+            let (step, width, perGroup) = InferencePlan.step(at: i, of: layers)
+            steps.append(Step(layers: i..<(i + width), perGroup: perGroup, run: step))
             i += width
         }
         self.steps = steps
@@ -50,24 +54,41 @@ public final class InferencePlan {
     /// Runs `range` of the steps on `x`, and returns the inputs of the steps in `keeping` (after
     /// the first of the range) as well.
     ///
-    /// Depth first: each fixed image group (`imageGroups`) goes through every step on one thread
-    /// before the next group starts, so that its activations stay in that core's cache. Layer by
-    /// layer over a whole batch, each activation went out to memory and back (a batch of 256
-    /// ResNet-20 28x28 images has 12.8 MB per stage-1 activation, for 2 MB of L2 per core).
-    /// Inside a group the kernels take the group as their one image group, so every image meets
-    /// the same kernel calls as layer by layer: the results are the same bits.
+    /// Depth first where it can: through each run of consecutive `perGroup` steps, each fixed
+    /// image group (`imageGroups`) goes through every step on one thread before the next group
+    /// starts, so that its activations stay in that core's cache. Layer by layer over a whole
+    /// batch, each activation went out to memory and back (a batch of 256 ResNet-20 28x28 images
+    /// has 12.8 MB per stage-1 activation, for 2 MB of L2 per core). Inside a group the kernels
+    /// take the group as their one image group, so every image meets the same kernel calls as
+    /// layer by layer: the results are the same bits. Other steps run on the whole batch.
     public func run(_ range: Range<Int>, _ x: LayoutTensor, keeping: Set<Int>) -> (output: LayoutTensor, kept: [Int: LayoutTensor]) {
+        var kept: [Int: LayoutTensor] = [:]
+        var (h, s) = (x, range.lowerBound)
+        while s < range.upperBound {
+            var end = s + 1
+            if steps[s].perGroup { while end < range.upperBound && steps[end].perGroup { end += 1 } }
+            let marks = keeping.filter { $0 > s && $0 <= end }.union([end])
+            let part = steps[s].perGroup ? depthFirst(s..<end, h, marks: marks) : [end: steps[s].run(h)]
+            h = part[end]!
+            for (k, activation) in part where keeping.contains(k) { kept[k] = activation }
+            s = end
+        }
+        return (h, kept)
+    }
+
+    /// `range` (all `perGroup` steps) run image group by image group, with the inputs of the
+    /// steps in `marks` (among them `range.upperBound`, the output) assembled for the whole batch.
+    private func depthFirst(_ range: Range<Int>, _ x: LayoutTensor, marks: Set<Int>) -> [Int: LayoutTensor] {
         let n = x.shape[0]
         let groups = imageGroups(n)
-        let marks = keeping.filter { $0 > range.lowerBound && $0 <= range.upperBound }.union([range.upperBound])
-        guard !range.isEmpty, groups.count > 1, !Parallel.isSerial else {
-            var kept: [Int: LayoutTensor] = [:]
-            let output = range.reduce(x) { h, s in
+        guard groups.count > 1, !Parallel.isSerial else {
+            var out: [Int: LayoutTensor] = [:]
+            _ = range.reduce(x) { h, s in
                 let y = steps[s].run(h)
-                if marks.contains(s + 1) { kept[s + 1] = y }
+                if marks.contains(s + 1) { out[s + 1] = y }
                 return y
             }
-            return (output, kept.filter { keeping.contains($0.key) })
+            return out
         }
         var full: [Int: LayoutTensor] = [:]
         let lock = NSLock()
@@ -86,7 +107,7 @@ public final class InferencePlan {
                 }
             }
         }
-        return (full[range.upperBound]!, full.filter { keeping.contains($0.key) })
+        return full
     }
 
     /// The step that holds top-level layer `layer`.
@@ -94,35 +115,35 @@ public final class InferencePlan {
         steps.firstIndex { $0.layers.contains(layer) } ?? steps.count
     }
 
-    /// The step starting at top-level layer `i`, and how many layers it covers.
-    private static func step(at i: Int, of layers: [Layer]) -> ((LayoutTensor) -> LayoutTensor, Int) {
+    /// The step starting at top-level layer `i`, how many layers it covers, and whether it may
+    /// run on one image group alone.
+    private static func step(at i: Int, of layers: [Layer]) -> ((LayoutTensor) -> LayoutTensor, Int, Bool) {
         // A convolution or linear layer takes the batch norm and the ReLU that follow it.
         let at = { (k: Int) in layers.indices.contains(k) ? layers[k] : nil }
         let bn = at(i + 1) as? BatchNorm
         let relu = at(i + 1 + (bn == nil ? 0 : 1)) is ReLU
         let width = 1 + (bn == nil ? 0 : 1) + (relu ? 1 : 0)
         if let conv = layers[i] as? Conv2d, let fused = FusedConvolution(conv, batchNorm: bn, relu: relu) {
-            return ({ fused.forward($0) }, width)
+            return ({ fused.forward($0) }, width, true)
         }
         if let linear = layers[i] as? Linear {
             let fused = FusedLinear(linear, batchNorm: bn, relu: relu)
-            return ({ LayoutTensor(plain: fused.forward($0.plain)) }, width)
+            return ({ LayoutTensor(plain: fused.forward($0.plain)) }, width, false)
         }
         if let block = layers[i] as? BasicBlock, let fused = FusedBlock(block) {
-            return ({ fused.forward($0) }, 1)
+            return ({ fused.forward($0) }, 1, true)
         }
         let plain = plainStep(layers[i])
         if layers[i] is GlobalAvgPool {
-            return ({ $0.blocked ? LayoutTensor(plain: BlockedLayout.globalAveragePool($0)) : plain($0) }, 1)
+            // Stateless on either layout: the plain case gets a pool of its own per call.
+            return ({ $0.blocked ? LayoutTensor(plain: BlockedLayout.globalAveragePool($0))
+                                 : LayoutTensor(plain: GlobalAvgPool().forward($0.plain, training: false)) }, 1, true)
         }
-        return (plain, 1)
+        return (plain, 1, false)
     }
 
-    /// A layer's own forward pass, one call at a time: layers keep what their backward pass
-    /// needs, and depth-first evaluation reaches a step from several threads.
     private static func plainStep(_ layer: Layer) -> (LayoutTensor) -> LayoutTensor {
-        let lock = NSLock()
-        return { x in lock.withLock { LayoutTensor(plain: layer.forward(x.plain, training: false)) } }
+        { LayoutTensor(plain: layer.forward($0.plain, training: false)) }
     }
 }
 

@@ -205,26 +205,12 @@ public final class FusedLinear {
     }
 
     // x: (N, in) -> y: (N, out)
-    /// One BLAS call per image group (`evaluationGroups`): BLAS's result for a row depends on
-    /// the rows around it in the call, and depth-first evaluation hands this layer one group.
     public func forward(_ x: Tensor) -> Tensor {
-        let n = x.shape[0]
-        precondition(x.count == n * inFeatures, "Linear expects (N, \(inFeatures)), got \(x.shape)")
-        let y = Tensor.uninitialized([n, outFeatures])
-        let groups = evaluationGroups(n)
-        let (xp, yp, fin, fout, relu) = (x.data, y.data, inFeatures, outFeatures, relu)
-        weights.withUnsafeBufferPointer { w in
+        precondition(x.count == x.shape[0] * inFeatures, "Linear expects (N, \(inFeatures)), got \(x.shape)")
+        return weights.withUnsafeBufferPointer { w in
             bias.withUnsafeBufferPointer { b in
-                let (wp, bp) = (w.baseAddress!, b.baseAddress!)
-                Parallel.forEach(groups.count) { g in
-                    let r = groups[g]
-                    Parallel.serially {
-                        Linear.affine(xp + r.lowerBound * fin, rows: r.count, inFeatures: fin, weights: wp, bias: bp,
-                                      outFeatures: fout, relu: relu, into: yp + r.lowerBound * fout)
-                    }
-                }
+                Linear.affine(x, weights: w.baseAddress!, bias: b.baseAddress!, outFeatures: outFeatures, relu: relu)
             }
         }
-        return y
     }
 }

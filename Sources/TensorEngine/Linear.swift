@@ -48,14 +48,9 @@ public final class Linear: Layer {
     static func affine(_ x: Tensor, weights wp: UnsafePointer<Float>, bias bp: UnsafePointer<Float>?,
                        outFeatures fout: Int, relu: Bool) -> Tensor {
         let n = x.shape[0]
+        let fin = x.count / max(n, 1)
         let y = Tensor.uninitialized([n, fout])
-        affine(x.data, rows: n, inFeatures: x.count / max(n, 1), weights: wp, bias: bp, outFeatures: fout, relu: relu, into: y.data)
-        return y
-    }
-
-    /// `affine` on `rows` rows at `xp`, written to `yp`.
-    static func affine(_ xp: UnsafePointer<Float>, rows n: Int, inFeatures fin: Int, weights wp: UnsafePointer<Float>,
-                       bias bp: UnsafePointer<Float>?, outFeatures fout: Int, relu: Bool, into yp: UnsafeMutablePointer<Float>) {
+        let (xp, yp) = (x.data, y.data)
         let columns = Parallel.ranges(fout, grain: 256)
         Parallel.forEach(columns.count) { r in
             let o = columns[r]
@@ -70,6 +65,7 @@ public final class Linear: Layer {
                 }
             }
         }
+        return y
     }
 
     private func backwardBatch(_ dy: Tensor) -> Tensor {
