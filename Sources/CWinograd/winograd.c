@@ -4,7 +4,6 @@
 
 #include <immintrin.h>
 #include <stdlib.h>
-#include <string.h>
 
 // The weight transform must round the same way under any compiler: no fused multiply-adds
 // other than the kernels' explicit ones.

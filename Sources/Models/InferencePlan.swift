@@ -133,13 +133,12 @@ public final class InferencePlan {
         if let block = layers[i] as? BasicBlock, let fused = FusedBlock(block) {
             return ({ fused.forward($0) }, 1, true)
         }
-        let plain = plainStep(layers[i])
         if layers[i] is GlobalAvgPool {
             // Stateless on either layout: the plain case gets a pool of its own per call.
             return ({ $0.blocked ? LayoutTensor(plain: BlockedLayout.globalAveragePool($0))
                                  : LayoutTensor(plain: GlobalAvgPool().forward($0.plain, training: false)) }, 1, true)
         }
-        return (plain, 1, false)
+        return (plainStep(layers[i]), 1, false)
     }
 
     private static func plainStep(_ layer: Layer) -> (LayoutTensor) -> LayoutTensor {

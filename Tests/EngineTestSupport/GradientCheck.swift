@@ -113,3 +113,12 @@ public func skewedBatchNorm(_ channels: Int, seed: UInt64) -> BatchNorm {
     }
     return bn
 }
+
+/// `body`'s values with the engine on each of `counts` threads, for tests that results do not
+/// depend on the thread count.
+public func valuesWithThreads(_ counts: [Int], _ body: () -> [Float]) -> [[Float]] {
+    counts.map { threads in
+        Parallel.configure(threads: threads)
+        return body()
+    }
+}

@@ -74,11 +74,7 @@ final class InferencePlanTests: XCTestCase {
     func testThePlanIsIdenticalForAnyThreadCount() throws {
         let net = try network("resnet20", input: [1, 28, 28], seed: 2)
         let x = randomTensor([37, 1, 28, 28], seed: 8)
-        var outputs: [[Float]] = []
-        for threads in [1, 2, 3] {
-            Parallel.configure(threads: threads)
-            outputs.append(InferencePlan(net).forward(x).array)
-        }
+        let outputs = valuesWithThreads([1, 2, 3]) { InferencePlan(net).forward(x).array }
         XCTAssertEqual(outputs[0], outputs[1])
         XCTAssertEqual(outputs[0], outputs[2])
     }

@@ -83,11 +83,7 @@ final class FusedConvolutionTests: XCTestCase {
         let conv = Conv2d(16, 32, kernelSize: 3, stride: 1, padding: 1, rng: &rng)
         let fused = try XCTUnwrap(FusedConvolution(conv, batchNorm: skewedBatchNorm(32, seed: 3), relu: true))
         let x = LayoutTensor.blocked(from: randomTensor([37, 16, 9, 9], seed: 5))
-        var outputs: [[Float]] = []
-        for threads in [1, 2, 5] {
-            Parallel.configure(threads: threads)
-            outputs.append(fused.forward(x).plain.array)
-        }
+        let outputs = valuesWithThreads([1, 2, 5]) { fused.forward(x).plain.array }
         XCTAssertEqual(outputs[0], outputs[1])
         XCTAssertEqual(outputs[0], outputs[2])
     }

@@ -154,11 +154,7 @@ final class WinogradTests: XCTestCase {
         var rng = RandomSource(seed: 65)
         let fused = try XCTUnwrap(FusedConvolution(Conv2d(16, 32, kernelSize: 3, padding: 1, rng: &rng), batchNorm: nil, relu: true))
         let x = LayoutTensor.blocked(from: randomTensor([37, 16, 9, 9], seed: 66))
-        var outputs: [[Float]] = []
-        for threads in [1, 2, 5] {
-            Parallel.configure(threads: threads)
-            outputs.append(fused.forward(x).plain.array)
-        }
+        let outputs = valuesWithThreads([1, 2, 5]) { fused.forward(x).plain.array }
         XCTAssertEqual(outputs[0], outputs[1])
         XCTAssertEqual(outputs[0], outputs[2])
     }
