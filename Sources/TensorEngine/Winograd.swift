@@ -19,18 +19,11 @@ public enum Winograd {
             && BlockedLayout.holds(channels: outChannels) && winograd_available(Int32(BlockedLayout.block)) != 0
     }
 
-    /// OIHW 3x3 weights transformed for the kernels (G g Gᵀ per kernel, in their layout), one
-    /// block of output channels per task (a training step transforms every layer's weights twice).
+    /// OIHW 3x3 weights transformed for the kernels (G g Gᵀ per kernel, in their layout).
     public static func transform(_ weights: [Float], inChannels: Int, outChannels: Int) -> [Float] {
-        let b = BlockedLayout.block
-        return [Float](unsafeUninitializedCapacity: winograd_weights_count(Int32(inChannels), Int32(outChannels))) { u, count in
-            let up = u.baseAddress!
-            weights.withUnsafeBufferPointer { w in
-                let wp = w.baseAddress!
-                Parallel.forEach(outChannels / b) { o in
-                    winograd_transform_weights(Int32(b), Int32(inChannels), Int32(b), wp + o * b * inChannels * 9,
-                                               up + o * 36 * inChannels * b)
-                }
+        [Float](unsafeUninitializedCapacity: winograd_weights_count(Int32(inChannels), Int32(outChannels))) { u, count in
+            weights.withUnsafeBufferPointer {
+                winograd_transform_weights(Int32(BlockedLayout.block), Int32(inChannels), Int32(outChannels), $0.baseAddress!, u.baseAddress!)
             }
             count = u.count
         }
