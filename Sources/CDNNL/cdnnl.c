@@ -104,7 +104,11 @@ static const dnnl_memory_desc_t *query(dnnl_primitive_desc_t pd, dnnl_query_t wh
     return dnnl_primitive_desc_query_md(pd, what, 0);
 }
 
-cdnnl_conv *cdnnl_conv_create(int mb, int ic, int ih, int iw, int oc, int k, int stride, int pad, int has_bias) {
+static int dims_layout(dnnl_memory_desc_t *md, int n, int c, int h, int w, int blocked);
+
+cdnnl_conv *cdnnl_conv_create(int mb, int ic, int ih, int iw, int oc, int k, int stride, int pad, int has_bias,
+                              int src_blocked, int dst_blocked) {
+    if ((src_blocked || dst_blocked) && cdnnl_block_size() == 0) return NULL;
     // oneDNN sizes a primitive's work split by the creating thread's OpenMP thread count and
     // later runs exactly that many threads: create every primitive single-threaded.
     omp_set_num_threads(1);
@@ -115,12 +119,16 @@ cdnnl_conv *cdnnl_conv_create(int mb, int ic, int ih, int iw, int oc, int k, int
     dnnl_dims_t src_dims = {mb, ic, ih, iw}, dst_dims = {mb, oc, oh, ow}, wei_dims = {oc, ic, k, k}, bias_dims = {oc};
     dnnl_dims_t strides = {stride, stride}, padding = {pad, pad};
     dnnl_memory_desc_t src_any, dst_any, wei_any;
-    dnnl_memory_desc_init_by_tag(&c->src_plain, 4, src_dims, dnnl_f32, dnnl_nchw);
-    dnnl_memory_desc_init_by_tag(&c->dst_plain, 4, dst_dims, dnnl_f32, dnnl_nchw);
+    // The caller's activation layouts; a blocked one is also what the primitives must use (left
+    // to choose, oneDNN may pick another layout and convert on every call).
+    dims_layout(&c->src_plain, mb, ic, ih, iw, src_blocked);
+    dims_layout(&c->dst_plain, mb, oc, oh, ow, dst_blocked);
     dnnl_memory_desc_init_by_tag(&c->wei_plain, 4, wei_dims, dnnl_f32, dnnl_oihw);
     dnnl_memory_desc_init_by_tag(&c->bias_md, 1, bias_dims, dnnl_f32, dnnl_x);
-    dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, dnnl_format_tag_any);
-    dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, dnnl_format_tag_any);
+    if (src_blocked) src_any = c->src_plain;
+    else dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, dnnl_format_tag_any);
+    if (dst_blocked) dst_any = c->dst_plain;
+    else dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, dnnl_format_tag_any);
     dnnl_memory_desc_init_by_tag(&wei_any, 4, wei_dims, dnnl_f32, dnnl_format_tag_any);
     c->has_bias = has_bias;
     const dnnl_memory_desc_t *bias = has_bias ? &c->bias_md : NULL;

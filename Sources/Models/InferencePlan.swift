@@ -29,7 +29,7 @@ public final class InferencePlan {
     /// becomes one step running its own forward pass.
     public init(_ network: Network) {
         guard let root = network.root as? Sequential else {
-            steps = [Step(layers: 0..<1, perGroup: false) { LayoutTensor(plain: network.forward($0.plain, training: false)) }]
+            steps = [Step(layers: 0..<1, perGroup: false) { LayoutTensor(tagged: network.forward($0.plain, training: false)) }]
             return
         }
         var steps: [Step] = []
@@ -142,7 +142,7 @@ public final class InferencePlan {
     }
 
     private static func plainStep(_ layer: Layer) -> (LayoutTensor) -> LayoutTensor {
-        { LayoutTensor(plain: layer.forward($0.plain, training: false)) }
+        { LayoutTensor(tagged: layer.forward($0.plain, training: false)) }
     }
 }
 

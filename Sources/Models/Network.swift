@@ -159,7 +159,11 @@ extension Network {
         }
         layers += [("pool", GlobalAvgPool()), ("fc", Linear(channels, spec.classes, rng: &rng))]
         units.append(("fc", .linear, "head", false))
-        return Network(spec: spec, root: Sequential(layers), units: units)
+        // Everything between the stem and the pool takes blocked activations: keep them blocked.
+        let root = Sequential(layers)
+        for case let (_, conv as Conv2d) in root.namedLayers() { conv.emitsBlocked = true }
+        (layers[0].1 as? Conv2d)?.computesInputGradient = false
+        return Network(spec: spec, root: root, units: units)
     }
 
     static func buildFCN(_ spec: ModelSpec, hidden: [Int], batchNorm: Bool, rng: inout RandomSource) -> Network {

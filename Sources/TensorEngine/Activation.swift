@@ -4,9 +4,9 @@ public final class ReLU: Layer {
 
     public init() {}
 
-    // x: any shape -> y: same shape
+    // x: any shape -> y: same shape and layout
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
-        let y = Tensor.uninitialized(x.shape)
+        let y = Tensor.uninitialized(like: x)
         let (xp, yp) = (x.data, y.data)
         let chunks = elementChunks(x.count)
         Parallel.forEach(chunks.count) { r in
@@ -19,7 +19,8 @@ public final class ReLU: Layer {
     // dy -> dx = dy where the output was positive
     public func backward(_ dy: Tensor) -> Tensor {
         guard let y = output else { preconditionFailure("ReLU.backward before forward") }
-        let dx = Tensor.uninitialized(dy.shape)
+        let dy = dy.inLayout(blocked: y.blocked)
+        let dx = Tensor.uninitialized(like: y)
         let (yp, dyp, dxp) = (y.data, dy.data, dx.data)
         let chunks = elementChunks(dy.count)
         Parallel.forEach(chunks.count) { r in
@@ -37,14 +38,15 @@ public final class ReLU: Layer {
 /// Reshapes (N, ...) to (N, features) for a linear layer.
 public final class Flatten: Layer {
     private var inputShape: [Int] = []
+    private var inputBlocked = false
 
     public init() {}
 
-    // x: (N, C, H, W) -> y: (N, C·H·W)
+    // x: (N, C, H, W) -> y: (N, C·H·W), in NCHW order whatever x's layout
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
-        inputShape = x.shape
+        (inputShape, inputBlocked) = (x.shape, x.blocked)
         return x.reshaped([x.shape[0], x.count / max(x.shape[0], 1)])
     }
 
-    public func backward(_ dy: Tensor) -> Tensor { dy.reshaped(inputShape) }
+    public func backward(_ dy: Tensor) -> Tensor { dy.reshaped(inputShape).inLayout(blocked: inputBlocked) }
 }

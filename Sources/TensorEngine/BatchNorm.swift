@@ -54,8 +54,12 @@ public final class BatchNorm: Layer {
         precondition(x.rank >= 2 && x.shape[1] == channels, "BatchNorm expects (N, \(channels), ...), got \(x.shape)")
         let n = x.shape[0]
         let spatial = x.shape.dropFirst(2).reduce(1, *)
-        let y = Tensor.uninitialized(x.shape)
+        let y = Tensor.uninitialized(like: x)
         let (xp, yp, g, b) = (x.data, y.data, gamma.value.data, beta.value.data)
+        let blocked = x.blocked
+        // Per-channel y = x·scale + offset, applied after the statistics when blocked.
+        let scaleOffset = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
+        defer { scaleOffset.deallocate() }
         var mean = [Float](repeating: 0, count: channels)
         var invStd = [Float](repeating: 0, count: channels)
         if training && spatial == 1 {
@@ -71,6 +75,7 @@ public final class BatchNorm: Layer {
             // moments shifted by its own first value. Images are combined in batch order
             // (Chan et al.'s pairwise update), after a gang has gathered every member's images.
             GangShard.perImage(shard, images: n, values: channels * 2, fill: { lp in
+                if blocked { BlockedBatchNorm.moments(xp, images: n, channels: channels, spatial: spatial, into: lp); return }
                 Parallel.forEach(channels) { c in
                     for i in 0..<n {
                         let row = xp + (i * channels + c) * spatial
@@ -102,7 +107,8 @@ public final class BatchNorm: Layer {
                             invp[c] = istd
                             let scale = g[c] * istd
                             let offset = b[c] - mean * scale
-                            for i in 0..<n {
+                            (scaleOffset[c], scaleOffset[channels + c]) = (scale, offset)
+                            for i in 0..<n where !blocked {
                                 let off = (i * channels + c) * spatial
                                 let (row, yrow) = (xp + off, yp + off)
                                 for j in 0..<spatial { yrow[j] = row[j] * scale + offset }
@@ -115,6 +121,17 @@ public final class BatchNorm: Layer {
                 }
             }
             batchesTracked += 1
+            if blocked {
+                BlockedBatchNorm.affine(xp, yp, images: n, channels: channels, spatial: spatial,
+                                        scale: scaleOffset, shift: scaleOffset + channels)
+            }
+        } else if blocked {
+            let affine = inferenceAffine
+            (mean, invStd) = (runningMean.array, affine.invStd)
+            scaleOffset.update(from: affine.scale, count: channels)
+            (scaleOffset + channels).update(from: affine.shift, count: channels)
+            BlockedBatchNorm.affine(xp, yp, images: n, channels: channels, spatial: spatial,
+                                    scale: scaleOffset, shift: scaleOffset + channels)
         } else {
             let affine = inferenceAffine
             (mean, invStd) = (runningMean.array, affine.invStd)
@@ -139,9 +156,14 @@ public final class BatchNorm: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         guard let cache else { preconditionFailure("BatchNorm.backward before forward") }
         let x = cache.input
+        let dy = dy.inLayout(blocked: x.blocked)
         let n = x.shape[0]
         let spatial = x.shape.dropFirst(2).reduce(1, *)
-        let dx = Tensor.uninitialized(x.shape)
+        let dx = Tensor.uninitialized(like: x)
+        let blocked = x.blocked
+        // Per-channel dx = scale·dy − a·x + constant, applied after the sums when blocked.
+        let coefficients = UnsafeMutablePointer<Float>.allocate(capacity: 3 * channels)
+        defer { coefficients.deallocate() }
         let (xp, dyp, dxp, g) = (x.data, dy.data, dx.data, gamma.value.data)
         let (dg, db) = (gamma.grad.data, beta.grad.data)
         let training = cache.training
@@ -155,6 +177,7 @@ public final class BatchNorm: Layer {
         let m = Float((shard?.batchCount ?? n) * spatial)
         let batch = shard?.batchCount ?? n
         GangShard.perImage(shard, images: n, values: channels * 2, fill: { lp in
+            if blocked { BlockedBatchNorm.sums(dyp, xp, images: n, channels: channels, spatial: spatial, into: lp); return }
             Parallel.forEach(channels) { c in
                 for i in 0..<n {
                     let off = (i * channels + c) * spatial
@@ -183,13 +206,15 @@ public final class BatchNorm: Layer {
                             let (mdb, mdg) = (Float(sumDy) / m, Float(sumDyXhat) / m)
                             let a = scale * istd * mdg
                             let constant = scale * (-mdb + mu * istd * mdg)
-                            for i in 0..<n {
+                            (coefficients[c], coefficients[channels + c], coefficients[2 * channels + c]) = (scale, a, constant)
+                            for i in 0..<n where !blocked {
                                 let off = (i * channels + c) * spatial
                                 let (dyrow, xrow, dxrow) = (dyp + off, xp + off, dxp + off)
                                 for j in 0..<spatial { dxrow[j] = scale * dyrow[j] - a * xrow[j] + constant }
                             }
                         } else {
-                            for i in 0..<n {
+                            (coefficients[c], coefficients[channels + c], coefficients[2 * channels + c]) = (scale, 0, 0)
+                            for i in 0..<n where !blocked {
                                 let off = (i * channels + c) * spatial
                                 let (dyrow, dxrow) = (dyp + off, dxp + off)
                                 for j in 0..<spatial { dxrow[j] = scale * dyrow[j] }
@@ -198,6 +223,11 @@ public final class BatchNorm: Layer {
                     }
                 }
             }
+        }
+        if blocked {
+            BlockedBatchNorm.backwardAffine(dyp, xp, dxp, images: n, channels: channels, spatial: spatial,
+                                            scale: coefficients, a: coefficients + channels,
+                                            constant: coefficients + 2 * channels)
         }
         return dx
     }
@@ -316,6 +346,103 @@ public final class BatchNorm: Layer {
                         dxp[at] = scale[j] * dyp[at] - a[j] * xp[at] + constant[j]
                     }
                 }
+            }
+        }
+    }
+}
+
+/// BatchNorm's per-image passes over channel-blocked (N, C, H, W) tensors: a block's B channels
+/// sit in adjacent lanes at every position, so each pass runs B channels at once, with the same
+/// per-(image, channel) figures the plain passes hand on (each lane's sums run over positions in
+/// order, so they differ from the plain path's only in rounding).
+enum BlockedBatchNorm {
+    typealias Lanes = SIMD8<Float>
+
+    /// Visits every (image, channel block, group of 8 lanes) as (first channel, pointer to its
+    /// lanes at position 0), in parallel over images and blocks; positions are B floats apart.
+    @inline(__always)
+    private static func forEachLanes(images n: Int, channels: Int, spatial: Int,
+                                     _ body: (_ channel: Int, _ offset: Int) -> Void) {
+        let b = BlockedLayout.block
+        let blocks = channels / b
+        Parallel.forEach(n * blocks) { t in
+            let (i, cb) = (t / blocks, t % blocks)
+            for half in stride(from: 0, to: b, by: Lanes.scalarCount) {
+                body(i * channels + cb * b + half, (i * channels + cb * b) * spatial + half)
+            }
+        }
+    }
+
+    @inline(__always) private static func load(_ p: UnsafePointer<Float>, _ at: Int) -> Lanes {
+        UnsafeRawPointer(p + at).loadUnaligned(as: Lanes.self)
+    }
+
+    @inline(__always) private static func store(_ v: Lanes, _ p: UnsafeMutablePointer<Float>, _ at: Int) {
+        UnsafeMutableRawPointer(p + at).storeBytes(of: v, as: Lanes.self)
+    }
+
+    /// lp[(i·C + c)·2 ...] = (mean, Σ squared deviations) of image i's channel c, each lane's
+    /// values shifted by its first value as `VectorMath.shiftedMoments` does.
+    static func moments(_ x: UnsafePointer<Float>, images n: Int, channels: Int, spatial: Int,
+                        into lp: UnsafeMutablePointer<Double>) {
+        let b = BlockedLayout.block
+        forEachLanes(images: n, channels: channels, spatial: spatial) { c, base in
+            let shift = load(x, base)
+            var (s, q) = (Lanes(), Lanes())
+            for p in 0..<spatial {
+                let d = load(x, base + p * b) - shift
+                s += d
+                q += d * d
+            }
+            let count = Double(spatial)
+            for l in 0..<Lanes.scalarCount {
+                let sd = Double(s[l])
+                lp[(c + l) * 2] = Double(shift[l]) + sd / count
+                lp[(c + l) * 2 + 1] = max(Double(q[l]) - sd * sd / count, 0)
+            }
+        }
+    }
+
+    /// lp[(i·C + c)·2 ...] = (Σ dy, Σ dy·x) over image i's channel c.
+    static func sums(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, images n: Int, channels: Int, spatial: Int,
+                     into lp: UnsafeMutablePointer<Double>) {
+        let b = BlockedLayout.block
+        forEachLanes(images: n, channels: channels, spatial: spatial) { c, base in
+            var (s, d) = (Lanes(), Lanes())
+            for p in 0..<spatial {
+                let g = load(dy, base + p * b)
+                s += g
+                d += g * load(x, base + p * b)
+            }
+            for l in 0..<Lanes.scalarCount {
+                lp[(c + l) * 2] = Double(s[l])
+                lp[(c + l) * 2 + 1] = Double(d[l])
+            }
+        }
+    }
+
+    /// y = x·scale[c] + shift[c].
+    static func affine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, images n: Int, channels: Int,
+                       spatial: Int, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>) {
+        let b = BlockedLayout.block
+        forEachLanes(images: n, channels: channels, spatial: spatial) { c, base in
+            let k = c % channels
+            let (sc, sh) = (load(scale, k), load(shift, k))
+            for p in 0..<spatial { store(load(x, base + p * b) * sc + sh, y, base + p * b) }
+        }
+    }
+
+    /// dx = scale[c]·dy − a[c]·x + constant[c].
+    static func backwardAffine(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                               images n: Int, channels: Int, spatial: Int, scale: UnsafePointer<Float>,
+                               a: UnsafePointer<Float>, constant: UnsafePointer<Float>) {
+        let b = BlockedLayout.block
+        forEachLanes(images: n, channels: channels, spatial: spatial) { c, base in
+            let k = c % channels
+            let (sc, av, cv) = (load(scale, k), load(a, k), load(constant, k))
+            for p in 0..<spatial {
+                let at = base + p * b
+                store(sc * load(dy, at) - av * load(x, at) + cv, dx, at)
             }
         }
     }

@@ -12,8 +12,17 @@ public final class Conv2d: Layer {
     /// (outChannels, inChannels, kernelSize, kernelSize), PyTorch's layout.
     public let weight: Parameter
     public let bias: Parameter?
+    /// Emit the output (and take its gradient) in `BlockedLayout`'s order when oneDNN runs and
+    /// the output channels fill whole blocks: set by network builders whose next layers all take
+    /// blocked tensors, so that no convolution converts layouts twice per call.
+    public var emitsBlocked = false
+    /// False for a network's first layer: nothing reads the gradient of its input (the images),
+    /// so backward skips the backward-data convolution and returns zeros.
+    public var computesInputGradient = true
     private var input: Tensor?
-    /// oneDNN primitives by (chunk size, height, width), created on first use.
+    private var outputBlocked = false
+    /// oneDNN primitives by (chunk size, height, width, input blocked, output blocked), created
+    /// on first use.
     private var dnnlPlans: [[Int]: DNNLConvolution] = [:]
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1,
@@ -45,29 +54,34 @@ public final class Conv2d: Layer {
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.rank == 4 && x.shape[1] == inChannels, "Conv2d expects (N, \(inChannels), H, W), got \(x.shape)")
         input = x
+        outputBlocked = emitsBlocked && BlockedLayout.holds(channels: outChannels)
         if let y = forwardDNNL(x) { return y }
-        return forwardReference(x)
+        outputBlocked = false
+        return forwardReference(x.plain)
     }
 
     // dy: (N, K, Ho, Wo) -> dx: (N, C, H, W); accumulates dW (K, C, k, k) and db (K)
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("Conv2d.backward before forward") }
+        let dy = dy.inLayout(blocked: outputBlocked)
         if let dx = backwardDNNL(x, dy) { return dx }
-        return backwardReference(x, dy)
+        let dx = backwardReference(x.plain, dy)
+        return computesInputGradient ? dx.inLayout(blocked: x.blocked) : Tensor.zeros(x.shape, blocked: x.blocked)
     }
 
     // MARK: - oneDNN
 
     /// The primitives for every chunk size of a batch of `n`, with the current weights loaded;
     /// nil when the reference kernel is selected or oneDNN cannot handle the shape.
-    private func plans(_ n: Int, _ h: Int, _ w: Int, loadWeights: Bool) -> [Int: DNNLConvolution]? {
+    private func plans(_ n: Int, _ h: Int, _ w: Int, inputBlocked: Bool, loadWeights: Bool) -> [Int: DNNLConvolution]? {
         guard ConvolutionKernel.current == .oneDNN else { return nil }
         var out: [Int: DNNLConvolution] = [:]
         for size in Set(GangShard.groups(n).map(\.count)) {
-            let key = [size, h, w]
+            let key = [size, h, w, inputBlocked ? 1 : 0, outputBlocked ? 1 : 0]
             if dnnlPlans[key] == nil {
                 guard let plan = DNNLConvolution(batch: size, inChannels: inChannels, height: h, width: w, outChannels: outChannels,
-                                                 kernel: kernelSize, stride: stride, padding: padding, bias: bias != nil) else { return nil }
+                                                 kernel: kernelSize, stride: stride, padding: padding, bias: bias != nil,
+                                                 inputBlocked: inputBlocked, outputBlocked: outputBlocked) else { return nil }
                 dnnlPlans[key] = plan
             }
             let plan = dnnlPlans[key]!
@@ -79,8 +93,8 @@ public final class Conv2d: Layer {
 
     private func forwardDNNL(_ x: Tensor) -> Tensor? {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
-        guard let plans = plans(n, h, w, loadWeights: true) else { return nil }
-        let y = Tensor.uninitialized([n, outChannels, outputSize(h), outputSize(w)])
+        guard let plans = plans(n, h, w, inputBlocked: x.blocked, loadWeights: true) else { return nil }
+        let y = Tensor.uninitialized([n, outChannels, outputSize(h), outputSize(w)], blocked: outputBlocked)
         let groups = GangShard.groups(n)
         let (xp, yp, inSize, outSize) = (x.data, y.data, inChannels * h * w, y.count / max(n, 1))
         Parallel.forEach(groups.count) { g in
@@ -93,8 +107,9 @@ public final class Conv2d: Layer {
     private func backwardDNNL(_ x: Tensor, _ dy: Tensor) -> Tensor? {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         // The weights were loaded by the forward pass and have not changed since.
-        guard let plans = plans(n, h, w, loadWeights: false) else { return nil }
-        let dx = Tensor.uninitialized(x.shape)
+        guard let plans = plans(n, h, w, inputBlocked: x.blocked, loadWeights: false) else { return nil }
+        let wantsDx = computesInputGradient
+        let dx = wantsDx ? Tensor.uninitialized(like: x) : Tensor.zeros(x.shape, blocked: x.blocked)
         let groups = GangShard.groups(n)
         let partialW = (0..<groups.count).map { _ in Tensor(shape: weight.value.shape) }
         let partialB = (0..<groups.count).map { _ in Tensor(shape: [outChannels]) }
@@ -105,7 +120,7 @@ public final class Conv2d: Layer {
             let plan = plans[r.count]!
             plan.backwardWeights(xp + r.lowerBound * inSize, dyp + r.lowerBound * outSize, partialW[g].data,
                                  hasBias ? partialB[g].data : nil)
-            plan.backwardData(dyp + r.lowerBound * outSize, dxp + r.lowerBound * inSize)
+            if wantsDx { plan.backwardData(dyp + r.lowerBound * outSize, dxp + r.lowerBound * inSize) }
         }
         accumulate(partialW, partialB)
         return dx

@@ -4,7 +4,7 @@ import Foundation
 /// Which convolution kernels the engine runs.
 public enum ConvolutionKernel: String, Sendable {
     /// oneDNN's JIT kernels in their blocked layouts (about 2x faster here), converted from and
-    /// to NCHW inside each call.
+    /// to NCHW inside each call unless the caller's tensors are blocked already.
     case oneDNN
     /// im2col + OpenBLAS sgemm: plain, portable, and the reference the tests compare against.
     case reference
@@ -19,10 +19,13 @@ public enum ConvolutionKernel: String, Sendable {
 final class DNNLConvolution {
     private let handle: OpaquePointer
 
+    /// `inputBlocked` / `outputBlocked`: the activations (and their gradients) the caller passes
+    /// are in `BlockedLayout`'s order rather than NCHW.
     init?(batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int, kernel: Int, stride: Int,
-          padding: Int, bias: Bool) {
+          padding: Int, bias: Bool, inputBlocked: Bool = false, outputBlocked: Bool = false) {
         guard let h = cdnnl_conv_create(Int32(batch), Int32(inChannels), Int32(height), Int32(width), Int32(outChannels),
-                                        Int32(kernel), Int32(stride), Int32(padding), bias ? 1 : 0) else { return nil }
+                                        Int32(kernel), Int32(stride), Int32(padding), bias ? 1 : 0,
+                                        inputBlocked ? 1 : 0, outputBlocked ? 1 : 0) else { return nil }
         handle = h
     }
 

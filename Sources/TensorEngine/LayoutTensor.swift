@@ -56,20 +56,29 @@ public struct LayoutTensor: @unchecked Sendable {
     public var plain: Tensor {
         guard blocked else { return storage }
         let y = Tensor.uninitialized(shape)
-        LayoutTensor.reorder(shape, plain: y.data, blocked: storage.data, toBlocked: false)
+        BlockedLayout.reorder(shape, plain: y.data, blocked: storage.data, toBlocked: false)
         return y
     }
 
     /// The same values blocked, for channel counts the blocked kernels take.
     public static func blocked(from x: Tensor) -> LayoutTensor {
         let y = uninitializedBlocked(x.shape)
-        reorder(x.shape, plain: x.data, blocked: y.storage.data, toBlocked: true)
+        BlockedLayout.reorder(x.shape, plain: x.data, blocked: y.storage.data, toBlocked: true)
         return y
     }
 
+    /// A training tensor as an evaluation activation, keeping its layout.
+    public init(tagged x: Tensor) {
+        storage = x
+        shape = x.shape
+        blocked = x.blocked
+    }
+}
+
+extension BlockedLayout {
     /// Copies between the NCHW and blocked orders of an (N, C, H, W) activation, image by image.
-    private static func reorder(_ shape: [Int], plain: UnsafeMutablePointer<Float>, blocked: UnsafeMutablePointer<Float>,
-                                toBlocked: Bool) {
+    static func reorder(_ shape: [Int], plain: UnsafeMutablePointer<Float>, blocked: UnsafeMutablePointer<Float>,
+                        toBlocked: Bool) {
         let (n, c, plane, b) = (shape[0], shape[1], shape[2] * shape[3], BlockedLayout.block)
         Parallel.forEach(n) { i in
             for cb in 0..<(c / b) {

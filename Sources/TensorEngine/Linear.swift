@@ -23,6 +23,7 @@ public final class Linear: Layer {
 
     // x: (N, in) -> y: (N, out)
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        let x = x.plain
         guard let shard = GangShard.current else { return forwardBatch(x) }
         return shard.localRows(forwardBatch(shard.gatherRows(x)))
     }

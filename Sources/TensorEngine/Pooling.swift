@@ -12,6 +12,7 @@ public final class MaxPool2d: Layer {
 
     // x: (N, C, H, W) -> y: (N, C, Ho, Wo), Ho = (H - k) / s + 1
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        let x = x.plain
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let ho = (h - kernelSize) / stride + 1, wo = (w - kernelSize) / stride + 1
         let y = Tensor(shape: [n, c, ho, wo])
@@ -72,6 +73,7 @@ public final class AvgPool2d: Layer {
 
     // x: (N, C, H, W) -> y: (N, C, Ho, Wo)
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        let x = x.plain
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let ho = (h - kernelSize) / stride + 1, wo = (w - kernelSize) / stride + 1
         let y = Tensor(shape: [n, c, ho, wo])
@@ -114,12 +116,14 @@ public final class AvgPool2d: Layer {
 /// Global average pooling: the mean of each channel's plane.
 public final class GlobalAvgPool: Layer {
     private var inputShape: [Int] = []
+    private var inputBlocked = false
 
     public init() {}
 
-    // x: (N, C, H, W) -> y: (N, C)
+    // x: (N, C, H, W), plain or blocked -> y: (N, C), positions summed in order either way
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
-        inputShape = x.shape
+        (inputShape, inputBlocked) = (x.shape, x.blocked)
+        if x.blocked { return BlockedLayout.globalAveragePool(LayoutTensor(tagged: x)) }
         let (n, c) = (x.shape[0], x.shape[1])
         let plane = x.count / max(n * c, 1)
         let y = Tensor(shape: [n, c])
@@ -133,15 +137,18 @@ public final class GlobalAvgPool: Layer {
         return y
     }
 
-    // dy: (N, C) -> dx: (N, C, H, W)
+    // dy: (N, C) -> dx: (N, C, H, W) in the input's layout
     public func backward(_ dy: Tensor) -> Tensor {
-        let dx = Tensor(shape: inputShape)
+        let dx = Tensor.uninitialized(inputShape, blocked: inputBlocked)
         let plane = dx.count / max(dy.count, 1)
         let scale = 1 / Float(plane)
-        for p in 0..<dy.count {
-            let g = dy.data[p] * scale
-            let row = dx.data + p * plane
-            for j in 0..<plane { row[j] = g }
+        let index = ImageIndex(dx)
+        let (channels, dyp, dxp) = (inputShape[1], dy.data, dx.data)
+        Parallel.forEach(inputShape[0]) { i in
+            for c in 0..<channels {
+                let g = dyp[i * channels + c] * scale
+                for p in 0..<plane { dxp[index(i, c, 0, p)] = g }
+            }
         }
         return dx
     }

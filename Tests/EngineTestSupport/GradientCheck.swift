@@ -25,7 +25,8 @@ public struct GradientCheck {
                       file: StaticString = #filePath, line: UInt = #line) {
         var rng = RandomSource(seed: seed, stream: "gradcheck")
         let y = layer.forward(x, training: training)
-        let r = Tensor(shape: y.shape)
+        // Laid out like y, so that the objective below pairs each output with its own weight.
+        let r = Tensor.zeros(y.shape, blocked: y.blocked)
         for i in 0..<r.count { r.data[i] = rng.nextNormal() }
         for (_, p) in layer.namedParameters() { p.zeroGrad() }
         let dx = layer.backward(r)

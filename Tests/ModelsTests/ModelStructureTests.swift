@@ -147,3 +147,35 @@ final class NetworkGradientTests: XCTestCase {
         for family in ["resnetD", "plainD", "fcn-W", "student-cK-wM", "resnet8"] { XCTAssertTrue(text.contains(family), text) }
     }
 }
+
+/// A ResNet keeps its activations channel-blocked between layers in training; the same network
+/// with every layer on NCHW must give the same loss gradients up to rounding.
+final class BlockedResNetTests: XCTestCase {
+    override func setUp() { Parallel.configure(threads: 2) }
+
+    func testBlockedResNetTrainsLikeThePlainOne() throws {
+        try XCTSkipIf(BlockedLayout.block == 0, "no blocked layout on this CPU")
+        for name in ["resnet8", "plain8", "resnet8-b"] {
+            let spec = try ModelSpec(name: name, inputShape: [3, 8, 8], classes: 10)
+            let (blocked, plain) = (Network.build(spec, seed: 1), Network.build(spec, seed: 1))
+            for case let (_, conv as Conv2d) in plain.root.namedLayers() { conv.emitsBlocked = false }
+            if let block = blocked.layer("stage2.block1") as? BasicBlock { block.branchEnabled = false }
+            if let block = plain.layer("stage2.block1") as? BasicBlock { block.branchEnabled = false }
+            let x = randomTensor([5, 3, 8, 8], seed: 2)
+            let (yb, yp) = (blocked.forward(x, training: true), plain.forward(x, training: true))
+            XCTAssertFalse(yb.blocked, "\(name): logits are plain")
+            let dy = randomTensor(yp.shape, seed: 3)
+            blocked.backward(dy)
+            plain.backward(dy)
+            for i in 0..<yp.count { XCTAssertEqual(yb[i], yp[i], accuracy: 1e-4 * max(1, abs(yp[i])), "\(name) logits") }
+            for ((n, a), (_, b)) in zip(plain.parameters, blocked.parameters) {
+                let scale = max(1e-3, a.grad.array.map(abs).max() ?? 0)
+                let worst = zip(a.grad.array, b.grad.array).map { abs($0 - $1) }.max() ?? 0
+                XCTAssertLessThanOrEqual(worst, 1e-3 * scale, "\(name) \(n) gradient")
+            }
+            for ((n, a), (_, b)) in zip(plain.buffers, blocked.buffers) {
+                for i in 0..<a.count { XCTAssertEqual(a[i], b[i], accuracy: 1e-5 * max(1, abs(a[i])), "\(name) \(n)") }
+            }
+        }
+    }
+}

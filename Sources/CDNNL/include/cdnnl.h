@@ -1,6 +1,6 @@
 // A small C layer over oneDNN 2.x's C API: one convolution shape = one object holding the forward,
 // backward-data and backward-weights primitives in oneDNN's preferred (blocked) layouts, taking and
-// returning plain NCHW / OIHW float arrays. Layout conversions happen inside; every call runs on
+// returning OIHW weights and NCHW or channel-blocked activations. Layout conversions happen inside; every call runs on
 // one thread (the caller parallelises over fixed image chunks, which keeps results independent
 // of the thread count).
 #ifndef CDNNL_H
@@ -11,8 +11,11 @@
 typedef struct cdnnl_conv cdnnl_conv;
 
 /// Creates the primitives for a (mb, ic, ih, iw) -> (mb, oc, oh, ow) convolution with a square
-/// kernel; NULL if oneDNN cannot (the caller falls back to its own kernel).
-cdnnl_conv *cdnnl_conv_create(int mb, int ic, int ih, int iw, int oc, int kernel, int stride, int padding, int has_bias);
+/// kernel; NULL if oneDNN cannot (the caller falls back to its own kernel). src_blocked /
+/// dst_blocked: the caller's input / output activations (and their gradients) are in the
+/// channel-blocked layout of cdnnl_block_size() instead of NCHW.
+cdnnl_conv *cdnnl_conv_create(int mb, int ic, int ih, int iw, int oc, int kernel, int stride, int padding, int has_bias,
+                              int src_blocked, int dst_blocked);
 void cdnnl_conv_destroy(cdnnl_conv *conv);
 
 /// Converts the current OIHW weights (and bias) into the layouts the primitives use. Call after

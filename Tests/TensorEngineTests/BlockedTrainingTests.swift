@@ -1,0 +1,115 @@
+import EngineTestSupport
+import TensorEngine
+import XCTest
+
+/// Training on channel-blocked activations (what a ResNet's layers pass each other) against the
+/// same layers on NCHW: the same values up to rounding, gradients that pass finite differences,
+/// and the same bits for any thread count.
+final class BlockedTrainingTests: XCTestCase {
+    let check = GradientCheck()
+    /// The smallest channel count that fills whole blocks on this CPU.
+    var width: Int { BlockedLayout.block }
+
+    override func setUp() { Parallel.configure(threads: 2) }
+
+    override func tearDown() { ConvolutionKernel.current = .oneDNN }
+
+    func blocked(_ x: Tensor) -> Tensor { x.inLayout(blocked: true) }
+
+    func assertClose(_ a: Tensor, _ b: Tensor, tolerance: Float = 1e-5, _ what: String,
+                     file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.shape, b.shape, what, file: file, line: line)
+        let (pa, pb) = (a.plain, b.plain)
+        var worst: Float = 0
+        for i in 0..<pa.count { worst = max(worst, abs(pa[i] - pb[i]) / max(1, abs(pb[i]))) }
+        XCTAssertLessThanOrEqual(worst, tolerance, what, file: file, line: line)
+    }
+
+    func testLayoutConversionsRoundTrip() throws {
+        try XCTSkipIf(width == 0, "no blocked layout on this CPU")
+        let x = randomTensor([3, 2 * width, 5, 7], seed: 1)
+        let b = blocked(x)
+        XCTAssertTrue(b.blocked)
+        XCTAssertNotEqual(b.array, x.array)
+        XCTAssertEqual(b.plain.array, x.array)
+        XCTAssertEqual(b.reshaped([3, 2 * width * 35]).array, x.array)
+        XCTAssertTrue(b.copy().blocked)
+    }
+
+    /// Each layer on a blocked input gives the plain layer's output and gradients.
+    func testEveryLayerMatchesItsPlainTwin() throws {
+        try XCTSkipIf(width == 0, "no blocked layout on this CPU")
+        let c = width
+        let x = randomTensor([3, c, 7, 6], seed: 2, scale: 2)
+        let makers: [(String, () -> Layer)] = [
+            ("conv", { var rng = RandomSource(seed: 3); return Conv2d(c, c, kernelSize: 3, padding: 1, rng: &rng) }),
+            ("strided conv", { var rng = RandomSource(seed: 4); return Conv2d(c, 2 * c, kernelSize: 3, stride: 2, padding: 1, rng: &rng) }),
+            ("projection", { var rng = RandomSource(seed: 5); return Conv2d(c, 2 * c, kernelSize: 1, stride: 2, rng: &rng) }),
+            ("batch norm", { skewedBatchNorm(c, seed: 6) }),
+            ("relu", { ReLU() }),
+            ("padded identity", { PaddedIdentity(c, 2 * c, stride: 2) }),
+            ("global pool", { GlobalAvgPool() }),
+        ]
+        for (name, make) in makers {
+            for training in [true, false] {
+                let (plainLayer, blockedLayer) = (make(), make())
+                if let conv = blockedLayer as? Conv2d { conv.emitsBlocked = true }
+                let y = plainLayer.forward(x, training: training)
+                let yb = blockedLayer.forward(blocked(x), training: training)
+                XCTAssertEqual(yb.blocked, !(blockedLayer is GlobalAvgPool), "\(name) keeps the layout")
+                assertClose(yb, y, "\(name) forward")
+                let dy = randomTensor(y.shape, seed: 7)
+                let dx = plainLayer.backward(dy)
+                let dxb = blockedLayer.backward(yb.blocked ? blocked(dy) : dy)
+                XCTAssertTrue(dxb.blocked, "\(name) returns its input's layout")
+                assertClose(dxb, dx, tolerance: 1e-4, "\(name) input gradient")
+                for ((p, a), (_, b)) in zip(plainLayer.namedParameters(), blockedLayer.namedParameters()) {
+                    assertClose(b.grad, a.grad, tolerance: 1e-4, "\(name) \(p) gradient")
+                }
+            }
+        }
+    }
+
+    func testBlockedGradientsPassFiniteDifferences() throws {
+        try XCTSkipIf(width == 0, "no blocked layout on this CPU")
+        let c = width
+        var rng = RandomSource(seed: 8)
+        let conv = Conv2d(c, c, kernelSize: 3, padding: 1, rng: &rng)
+        conv.emitsBlocked = true
+        let chain = Sequential([("conv", conv), ("bn", skewedBatchNorm(c, seed: 9)), ("relu", ReLU())])
+        check.check(chain, input: blocked(randomTensor([2, c, 5, 4], seed: 10)), training: true)
+        check.check(PaddedIdentity(c, 2 * c, stride: 2), input: blocked(randomTensor([2, c, 5, 5], seed: 11)), training: true)
+    }
+
+    /// The reference kernel takes blocked inputs too (it converts them).
+    func testReferenceKernelAcceptsBlockedInputs() throws {
+        try XCTSkipIf(width == 0, "no blocked layout on this CPU")
+        var rng = RandomSource(seed: 12)
+        let conv = Conv2d(width, width, kernelSize: 3, padding: 1, rng: &rng)
+        conv.emitsBlocked = true
+        let x = randomTensor([2, width, 6, 6], seed: 13)
+        let direct = conv.forward(blocked(x), training: true)
+        ConvolutionKernel.current = .reference
+        let reference = conv.forward(blocked(x), training: true)
+        XCTAssertFalse(reference.blocked)
+        assertClose(reference, direct, tolerance: 1e-4, "reference on a blocked input")
+        let dx = conv.backward(randomTensor(reference.shape, seed: 14))
+        XCTAssertTrue(dx.blocked)
+    }
+
+    func testBlockedTrainingIsBitIdenticalAcrossThreadCounts() throws {
+        try XCTSkipIf(width == 0, "no blocked layout on this CPU")
+        let c = width
+        let values = valuesWithThreads([1, 2, 3]) { () -> [Float] in
+            var rng = RandomSource(seed: 15)
+            let conv = Conv2d(c, c, kernelSize: 3, padding: 1, rng: &rng)
+            conv.emitsBlocked = true
+            let net = Sequential([("conv", conv), ("bn", BatchNorm(c)), ("relu", ReLU()), ("pool", GlobalAvgPool())])
+            let y = net.forward(blocked(randomTensor([37, c, 6, 6], seed: 16)), training: true)
+            let dx = net.backward(randomTensor(y.shape, seed: 17))
+            return ([y.array, dx.array] + net.namedParameters().map { $0.1.grad.array }).flatMap { $0 }
+        }
+        XCTAssertEqual(values[0], values[1])
+        XCTAssertEqual(values[0], values[2])
+    }
+}
