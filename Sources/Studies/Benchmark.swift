@@ -107,12 +107,16 @@ public enum Benchmark {
         return Double(calls) / Date().timeIntervalSince(start)
     }
 
-    /// One evaluation convolution shape timed on oneDNN's direct kernel and on the Winograd one.
+    /// One convolution shape timed on oneDNN's direct kernel and on the Winograd one, in
+    /// evaluation (fused with a ReLU) and in training (forward, backward-data and
+    /// backward-weights on blocked activations).
     public struct ConvolutionTiming: Sendable {
         public let channels, outChannels, size: Int
         public let directSeconds: Double
         /// Nil when the Winograd kernels do not run this shape here.
         public let winogradSeconds: Double?
+        public let trainingDirectSeconds: Double
+        public let trainingWinogradSeconds: Double?
     }
 
     /// Each 3x3 stride-1 shape of ResNet-20's evaluation (28x28 and 32x32 inputs), fused with a
@@ -128,20 +132,57 @@ public enum Benchmark {
             let x = Tensor(shape: [batchSize, c, size, size])
             for i in 0..<x.count { x.data[i] = rng.nextNormal() }
             let input = BlockedLayout.holds(channels: c) ? LayoutTensor.blocked(from: x) : LayoutTensor(plain: x)
-            var best: [Bool: Double] = [:]
+            var best: [Bool: Double] = [:], bestTraining: [Bool: Double] = [:]
             let kernels = Winograd.applies(inChannels: c, outChannels: k, kernelSize: 3, stride: 1, padding: 1) ? [false, true] : [false]
+            conv.emitsBlocked = true
+            let trainingInput = BlockedLayout.holds(channels: c) ? x.inLayout(blocked: true) : x
+            let step = {
+                let y = conv.forward(trainingInput, training: true)
+                _ = conv.backward(y)
+            }
             for _ in 0..<rounds {
                 for winograd in kernels {
                     Winograd.enabled = winograd
                     guard let fused = FusedConvolution(conv, batchNorm: nil, relu: true) else { continue }
                     _ = fused.forward(input)
-                    let start = Date()
+                    var start = Date()
                     for _ in 0..<4 { _ = fused.forward(input) }
                     best[winograd] = min(best[winograd] ?? .infinity, Date().timeIntervalSince(start) / 4)
+                    step()
+                    start = Date()
+                    for _ in 0..<2 { step() }
+                    bestTraining[winograd] = min(bestTraining[winograd] ?? .infinity, Date().timeIntervalSince(start) / 2)
                 }
             }
-            return ConvolutionTiming(channels: c, outChannels: k, size: size, directSeconds: best[false] ?? 0, winogradSeconds: best[true])
+            return ConvolutionTiming(channels: c, outChannels: k, size: size, directSeconds: best[false] ?? 0, winogradSeconds: best[true],
+                                     trainingDirectSeconds: bestTraining[false] ?? 0, trainingWinogradSeconds: bestTraining[true])
         }
+    }
+
+    /// Seconds per SGD step of `model` with training's 3x3 convolutions on oneDNN's direct
+    /// kernel and on the Winograd kernels where `Conv2d` takes them: the best of `rounds`
+    /// alternating rounds of 3 steps each, in one process (whole-run figures on a noisy machine
+    /// differ more between runs than the two kernels do).
+    public static func trainingKernels(model: String, input: [Int], batchSize: Int = 128,
+                                       rounds: Int = 5) throws -> (direct: Double, winograd: Double) {
+        let (network, x, labels) = try workload(model: model, input: input, batchSize: batchSize)
+        let optimizer = SGD(parameters: network.parameters.map { $0.1 }, momentum: 0.9, weightDecay: 5e-4)
+        let enabled = Winograd.enabled
+        defer { Winograd.enabled = enabled }
+        var best: [Bool: Double] = [:]
+        for _ in 0..<rounds {
+            for winograd in [false, true] {
+                Winograd.enabled = winograd
+                let seconds = 1 / rate(of: {
+                    optimizer.zeroGrad()
+                    let result = Loss.softmaxCrossEntropy(network.forward(x, training: true), labels: labels)
+                    network.backward(result.gradient)
+                    optimizer.step(learningRate: 0.01)
+                }, seconds: 0)
+                best[winograd] = min(best[winograd] ?? .infinity, seconds)
+            }
+        }
+        return (best[false]!, best[true]!)
     }
 
     /// Forward and backward time of each top-level layer of a training step.

@@ -19,11 +19,17 @@ public enum Winograd {
             && BlockedLayout.holds(channels: outChannels) && winograd_available(Int32(BlockedLayout.block)) != 0
     }
 
-    /// OIHW 3x3 weights transformed for the kernels (G g Gᵀ per kernel, in their layout).
+    /// OIHW 3x3 weights transformed for the kernels (G g Gᵀ per kernel, in their layout), one
+    /// block of output channels per task (training transforms every layer's weights each step).
     public static func transform(_ weights: [Float], inChannels: Int, outChannels: Int) -> [Float] {
-        [Float](unsafeUninitializedCapacity: winograd_weights_count(Int32(inChannels), Int32(outChannels))) { u, count in
-            weights.withUnsafeBufferPointer {
-                winograd_transform_weights(Int32(BlockedLayout.block), Int32(inChannels), Int32(outChannels), $0.baseAddress!, u.baseAddress!)
+        let b = BlockedLayout.block
+        return [Float](unsafeUninitializedCapacity: winograd_weights_count(Int32(inChannels), Int32(outChannels))) { u, count in
+            let up = u.baseAddress!
+            weights.withUnsafeBufferPointer { w in
+                let wp = w.baseAddress!
+                Parallel.forEach((outChannels + b - 1) / b) { ob in
+                    winograd_transform_weights_blocks(Int32(b), Int32(inChannels), Int32(outChannels), wp, up, Int32(ob), 1)
+                }
             }
             count = u.count
         }

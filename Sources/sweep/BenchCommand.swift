@@ -48,11 +48,20 @@ struct BenchCommand: ParsableCommand {
             print(String(decoding: try encoder.encode(results), as: UTF8.self))
         }
         if convolutions {
-            report("evaluation convolutions (3x3, stride 1, + ReLU), batch \(batchSize), best of 5 alternating rounds, ms:")
+            report("3x3 stride-1 convolutions, batch \(batchSize), best of 5 alternating rounds, ms: evaluation (+ ReLU) | "
+                   + "training step (forward, backward-data, backward-weights)")
+            let cell = { (direct: Double, winograd: Double?) in
+                String(format: "direct %7.2f  ", direct * 1000)
+                    + (winograd.map { String(format: "winograd %7.2f  (%.2fx)", $0 * 1000, direct / $0) } ?? "winograd    n/a        ")
+            }
             for t in Benchmark.convolutions(batchSize: batchSize) {
                 let name = "\(t.channels)->\(t.outChannels) \(t.size)x\(t.size)".padding(toLength: 16, withPad: " ", startingAt: 0)
-                let winograd = t.winogradSeconds.map { String(format: "winograd %7.2f  (%.2fx)", $0 * 1000, t.directSeconds / $0) } ?? "winograd    n/a"
-                report("  \(name)" + String(format: " direct %7.2f  ", t.directSeconds * 1000) + winograd)
+                report("  \(name) " + cell(t.directSeconds, t.winogradSeconds) + " | " + cell(t.trainingDirectSeconds, t.trainingWinogradSeconds))
+            }
+            for (model, input) in Benchmark.cases where model == "resnet20" {
+                let (direct, winograd) = try Benchmark.trainingKernels(model: model, input: input, batchSize: batchSize)
+                report("  \(model) \(input.map(String.init).joined(separator: "x")) training step, ms: "
+                       + String(format: "direct %.1f  with Winograd %.1f  (%.2fx)", direct * 1000, winograd * 1000, direct / winograd))
             }
         }
         if profile {

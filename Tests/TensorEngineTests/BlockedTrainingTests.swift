@@ -1,3 +1,4 @@
+import CWinograd
 import EngineTestSupport
 import TensorEngine
 import XCTest
@@ -105,11 +106,61 @@ final class BlockedTrainingTests: XCTestCase {
             let conv = Conv2d(c, c, kernelSize: 3, padding: 1, rng: &rng)
             conv.emitsBlocked = true
             let net = Sequential([("conv", conv), ("bn", BatchNorm(c)), ("relu", ReLU()), ("pool", GlobalAvgPool())])
-            let y = net.forward(blocked(randomTensor([37, c, 6, 6], seed: 16)), training: true)
+            let y = net.forward(blocked(randomTensor([37, c, 8, 8], seed: 16)), training: true)   // 8x8: Winograd
             let dx = net.backward(randomTensor(y.shape, seed: 17))
             return ([y.array, dx.array] + net.namedParameters().map { $0.1.grad.array }).flatMap { $0 }
         }
         XCTAssertEqual(values[0], values[1])
         XCTAssertEqual(values[0], values[2])
+    }
+
+    /// Training's 3x3 stride-1 layers on blocked maps of 8x8 and more run forward and
+    /// backward-data on the Winograd kernels: within rounding of the direct kernel (relative to
+    /// the largest value; `WinogradTests` states the exact bound), with the same weight gradient
+    /// (oneDNN computes it either way), and through finite differences.
+    func testWinogradTrainingMatchesTheDirectKernel() throws {
+        try XCTSkipIf(width == 0 || !Winograd.applies(inChannels: width, outChannels: width, kernelSize: 3, stride: 1, padding: 1),
+                      "no Winograd kernels on this CPU")
+        let enabled = Winograd.enabled
+        defer { Winograd.enabled = enabled }
+        for (c, k, size, n) in [(width, width, 8, 3), (width, 2 * width, 9, 1), (2 * width, width, 10, 5)] {
+            let x = blocked(randomTensor([n, c, size, size + 1], seed: 20))
+            let dy = blocked(randomTensor([n, k, size, size + 1], seed: 21))
+            var outputs: [Bool: (Tensor, Tensor, [Float])] = [:]
+            for winograd in [false, true] {
+                Winograd.enabled = winograd
+                var rng = RandomSource(seed: 22)
+                let conv = Conv2d(c, k, kernelSize: 3, padding: 1, rng: &rng)
+                conv.emitsBlocked = true
+                let y = conv.forward(x, training: true)
+                outputs[winograd] = (y, conv.backward(dy), conv.weight.grad.array)
+            }
+            let (direct, winograd) = (outputs[false]!, outputs[true]!)
+            XCTAssertNotEqual(winograd.0.array, direct.0.array, "the Winograd kernels ran")
+            for (name, a, b) in [("forward", winograd.0, direct.0), ("input gradient", winograd.1, direct.1)] {
+                let scale = b.array.map(abs).max() ?? 1
+                let worst = zip(a.array, b.array).map { abs($0 - $1) }.max() ?? 0
+                XCTAssertLessThanOrEqual(worst, 1e-5 * scale, "\(c)->\(k) \(size)x\(size + 1) \(name)")
+            }
+            XCTAssertEqual(winograd.2, direct.2, "weight gradients")
+        }
+        // A convolution is linear, so central differences are exact for any step: a large one
+        // keeps the Winograd outputs' rounding (spread over whole tiles) out of the quotient.
+        Winograd.enabled = true
+        var rng = RandomSource(seed: 23)
+        let conv = Conv2d(width, width, kernelSize: 3, padding: 1, rng: &rng)
+        conv.emitsBlocked = true
+        GradientCheck(epsilon: 0.25).check(conv, input: blocked(randomTensor([2, width, 8, 8], seed: 24)), training: true)
+    }
+
+    func testWinogradWeightsAreTheSameBitsTransformedInBlocks() throws {
+        try XCTSkipIf(width == 0, "no blocked layout on this CPU")
+        let (c, k) = (2 * width, 3 * width)
+        let w = randomTensor([k, c, 3, 3], seed: 25).array
+        let values = valuesWithThreads([1, 2]) { Winograd.transform(w, inChannels: c, outChannels: k) }
+        XCTAssertEqual(values[0], values[1])
+        var whole = [Float](repeating: 0, count: values[0].count)
+        winograd_transform_weights(Int32(width), Int32(c), Int32(k), w, &whole)
+        XCTAssertEqual(values[0], whole)
     }
 }

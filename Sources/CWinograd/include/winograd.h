@@ -19,6 +19,9 @@ size_t winograd_weights_count(int cin, int cout);
 /// u = G g Gᵀ of each OIHW 3x3 kernel (computed in double, rounded once), laid out
 /// (cout / B, 36, cin, B) for the kernels of channel blocks of `block`.
 void winograd_transform_weights(int block, int cin, int cout, const float *oihw, float *u);
+/// The same for output-channel blocks first ..< first + count only (each block's part of u is
+/// its own, so blocks may be transformed in parallel).
+void winograd_transform_weights_blocks(int block, int cin, int cout, const float *oihw, float *u, int first, int count);
 
 /// dst = relu?(conv(src) + bias [+ skip]) for n images, blocked, dst and skip of src's spatial
 /// size. Returns 0, or -1 when the kernels for `block` are not available.
