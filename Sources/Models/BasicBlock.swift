@@ -22,9 +22,11 @@ public final class BasicBlock: Layer {
     public let bn2: BatchNorm
     public let shortcut: ShortcutKind
     public var branchEnabled = true
-    private let relu1 = ReLU()
+    /// The final ReLU of a block whose branch is disabled (an enabled branch's ReLUs run fused
+    /// into its batch norms).
     private let relu2 = ReLU()
     private var inputShape: [Int] = []
+    private var inputBlocked = false
 
     public init(_ inChannels: Int, _ outChannels: Int, stride: Int, residual: Bool, projection: Bool,
                 rng: inout RandomSource) {
@@ -56,6 +58,7 @@ public final class BasicBlock: Layer {
     // x: (N, C, H, W) -> y: (N, C', H/s, W/s)
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         inputShape = x.shape
+        inputBlocked = x.blocked
         let skip: Tensor?
         switch shortcut {
         case .none: skip = nil
@@ -63,24 +66,25 @@ public final class BasicBlock: Layer {
         case let .padded(pad): skip = pad.forward(x, training: training)
         case let .projection(conv, bn): skip = bn.forward(conv.forward(x, training: training), training: training)
         }
-        let sum: Tensor
-        if branchEnabled {
-            let h = bn2.forward(conv2.forward(relu1.forward(bn1.forward(conv1.forward(x, training: training),
-                training: training), training: training), training: training), training: training)
-            sum = skip.map { add(h, $0) } ?? h
-        } else {
+        guard branchEnabled else {
             let outHeight = conv1.outputSize(x.shape[2]), outWidth = conv1.outputSize(x.shape[3])
-            sum = skip ?? Tensor(shape: [x.shape[0], conv2.outChannels, outHeight, outWidth])
+            return relu2.forward(skip ?? Tensor(shape: [x.shape[0], conv2.outChannels, outHeight, outWidth]), training: training)
         }
-        return relu2.forward(sum, training: training)
+        // Both ReLUs, and the residual sum, happen inside the batch norms' output passes.
+        let h = bn1.forward(conv1.forward(x, training: training), training: training, adding: nil, relu: true)
+        return bn2.forward(conv2.forward(h, training: training), training: training, adding: skip, relu: true)
     }
 
     // dy: (N, C', H', W') -> dx: (N, C, H, W), the sum of the branch's and the shortcut's gradients
     public func backward(_ dy: Tensor) -> Tensor {
-        let dsum = relu2.backward(dy)
         var dx: Tensor?
+        let dsum: Tensor
         if branchEnabled {
-            dx = conv1.backward(bn1.backward(relu1.backward(conv2.backward(bn2.backward(dsum)))))
+            let (dh, joined) = bn2.backwardJoined(dy)
+            dsum = joined
+            dx = conv1.backward(bn1.backward(conv2.backward(dh)))
+        } else {
+            dsum = relu2.backward(dy)
         }
         let dskip: Tensor?
         switch shortcut {
@@ -93,7 +97,7 @@ public final class BasicBlock: Layer {
         case let (a?, b?): return add(a, b)
         case let (a?, nil): return a
         case let (nil, b?): return b
-        case (nil, nil): return Tensor(shape: inputShape)
+        case (nil, nil): return Tensor.zeros(inputShape, blocked: inputBlocked)
         }
     }
 }

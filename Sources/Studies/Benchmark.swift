@@ -221,13 +221,13 @@ public enum Benchmark {
                 return seq.children.reduce(h) { walk($1.1, $1.0, $0) }
             }
             if let block = layer as? BasicBlock {
+                // As the block runs them: each batch norm with its ReLU (and the second with the
+                // residual sum) in one pass.
                 var t = walk(block.conv1, "conv", h)
-                t = walk(block.bn1, "bn", t)
-                t = walk(ReLU(), "relu", t)
+                t = walk(JoinProbe(block.bn1, adding: nil), "bn", t)
                 t = walk(block.conv2, "conv", t)
-                t = walk(block.bn2, "bn", t)
-                inputs.append(("add (residual)", AddProbe(), t))
-                return walk(ReLU(), "relu", block.forward(h, training: true))
+                _ = walk(JoinProbe(block.bn2, adding: t), "bn", t)
+                return block.forward(h, training: true)
             }
             inputs.append((String(describing: type(of: layer)), layer, h))
             return layer.forward(h, training: true)
@@ -242,15 +242,21 @@ public enum Benchmark {
                 let out = layer.forward(h, training: true)
                 _ = layer.backward(out)
             }
-            totals[kind == "ReLU" || kind == "relu" ? "ReLU" : kind == "bn" ? "BatchNorm" : kind == "conv" ? "Conv2d" : kind,
+            totals[kind == "bn" ? "BatchNorm (+ ReLU, + add)" : kind == "conv" ? "Conv2d" : kind,
                    default: 0] += Date().timeIntervalSince(start) / Double(steps)
         }
         return totals.sorted { $0.value > $1.value }.map { ($0.key, $0.value) }
     }
 }
 
-/// Times the residual join (an add forward, identity backward) in the kernel profile.
-private final class AddProbe: Layer {
-    func forward(_ x: Tensor, training: Bool) -> Tensor { add(x, x) }
-    func backward(_ dy: Tensor) -> Tensor { dy }
+/// A block's batch norm as the block runs it in the kernel profile: with the ReLU after it and,
+/// for the second, the residual sum (here a tensor of the same shape) before the ReLU.
+private final class JoinProbe: Layer {
+    let bn: BatchNorm
+    let skip: Tensor?
+
+    init(_ bn: BatchNorm, adding skip: Tensor?) { (self.bn, self.skip) = (bn, skip) }
+
+    func forward(_ x: Tensor, training: Bool) -> Tensor { bn.forward(x, training: training, adding: skip, relu: true) }
+    func backward(_ dy: Tensor) -> Tensor { bn.backwardJoined(dy).dx }
 }

@@ -17,6 +17,8 @@ public final class BatchNorm: Layer {
     /// What backward needs: the input, the statistics used to normalise it, and the mode.
     /// The normalised input is recomputed from these rather than stored (one buffer fewer).
     private var cache: (input: Tensor, mean: [Float], invStd: [Float], training: Bool)?
+    /// The output, when forward applied a ReLU after the normalisation (backward's mask).
+    private var rectifiedOutput: Tensor?
 
     public init(_ channels: Int, epsilon: Float = 1e-5, momentum: Float? = 0.1) {
         self.channels = channels
@@ -50,8 +52,15 @@ public final class BatchNorm: Layer {
     }
 
     // x: (N, C, *) -> y: (N, C, *)
-    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+    public func forward(_ x: Tensor, training: Bool) -> Tensor { forward(x, training: training, adding: nil, relu: false) }
+
+    /// relu?(BN(x) + skip): a residual block's join in the normalisation's own pass over the
+    /// output (blocked tensors; plain ones take one more pass). `backwardJoined` undoes it.
+    public func forward(_ x: Tensor, training: Bool, adding skip: Tensor?, relu: Bool) -> Tensor {
         precondition(x.rank >= 2 && x.shape[1] == channels, "BatchNorm expects (N, \(channels), ...), got \(x.shape)")
+        let skip = skip?.inLayout(blocked: x.blocked)
+        if let skip { precondition(skip.shape == x.shape, "BatchNorm adds \(skip.shape) to \(x.shape)") }
+        let (sp, rectify) = (skip.map { UnsafePointer($0.data) }, relu)
         let n = x.shape[0]
         let spatial = x.shape.dropFirst(2).reduce(1, *)
         let y = Tensor.uninitialized(like: x)
@@ -123,7 +132,7 @@ public final class BatchNorm: Layer {
             batchesTracked += 1
             if blocked {
                 BlockedBatchNorm.affine(xp, yp, images: n, channels: channels, spatial: spatial,
-                                        scale: scaleOffset, shift: scaleOffset + channels)
+                                        scale: scaleOffset, shift: scaleOffset + channels, adding: sp, relu: rectify)
             }
         } else if blocked {
             let affine = inferenceAffine
@@ -131,7 +140,7 @@ public final class BatchNorm: Layer {
             scaleOffset.update(from: affine.scale, count: channels)
             (scaleOffset + channels).update(from: affine.shift, count: channels)
             BlockedBatchNorm.affine(xp, yp, images: n, channels: channels, spatial: spatial,
-                                    scale: scaleOffset, shift: scaleOffset + channels)
+                                    scale: scaleOffset, shift: scaleOffset + channels, adding: sp, relu: rectify)
         } else {
             let affine = inferenceAffine
             (mean, invStd) = (runningMean.array, affine.invStd)
@@ -148,19 +157,47 @@ public final class BatchNorm: Layer {
                 }
             }
         }
+        if !(blocked && spatial > 1) && (sp != nil || rectify) {
+            let chunks = elementChunks(y.count)
+            Parallel.forEach(chunks.count) { r in
+                for i in chunks[r] {
+                    let v = sp.map { yp[i] + $0[i] } ?? yp[i]
+                    yp[i] = rectify ? max(v, 0) : v
+                }
+            }
+        }
         cache = (x, mean, invStd, training)
+        rectifiedOutput = relu ? y : nil
         return y
     }
 
     // dy: (N, C, *) -> dx: (N, C, *); accumulates dgamma, dbeta
-    public func backward(_ dy: Tensor) -> Tensor {
+    public func backward(_ dy: Tensor) -> Tensor { backwardJoined(dy).dx }
+
+    /// The input gradient, and the gradient at the join (what a skip added in forward receives):
+    /// dy where a fused ReLU passed its input, zero elsewhere; dy itself without a ReLU.
+    public func backwardJoined(_ dy: Tensor) -> (dx: Tensor, joined: Tensor) {
         guard let cache else { preconditionFailure("BatchNorm.backward before forward") }
         let x = cache.input
-        let dy = dy.inLayout(blocked: x.blocked)
         let n = x.shape[0]
         let spatial = x.shape.dropFirst(2).reduce(1, *)
-        let dx = Tensor.uninitialized(like: x)
         let blocked = x.blocked
+        let fusedMask = blocked && spatial > 1 && cache.training
+        var dy = dy.inLayout(blocked: x.blocked)
+        let incoming = dy
+        if let y = rectifiedOutput {
+            // Blocked training passes mask dy while summing it; the rest mask it here first.
+            dy = Tensor.uninitialized(like: x)
+            if !fusedMask {
+                let (yp, gp, ip) = (y.data, dy.data, incoming.data)
+                let chunks = elementChunks(y.count)
+                Parallel.forEach(chunks.count) { r in
+                    for i in chunks[r] { gp[i] = yp[i] > 0 ? ip[i] : 0 }
+                }
+            }
+        }
+        let mask = fusedMask ? rectifiedOutput.map { (UnsafePointer($0.data), incoming.data) } : nil
+        let dx = Tensor.uninitialized(like: x)
         // Per-channel dx = scale·dy − a·x + constant, applied after the sums when blocked.
         let coefficients = UnsafeMutablePointer<Float>.allocate(capacity: 3 * channels)
         defer { coefficients.deallocate() }
@@ -169,7 +206,7 @@ public final class BatchNorm: Layer {
         let training = cache.training
         if training && spatial == 1 {
             backwardFlat(xp, dyp, dxp, images: n, mean: cache.mean, invStd: cache.invStd)
-            return dx
+            return (dx, dy)
         }
         // Σ dy and Σ dy·x per image and channel, summed in batch order (a gang gathers every
         // member's images first); Σ dy·x̂ = istd · (Σ dy·x − μ Σ dy).
@@ -177,7 +214,10 @@ public final class BatchNorm: Layer {
         let m = Float((shard?.batchCount ?? n) * spatial)
         let batch = shard?.batchCount ?? n
         GangShard.perImage(shard, images: n, values: channels * 2, fill: { lp in
-            if blocked { BlockedBatchNorm.sums(dyp, xp, images: n, channels: channels, spatial: spatial, into: lp); return }
+            if blocked {
+                BlockedBatchNorm.sums(dyp, xp, images: n, channels: channels, spatial: spatial, into: lp, masking: mask)
+                return
+            }
             Parallel.forEach(channels) { c in
                 for i in 0..<n {
                     let off = (i * channels + c) * spatial
@@ -229,7 +269,7 @@ public final class BatchNorm: Layer {
                                             scale: coefficients, a: coefficients + channels,
                                             constant: coefficients + 2 * channels)
         }
-        return dx
+        return (dx, dy)
     }
 
     // MARK: - One value per channel and image (BatchNorm1d after a linear layer)
@@ -403,16 +443,26 @@ enum BlockedBatchNorm {
         }
     }
 
-    /// lp[(i·C + c)·2 ...] = (Σ dy, Σ dy·x) over image i's channel c.
-    static func sums(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, images n: Int, channels: Int, spatial: Int,
-                     into lp: UnsafeMutablePointer<Double>) {
+    /// lp[(i·C + c)·2 ...] = (Σ dy, Σ dy·x) over image i's channel c. With `masking` (a fused
+    /// ReLU's output and the gradient arriving at it), dy is first computed, and written, as
+    /// that gradient where the output is positive and zero elsewhere.
+    static func sums(_ dy: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, images n: Int, channels: Int, spatial: Int,
+                     into lp: UnsafeMutablePointer<Double>,
+                     masking: (output: UnsafePointer<Float>, incoming: UnsafeMutablePointer<Float>)? = nil) {
         let b = BlockedLayout.block
         forEachLanes(images: n, channels: channels, spatial: spatial) { c, base in
             var (s, d) = (Lanes(), Lanes())
             for p in 0..<spatial {
-                let g = load(dy, base + p * b)
+                let at = base + p * b
+                var g: Lanes
+                if let masking {
+                    g = Lanes().replacing(with: load(masking.incoming, at), where: load(masking.output, at) .> 0)
+                    store(g, dy, at)
+                } else {
+                    g = load(dy, at)
+                }
                 s += g
-                d += g * load(x, base + p * b)
+                d += g * load(x, at)
             }
             for l in 0..<Lanes.scalarCount {
                 lp[(c + l) * 2] = Double(s[l])
@@ -421,14 +471,26 @@ enum BlockedBatchNorm {
         }
     }
 
-    /// y = x·scale[c] + shift[c].
+    /// y = relu?(x·scale[c] + shift[c] [+ skip]).
     static func affine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, images n: Int, channels: Int,
-                       spatial: Int, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>) {
+                       spatial: Int, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
+                       adding skip: UnsafePointer<Float>? = nil, relu: Bool = false) {
         let b = BlockedLayout.block
         forEachLanes(images: n, channels: channels, spatial: spatial) { c, base in
             let k = c % channels
             let (sc, sh) = (load(scale, k), load(shift, k))
-            for p in 0..<spatial { store(load(x, base + p * b) * sc + sh, y, base + p * b) }
+            switch (skip, relu) {
+            case (nil, false):
+                for p in 0..<spatial { store(load(x, base + p * b) * sc + sh, y, base + p * b) }
+            case (nil, true):
+                for p in 0..<spatial { store(pointwiseMax(load(x, base + p * b) * sc + sh, Lanes()), y, base + p * b) }
+            case let (skip?, false):
+                for p in 0..<spatial { store(load(x, base + p * b) * sc + sh + load(skip, base + p * b), y, base + p * b) }
+            case let (skip?, true):
+                for p in 0..<spatial {
+                    store(pointwiseMax(load(x, base + p * b) * sc + sh + load(skip, base + p * b), Lanes()), y, base + p * b)
+                }
+            }
         }
     }
 

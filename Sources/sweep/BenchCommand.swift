@@ -71,7 +71,7 @@ struct BenchCommand: ParsableCommand {
             let kernelTotal = kernels.reduce(0) { $0 + $1.1 }
             report("forward + backward time by layer type, each layer timed alone (resnet20 28x28, batch \(batchSize)), ms:")
             for (kind, seconds) in kernels {
-                report("  " + kind.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: " %7.2f  (%4.1f%%)", seconds * 1000, 100 * seconds / kernelTotal))
+                report("  " + kind.padding(toLength: 26, withPad: " ", startingAt: 0) + String(format: " %7.2f  (%4.1f%%)", seconds * 1000, 100 * seconds / kernelTotal))
             }
             report("per-layer time of one resnet20 28x28 training step (batch \(batchSize)), ms:")
             for r in rows {

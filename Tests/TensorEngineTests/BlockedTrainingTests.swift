@@ -163,4 +163,51 @@ final class BlockedTrainingTests: XCTestCase {
         winograd_transform_weights(Int32(width), Int32(c), Int32(k), w, &whole)
         XCTAssertEqual(values[0], whole)
     }
+
+    /// relu(BN(x) + skip) in the batch norm's pass equals the three layers apart, in either
+    /// layout and mode, forward and backward; and it passes finite differences.
+    func testFusedJoinMatchesSeparateLayers() throws {
+        let c = max(width, 4)
+        let x = randomTensor([3, c, 5, 6], seed: 30, scale: 2)
+        let skip = randomTensor(x.shape, seed: 31)
+        let dy = randomTensor(x.shape, seed: 32)
+        for layout in width == 0 ? [false] : [false, true] {
+            for training in [true, false] {
+                for withSkip in [false, true] {
+                    let (fused, separate, relu) = (skewedBatchNorm(c, seed: 33), skewedBatchNorm(c, seed: 33), ReLU())
+                    let input = x.inLayout(blocked: layout)
+                    let y = fused.forward(input, training: training, adding: withSkip ? skip : nil, relu: true)
+                    let z = separate.forward(input, training: training)
+                    let expected = relu.forward(withSkip ? add(z, skip) : z, training: training)
+                    let what = "blocked \(layout), training \(training), skip \(withSkip)"
+                    XCTAssertEqual(y.blocked, layout)
+                    XCTAssertEqual(y.plain.array, expected.plain.array, what)
+                    let (dx, joined) = fused.backwardJoined(dy.inLayout(blocked: layout))
+                    let dJoin = relu.backward(dy)
+                    XCTAssertEqual(joined.plain.array, dJoin.plain.array, what)
+                    assertClose(dx, separate.backward(dJoin), tolerance: 1e-5, what)
+                    assertClose(fused.gamma.grad, separate.gamma.grad, tolerance: 1e-4, what)
+                    assertClose(fused.beta.grad, separate.beta.grad, tolerance: 1e-4, what)
+                }
+            }
+        }
+        let probe = JoinedBatchNorm(skewedBatchNorm(c, seed: 34), skip: skip)
+        check.check(probe, input: x, training: true)
+        if width > 0 {
+            let blockedProbe = JoinedBatchNorm(skewedBatchNorm(c, seed: 34), skip: skip.inLayout(blocked: true))
+            check.check(blockedProbe, input: x.inLayout(blocked: true), training: true)
+        }
+    }
+}
+
+/// relu(BN(x) + skip) as one layer, for the gradient check.
+private final class JoinedBatchNorm: Layer {
+    let bn: BatchNorm
+    let skip: Tensor
+
+    init(_ bn: BatchNorm, skip: Tensor) { (self.bn, self.skip) = (bn, skip) }
+
+    var children: [(String, Layer)] { [("bn", bn)] }
+    func forward(_ x: Tensor, training: Bool) -> Tensor { bn.forward(x, training: training, adding: skip, relu: true) }
+    func backward(_ dy: Tensor) -> Tensor { bn.backwardJoined(dy).dx }
 }
