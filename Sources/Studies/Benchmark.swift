@@ -242,7 +242,7 @@ public enum Benchmark {
                 let out = layer.forward(h, training: true)
                 _ = layer.backward(out)
             }
-            totals[kind == "bn" ? "BatchNorm (+ ReLU, + add)" : kind == "conv" ? "Conv2d" : kind,
+            totals[kind == "JoinProbe" ? "BatchNorm (+ ReLU, + add)" : kind,
                    default: 0] += Date().timeIntervalSince(start) / Double(steps)
         }
         return totals.sorted { $0.value > $1.value }.map { ($0.key, $0.value) }

@@ -417,6 +417,10 @@ enum BlockedBatchNorm {
         UnsafeRawPointer(p + at).loadUnaligned(as: Lanes.self)
     }
 
+    /// max(v, 0) lane by lane, with the bits of Swift's `max(v, 0)` (+0 for −0, NaN kept);
+    /// `pointwiseMax` compiles to a slow generic loop.
+    @inline(__always) private static func rectified(_ v: Lanes) -> Lanes { v.replacing(with: 0, where: v .<= 0) }
+
     @inline(__always) private static func store(_ v: Lanes, _ p: UnsafeMutablePointer<Float>, _ at: Int) {
         UnsafeMutableRawPointer(p + at).storeBytes(of: v, as: Lanes.self)
     }
@@ -456,7 +460,8 @@ enum BlockedBatchNorm {
                 let at = base + p * b
                 var g: Lanes
                 if let masking {
-                    g = Lanes().replacing(with: load(masking.incoming, at), where: load(masking.output, at) .> 0)
+                    // ReLU's backward: the incoming gradient where the output is > 0, else 0.
+                    g = load(masking.incoming, at).replacing(with: 0, where: .!(load(masking.output, at) .> 0))
                     store(g, dy, at)
                 } else {
                     g = load(dy, at)
@@ -483,12 +488,12 @@ enum BlockedBatchNorm {
             case (nil, false):
                 for p in 0..<spatial { store(load(x, base + p * b) * sc + sh, y, base + p * b) }
             case (nil, true):
-                for p in 0..<spatial { store(pointwiseMax(load(x, base + p * b) * sc + sh, Lanes()), y, base + p * b) }
+                for p in 0..<spatial { store(rectified(load(x, base + p * b) * sc + sh), y, base + p * b) }
             case let (skip?, false):
                 for p in 0..<spatial { store(load(x, base + p * b) * sc + sh + load(skip, base + p * b), y, base + p * b) }
             case let (skip?, true):
                 for p in 0..<spatial {
-                    store(pointwiseMax(load(x, base + p * b) * sc + sh + load(skip, base + p * b), Lanes()), y, base + p * b)
+                    store(rectified(load(x, base + p * b) * sc + sh + load(skip, base + p * b)), y, base + p * b)
                 }
             }
         }
