@@ -36,6 +36,12 @@ public final class Network {
     init(spec: ModelSpec, root: Layer, units: [(name: String, kind: UnitKind, group: String, transition: Bool)]) {
         self.spec = spec
         self.root = root
+        // Nothing reads the gradient of the images: the first layer with weights skips it.
+        for (_, layer) in (root as? Sequential)?.children ?? [] {
+            if let conv = layer as? Conv2d { conv.computesInputGradient = false }
+            if let linear = layer as? Linear { linear.computesInputGradient = false }
+            if !(layer is Flatten) { break }
+        }
         parameters = root.namedParameters()
         buffers = root.namedBuffers()
         layersByName = Dictionary(root.namedLayers().map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
@@ -162,7 +168,6 @@ extension Network {
         // Everything between the stem and the pool takes blocked activations: keep them blocked.
         let root = Sequential(layers)
         for case let (_, conv as Conv2d) in root.namedLayers() { conv.emitsBlocked = true }
-        (layers[0].1 as? Conv2d)?.computesInputGradient = false
         return Network(spec: spec, root: root, units: units)
     }
 

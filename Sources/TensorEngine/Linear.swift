@@ -7,6 +7,9 @@ public final class Linear: Layer {
     public let outFeatures: Int
     public let weight: Parameter
     public let bias: Parameter?
+    /// False for a network's first layer: nothing reads the gradient of its input (the images),
+    /// so backward skips that product and returns zeros.
+    public var computesInputGradient = true
     private var input: Tensor?
     private var inputShape: [Int] = []
 
@@ -90,6 +93,7 @@ public final class Linear: Layer {
                 }
             }
         }
+        guard computesInputGradient else { return Tensor.zeros(inputShape, blocked: false) }
         // dx = dy · W, split by input features like the forward pass.
         let columns = Parallel.ranges(fin, grain: 256)
         Parallel.forEach(columns.count) { r in

@@ -37,6 +37,26 @@ final class ModelStructureTests: XCTestCase {
         XCTAssertEqual(optionB.parameterCount, 269_722 + 16 * 32 + 64 + 32 * 64 + 128)
     }
 
+    /// Only the first layer with weights skips its input gradient (nothing reads the images').
+    func testOnlyTheFirstLayerSkipsItsInputGradient() throws {
+        for (name, first) in [("resnet8", "stem.conv"), ("fcn-64x2-bn", "fc1"), ("student-c2-w1", "conv1")] {
+            let net = try build(name, input: [1, 8, 8])
+            let skipping = net.root.namedLayers().filter { _, layer in
+                (layer as? Conv2d).map { !$0.computesInputGradient } ?? (layer as? Linear).map { !$0.computesInputGradient } ?? false
+            }
+            XCTAssertEqual(skipping.map(\.0), [first], name)
+        }
+        var rng = RandomSource(seed: 4)
+        let (full, skipping) = (Linear(6, 3, rng: &rng), Linear(6, 3, rng: &rng))
+        skipping.weight.value.assign(full.weight.value)
+        skipping.computesInputGradient = false
+        let x = randomTensor([4, 6], seed: 5), dy = randomTensor([4, 3], seed: 6)
+        _ = full.forward(x, training: true); _ = skipping.forward(x, training: true)
+        XCTAssertEqual(skipping.backward(dy).array, [Float](repeating: 0, count: 24))
+        _ = full.backward(dy)
+        XCTAssertEqual(skipping.weight.grad.array, full.weight.grad.array)
+    }
+
     func testFCNAndStudentShapes() throws {
         let fcn = try build("fcn-1024x3-bn", input: [1, 28, 28])
         XCTAssertEqual(fcn.units.map(\.name), ["fc1", "fc2", "fc3", "readout"])
