@@ -1,8 +1,10 @@
 import CWinograd
 import Foundation
 
-/// Evaluation's Winograd F(4x4, 3x3) convolutions (Sources/CWinograd): 3x3, stride 1, padding 1,
-/// blocked activations, a quarter of the direct convolution's multiplications.
+/// Winograd F(4x4, 3x3) convolutions (Sources/CWinograd): 3x3, stride 1, padding 1, blocked
+/// activations, a quarter of the direct convolution's multiplications. Evaluation runs them fused
+/// with its folded batch norms; training runs its forward and backward-data passes on them
+/// (`Conv2d`).
 ///
 /// The results differ from the direct convolution by rounding only, within the bound that
 /// `WinogradTests` derives and checks; they are the same bits for any thread count and for

@@ -1,6 +1,7 @@
-// Winograd F(4x4, 3x3) convolutions for evaluation: 3x3, stride 1, padding 1, on activations in
-// the blocked layout (n, c / B, h, w, c % B) that the rest of evaluation uses, with a bias, an
-// optional residual sum and an optional ReLU fused into the output transform.
+// Winograd F(4x4, 3x3) convolutions for evaluation and for training's forward and backward-data
+// passes: 3x3, stride 1, padding 1, on activations in the blocked layout (n, c / B, h, w, c % B)
+// that both keep between layers, with a bias, an optional residual sum and an optional ReLU fused
+// into the output transform.
 //
 // A 6x6 input tile gives a 4x4 output tile with 36 multiplications per channel pair instead of
 // 144. Every value is computed by the same sequence of float operations whatever the vector
