@@ -41,13 +41,7 @@ public enum Benchmark {
     /// Times `seconds` worth of SGD steps and of inference batches (after a warm-up).
     public static func run(model: String, input: [Int], batchSize: Int = 128, seconds: Double = 5) throws -> BenchmarkResult {
         let (network, x, labels) = try workload(model: model, input: input, batchSize: batchSize)
-        let optimizer = SGD(parameters: network.parameters.map { $0.1 }, momentum: 0.9, weightDecay: 5e-4)
-        let trainStep = {
-            optimizer.zeroGrad()
-            let result = Loss.softmaxCrossEntropy(network.forward(x, training: true), labels: labels)
-            network.backward(result.gradient)
-            optimizer.step(learningRate: 0.01)
-        }
+        let trainStep = sgdStep(network, x, labels)
         let plan = InferencePlan(network)
         let evalStep = { _ = plan.forward(x) }
         let train = Double(batchSize) * rate(of: trainStep, seconds: seconds)
@@ -93,6 +87,18 @@ public enum Benchmark {
         let x = Tensor(shape: [batchSize] + input)
         for i in 0..<x.count { x.data[i] = rng.nextNormal() }
         return (network, x, (0..<batchSize).map { Int32($0 % 10) })
+    }
+
+    /// One SGD step (momentum 0.9, weight decay 5e-4) of `network` on the batch: what the
+    /// training figures time.
+    static func sgdStep(_ network: Network, _ x: Tensor, _ labels: [Int32]) -> () -> Void {
+        let optimizer = SGD(parameters: network.parameters.map { $0.1 }, momentum: 0.9, weightDecay: 5e-4)
+        return {
+            optimizer.zeroGrad()
+            let result = Loss.softmaxCrossEntropy(network.forward(x, training: true), labels: labels)
+            network.backward(result.gradient)
+            optimizer.step(learningRate: 0.01)
+        }
     }
 
     /// Steps per second of `body`, after two warm-up calls, over at least `seconds` and 3 calls.
@@ -166,20 +172,14 @@ public enum Benchmark {
     public static func trainingKernels(model: String, input: [Int], batchSize: Int = 128,
                                        rounds: Int = 5) throws -> (direct: Double, winograd: Double) {
         let (network, x, labels) = try workload(model: model, input: input, batchSize: batchSize)
-        let optimizer = SGD(parameters: network.parameters.map { $0.1 }, momentum: 0.9, weightDecay: 5e-4)
+        let step = sgdStep(network, x, labels)
         let enabled = Winograd.enabled
         defer { Winograd.enabled = enabled }
         var best: [Bool: Double] = [:]
         for _ in 0..<rounds {
             for winograd in [false, true] {
                 Winograd.enabled = winograd
-                let seconds = 1 / rate(of: {
-                    optimizer.zeroGrad()
-                    let result = Loss.softmaxCrossEntropy(network.forward(x, training: true), labels: labels)
-                    network.backward(result.gradient)
-                    optimizer.step(learningRate: 0.01)
-                }, seconds: 0)
-                best[winograd] = min(best[winograd] ?? .infinity, seconds)
+                best[winograd] = min(best[winograd] ?? .infinity, 1 / rate(of: step, seconds: 0))
             }
         }
         return (best[false]!, best[true]!)

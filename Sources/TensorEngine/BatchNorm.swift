@@ -60,7 +60,7 @@ public final class BatchNorm: Layer {
         precondition(x.rank >= 2 && x.shape[1] == channels, "BatchNorm expects (N, \(channels), ...), got \(x.shape)")
         let skip = skip?.inLayout(blocked: x.blocked)
         if let skip { precondition(skip.shape == x.shape, "BatchNorm adds \(skip.shape) to \(x.shape)") }
-        let (sp, rectify) = (skip.map { UnsafePointer($0.data) }, relu)
+        let sp = skip.map { UnsafePointer($0.data) }
         let n = x.shape[0]
         let spatial = x.shape.dropFirst(2).reduce(1, *)
         let y = Tensor.uninitialized(like: x)
@@ -132,7 +132,7 @@ public final class BatchNorm: Layer {
             batchesTracked += 1
             if blocked {
                 BlockedBatchNorm.affine(xp, yp, images: n, channels: channels, spatial: spatial,
-                                        scale: scaleOffset, shift: scaleOffset + channels, adding: sp, relu: rectify)
+                                        scale: scaleOffset, shift: scaleOffset + channels, adding: sp, relu: relu)
             }
         } else if blocked {
             let affine = inferenceAffine
@@ -140,7 +140,7 @@ public final class BatchNorm: Layer {
             scaleOffset.update(from: affine.scale, count: channels)
             (scaleOffset + channels).update(from: affine.shift, count: channels)
             BlockedBatchNorm.affine(xp, yp, images: n, channels: channels, spatial: spatial,
-                                    scale: scaleOffset, shift: scaleOffset + channels, adding: sp, relu: rectify)
+                                    scale: scaleOffset, shift: scaleOffset + channels, adding: sp, relu: relu)
         } else {
             let affine = inferenceAffine
             (mean, invStd) = (runningMean.array, affine.invStd)
@@ -157,12 +157,12 @@ public final class BatchNorm: Layer {
                 }
             }
         }
-        if !(blocked && spatial > 1) && (sp != nil || rectify) {
+        if !(blocked && spatial > 1) && (sp != nil || relu) {
             let chunks = elementChunks(y.count)
             Parallel.forEach(chunks.count) { r in
                 for i in chunks[r] {
                     let v = sp.map { yp[i] + $0[i] } ?? yp[i]
-                    yp[i] = rectify ? max(v, 0) : v
+                    yp[i] = relu ? max(v, 0) : v
                 }
             }
         }

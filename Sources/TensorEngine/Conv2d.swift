@@ -93,13 +93,16 @@ public final class Conv2d: Layer {
 
     private func forwardDNNL(_ x: Tensor) -> Tensor? {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
-        guard let plans = plans(n, h, w, inputBlocked: x.blocked, loadWeights: true) else { return nil }
+        // oneDNN's copies of the weights serve its forward and backward-data passes only.
+        let winograd = runsWinograd(x)
+        guard let plans = plans(n, h, w, inputBlocked: x.blocked, loadWeights: !winograd) else { return nil }
         let y = Tensor.uninitialized([n, outChannels, outputSize(h), outputSize(w)], blocked: outputBlocked)
         let groups = GangShard.groups(n)
-        if runsWinograd(x) {
-            let u = Winograd.transform(weight.value.array, inChannels: inChannels, outChannels: outChannels)
-            winograd(x, into: y, weights: u, inChannels: inChannels, outChannels: outChannels,
-                     bias: bias?.value.array ?? [Float](repeating: 0, count: outChannels), groups: groups)
+        if winograd {
+            Winograd.forward(groups: groups, inChannels: inChannels, outChannels: outChannels, height: h, width: w, source: x.data,
+                             weights: Winograd.transform(weight.value.array, inChannels: inChannels, outChannels: outChannels),
+                             bias: bias?.value.array ?? [Float](repeating: 0, count: outChannels), skip: nil, relu: false,
+                             destination: y.data)
             return y
         }
         let (xp, yp, inSize, outSize) = (x.data, y.data, inChannels * h * w, y.count / max(n, 1))
@@ -112,7 +115,8 @@ public final class Conv2d: Layer {
 
     private func backwardDNNL(_ x: Tensor, _ dy: Tensor) -> Tensor? {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
-        // The weights were loaded by the forward pass and have not changed since.
+        // The weights were loaded by the forward pass (unless Winograd runs, which needs none of
+        // oneDNN's copies) and have not changed since.
         guard let plans = plans(n, h, w, inputBlocked: x.blocked, loadWeights: false) else { return nil }
         let wantsDx = computesInputGradient
         let dx = wantsDx ? Tensor.uninitialized(like: x) : Tensor.zeros(x.shape, blocked: x.blocked)
@@ -123,18 +127,18 @@ public final class Conv2d: Layer {
         let hasBias = bias != nil
         // The input gradient of a 3x3 stride-1 pad-1 convolution is the same convolution of dy
         // with each kernel turned 180° and the channel roles swapped.
-        let winogradData = wantsDx && runsWinograd(x)
-            ? Winograd.transform(rotatedWeights, inChannels: outChannels, outChannels: inChannels) : nil
-        if let u = winogradData {
-            winograd(dy, into: dx, weights: u, inChannels: outChannels, outChannels: inChannels,
-                     bias: [Float](repeating: 0, count: inChannels), groups: groups)
+        let dataOnWinograd = wantsDx && runsWinograd(x)
+        if dataOnWinograd {
+            Winograd.forward(groups: groups, inChannels: outChannels, outChannels: inChannels, height: h, width: w, source: dy.data,
+                             weights: Winograd.transform(rotatedWeights, inChannels: outChannels, outChannels: inChannels),
+                             bias: [Float](repeating: 0, count: inChannels), skip: nil, relu: false, destination: dx.data)
         }
         Parallel.forEach(groups.count) { g in
             let r = groups[g]
             let plan = plans[r.count]!
             plan.backwardWeights(xp + r.lowerBound * inSize, dyp + r.lowerBound * outSize, partialW[g].data,
                                  hasBias ? partialB[g].data : nil)
-            if wantsDx && winogradData == nil { plan.backwardData(dyp + r.lowerBound * outSize, dxp + r.lowerBound * inSize) }
+            if wantsDx && !dataOnWinograd { plan.backwardData(dyp + r.lowerBound * outSize, dxp + r.lowerBound * inSize) }
         }
         accumulate(partialW, partialB)
         return dx
@@ -164,24 +168,6 @@ public final class Conv2d: Layer {
                 }
             }
             count = k * c * taps
-        }
-    }
-
-    /// y = conv(x) + bias on the Winograd kernels, one image group per call and thread.
-    private func winograd(_ x: Tensor, into y: Tensor, weights u: [Float], inChannels: Int, outChannels: Int,
-                          bias: [Float], groups: [Range<Int>]) {
-        let (h, w) = (x.shape[2], x.shape[3])
-        let (xp, yp, inSize, outSize) = (x.data, y.data, inChannels * h * w, outChannels * h * w)
-        u.withUnsafeBufferPointer { up in
-            bias.withUnsafeBufferPointer { bp in
-                let (upp, bpp) = (up.baseAddress!, bp.baseAddress!)
-                Parallel.forEach(groups.count) { g in
-                    let r = groups[g]
-                    Winograd.forward(images: r.count, inChannels: inChannels, outChannels: outChannels, height: h, width: w,
-                                     source: xp + r.lowerBound * inSize, weights: upp, bias: bpp, skip: nil, relu: false,
-                                     destination: yp + r.lowerBound * outSize)
-                }
-            }
         }
     }
 

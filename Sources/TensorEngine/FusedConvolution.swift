@@ -56,7 +56,9 @@ public final class FusedConvolution {
         let source = !x.blocked && BlockedLayout.holds(channels: inChannels) ? LayoutTensor.blocked(from: x.plain) : x
         let groups = evaluationGroups(n)
         if source.blocked, let u = lock.withLock({ winogradWeights }) {
-            winograd(source, into: y, adding: skip, weights: u, groups: groups)
+            Winograd.forward(groups: groups, inChannels: inChannels, outChannels: outChannels, height: h, width: w,
+                             source: source.storage.data, weights: u, bias: bias, skip: skip.map { UnsafePointer($0.storage.data) },
+                             relu: relu, destination: y.storage.data)
             return y
         }
         var plans: [Int: Packed] = [:]
@@ -82,26 +84,6 @@ public final class FusedConvolution {
             }
         }
         return y
-    }
-
-    /// The Winograd kernels' pass over each fixed image group, one thread per group.
-    private func winograd(_ x: LayoutTensor, into y: LayoutTensor, adding skip: LayoutTensor?, weights u: [Float],
-                          groups: [Range<Int>]) {
-        let (h, w) = (x.shape[2], x.shape[3])
-        let (xp, yp, sp) = (x.storage.data, y.storage.data, skip?.storage.data)
-        let (inSize, outSize) = (inChannels * h * w, outChannels * h * w)
-        u.withUnsafeBufferPointer { up in
-            bias.withUnsafeBufferPointer { b in
-                let (upp, bp) = (up.baseAddress!, b.baseAddress!)
-                Parallel.forEach(groups.count) { g in
-                    let r = groups[g]
-                    Winograd.forward(images: r.count, inChannels: inChannels, outChannels: outChannels, height: h, width: w,
-                                     source: xp + r.lowerBound * inSize, weights: upp, bias: bp,
-                                     skip: sp.map { UnsafePointer($0 + r.lowerBound * outSize) }, relu: relu,
-                                     destination: yp + r.lowerBound * outSize)
-                }
-            }
-        }
     }
 
     /// The primitive for one chunk shape with this layer's weights packed for it; nil when

@@ -37,12 +37,24 @@ public enum Winograd {
         }
     }
 
-    /// dst = relu?(conv(src) + bias [+ skip]) for `images` blocked images of (h, w), on this thread.
-    static func forward(images: Int, inChannels: Int, outChannels: Int, height: Int, width: Int,
-                        source: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+    /// dst = relu?(conv(src) + bias [+ skip]) for a batch of blocked images of (h, w), with
+    /// `weights` from `transform`: one kernel call per fixed image group, one thread each.
+    static func forward(groups: [Range<Int>], inChannels: Int, outChannels: Int, height: Int, width: Int,
+                        source: UnsafePointer<Float>, weights: [Float], bias: [Float],
                         skip: UnsafePointer<Float>?, relu: Bool, destination: UnsafeMutablePointer<Float>) {
-        let status = winograd_forward(Int32(BlockedLayout.block), Int32(images), Int32(inChannels), Int32(outChannels),
-                                      Int32(height), Int32(width), source, weights, bias, skip, relu ? 1 : 0, destination)
-        precondition(status == 0, "Winograd convolution failed: its kernels or scratch memory are unavailable")
+        let (inSize, outSize, block) = (inChannels * height * width, outChannels * height * width, Int32(BlockedLayout.block))
+        weights.withUnsafeBufferPointer { u in
+            bias.withUnsafeBufferPointer { b in
+                let (up, bp) = (u.baseAddress!, b.baseAddress!)
+                Parallel.forEach(groups.count) { g in
+                    let r = groups[g]
+                    let status = winograd_forward(block, Int32(r.count), Int32(inChannels), Int32(outChannels), Int32(height),
+                                                  Int32(width), source + r.lowerBound * inSize, up, bp,
+                                                  skip.map { $0 + r.lowerBound * outSize }, relu ? 1 : 0,
+                                                  destination + r.lowerBound * outSize)
+                    precondition(status == 0, "Winograd convolution failed: its kernels or scratch memory are unavailable")
+                }
+            }
+        }
     }
 }
