@@ -9,6 +9,12 @@
 // other than the kernels' explicit ones.
 #pragma STDC FP_CONTRACT OFF
 
+// Both widths prefetch two tiles ahead: a batch's activations (6.4 MB for 16 channels of 28x28)
+// live in L3, and the tiles' rows are too many short streams for the hardware prefetchers. On
+// ResNet-20's shapes (AVX-512, batch 128 in groups of 8) it made the weight gradient 1.2-1.6x and
+// the forward pass 1.1-1.5x faster, most on 16 channels.
+#define PF 2
+
 // MARK: - AVX2 + FMA, blocks of 8
 
 #define VW 8
@@ -22,6 +28,7 @@
 #define VSET1(x) _mm256_set1_ps(x)
 #define VADD(a, b) _mm256_add_ps(a, b)
 #define VSUB(a, b) _mm256_sub_ps(a, b)
+#define VMUL(a, b) _mm256_mul_ps(a, b)
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define VMAX(a, b) _mm256_max_ps(a, b)
 #include "kernel.inc"
@@ -36,10 +43,13 @@
 #undef VSET1
 #undef VADD
 #undef VSUB
+#undef VMUL
 #undef VFMA
 #undef VMAX
 #undef INPUT_1D
 #undef OUTPUT_1D
+#undef GRADIENT_1D
+#undef FINISH_1D
 
 // MARK: - AVX-512F, blocks of 16
 
@@ -54,6 +64,7 @@
 #define VSET1(x) _mm512_set1_ps(x)
 #define VADD(a, b) _mm512_add_ps(a, b)
 #define VSUB(a, b) _mm512_sub_ps(a, b)
+#define VMUL(a, b) _mm512_mul_ps(a, b)
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define VMAX(a, b) _mm512_max_ps(a, b)
 #include "kernel.inc"
@@ -141,5 +152,30 @@ int winograd_forward(int block, int n, int cin, int cout, int h, int w, const fl
     float *m = v + (size_t)36 * chunk * cin;
     if (block == 16) avx512_forward(n, cin, cout, h, w, src, u, bias, skip, relu, dst, v, m, chunk);
     else avx2_forward(n, cin, cout, h, w, src, u, bias, skip, relu, dst, v, m, chunk);
+    return 0;
+}
+
+/// Tiles per pass of the weight gradient: the pass's transformed inputs and output gradients
+/// (36 · (cin + cout) floats a tile) within about 256 KB, at least 8 tiles.
+static int gradient_chunk(int tiles, int cin, int cout) {
+    int chunk = 256 * 1024 / (36 * 4 * (cin + cout));
+    if (chunk < 8) chunk = 8;
+    return chunk < tiles ? chunk : tiles;
+}
+
+int winograd_weight_gradient(int block, int n, int cin, int cout, int h, int w, const float *src, const float *dy, float *dw) {
+    if (!winograd_available(block) || cin % block || cout % block || n < 1) return -1;
+    const int tiles = n * ((h + 3) / 4) * ((w + 3) / 4), chunk = gradient_chunk(tiles, cin, cout);
+    const size_t sums = (size_t)36 * cin * cout;
+    float *v = scratch((size_t)36 * chunk * (cin + cout) + sums);
+    if (!v) return -1;
+    float *g = v + (size_t)36 * chunk * cin, *m = g + (size_t)36 * chunk * cout;
+    if (block == 16) {
+        avx512_weight_sums(n, cin, cout, h, w, src, dy, v, g, m, chunk);
+        avx512_finish(cin, cout, m, dw);
+    } else {
+        avx2_weight_sums(n, cin, cout, h, w, src, dy, v, g, m, chunk);
+        avx2_finish(cin, cout, m, dw);
+    }
     return 0;
 }

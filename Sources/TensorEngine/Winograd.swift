@@ -3,8 +3,8 @@ import Foundation
 
 /// Winograd F(4x4, 3x3) convolutions (Sources/CWinograd): 3x3, stride 1, padding 1, blocked
 /// activations, a quarter of the direct convolution's multiplications. Evaluation runs them fused
-/// with its folded batch norms; training runs its forward and backward-data passes on them
-/// (`Conv2d`).
+/// with its folded batch norms; training runs its forward, backward-data and backward-weights
+/// passes on them (`Conv2d`).
 ///
 /// The results differ from the direct convolution by rounding only, within the bound that
 /// `WinogradTests` derives and checks; they are the same bits for any thread count and for
@@ -56,5 +56,16 @@ public enum Winograd {
                 }
             }
         }
+    }
+
+    /// The weight gradient (OIHW, overwritten into `destination`) of a 3x3 stride-1 convolution
+    /// over `images` blocked images of (h, w): its input `source` and its output's gradient
+    /// `gradient`, on one thread.
+    static func weightGradient(images: Int, inChannels: Int, outChannels: Int, height: Int, width: Int,
+                               source: UnsafePointer<Float>, gradient: UnsafePointer<Float>,
+                               destination: UnsafeMutablePointer<Float>) {
+        let status = winograd_weight_gradient(Int32(BlockedLayout.block), Int32(images), Int32(inChannels), Int32(outChannels),
+                                              Int32(height), Int32(width), source, gradient, destination)
+        precondition(status == 0, "Winograd weight gradient failed: its kernels or scratch memory are unavailable")
     }
 }

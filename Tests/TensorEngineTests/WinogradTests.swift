@@ -3,8 +3,9 @@ import EngineTestSupport
 import TensorEngine
 import XCTest
 
-/// Evaluation's Winograd F(4x4, 3x3) kernels against exact arithmetic, with an error bound
-/// derived from the transforms, on every 3x3 stride-1 layer shape of the CIFAR ResNets.
+/// The Winograd F(4x4, 3x3) kernels (evaluation's fused forward pass, training's weight
+/// gradient) against exact arithmetic, with error bounds derived from the transforms, on every
+/// 3x3 stride-1 layer shape of the CIFAR ResNets.
 final class WinogradTests: XCTestCase {
     override func setUp() { Parallel.configure(threads: 2) }
     override func tearDown() {
@@ -126,6 +127,97 @@ final class WinogradTests: XCTestCase {
             }
         }
         print("winograd: worst error \(String(format: "%.3f", worst)) of the derived bound, \(worstRelative) of ỹ")
+    }
+
+    /// The weight gradient's bound. Each result is Gᵀ[Σ_t (A dY_t Aᵀ) ⊙ (Bᵀ d_t B)]G over the T
+    /// tiles of the call: the output-gradient transform is 2 roundings deep per dimension, the
+    /// input transform 2, the tile sum one fused multiply-add per tile (T), the last transform 3
+    /// per dimension with integer coefficients, then one multiplication by 1 / (c_p c_q), itself
+    /// rounded: k = T + 16, and |computed − exact| ≤ γ(k) · ỹ with ỹ the same formula over
+    /// absolute values.
+    func testWeightGradientIsWithinItsDerivedBoundOnEveryResNetShape() throws {
+        let block = BlockedLayout.block
+        try XCTSkipIf(block == 0 || winograd_available(Int32(block)) == 0, "no Winograd kernels for this CPU's blocked layout")
+        var worst = 0.0
+        for (index, s) in Self.shapes.enumerated() {
+            let (n, c, k, size, plane) = (s.n, s.c, s.k, s.size, s.size * s.size)
+            let x = randomTensor([n, c, size, size], seed: UInt64(300 + index))
+            let dy = randomTensor([n, k, size, size], seed: UInt64(400 + index))
+            var dw = [Float](repeating: .nan, count: k * c * 9)
+            XCTAssertEqual(winograd_weight_gradient(Int32(block), Int32(n), Int32(c), Int32(k), Int32(size), Int32(size),
+                                                    Self.blocked(x, block: block), Self.blocked(dy, block: block), &dw), 0)
+            // Exact, in double.
+            var exact = [Double](repeating: 0, count: k * c * 9)
+            for img in 0..<n { for o in 0..<k { for i in 0..<c { for ky in 0..<3 { for kx in 0..<3 {
+                var e = 0.0
+                for y in 0..<size { for xx in 0..<size {
+                    let iy = y - 1 + ky, ix = xx - 1 + kx
+                    guard iy >= 0, iy < size, ix >= 0, ix < size else { continue }
+                    e += Double(dy.data[(img * k + o) * plane + y * size + xx]) * Double(x.data[(img * c + i) * plane + iy * size + ix])
+                } }
+                exact[((o * c + i) * 3 + ky) * 3 + kx] += e
+            } } } } }
+            // ỹ: per tile, |A| |dY| |Aᵀ| per output channel and |Bᵀ| |d| |B| per input channel.
+            let tiles = (size + 3) / 4, count = n * tiles * tiles
+            var gradients = [Double](repeating: 0, count: count * k * 36), inputs = [Double](repeating: 0, count: count * c * 36)
+            for img in 0..<n { for ty in 0..<tiles { for tx in 0..<tiles {
+                let t = (img * tiles + ty) * tiles + tx
+                for o in 0..<k {
+                    for a in 0..<6 { for b in 0..<6 {
+                        var sum = 0.0
+                        for r in 0..<4 { for q in 0..<4 {
+                            let y = ty * 4 + r, xx = tx * 4 + q
+                            guard y < size, xx < size else { continue }
+                            sum += abs(Self.aT[r][a]) * abs(Double(dy.data[(img * k + o) * plane + y * size + xx])) * abs(Self.aT[q][b])
+                        } }
+                        gradients[(t * k + o) * 36 + a * 6 + b] = sum
+                    } }
+                }
+                for i in 0..<c {
+                    for a in 0..<6 { for b in 0..<6 {
+                        var sum = 0.0
+                        for r in 0..<6 { for q in 0..<6 {
+                            let iy = ty * 4 - 1 + r, ix = tx * 4 - 1 + q
+                            guard iy >= 0, iy < size, ix >= 0, ix < size else { continue }
+                            sum += abs(Self.bT[a][r]) * abs(Double(x.data[(img * c + i) * plane + iy * size + ix])) * abs(Self.bT[b][q])
+                        } }
+                        inputs[(t * c + i) * 36 + a * 6 + b] = sum
+                    } }
+                }
+            } } }
+            let gamma = Self.gamma(channels: count + 3)   // γ(T + 16)
+            for o in 0..<k { for i in 0..<c {
+                var sums = [Double](repeating: 0, count: 36)
+                for t in 0..<count { for xi in 0..<36 { sums[xi] += gradients[(t * k + o) * 36 + xi] * inputs[(t * c + i) * 36 + xi] } }
+                for p in 0..<3 { for q in 0..<3 {
+                    var magnitude = 0.0
+                    for a in 0..<6 { for b in 0..<6 { magnitude += abs(Self.g[a][p]) * sums[a * 6 + b] * abs(Self.g[b][q]) } }
+                    let at = ((o * c + i) * 3 + p) * 3 + q
+                    let error = abs(Double(dw[at]) - exact[at]), allowed = gamma * magnitude
+                    worst = max(worst, error / allowed)
+                    if !(error <= allowed) {
+                        return XCTFail("\(s) weight gradient at \(at): \(dw[at]) vs \(exact[at]), bound \(allowed)")
+                    }
+                } }
+            } }
+        }
+        print("winograd weight gradient: worst error \(String(format: "%.3f", worst)) of the derived bound")
+    }
+
+    /// Both widths' weight gradients are the same bits: the same operations in the same order
+    /// per lane, the tile sum in tile order.
+    func testBothVectorWidthsGiveTheSameWeightGradient() throws {
+        try XCTSkipIf(winograd_available(16) == 0 || winograd_available(8) == 0, "this CPU lacks one of the two widths")
+        let (n, c, k, h) = (3, 32, 16, 9)
+        let x = randomTensor([n, c, h, h], seed: 67), dy = randomTensor([n, k, h, h], seed: 68)
+        let outputs = [8, 16].map { block -> [UInt32] in
+            var dw = [Float](repeating: .nan, count: k * c * 9)
+            XCTAssertEqual(winograd_weight_gradient(Int32(block), Int32(n), Int32(c), Int32(k), Int32(h), Int32(h),
+                                                    Self.blocked(x, block: block), Self.blocked(dy, block: block), &dw), 0)
+            return dw.map(\.bitPattern)
+        }
+        XCTAssertEqual(outputs[0], outputs[1])
+        XCTAssertFalse(outputs[0].contains { Float(bitPattern: $0).isNaN }, "every weight written")
     }
 
     /// The AVX2 (blocks of 8) and AVX-512 (blocks of 16) kernels give the same bits: the

@@ -1,5 +1,5 @@
-// Winograd F(4x4, 3x3) convolutions for evaluation and for training's forward and backward-data
-// passes: 3x3, stride 1, padding 1, on activations in the blocked layout (n, c / B, h, w, c % B)
+// Winograd F(4x4, 3x3) convolutions for evaluation and for training's forward, backward-data and
+// backward-weights passes: 3x3, stride 1, padding 1, on activations in the blocked layout (n, c / B, h, w, c % B)
 // that both keep between layers, with a bias, an optional residual sum and an optional ReLU fused
 // into the output transform.
 //
@@ -28,5 +28,11 @@ void winograd_transform_weights_blocks(int block, int cin, int cout, const float
 /// size. Returns 0, or -1 when the kernels for `block` are not available.
 int winograd_forward(int block, int n, int cin, int cout, int h, int w, const float *src, const float *u,
                      const float *bias, const float *skip, int relu, float *dst);
+
+/// dw (OIHW, overwritten) = the weight gradient of that convolution over n images, from its
+/// blocked input src and the blocked gradient dy of its output: Gᵀ [Σ_tiles (A dY Aᵀ) ⊙ (Bᵀ d B)] G,
+/// the products summed in tile order in float, the last transform in double. Returns 0, or -1
+/// when the kernels for `block` are not available.
+int winograd_weight_gradient(int block, int n, int cin, int cout, int h, int w, const float *src, const float *dy, float *dw);
 
 #endif
