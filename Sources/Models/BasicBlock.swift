@@ -77,12 +77,10 @@ public final class BasicBlock: Layer {
 
     // dy: (N, C', H', W') -> dx: (N, C, H, W), the sum of the branch's and the shortcut's gradients
     public func backward(_ dy: Tensor) -> Tensor {
-        var dx: Tensor?
+        var dh: Tensor?
         let dsum: Tensor
         if branchEnabled {
-            let (dh, joined) = bn2.backwardJoined(dy)
-            dsum = joined
-            dx = conv1.backward(bn1.backward(conv2.backward(dh)))
+            (dh, dsum) = bn2.backwardJoined(dy)
         } else {
             dsum = relu2.backward(dy)
         }
@@ -93,11 +91,8 @@ public final class BasicBlock: Layer {
         case let .padded(pad): dskip = pad.backward(dsum)
         case let .projection(conv, bn): dskip = conv.backward(bn.backward(dsum))
         }
-        switch (dx, dskip) {
-        case let (a?, b?): return add(a, b)
-        case let (a?, nil): return a
-        case let (nil, b?): return b
-        case (nil, nil): return Tensor.zeros(inputShape, blocked: inputBlocked)
-        }
+        // The branch's input gradient with the shortcut's added in conv1's last pass.
+        if let dh { return conv1.backward(bn1.backward(conv2.backward(dh)), adding: dskip) }
+        return dskip ?? Tensor.zeros(inputShape, blocked: inputBlocked)
     }
 }

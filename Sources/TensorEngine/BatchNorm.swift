@@ -396,7 +396,86 @@ public final class BatchNorm: Layer {
 /// per-(image, channel) figures the plain passes hand on (each lane's sums run over positions in
 /// order, so they differ from the plain path's only in rounding).
 enum BlockedBatchNorm {
+    /// Each pass runs a whole block's lanes in one vector type (two AVX2 registers for blocks
+    /// of 16), so that a block's sums form independent chains that overlap; every lane's
+    /// arithmetic is the same whatever the type.
+    static func moments(_ x: UnsafePointer<Float>, images n: Int, channels: Int, spatial: Int,
+                        into lp: UnsafeMutablePointer<Double>) {
+        if BlockedLayout.block == 16 {
+            BlockedPasses<Lanes16>.moments(x, images: n, channels: channels, spatial: spatial, into: lp)
+        } else {
+            BlockedPasses<Lanes8>.moments(x, images: n, channels: channels, spatial: spatial, into: lp)
+        }
+    }
+
+    static func sums(_ dy: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, images n: Int, channels: Int, spatial: Int,
+                     into lp: UnsafeMutablePointer<Double>,
+                     masking: (output: UnsafePointer<Float>, incoming: UnsafeMutablePointer<Float>)? = nil) {
+        if BlockedLayout.block == 16 {
+            BlockedPasses<Lanes16>.sums(dy, x, images: n, channels: channels, spatial: spatial, into: lp, masking: masking)
+        } else {
+            BlockedPasses<Lanes8>.sums(dy, x, images: n, channels: channels, spatial: spatial, into: lp, masking: masking)
+        }
+    }
+
+    static func affine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, images n: Int, channels: Int,
+                       spatial: Int, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
+                       adding skip: UnsafePointer<Float>? = nil, relu: Bool = false) {
+        if BlockedLayout.block == 16 {
+            BlockedPasses<Lanes16>.affine(x, y, images: n, channels: channels, spatial: spatial, scale: scale, shift: shift,
+                                                adding: skip, relu: relu)
+        } else {
+            BlockedPasses<Lanes8>.affine(x, y, images: n, channels: channels, spatial: spatial, scale: scale, shift: shift,
+                                               adding: skip, relu: relu)
+        }
+    }
+
+    static func backwardAffine(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                               images n: Int, channels: Int, spatial: Int, scale: UnsafePointer<Float>,
+                               a: UnsafePointer<Float>, constant: UnsafePointer<Float>) {
+        if BlockedLayout.block == 16 {
+            BlockedPasses<Lanes16>.backwardAffine(dy, x, dx, images: n, channels: channels, spatial: spatial, scale: scale,
+                                                        a: a, constant: constant)
+        } else {
+            BlockedPasses<Lanes8>.backwardAffine(dy, x, dx, images: n, channels: channels, spatial: spatial, scale: scale,
+                                                       a: a, constant: constant)
+        }
+    }
+}
+
+/// A vector type for `BlockedPasses`, with the two masked operations the passes need written
+/// on concrete 8-lane vectors: generic SIMD masks compile to a loop per lane.
+protocol LaneVector {
+    associatedtype Lanes: SIMD where Lanes.Scalar == Float
+    /// max(v, 0) lane by lane, with the bits of Swift's `max(v, 0)` (+0 for −0, NaN kept).
+    static func rectified(_ v: Lanes) -> Lanes
+    /// `gradient` where `output` > 0, else 0 (ReLU's backward).
+    static func passed(_ gradient: Lanes, where output: Lanes) -> Lanes
+}
+
+enum Lanes8: LaneVector {
     typealias Lanes = SIMD8<Float>
+    // `pointwiseMax` compiles to a slow generic loop.
+    @inline(__always) static func rectified(_ v: Lanes) -> Lanes { v.replacing(with: 0, where: v .<= 0) }
+    @inline(__always) static func passed(_ gradient: Lanes, where output: Lanes) -> Lanes {
+        gradient.replacing(with: 0, where: .!(output .> 0))
+    }
+}
+
+enum Lanes16: LaneVector {
+    typealias Lanes = SIMD16<Float>
+    @inline(__always) static func rectified(_ v: Lanes) -> Lanes {
+        Lanes(lowHalf: Lanes8.rectified(v.lowHalf), highHalf: Lanes8.rectified(v.highHalf))
+    }
+    @inline(__always) static func passed(_ gradient: Lanes, where output: Lanes) -> Lanes {
+        Lanes(lowHalf: Lanes8.passed(gradient.lowHalf, where: output.lowHalf),
+              highHalf: Lanes8.passed(gradient.highHalf, where: output.highHalf))
+    }
+}
+
+/// `BlockedBatchNorm`'s passes for one vector type of `Lanes.scalarCount` lanes (8 or 16).
+struct BlockedPasses<Vector: LaneVector> {
+    typealias Lanes = Vector.Lanes
 
     /// Visits every (image, channel block, group of 8 lanes) as (first channel, pointer to its
     /// lanes at position 0), in parallel over images and blocks; positions are B floats apart.
@@ -417,9 +496,7 @@ enum BlockedBatchNorm {
         UnsafeRawPointer(p + at).loadUnaligned(as: Lanes.self)
     }
 
-    /// max(v, 0) lane by lane, with the bits of Swift's `max(v, 0)` (+0 for −0, NaN kept);
-    /// `pointwiseMax` compiles to a slow generic loop.
-    @inline(__always) private static func rectified(_ v: Lanes) -> Lanes { v.replacing(with: 0, where: v .<= 0) }
+    @inline(__always) private static func rectified(_ v: Lanes) -> Lanes { Vector.rectified(v) }
 
     @inline(__always) private static func store(_ v: Lanes, _ p: UnsafeMutablePointer<Float>, _ at: Int) {
         UnsafeMutableRawPointer(p + at).storeBytes(of: v, as: Lanes.self)
@@ -461,7 +538,7 @@ enum BlockedBatchNorm {
                 var g: Lanes
                 if let masking {
                     // ReLU's backward: the incoming gradient where the output is > 0, else 0.
-                    g = load(masking.incoming, at).replacing(with: 0, where: .!(load(masking.output, at) .> 0))
+                    g = Vector.passed(load(masking.incoming, at), where: load(masking.output, at))
                     store(g, dy, at)
                 } else {
                     g = load(dy, at)

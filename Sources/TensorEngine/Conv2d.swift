@@ -62,12 +62,18 @@ public final class Conv2d: Layer {
     }
 
     // dy: (N, K, Ho, Wo) -> dx: (N, C, H, W); accumulates dW (K, C, k, k) and db (K)
-    public func backward(_ dy: Tensor) -> Tensor {
+    public func backward(_ dy: Tensor) -> Tensor { backward(dy, adding: nil) }
+
+    /// The input gradient plus `other` (the gradient another path sends to the same input, as a
+    /// residual block's shortcut does): on the Winograd kernels the sum is taken in their output
+    /// pass, saving a pass over both tensors.
+    public func backward(_ dy: Tensor, adding other: Tensor?) -> Tensor {
         guard let x = input else { preconditionFailure("Conv2d.backward before forward") }
         let dy = dy.inLayout(blocked: outputBlocked)
-        if let dx = backwardDNNL(x, dy) { return dx }
+        if let (dx, added) = backwardDNNL(x, dy, adding: other) { return added || other == nil ? dx : add(dx, other!) }
         let dx = backwardReference(x.plain, dy)
-        return computesInputGradient ? dx.inLayout(blocked: x.blocked) : Tensor.zeros(x.shape, blocked: x.blocked)
+        let laid = computesInputGradient ? dx.inLayout(blocked: x.blocked) : Tensor.zeros(x.shape, blocked: x.blocked)
+        return other.map { add(laid, $0) } ?? laid
     }
 
     // MARK: - oneDNN
@@ -114,7 +120,8 @@ public final class Conv2d: Layer {
         return y
     }
 
-    private func backwardDNNL(_ x: Tensor, _ dy: Tensor) -> Tensor? {
+    /// The input gradient, and whether `other` was added into it already.
+    private func backwardDNNL(_ x: Tensor, _ dy: Tensor, adding other: Tensor?) -> (Tensor, Bool)? {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         // The weights were loaded by the forward pass (unless Winograd runs, which needs none of
         // oneDNN's copies) and have not changed since.
@@ -129,10 +136,12 @@ public final class Conv2d: Layer {
         // The input gradient of a 3x3 stride-1 pad-1 convolution is the same convolution of dy
         // with each kernel turned 180° and the channel roles swapped.
         let dataOnWinograd = wantsDx && runsWinograd(x)
+        let skip = dataOnWinograd ? other?.inLayout(blocked: x.blocked) : nil
         if dataOnWinograd {
             Winograd.forward(groups: groups, inChannels: outChannels, outChannels: inChannels, height: h, width: w, source: dy.data,
                              weights: Winograd.transform(rotatedWeights, inChannels: outChannels, outChannels: inChannels),
-                             bias: [Float](repeating: 0, count: inChannels), skip: nil, relu: false, destination: dx.data)
+                             bias: [Float](repeating: 0, count: inChannels), skip: skip.map { UnsafePointer($0.data) }, relu: false,
+                             destination: dx.data)
         }
         let weightsOnWinograd = !hasBias && runsWinograd(x)
         let (cin, cout) = (inChannels, outChannels)
@@ -150,7 +159,7 @@ public final class Conv2d: Layer {
             if wantsDx && !dataOnWinograd { plan.backwardData(dyp + r.lowerBound * outSize, dxp + r.lowerBound * inSize) }
         }
         accumulate(partialW, partialB)
-        return dx
+        return (dx, skip != nil)
     }
 
     // MARK: - Winograd (3x3, stride 1, blocked activations)

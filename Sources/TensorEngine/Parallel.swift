@@ -1,6 +1,7 @@
 import CBLAS
 import CDNNL
 import Foundation
+import Synchronization
 
 /// How many threads the engine's kernels use, and the one way they fan out.
 ///
@@ -42,20 +43,23 @@ public enum Parallel {
     public static var maxThreads: Int { max(256, 4 * ProcessInfo.processInfo.activeProcessorCount) }
 
     /// Runs `body(chunk)` for chunk in 0..<chunks, spread over the configured threads.
-    /// Chunk `i` goes to worker `i % min(threads, chunks)`; each chunk must write disjoint memory.
+    /// Each chunk runs once, on whichever worker claims it first; each must write disjoint memory.
     public static func forEach(_ chunks: Int, _ body: (Int) -> Void) {
         let workers = isSerial ? 1 : min(_threads, chunks)
         if workers <= 1 {
             for i in 0..<chunks { body(i) }
             return
         }
-        // One pool per thread count: loops with fewer chunks leave some helpers idle.
+        // One pool per thread count: loops with fewer chunks leave some helpers idle. Workers
+        // claim chunks one at a time, so a thread slowed by a neighbour's load takes fewer.
         let pool = WorkerPool.forCurrentThread(helpers: _threads - 1)
+        let next = Atomic<Int>(0)
         pool.run { w in
-            var i = w
-            while i < chunks {
+            guard w < workers else { return }
+            while true {
+                let i = next.add(1, ordering: .relaxed).oldValue
+                if i >= chunks { return }
                 body(i)
-                i += workers
             }
         }
     }

@@ -154,6 +154,26 @@ final class BlockedTrainingTests: XCTestCase {
         GradientCheck(epsilon: 0.25).check(conv, input: blocked(randomTensor([2, width, 8, 8], seed: 24)), training: true)
     }
 
+    /// backward(dy, adding: other) is backward(dy) + other, the sum taken in the Winograd
+    /// kernels' output pass on blocked 3x3 layers and by `add` elsewhere, to the same bits.
+    func testBackwardAddingAnotherGradientEqualsTheSum() throws {
+        let c = max(width, 4)
+        for (blockedInput, kernel) in [(true, ConvolutionKernel.oneDNN), (false, .oneDNN), (false, .reference)] {
+            ConvolutionKernel.current = kernel
+            var rng = RandomSource(seed: 26)
+            let conv = Conv2d(c, c, kernelSize: 3, padding: 1, rng: &rng)
+            conv.emitsBlocked = blockedInput
+            let x = randomTensor([3, c, 9, 9], seed: 27)
+            let input = blockedInput && width > 0 ? blocked(x) : x
+            let y = conv.forward(input, training: true)
+            let (dy, other) = (randomTensor(y.shape, seed: 28), randomTensor(x.shape, seed: 29))
+            let apart = add(conv.backward(dy), other.inLayout(blocked: input.blocked))
+            let joined = conv.backward(dy, adding: other)
+            XCTAssertEqual(joined.blocked, input.blocked)
+            XCTAssertEqual(joined.plain.array, apart.plain.array, "blocked \(blockedInput), \(kernel)")
+        }
+    }
+
     func testWinogradWeightsAreTheSameBitsTransformedInBlocks() throws {
         try XCTSkipIf(width == 0, "no blocked layout on this CPU")
         let (c, k) = (2 * width, 3 * width)
