@@ -15,6 +15,14 @@
 // the forward pass 1.1-1.5x faster, most on 16 channels.
 #define PF 2
 
+/// Which image tile `index` of a batch is in, and its output corner: tiles run row by row,
+/// `perImage` to an image, `tw` to a row.
+typedef struct { int image, y0, x0; } TileAt;
+static inline TileAt tile_at(int index, int perImage, int tw) {
+    int k = index % perImage;
+    return (TileAt){index / perImage, k / tw * 4, k % tw * 4};
+}
+
 // MARK: - AVX2 + FMA, blocks of 8
 
 #define VW 8

@@ -477,8 +477,9 @@ enum Lanes16: LaneVector {
 struct BlockedPasses<Vector: LaneVector> {
     typealias Lanes = Vector.Lanes
 
-    /// Visits every (image, channel block, group of 8 lanes) as (first channel, pointer to its
-    /// lanes at position 0), in parallel over images and blocks; positions are B floats apart.
+    /// Visits every (image, channel block, group of `Lanes.scalarCount` lanes) as (first channel,
+    /// offset of its lanes at position 0), in parallel over images and blocks; positions are B
+    /// floats apart.
     @inline(__always)
     private static func forEachLanes(images n: Int, channels: Int, spatial: Int,
                                      _ body: (_ channel: Int, _ offset: Int) -> Void) {
@@ -495,8 +496,6 @@ struct BlockedPasses<Vector: LaneVector> {
     @inline(__always) private static func load(_ p: UnsafePointer<Float>, _ at: Int) -> Lanes {
         UnsafeRawPointer(p + at).loadUnaligned(as: Lanes.self)
     }
-
-    @inline(__always) private static func rectified(_ v: Lanes) -> Lanes { Vector.rectified(v) }
 
     @inline(__always) private static func store(_ v: Lanes, _ p: UnsafeMutablePointer<Float>, _ at: Int) {
         UnsafeMutableRawPointer(p + at).storeBytes(of: v, as: Lanes.self)
@@ -565,12 +564,12 @@ struct BlockedPasses<Vector: LaneVector> {
             case (nil, false):
                 for p in 0..<spatial { store(load(x, base + p * b) * sc + sh, y, base + p * b) }
             case (nil, true):
-                for p in 0..<spatial { store(rectified(load(x, base + p * b) * sc + sh), y, base + p * b) }
+                for p in 0..<spatial { store(Vector.rectified(load(x, base + p * b) * sc + sh), y, base + p * b) }
             case let (skip?, false):
                 for p in 0..<spatial { store(load(x, base + p * b) * sc + sh + load(skip, base + p * b), y, base + p * b) }
             case let (skip?, true):
                 for p in 0..<spatial {
-                    store(rectified(load(x, base + p * b) * sc + sh + load(skip, base + p * b)), y, base + p * b)
+                    store(Vector.rectified(load(x, base + p * b) * sc + sh + load(skip, base + p * b)), y, base + p * b)
                 }
             }
         }

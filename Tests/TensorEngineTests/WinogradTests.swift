@@ -37,8 +37,11 @@ final class WinogradTests: XCTestCase {
     /// |computed − exact| ≤ γ(k) · ỹ with γ(k) = k·u / (1 − k·u) and ỹ the same formula over
     /// absolute values: |Aᵀ|[|G g Gᵀ| ⊙ (|Bᵀ| |d| |B|)]|A| + |bias| + |skip|. The ReLU only shrinks
     /// the difference.
-    static func gamma(channels: Int) -> Double {
-        let u = 0x1p-24, k = Double(channels + 13)
+    static func gamma(channels: Int) -> Double { gamma(depth: channels + 13) }
+
+    /// γ(k) = k·u / (1 − k·u): the relative bound of k roundings of u = 2⁻²⁴ each.
+    static func gamma(depth: Int) -> Double {
+        let u = 0x1p-24, k = Double(depth)
         return k * u / (1 - k * u)
     }
 
@@ -185,7 +188,7 @@ final class WinogradTests: XCTestCase {
                     } }
                 }
             } } }
-            let gamma = Self.gamma(channels: count + 3)   // γ(T + 16)
+            let gamma = Self.gamma(depth: count + 16)
             for o in 0..<k { for i in 0..<c {
                 var sums = [Double](repeating: 0, count: 36)
                 for t in 0..<count { for xi in 0..<36 { sums[xi] += gradients[(t * k + o) * 36 + xi] * inputs[(t * c + i) * 36 + xi] } }

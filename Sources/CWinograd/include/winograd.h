@@ -31,7 +31,7 @@ int winograd_forward(int block, int n, int cin, int cout, int h, int w, const fl
 
 /// dw (OIHW, overwritten) = the weight gradient of that convolution over n images, from its
 /// blocked input src and the blocked gradient dy of its output: Gᵀ [Σ_tiles (A dY Aᵀ) ⊙ (Bᵀ d B)] G,
-/// the products summed in tile order in float, the last transform in double. Returns 0, or -1
+/// the products summed in tile order, in float throughout. Returns 0, or -1
 /// when the kernels for `block` are not available.
 int winograd_weight_gradient(int block, int n, int cin, int cout, int h, int w, const float *src, const float *dy, float *dw);
 
