@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "CDNNL", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
         .target(name: "CWinograd", exclude: ["kernel.inc"]),
         .target(name: "TensorEngine", dependencies: ["CBLAS", "CDNNL", "CWinograd"], swiftSettings: numericFlags),
-        .target(name: "Models", dependencies: ["TensorEngine"], swiftSettings: numericFlags),
+        .target(name: "Models", dependencies: ["TensorEngine", "Yams"], swiftSettings: numericFlags),
         .target(name: "Datasets", dependencies: ["TensorEngine", "CZlib"], swiftSettings: numericFlags),
         .target(name: "Studies", dependencies: ["TensorEngine", "Models", "Datasets"],
                 swiftSettings: numericFlags),

@@ -1,4 +1,5 @@
 import Foundation
+import SweepCore
 
 /// Raw writes to standard error. A closed or full stderr (mpirun already gone, a full disk under a
 /// log file) loses the text, never the run: Foundation's FileHandle would trap there.
@@ -44,8 +45,10 @@ public final class LiveStatus {
         return LiveStatus(live: true, width: columns, write: StandardError.write)
     }
 
-    /// A line that stays (a finished task, a warning): printed above the status lines.
+    /// A line that stays (a finished task, a warning): printed above the status lines. Lines
+    /// and status texts quote names: their control characters are shown escaped.
     public func log(_ line: String) {
+        let line = SafeText.terminal(line)
         guard live else { return write(line + "\n") }
         write(erase() + line + "\n" + drawing())
         lastDraw = Date()
@@ -53,6 +56,7 @@ public final class LiveStatus {
 
     /// What rank `rank` is doing now (nil: nothing). `plain` is the line a log gets instead.
     public func set(_ rank: Int, _ text: String?, plain: String? = nil) {
+        let (text, plain) = (text.map(SafeText.terminal), plain.map(SafeText.terminal))
         guard live else {
             if let plain { write(plain + "\n") }
             return

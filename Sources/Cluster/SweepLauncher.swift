@@ -154,7 +154,7 @@ public enum SweepLauncher {
         if let resume = options.resumePath {
             let run = RunDirectory(resume)
             let lock = try run.claimForResume()
-            return try resumed(run, lock: lock, options: options)
+            return try resumed(run, lock: lock, options: options, log: log)
         }
         guard let path = options.specPath else { throw RunError(path: "sweep run", message: "give a sweep file or --resume RUN_DIR") }
         var (spec, text) = try SpecLoader.load(path, overrides: options.overrides)
@@ -164,23 +164,26 @@ public enum SweepLauncher {
         let run = RunDirectory(options.output ?? spec.output)
         let (lock, existing) = try run.create(specText: text, sweep: spec.name, continueExisting: options.continueExisting)
         if !existing { try ImportedNetworks.record(spec, in: run) }
-        if existing { return try resumed(run, lock: lock, options: options, plan: plan) }
+        if existing { return try resumed(run, lock: lock, options: options, plan: plan, log: log) }
         return Prepared(plan: plan, run: run, specText: text, previous: [], options: options, lock: lock)
     }
 
     /// An existing run of the locked directory `run`, checked against its stored sweep file;
     /// `plan` when the caller has already expanded that same text.
-    private static func resumed(_ run: RunDirectory, lock: RunLock, options: RunOptions, plan: Plan? = nil) throws -> Prepared {
+    private static func resumed(_ run: RunDirectory, lock: RunLock, options: RunOptions, plan: Plan? = nil,
+                                log: (String) -> Void) throws -> Prepared {
         let text = try run.storedSpecText()
         let expanded = try plan ?? {
             var spec = try SpecLoader.parse(text, file: run.specURL.path)
             try ImportedNetworks.hashFiles(&spec, run: run)
             return try Plan.expand(spec)
         }()
-        let (header, records) = try Journal.read(run.journalURL, study: expanded.spec.studyType)
+        let (header, records, rejected) = try Journal.read(run.journalURL, study: expanded.spec.studyType)
         guard header.specHash == RunDirectory.specHash(text) else {
             throw RunError(path: run.journalURL.path, message: "journal belongs to a different sweep file than \(run.specURL.path)")
         }
+        for line in rejected { log("\(run.journalURL.path):\(line.number): \(line.reason); moved to journal.rejected.jsonl, its task runs again") }
+        try Journal.setAside(rejected, of: run.journalURL)
         try FileManager.default.createDirectory(at: run.checkpointsURL, withIntermediateDirectories: true)
         run.removeTornWrites()
         return Prepared(plan: expanded, run: run, specText: text, previous: records, options: options, lock: lock)
@@ -212,7 +215,8 @@ public enum SweepLauncher {
         if !before.isEmpty { before += ")" }
         let workers = link.workers.count
         log("sweep \(p.plan.spec.name): \(p.plan.tasks.count) tasks\(before), \(workers) worker\(workers == 1 ? "" : "s"), \(Parallel.threads) thread\(Parallel.threads == 1 ? "" : "s") each -> \(p.run.url.path)")
-        let ending = try coordinator.run()
+        let ending: Coordinator.Ending
+        do { ending = try coordinator.run() } catch { throw p.run.explainingWriteFailure(error) }
         let journaled = coordinator.allRecords.count
         let ran = journaled - resumed
         // Tasks that do no work: the loop's time is the runner's own.
@@ -234,7 +238,7 @@ public enum SweepLauncher {
         }
         refresher.finish()
         let input = ReportInput(plan: p.plan, records: coordinator.allRecords)
-        try writeResults(input, run: p.run, ranks: workers, start: start)
+        do { try writeResults(input, run: p.run, ranks: workers, start: start) } catch { throw p.run.explainingWriteFailure(error) }
         return RunSummary(directory: p.run, rows: input.rows, seconds: Date().timeIntervalSince(start), workers: workers,
                           study: p.plan.spec.study, drained: ending != .complete, planned: p.plan.tasks.count)
     }

@@ -38,6 +38,8 @@ public struct Dataset: Sendable {
         case .bytes(let b, _): stored = b.count
         }
         precondition(stored == labels.count * shape.reduce(1, *), "images do not match \(labels.count) labels of shape \(shape)")
+        // Readers check labels against the class count; a label out of range would index past a logit row.
+        precondition(labels.allSatisfy { $0 >= 0 && Int($0) < classes }, "a label outside 0..<\(classes)")
         self.name = name
         self.pixels = pixels
         self.labels = labels

@@ -43,9 +43,12 @@ public enum Checkpoint {
         return network
     }
 
-    /// Copies every tensor of `network` from `file`, which must hold each with the same shape.
+    /// Copies every tensor of `network` from `file`, which must hold each with the same shape
+    /// and usable values. Everything is checked before anything is copied: a refused file leaves
+    /// the network as it was.
     public static func restore(_ network: Network, from file: SafeTensorsFile, path: String = "<memory>") throws {
         let stored = Dictionary(file.tensors.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+        var pairs: [(Tensor, Tensor)] = []
         for (name, tensor) in network.stateTensors {
             guard let source = stored[name] else {
                 throw SafeTensorsError(file: path, problem: "missing tensor '\(name)' for model \(network.spec.name)")
@@ -53,7 +56,24 @@ public enum Checkpoint {
             guard source.shape == tensor.shape else {
                 throw SafeTensorsError(file: path, problem: "tensor '\(name)' has shape \(source.shape), model \(network.spec.name) needs \(tensor.shape)")
             }
-            tensor.assign(source)
+            try checkValues(source, name: name, path: path)
+            pairs.append((tensor, source))
+        }
+        for (tensor, source) in pairs { tensor.assign(source) }
+    }
+
+    /// Refuses values no usable network holds: NaN or infinite weights and statistics, and a
+    /// negative batch-norm running variance (its square root is NaN). Evaluated, such a network
+    /// gives every row a NaN loss that would pass for a result.
+    public static func checkValues(_ tensor: Tensor, name: String, path: String) throws {
+        let values = UnsafeBufferPointer(start: tensor.data, count: tensor.count)
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            let more = values.lazy.filter { !$0.isFinite }.count - 1
+            throw SafeTensorsError(file: path, problem: "tensor '\(name)' holds \(values[bad]) at index \(bad)\(more > 0 ? " and \(more) more non-finite values" : ""): "
+                + "a network with non-finite weights cannot be studied (was it saved after its training diverged?)")
+        }
+        if name.hasSuffix("running_var"), let bad = values.firstIndex(where: { $0 < 0 }) {
+            throw SafeTensorsError(file: path, problem: "tensor '\(name)' holds a negative variance (\(values[bad]) at index \(bad)): not a batch norm's running statistics")
         }
     }
 }

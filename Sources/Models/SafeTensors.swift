@@ -1,5 +1,6 @@
 import Foundation
 import TensorEngine
+import Yams
 
 /// A safetensors file: an 8-byte little-endian header length, a JSON header mapping each tensor
 /// name to its dtype, shape and byte range, optional string metadata, then the raw data.
@@ -46,8 +47,8 @@ public struct SafeTensorsFile {
 
     public static func read(_ url: URL) throws -> SafeTensorsFile {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw SafeTensorsError(file: url.path, problem: "cannot read: \(error.localizedDescription)")
+        do { data = try RegularFile.read(url.path, what: "checkpoint") } catch let error as FileProblem {
+            throw SafeTensorsError(file: url.path, problem: error.problem)
         }
         return try decode(data, file: url.path)
     }
@@ -56,18 +57,22 @@ public struct SafeTensorsFile {
         func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(file: file, problem: problem) }
         guard data.count >= 8 else { throw fail("too short for a safetensors header (\(data.count) bytes)") }
         let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.1) << (8 * UInt64($1.0)) }
-        guard headerLength <= UInt64(data.count - 8) else {
+        guard headerLength <= UInt64(data.count - 8), headerLength <= maxHeaderBytes else {
+            if let other = otherFormat(data) { throw fail(other) }
             throw fail("header length \(headerLength) exceeds the file's \(data.count - 8) remaining bytes")
         }
         let headerEnd = 8 + Int(headerLength)
+        let headerBytes = data.subdata(in: 8..<headerEnd)
         let object: Any
-        do { object = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<headerEnd)) } catch {
-            throw fail("header is not valid JSON")
+        do { object = try JSONSerialization.jsonObject(with: headerBytes) } catch {
+            throw fail(otherFormat(data) ?? "header is not valid JSON")
         }
         guard let header = object as? [String: Any] else { throw fail("header is not a JSON object") }
+        if let key = duplicateKey(headerBytes) { throw fail("header names '\(key)' twice") }
         let payload = data.count - headerEnd
         var metadata: [String: String] = [:]
         var tensors: [(String, Tensor)] = []
+        var ranges: [(name: String, range: Range<Int>)] = []
         for (name, value) in header.sorted(by: { $0.key < $1.key }) {
             if name == "__metadata__" {
                 guard let m = value as? [String: String] else { throw fail("__metadata__ must map strings to strings") }
@@ -90,6 +95,7 @@ public struct SafeTensorsFile {
                   offsets[1] - offsets[0] == count * width else {
                 throw fail("tensor '\(name)' byte range \(offsets) does not fit shape \(shape) x \(width) bytes in \(payload) data bytes")
             }
+            ranges.append((name, offsets[0]..<offsets[1]))
             let tensor = Tensor(shape: shape)
             data.withUnsafeBytes { raw in
                 let base = raw.baseAddress! + headerEnd + offsets[0]
@@ -108,7 +114,44 @@ public struct SafeTensorsFile {
             }
             tensors.append((name, tensor))
         }
+        // As the format (and Python's reader) demands: the tensors tile the data exactly, in
+        // offset order, no byte shared and none left over.
+        var end = 0
+        for (name, range) in ranges.sorted(by: { ($0.range.lowerBound, $0.range.upperBound) < ($1.range.lowerBound, $1.range.upperBound) }) {
+            guard range.lowerBound == end else {
+                throw fail(range.lowerBound < end ? "tensor '\(name)' overlaps another tensor's bytes (data_offsets \(range.lowerBound)..<\(range.upperBound))"
+                                                 : "bytes \(end)..<\(range.lowerBound) belong to no tensor (before '\(name)')")
+            }
+            end = range.upperBound
+        }
+        guard end == payload else { throw fail("bytes \(end)..<\(payload) after the last tensor belong to no tensor") }
         return SafeTensorsFile(tensors: tensors, metadata: metadata)
+    }
+
+    /// The largest header read (Python's reader has the same bound): a larger one is hostile.
+    static let maxHeaderBytes: UInt64 = 100 << 20
+
+    /// A key that the header's JSON object (or its metadata) gives twice: JSONSerialization keeps
+    /// one silently, so the document is composed again by Yams, which reports duplicates. A
+    /// header Yams cannot read at all is left to JSONSerialization's verdict.
+    private static func duplicateKey(_ header: Data) -> String? {
+        do { _ = try Yams.compose(yaml: String(decoding: header, as: UTF8.self)) } catch YamlError.duplicatedKeysInMapping(let duplicates, _) {
+            return duplicates.sorted().first ?? "a key"
+        } catch {}
+        return nil
+    }
+
+    /// What a file that is not safetensors is, and how to save one that is, when its first bytes
+    /// tell: `torch.save` writes a zip archive (or, before PyTorch 1.6, a pickle).
+    static func otherFormat(_ data: Data) -> String? {
+        let head = [UInt8](data.prefix(4))
+        let save = "save the state_dict as safetensors: safetensors.torch.save_file(model.state_dict(), \"net.safetensors\")"
+        if head == [0x50, 0x4B, 0x03, 0x04] { return "is a zip archive, as torch.save writes: \(save)" }
+        if head.first == 0x80, head.count > 1, (2...5).contains(head[1]) { return "is a Python pickle, as torch.save wrote before PyTorch 1.6: \(save)" }
+        if head.first == 0x08, data.range(of: Data("onnx".utf8)) != nil || data.range(of: Data("pytorch".utf8)) != nil {
+            return "looks like an ONNX model (protobuf), not a safetensors file: \(save)"
+        }
+        return nil
     }
 }
 

@@ -29,10 +29,17 @@ public enum TorchImport {
             throw SafeTensorsError(file: path, problem: "\(error)")
         }
         let network = Network.build(spec, seed: 0)
-        let stored = Dictionary(renamed.map { ($0.ours, $0) }, uniquingKeysWith: { a, _ in a })
+        var stored: [String: Renamed] = [:]
+        for tensor in renamed {
+            if let other = stored[tensor.ours] {
+                throw SafeTensorsError(file: path, problem: "'\(other.theirs)' and '\(tensor.theirs)' are both \(tensor.ours) to \(name): the file holds two networks' tensors (keep one)")
+            }
+            stored[tensor.ours] = tensor
+        }
         let expected = network.stateTensors
         let wanted = Set(expected.map(\.0))
-        var misfits = renamed.filter { !wanted.contains($0.ours) }.map { $0.theirs }
+        try foldBiasesIntoBatchNorm(&stored, wanted: wanted, path: path)
+        var misfits = stored.values.filter { !wanted.contains($0.ours) }.map { "\($0.theirs) (no \($0.ours) in \(name))" }
         var missing: [String] = []
         for (ours, tensor) in expected {
             guard let source = stored[ours] else { missing.append(ours); continue }
@@ -40,15 +47,51 @@ public enum TorchImport {
                 misfits.append("\(source.theirs) \(source.tensor.shape) (as \(ours), \(name) needs \(tensor.shape))")
                 continue
             }
+            try Checkpoint.checkValues(source.tensor, name: source.theirs, path: path)
             tensor.assign(source.tensor)
         }
         guard misfits.isEmpty, missing.isEmpty else {
             var parts: [String] = []
-            if !misfits.isEmpty { parts.append("tensors that do not fit \(name): \(misfits.sorted().joined(separator: ", "))") }
-            if !missing.isEmpty { parts.append("missing (our names): \(missing.joined(separator: ", "))") }
+            if !misfits.isEmpty { parts.append("tensors that do not fit \(name): \(listed(misfits.sorted()))") }
+            if !missing.isEmpty { parts.append("missing (our names): \(listed(missing))") }
             throw SafeTensorsError(file: path, problem: parts.joined(separator: "; "))
         }
         return network
+    }
+
+    /// The first few of `items` and how many more: an error stays one readable line.
+    static func listed(_ items: [String], first: Int = 4) -> String {
+        items.prefix(first).joined(separator: ", ") + (items.count > first ? ", and \(items.count - first) more" : "")
+    }
+
+    /// PyTorch's `nn.Linear` and `nn.Conv2d` have a bias by default, also when a batch norm
+    /// follows; ours have none there. In inference the norm subtracts its running mean right after
+    /// the bias is added, so the bias moves into the mean exactly: BN(y + b) uses (y + b − μ) =
+    /// (y − (μ − b)). (In training the norm's batch mean cancels the bias too.)
+    static func foldBiasesIntoBatchNorm(_ stored: inout [String: Renamed], wanted: Set<String>, path: String) throws {
+        for (name, bias) in stored where name.hasSuffix(".bias") && !wanted.contains(name) {
+            let layer = String(name.dropLast(".bias".count))
+            guard let norm = followingNorm(of: layer), wanted.contains(norm + ".running_mean"),
+                  let mean = stored[norm + ".running_mean"], mean.tensor.shape == bias.tensor.shape else { continue }
+            try Checkpoint.checkValues(bias.tensor, name: bias.theirs, path: path)
+            let folded = mean.tensor.copy()
+            for i in 0..<folded.count { folded.data[i] -= bias.tensor.data[i] }
+            stored[norm + ".running_mean"] = Renamed(theirs: mean.theirs, ours: mean.ours, tensor: folded)
+            stored[name] = nil
+        }
+    }
+
+    /// The batch norm right after a layer, by our names: `fc2` → `bn2`, `stage1.block1.conv1` →
+    /// `…bn1`, `stem.conv` → `stem.bn`, `shortcut.conv` → `shortcut.bn`, a student's `fc` → `fc_bn`.
+    static func followingNorm(of layer: String) -> String? {
+        var parts = layer.split(separator: ".").map(String.init)
+        guard let last = parts.last else { return nil }
+        if last == "conv" { parts[parts.count - 1] = "bn" }
+        else if last == "fc" { parts[parts.count - 1] = "fc_bn" }
+        else if let digits = ["conv", "fc"].first(where: { last.hasPrefix($0) }).map({ last.dropFirst($0.count) }), !digits.isEmpty, Int(digits) != nil {
+            parts[parts.count - 1] = "bn" + digits
+        } else { return nil }
+        return parts.joined(separator: ".")
     }
 
     /// A tensor under its name in the file and under ours.

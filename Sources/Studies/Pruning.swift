@@ -162,6 +162,16 @@ public struct MaskImage: Codable, Equatable, Sendable {
         self.bits = Data(bytes).base64EncodedString()
     }
 
+    /// Why a mask image read back from a file cannot be drawn (its size drives loops and
+    /// allocations), or nil.
+    public var problem: String? {
+        guard unit >= 0, (1...4096).contains(height), (1...4096).contains(width), (0...(height * width)).contains(surviving),
+              bits.utf8.count <= 4 * (height * width / 24 + 2) else {
+            return "mask image of unit \(unit), \(height)x\(width) with \(surviving) pixels, is not a first-layer mask"
+        }
+        return nil
+    }
+
     /// Whether each pixel (row-major) survives; all false if `bits` is not valid base64.
     public var bitmap: [Bool] {
         let bytes = [UInt8](Data(base64Encoded: bits) ?? Data())

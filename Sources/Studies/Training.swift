@@ -87,7 +87,7 @@ public enum Training {
         let lossFunction = loss ?? { logits, labels, _ in Loss.softmaxCrossEntropy(logits, labels: labels) }
         let stepsPerEpoch = (data.count + config.batchSize - 1) / config.batchSize
         var reports: [EpochReport] = []
-        var step = 0
+        var step = 0, epochsRun = 0
         let start = Date()
         hooks.afterStep?(hooks.startStep)
         for epoch in 0..<config.epochs {
@@ -119,13 +119,15 @@ public enum Training {
             }
             let seconds = Date().timeIntervalSince(epochStart)
             let elapsed = Date().timeIntervalSince(start)
+            if seen > 0 { epochsRun += 1 }
             let report = EpochReport(
                 epoch: epoch, epochs: config.epochs, loss: Float(lossSum / Double(max(seen, 1))),
                 accuracy: Double(correct) / Double(max(seen, 1)), learningRate: lr,
                 imagesPerSecond: Double(seen) / max(seconds, 1e-9), seconds: seconds,
-                remainingSeconds: elapsed / Double(epoch + 1) * Double(config.epochs - epoch - 1))
+                remainingSeconds: elapsed / Double(max(epochsRun, 1)) * Double(config.epochs - epoch - 1))
             reports.append(report)
-            progress(report)
+            // An epoch a resumed training skipped whole has no figures to show.
+            if seen > 0 { progress(report) }
             if epoch + 1 < config.epochs, step > hooks.startStep { hooks.afterEpoch?(epoch + 1, step, optimizer) }
         }
         return reports
@@ -172,6 +174,15 @@ public struct Evaluation: Equatable, Sendable, Codable {
         self.loss = loss
         self.count = count
         self.hits = hits
+    }
+
+    /// Why `network` cannot be evaluated on `data` (its input shape or its classes differ), or
+    /// nil. A network with fewer classes than the labels has no logit for some of them.
+    public static func mismatch(_ network: Network, _ data: Dataset) -> String? {
+        let spec = network.spec
+        guard spec.inputShape != data.shape || spec.classes != data.classes else { return nil }
+        return "the network takes \(spec.inputShape.map(String.init).joined(separator: "x")) inputs in \(spec.classes) classes; "
+            + "\(data.name) has \(data.shape.map(String.init).joined(separator: "x")) in \(data.classes)"
     }
 
     /// Evaluates in inference mode (BN running statistics, folded: `InferencePlan`), in batches. A gang's members each

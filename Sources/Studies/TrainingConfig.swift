@@ -40,6 +40,14 @@ public struct TrainingConfig: Equatable, Sendable {
     }
 }
 
+extension TrainingConfig {
+    /// Every field, exactly (floats by their bits): equal fingerprints, the same training.
+    public var fingerprint: String {
+        [String(epochs), String(batchSize), String(learningRate.bitPattern, radix: 16), String(momentum.bitPattern, radix: 16),
+         String(weightDecay.bitPattern, radix: 16), String(nesterov), schedule.text, String(seed)].joined(separator: ",")
+    }
+}
+
 extension LearningRateSchedule {
     /// Parses `constant`, `cosine`, `step:EVERY:GAMMA` or `multistep:E1,E2,...:GAMMA`.
     public init?(text: String) {

@@ -23,18 +23,39 @@ public enum ImportedNetworks {
     }
 
     /// Reads every checkpoint file of `spec` (paths relative to the working directory) and
-    /// records its content hash: the hash names the network in its tasks' keys. Hashes `run`
+    /// records its content hash: the hash names the network in its tasks' keys. Each file read
+    /// is also matched against its model and every dataset of the sweep (`network(from:...)`),
+    /// so a file that does not fit stops the sweep before it starts, not half-way. Hashes `run`
     /// recorded are taken as they are.
     public static func hashFiles(_ spec: inout SweepSpec, run: RunDirectory? = nil) throws {
         if let run { spec.checkpointHashes.merge(recordedHashes(in: run)) { a, _ in a } }
         for (model, files) in spec.checkpoints.sorted(by: { $0.key < $1.key }) {
             for file in files where spec.checkpointHashes[file] == nil {
-                guard let data = FileManager.default.contents(atPath: file) else {
-                    throw RunError(path: file, message: "cannot read this checkpoint of model \(model) (paths are relative to the directory sweep runs in)")
+                let data: Data
+                do { data = try RegularFile.read(file, what: "checkpoint") } catch let error as FileProblem {
+                    throw RunError(path: file, message: "\(error.problem) (a checkpoint of model \(model); paths are relative to the directory sweep runs in)")
                 }
+                for dataset in spec.datasets { _ = try network(from: data, path: file, model: model, dataset: dataset) }
                 spec.checkpointHashes[file] = contentHash(data)
             }
         }
+    }
+
+    /// The network a checkpoint file's bytes hold, checked against the model it is listed under
+    /// and the images and classes of `dataset`.
+    static func network(from data: Data, path: String, model: String, dataset: DatasetEntry) throws -> Network {
+        let described = dataset.description
+        let file = try SafeTensorsFile.decode(data, file: path)
+        let network = file.metadata["layersweep.model"] != nil
+            ? try Checkpoint.network(from: file, path: path)
+            : try TorchImport.network(from: file, path: path, inputShape: described.shape, model: model)
+        guard network.spec.inputShape == described.shape, network.spec.classes == described.classes else {
+            throw RunError(path: path, message: "the network takes \(network.spec.inputShape) inputs in \(network.spec.classes) classes; \(dataset.name) has \(described.shape) in \(described.classes)")
+        }
+        guard try ModelSpec.parse(network.spec.name) == ModelSpec.parse(model) else {
+            throw RunError(path: path, message: "holds a \(network.spec.name), not the \(model) it is listed under")
+        }
+        return network
     }
 
     /// The key segment that takes `seedN`'s place: `ckpt-` and the file's hash, once known.
@@ -46,8 +67,9 @@ public enum ImportedNetworks {
     /// architecture checked against the model it is listed under) with our metadata.
     public static func checkpoint(for task: PlannedTask, spec: SweepSpec) throws -> Data {
         guard let path = task.checkpointFile else { throw RunError(path: task.key, message: "a load task without its file") }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw RunError(path: path, message: "cannot read this checkpoint of model \(task.model)")
+        let data: Data
+        do { data = try RegularFile.read(path, what: "checkpoint") } catch let error as FileProblem {
+            throw RunError(path: path, message: "\(error.problem) (a checkpoint of model \(task.model))")
         }
         if let expected = spec.checkpointHashes[path], contentHash(data) != expected {
             throw RunError(path: path, message: "changed since the sweep was planned (its tasks are named by its content); restore it or start a new run")
@@ -55,17 +77,7 @@ public enum ImportedNetworks {
         guard let dataset = spec.datasets.first(where: { $0.name == task.dataset }) else {
             throw RunError(path: task.key, message: "dataset \(task.dataset) is not in the sweep")
         }
-        let described = dataset.description
-        let file = try SafeTensorsFile.decode(data, file: path)
-        let network = file.metadata["layersweep.model"] != nil
-            ? try Checkpoint.network(from: file, path: path)
-            : try TorchImport.network(from: file, path: path, inputShape: described.shape, model: task.model)
-        guard network.spec.inputShape == described.shape, network.spec.classes == described.classes else {
-            throw RunError(path: path, message: "the network takes \(network.spec.inputShape) inputs in \(network.spec.classes) classes; \(task.dataset) has \(described.shape) in \(described.classes)")
-        }
-        guard try ModelSpec.parse(network.spec.name) == ModelSpec.parse(task.model) else {
-            throw RunError(path: path, message: "holds a \(network.spec.name), not the \(task.model) it is listed under")
-        }
+        let network = try network(from: data, path: path, model: task.model, dataset: dataset)
         return try Checkpoint.file(of: network, metadata: ["layersweep.dataset": task.dataset, "layersweep.key": task.key,
                                                          "layersweep.source": path]).encoded()
     }

@@ -6,13 +6,20 @@ public enum Statistics {
     /// Two-sided exact McNemar test: `worse` images the unmasked network got right and the
     /// masked one wrong, `better` the reverse. The p-value of "masking changes nothing":
     /// P(|K − n/2| ≥ |worse − n/2|) for K ~ Binomial(n = worse + better, 1/2).
+    /// Counts that are no counts (negative, or overflowing) give NaN.
     public static func mcnemar(worse: Int, better: Int) -> Double {
-        let n = worse + better
+        let (n, overflow) = worse.addingReportingOverflow(better)
+        guard worse >= 0, better >= 0, !overflow else { return .nan }
         guard n > 0 else { return 1 }
         let k = min(worse, better)
-        // Σ_{i ≤ k} C(n, i) / 2^n, in logs (n can be the whole test set).
+        // Σ_{i ≤ k} C(n, i) / 2^n, in logs (n can be the whole test set), from the largest term
+        // down until the rest cannot change a double: about √n terms, however large n is.
         var tail = 0.0
-        for i in 0...k { tail += exp(logChoose(n, i) - Double(n) * log(2)) }
+        for i in stride(from: k, through: 0, by: -1) {
+            let term = exp(logChoose(n, i) - Double(n) * log(2))
+            tail += term
+            if term <= tail * 1e-18 { break }
+        }
         return min(1, 2 * tail)
     }
 
@@ -24,6 +31,7 @@ public enum Statistics {
     /// difference of paired proportions: Δ = (better − worse)/n, its variance from the
     /// discordant pairs).
     public static func pairedInterval(worse: Int, better: Int, count: Int) -> (low: Double, high: Double) {
+        guard worse >= 0, better >= 0, count >= 0 else { return (.nan, .nan) }
         let n = Double(max(count, 1))
         let delta = Double(better - worse) / n
         let variance = max(Double(better + worse) - Double(better - worse) * Double(better - worse) / n, 0) / (n * n)

@@ -79,18 +79,33 @@ public final class Journal {
             data.append(try encoder.encode(r))
             data.append(0x0A)
         }
-        try handle.write(contentsOf: data)
-        try handle.synchronize()
+        do {
+            try handle.write(contentsOf: data)
+            try handle.synchronize()
+        } catch {
+            throw RunDirectory(url.deletingLastPathComponent().path).explainingWriteFailure(error, path: url)
+        }
         commits += 1
     }
 
     /// How many fsyncs `append` has made (a measure of the group commit).
     public private(set) var commits = 0
 
-    /// Reads a journal: its header and every complete record. A torn last line (a crash in the
-    /// middle of a write) is ignored; any other unreadable line is an error naming its number.
+    /// A journal line that is no task record (edited, or written by a broken build): its
+    /// number, its bytes and why.
+    public struct RejectedLine: Equatable, Sendable {
+        public let number: Int
+        public let text: Data
+        public let reason: String
+    }
+
+    /// Reads a journal: its header, every complete record, and the lines that are not records.
+    /// A torn last line (a crash in the middle of a write) is ignored; any other line that does
+    /// not decode, or whose numbers no task could have reported, is rejected: its task has no
+    /// result and runs again (`setAside` moves such lines out of the journal).
     /// `study` reads its outcome measures from lines that do not name their type (0.1.0's).
-    public static func read(_ url: URL, study: (any SweepStudy.Type)? = nil) throws -> (header: JournalHeader, records: [TaskRecord]) {
+    public static func read(_ url: URL, study: (any SweepStudy.Type)? = nil) throws
+        -> (header: JournalHeader, records: [TaskRecord], rejected: [RejectedLine]) {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw RunError(path: url.path, message: "no journal here")
         }
@@ -101,16 +116,54 @@ public final class Journal {
             throw RunError(path: url.path, message: "line 1 is not a layersweep journal header")
         }
         var records: [TaskRecord] = []
+        var rejected: [RejectedLine] = []
         for (i, line) in lines.enumerated().dropFirst() where !line.isEmpty {
             do {
                 records.append(try decoder.decode(TaskRecord.self, from: Data(line)))
             } catch {
                 let isLast = i == lines.count - 1
                 if isLast { break }  // torn final write: no newline after it
-                throw RunError(path: url.path, message: "line \(i + 1) is not a task record (remove that line to keep the rest of the run)")
+                rejected.append(RejectedLine(number: i + 1, text: Data(line), reason: reason(error)))
             }
         }
-        return (header, records)
+        return (header, records, rejected)
+    }
+
+    /// One line on why a record did not decode.
+    private static func reason(_ error: Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty: return context.debugDescription
+        case DecodingError.dataCorrupted(let context), DecodingError.keyNotFound(_, let context),
+             DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? "not a task record" : "field \(path): \(context.debugDescription)"
+        default: return "not a task record"
+        }
+    }
+
+    /// Moves `rejected` lines out of the journal at `url` into `journal.rejected.jsonl` beside it
+    /// (appended, each with its reason), rewriting the journal atomically without them.
+    public static func setAside(_ rejected: [RejectedLine], of url: URL) throws {
+        guard !rejected.isEmpty else { return }
+        guard let data = FileManager.default.contents(atPath: url.path) else { throw RunError(path: url.path, message: "no journal here") }
+        let numbers = Set(rejected.map(\.number))
+        // Every other byte stays as it was (a torn last line stays torn, for `repairTail`).
+        let pieces = data.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated().filter { !numbers.contains($0.offset + 1) }
+        let kept = Data(pieces.map(\.element).joined(separator: [0x0A]))
+        let aside = url.deletingLastPathComponent().appendingPathComponent("journal.rejected.jsonl")
+        var note = Data()
+        for r in rejected {
+            note.append(Data("# line \(r.number): \(SafeText.terminal(r.reason))\n".utf8))
+            note.append(r.text)
+            note.append(0x0A)
+        }
+        if !FileManager.default.fileExists(atPath: aside.path) { try Data().write(to: aside) }
+        let handle = try FileHandle(forWritingTo: aside)
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: note)
+        try handle.synchronize()
+        try kept.write(to: url, options: .atomic)
     }
 
     /// Shared coders (JSON with ISO-8601 dates and non-finite numbers as strings).

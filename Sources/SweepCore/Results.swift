@@ -125,17 +125,11 @@ public enum ResultTable {
         }.sorted { $0.key < $1.key }
     }
 
-    /// An RFC 4180 field: quoted when it holds commas, quotes or line breaks, quotes doubled.
-    static func quote(_ field: String) -> String {
-        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
-        return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-    }
-
-    /// RFC 4180 CSV: fields with commas, quotes or line breaks are quoted, quotes doubled.
+    /// RFC 4180 CSV, every field through `SafeText.csvField` (no cell a spreadsheet would run).
     public static func csv(_ rows: [ResultRow], study: any SweepStudy.Type) -> String {
         let columns = ResultRow.csvColumns(for: study, rows: rows)
         var out = columns.map(\.name).joined(separator: ",") + "\n"
-        for row in rows { out += columns.map { quote($0.value(row)) }.joined(separator: ",") + "\n" }
+        for row in rows { out += columns.map { SafeText.csvField($0.value(row)) }.joined(separator: ",") + "\n" }
         return out
     }
 

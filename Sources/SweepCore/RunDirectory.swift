@@ -122,6 +122,24 @@ public struct RunDirectory: Sendable {
         for file in study.extraFiles(document.rows) { try file.data.write(to: url.appendingPathComponent(file.name), options: .atomic) }
     }
 
+    /// `error`, from a write into this run, told as a full disk when it is one: the file, that
+    /// nothing journaled is lost, and how to go on (Foundation's own text is a bare
+    /// `NSCocoaErrorDomain Code=640`). Other errors are returned as they are.
+    public func explainingWriteFailure(_ error: Error, path: URL? = nil) -> Error {
+        guard RunDirectory.isOutOfSpace(error) else { return error }
+        let written = path?.path ?? ((error as NSError).userInfo[NSFilePathErrorKey] as? String) ?? url.path
+        return RunError(path: written, message: "no space left on its device; every result journaled so far is kept: free space, then continue with: sweep run --resume \(url.path)")
+    }
+
+    /// ENOSPC or EDQUOT, as Foundation or POSIX reports it, or beneath another error.
+    static func isOutOfSpace(_ error: Error) -> Bool {
+        let e = error as NSError
+        if e.domain == NSCocoaErrorDomain, e.code == CocoaError.fileWriteOutOfSpace.rawValue { return true }
+        if e.domain == NSPOSIXErrorDomain, e.code == Int(ENOSPC) || e.code == Int(EDQUOT) { return true }
+        if let posix = error as? POSIXError, posix.code == .ENOSPC || posix.code == .EDQUOT { return true }
+        return (e.userInfo[NSUnderlyingErrorKey] as? Error).map(isOutOfSpace) ?? false
+    }
+
     /// What the running coordinator is doing (`RunStatus`).
     public var statusURL: URL { url.appendingPathComponent("status.json") }
 

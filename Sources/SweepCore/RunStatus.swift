@@ -51,13 +51,26 @@ public struct RunStatus: Codable, Equatable, Sendable {
         guard FileManager.default.fileExists(atPath: run.journalURL.path) else {
             throw RunError(path: run.url.path, message: "holds no layersweep run (no journal.jsonl)")
         }
-        let records = try Journal.read(run.journalURL).records
+        let (_, records, rejected) = try Journal.read(run.journalURL)
         let holder = RunLock.holder(of: run.url)
         let status = read(run)
         var lines: [String] = []
-        let total = status.map { " of \($0.total)" } ?? ""
-        lines.append("\(run.url.path): \(Set(records.map(\.key)).count)\(total) tasks journaled, "
-                     + (holder.map { "running (\($0))" } ?? "not running (continue with: sweep run --resume \(run.url.path))"))
+        let latest = Dictionary(records.map { ($0.key, $0.outcome.status) }, uniquingKeysWith: { _, b in b })
+        let failed = latest.values.filter { $0 == .failed }.count
+        let state: String
+        if let holder {
+            state = "running (\(holder))"
+        } else if let total = status?.total, latest.count >= total, rejected.isEmpty {
+            state = failed > 0 ? "finished with \(failed) failed (after fixing the cause: sweep run --resume \(run.url.path) --retry-failed)"
+                               : "finished (report: \(run.reportURL.path))"
+        } else {
+            state = "not running (continue with: sweep run --resume \(run.url.path))"
+        }
+        lines.append("\(run.url.path): \(latest.count)\(status.map { " of \($0.total)" } ?? "") tasks journaled, \(state)")
+        if !rejected.isEmpty {
+            lines.append("\(rejected.count) journal line\(rejected.count == 1 ? " is" : "s are") not task records (line \(rejected.map { String($0.number) }.joined(separator: ", "))); "
+                         + "a resume moves them to journal.rejected.jsonl and runs their tasks again")
+        }
         if let status, holder != nil {
             let age = now.timeIntervalSince(status.updated)
             lines.append("as of \(ProgressText.duration(age)) ago\(status.etaSeconds.map { "; ETA \(ProgressText.duration($0))" } ?? ""); \(status.running.count) running:")

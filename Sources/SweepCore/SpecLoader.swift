@@ -27,15 +27,23 @@ public enum SpecLoader {
     /// `overrides` are `key=value` command-line changes to the file's fields (`SpecOverrides`);
     /// the text returned has them applied.
     public static func load(_ path: String, overrides: [String] = []) throws -> (spec: SweepSpec, text: String) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw SpecError(file: path, line: nil, field: nil, message: FileManager.default.fileExists(atPath: path)
-                ? "cannot read the sweep file" : "no such sweep file")
+        let data: Data
+        do { data = try RegularFile.read(path, what: "sweep file") } catch let error as FileProblem {
+            throw SpecError(file: path, line: nil, field: nil, message: error.problem)
         }
-        let text = try SpecOverrides.apply(overrides, to: String(decoding: data, as: UTF8.self), file: path)
+        let original = String(decoding: data, as: UTF8.self)
+        let text = try SpecOverrides.apply(overrides, to: original, file: path)
         do {
             return (try parse(text, file: path), text)
         } catch let error as SpecError {
-            throw SpecOverrides.explain(error, overrides: overrides)
+            let explained = SpecOverrides.explain(error, overrides: overrides)
+            guard !overrides.isEmpty, explained == error else { throw explained }
+            // Not an overridden field, but its line is one of the re-serialised text: the file's
+            // own error at the file's line, or the field without a line.
+            var own: SpecError?
+            do { _ = try parse(original, file: path) } catch { own = error as? SpecError }
+            if let own, own.field == error.field { throw own }
+            throw SpecError(file: path, line: nil, field: error.field, message: error.message)
         }
     }
 

@@ -17,7 +17,8 @@ public enum SpecOverrides {
             let (path, value) = try parse(override)
             set(&root, path: path, to: value)
         }
-        return "# command-line overrides: \(overrides.joined(separator: " "))\n" + (try Yams.serialize(node: root))
+        // Each override as a quoted scalar: its text can end neither the comment nor the line.
+        return "# command-line overrides: \(overrides.map(SafeText.yamlQuoted).joined(separator: " "))\n" + (try Yams.serialize(node: root))
     }
 
     /// The dotted path and YAML value of `key=value`.
@@ -29,7 +30,15 @@ public enum SpecOverrides {
         guard path.allSatisfy({ !$0.isEmpty }) else {
             throw SpecError(file: "override \(override)", line: nil, field: nil, message: "the key is a dotted path of field names (e.g. evaluation.batch_size)")
         }
+        if let control = override.unicodeScalars.first(where: SafeText.isControl) {
+            throw SpecError(file: "override \(SafeText.terminal(override))", line: nil, field: nil,
+                            message: "holds a control character (U+\(String(format: "%04X", control.value))); an override is one line of text")
+        }
         let valueText = String(override[override.index(after: eq)...])
+        guard !valueText.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw SpecError(file: "override \(override)", line: nil, field: nil,
+                            message: "has no value (an empty shell variable?); write the value after '=', or leave the field out for its default")
+        }
         let value: Node
         do { value = try Yams.compose(yaml: valueText) ?? Node("") } catch {
             throw SpecError(file: "override \(override)", line: nil, field: nil, message: "the value is not YAML: \(error)")

@@ -85,7 +85,9 @@ public final class TaskExecutor {
         let (data, network, hooks) = try GangStart.agree(gang, task: task.key) {
             let data = try splits(task.dataset, model: task.model)
             let network = try build(task.model, for: data, seed: task.seed)
-            return (data, network, try snapshotHooks(task, network: network, resume: resume, sink: snapshot))
+            let training = EpochSnapshot.Training(model: task.model, config: try config(section, seed: task.seed),
+                                                  data: task.dataset, images: data.train.count)
+            return (data, network, try snapshotHooks(task, network: network, training: training, resume: resume, sink: snapshot))
         }
         let trained = try trainEvaluated(network, data: data, section: section, seed: task.seed, hooks: hooks, gang: gang)
         var outcome = trained.outcome
@@ -152,20 +154,28 @@ public final class TaskExecutor {
     }
 
     /// Resuming from `resume` and snapshotting to `sink` at epoch boundaries once the training
-    /// has run `snapshotSeconds`.
-    func snapshotHooks(_ task: PlannedTask, network: Network, resume: Data?, sink: ((Data) -> Void)?) throws -> TrainingHooks {
+    /// has run `snapshotSeconds`. A snapshot of another training (or a tampered one) is
+    /// discarded, with a line saying why, and the training starts from its beginning.
+    func snapshotHooks(_ task: PlannedTask, network: Network, training: EpochSnapshot.Training, resume: Data?,
+                       sink: ((Data) -> Void)?) throws -> TrainingHooks {
         var hooks = TrainingHooks()
         if let resume {
-            let restored = try EpochSnapshot.restore(resume, into: network, key: task.key)
-            hooks.startStep = restored.step
-            hooks.prepare = restored.prepare
+            do {
+                let restored = try EpochSnapshot.restore(resume, into: network, key: task.key, training: training)
+                hooks.startStep = restored.step
+                hooks.prepare = restored.prepare
+                progressSink?("resumed from its epoch snapshot after epoch \(restored.epochs) of \(training.epochs)")
+            } catch let mismatch as EpochSnapshot.Mismatch {
+                progressSink?("epoch snapshot discarded (\(mismatch)); training starts from the beginning")
+            }
         }
         if let sink {
             var last = Date()
             let interval = snapshotSeconds
             hooks.afterEpoch = { epochs, step, optimizer in
                 guard Date().timeIntervalSince(last) >= interval,
-                      let bytes = try? EpochSnapshot.encode(network, optimizer: optimizer, epochs: epochs, step: step, key: task.key) else { return }
+                      let bytes = try? EpochSnapshot.encode(network, optimizer: optimizer, epochs: epochs, step: step, key: task.key,
+                                                            training: training) else { return }
                 sink(bytes)
                 last = Date()
             }

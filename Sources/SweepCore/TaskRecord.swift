@@ -68,7 +68,34 @@ public struct TaskOutcome: Codable, Equatable, Sendable {
             let decoded = try type.init(from: decoder)
             measures = decoded.isEmpty ? nil : decoded
         }
+        if let problem { throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: problem)) }
     }
+
+    /// What no task could have reported: a number out of its range (an accuracy above 1, negative
+    /// counts, a hash that is not one). A journal is a file anyone can edit; its numbers index
+    /// and divide later (paired tests, paths of checkpoints), so each is checked where it is read.
+    public var problem: String? {
+        for (name, value) in [("testAccuracy", testAccuracy), ("trainAccuracy", trainAccuracy)] {
+            if let value, !(0...1).contains(value) { return "\(name) \(value) is not a fraction in [0, 1]" }
+        }
+        for (name, value) in [("testLoss", testLoss), ("trainLoss", trainLoss)] {
+            guard let value else { continue }
+            if value < 0 || (status == .ok && !value.isFinite) { return "\(name) \(value) is not a loss of a finished task" }
+        }
+        if let paramsMasked, paramsMasked < 0 { return "paramsMasked \(paramsMasked) is negative" }
+        guard seconds.isFinite, seconds >= 0 else { return "seconds \(seconds) is not a duration" }
+        if let checkpoint, !ContentHash.isValid(checkpoint) { return "checkpoint '\(checkpoint)' is not a content hash" }
+        if let d = discordant {
+            guard d.count == 3, d.allSatisfy({ $0 >= 0 }), d[2] <= TaskOutcome.maxImages, d[0] <= d[2] - d[1] else {
+                return "discordant \(d) is not [worse, better, images] with worse + better ≤ images"
+            }
+        }
+        return measures?.problem
+    }
+
+    /// More test images than any evaluation holds (the paired counts are checked against it).
+    static let maxImages = 1 << 40
+
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -117,6 +144,20 @@ public struct TaskRecord: Codable, Equatable, Sendable {
     public var started: Date
     public var finished: Date
 
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        key = try c.decode(String.self, forKey: .key)
+        kind = try c.decode(TaskKind.self, forKey: .kind)
+        outcome = try c.decode(TaskOutcome.self, forKey: .outcome)
+        rank = try c.decode(Int.self, forKey: .rank)
+        host = try c.decode(String.self, forKey: .host)
+        started = try c.decode(Date.self, forKey: .started)
+        finished = try c.decode(Date.self, forKey: .finished)
+        guard rank >= 0, !key.isEmpty else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "rank \(rank) or key '\(key)' is not a task's"))
+        }
+    }
+
     public init(key: String, kind: TaskKind, outcome: TaskOutcome, rank: Int, host: String, started: Date, finished: Date) {
         self.key = key
         self.kind = kind
@@ -125,5 +166,13 @@ public struct TaskRecord: Codable, Equatable, Sendable {
         self.host = host
         self.started = started
         self.finished = finished
+    }
+}
+
+/// The format of `contentHash`: 32 lowercase hex digits. Hashes name files, so a journal's must
+/// be one before it reaches a path.
+public enum ContentHash {
+    public static func isValid(_ text: String) -> Bool {
+        text.utf8.count == 32 && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 }

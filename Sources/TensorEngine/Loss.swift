@@ -19,6 +19,8 @@ public enum Loss {
     public static func softmaxCrossEntropy(_ logits: Tensor, labels: [Int32], batchCount: Int? = nil) -> LossResult {
         let (n, k) = (logits.shape[0], logits.shape[1])
         precondition(labels.count == n, "\(labels.count) labels for \(n) logits")
+        // A label is an index into each row (the gradient is written there): checked, never trusted.
+        precondition(labels.allSatisfy { $0 >= 0 && Int($0) < k }, "a label outside 0..<\(k): the network has \(k) classes")
         let grad = Tensor(shape: logits.shape)
         let batch = batchCount ?? n
         var total = 0.0
@@ -58,6 +60,8 @@ public enum Loss {
         }
         var correct = 0
         if let labels {
+            precondition(labels.count == logits.shape[0] && labels.allSatisfy { $0 >= 0 && Int($0) < logits.shape[1] },
+                         "labels do not index the logits' \(logits.shape[1]) classes")
             let k = logits.shape[1]
             for i in 0..<logits.shape[0] {
                 let row = logits.data + i * k

@@ -32,14 +32,14 @@ struct BenchCommand: ParsableCommand {
             results.append(r)
             if !json {
                 let shape = r.input.map(String.init).joined(separator: "x")
-                print("\(r.model.padding(toLength: 14, withPad: " ", startingAt: 0)) \(shape.padding(toLength: 8, withPad: " ", startingAt: 0))"
+                emit("\(r.model.padding(toLength: 14, withPad: " ", startingAt: 0)) \(shape.padding(toLength: 8, withPad: " ", startingAt: 0))"
                       + String(format: " train %8.1f img/s %6.1f GFLOP/s   eval %8.1f img/s %6.1f GFLOP/s %4.0f%% CPU   (%d threads)",
                                r.trainImagesPerSecond, r.trainGFLOPs, r.evalImagesPerSecond, r.evalGFLOPs,
                                100 * r.evalCPUUtilisation, r.threads))
             }
         }
         if !json {
-            print("OpenBLAS kernels: \(BLASKernels.core); its sgemm peak (1024^3, \(Parallel.threads) threads): "
+            emit("OpenBLAS kernels: \(BLASKernels.core); its sgemm peak (1024^3, \(Parallel.threads) threads): "
                   + String(format: "%.1f GFLOP/s", peak))
         }
         if json {

@@ -28,15 +28,15 @@ struct LayersCommand: ParsableCommand {
             network = file.metadata["layersweep.model"] != nil && model == nil
                 ? try Checkpoint.network(from: file, path: checkpoint)
                 : try TorchImport.network(from: file, path: checkpoint, inputShape: shape, model: model)
-            print("\(checkpoint): \(network.spec.name), \(network.spec.inputShape.map(String.init).joined(separator: "x")) inputs, \(network.spec.classes) classes")
+            emit("\(checkpoint): \(network.spec.name), \(network.spec.inputShape.map(String.init).joined(separator: "x")) inputs, \(network.spec.classes) classes")
         } else {
             network = Network.build(try ModelSpec(name: model!, inputShape: shape, classes: classes), seed: 0)
         }
         let width = network.units.map(\.name.count).max() ?? 0
         for unit in network.units {
             let pad = String(repeating: " ", count: width - unit.name.count)
-            print("\(unit.name)\(pad)  \(unit.kind.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0))  \(unit.parameterCount)\(unit.isTransition ? "  transition" : "")")
+            emit("\(unit.name)\(pad)  \(unit.kind.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0))  \(unit.parameterCount)\(unit.isTransition ? "  transition" : "")")
         }
-        print("total parameters: \(network.parameterCount)")
+        emit("total parameters: \(network.parameterCount)")
     }
 }

@@ -56,9 +56,9 @@ struct RunCommand: ParsableCommand {
             report("done: \(summary.rows.count) tasks (\(countText)) in \(formatDuration(summary.seconds)) on \(workers)")
         }
         for line in ProgressText.summary(rows: summary.rows, study: StudyRegistry.study(named: summary.study.rawValue) ?? NoopStudy.self) { report(line) }
-        print("report:  \(summary.directory.reportURL.path)")
-        print("results: \(summary.directory.resultsCSV.path)")
-        print("         \(summary.directory.resultsJSON.path)")
+        emit("report:  \(summary.directory.reportURL.path)")
+        emit("results: \(summary.directory.resultsCSV.path)")
+        emit("         \(summary.directory.resultsJSON.path)")
         if summary.drained {
             report("continue with: sweep run --resume \(summary.directory.url.path)")
             throw ExitCode(StopRequest.drain.exitStatus)
@@ -92,30 +92,30 @@ struct PlanCommand: ParsableCommand {
         try ImportedNetworks.hashFiles(&spec)
         let plan = try Plan.expand(spec)
         let byKind = Dictionary(grouping: plan.tasks, by: \.kind)
-        print("sweep \(spec.name) (study \(spec.study.rawValue)): \(plan.tasks.count) tasks -> \(spec.output)")
+        emit("sweep \(spec.name) (study \(spec.study.rawValue)): \(plan.tasks.count) tasks -> \(spec.output)")
         let width = max(9, byKind.keys.map(\.rawValue.count).max() ?? 0)
         for kind in StudyRegistry.kindOrder {
             guard let tasks = byKind[kind] else { continue }
             let cost = tasks.reduce(0) { $0 + $1.cost }
-            print("  \(kind.rawValue.padding(toLength: width, withPad: " ", startingAt: 0)) \(String(tasks.count).padding(toLength: 6, withPad: " ", startingAt: 0)) \(String(format: "%5.1f%%", 100 * cost / max(plan.totalCost, 1))) of the cost")
+            emit("  \(kind.rawValue.padding(toLength: width, withPad: " ", startingAt: 0)) \(String(tasks.count).padding(toLength: 6, withPad: " ", startingAt: 0)) \(String(format: "%5.1f%%", 100 * cost / max(plan.totalCost, 1))) of the cost")
         }
         let seconds = ScheduleForecast.seconds(forCost: plan.totalCost)
-        print(String(format: "  estimated work: %.3g multiply-adds, about %@ on one core", plan.totalCost, formatDuration(seconds)))
+        emit(String(format: "  estimated work: %.3g multiply-adds, about %@ on one core", plan.totalCost, formatDuration(seconds)))
         if let ranks {
             let f = ScheduleForecast.forecast(plan, ranks: ranks)
             let nodes = (ranks + coresPerNode - 1) / coresPerNode
-            print("on \(ranks) rank\(ranks == 1 ? "" : "s") (\(nodes) node\(nodes == 1 ? "" : "s") of \(coresPerNode) cores), by the cost model:")
-            print("  predicted makespan  \(formatDuration(f.makespan))  (critical path first, spare ranks in training gangs;"
+            emit("on \(ranks) rank\(ranks == 1 ? "" : "s") (\(nodes) node\(nodes == 1 ? "" : "s") of \(coresPerNode) cores), by the cost model:")
+            emit("  predicted makespan  \(formatDuration(f.makespan))  (critical path first, spare ranks in training gangs;"
                   + " one rank per task: \(formatDuration(f.makespanOneRank)); longest task first: \(formatDuration(f.makespanOwnCost)))")
-            print("  lower bound         \(formatDuration(f.lowerBound))  = max(work / ranks \(formatDuration(f.workBound)), longest chain with trainings on \(f.gang)-rank gangs \(formatDuration(f.gangChainBound)))")
-            print(String(format: "  ratio               %.2f", f.makespan / max(f.lowerBound, 1e-9))
+            emit("  lower bound         \(formatDuration(f.lowerBound))  = max(work / ranks \(formatDuration(f.workBound)), longest chain with trainings on \(f.gang)-rank gangs \(formatDuration(f.gangChainBound)))")
+            emit(String(format: "  ratio               %.2f", f.makespan / max(f.lowerBound, 1e-9))
                   + "  (each task runs on one rank: the longest chain alone takes \(formatDuration(f.chainBound)))")
         }
-        if show > 0 { print("first tasks (in the order a single worker would run them):") }
+        if show > 0 { emit("first tasks (in the order a single worker would run them):") }
         var scheduler = Scheduler(plan.tasks, workers: ranks ?? 1)
         var shown = 0
         while shown < show, let task = scheduler.next() {
-            print("  \(task.key)\(task.dependencies.isEmpty ? "" : "  <- \(task.dependencies.joined(separator: ", "))")")
+            emit("  \(task.key)\(task.dependencies.isEmpty ? "" : "  <- \(task.dependencies.joined(separator: ", "))")")
             scheduler.finished(task.key, succeeded: true)
             shown += 1
         }
@@ -138,8 +138,8 @@ struct ReportCommand: ParsableCommand {
         let counts = Dictionary(grouping: input.rows, by: \.status.rawValue).mapValues(\.count)
         report("\(input.rows.count) of \(input.plan.tasks.count) tasks journaled (\(counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))\(input.complete ? "" : "; partial report")")
         for line in ProgressText.summary(rows: input.rows, study: input.plan.spec.studyType) { report(line) }
-        print("wrote:")
-        for file in run.resultFiles(study: input.plan.spec.studyType) { print("  \(file.path)") }
+        emit("wrote:")
+        for file in run.resultFiles(study: input.plan.spec.studyType) { emit("  \(file.path)") }
     }
 }
 
@@ -154,9 +154,9 @@ struct CompareCommand: ParsableCommand {
     func run() throws {
         try OutputPath.checkWritableFile(output)
         let comparison = try RunComparison(RunDirectory(runA), RunDirectory(runB))
-        for line in comparison.table { print(line) }
+        for line in comparison.table { emit(line) }
         try Data(comparison.html.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
-        print("page: \(output)")
+        emit("page: \(output)")
     }
 }
 
@@ -167,6 +167,6 @@ struct StatusCommand: ParsableCommand {
     @Argument(help: "The run directory.") var runDirectory: String
 
     func run() throws {
-        for line in try RunStatus.describe(RunDirectory(runDirectory)) { print(line) }
+        for line in try RunStatus.describe(RunDirectory(runDirectory)) { emit(line) }
     }
 }

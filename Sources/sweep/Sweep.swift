@@ -25,9 +25,28 @@ struct Sweep: ParsableCommand {
         subcommands: [RunCommand.self, PlanCommand.self, ReportCommand.self, StatusCommand.self, CompareCommand.self, TrainCommand.self, EvalCommand.self, LayersCommand.self, BenchCommand.self])
 
     /// Switches OpenBLAS to the CPU's own kernels first (see `BLASKernels`), then runs the command.
+    /// Errors print with their control characters escaped: a message may quote a name or a
+    /// file's contents.
     static func main() {
         BLASKernels.relaunchForNativeKernels()
-        main(nil)
+        var command: ParsableCommand
+        do { command = try parseAsRoot() } catch { exitSafely(withError: error, lines: true) }
+        do { try command.run() } catch { exitSafely(withError: error, lines: false) }
+        Foundation.exit(0)
+    }
+
+    /// ArgumentParser's `exit(withError:)`, with the message made safe for a terminal: `lines`
+    /// keeps the line breaks of usage and help texts; a command's own errors are one line.
+    static func exitSafely(withError error: Error, lines: Bool) -> Never {
+        let code = exitCode(for: error)
+        let full = fullMessage(for: error)
+        let message = lines ? SafeText.terminalLines(full) : SafeText.terminal(full)
+        if code == .success {
+            if !message.isEmpty { print(message) }
+        } else if !message.isEmpty {
+            StandardError.write(message + "\n")
+        }
+        Foundation.exit(code.rawValue)
     }
 }
 
@@ -59,7 +78,11 @@ struct FlagError: Error, CustomStringConvertible {
 }
 
 /// Writes one line to standard error (progress and diagnostics; stdout carries results).
-func report(_ line: String) { StandardError.write(line + "\n") }
+/// Control characters (from names, files) are shown escaped, as everywhere on the terminal.
+func report(_ line: String) { StandardError.write(SafeText.terminal(line) + "\n") }
+
+/// Writes one line to standard output (results), control characters escaped.
+func emit(_ line: String) { print(SafeText.terminal(line)) }
 
 /// `1h02m`, `2m10s`, `4.1s` (the runner's own format).
 func formatDuration(_ seconds: Double) -> String { ProgressText.duration(seconds) }

@@ -120,7 +120,7 @@ struct TrainCommand: ParsableCommand {
             "layersweep.normalisation.std": splits.normalisation.std.map { "\($0)" }.joined(separator: ","),
             "layersweep.seed": String(seed),
         ])
-        print(String(format: "test accuracy %.4f  test loss %.4f  (%d images)  trained in %@  -> %@",
+        emit(String(format: "test accuracy %.4f  test loss %.4f  (%d images)  trained in %@  -> %@",
                      result.accuracy, result.loss, result.count, formatDuration(trainSeconds), output))
     }
 }
@@ -170,10 +170,8 @@ struct EvalCommand: ParsableCommand {
         let network = file.metadata["layersweep.model"] != nil && model == nil
             ? try Checkpoint.network(from: file, path: checkpoint)
             : try TorchImport.network(from: file, path: checkpoint, inputShape: splits.test.shape, model: model)
-        guard splits.test.shape == network.spec.inputShape else {
-            throw FlagError("\(checkpoint) expects inputs \(network.spec.inputShape); \(data.dataset) has \(splits.test.shape)")
-        }
+        if let mismatch = Evaluation.mismatch(network, splits.test) { throw FlagError("\(checkpoint): \(mismatch)") }
         let result = Evaluation.run(network, on: splits.test, batchSize: batchSize)
-        print(String(format: "%@: test accuracy %.4f  test loss %.4f  (%d images)", network.spec.name, result.accuracy, result.loss, result.count))
+        emit(String(format: "%@: test accuracy %.4f  test loss %.4f  (%d images)", network.spec.name, result.accuracy, result.loss, result.count))
     }
 }

@@ -5,10 +5,16 @@ import Foundation
 public struct Markup {
     private(set) var text = ""
 
+    /// Markup-escaped text; control characters other than line breaks and tabs (which XML
+    /// forbids and a name may smuggle in) are shown as their escapes, as on the terminal.
     static func escape(_ s: String) -> String {
         var out = ""
         out.reserveCapacity(s.count)
         for ch in s {
+            if ch != "\n", ch != "\t", ch.unicodeScalars.contains(where: SafeText.isControl) {
+                out += escape(SafeText.terminal(String(ch)))
+                continue
+            }
             switch ch {
             case "&": out += "&amp;"
             case "<": out += "&lt;"

@@ -138,6 +138,8 @@ public protocol OutcomeMeasures: Codable, Sendable {
     /// True when nothing was measured (an outcome decoded without any of the type's fields).
     var isEmpty: Bool { get }
     func isEqual(to other: any OutcomeMeasures) -> Bool
+    /// A value no task could have measured (read back from a journal), or nil.
+    var problem: String? { get }
 }
 
 extension OutcomeMeasures where Self: Equatable {

@@ -30,6 +30,7 @@ public struct StudentMeasures: OutcomeMeasures, Equatable {
     /// Parameters the student has (its width is chosen to come closest to the budget).
     public var parameters: Int?
     public var isEmpty: Bool { parameters == nil }
+    public var problem: String? { (parameters ?? 0) < 0 ? "parameters \(parameters!) is negative" : nil }
 }
 
 /// A student row's own fields.

@@ -45,6 +45,14 @@ public struct PruningMeasures: OutcomeMeasures, Equatable {
     }
 
     public var isEmpty: Bool { remainingFraction == nil && layerRemaining == nil && locality == nil && maskImages == nil }
+
+    public var problem: String? {
+        for (name, value) in [("remainingFraction", remainingFraction)] + (layerRemaining ?? [:]).sorted(by: { $0.key < $1.key }).map({ ($0.key, Optional($0.value)) }) {
+            if let value, !(0...1).contains(value) { return "\(name) \(value) is not a fraction in [0, 1]" }
+        }
+        if let locality, !locality.isFinite { return "locality \(locality) is not a number" }
+        return maskImages?.lazy.compactMap(\.problem).first
+    }
 }
 
 /// An IMP row's own fields: its round and what the round measured.

@@ -31,6 +31,11 @@ public struct ReuseMeasures: OutcomeMeasures, Equatable {
     /// Parameters copied.
     public var parameters: Int?
     public var isEmpty: Bool { rmse == nil && parameters == nil }
+    public var problem: String? {
+        if let rmse, !(rmse.isFinite && rmse >= 0) { return "rmse \(rmse) is not a root mean square" }
+        if let parameters, parameters < 0 { return "parameters \(parameters) is negative" }
+        return nil
+    }
 }
 
 /// A reuse row's own fields.

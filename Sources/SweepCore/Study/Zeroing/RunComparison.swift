@@ -24,15 +24,26 @@ public struct RunComparison: Sendable {
     /// The per-unit summaries of a run directory, from its results.json (written at every
     /// refresh and at the end, so a run in progress compares too).
     public static func summaries(of run: RunDirectory) throws -> [UnitSummary] {
-        struct Rows: Decodable { let rows: [ResultRow] }
+        struct Document: Decodable {
+            struct Spec: Decodable { let study: StudyName }
+            let spec: Spec
+            let rows: [ResultRow]
+        }
         guard let data = FileManager.default.contents(atPath: run.resultsJSON.path) else {
             throw RunError(path: run.resultsJSON.path, message: "no results yet (is this a run directory? `sweep report` rebuilds it from the journal)")
         }
-        let rows = try Journal.decoder.decode(Rows.self, from: data).rows
-        guard rows.contains(where: { $0.study == .zeroing }) else {
-            throw RunError(path: run.url.path, message: "compare reads layer-zeroing runs; this one is not")
+        let document: Document
+        do { document = try Journal.decoder.decode(Document.self, from: data) } catch {
+            throw RunError(path: run.resultsJSON.path, message: "is not a results file of layersweep (rebuild it from the journal with: sweep report \(run.url.path))")
         }
-        return UnitSummary.summaries(rows)
+        guard document.spec.study == .zeroing else {
+            throw RunError(path: run.url.path, message: "compare reads layer-zeroing runs; this one is a \(document.spec.study.rawValue) run")
+        }
+        let summaries = UnitSummary.summaries(document.rows)
+        guard !summaries.isEmpty else {
+            throw RunError(path: run.url.path, message: "has no mask results yet (continue it with: sweep run --resume \(run.url.path))")
+        }
+        return summaries
     }
 
     public init(_ runA: RunDirectory, _ runB: RunDirectory) throws {

@@ -87,7 +87,7 @@ public struct UnitSummary: Codable, Equatable, Sendable {
         var out = "dataset,model,layer,mask,seeds,delta_mean,delta_low,delta_high,interval,call,rank_unstable\n"
         for u in units {
             out += [u.dataset, u.model, u.layer, u.mask, String(u.seeds), "\(u.deltaMean)", number(u.deltaLow), number(u.deltaHigh),
-                    u.interval, u.call.rawValue, u.rankUnstable ? "yes" : "no"].map(ResultTable.quote).joined(separator: ",") + "\n"
+                    u.interval, u.call.rawValue, u.rankUnstable ? "yes" : "no"].map(SafeText.csvField).joined(separator: ",") + "\n"
         }
         return out
     }
