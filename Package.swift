@@ -52,7 +52,7 @@ let package = Package(
                     exclude: ["Fixtures/pytorch_resnet.py"]),   // run from its path by the tests
         .testTarget(name: "SweepCoreTests", dependencies: ["SweepCore", "Studies", "Models", "Datasets", "TensorEngine", "EngineTestSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "SweepCore", "TensorEngine"]),
-        .testTarget(name: "sweepTests", dependencies: ["sweep", "SweepCore", "Studies", "TensorEngine"]),
+        .testTarget(name: "sweepTests", dependencies: ["sweep", "SweepCore", "Studies", "Models", "Datasets", "TensorEngine"]),
     ],
     swiftLanguageModes: [.v5]
 )

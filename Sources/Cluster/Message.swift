@@ -105,15 +105,18 @@ enum MessageCodec {
         var offset = start + 4 + length
         var blobs: [String: Data] = [:]
         for blob in header.blobs {
-            guard offset + blob.size <= data.endIndex else { throw CodecError.malformed("blob \(blob.name) truncated") }
+            guard blob.size >= 0, blob.size <= data.endIndex - offset else { throw CodecError.malformed("blob \(blob.name) of \(blob.size) bytes does not fit") }
             blobs[blob.name] = data.subdata(in: offset..<(offset + blob.size))
             offset += blob.size
         }
         switch header.type {
-        case "hello": return .hello(host: header.host ?? "?", threads: header.threads ?? 1)
+        case "hello": return .hello(host: header.host ?? "?", threads: min(max(header.threads ?? 1, 1), 4096))
         case "configure": return .configure(specText: header.specText ?? "", checkpointHashes: header.checkpointHashes ?? [:])
         case "task":
             guard let key = header.key else { throw CodecError.malformed("task message without a key") }
+            if let gang = header.gang, gang.members.isEmpty || gang.members.contains(where: { $0 < 0 }) || Set(gang.members).count != gang.members.count {
+                throw CodecError.malformed("task \(key) names a gang of ranks \(gang.members)")
+            }
             var attachments = blobs
             let resume = header.resume == true ? attachments.removeValue(forKey: "resume") : nil
             return .task(key: key, inputs: header.inputs ?? [:], attachments: attachments, release: header.release ?? [], resume: resume,

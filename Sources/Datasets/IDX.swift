@@ -34,6 +34,11 @@ public enum IDX {
             guard !overflow else { throw fail("header promises \(promised) values, more than the file's \(try file.skipToEnd()) bytes of data") }
             expected = product
         }
+        // The header's count is checked against what the file can hold before it is allocated:
+        // its size, or for gzip data deflate's largest ratio (1032:1) times it.
+        guard expected <= file.mostBytesItCanHold else {
+            throw fail("header promises \(promised) = \(expected) values, more than this \(file.byteCount)-byte file can hold")
+        }
         var bytes = [UInt8](repeating: 0, count: expected)
         let got = try bytes.withUnsafeMutableBytes { try file.read(into: $0) }
         guard got == expected else {
@@ -68,12 +73,28 @@ final class GzipStream {
     private let path: String
     private let handle: gzFile
 
+    /// The file's size on disk, and whether it starts with gzip's magic.
+    let byteCount: Int
+    private let compressed: Bool
+
     init(_ path: String) throws {
-        guard FileManager.default.fileExists(atPath: path) else { throw DatasetError(file: path, problem: "no such file") }
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw DatasetError(file: path, problem: "no such file") }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw DatasetError(file: path, problem: "is not a regular file") }
+        var head: [UInt8] = []
+        if let h = FileHandle(forReadingAtPath: path) {
+            head = [UInt8]((try? h.read(upToCount: 2)) ?? Data())
+            try? h.close()
+        }
         guard let handle = gzopen(path, "rb") else { throw DatasetError(file: path, problem: "cannot open") }
         self.path = path
         self.handle = handle
+        byteCount = Int(info.st_size)
+        compressed = head == [0x1F, 0x8B]
     }
+
+    /// An upper bound on the bytes a read can return (more is a header's lie).
+    var mostBytesItCanHold: Int { compressed ? byteCount.multipliedReportingOverflow(by: 1032).partialValue + 1024 : byteCount }
 
     func close() { gzclose(handle) }
 

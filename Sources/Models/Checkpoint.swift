@@ -33,7 +33,10 @@ public enum Checkpoint {
               let classes = Int(classesText) else {
             throw SafeTensorsError(file: path, problem: "not a layersweep checkpoint (metadata lacks \(modelKey), \(inputKey) or \(classesKey))")
         }
-        let shape = input.split(separator: ",").compactMap { Int($0) }
+        let shape = input.split(separator: ",", omittingEmptySubsequences: false).compactMap { Int($0) }
+        guard shape.count == 3, input.split(separator: ",", omittingEmptySubsequences: false).count == 3 else {
+            throw SafeTensorsError(file: path, problem: "its metadata's input shape '\(input)' is not C,H,W")
+        }
         let spec: ModelSpec
         do { spec = try ModelSpec(name: name, inputShape: shape, classes: classes) } catch let error as ModelError {
             throw SafeTensorsError(file: path, problem: "its metadata describes no buildable network: \(error)")

@@ -11,7 +11,8 @@ public enum ImportedNetworks {
     public static func recordedHashes(in run: RunDirectory) -> [String: String] {
         guard let data = FileManager.default.contents(atPath: run.importsURL.path),
               let hashes = try? JSONDecoder().decode([String: String].self, from: data) else { return [:] }
-        return hashes
+        // A hash names tasks and files: one that is not a hash is dropped (the file is hashed again).
+        return hashes.filter { ContentHash.isValid($0.value) }
     }
 
     /// Records the checkpoint hashes of `spec` in `run` (nothing when it imports no network).

@@ -153,8 +153,8 @@ public struct TaskRecord: Codable, Equatable, Sendable {
         host = try c.decode(String.self, forKey: .host)
         started = try c.decode(Date.self, forKey: .started)
         finished = try c.decode(Date.self, forKey: .finished)
-        guard rank >= 0, !key.isEmpty else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "rank \(rank) or key '\(key)' is not a task's"))
+        guard rank >= 0, !key.isEmpty, finished >= started else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "rank \(rank), key '\(key)' or times \(started)...\(finished) are not a task's"))
         }
     }
 

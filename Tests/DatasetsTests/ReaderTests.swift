@@ -67,6 +67,18 @@ final class ReaderTests: XCTestCase {
         XCTAssertThrowsError(try IDX.read(path("huge"))) {
             XCTAssertTrue("\($0)".contains("header promises 4294967295x4294967295x4294967295 values"), "\($0)")
         }
+        // No overflow, but 4 GB promised by a 20-byte file (raw or gzip): refused before allocating.
+        try IDX.write(path("big.gz"), dimensions: [1], bytes: [7])
+        var gz = try Data(contentsOf: URL(fileURLWithPath: path("big.gz")))
+        try Data([0, 0, 8, 2, 0, 0, 0xFF, 0xFF, 0, 0, 0xFF, 0xFF, 1, 2, 3, 4]).write(to: URL(fileURLWithPath: path("big")))
+        try IDX.write(path("big2.gz"), dimensions: [0xFFFF, 0xFFFF], bytes: [])
+        gz = try Data(contentsOf: URL(fileURLWithPath: path("big2.gz")))
+        XCTAssertLessThan(gz.count, 100)
+        for name in ["big", "big2.gz"] {
+            XCTAssertThrowsError(try IDX.read(path(name))) {
+                XCTAssertTrue("\($0)".contains("header promises 65535x65535 = 4294836225 values, more than this"), "\($0)")
+            }
+        }
     }
 
     /// A label the network has no output for would be read past the logits row.

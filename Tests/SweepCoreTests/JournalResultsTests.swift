@@ -30,7 +30,8 @@ final class JournalResultsTests: XCTestCase {
         try handle.seekToEnd()
         try handle.write(contentsOf: Data(#"{"key":"c","kin"#.utf8))  // a crash mid-write
         try handle.close()
-        let (readHeader, records) = try Journal.read(url)
+        let (readHeader, records, rejected) = try Journal.read(url)
+        XCTAssertEqual(rejected, [], "a torn last line is not a rejected record")
         XCTAssertEqual(readHeader, header)
         XCTAssertEqual(records.map(\.key), ["a", "b"])
         XCTAssertEqual(records[0].outcome.testAccuracy, 0.5)
@@ -79,7 +80,8 @@ final class JournalResultsTests: XCTestCase {
         for cut in lastStart..<full.count {
             try full.prefix(cut).write(to: url)
             try Journal(url: url, header: header).append([record("d", .mask, acc: 1)])
-            let (readHeader, records) = try Journal.read(url)
+            let (readHeader, records, rejected) = try Journal.read(url)
+            XCTAssertEqual(rejected, [], "a torn last line is not a rejected record")
             XCTAssertEqual(readHeader, header)
             // Cutting only the newline leaves a whole record, which is kept.
             XCTAssertEqual(records.map(\.key), cut == full.count - 1 ? ["a", "b", "c", "d"] : ["a", "b", "d"], "cut at \(cut)")

@@ -100,7 +100,7 @@ final class OlderJournalTests: XCTestCase {
 
             """
         try text.write(to: url, atomically: true, encoding: .utf8)
-        let (header, records) = try Journal.read(url, study: PruningStudy.self)
+        let (header, records, _) = try Journal.read(url, study: PruningStudy.self)
         XCTAssertEqual(header.format, 1)
         XCTAssertEqual(records.map(\.kind), [.train, .prune, .oneShot], "the old spelling oneShot reads as today's oneshot")
         XCTAssertEqual(TaskKind.oneShot.rawValue, "oneshot")

@@ -197,8 +197,9 @@ final class SafetyTests: XCTestCase {
 
     /// `kill -9` of `sweep run FILE` in the middle of a training that has written an epoch
     /// snapshot: `--resume` continues that training from the snapshot, and its checkpoint and the
-    /// whole table are bit-identical to an uninterrupted run. A damaged snapshot is dropped (the
-    /// training restarts from scratch) with the same end result.
+    /// whole table are bit-identical to an uninterrupted run. A damaged snapshot, or one that
+    /// another sweep's training (another learning rate, the same task key) left there, is dropped
+    /// (the training restarts from scratch) with the same end result.
     func testAKilledTrainingResumesFromItsEpochSnapshotWithTheSameBits() throws {
         let spec = try SweepProcess.trainingSpec("snap", epochs: 4, in: dir)
         func sweep(_ arguments: [String]) -> Process {
@@ -213,8 +214,8 @@ final class SafetyTests: XCTestCase {
         try full.run()
         full.waitUntilExit()
         XCTAssertEqual(full.terminationStatus, 0)
-        for damaged in [false, true] {
-            let runDir = dir.appendingPathComponent("run-\(damaged)").path
+        /// Runs `spec` into `runDir` until its first epoch snapshot, then kills it; the snapshot's file name.
+        func killedAfterASnapshot(_ spec: String, _ runDir: String) throws -> String {
             let snapshots = "\(runDir)/snapshots"
             let job = sweep(["run", spec, "--output", runDir])
             try job.run()
@@ -226,10 +227,29 @@ final class SafetyTests: XCTestCase {
             job.waitUntilExit()
             let stored = finished()
             XCTAssertEqual(stored.count, 1)
-            if damaged { try Data("torn".utf8).write(to: URL(fileURLWithPath: "\(snapshots)/\(stored[0])")) }
+            return stored[0]
+        }
+        let otherSpec = dir.appendingPathComponent("other.yaml").path
+        try String(contentsOfFile: spec, encoding: .utf8).replacingOccurrences(of: "learning_rate: 0.05", with: "learning_rate: 0.01")
+            .write(toFile: otherSpec, atomically: true, encoding: .utf8)
+        for change in ["none", "damaged", "foreign"] {
+            let runDir = dir.appendingPathComponent("run-\(change)").path
+            let snapshots = "\(runDir)/snapshots"
+            let stored = try killedAfterASnapshot(spec, runDir)
+            if change == "damaged" { try Data("torn".utf8).write(to: URL(fileURLWithPath: "\(snapshots)/\(stored)")) }
+            if change == "foreign" {
+                let otherRun = dir.appendingPathComponent("other").path
+                let theirs = try killedAfterASnapshot(otherSpec, otherRun)
+                XCTAssertEqual(theirs, stored, "the same task key names the same snapshot file")
+                try FileManager.default.removeItem(atPath: "\(snapshots)/\(stored)")
+                try FileManager.default.copyItem(atPath: "\(otherRun)/snapshots/\(theirs)", toPath: "\(snapshots)/\(stored)")
+            }
             let resumed = try SweepProcess.run(["run", "--resume", runDir, "--threads", "1"])
             XCTAssertEqual(resumed.status, 0, resumed.stderr)
-            XCTAssertTrue(resumed.stderr.contains(damaged ? "unreadable epoch snapshot" : "resuming from its epoch snapshot"), resumed.stderr)
+            let said = ["none": "resumed from its epoch snapshot after epoch", "damaged": "unreadable epoch snapshot",
+                        "foreign": "epoch snapshot discarded (was made by a training with other hyperparameters"][change]!
+            XCTAssertTrue(resumed.stderr.contains(said), resumed.stderr)
+            XCTAssertFalse(resumed.stderr.contains("loss 0.0000"), "no figures for the epochs a resumed training skips: \(resumed.stderr)")
             XCTAssertEqual(try stableCSV(runDir), try stableCSV(reference))
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(runDir)/checkpoints"),
                            try FileManager.default.contentsOfDirectory(atPath: "\(reference)/checkpoints"), "the same checkpoint bits")
