@@ -161,6 +161,7 @@ public enum SweepLauncher {
         for section in spec.ignoredSections { log("warning: \(path): '\(section):' is not read by study \(spec.study.rawValue)") }
         try ImportedNetworks.hashFiles(&spec)
         let plan = try Plan.expand(spec)
+        try ImportedNetworks.check(plan)
         let run = RunDirectory(options.output ?? spec.output)
         let (lock, existing) = try run.create(specText: text, sweep: spec.name, continueExisting: options.continueExisting)
         if !existing { try ImportedNetworks.record(spec, in: run) }

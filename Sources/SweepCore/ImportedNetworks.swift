@@ -24,9 +24,7 @@ public enum ImportedNetworks {
     }
 
     /// Reads every checkpoint file of `spec` (paths relative to the working directory) and
-    /// records its content hash: the hash names the network in its tasks' keys. Each file read
-    /// is also matched against its model and every dataset of the sweep (`network(from:...)`),
-    /// so a file that does not fit stops the sweep before it starts, not half-way. Hashes `run`
+    /// records its content hash: the hash names the network in its tasks' keys. Hashes `run`
     /// recorded are taken as they are.
     public static func hashFiles(_ spec: inout SweepSpec, run: RunDirectory? = nil) throws {
         if let run { spec.checkpointHashes.merge(recordedHashes(in: run)) { a, _ in a } }
@@ -36,9 +34,24 @@ public enum ImportedNetworks {
                 do { data = try RegularFile.read(file, what: "checkpoint") } catch let error as FileProblem {
                     throw RunError(path: file, message: "\(error.problem) (a checkpoint of model \(model); paths are relative to the directory sweep runs in)")
                 }
-                for dataset in spec.datasets { _ = try network(from: data, path: file, model: model, dataset: dataset) }
                 spec.checkpointHashes[file] = contentHash(data)
             }
+        }
+    }
+
+    /// Reads every checkpoint of `plan`'s load tasks and matches it against its model and the
+    /// dataset of its tasks, as the load task will: a file that does not fit stops the sweep
+    /// before its run directory is made, not half-way through it.
+    public static func check(_ plan: Plan) throws {
+        var checked: Set<[String]> = []
+        for task in plan.tasks where task.kind == .load {
+            guard let path = task.checkpointFile, checked.insert([path, task.model, task.dataset]).inserted,
+                  let dataset = plan.spec.datasets.first(where: { $0.name == task.dataset }) else { continue }
+            let data: Data
+            do { data = try RegularFile.read(path, what: "checkpoint") } catch let error as FileProblem {
+                throw RunError(path: path, message: "\(error.problem) (a checkpoint of model \(task.model))")
+            }
+            _ = try network(from: data, path: path, model: task.model, dataset: dataset)
         }
     }
 

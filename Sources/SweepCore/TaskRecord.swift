@@ -153,7 +153,7 @@ public struct TaskRecord: Codable, Equatable, Sendable {
         host = try c.decode(String.self, forKey: .host)
         started = try c.decode(Date.self, forKey: .started)
         finished = try c.decode(Date.self, forKey: .finished)
-        guard rank >= 0, !key.isEmpty, finished >= started else {
+        guard rank >= -1, !key.isEmpty, finished >= started else {  // -1: a skipped task, run by no rank
             throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "rank \(rank), key '\(key)' or times \(started)...\(finished) are not a task's"))
         }
     }

@@ -91,6 +91,7 @@ struct PlanCommand: ParsableCommand {
         for section in spec.ignoredSections { report("warning: \(file): '\(section):' is not read by study \(spec.study.rawValue)") }
         try ImportedNetworks.hashFiles(&spec)
         let plan = try Plan.expand(spec)
+        try ImportedNetworks.check(plan)
         let byKind = Dictionary(grouping: plan.tasks, by: \.kind)
         emit("sweep \(spec.name) (study \(spec.study.rawValue)): \(plan.tasks.count) tasks -> \(spec.output)")
         let width = max(9, byKind.keys.map(\.rawValue.count).max() ?? 0)

@@ -31,7 +31,8 @@ struct Sweep: ParsableCommand {
         BLASKernels.relaunchForNativeKernels()
         var command: ParsableCommand
         do { command = try parseAsRoot() } catch { exitSafely(withError: error, lines: true) }
-        do { try command.run() } catch { exitSafely(withError: error, lines: false) }
+        // Help and version come back as "errors" that exit 0, from here too (`sweep help run`).
+        do { try command.run() } catch { exitSafely(withError: error, lines: exitCode(for: error) == .success) }
         Foundation.exit(0)
     }
 

@@ -40,7 +40,7 @@ final class HostileRunFilesTests: XCTestCase {
             (line("g", #"{"seconds":1,"status":"ok","paramsMasked":-1}"#), "paramsMasked -1 is negative"),
             (line("h", #"{"seconds":1,"status":"ok","measures":"imp","maskImages":[{"unit":0,"height":1000000000,"width":1000000000,"surviving":0,"bits":""}]}"#), "mask image"),
             (line("i", #"{"seconds":1,"status":"ok","measures":"imp","remainingFraction":3}"#), "remainingFraction 3.0"),
-            (line("j", #"{"seconds":1,"status":"ok"}"#, rank: -1), "rank -1"),
+            (line("j", #"{"seconds":1,"status":"ok"}"#, rank: -2), "rank -2"),
             (line("k", #"{"seconds":1,"status":"ok","discordant":[1,2]}"#), "discordant"),
         ]
         let text = ([header, good] + bad.map(\.0) + [line("z", #"{"seconds":1,"status":"ok","testAccuracy":0.25}"#)]).joined(separator: "\n") + "\n"

@@ -100,7 +100,7 @@ final class CLITests: XCTestCase {
             (["train", "--model", "vgg16", "--dataset", "synthetic"], "unknown model 'vgg16'"),
             (["train", "--dataset", "nope", "--data-dir", dir.path + "/missing"], "dataset 'nope' not found"),
             (["train", "--schedule", "linear"], "--schedule 'linear'"),
-            (["eval", dir.path + "/absent.safetensors", "--dataset", "synthetic"], "absent.safetensors: cannot read"),
+            (["eval", dir.path + "/absent.safetensors", "--dataset", "synthetic"], "absent.safetensors: no such checkpoint"),
         ]
         for (arguments, expected) in cases {
             let r = try sweep(arguments)

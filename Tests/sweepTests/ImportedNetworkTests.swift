@@ -75,14 +75,20 @@ final class ImportedNetworkTests: XCTestCase {
         XCTAssertEqual(eval.status, 0, eval.stderr)
         XCTAssertTrue(eval.stdout.contains(String(format: "test accuracy %.4f", reference.accuracy)), eval.stdout)
 
-        // A checkpoint listed under the wrong architecture: its load fails on one line, the rest is skipped.
+        // A checkpoint listed under the wrong architecture: refused on one short line before the
+        // run directory is made, by `sweep run` and `sweep plan` alike.
         let wrong = dir.appendingPathComponent("wrong.yaml").path
         try String(contentsOfFile: spec, encoding: .utf8).replacingOccurrences(of: "name: resnet8-b,", with: "name: resnet20,")
             .replacingOccurrences(of: "name: imported", with: "name: wrong").write(toFile: wrong, atomically: true, encoding: .utf8)
-        let failed = try SweepProcess.run(["run", wrong, "--output", dir.appendingPathComponent("wrong").path])
-        XCTAssertEqual(failed.status, 1)
-        XCTAssertTrue(failed.stderr.contains("load \(fixture.path)/net.safetensors FAILED: \(fixture.path)/net.safetensors: tensors that do not fit resnet20"), failed.stderr)
-        XCTAssertTrue(failed.stderr.contains("skipped"), failed.stderr)
+        let wrongRun = dir.appendingPathComponent("wrong").path
+        for arguments in [["run", wrong, "--output", wrongRun], ["plan", wrong]] {
+            let failed = try SweepProcess.run(arguments)
+            XCTAssertEqual(failed.status, 1)
+            XCTAssertTrue(failed.stderr.hasPrefix("Error: \(fixture.path)/net.safetensors: tensors that do not fit resnet20"), failed.stderr)
+            XCTAssertEqual(failed.stderr.split(separator: "\n").count, 1, failed.stderr)
+            XCTAssertLessThan(failed.stderr.count, 600 + fixture.path.count, failed.stderr)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: wrongRun))
     }
 
     /// Study reuse with an imported source network: `sweep run FILE` copies kernels from the

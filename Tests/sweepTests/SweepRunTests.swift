@@ -330,7 +330,7 @@ final class SweepRunTests: XCTestCase {
         let r = try run(["run", spec, "training.epochs=1", "seeds=1", "masks=[zeroKernel]", "--output", out])
         XCTAssertEqual(r.status, 0, r.stderr)
         let stored = try String(contentsOfFile: "\(out)/spec.yaml", encoding: .utf8)
-        XCTAssertTrue(stored.hasPrefix("# command-line overrides: training.epochs=1 seeds=1 masks=[zeroKernel]"), stored)
+        XCTAssertTrue(stored.hasPrefix(#"# command-line overrides: "training.epochs=1" "seeds=1" "masks=[zeroKernel]""#), stored)
         let csv = try stableCSV(out)
         XCTAssertEqual(csv.count, 1 + 1 + 1 + 8, "one seed: train, baseline, 8 zeroKernel units")
         XCTAssertEqual(try run(["run", "--resume", out]).status, 0, "the recorded spec resumes")
@@ -361,7 +361,7 @@ final class SweepRunTests: XCTestCase {
         XCTAssertTrue(during.contains("tasks journaled, running (pid"), during)
         XCTAssertTrue(during.contains("rank 0  synthetic/resnet20/seed0/train  for "), during)
         let after = try run(["status", runDir])
-        XCTAssertTrue(after.stdout.contains("22 of 22 tasks journaled, not running"), after.stdout)
+        XCTAssertTrue(after.stdout.contains("22 of 22 tasks journaled, finished (report: \(runDir)/report.html)"), after.stdout)
         XCTAssertEqual(try run(["status", dir.path]).status, 1, "a directory without a run is an error")
     }
 }
