@@ -1,0 +1,205 @@
+import Foundation
+
+/// An ONNX graph ready to run: weights decoded, every operator checked to be one layersweep
+/// runs, nodes in an order where each input exists before it is read. Inference only, float32,
+/// NCHW; the batch dimension is whatever the input has.
+public final class ONNXProgram {
+    public let model: ONNXModel
+    /// The graph's real inputs (inputs that are not weights; old files list weights there too).
+    public let inputNames: [String]
+    public let outputNames: [String]
+    /// Weights and constants by name.
+    public private(set) var constants: [String: ONNXValue]
+    let opset: Int64
+
+    /// Operators this runtime executes.
+    public static let supported: Set<String> = [
+        "Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid",
+        "HardSwish", "Tanh", "Elu", "Selu", "Softplus", "Neg", "Abs", "Exp", "Sqrt", "Reciprocal", "Floor", "Ceil", "Erf",
+        "Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min", "Mean",
+        "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceSum", "ReduceMax",
+        "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Pad", "Gemm", "MatMul", "Softmax", "LogSoftmax",
+        "Identity", "Dropout", "Shape", "Gather", "Slice", "Cast", "Constant", "ConstantOfShape", "Expand", "Split",
+    ]
+
+    /// Reads a model file; external data is looked up beside it.
+    public convenience init(contentsOf url: URL) throws {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw ONNXError.model("\(url.path): cannot read (\(error.localizedDescription))") }
+        let model: ONNXModel
+        do { model = try ONNXModel(data) } catch let error as ProtobufError {
+            throw ONNXError.model("\(url.path): not a readable ONNX model: \(error)")
+        }
+        try self.init(model, directory: url.deletingLastPathComponent())
+    }
+
+    public init(_ model: ONNXModel, directory: URL?) throws {
+        self.model = model
+        opset = model.opsets[""] ?? 1
+        let graph = model.graph
+        var constants: [String: ONNXValue] = [:]
+        for t in graph.initializers { constants[t.name] = try t.value(directory: directory) }
+        inputNames = graph.inputs.map(\.name).filter { constants[$0] == nil }
+        outputNames = graph.outputs.map(\.name)
+        let unsupported = graph.nodes.filter { !ONNXProgram.supported.contains($0.opType) || !["", "ai.onnx"].contains($0.domain) }
+        if let first = unsupported.first {
+            let ops = Set(unsupported.map { $0.domain.isEmpty ? $0.opType : "\($0.domain).\($0.opType)" }).sorted()
+            throw ONNXError.node(first.name.isEmpty ? first.opType : first.name,
+                                 "operator \(ops.joined(separator: ", ")) is not supported; layersweep runs \(ONNXProgram.supported.sorted().joined(separator: ", "))")
+        }
+        // Every node reads only values made before it (the file's order, as ONNX requires).
+        var known = Set(inputNames).union(constants.keys)
+        for node in graph.nodes {
+            if let missing = node.inputs.first(where: { !$0.isEmpty && !known.contains($0) }) {
+                throw ONNXError.node(node.name.isEmpty ? node.opType : node.name, "reads '\(missing)', which no earlier node makes")
+            }
+            known.formUnion(node.outputs)
+        }
+        if let missing = outputNames.first(where: { !known.contains($0) }) { throw ONNXError.model("graph output '\(missing)' is made by no node") }
+        self.constants = constants
+    }
+
+    /// Runs the graph on `inputs` (by name); returns every graph output by name.
+    public func run(_ inputs: [String: ONNXValue]) throws -> [String: ONNXValue] {
+        var values = constants
+        for name in inputNames {
+            guard let v = inputs[name] else { throw ONNXError.model("no value for graph input '\(name)'") }
+            values[name] = v
+        }
+        for node in model.graph.nodes {
+            let context = NodeContext(node: node, values: values, opset: opset)
+            let outputs = try ONNXOperators.run(context)
+            for (name, value) in zip(node.outputs, outputs) where !name.isEmpty { values[name] = value }
+        }
+        var out: [String: ONNXValue] = [:]
+        for name in outputNames { out[name] = values[name] }
+        return out
+    }
+}
+
+/// A node about to run: its attributes and the values of its inputs.
+struct NodeContext {
+    let node: ONNXNode
+    let values: [String: ONNXValue]
+    let opset: Int64
+
+    var label: String { node.name.isEmpty ? "\(node.opType) -> \(node.outputs.first ?? "")" : node.name }
+
+    func error(_ problem: String) -> ONNXError { .node(label, "\(node.opType): \(problem)") }
+
+    var inputCount: Int { node.inputs.count }
+
+    func input(_ i: Int) throws -> ONNXValue {
+        guard let v = try optionalInput(i) else { throw error("input \(i) is missing") }
+        return v
+    }
+
+    func optionalInput(_ i: Int) throws -> ONNXValue? {
+        guard i < node.inputs.count, !node.inputs[i].isEmpty else { return nil }
+        guard let v = values[node.inputs[i]] else { throw error("input '\(node.inputs[i])' has no value") }
+        return v
+    }
+
+    func floats(_ i: Int) throws -> ([Int], [Float]) {
+        let v = try input(i)
+        guard case let .floats(s, x) = v else { throw error("input \(i) must be a float tensor") }
+        return (s, x)
+    }
+
+    /// The single value of a scalar (or one-element) input.
+    func scalar(_ v: ONNXValue) throws -> Float {
+        guard v.count == 1 else { throw error("expected a scalar, got shape \(v.shape)") }
+        return v.floatValues[0]
+    }
+
+    func ints(of v: ONNXValue) throws -> [Int64] {
+        guard let i = v.intValues else { throw error("expected integers") }
+        return i
+    }
+
+    func float(_ name: String, default value: Float) throws -> Float {
+        switch node.attributes[name] {
+        case nil: return value
+        case let .float(f)?: return f
+        case let .int(i)?: return Float(i)
+        default: throw error("attribute \(name) is not a number")
+        }
+    }
+
+    func int(_ name: String, default value: Int64) throws -> Int64 {
+        switch node.attributes[name] {
+        case nil: return value
+        case let .int(i)?: return i
+        default: throw error("attribute \(name) is not an integer")
+        }
+    }
+
+    func intList(_ name: String) throws -> [Int64]? {
+        switch node.attributes[name] {
+        case nil: return nil
+        case let .ints(v)?: return v
+        case let .int(i)?: return [i]
+        default: throw error("attribute \(name) is not a list of integers")
+        }
+    }
+
+    func string(_ name: String, default value: String) throws -> String {
+        switch node.attributes[name] {
+        case nil: return value
+        case let .string(s)?: return s
+        default: throw error("attribute \(name) is not a string")
+        }
+    }
+
+    /// A list of sizes (kernel, strides, pads): each in 0...limit.
+    func sizes(_ name: String, count: Int, default value: Int, limit: Int = 1 << 20) throws -> [Int] {
+        guard let list = try intList(name) else { return Array(repeating: value, count: count) }
+        guard list.count == count, list.allSatisfy({ (0...Int64(limit)).contains($0) }) else {
+            throw error("attribute \(name) \(list) is not \(count) sizes")
+        }
+        return list.map(Int.init)
+    }
+}
+
+/// The operators, by name.
+enum ONNXOperators {
+    /// Dropout at inference: the input unchanged, and a mask of ones when asked for. A training
+    /// mode (input 2, opset 12 and up) that would drop anything is refused: it draws at random.
+    static func dropout(_ n: NodeContext) throws -> [ONNXValue] {
+        let x = try n.input(0)
+        if let training = try n.optionalInput(2), try n.scalar(training) != 0 {
+            let ratio = try n.optionalInput(1).map { try n.scalar($0) } ?? 0.5
+            guard ratio == 0 else { throw n.error("training mode drops values at random; export the network in eval mode") }
+        }
+        return [x, .ints(x.shape, Array(repeating: 1, count: x.count))]
+    }
+
+    static func run(_ n: NodeContext) throws -> [ONNXValue] {
+        let op = n.node.opType
+        if op == "Dropout" { return try dropout(n) }
+        if let f = try unary(op, n) {
+            let x = try n.input(0)
+            if op == "Identity", case .ints = x { return [x] }
+            return [.floats(x.shape, x.floatValues.map(f))]
+        }
+        switch op {
+        case "Add", "Sub", "Mul", "Div", "Pow", "PRelu": return [try binary(op, try n.input(0), try n.input(1), node: n)]
+        case "Sum", "Max", "Min", "Mean":
+            var acc = try n.input(0)
+            for i in 1..<max(n.inputCount, 1) { acc = try binary(op == "Mean" ? "Sum" : op, acc, try n.input(i), node: n) }
+            if op == "Mean" { acc = .floats(acc.shape, acc.floatValues.map { $0 / Float(n.inputCount) }) }
+            return [acc]
+        case "Clip": return [try clip(n)]
+        case "Conv": return [try convolution(n)]
+        case "ConvTranspose": return [try transposedConvolution(n)]
+        case "BatchNormalization": return [try batchNorm(n)]
+        case "MaxPool", "AveragePool": return [try pool(n, max: op == "MaxPool")]
+        case "GlobalAveragePool", "GlobalMaxPool": return [try globalPool(n, max: op == "GlobalMaxPool")]
+        case "ReduceMean", "ReduceSum", "ReduceMax": return [try reduce(n)]
+        case "Gemm": return [try gemm(n)]
+        case "MatMul": return [try matMul(n)]
+        case "Softmax", "LogSoftmax": return [try softmax(n, log: op == "LogSoftmax")]
+        default: return try shapeOperator(op, n)
+        }
+    }
+}

@@ -1,0 +1,204 @@
+import Foundation
+
+/// Convolutions and batch normalisation (reference kernels: plain loops, exact to ONNX's
+/// definitions; 1-D inputs run as 2-D with a height of 1).
+extension ONNXOperators {
+    /// The geometry of a 2-D window operator (convolution or pooling) along both axes.
+    struct Window {
+        var kernel: [Int]
+        var strides: [Int]
+        var dilations: [Int]
+        /// [top, left, bottom, right].
+        var pads: [Int]
+        var output: [Int]
+    }
+
+    /// Input (…, H, W) seen as 2-D: 1-D inputs get a height of 1.
+    static func as2D(_ shape: [Int], node: NodeContext) throws -> (n: Int, c: Int, h: Int, w: Int, oneD: Bool) {
+        switch shape.count {
+        case 3: return (shape[0], shape[1], 1, shape[2], true)
+        case 4: return (shape[0], shape[1], shape[2], shape[3], false)
+        default: throw node.error("input of rank \(shape.count); layersweep runs 1-D and 2-D windows (N, C, [H,] W)")
+        }
+    }
+
+    /// Pads, output size and strides of a window of `kernel` over `input` (H, W), from the
+    /// node's `auto_pad`, `pads`, `strides`, `dilations` and (pooling) `ceil_mode`.
+    static func window(_ n: NodeContext, input: [Int], kernel: [Int], oneD: Bool, ceil: Bool = false) throws -> Window {
+        let rank = oneD ? 1 : 2
+        func lift(_ v: [Int], _ fill: Int) -> [Int] { oneD ? [fill] + v : v }
+        let strides = lift(try n.sizes("strides", count: rank, default: 1), 1)
+        let dilations = lift(try n.sizes("dilations", count: rank, default: 1), 1)
+        guard strides.allSatisfy({ $0 >= 1 }), dilations.allSatisfy({ $0 >= 1 }) else { throw n.error("strides and dilations must be at least 1") }
+        var pads = try n.sizes("pads", count: 2 * rank, default: 0)
+        if oneD { pads = [0, pads[0], 0, pads[1]] }
+        let autoPad = try n.string("auto_pad", default: "NOTSET")
+        var output = [0, 0]
+        for d in 0..<2 {
+            let extent = (kernel[d] - 1) * dilations[d] + 1
+            switch autoPad {
+            case "SAME_UPPER", "SAME_LOWER":
+                output[d] = (input[d] + strides[d] - 1) / strides[d]
+                let total = max(0, (output[d] - 1) * strides[d] + extent - input[d])
+                let small = total / 2
+                (pads[d], pads[d + 2]) = autoPad == "SAME_UPPER" ? (small, total - small) : (total - small, small)
+            case "VALID":
+                (pads[d], pads[d + 2]) = (0, 0)
+                output[d] = input[d] >= extent ? (input[d] - extent) / strides[d] + 1 : 0
+            case "NOTSET":
+                let span = input[d] + pads[d] + pads[d + 2] - extent
+                guard span >= 0 else { throw n.error("window of \(extent) does not fit an input of \(input[d]) with its pads") }
+                output[d] = (ceil ? (span + strides[d] - 1) / strides[d] : span / strides[d]) + 1
+                // ceil_mode: a last window that starts in the right padding is dropped (PyTorch's rule).
+                if ceil, (output[d] - 1) * strides[d] >= input[d] + pads[d] { output[d] -= 1 }
+            default: throw n.error("auto_pad \(autoPad)")
+            }
+        }
+        return Window(kernel: kernel, strides: strides, dilations: dilations, pads: pads, output: output)
+    }
+
+    // x: (N, C, H, W), w: (M, C/group, kH, kW), b: (M) -> y: (N, M, H', W')
+    static func convolution(_ n: NodeContext) throws -> ONNXValue {
+        let (xs, x) = try n.floats(0), (ws, w) = try n.floats(1)
+        let (batch, c, h, width, oneD) = try as2D(xs, node: n)
+        guard ws.count == xs.count else { throw n.error("weight of shape \(ws) for input \(xs)") }
+        let group = Int(try n.int("group", default: 1))
+        let m = ws[0], kernel = oneD ? [1, ws[2]] : [ws[2], ws[3]]
+        guard group >= 1, c % group == 0, m % group == 0, ws[1] == c / group else {
+            throw n.error("weight \(ws) does not fit \(c) input channels in \(group) groups")
+        }
+        let bias = try n.optionalInput(2)?.floatValues ?? [Float](repeating: 0, count: m)
+        guard bias.count == m else { throw n.error("bias of \(bias.count) values for \(m) outputs") }
+        let g = try window(n, input: [h, width], kernel: kernel, oneD: oneD)
+        let (oh, ow) = (g.output[0], g.output[1])
+        let (cg, mg) = (c / group, m / group)
+        var y = [Float](repeating: 0, count: batch * m * oh * ow)
+        for b in 0..<batch {
+            for o in 0..<m {
+                let gi = o / mg
+                for yy in 0..<oh {
+                    for xx in 0..<ow {
+                        var sum = bias[o]
+                        for ci in 0..<cg {
+                            let channel = gi * cg + ci
+                            for ky in 0..<kernel[0] {
+                                let iy = yy * g.strides[0] - g.pads[0] + ky * g.dilations[0]
+                                guard iy >= 0, iy < h else { continue }
+                                for kx in 0..<kernel[1] {
+                                    let ix = xx * g.strides[1] - g.pads[1] + kx * g.dilations[1]
+                                    guard ix >= 0, ix < width else { continue }
+                                    sum += x[((b * c + channel) * h + iy) * width + ix] * w[((o * cg + ci) * kernel[0] + ky) * kernel[1] + kx]
+                                }
+                            }
+                        }
+                        y[((b * m + o) * oh + yy) * ow + xx] = sum
+                    }
+                }
+            }
+        }
+        return .floats(oneD ? [batch, m, ow] : [batch, m, oh, ow], y)
+    }
+
+    // x: (N, C, H, W), w: (C, M/group, kH, kW), b: (M) -> y: (N, M, H', W')
+    static func transposedConvolution(_ n: NodeContext) throws -> ONNXValue {
+        let (xs, x) = try n.floats(0), (ws, w) = try n.floats(1)
+        let (batch, c, h, width, oneD) = try as2D(xs, node: n)
+        let rank = oneD ? 1 : 2
+        guard ws.count == xs.count, ws[0] == c else { throw n.error("weight of shape \(ws) for input \(xs)") }
+        let group = Int(try n.int("group", default: 1))
+        guard group >= 1, c % group == 0 else { throw n.error("\(c) channels in \(group) groups") }
+        let mg = ws[1], m = mg * group
+        let kernel = oneD ? [1, ws[2]] : [ws[2], ws[3]]
+        func lift(_ v: [Int], _ fill: Int) -> [Int] { oneD ? [fill] + v : v }
+        let strides = lift(try n.sizes("strides", count: rank, default: 1), 1)
+        let dilations = lift(try n.sizes("dilations", count: rank, default: 1), 1)
+        let extra = lift(try n.sizes("output_padding", count: rank, default: 0), 0)
+        guard strides.allSatisfy({ $0 >= 1 }), dilations.allSatisfy({ $0 >= 1 }) else { throw n.error("strides and dilations must be at least 1") }
+        var pads = try n.sizes("pads", count: 2 * rank, default: 0)
+        if oneD { pads = [0, pads[0], 0, pads[1]] }
+        let input = [h, width]
+        /// The output size before padding is taken off.
+        func full(_ d: Int) -> Int {
+            let extent: Int = (kernel[d] - 1) * dilations[d] + 1
+            return strides[d] * (input[d] - 1) + extra[d] + extent
+        }
+        var output: [Int] = [full(0) - pads[0] - pads[2], full(1) - pads[1] - pads[3]]
+        let autoPad = try n.string("auto_pad", default: "NOTSET")
+        if let shape = try n.intList("output_shape") {
+            guard shape.count == rank, shape.allSatisfy({ (1...(1 << 20)).contains($0) }) else { throw n.error("output_shape \(shape)") }
+            let wanted = lift(shape.map(Int.init), 1)
+            for d in 0..<2 {
+                let total = full(d) - wanted[d]
+                (pads[d], pads[d + 2]) = split(total, upper: autoPad == "SAME_UPPER")
+                output[d] = wanted[d]
+            }
+        } else if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
+            for d in 0..<2 {
+                let wanted = input[d] * strides[d]
+                let total = full(d) - wanted
+                (pads[d], pads[d + 2]) = split(total, upper: autoPad == "SAME_UPPER")
+                output[d] = wanted
+            }
+        }
+        guard output.allSatisfy({ $0 >= 1 && $0 <= 1 << 20 }) else { throw n.error("output size \(output)") }
+        guard pads.allSatisfy({ abs($0) <= 1 << 20 }) else { throw n.error("pads \(pads)") }
+        let bias = try n.optionalInput(2)?.floatValues ?? [Float](repeating: 0, count: m)
+        guard bias.count == m else { throw n.error("bias of \(bias.count) values for \(m) outputs") }
+        let oh: Int = output[0], ow: Int = output[1]
+        let cg = c / group
+        var y = [Float](repeating: 0, count: batch * m * oh * ow)
+        for b in 0..<batch {
+            for o in 0..<m { for p in 0..<(oh * ow) { y[(b * m + o) * oh * ow + p] = bias[o] } }
+            for ci in 0..<c {
+                let gi = ci / cg
+                for iy in 0..<h {
+                    for ix in 0..<width {
+                        let v = x[((b * c + ci) * h + iy) * width + ix]
+                        for mo in 0..<mg {
+                            let o = gi * mg + mo
+                            for ky in 0..<kernel[0] {
+                                let yy = iy * strides[0] - pads[0] + ky * dilations[0]
+                                guard yy >= 0, yy < oh else { continue }
+                                for kx in 0..<kernel[1] {
+                                    let xx = ix * strides[1] - pads[1] + kx * dilations[1]
+                                    guard xx >= 0, xx < ow else { continue }
+                                    let at: Int = ((b * m + o) * oh + yy) * ow + xx
+                                    let tap: Int = ((ci * mg + mo) * kernel[0] + ky) * kernel[1] + kx
+                                    y[at] += v * w[tap]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return .floats(oneD ? [batch, m, ow] : [batch, m, oh, ow], y)
+    }
+
+    /// A total padding split into (begin, end) as ONNX's ConvTranspose does, with floor division
+    /// (a negative total, when `output_shape` asks for more, extends the end).
+    static func split(_ total: Int, upper: Bool) -> (Int, Int) {
+        let half = total >= 0 ? total / 2 : -((-total + 1) / 2)
+        return upper ? (half, total - half) : (total - half, half)
+    }
+
+    /// Inference batch norm over dimension 1: scale · (x − mean) / √(var + ε) + bias.
+    static func batchNorm(_ n: NodeContext) throws -> ONNXValue {
+        guard try n.int("training_mode", default: 0) == 0, n.node.outputs.count <= 1 || n.opset < 9 else {
+            throw n.error("training mode is not supported (export the network in eval mode)")
+        }
+        let (xs, x) = try n.floats(0)
+        guard xs.count >= 2 else { throw n.error("input of rank \(xs.count)") }
+        let c = xs[1]
+        let params = try (1...4).map { try n.input($0).floatValues }
+        guard params.allSatisfy({ $0.count == c }) else { throw n.error("parameters do not have \(c) values each") }
+        let eps = try n.float("epsilon", default: 1e-5)
+        let inner = xs.dropFirst(2).reduce(1, *)
+        var y = x
+        for i in 0..<x.count {
+            let ch = (i / inner) % c
+            y[i] = params[0][ch] * (x[i] - params[2][ch]) / (params[3][ch] + eps).squareRoot() + params[1][ch]
+        }
+        return .floats(xs, y)
+    }
+}
