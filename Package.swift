@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "TensorEngine", dependencies: ["CBLAS", "CDNNL", "CWinograd"], swiftSettings: numericFlags),
         .target(name: "Models", dependencies: ["TensorEngine", "Yams"], swiftSettings: numericFlags),
         .target(name: "Datasets", dependencies: ["TensorEngine", "CZlib"], swiftSettings: numericFlags),
-        .target(name: "ONNX", swiftSettings: numericFlags),
+        .target(name: "ONNX", dependencies: ["TensorEngine"], swiftSettings: numericFlags),
         .target(name: "Studies", dependencies: ["TensorEngine", "Models", "Datasets"],
                 swiftSettings: numericFlags),
         .target(name: "SweepCore", dependencies: [
@@ -49,7 +49,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "TensorEngine", "EngineTestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorEngine"]),
-        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "EngineTestSupport"]),
+        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "TensorEngine", "EngineTestSupport"]),
         .testTarget(name: "StudiesTests", dependencies: ["Studies", "Models", "Datasets", "TensorEngine", "EngineTestSupport"],
                     exclude: ["Fixtures/pytorch_resnet.py"]),   // run from its path by the tests
         .testTarget(name: "SweepCoreTests", dependencies: ["SweepCore", "Studies", "Models", "Datasets", "TensorEngine", "EngineTestSupport"]),

@@ -14,7 +14,7 @@ public final class ONNXProgram {
 
     /// Operators this runtime executes.
     public static let supported: Set<String> = [
-        "Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid",
+        "Conv", "ConvTranspose", "BatchNormalization", "LRN", "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid",
         "HardSwish", "Tanh", "Elu", "Selu", "Softplus", "Neg", "Abs", "Exp", "Sqrt", "Reciprocal", "Floor", "Ceil", "Erf",
         "Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min", "Mean",
         "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceSum", "ReduceMax",
@@ -193,6 +193,7 @@ enum ONNXOperators {
         case "Conv": return [try convolution(n)]
         case "ConvTranspose": return [try transposedConvolution(n)]
         case "BatchNormalization": return [try batchNorm(n)]
+        case "LRN": return [try localResponseNorm(n)]
         case "MaxPool", "AveragePool": return [try pool(n, max: op == "MaxPool")]
         case "GlobalAveragePool", "GlobalMaxPool": return [try globalPool(n, max: op == "GlobalMaxPool")]
         case "ReduceMean", "ReduceSum", "ReduceMax": return [try reduce(n)]

@@ -1,5 +1,6 @@
 import Foundation
 @testable import ONNX
+import TensorEngine
 import XCTest
 
 /// The ONNX backend node tests (Debian's `libonnx-testdata`, which `scripts/setup` installs):
@@ -90,5 +91,45 @@ final class NodeConformanceTests: XCTestCase {
         for f in failed { print("  FAILED \(f)") }
         XCTAssertEqual(failed, [])
         XCTAssertGreaterThanOrEqual(passed, 116, "the inference tests of the supported operators")
+    }
+}
+
+/// The real architectures of the onnx wheel's `backend/test/data/light/` (ResNet-50,
+/// DenseNet-121, SqueezeNet, ShuffleNet, Inception, VGG-19, AlexNet, ZFNet; weights made by
+/// ConstantOfShape), on the input the ONNX backend tests feed them (arange(n)/n): each gives its
+/// stored output, or names the operator it lacks. `LAYERSWEEP_ONNX_LIGHT` is the folder
+/// (`scripts/test` points it into the venv it makes).
+final class LightModelTests: XCTestCase {
+    func testTheLightModelsGiveTheirStoredOutputsOrNameTheirMissingOperator() throws {
+        guard let path = ProcessInfo.processInfo.environment["LAYERSWEEP_ONNX_LIGHT"],
+              let names = try? FileManager.default.contentsOfDirectory(atPath: path) else {
+            throw XCTSkip("SKIPPED: LAYERSWEEP_ONNX_LIGHT is not set (scripts/test sets it to the onnx wheel's light models)")
+        }
+        Parallel.configure(threads: 2)
+        var ran = 0
+        for name in names.sorted() where name.hasSuffix(".onnx") {
+            let url = URL(fileURLWithPath: path).appendingPathComponent(name)
+            let program: ONNXProgram
+            do { program = try ONNXProgram(contentsOf: url) } catch {
+                let text = "\(error)"
+                XCTAssertTrue(text.contains("is not supported; layersweep runs"), "\(name): \(text)")
+                print("onnx light: \(name): \(text.components(separatedBy: " is not supported").first ?? text)")
+                continue
+            }
+            guard let input = program.model.graph.inputs.first(where: { $0.name == program.inputNames.first }),
+                  let dims = input.shape?.map({ Int($0 ?? 1) }) else { XCTFail("\(name): no input shape"); continue }
+            let count = dims.reduce(1, *)
+            let x = ONNXValue.floats(dims, (0..<count).map { Float(Double($0) / Double(count)) })
+            let expected = try ONNXTensorProto(file: try Data(contentsOf: url.deletingPathExtension().appendingPathExtension("").appendingPathComponent("").deletingLastPathComponent()
+                .appendingPathComponent(name.replacingOccurrences(of: ".onnx", with: "_output_0.pb")))).value(directory: nil)
+            let got = try XCTUnwrap(try program.run([program.inputNames[0]: x])[program.outputNames[0]])
+            XCTAssertEqual(got.shape, expected.shape, name)
+            var worst: Float = 0
+            for (a, b) in zip(got.floatValues, expected.floatValues) { worst = max(worst, abs(a - b) / (1e-5 + 1e-3 * abs(b))) }
+            XCTAssertLessThanOrEqual(worst, 1, "\(name): worst error \(worst) of the tolerance")
+            print("onnx light: \(name): stored output reproduced (worst error \(String(format: "%.3f", worst)) of the tolerance)")
+            ran += 1
+        }
+        XCTAssertGreaterThan(ran, 0)
     }
 }

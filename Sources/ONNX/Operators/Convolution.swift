@@ -1,4 +1,5 @@
 import Foundation
+import TensorEngine
 
 /// Convolutions and batch normalisation (reference kernels: plain loops, exact to ONNX's
 /// definitions; 1-D inputs run as 2-D with a height of 1).
@@ -72,26 +73,44 @@ extension ONNXOperators {
         let g = try window(n, input: [h, width], kernel: kernel, oneD: oneD)
         let (oh, ow) = (g.output[0], g.output[1])
         let (cg, mg) = (c / group, m / group)
-        var y = [Float](repeating: 0, count: batch * m * oh * ow)
-        for b in 0..<batch {
-            for o in 0..<m {
-                let gi = o / mg
-                for yy in 0..<oh {
-                    for xx in 0..<ow {
-                        var sum = bias[o]
-                        for ci in 0..<cg {
-                            let channel = gi * cg + ci
-                            for ky in 0..<kernel[0] {
-                                let iy = yy * g.strides[0] - g.pads[0] + ky * g.dilations[0]
-                                guard iy >= 0, iy < h else { continue }
-                                for kx in 0..<kernel[1] {
-                                    let ix = xx * g.strides[1] - g.pads[1] + kx * g.dilations[1]
-                                    guard ix >= 0, ix < width else { continue }
-                                    sum += x[((b * c + channel) * h + iy) * width + ix] * w[((o * cg + ci) * kernel[0] + ky) * kernel[1] + kx]
+        let spatial = oh * ow, taps = cg * kernel[0] * kernel[1]
+        var y = [Float](repeating: 0, count: batch * m * spatial)
+        // Each image on one thread (one BLAS call per group): its values do not depend on the
+        // thread count. Columns: (input channel, ky, kx) rows × output positions.
+        x.withUnsafeBufferPointer { xp in
+            w.withUnsafeBufferPointer { wp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    let (xb, wb, yb) = (xp.baseAddress!, wp.baseAddress!, yp.baseAddress!)
+                    Parallel.forEach(batch) { b in
+                        var columns = [Float](repeating: 0, count: taps * spatial)
+                        columns.withUnsafeMutableBufferPointer { cp in
+                            let col = cp.baseAddress!
+                            for gi in 0..<group {
+                                for ci in 0..<cg {
+                                    let plane = xb + (b * c + gi * cg + ci) * h * width
+                                    for ky in 0..<kernel[0] {
+                                        for kx in 0..<kernel[1] {
+                                            let row = col + ((ci * kernel[0] + ky) * kernel[1] + kx) * spatial
+                                            for yy in 0..<oh {
+                                                let iy = yy * g.strides[0] - g.pads[0] + ky * g.dilations[0]
+                                                let out = row + yy * ow
+                                                guard iy >= 0, iy < h else { for xx in 0..<ow { out[xx] = 0 }; continue }
+                                                for xx in 0..<ow {
+                                                    let ix = xx * g.strides[1] - g.pads[1] + kx * g.dilations[1]
+                                                    out[xx] = ix >= 0 && ix < width ? plane[iy * width + ix] : 0
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                                let target = yb + (b * m + gi * mg) * spatial
+                                TensorEngine.gemm(m: mg, n: spatial, k: taps, a: wb + gi * mg * taps, lda: taps, b: col, ldb: spatial, c: target, ldc: spatial)
+                                for o in 0..<mg {
+                                    let add = bias[gi * mg + o], row = target + o * spatial
+                                    if add != 0 { for p in 0..<spatial { row[p] += add } }
                                 }
                             }
                         }
-                        y[((b * m + o) * oh + yy) * ow + xx] = sum
                     }
                 }
             }

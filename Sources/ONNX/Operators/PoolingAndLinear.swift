@@ -1,4 +1,5 @@
 import Foundation
+import TensorEngine
 
 /// Pooling, reductions, matrix products and softmax (reference kernels).
 extension ONNXOperators {
@@ -53,6 +54,33 @@ extension ONNXOperators {
         return .floats([xs[0], xs[1]] + Array(repeating: 1, count: xs.count - 2), y)
     }
 
+    /// Local response normalisation across channels (AlexNet's): x / (bias + α/size · Σ x²)^β
+    /// over the `size` channels around each.
+    static func localResponseNorm(_ n: NodeContext) throws -> ONNXValue {
+        let (xs, x) = try n.floats(0)
+        guard xs.count >= 2 else { throw n.error("input of rank \(xs.count)") }
+        let size = Int(try n.int("size", default: 0))
+        guard (1...1024).contains(size) else { throw n.error("size \(size)") }
+        let alpha = try n.float("alpha", default: 1e-4), beta = try n.float("beta", default: 0.75), bias = try n.float("bias", default: 1)
+        let (c, inner) = (xs[1], xs.dropFirst(2).reduce(1, *))
+        let (below, above) = ((size - 1) / 2, size - 1 - (size - 1) / 2)
+        var y = x
+        for b in 0..<xs[0] {
+            for ch in 0..<c {
+                for p in 0..<inner {
+                    var sum: Float = 0
+                    for other in Swift.max(0, ch - below)...Swift.min(c - 1, ch + above) {
+                        let v = x[(b * c + other) * inner + p]
+                        sum += v * v
+                    }
+                    let at = (b * c + ch) * inner + p
+                    y[at] = x[at] / Foundation.pow(bias + alpha / Float(size) * sum, beta)
+                }
+            }
+        }
+        return .floats(xs, y)
+    }
+
     /// ReduceMean / ReduceSum / ReduceMax over `axes` (an attribute, or input 1 from opset 18;
     /// ReduceSum from 13), keeping the reduced dimensions when `keepdims`.
     static func reduce(_ n: NodeContext) throws -> ONNXValue {
@@ -92,11 +120,12 @@ extension ONNXOperators {
         guard k == k2 else { throw n.error("inner sizes \(k) and \(k2) differ") }
         let alpha = try n.float("alpha", default: 1), beta = try n.float("beta", default: 1)
         var y = [Float](repeating: 0, count: m * cols)
-        for i in 0..<m {
-            for j in 0..<cols {
-                var sum: Float = 0
-                for p in 0..<k { sum += a[ta ? p * m + i : i * k + p] * b[tb ? j * k + p : p * cols + j] }
-                y[i * cols + j] = alpha * sum
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    TensorEngine.gemm(transA: ta, transB: tb, m: m, n: cols, k: k, alpha: alpha, a: ap.baseAddress!, lda: sa[1], b: bp.baseAddress!, ldb: sb[1],
+                         c: yp.baseAddress!, ldc: cols)
+                }
             }
         }
         if let c = try n.optionalInput(2) {
@@ -122,14 +151,12 @@ extension ONNXOperators {
         let batches = batch.reduce(1, *)
         let ia = broadcastIndices(Array(sa.dropLast(2)), to: batch), ib = broadcastIndices(Array(sb.dropLast(2)), to: batch)
         var y = [Float](repeating: 0, count: batches * m * cols)
-        if batches > 0 {
-            for t in 0..<batches {
-                let (oa, ob, oy) = (ia[t] * m * k, ib[t] * k * cols, t * m * cols)
-                for i in 0..<m {
-                    for j in 0..<cols {
-                        var sum: Float = 0
-                        for p in 0..<k { sum += a[oa + i * k + p] * b[ob + p * cols + j] }
-                        y[oy + i * cols + j] = sum
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    for t in 0..<batches {
+                        TensorEngine.gemm(m: m, n: cols, k: k, a: ap.baseAddress! + ia[t] * m * k, lda: k, b: bp.baseAddress! + ib[t] * k * cols, ldb: cols,
+                             c: yp.baseAddress! + t * m * cols, ldc: cols)
                     }
                 }
             }
