@@ -18,7 +18,7 @@ public enum TorchImport {
     /// The network `file` holds, for inputs of `inputShape`. Anything unmatched or missing is one
     /// error naming the tensors that did not fit and the names expected.
     public static func network(from file: SafeTensorsFile, path: String, inputShape: [Int], model: String? = nil) throws -> Network {
-        let tensors = file.tensors.filter { !$0.0.hasSuffix("num_batches_tracked") }
+        let tensors = wrapperPrefixesRemoved(file.tensors.filter { !$0.0.hasSuffix("num_batches_tracked") })
         let renamed = try rename(tensors, path: path)
         let name = try model ?? inferModel(renamed, path: path)
         guard let classes = classes(renamed, model: name) else {
@@ -92,6 +92,16 @@ public enum TorchImport {
             parts[parts.count - 1] = "bn" + digits
         } else { return nil }
         return parts.joined(separator: ".")
+    }
+
+    /// Names without the prefixes wrappers add to every tensor: `module.` (DataParallel and
+    /// DistributedDataParallel) and `_orig_mod.` (torch.compile), in any nesting.
+    static func wrapperPrefixesRemoved(_ tensors: [(String, Tensor)]) -> [(String, Tensor)] {
+        var out = tensors
+        while let prefix = ["module.", "_orig_mod."].first(where: { p in !out.isEmpty && out.allSatisfy { $0.0.hasPrefix(p) } }) {
+            out = out.map { (String($0.0.dropFirst(prefix.count)), $0.1) }
+        }
+        return out
     }
 
     /// A tensor under its name in the file and under ours.

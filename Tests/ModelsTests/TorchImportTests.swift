@@ -43,6 +43,16 @@ final class TorchImportTests: XCTestCase {
         XCTAssertEqual(try importing(a, model: "plain8").spec.name, "plain8")
     }
 
+    /// A state_dict saved from DistributedDataParallel (`module.`) or torch.compile
+    /// (`_orig_mod.`), or both, loads like the bare model's (it was "unknown layout").
+    func testWrapperPrefixesAreRemoved() throws {
+        let (original, tensors) = try torchResNet("resnet8")
+        for prefix in ["module.", "_orig_mod.", "module._orig_mod.", "_orig_mod.module."] {
+            let imported = try importing(tensors.map { (prefix + $0.0, $0.1) })
+            XCTAssertEqual(try Checkpoint.file(of: imported).encoded(), try Checkpoint.file(of: original).encoded(), prefix)
+        }
+    }
+
     func testSequentialFullyConnectedNetsMap() throws {
         let network = Network.build(try ModelSpec(name: "fcn-32x2-bn", inputShape: [1, 12, 12], classes: 10), seed: 2)
         // nn.Sequential(Linear, BatchNorm1d, ReLU, Linear, BatchNorm1d, ReLU, Linear) under "layers."
