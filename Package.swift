@@ -49,7 +49,8 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "TensorEngine", "EngineTestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorEngine"]),
-        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "TensorEngine", "EngineTestSupport"]),
+        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "TensorEngine", "Datasets", "EngineTestSupport"],
+                    exclude: ["Fixtures/make_onnx_fixtures.py"], resources: [.copy("Fixtures/exports")]),
         .testTarget(name: "StudiesTests", dependencies: ["Studies", "Models", "Datasets", "TensorEngine", "EngineTestSupport"],
                     exclude: ["Fixtures/pytorch_resnet.py"]),   // run from its path by the tests
         .testTarget(name: "SweepCoreTests", dependencies: ["SweepCore", "Studies", "Models", "Datasets", "TensorEngine", "EngineTestSupport"]),
