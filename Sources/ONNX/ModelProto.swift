@@ -91,6 +91,9 @@ public struct ONNXNode {
     public var inputs: [String] = []
     public var outputs: [String] = []
     public var attributes: [String: ONNXAttribute] = [:]
+    /// The exporter's notes on the node (PyTorch's default exporter writes the module scope
+    /// under `namespace`).
+    public var metadata: [String: String] = [:]
 
     public init(name: String = "", opType: String, inputs: [String], outputs: [String], attributes: [String: ONNXAttribute] = [:]) {
         self.name = name
@@ -112,6 +115,9 @@ public struct ONNXNode {
             case (5, .lengthDelimited):
                 let (key, value) = try ONNXAttribute.decode(try r.message())
                 attributes[key] = value
+            case (9, .lengthDelimited):
+                let (key, value) = try ONNXModel.entry(try r.message())
+                metadata[key] = value
             default: try r.skip(wire)
             }
         }

@@ -11,6 +11,10 @@ public final class ONNXProgram {
     /// Weights and constants by name.
     public private(set) var constants: [String: ONNXValue]
     let opset: Int64
+    /// The graph's maskable units, in graph order.
+    public let units: [GraphUnit]
+    /// Merge nodes that pass one input through unchanged (zeroBranch), by node index.
+    private var passThrough: [Int: Int] = [:]
 
     /// Operators this runtime executes.
     public static let supported: Set<String> = [
@@ -57,6 +61,41 @@ public final class ONNXProgram {
         }
         if let missing = outputNames.first(where: { !known.contains($0) }) { throw ONNXError.model("graph output '\(missing)' is made by no node") }
         self.constants = constants
+        units = GraphUnits.find(graph, constants: constants)
+    }
+
+    private init(copying other: ONNXProgram) {
+        (model, inputNames, outputNames, constants, opset, units, passThrough) =
+            (other.model, other.inputNames, other.outputNames, other.constants, other.opset, other.units, other.passThrough)
+    }
+
+    /// What a mask does to a unit of a graph.
+    public enum Mask: String, Sendable {
+        /// The unit's weight set to zero; its bias, and a batch norm after it (a node, or folded
+        /// into the bias by the exporter), still add their constants.
+        case zeroKernel
+        /// The merge gets its shortcut only.
+        case zeroBranch
+    }
+
+    /// A copy of this program with `mask` applied to unit `name` (the weights are shared until
+    /// one is changed).
+    public func masked(_ mask: Mask, unit name: String) throws -> ONNXProgram {
+        guard let unit = units.first(where: { $0.name == name }) else {
+            throw ONNXError.model("no unit \(name) in this graph (sweep layers FILE lists them)")
+        }
+        let copy = ONNXProgram(copying: self)
+        switch (mask, unit.kind) {
+        case (.zeroKernel, .conv), (.zeroKernel, .linear):
+            guard let weight = unit.weight, let value = constants[weight] else { throw ONNXError.model("unit \(name) has no weight") }
+            copy.constants[weight] = .floats(value.shape, [Float](repeating: 0, count: value.count))
+        case (.zeroBranch, .branch):
+            guard let shortcut = unit.shortcut, let node = unit.nodes.first else { throw ONNXError.model("unit \(name) has no shortcut") }
+            copy.passThrough[node] = shortcut
+        default:
+            throw ONNXError.model("\(mask.rawValue) does not apply to \(name), a \(unit.kind.rawValue) unit")
+        }
+        return copy
     }
 
     /// Runs the graph on `inputs` (by name); returns every graph output by name.
@@ -66,8 +105,12 @@ public final class ONNXProgram {
             guard let v = inputs[name] else { throw ONNXError.model("no value for graph input '\(name)'") }
             values[name] = v
         }
-        for node in model.graph.nodes {
+        for (index, node) in model.graph.nodes.enumerated() {
             let context = NodeContext(node: node, values: values, opset: opset)
+            if let input = passThrough[index] {
+                values[node.outputs[0]] = try context.input(input)
+                continue
+            }
             let outputs = try ONNXOperators.run(context)
             for (name, value) in zip(node.outputs, outputs) where !name.isEmpty { values[name] = value }
         }

@@ -49,4 +49,36 @@ final class PyTorchExportTests: XCTestCase {
             }
         }
     }
+
+    /// Units carry PyTorch's module paths in all three exports, and every zeroKernel and zeroBranch
+    /// accuracy is PyTorch's within 0.002 (BN folded or not: the folded bias is the norm's constant).
+    func testUnitsAreNamedByModulePathAndMasksGivePyTorchsAccuracies() throws {
+        Parallel.configure(threads: 2)
+        let root = PyTorchExportTests.fixtures
+        let reference = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: root.appendingPathComponent("reference.json")))
+        let test = try DatasetCatalog.load("fashion-mnist", dataDirectory: root.appendingPathComponent("data").path).test
+        let x = ONNXValue.floats([test.count] + test.shape, test.images)
+        func accuracy(_ program: ONNXProgram) throws -> Double {
+            let logits = try XCTUnwrap(try program.run([program.inputNames[0]: x])[program.outputNames[0]]).floatValues
+            var correct = 0
+            for i in 0..<test.count {
+                let row = logits[(i * 10)..<((i + 1) * 10)]
+                if row.firstIndex(of: row.max()!)! - i * 10 == Int(test.labels[i]) { correct += 1 }
+            }
+            return Double(correct) / Double(test.count)
+        }
+        for (arch, expected) in reference.networks.sorted(by: { $0.key < $1.key }) {
+            for variant in ["", "-legacy", "-bn"] {
+                let program = try ONNXProgram(contentsOf: root.appendingPathComponent("\(arch)\(variant).onnx"))
+                let names = Set(program.units.map(\.name))
+                XCTAssertEqual(names, Set(expected.units.keys), "\(arch)\(variant): units \(program.units.map(\.name))")
+                for (unit, masks) in expected.units.sorted(by: { $0.key < $1.key }) where names.contains(unit) {
+                    for (mask, torchAccuracy) in masks {
+                        let masked = try program.masked(try XCTUnwrap(ONNXProgram.Mask(rawValue: mask)), unit: unit)
+                        XCTAssertEqual(try accuracy(masked), torchAccuracy, accuracy: 0.002, "\(arch)\(variant) \(unit) \(mask)")
+                    }
+                }
+            }
+        }
+    }
 }
