@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "Models", dependencies: ["TensorEngine", "Yams"], swiftSettings: numericFlags),
         .target(name: "Datasets", dependencies: ["TensorEngine", "CZlib"], swiftSettings: numericFlags),
         .target(name: "ONNX", dependencies: ["TensorEngine"], swiftSettings: numericFlags),
-        .target(name: "Studies", dependencies: ["TensorEngine", "Models", "Datasets"],
+        .target(name: "Studies", dependencies: ["TensorEngine", "Models", "Datasets", "ONNX"],
                 swiftSettings: numericFlags),
         .target(name: "SweepCore", dependencies: [
             "Studies", "Models", "Datasets", "TensorEngine", "Yams",
@@ -41,7 +41,7 @@ let package = Package(
         ], swiftSettings: numericFlags),
         .target(name: "Cluster", dependencies: ["SweepCore", "CMPI", "TensorEngine"]),
         .executableTarget(name: "sweep", dependencies: [
-            "TensorEngine", "Models", "Datasets", "Studies", "SweepCore", "Cluster",
+            "TensorEngine", "Models", "Datasets", "Studies", "SweepCore", "Cluster", "ONNX",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: numericFlags),
         .target(name: "EngineTestSupport", dependencies: ["TensorEngine"], path: "Tests/EngineTestSupport"),

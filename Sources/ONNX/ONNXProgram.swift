@@ -26,6 +26,20 @@ public final class ONNXProgram {
         "Identity", "Dropout", "Shape", "Gather", "Slice", "Cast", "Constant", "ConstantOfShape", "Expand", "Split",
     ]
 
+    /// The shape of the graph's first real input as the file declares it (nil: a dimension
+    /// without a fixed size, such as the batch).
+    public var inputShape: [Int?]? {
+        guard let name = inputNames.first, let info = model.graph.inputs.first(where: { $0.name == name }), let dims = info.shape else { return nil }
+        return dims.map { $0.flatMap { $0 > 0 && $0 <= Int64(Int32.max) ? Int($0) : nil } }
+    }
+
+    /// Every value's shape on one run (units' output shapes, for listings).
+    public func shapes(_ inputs: [String: ONNXValue]) throws -> [String: [Int]] {
+        var shapes: [String: [Int]] = [:]
+        _ = try run(inputs) { name, value in shapes[name] = value.shape }
+        return shapes
+    }
+
     /// Reads a model file; external data is looked up beside it.
     public convenience init(contentsOf url: URL) throws {
         let data: Data
@@ -34,7 +48,9 @@ public final class ONNXProgram {
         do { model = try ONNXModel(data) } catch let error as ProtobufError {
             throw ONNXError.model("\(url.path): not a readable ONNX model: \(error)")
         }
-        try self.init(model, directory: url.deletingLastPathComponent())
+        do { try self.init(model, directory: url.deletingLastPathComponent()) } catch let error as ONNXError {
+            throw ONNXError.model("\(url.path): \(error)")
+        }
     }
 
     public init(_ model: ONNXModel, directory: URL?) throws {
@@ -98,8 +114,9 @@ public final class ONNXProgram {
         return copy
     }
 
-    /// Runs the graph on `inputs` (by name); returns every graph output by name.
-    public func run(_ inputs: [String: ONNXValue]) throws -> [String: ONNXValue] {
+    /// Runs the graph on `inputs` (by name); returns every graph output by name. `observe` sees
+    /// each value as it is made.
+    public func run(_ inputs: [String: ONNXValue], observe: ((String, ONNXValue) -> Void)? = nil) throws -> [String: ONNXValue] {
         var values = constants
         for name in inputNames {
             guard let v = inputs[name] else { throw ONNXError.model("no value for graph input '\(name)'") }
@@ -107,12 +124,11 @@ public final class ONNXProgram {
         }
         for (index, node) in model.graph.nodes.enumerated() {
             let context = NodeContext(node: node, values: values, opset: opset)
-            if let input = passThrough[index] {
-                values[node.outputs[0]] = try context.input(input)
-                continue
+            let outputs = try passThrough[index].map { [try context.input($0)] } ?? ONNXOperators.run(context)
+            for (name, value) in zip(node.outputs, outputs) where !name.isEmpty {
+                values[name] = value
+                observe?(name, value)
             }
-            let outputs = try ONNXOperators.run(context)
-            for (name, value) in zip(node.outputs, outputs) where !name.isEmpty { values[name] = value }
         }
         var out: [String: ONNXValue] = [:]
         for name in outputNames { out[name] = values[name] }

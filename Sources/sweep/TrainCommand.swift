@@ -3,6 +3,7 @@ import Cluster
 import Datasets
 import Foundation
 import Models
+import ONNX
 import Studies
 import SweepCore
 import TensorEngine
@@ -127,9 +128,9 @@ struct TrainCommand: ParsableCommand {
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "eval", abstract: "Evaluate a checkpoint's test accuracy and loss (ours, or a PyTorch state_dict saved as safetensors).")
+        commandName: "eval", abstract: "Evaluate a network's test accuracy and loss: an ONNX file, our checkpoint, or a PyTorch state_dict saved as safetensors.")
 
-    @Argument(help: "A safetensors checkpoint: written by `sweep train`, or a PyTorch state_dict (safetensors.torch.save_file).")
+    @Argument(help: "An ONNX file (torch.onnx.export), or a safetensors checkpoint: written by `sweep train`, or a PyTorch state_dict (safetensors.torch.save_file).")
     var checkpoint: String
 
     @OptionGroup var data: DatasetOptions
@@ -166,6 +167,17 @@ struct EvalCommand: ParsableCommand {
         engine.apply()
         let splits = try DatasetCatalog.load(data.dataset, dataDirectory: data.dataDir, trainLimit: data.trainLimit,
                                              testLimit: data.testLimit, normalisation: try normalisation())
+        if checkpoint.lowercased().hasSuffix(".onnx") {
+            let program = try ONNXProgram(contentsOf: URL(fileURLWithPath: checkpoint))
+            if let mismatch = GraphEvaluation.mismatch(program, splits.test) { throw FlagError("\(checkpoint): \(mismatch)") }
+            let result: Evaluation
+            do { result = try GraphEvaluation.run(program, on: splits.test, batchSize: batchSize) } catch let error as ONNXError {
+                throw FlagError("\(checkpoint): \(error)")
+            }
+            emit(String(format: "%@: test accuracy %.4f  test loss %.4f  (%d images, %d units)", checkpoint, result.accuracy, result.loss, result.count,
+                        program.units.count))
+            return
+        }
         let file = try SafeTensorsFile.read(URL(fileURLWithPath: checkpoint))
         let network = file.metadata["layersweep.model"] != nil && model == nil
             ? try Checkpoint.network(from: file, path: checkpoint)
