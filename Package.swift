@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "Studies", dependencies: ["TensorEngine", "Models", "Datasets", "ONNX"],
                 swiftSettings: numericFlags),
         .target(name: "SweepCore", dependencies: [
-            "Studies", "Models", "Datasets", "TensorEngine", "Yams",
+            "Studies", "Models", "Datasets", "TensorEngine", "ONNX", "Yams",
             .product(name: "HeapModule", package: "swift-collections"),
         ], swiftSettings: numericFlags),
         .target(name: "Cluster", dependencies: ["SweepCore", "CMPI", "TensorEngine"]),

@@ -143,7 +143,9 @@ public final class Coordinator {
                 loopCPUSeconds = Coordinator.threadCPUSeconds() - firstDispatch.cpu
             }
         }
-        for w in link.workers { try link.send(.configure(specText: specText, checkpointHashes: plan.spec.checkpointHashes), to: w) }
+        for w in link.workers {
+            try link.send(.configure(specText: specText, checkpointHashes: plan.spec.checkpointHashes, graphs: plan.spec.graphs), to: w)
+        }
         var idle: [Int] = []
         var drainUntil: Date?
         try recordSkipped(scheduler.failedAtStart.compactMap { plan[$0] })
@@ -448,9 +450,10 @@ public enum WorkerLoop {
             switch try link.receive() {
             case .stop:
                 return
-            case let .configure(text, hashes):
+            case let .configure(text, hashes, graphs):
                 var spec = try SpecLoader.parse(text, file: "spec.yaml")
                 spec.checkpointHashes = hashes
+                spec.graphs = graphs
                 executor = TaskExecutor(spec: spec)
                 plan = try Plan.expand(spec)
             case let .task(key, inputs, attachments, release, resume, gang):

@@ -7,7 +7,7 @@ public enum Message: Equatable, Sendable {
     case hello(host: String, threads: Int)
     /// The sweep file's text and the content hashes of its imported checkpoints, sent once:
     /// workers need no shared filesystem, and each expands the same plan the coordinator did.
-    case configure(specText: String, checkpointHashes: [String: String] = [:])
+    case configure(specText: String, checkpointHashes: [String: String] = [:], graphs: [String: GraphSummary] = [:])
     /// A task of the plan, named by its key (the worker's plan has the rest: the message stays
     /// small however rich a study's tasks are). `inputs` maps dependency keys to the hashes of their artifacts; `attachments` carries the
     /// ones the worker lacks; `release` lists artifacts no remaining task needs.
@@ -51,6 +51,7 @@ enum MessageCodec {
         var threads: Int?
         var specText: String?
         var checkpointHashes: [String: String]?
+        var graphs: [String: GraphSummary]?
         var inputs: [String: String]?
         var release: [String]?
         var key: String?
@@ -66,8 +67,9 @@ enum MessageCodec {
         var blobs: [(String, Data)] = []
         switch message {
         case let .hello(host, threads): header = Header(type: "hello", host: host, threads: threads)
-        case let .configure(text, hashes):
+        case let .configure(text, hashes, graphs):
             header = Header(type: "configure", specText: text)
+            header.graphs = graphs.isEmpty ? nil : graphs
             header.checkpointHashes = hashes.isEmpty ? nil : hashes
         case let .task(key, inputs, attachments, release, resume, gang):
             header = Header(type: "task", inputs: inputs.isEmpty ? nil : inputs, release: release.isEmpty ? nil : release, key: key)
@@ -111,7 +113,7 @@ enum MessageCodec {
         }
         switch header.type {
         case "hello": return .hello(host: header.host ?? "?", threads: min(max(header.threads ?? 1, 1), 4096))
-        case "configure": return .configure(specText: header.specText ?? "", checkpointHashes: header.checkpointHashes ?? [:])
+        case "configure": return .configure(specText: header.specText ?? "", checkpointHashes: header.checkpointHashes ?? [:], graphs: header.graphs ?? [:])
         case "task":
             guard let key = header.key else { throw CodecError.malformed("task message without a key") }
             if let gang = header.gang, gang.members.isEmpty || gang.members.contains(where: { $0 < 0 }) || Set(gang.members).count != gang.members.count {

@@ -21,6 +21,20 @@ public struct MaskableUnit: Equatable, Sendable {
     public let group: String
     /// True when the unit sits at a stage transition (resolution or width changes).
     public let isTransition: Bool
+
+    /// A unit of a network that is not built here (an imported graph's): no parameters by our names.
+    public init(name: String, kind: UnitKind, parameterCount: Int, group: String = "", isTransition: Bool = false) {
+        self.init(name: name, kind: kind, parameterNames: [], parameterCount: parameterCount, group: group, isTransition: isTransition)
+    }
+
+    init(name: String, kind: UnitKind, parameterNames: [String], parameterCount: Int, group: String, isTransition: Bool) {
+        self.name = name
+        self.kind = kind
+        self.parameterNames = parameterNames
+        self.parameterCount = parameterCount
+        self.group = group
+        self.isTransition = isTransition
+    }
 }
 
 /// A built network: its layers, named parameters, buffers and maskable units.

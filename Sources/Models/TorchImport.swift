@@ -60,7 +60,7 @@ public enum TorchImport {
     }
 
     /// The first few of `items` and how many more: an error stays one readable line.
-    static func listed(_ items: [String], first: Int = 4) -> String {
+    public static func listed(_ items: [String], first: Int = 4) -> String {
         items.prefix(first).joined(separator: ", ") + (items.count > first ? ", and \(items.count - first) more" : "")
     }
 

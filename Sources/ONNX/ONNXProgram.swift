@@ -40,6 +40,31 @@ public final class ONNXProgram {
         return shapes
     }
 
+    /// Multiply-adds per image of each weighted node (Conv, ConvTranspose, Gemm, MatMul), by node
+    /// index, from one run on a zero image of shape `image` (C, H, W): for costs and listings.
+    public func multiplyAdds(image: [Int]) throws -> [Int: Double] {
+        let shape = [1] + image
+        let shapes = try self.shapes([inputNames.first ?? "": .floats(shape, [Float](repeating: 0, count: shape.reduce(1, *)))])
+        var out: [Int: Double] = [:]
+        for (i, node) in model.graph.nodes.enumerated() {
+            guard let output = node.outputs.first.flatMap({ shapes[$0] }), node.inputs.count >= 2 else { continue }
+            let weight = constants[node.inputs[1]]?.shape ?? shapes[node.inputs[1]] ?? []
+            let produced = Double(output.reduce(1, *))
+            switch node.opType {
+            case "Conv": out[i] = produced * Double(weight.dropFirst().reduce(1, *))
+            case "ConvTranspose":
+                let input = shapes[node.inputs[0]] ?? constants[node.inputs[0]]?.shape ?? []
+                out[i] = Double(input.reduce(1, *)) * Double(weight.dropFirst().reduce(1, *))
+            case "Gemm", "MatMul":
+                let trans = node.opType == "Gemm" && (try? NodeContext(node: node, values: [:], opset: opset).int("transB", default: 0)) == 1
+                let k = weight.count >= 2 ? (trans ? weight[weight.count - 1] : weight[weight.count - 2]) : 1
+                out[i] = produced * Double(k)
+            default: break
+            }
+        }
+        return out
+    }
+
     /// Reads a model file; external data is looked up beside it.
     public convenience init(contentsOf url: URL) throws {
         let data: Data
@@ -53,12 +78,24 @@ public final class ONNXProgram {
         }
     }
 
-    public init(_ model: ONNXModel, directory: URL?) throws {
+    public convenience init(_ model: ONNXModel, directory: URL?) throws {
+        try self.init(model, external: directory.map(ONNXTensorProto.ExternalData.directory))
+    }
+
+    /// A model and its external data files as one blob (`ONNXBundle`): what a worker receives.
+    public convenience init(bundle: Data) throws {
+        let (model, files) = try ONNXBundle.decode(bundle)
+        let decoded: ONNXModel
+        do { decoded = try ONNXModel(model) } catch let error as ProtobufError { throw ONNXError.model("not a readable ONNX model: \(error)") }
+        try self.init(decoded, external: .files(files))
+    }
+
+    public init(_ model: ONNXModel, external: ONNXTensorProto.ExternalData?) throws {
         self.model = model
         opset = model.opsets[""] ?? 1
         let graph = model.graph
         var constants: [String: ONNXValue] = [:]
-        for t in graph.initializers { constants[t.name] = try t.value(directory: directory) }
+        for t in graph.initializers { constants[t.name] = try t.value(external: external) }
         inputNames = graph.inputs.map(\.name).filter { constants[$0] == nil }
         outputNames = graph.outputs.map(\.name)
         let unsupported = graph.nodes.filter { !ONNXProgram.supported.contains($0.opType) || !["", "ai.onnx"].contains($0.domain) }

@@ -66,10 +66,15 @@ public struct ONNXTensorProto {
     /// The values, as floats (float32 and float64 tensors) or integers (int64, int32, int8,
     /// uint8, bool: shapes, indices, axes). `directory` is where external data files live.
     public func value(directory: URL?) throws -> ONNXValue {
+        try value(external: directory.map(ExternalData.directory))
+    }
+
+    /// The values, external data read from `external`.
+    public func value(external: ExternalData?) throws -> ONNXValue {
         let shape = try shape()
         let count = shape.reduce(1, *)
         let bytes: Data?
-        if isExternal { bytes = try externalBytes(directory: directory) } else { bytes = raw }
+        if isExternal { bytes = try externalBytes(external) } else { bytes = raw }
         func checked<T>(_ values: [T]) throws -> [T] {
             guard values.count == count else { throw ONNXError.tensor(name, "holds \(values.count) values for shape \(shape)") }
             return values
@@ -107,20 +112,49 @@ public struct ONNXTensorProto {
         }
     }
 
+    /// Where a model's external data files are: beside the model file, or already read (a
+    /// bundle shipped to a worker).
+    public enum ExternalData {
+        case directory(URL)
+        case files([String: Data])
+    }
+
+    /// The file name an external-data tensor points at, checked: relative, inside the model's
+    /// folder.
+    public var externalLocation: String? {
+        guard isExternal, let location = external["location"], !location.isEmpty, !location.hasPrefix("/"),
+              !location.split(separator: "/").contains("..") else { return nil }
+        return location
+    }
+
     /// The bytes an external-data tensor points at: a file beside the model (never outside its
     /// folder), at `offset`, `length` bytes.
-    func externalBytes(directory: URL?) throws -> Data {
+    func externalBytes(_ source: ExternalData?) throws -> Data {
         guard let location = external["location"], !location.isEmpty else { throw ONNXError.tensor(name, "is external but names no location") }
-        guard let directory else { throw ONNXError.tensor(name, "is external data (\(location)), and the model was not read from a file") }
-        guard !location.hasPrefix("/"), !location.split(separator: "/").contains("..") else {
-            throw ONNXError.tensor(name, "points outside the model's folder (\(location))")
+        guard externalLocation != nil else { throw ONNXError.tensor(name, "points outside the model's folder (\(location))") }
+        guard let source else { throw ONNXError.tensor(name, "is external data (\(location)), and the model was not read from a file") }
+        let file: Data
+        switch source {
+        case let .files(files):
+            guard let data = files[location] else { throw ONNXError.tensor(name, "is stored in \(location), which did not come with the model") }
+            file = data
+        case let .directory(directory):
+            let url = directory.appendingPathComponent(location)
+            guard let handle = FileHandle(forReadingAtPath: url.path) else {
+                throw ONNXError.tensor(name, "is stored in \(location), which is missing beside the model (copy it with the .onnx file)")
+            }
+            defer { try? handle.close() }
+            let size = try handle.seekToEnd()
+            let (offset, length) = try range(in: size, location: location)
+            try handle.seek(toOffset: offset)
+            return try handle.read(upToCount: Int(length)) ?? Data()
         }
-        let url = directory.appendingPathComponent(location)
-        guard let handle = FileHandle(forReadingAtPath: url.path) else {
-            throw ONNXError.tensor(name, "is stored in \(location), which is missing beside the model (copy it with the .onnx file)")
-        }
-        defer { try? handle.close() }
-        let size = try handle.seekToEnd()
+        let (offset, length) = try range(in: UInt64(file.count), location: location)
+        return file.subdata(in: (file.startIndex + Int(offset))..<(file.startIndex + Int(offset + length)))
+    }
+
+    /// `offset` and `length` of the tensor in a file of `size` bytes, checked.
+    private func range(in size: UInt64, location: String) throws -> (UInt64, UInt64) {
         guard let offset = UInt64(external["offset"] ?? "0") else { throw ONNXError.tensor(name, "has offset '\(external["offset"] ?? "")'") }
         let length: UInt64
         if let text = external["length"] {
@@ -133,8 +167,7 @@ public struct ONNXTensorProto {
         guard offset <= size, length <= size - offset else {
             throw ONNXError.tensor(name, "needs bytes \(offset)..<\(offset &+ length) of \(location), which has \(size) (a short or wrong data file)")
         }
-        try handle.seek(toOffset: offset)
-        return try handle.read(upToCount: Int(length)) ?? Data()
+        return (offset, length)
     }
 }
 

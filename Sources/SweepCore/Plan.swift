@@ -180,6 +180,15 @@ public struct Plan: Sendable {
                                                 _ recalibration: Double) -> Void) throws {
         for dataset in spec.datasets {
             for model in spec.models {
+                if spec.isGraph(model) {
+                    guard let graph = spec.graphs[model] else { throw RunError(path: model, message: "an imported graph's units are known once rank 0 has read its file") }
+                    let full = evaluationCost(macs: graph.multiplyAdds, images: dataset.description.test)
+                    // A graph's mask evaluation recomputes the whole pass (no prefix reuse yet).
+                    let evaluation = { (_: MaskableUnit?) -> Double in full }
+                    let units = LayerMatcher.select(graph.maskableUnits, spec.layers)
+                    for measured in measuredNetworks(spec, dataset: dataset, model: model, macs: graph.multiplyAdds) { body(measured, units, evaluation, 0) }
+                    continue
+                }
                 let (macs, network) = try measure(model, on: dataset)
                 let full = evaluationCost(macs: macs, images: dataset.description.test)
                 let perLayer = network.multiplyAddsPerTopLevelLayer()

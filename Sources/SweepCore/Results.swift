@@ -215,8 +215,9 @@ enum UnitOrder {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var byModel: [String: [String: Int]] = [:]
 
-    static func index(of unit: String?, in model: String) -> Int? {
+    static func index(of unit: String?, in model: String, spec: SweepSpec) -> Int? {
         guard let unit else { return nil }
+        if let graph = spec.graphs[model] { return graph.units.firstIndex { $0.name == unit } }
         lock.lock()
         defer { lock.unlock() }
         if byModel[model] == nil {

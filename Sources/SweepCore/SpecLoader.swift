@@ -128,8 +128,12 @@ public enum SpecLoader {
             }
         }
         for (i, model) in spec.models.enumerated() {
-            do { _ = try ModelSpec(name: model, inputShape: [1, 28, 28], classes: 10) } catch let error as ModelError {
-                throw fail([.key("models"), .index(i)], error.description)
+            if let files = spec.checkpoints[model], files.contains(where: { $0.lowercased().hasSuffix(".onnx") }) {
+                try checkGraphModel(model, files: files, spec: spec, at: [.key("models"), .index(i)], tree: tree)
+            } else {
+                do { _ = try ModelSpec(name: model, inputShape: [1, 28, 28], classes: 10) } catch let error as ModelError {
+                    throw fail([.key("models"), .index(i)], error.description)
+                }
             }
             if let files = spec.checkpoints[model] {
                 guard study.importsNetworks else {
@@ -166,13 +170,32 @@ public enum SpecLoader {
         if case let .patterns(patterns) = spec.layers {
             // A pattern must select something in at least one model (a mixed sweep may name
             // units that only some of its models have).
-            let unitsByModel = try spec.models.map { ($0, try LayerMatcher.units(of: $0)) }
+            // (An imported graph's units are checked once its file is read.)
+            let unitsByModel = try spec.models.filter { !spec.isGraph($0) }.map { ($0, try LayerMatcher.units(of: $0)) }
             for (i, pattern) in patterns.enumerated()
-            where unitsByModel.allSatisfy({ LayerMatcher.select($0.1, patterns: [pattern]).isEmpty }) {
+            where !unitsByModel.isEmpty && unitsByModel.count == spec.models.count && unitsByModel.allSatisfy({ LayerMatcher.select($0.1, patterns: [pattern]).isEmpty }) {
                 let path: [PathComponent] = tree.node(at: [.key("layers")])?.scalar != nil ? [.key("layers")] : [.key("layers"), .index(i)]
                 let listing = unitsByModel.map { "\($0.0): \($0.1.map(\.name).joined(separator: ", "))" }.joined(separator: "; ")
                 throw fail(path, "'\(pattern)' matches no unit; units of \(listing)")
             }
+        }
+    }
+
+    /// A model imported as ONNX graphs: a name of its own (any but a built-in architecture's
+    /// grammar is not needed), only .onnx files, and a study and masks that run on graphs.
+    static func checkGraphModel(_ model: String, files: [String], spec: SweepSpec, at path: [PathComponent], tree: NodeTree) throws {
+        guard !model.isEmpty, !model.contains("/"), !model.unicodeScalars.contains(where: SafeText.isControl) else {
+            throw tree.error(path + [.key("name")], "a model name is one word without '/' (it is part of every task key)")
+        }
+        guard ImportedGraphs.areGraphs(files) else {
+            throw tree.error(path + [.key("checkpoints")], "list either ONNX files (.onnx) or safetensors files under one model, not both")
+        }
+        guard spec.study == .zeroing else {
+            throw tree.error([.key("study")], "imported ONNX graphs run in study zeroing so far; \(spec.study.rawValue) needs a built-in architecture or a safetensors checkpoint")
+        }
+        let graphMasks: Set<MaskKind> = [.zeroKernel, .zeroBranch]
+        if let other = spec.masks.first(where: { !graphMasks.contains($0) }) {
+            throw tree.error([.key("masks")], "\(other.rawValue) does not run on imported ONNX graphs yet (model \(model)); they take zeroKernel and zeroBranch")
         }
     }
 

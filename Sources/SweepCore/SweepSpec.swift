@@ -26,6 +26,12 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     /// Content hashes of the checkpoint files, by path, once the coordinator has read them
     /// (`ImportedNetworks.hashFiles`); they name the networks in task keys.
     public var checkpointHashes: [String: String] = [:]
+    /// Summaries of the imported ONNX graphs, by model, once the coordinator has read them
+    /// (`ImportedNetworks.hashFiles`).
+    public var graphs: [String: GraphSummary] = [:]
+
+    /// Whether `model` is an imported ONNX graph (its checkpoints are .onnx files).
+    public func isGraph(_ model: String) -> Bool { checkpoints[model].map(ImportedGraphs.areGraphs) ?? false }
     /// Sections the file gives that its study does not read (told to the user, not an error).
     public var ignoredSections: [String] = []
 

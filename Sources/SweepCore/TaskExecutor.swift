@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import Models
+import ONNX
 import Studies
 import TensorEngine
 
@@ -11,6 +12,8 @@ public final class TaskExecutor {
     public let spec: SweepSpec
     private var datasets: [String: DatasetSplits] = [:]
     private var artifacts: [String: SafeTensorsFile] = [:]
+    /// Imported ONNX graphs received (their bundles), ready to run.
+    private var graphs: [String: ONNXProgram] = [:]
     /// Mask evaluations of the most recent network share its unmasked layers' activations.
     var evaluator: (key: String, PrefixEvaluator)?
     /// Which test images the most recent network got right unmasked (for the paired test).
@@ -27,17 +30,22 @@ public final class TaskExecutor {
     public init(spec: SweepSpec) { self.spec = spec }
 
     /// Hashes of the artifacts this worker holds.
-    public var cachedArtifacts: Set<String> { Set(artifacts.keys) }
+    public var cachedArtifacts: Set<String> { Set(artifacts.keys).union(graphs.keys) }
 
-    /// Keeps an artifact received from the coordinator, after checking its hash.
+    /// Keeps an artifact received from the coordinator, after checking its hash: a checkpoint, or
+    /// an imported graph's bundle.
     public func store(artifact data: Data, hash: String) throws {
         guard contentHash(data) == hash else { throw RunError(path: hash, message: "artifact bytes do not match their hash") }
-        artifacts[hash] = try SafeTensorsFile.decode(data, file: "artifact \(hash)")
+        if ONNXBundle.isBundle(data) {
+            graphs[hash] = try ONNXProgram(bundle: data)
+        } else {
+            artifacts[hash] = try SafeTensorsFile.decode(data, file: "artifact \(hash)")
+        }
     }
 
     /// Forgets artifacts no remaining task needs (the coordinator says which).
     public func release(_ hashes: [String]) {
-        for h in hashes { artifacts[h] = nil }
+        for h in hashes { (artifacts[h], graphs[h]) = (nil, nil) }
     }
 
     /// Seconds of training after which a training snapshots at every epoch boundary
@@ -61,7 +69,7 @@ public final class TaskExecutor {
             guard task.kind != .load else {
                 throw RunError(path: task.key, message: "networks trained elsewhere are read by the coordinator, not by a worker")
             }
-            let files = TaskInputs(task: task, hashes: inputs, lookup: { [artifacts] in artifacts[$0] })
+            let files = TaskInputs(task: task, hashes: inputs, lookup: { [artifacts] in artifacts[$0] }, graphLookup: { [graphs] in graphs[$0] })
             (outcome, artifact) = try spec.studyType.execute(task, on: self, inputs: files)
         } catch let error as TrainingError {
             outcome = TaskOutcome(status: .diverged)
@@ -233,6 +241,41 @@ public final class TaskExecutor {
         if task.kind == .baseline { baselineHits = (cacheKey, evaluation.hits) }
         if task.kind.compared {
             if baselineHits?.key != cacheKey { baselineHits = (cacheKey, try run(nil, false, { _, _ in 0 }).0.hits) }
+            let base = baselineHits!.hits
+            if base.count == evaluation.hits.count {
+                let worse = zip(base, evaluation.hits).filter { $0.0 && !$0.1 }.count
+                let better = zip(base, evaluation.hits).filter { !$0.0 && $0.1 }.count
+                outcome.discordant = [worse, better, base.count]
+            }
+        }
+        outcome.testAccuracy = evaluation.accuracy
+        outcome.testLoss = evaluation.loss
+        return outcome
+    }
+
+    /// The test accuracy of the imported graph of `task`'s first dependency with `task.mask`
+    /// applied to `task.unit` (none: the graph as it is), and the paired test's counts against
+    /// the unchanged graph on the same images.
+    func evaluateGraphVariant(_ task: PlannedTask, inputs: TaskInputs) throws -> TaskOutcome {
+        let dependency = task.dependencies[0]
+        let (program, hash) = (try inputs.graph(dependency), try inputs.hash(dependency))
+        let data = try splits(task.dataset, model: task.model)
+        let cacheKey = "\(hash)/\(task.dataset)"
+        var variant = program
+        var outcome = TaskOutcome(status: .ok)
+        if let mask = task.mask, let name = task.unit {
+            guard let graphMask = ONNXProgram.Mask(rawValue: mask.rawValue) else {
+                throw RunError(path: task.key, message: "\(mask.rawValue) does not run on imported graphs")
+            }
+            variant = try program.masked(graphMask, unit: name)
+            outcome.paramsMasked = program.units.first { $0.name == name }?.parameters
+        }
+        let evaluation = try GraphEvaluation.run(variant, on: data.test, batchSize: spec.evaluation.batchSize)
+        if task.kind == .baseline { baselineHits = (cacheKey, evaluation.hits) }
+        if task.kind.compared {
+            if baselineHits?.key != cacheKey {
+                baselineHits = (cacheKey, try GraphEvaluation.run(program, on: data.test, batchSize: spec.evaluation.batchSize).hits)
+            }
             let base = baselineHits!.hits
             if base.count == evaluation.hits.count {
                 let worse = zip(base, evaluation.hits).filter { $0.0 && !$0.1 }.count

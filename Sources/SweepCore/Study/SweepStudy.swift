@@ -1,4 +1,5 @@
 import Foundation
+import ONNX
 import Models
 import Studies
 
@@ -168,6 +169,7 @@ public struct TaskInputs {
     let task: PlannedTask
     let hashes: [String: String]
     let lookup: (String) -> SafeTensorsFile?
+    var graphLookup: (String) -> ONNXProgram? = { _ in nil }
 
     /// The artifact of dependency `key` (held by the worker already).
     public func file(_ key: String) throws -> SafeTensorsFile {
@@ -175,6 +177,14 @@ public struct TaskInputs {
             throw RunError(path: task.key, message: "the output of \(key) did not arrive")
         }
         return file
+    }
+
+    /// The imported graph dependency `key` loaded (held by the worker already).
+    public func graph(_ key: String) throws -> ONNXProgram {
+        guard let hash = hashes[key], let graph = graphLookup(hash) else {
+            throw RunError(path: task.key, message: "the imported graph of \(key) did not arrive")
+        }
+        return graph
     }
 
     /// The artifact's content hash.

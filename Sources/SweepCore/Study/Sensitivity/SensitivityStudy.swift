@@ -158,7 +158,7 @@ public enum SensitivityStudy: SweepStudy {
 
     public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {
         guard task.kind == .pruneLayer else { return }
-        row.unitIndex = UnitOrder.index(of: task.unit, in: task.model)
+        row.unitIndex = UnitOrder.index(of: task.unit, in: task.model, spec: plan.spec)
         if let point = task.payload as? SensitivityPoint {
             row.mask = point.variant
             row.payload = point

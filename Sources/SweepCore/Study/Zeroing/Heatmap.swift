@@ -18,13 +18,13 @@ struct ZeroingHeatmap {
 
     static func key(_ unit: String, _ mask: String) -> String { "\(unit)\u{1}\(mask)" }
 
-    init(dataset: String, model: String, rows: [ResultRow], masks: [String], limit: Double) {
+    init(dataset: String, model: String, rows: [ResultRow], masks: [String], limit: Double, spec: SweepSpec? = nil) {
         self.dataset = dataset
         self.model = model
         let mine = rows.filter { $0.dataset == dataset && $0.model == model }
         let masked = mine.filter { $0.kind == .mask }
         let present = Set(masked.map(\.layer))
-        let all = (try? LayerMatcher.units(of: model)) ?? []
+        let all = (try? LayerMatcher.units(of: model, in: spec)) ?? []
         units = all.filter { present.contains($0.name) }
         self.masks = masks.filter { m in masked.contains { $0.mask == m } }
         cells = Dictionary(grouping: masked) { Self.key($0.layer, $0.mask) }

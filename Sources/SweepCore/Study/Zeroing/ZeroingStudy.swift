@@ -34,6 +34,8 @@ public enum ZeroingStudy: SweepStudy {
         switch task.kind {
         case .train:
             return try worker.trainTask(task, section: worker.spec.training)
+        case .baseline, .mask where worker.spec.isGraph(task.model):
+            return (try worker.evaluateGraphVariant(task, inputs: inputs), nil)
         case .baseline, .mask:
             let context = try worker.maskContext(task)
             let mask = task.mask
@@ -57,7 +59,7 @@ public enum ZeroingStudy: SweepStudy {
     }
 
     public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {
-        if task.kind == .mask { row.unitIndex = UnitOrder.index(of: task.unit, in: task.model) }
+        if task.kind == .mask { row.unitIndex = UnitOrder.index(of: task.unit, in: task.model, spec: plan.spec) }
     }
 
     /// Per (dataset, model, mask): how many units are trivial and which hurt most.
@@ -95,7 +97,7 @@ public enum ZeroingStudy: SweepStudy {
             m.element("div", ["class": "row"]) { m in
                 // Plain (shortcut-free) controls sit right after the ResNet of the same depth.
                 for model in spec.models.sorted(by: ReportPage.modelOrder) {
-                    let map = ZeroingHeatmap(dataset: dataset, model: model, rows: input.rows, masks: masks, limit: limit)
+                    let map = ZeroingHeatmap(dataset: dataset, model: model, rows: input.rows, masks: masks, limit: limit, spec: spec)
                     guard !map.units.isEmpty else { continue }
                     m.element("figure") { m in
                         let base = map.baselines
