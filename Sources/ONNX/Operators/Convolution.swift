@@ -75,39 +75,62 @@ extension ONNXOperators {
         let (cg, mg) = (c / group, m / group)
         let spatial = oh * ow, taps = cg * kernel[0] * kernel[1]
         var y = [Float](repeating: 0, count: batch * m * spatial)
-        // Each image on one thread (one BLAS call per group): its values do not depend on the
-        // thread count. Columns: (input channel, ky, kx) rows × output positions.
+        let chunk = imagesPerCall, chunks = (batch + chunk - 1) / chunk
+        // Images in fixed chunks, one chunk per thread and one BLAS call per chunk and group:
+        // values do not depend on the thread count. Columns: (input channel, ky, kx) rows × (image,
+        // output position).
         x.withUnsafeBufferPointer { xp in
             w.withUnsafeBufferPointer { wp in
                 y.withUnsafeMutableBufferPointer { yp in
                     let (xb, wb, yb) = (xp.baseAddress!, wp.baseAddress!, yp.baseAddress!)
-                    Parallel.forEach(batch) { b in
-                        var columns = [Float](repeating: 0, count: taps * spatial)
+                    if cg == 1, mg == 1 {
+                        depthwise(xb, wb, yb, bias: bias, images: batch, channels: c, h: h, w: width, kernel: kernel, g: g)
+                        return
+                    }
+                    let (kh, kw) = (kernel[0], kernel[1])
+                    let (sy, sx, py, px, dy, dx) = (g.strides[0], g.strides[1], g.pads[0], g.pads[1], g.dilations[0], g.dilations[1])
+                    Parallel.forEach(chunks) { k in
+                        let first = k * chunk, images = min(chunk, batch - first), width2 = images * spatial
+                        var columns = [Float](repeating: 0, count: taps * width2)
+                        var out = [Float](repeating: 0, count: mg * width2)
                         columns.withUnsafeMutableBufferPointer { cp in
-                            let col = cp.baseAddress!
-                            for gi in 0..<group {
-                                for ci in 0..<cg {
-                                    let plane = xb + (b * c + gi * cg + ci) * h * width
-                                    for ky in 0..<kernel[0] {
-                                        for kx in 0..<kernel[1] {
-                                            let row = col + ((ci * kernel[0] + ky) * kernel[1] + kx) * spatial
-                                            for yy in 0..<oh {
-                                                let iy = yy * g.strides[0] - g.pads[0] + ky * g.dilations[0]
-                                                let out = row + yy * ow
-                                                guard iy >= 0, iy < h else { for xx in 0..<ow { out[xx] = 0 }; continue }
-                                                for xx in 0..<ow {
-                                                    let ix = xx * g.strides[1] - g.pads[1] + kx * g.dilations[1]
-                                                    out[xx] = ix >= 0 && ix < width ? plane[iy * width + ix] : 0
+                            out.withUnsafeMutableBufferPointer { op in
+                                let (col, result) = (cp.baseAddress!, op.baseAddress!)
+                                for gi in 0..<group {
+                                    for i in 0..<images {
+                                        for ci in 0..<cg {
+                                            let plane = xb + ((first + i) * c + gi * cg + ci) * h * width
+                                            for ky in 0..<kh {
+                                                for kx in 0..<kw {
+                                                    let row = col + ((ci * kh + ky) * kw + kx) * width2 + i * spatial
+                                                    // The output columns whose input column lies inside the image.
+                                                    let offset = kx * dx - px
+                                                    let lo = min(ow, max(0, (-offset + sx - 1) / sx)), hi = max(lo, min(ow, (width - offset + sx - 1) / sx))
+                                                    for yy in 0..<oh {
+                                                        let iy = yy * sy - py + ky * dy
+                                                        let dst = row + yy * ow
+                                                        guard iy >= 0, iy < h else { dst.update(repeating: 0, count: ow); continue }
+                                                        let src = plane + iy * width + offset
+                                                        for xx in 0..<lo { dst[xx] = 0 }
+                                                        if sx == 1 {
+                                                            dst.advanced(by: lo).update(from: src.advanced(by: lo), count: hi - lo)
+                                                        } else {
+                                                            for xx in lo..<hi { dst[xx] = src[xx * sx] }
+                                                        }
+                                                        for xx in hi..<ow { dst[xx] = 0 }
+                                                    }
                                                 }
                                             }
                                         }
                                     }
-                                }
-                                let target = yb + (b * m + gi * mg) * spatial
-                                TensorEngine.gemm(m: mg, n: spatial, k: taps, a: wb + gi * mg * taps, lda: taps, b: col, ldb: spatial, c: target, ldc: spatial)
-                                for o in 0..<mg {
-                                    let add = bias[gi * mg + o], row = target + o * spatial
-                                    if add != 0 { for p in 0..<spatial { row[p] += add } }
+                                    TensorEngine.gemm(m: mg, n: width2, k: taps, a: wb + gi * mg * taps, lda: taps, b: col, ldb: width2, c: result, ldc: width2)
+                                    for i in 0..<images {
+                                        for o in 0..<mg {
+                                            let add = bias[gi * mg + o]
+                                            let src = result + o * width2 + i * spatial, dst = yb + ((first + i) * m + gi * mg + o) * spatial
+                                            for p in 0..<spatial { dst[p] = src[p] + add }
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -116,6 +139,40 @@ extension ONNXOperators {
             }
         }
         return .floats(oneD ? [batch, m, ow] : [batch, m, oh, ow], y)
+    }
+
+    /// Images per BLAS call of a convolution: enough columns to amortise the call, a fixed
+    /// number so that no value depends on how the batch is spread over threads.
+    static let imagesPerCall = 16
+
+    // x: (N, C, H, W), w: (C, 1, kH, kW) -> y: (N, C, H', W'), each channel with its own kernel
+    static func depthwise(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, bias: [Float],
+                          images: Int, channels: Int, h: Int, w width: Int, kernel: [Int], g: Window) {
+        let (oh, ow, kh, kw) = (g.output[0], g.output[1], kernel[0], kernel[1])
+        let (sy, sx, py, px, dy, dx) = (g.strides[0], g.strides[1], g.pads[0], g.pads[1], g.dilations[0], g.dilations[1])
+        bias.withUnsafeBufferPointer { bp in
+            let biases = bp.baseAddress!
+            Parallel.forEach(images * channels) { plane in
+                let ch = plane % channels
+                let src = x + plane * h * width, dst = y + plane * oh * ow, taps = w + ch * kh * kw
+                for yy in 0..<oh {
+                    for xx in 0..<ow {
+                        var sum = biases[ch]
+                        for ky in 0..<kh {
+                            let iy = yy * sy - py + ky * dy
+                            guard iy >= 0, iy < h else { continue }
+                            let row = src + iy * width, tap = taps + ky * kw
+                            for kx in 0..<kw {
+                                let ix = xx * sx - px + kx * dx
+                                guard ix >= 0, ix < width else { continue }
+                                sum += row[ix] * tap[kx]
+                            }
+                        }
+                        dst[yy * ow + xx] = sum
+                    }
+                }
+            }
+        }
     }
 
     // x: (N, C, H, W), w: (C, M/group, kH, kW), b: (M) -> y: (N, M, H', W')
@@ -214,9 +271,12 @@ extension ONNXOperators {
         let eps = try n.float("epsilon", default: 1e-5)
         let inner = xs.dropFirst(2).reduce(1, *)
         var y = x
-        for i in 0..<x.count {
-            let ch = (i / inner) % c
-            y[i] = params[0][ch] * (x[i] - params[2][ch]) / (params[3][ch] + eps).squareRoot() + params[1][ch]
+        for ch in 0..<c {
+            let inverse = 1 / (params[3][ch] + eps).squareRoot()
+            let (mean, scale, shift) = (params[2][ch], params[0][ch], params[1][ch])
+            for plane in stride(from: ch * inner, to: x.count, by: c * inner) {
+                for i in plane..<(plane + inner) { y[i] = scale * (x[i] - mean) * inverse + shift }
+            }
         }
         return .floats(xs, y)
     }

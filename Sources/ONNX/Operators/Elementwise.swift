@@ -62,6 +62,9 @@ extension ONNXOperators {
             return .ints(shape, try (0..<ia.count).map { try f(x[ia[$0]], y[ib[$0]]) })
         }
         let (x, y) = (a.floatValues, b.floatValues)
+        if a.shape == b.shape, op == "Add" || op == "Sum" {  // a residual sum: no broadcasting to work out
+            return .floats(shape, zip(x, y).map { $0 + $1 })
+        }
         let f: (Float, Float) -> Float
         switch op {
         case "Add", "Sum": f = { $0 + $1 }

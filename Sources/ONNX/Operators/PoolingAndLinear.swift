@@ -16,26 +16,35 @@ extension ONNXOperators {
         let g = try window(n, input: [h, w], kernel: kernel, oneD: oneD, ceil: try n.int("ceil_mode", default: 0) != 0)
         let includePad = try n.int("count_include_pad", default: 0) != 0
         let (oh, ow) = (g.output[0], g.output[1])
+        let (kh, kw) = (kernel[0], kernel[1])
+        let (sy, sx, dy, dx) = (g.strides[0], g.strides[1], g.dilations[0], g.dilations[1])
+        let (top, left, bottom, right) = (g.pads[0], g.pads[1], g.pads[2], g.pads[3])
         var y = [Float](repeating: 0, count: batch * c * oh * ow)
-        for plane in 0..<(batch * c) {
-            let base = plane * h * w
-            for yy in 0..<oh {
-                for xx in 0..<ow {
-                    var acc: Float = isMax ? -.infinity : 0
-                    var counted = 0
-                    for ky in 0..<kernel[0] {
-                        let iy = yy * g.strides[0] - g.pads[0] + ky * g.dilations[0]
-                        for kx in 0..<kernel[1] {
-                            let ix = xx * g.strides[1] - g.pads[1] + kx * g.dilations[1]
-                            let inside = iy >= 0 && iy < h && ix >= 0 && ix < w
-                            if includePad, iy >= -g.pads[0], iy < h + g.pads[2], ix >= -g.pads[1], ix < w + g.pads[3] { counted += 1 }
-                            guard inside else { continue }
-                            if !includePad { counted += 1 }
-                            let v = x[base + iy * w + ix]
-                            acc = isMax ? Swift.max(acc, v) : acc + v
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                let (xb, yb) = (xp.baseAddress!, yp.baseAddress!)
+                // Planes are independent: each on one thread, in any order.
+                Parallel.forEach(batch * c) { plane in
+                    let src = xb + plane * h * w, dst = yb + plane * oh * ow
+                    for yy in 0..<oh {
+                        for xx in 0..<ow {
+                            var acc: Float = isMax ? -.infinity : 0
+                            var counted = 0
+                            for ky in 0..<kh {
+                                let iy = yy * sy - top + ky * dy
+                                for kx in 0..<kw {
+                                    let ix = xx * sx - left + kx * dx
+                                    let inside = iy >= 0 && iy < h && ix >= 0 && ix < w
+                                    if includePad, iy >= -top, iy < h + bottom, ix >= -left, ix < w + right { counted += 1 }
+                                    guard inside else { continue }
+                                    if !includePad { counted += 1 }
+                                    let v = src[iy * w + ix]
+                                    acc = isMax ? Swift.max(acc, v) : acc + v
+                                }
+                            }
+                            dst[yy * ow + xx] = isMax ? acc : acc / Float(Swift.max(counted, 1))
                         }
                     }
-                    y[(plane * oh + yy) * ow + xx] = isMax ? acc : acc / Float(Swift.max(counted, 1))
                 }
             }
         }
