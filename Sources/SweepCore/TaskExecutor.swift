@@ -236,11 +236,19 @@ public final class TaskExecutor {
             return try evaluator!.1.evaluate(unit: unit, everyLayer: everyLayer, change: change)
         }
         let (evaluation, masked) = try run(unit, everyLayer, change)
-        var outcome = TaskOutcome(status: .ok)
+        var outcome = try measured(task, evaluation, cacheKey: cacheKey) { try run(nil, false, { _, _ in 0 }).0 }
         outcome.paramsMasked = masked
+        return outcome
+    }
+
+    /// The outcome of evaluating a (changed) network: its accuracy and loss and, for a compared
+    /// task, the paired test's counts against the unchanged network on the same images (the
+    /// baseline task's hits, or `unchanged()` run once per network and kept).
+    private func measured(_ task: PlannedTask, _ evaluation: Evaluation, cacheKey: String, unchanged: () throws -> Evaluation) throws -> TaskOutcome {
+        var outcome = TaskOutcome(status: .ok)
         if task.kind == .baseline { baselineHits = (cacheKey, evaluation.hits) }
         if task.kind.compared {
-            if baselineHits?.key != cacheKey { baselineHits = (cacheKey, try run(nil, false, { _, _ in 0 }).0.hits) }
+            if baselineHits?.key != cacheKey { baselineHits = (cacheKey, try unchanged().hits) }
             let base = baselineHits!.hits
             if base.count == evaluation.hits.count {
                 let worse = zip(base, evaluation.hits).filter { $0.0 && !$0.1 }.count
@@ -260,31 +268,18 @@ public final class TaskExecutor {
         let dependency = task.dependencies[0]
         let (program, hash) = (try inputs.graph(dependency), try inputs.hash(dependency))
         let data = try splits(task.dataset, model: task.model)
-        let cacheKey = "\(hash)/\(task.dataset)"
         var variant = program
-        var outcome = TaskOutcome(status: .ok)
         if let mask = task.mask, let name = task.unit {
             guard let graphMask = ONNXProgram.Mask(rawValue: mask.rawValue) else {
                 throw RunError(path: task.key, message: "\(mask.rawValue) does not run on imported graphs")
             }
             variant = try program.masked(graphMask, unit: name)
-            outcome.paramsMasked = program.units.first { $0.name == name }?.parameters
         }
-        let evaluation = try GraphEvaluation.run(variant, on: data.test, batchSize: spec.evaluation.batchSize)
-        if task.kind == .baseline { baselineHits = (cacheKey, evaluation.hits) }
-        if task.kind.compared {
-            if baselineHits?.key != cacheKey {
-                baselineHits = (cacheKey, try GraphEvaluation.run(program, on: data.test, batchSize: spec.evaluation.batchSize).hits)
-            }
-            let base = baselineHits!.hits
-            if base.count == evaluation.hits.count {
-                let worse = zip(base, evaluation.hits).filter { $0.0 && !$0.1 }.count
-                let better = zip(base, evaluation.hits).filter { !$0.0 && $0.1 }.count
-                outcome.discordant = [worse, better, base.count]
-            }
+        let batchSize = spec.evaluation.batchSize
+        var outcome = try measured(task, try GraphEvaluation.run(variant, on: data.test, batchSize: batchSize), cacheKey: "\(hash)/\(task.dataset)") {
+            try GraphEvaluation.run(program, on: data.test, batchSize: batchSize)
         }
-        outcome.testAccuracy = evaluation.accuracy
-        outcome.testLoss = evaluation.loss
+        outcome.paramsMasked = task.unit.flatMap { name in program.units.first { $0.name == name }?.parameters }
         return outcome
     }
 

@@ -34,9 +34,9 @@ public enum ZeroingStudy: SweepStudy {
         switch task.kind {
         case .train:
             return try worker.trainTask(task, section: worker.spec.training)
-        case .baseline, .mask where worker.spec.isGraph(task.model):
-            return (try worker.evaluateGraphVariant(task, inputs: inputs), nil)
         case .baseline, .mask:
+            // (A `where` on a case with two patterns would guard only the second.)
+            if worker.spec.isGraph(task.model) { return (try worker.evaluateGraphVariant(task, inputs: inputs), nil) }
             let context = try worker.maskContext(task)
             let mask = task.mask
             let outcome = try worker.evaluateVariant(task, inputs: inputs, unit: mask == nil ? nil : task.unit,
