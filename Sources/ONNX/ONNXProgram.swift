@@ -71,6 +71,10 @@ public final class ONNXProgram {
         do { data = try Data(contentsOf: url) } catch { throw ONNXError.model("\(url.path): cannot read (\(error.localizedDescription))") }
         let model: ONNXModel
         do { model = try ONNXModel(data) } catch let error as ProtobufError {
+            // A safetensors file starts with its header's length and then '{'.
+            if data.count > 9, data[data.startIndex + 8] == UInt8(ascii: "{") {
+                throw ONNXError.model("\(url.path): is a safetensors file, not an ONNX model: give it a .safetensors name (sweep eval reads both)")
+            }
             throw ONNXError.model("\(url.path): not a readable ONNX model: \(error)")
         }
         do { try self.init(model, directory: url.deletingLastPathComponent()) } catch let error as ONNXError {
@@ -95,7 +99,14 @@ public final class ONNXProgram {
         opset = model.opsets[""] ?? 1
         let graph = model.graph
         var constants: [String: ONNXValue] = [:]
-        for t in graph.initializers { constants[t.name] = try t.value(external: external) }
+        for t in graph.initializers {
+            let value = try t.value(external: external)
+            // A NaN or infinite weight would pass for a result (every row a NaN loss).
+            if case let .floats(_, v) = value, let bad = v.firstIndex(where: { !$0.isFinite }) {
+                throw ONNXError.tensor(t.name, "holds \(v[bad]) at index \(bad): a network with non-finite weights cannot be studied")
+            }
+            constants[t.name] = value
+        }
         inputNames = graph.inputs.map(\.name).filter { constants[$0] == nil }
         outputNames = graph.outputs.map(\.name)
         let unsupported = graph.nodes.filter { !ONNXProgram.supported.contains($0.opType) || !["", "ai.onnx"].contains($0.domain) }

@@ -79,6 +79,34 @@ final class ONNXReaderTests: XCTestCase {
         XCTAssertThrowsError(try ONNXTensorProto(file: Data(half)).value(directory: nil)) { XCTAssertTrue("\($0)".contains("export in float32"), "\($0)") }
     }
 
+    /// An operator outside the supported set, a NaN weight, a safetensors file named .onnx: one
+    /// line naming the node, the tensor or what the file is.
+    func testUnsupportedOperatorsNaNWeightsAndOtherFormatsAreNamed() throws {
+        var model = try ONNXModel(convModel())
+        model.graph.nodes[1].opType = "Foo"
+        XCTAssertThrowsError(try ONNXProgram(model, directory: nil)) {
+            XCTAssertTrue("\($0)".contains("operator Foo is not supported; layersweep runs Abs, Add,"), "\($0)")
+        }
+        let nan = Float.nan.bitPattern.littleEndian
+        var raw = convModel()
+        // The weight's raw data: its first float (−1) becomes NaN.
+        let first = withUnsafeBytes(of: Float(-1).bitPattern.littleEndian, Array.init)
+        let at = try XCTUnwrap(raw.range(of: Data(first)))
+        raw.replaceSubrange(at, with: withUnsafeBytes(of: nan, Array.init))
+        XCTAssertThrowsError(try ONNXProgram(try ONNXModel(raw), directory: nil)) {
+            XCTAssertTrue("\($0)".contains("tensor 'w' holds nan at index 0"), "\($0)")
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-other-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var st = Data([16, 0, 0, 0, 0, 0, 0, 0])
+        st.append(Data(#"{"__metadata__":{}}"#.utf8).prefix(16))
+        try st.write(to: dir.appendingPathComponent("net.onnx"))
+        XCTAssertThrowsError(try ONNXProgram(contentsOf: dir.appendingPathComponent("net.onnx"))) {
+            XCTAssertTrue("\($0)".contains("is a safetensors file, not an ONNX model"), "\($0)")
+        }
+    }
+
     /// External data: read beside the model, at its offset and length; never outside the folder;
     /// a short or missing file is one line naming the tensor and the file.
     func testExternalDataIsReadBesideTheModelAndNowhereElse() throws {
