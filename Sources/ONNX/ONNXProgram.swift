@@ -15,6 +15,14 @@ public final class ONNXProgram {
     public let units: [GraphUnit]
     /// Merge nodes that pass one input through unchanged (zeroBranch), by node index.
     private var passThrough: [Int: Int] = [:]
+    /// Relu nodes whose Conv does their work (the conv's only reader), by node index: they pass
+    /// their input on.
+    private let fusedRelus: Set<Int>
+    /// Conv nodes on the engine's kernels, built from this program's weights on first use (a
+    /// masked copy builds its own).
+    private var engineConvolutions: [Int: EngineConvolution]?
+    /// Run Conv nodes on the engine's kernels (false: the reference kernels only, for tests).
+    public var usesEngine = true
 
     /// Operators this runtime executes.
     public static let supported: Set<String> = [
@@ -126,11 +134,40 @@ public final class ONNXProgram {
         if let missing = outputNames.first(where: { !known.contains($0) }) { throw ONNXError.model("graph output '\(missing)' is made by no node") }
         self.constants = constants
         units = GraphUnits.find(graph, constants: constants)
+        fusedRelus = ONNXProgram.relusAfterConvolutions(graph, outputs: Set(outputNames))
+    }
+
+    /// Relu nodes that are the only reader of a Conv's output (not itself a graph output).
+    static func relusAfterConvolutions(_ graph: ONNXGraph, outputs: Set<String>) -> Set<Int> {
+        var readers: [String: [Int]] = [:]
+        for (i, node) in graph.nodes.enumerated() { for input in node.inputs where !input.isEmpty { readers[input, default: []].append(i) } }
+        var fused: Set<Int> = []
+        for node in graph.nodes where node.opType == "Conv" {
+            guard let out = node.outputs.first, !outputs.contains(out), let r = readers[out], r.count == 1,
+                  graph.nodes[r[0]].opType == "Relu" else { continue }
+            fused.insert(r[0])
+        }
+        return fused
     }
 
     private init(copying other: ONNXProgram) {
-        (model, inputNames, outputNames, constants, opset, units, passThrough) =
-            (other.model, other.inputNames, other.outputNames, other.constants, other.opset, other.units, other.passThrough)
+        (model, inputNames, outputNames, constants, opset, units, passThrough, fusedRelus, usesEngine) =
+            (other.model, other.inputNames, other.outputNames, other.constants, other.opset, other.units, other.passThrough,
+             other.fusedRelus, other.usesEngine)
+    }
+
+    /// The engine convolutions of this program's weights (a Conv whose Relu is fused takes it).
+    private func engineKernels() -> [Int: EngineConvolution] {
+        if let built = engineConvolutions { return built }
+        var built: [Int: EngineConvolution] = [:]
+        var readers: [String: Int] = [:]
+        for (i, node) in model.graph.nodes.enumerated() { for input in node.inputs where !input.isEmpty { readers[input] = i } }
+        for (i, node) in model.graph.nodes.enumerated() where node.opType == "Conv" && passThrough[i] == nil {
+            let relu = node.outputs.first.flatMap { readers[$0] }.map { fusedRelus.contains($0) } ?? false
+            built[i] = EngineConvolution(node, constants: constants, relu: relu)
+        }
+        engineConvolutions = built
+        return built
     }
 
     /// What a mask does to a unit of a graph.
@@ -170,9 +207,21 @@ public final class ONNXProgram {
             guard let v = inputs[name] else { throw ONNXError.model("no value for graph input '\(name)'") }
             values[name] = v
         }
+        let engine = usesEngine ? engineKernels() : [:]
+        var rectified: Set<String> = []  // outputs of engine convolutions that applied their ReLU
         for (index, node) in model.graph.nodes.enumerated() {
             let context = NodeContext(node: node, values: values, opset: opset)
-            let outputs = try passThrough[index].map { [try context.input($0)] } ?? ONNXOperators.run(context)
+            let outputs: [ONNXValue]
+            if let input = passThrough[index] {
+                outputs = [try context.input(input)]
+            } else if let conv = engine[index], let x = values[node.inputs[0]], conv.accepts(x) {
+                outputs = [conv.forward(x)]
+                if conv.relu, let out = node.outputs.first { rectified.insert(out) }
+            } else if fusedRelus.contains(index), rectified.contains(node.inputs[0]) {
+                outputs = [try context.input(0)]  // its Conv applied it
+            } else {
+                outputs = try ONNXOperators.run(context)
+            }
             for (name, value) in zip(node.outputs, outputs) where !name.isEmpty {
                 values[name] = value
                 observe?(name, value)

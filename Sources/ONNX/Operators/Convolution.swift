@@ -150,27 +150,42 @@ extension ONNXOperators {
                           images: Int, channels: Int, h: Int, w width: Int, kernel: [Int], g: Window) {
         let (oh, ow, kh, kw) = (g.output[0], g.output[1], kernel[0], kernel[1])
         let (sy, sx, py, px, dy, dx) = (g.strides[0], g.strides[1], g.pads[0], g.pads[1], g.dilations[0], g.dilations[1])
+        // Each plane is copied into a zero-padded buffer first, so the taps need no bounds checks
+        // and a row of outputs accumulates one tap at a time (vectorised for stride 1).
+        let (ph, pw) = ((oh - 1) * sy + (kh - 1) * dy + 1, (ow - 1) * sx + (kw - 1) * dx + 1)
+        let planes = images * channels, perTask = 64
         bias.withUnsafeBufferPointer { bp in
             let biases = bp.baseAddress!
-            Parallel.forEach(images * channels) { plane in
-                let ch = plane % channels
-                let src = x + plane * h * width, dst = y + plane * oh * ow, taps = w + ch * kh * kw
-                for yy in 0..<oh {
-                    for xx in 0..<ow {
-                        var sum = biases[ch]
+            // Planes in fixed runs of 64 per task, one padded buffer each (planes are small).
+            Parallel.forEach((planes + perTask - 1) / perTask) { task in
+              var padded = [Float](repeating: 0, count: ph * pw)
+              padded.withUnsafeMutableBufferPointer { pp in
+                let p = pp.baseAddress!
+                for plane in (task * perTask)..<min(planes, (task + 1) * perTask) {
+                    let ch = plane % channels
+                    let src = x + plane * h * width, dst = y + plane * oh * ow, taps = w + ch * kh * kw
+                    p.update(repeating: 0, count: ph * pw)
+                    for iy in 0..<h where iy + py < ph {
+                        let cols = min(width, pw - px)
+                        if cols > 0 { (p + (iy + py) * pw + px).update(from: src + iy * width, count: cols) }
+                    }
+                    for yy in 0..<oh {
+                        let out = dst + yy * ow
+                        out.update(repeating: biases[ch], count: ow)
                         for ky in 0..<kh {
-                            let iy = yy * sy - py + ky * dy
-                            guard iy >= 0, iy < h else { continue }
-                            let row = src + iy * width, tap = taps + ky * kw
+                            let row = p + (yy * sy + ky * dy) * pw
                             for kx in 0..<kw {
-                                let ix = xx * sx - px + kx * dx
-                                guard ix >= 0, ix < width else { continue }
-                                sum += row[ix] * tap[kx]
+                                let tap = taps[ky * kw + kx], start = row + kx * dx
+                                if sx == 1 {
+                                    for xx in 0..<ow { out[xx] += tap * start[xx] }
+                                } else {
+                                    for xx in 0..<ow { out[xx] += tap * start[xx * sx] }
+                                }
                             }
                         }
-                        dst[yy * ow + xx] = sum
                     }
                 }
+              }
             }
         }
     }
