@@ -80,6 +80,33 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "How many tasks to list.") var show = 12
     @Option(help: "Predict the run on this many ranks (simulating the scheduler with the cost model).") var ranks: Int?
     @Option(help: "Cores per node of that allocation (for the node count; default 32).") var coresPerNode = 32
+    @Flag(help: "Print the whole plan as JSON: every task (key, kind, dataset, model, seed, unit, mask, dependencies, cost), counts, the estimate and, with --ranks, the forecast.")
+    var json = false
+
+    /// The plan as `--json` prints it.
+    struct PlanJSON: Encodable {
+        struct Task: Encodable {
+            let key, kind, dataset, model: String
+            let seed: Int
+            let unit, mask, file: String?
+            let dependencies: [String]
+            let cost: Double
+        }
+        struct Forecast: Encodable {
+            let ranks: Int
+            let makespanSeconds, lowerBoundSeconds: Double
+            enum CodingKeys: String, CodingKey { case ranks, makespanSeconds = "makespan_seconds", lowerBoundSeconds = "lower_bound_seconds" }
+        }
+        let name, study, output: String
+        let counts: [String: Int]
+        let multiplyAdds, estimatedSeconds: Double
+        let forecast: Forecast?
+        let tasks: [Task]
+        enum CodingKeys: String, CodingKey {
+            case name, study, output, counts, forecast, tasks
+            case multiplyAdds = "multiply_adds", estimatedSeconds = "estimated_seconds_one_core"
+        }
+    }
 
     func validate() throws {
         if let ranks, !(1...1_000_000).contains(ranks) { throw FlagError("--ranks must be between 1 and 1000000") }
@@ -93,6 +120,7 @@ struct PlanCommand: ParsableCommand {
         let plan = try Plan.expand(spec)
         try ImportedNetworks.check(plan)
         let byKind = Dictionary(grouping: plan.tasks, by: \.kind)
+        if json { return try printJSON(plan, byKind: byKind) }
         emit("sweep \(spec.name) (study \(spec.study.rawValue)): \(plan.tasks.count) tasks -> \(spec.output)")
         let width = max(9, byKind.keys.map(\.rawValue.count).max() ?? 0)
         for kind in StudyRegistry.kindOrder {
@@ -113,13 +141,35 @@ struct PlanCommand: ParsableCommand {
                   + "  (each task runs on one rank: the longest chain alone takes \(formatDuration(f.chainBound)))")
         }
         if show > 0 { emit("first tasks (in the order a single worker would run them):") }
+        for key in firstTasks(plan) { let t = plan[key]!; emit("  \(t.key)\(t.dependencies.isEmpty ? "" : "  <- \(t.dependencies.joined(separator: ", "))")") }
+    }
+
+    /// The first `show` tasks in the order the scheduler would hand them out.
+    private func firstTasks(_ plan: Plan) -> [String] {
         var scheduler = Scheduler(plan.tasks, workers: ranks ?? 1)
-        var shown = 0
-        while shown < show, let task = scheduler.next() {
-            emit("  \(task.key)\(task.dependencies.isEmpty ? "" : "  <- \(task.dependencies.joined(separator: ", "))")")
+        var keys: [String] = []
+        while keys.count < show, let task = scheduler.next() {
+            keys.append(task.key)
             scheduler.finished(task.key, succeeded: true)
-            shown += 1
         }
+        return keys
+    }
+
+    private func printJSON(_ plan: Plan, byKind: [TaskKind: [PlannedTask]]) throws {
+        let forecast = ranks.map { r -> PlanJSON.Forecast in
+            let f = ScheduleForecast.forecast(plan, ranks: r)
+            return PlanJSON.Forecast(ranks: r, makespanSeconds: f.makespan, lowerBoundSeconds: f.lowerBound)
+        }
+        let tasks = plan.tasks.map { t in
+            PlanJSON.Task(key: t.key, kind: t.kind.rawValue, dataset: t.dataset, model: t.model, seed: t.seedIndex, unit: t.unit,
+                          mask: t.mask?.rawValue, file: t.checkpointFile, dependencies: t.dependencies, cost: t.cost)
+        }
+        let document = PlanJSON(name: plan.spec.name, study: plan.spec.study.rawValue, output: plan.spec.output,
+                                counts: byKind.reduce(into: [:]) { $0[$1.key.rawValue] = $1.value.count }, multiplyAdds: plan.totalCost,
+                                estimatedSeconds: ScheduleForecast.seconds(forCost: plan.totalCost), forecast: forecast, tasks: tasks)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        print(String(decoding: try encoder.encode(document), as: UTF8.self))
     }
 }
 

@@ -86,6 +86,26 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(section.epochs, TrainingDefaults.epochs)
     }
 
+    /// `sweep plan FILE --json`: every task with its dependencies (each one a task of the plan),
+    /// counts that add up, the estimate and the forecast.
+    func testPlanAsJSONListsEveryTask() throws {
+        let quick = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("sweeps/quick.yaml").path
+        let r = try sweep(["plan", quick, "--json", "--ranks", "8"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        struct Task: Decodable { let key: String; let kind: String; let dependencies: [String]; let cost: Double }
+        struct Forecast: Decodable { let ranks: Int; let makespan_seconds: Double }
+        struct Plan: Decodable { let name: String; let counts: [String: Int]; let tasks: [Task]; let forecast: Forecast?; let multiply_adds: Double }
+        let plan = try JSONDecoder().decode(Plan.self, from: Data(r.stdout.utf8))
+        XCTAssertEqual(plan.name, "quick")
+        XCTAssertEqual(plan.counts.values.reduce(0, +), plan.tasks.count)
+        let keys = Set(plan.tasks.map(\.key))
+        XCTAssertEqual(keys.count, plan.tasks.count)
+        XCTAssertTrue(plan.tasks.allSatisfy { $0.dependencies.allSatisfy(keys.contains) && $0.cost > 0 })
+        XCTAssertEqual(plan.forecast?.ranks, 8)
+        XCTAssertEqual(plan.multiply_adds, plan.tasks.reduce(0) { $0 + $1.cost }, accuracy: plan.multiply_adds * 1e-9)
+    }
+
     func testLayersListsUnitsWithCounts() throws {
         let r = try sweep(["layers", "resnet20"])
         XCTAssertEqual(r.status, 0)
