@@ -51,7 +51,9 @@ final class EngineConvolution {
     func forward(_ x: ONNXValue) -> ONNXValue {
         let input = Tensor(shape: x.shape, values: x.floatValues)
         let y: Tensor
-        if let fused {
+        // Winograd's 4x4 output tiles waste most of their work on maps smaller than 7x7 (a
+        // ResNet's last stages at 28x28 inputs): those take oneDNN's direct kernel.
+        if let fused, min(x.shape[2], x.shape[3]) >= 7 || fused.kernelSize != 3 {
             y = fused.forward(LayoutTensor(plain: input)).plain
         } else {
             y = conv.forward(input, training: false)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ONNX
 import Studies
 import TensorEngine
 
@@ -16,10 +17,13 @@ struct BenchCommand: ParsableCommand {
     var profile = false
     @Flag(help: "Also time each 3x3 stride-1 evaluation convolution on oneDNN's direct kernel and on the Winograd one.")
     var convolutions = false
+    @Option(help: "Time the evaluation of this ONNX graph instead (images/s at --batch-size, on random images of its input shape).")
+    var onnx: String?
     @OptionGroup var engine: EngineOptions
 
     func run() throws {
         engine.apply()
+        if let onnx { return try benchGraph(onnx) }
         let cases = Benchmark.cases.filter { model == nil || $0.model == model }
         guard !cases.isEmpty else {
             throw FlagError("--model \(model ?? ""): no such benchmark case (use one of \(Benchmark.models.joined(separator: ", ")))")
@@ -78,6 +82,35 @@ struct BenchCommand: ParsableCommand {
                 report("  " + r.layer.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: " fwd %7.2f  bwd %7.2f  (%4.1f%%)", r.forwardSeconds * 1000,
                               r.backwardSeconds * 1000, 100 * (r.forwardSeconds + r.backwardSeconds) / total))
             }
+        }
+    }
+
+    /// Images/s of an imported graph's evaluation: one warm-up batch, then batches until
+    /// `seconds` have passed.
+    private func benchGraph(_ path: String) throws {
+        let program = try ONNXProgram(contentsOf: URL(fileURLWithPath: path))
+        guard let name = program.inputNames.first else { throw FlagError("\(path): the graph has no input") }
+        var shape = [batchSize, 1, 28, 28]
+        if let declared = program.inputShape, declared.count == 4, declared.dropFirst().allSatisfy({ $0 != nil }) {
+            shape = [batchSize] + declared.dropFirst().map { $0! }
+        }
+        var rng = RandomSource(seed: 1)
+        let x = ONNXValue.floats(shape, (0..<shape.reduce(1, *)).map { _ in Float(rng.nextUniform()) })
+        _ = try program.run([name: x])
+        var images = 0
+        let start = Date()
+        repeat {
+            _ = try program.run([name: x])
+            images += batchSize
+        } while Date().timeIntervalSince(start) < seconds
+        let rate = Double(images) / Date().timeIntervalSince(start)
+        if json {
+            struct Result: Encodable { let file: String; let images_per_second: Double; let threads: Int; let batch_size: Int }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(Result(file: path, images_per_second: rate, threads: Parallel.threads, batch_size: batchSize)), as: UTF8.self))
+        } else {
+            emit(String(format: "%@: %.1f images/s (batch %d, %d threads)", path, rate, batchSize, Parallel.threads))
         }
     }
 }

@@ -1,0 +1,98 @@
+"""The ONNX side of `scripts/bench --onnx`: exports a ResNet-18 and a MobileNetV2 of torchvision's
+widths (for 1x28x28 images, 10 classes, random weights and BN statistics) with PyTorch's default
+exporter, and times onnxruntime on each (2 threads unless told, batch 128).
+
+Usage: bench_onnx.py OUT_DIR export
+       bench_onnx.py OUT_DIR time FILE [--threads N] [--seconds S] [--batch B]
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+out, verb = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+
+if verb == "export":
+    import torch
+    import torch.nn as nn
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+            self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+            self.relu = nn.ReLU(inplace=True)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        def forward(self, x):
+            identity = x if self.downsample is None else self.downsample(x)
+            return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))) + identity)
+
+    class ResNet18(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64)
+            self.relu, self.maxpool = nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
+            cin, layers = 64, []
+            for i, w in enumerate([64, 128, 256, 512]):
+                layers.append(nn.Sequential(Block(cin, w, 1 if i == 0 else 2), Block(w, w, 1)))
+                cin = w
+            self.layer1, self.layer2, self.layer3, self.layer4 = layers
+            self.fc = nn.Linear(512, 10)
+        def forward(self, x):
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    class Inverted(nn.Module):
+        def __init__(self, cin, cout, stride, t):
+            super().__init__()
+            h = cin * t
+            layers = [] if t == 1 else [nn.Conv2d(cin, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU6(inplace=True)]
+            layers += [nn.Conv2d(h, h, 3, stride, 1, groups=h, bias=False), nn.BatchNorm2d(h), nn.ReLU6(inplace=True),
+                       nn.Conv2d(h, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+            self.conv, self.res = nn.Sequential(*layers), stride == 1 and cin == cout
+        def forward(self, x):
+            return x + self.conv(x) if self.res else self.conv(x)
+
+    class MobileNetV2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            table = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+            f, cin = [nn.Sequential(nn.Conv2d(1, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6(inplace=True))], 32
+            for t, c, n, s in table:
+                for i in range(n):
+                    f.append(Inverted(cin, c, s if i == 0 else 1, t))
+                    cin = c
+            f.append(nn.Sequential(nn.Conv2d(cin, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU6(inplace=True)))
+            self.features, self.classifier = nn.Sequential(*f), nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, 10))
+        def forward(self, x):
+            return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+    for name, model in [("resnet18", ResNet18()), ("mobilenetv2", MobileNetV2())]:
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1); m.running_var.uniform_(0.5, 2)
+        model.eval()
+        torch.onnx.export(model, (torch.randn(2, 1, 28, 28),), os.path.join(out, name + ".onnx"), dynamo=True, external_data=True,
+                          dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, input_names=["x"])
+elif verb == "time":
+    import onnxruntime
+    args = dict(zip(sys.argv[4::2], sys.argv[5::2]))
+    threads, seconds, batch = int(args.get("--threads", 2)), float(args.get("--seconds", 5)), int(args.get("--batch", 128))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(sys.argv[3], options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = np.random.default_rng(1).random((batch, 1, 28, 28), dtype=np.float32)
+    session.run(None, {name: x})
+    images, start = 0, time.time()
+    while time.time() - start < seconds:
+        session.run(None, {name: x})
+        images += batch
+    print(json.dumps({"file": sys.argv[3], "images_per_second": images / (time.time() - start), "threads": threads, "batch_size": batch}))
