@@ -5,8 +5,9 @@ import SweepCore
 /// (with any checkpoints they lack attached) and answer each with a result, until told to stop.
 public enum Message: Equatable, Sendable {
     case hello(host: String, threads: Int)
-    /// The sweep file's text and the content hashes of its imported checkpoints, sent once:
-    /// workers need no shared filesystem, and each expands the same plan the coordinator did.
+    /// The sweep file's text, the content hashes of its imported checkpoints and the summaries
+    /// of its imported graphs, sent once: workers need no shared filesystem, and each expands the
+    /// same plan the coordinator did.
     case configure(specText: String, checkpointHashes: [String: String] = [:], graphs: [String: GraphSummary] = [:])
     /// A task of the plan, named by its key (the worker's plan has the rest: the message stays
     /// small however rich a study's tasks are). `inputs` maps dependency keys to the hashes of their artifacts; `attachments` carries the

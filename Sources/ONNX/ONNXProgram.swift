@@ -23,6 +23,8 @@ public final class ONNXProgram {
     private var engineConvolutions: [Int: EngineConvolution]?
     /// Run Conv nodes on the engine's kernels (false: the reference kernels only, for tests).
     public var usesEngine = true
+    /// The last node that reads each value.
+    private let lastReader: [String: Int]
 
     /// Operators this runtime executes.
     public static let supported: Set<String> = [
@@ -135,6 +137,9 @@ public final class ONNXProgram {
         self.constants = constants
         units = GraphUnits.find(graph, constants: constants)
         fusedRelus = ONNXProgram.relusAfterConvolutions(graph, outputs: Set(outputNames))
+        var last: [String: Int] = [:]
+        for (i, node) in graph.nodes.enumerated() { for input in node.inputs where !input.isEmpty { last[input] = i } }
+        lastReader = last
     }
 
     /// Relu nodes that are the only reader of a Conv's output (not itself a graph output).
@@ -151,9 +156,9 @@ public final class ONNXProgram {
     }
 
     private init(copying other: ONNXProgram) {
-        (model, inputNames, outputNames, constants, opset, units, passThrough, fusedRelus, usesEngine) =
+        (model, inputNames, outputNames, constants, opset, units, passThrough, fusedRelus, usesEngine, lastReader) =
             (other.model, other.inputNames, other.outputNames, other.constants, other.opset, other.units, other.passThrough,
-             other.fusedRelus, other.usesEngine)
+             other.fusedRelus, other.usesEngine, other.lastReader)
     }
 
     /// The engine convolutions of this program's weights (a Conv whose Relu is fused takes it).
@@ -202,14 +207,28 @@ public final class ONNXProgram {
     /// Runs the graph on `inputs` (by name); returns every graph output by name. `observe` sees
     /// each value as it is made.
     public func run(_ inputs: [String: ONNXValue], observe: ((String, ONNXValue) -> Void)? = nil) throws -> [String: ONNXValue] {
-        var values = constants
-        for name in inputNames {
-            guard let v = inputs[name] else { throw ONNXError.model("no value for graph input '\(name)'") }
-            values[name] = v
-        }
+        for name in inputNames where inputs[name] == nil { throw ONNXError.model("no value for graph input '\(name)'") }
+        return try run(inputs, from: 0, observe: observe)
+    }
+
+    /// The values made before node `cut` (graph inputs included) that node `cut` and later ones,
+    /// or the graph's outputs, read: what a run from `cut` starts with.
+    public func liveValues(at cut: Int) -> [String] {
+        let nodes = model.graph.nodes
+        var made = Set(inputNames)
+        for node in nodes.prefix(cut) { made.formUnion(node.outputs.filter { !$0.isEmpty }) }
+        var read = Set(outputNames)
+        for node in nodes.dropFirst(cut) { read.formUnion(node.inputs.filter { !$0.isEmpty }) }
+        return made.intersection(read).sorted()
+    }
+
+    /// Runs nodes `cut` and later on `values` (the `liveValues(at: cut)` of an earlier run of
+    /// the same graph up to `cut`): the same outputs as a whole run whose first nodes made them.
+    public func run(_ values: [String: ONNXValue], from cut: Int, observe: ((String, ONNXValue) -> Void)? = nil) throws -> [String: ONNXValue] {
+        var values = constants.merging(values) { _, given in given }
         let engine = usesEngine ? engineKernels() : [:]
         var rectified: Set<String> = []  // outputs of engine convolutions that applied their ReLU
-        for (index, node) in model.graph.nodes.enumerated() {
+        for (index, node) in model.graph.nodes.enumerated() where index >= cut {
             let context = NodeContext(node: node, values: values, opset: opset)
             let outputs: [ONNXValue]
             if let input = passThrough[index] {
@@ -226,6 +245,9 @@ public final class ONNXProgram {
                 values[name] = value
                 observe?(name, value)
             }
+            // Values no later node reads are let go (a batch's activations would otherwise all
+            // stay until the end of the run).
+            for name in node.inputs where lastReader[name] == index && !outputNames.contains(name) { values[name] = nil }
         }
         var out: [String: ONNXValue] = [:]
         for name in outputNames { out[name] = values[name] }

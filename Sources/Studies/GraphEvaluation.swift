@@ -19,13 +19,22 @@ public enum GraphEvaluation {
     }
 
     public static func run(_ program: ONNXProgram, on data: Dataset, batchSize: Int = 256) throws -> Evaluation {
+        try score(program, on: data, batches: data.batchIndices(batchSize: batchSize, shuffleSeed: nil, epoch: 0)) { _, x in
+            try program.run([program.inputNames[0]: x])
+        }
+    }
+
+    /// Accuracy, loss and hits of the outputs `forward` gives for each batch (its index and
+    /// images), in batch order.
+    static func score(_ program: ONNXProgram, on data: Dataset, batches: [ArraySlice<Int>],
+                      forward: (Int, ONNXValue) throws -> [String: ONNXValue]) throws -> Evaluation {
         if let problem = mismatch(program, data) { throw ONNXError.model(problem) }
         var lossSum = 0.0, correct = 0
         var hits: [Bool] = []
         hits.reserveCapacity(data.count)
-        for indices in data.batchIndices(batchSize: batchSize, shuffleSeed: nil, epoch: 0) {
+        for (b, indices) in batches.enumerated() {
             let (x, labels) = data.batch(indices)
-            let out = try program.run([program.inputNames[0]: .floats(x.shape, x.array)])
+            let out = try forward(b, .floats(x.shape, x.array))
             guard let logits = out[program.outputNames[0]], logits.shape.count == 2, logits.shape[0] == indices.count else {
                 throw ONNXError.model("the graph's output \(program.outputNames[0]) is not one row of logits per image")
             }

@@ -183,8 +183,13 @@ public struct Plan: Sendable {
                 if spec.isGraph(model) {
                     guard let graph = spec.graphs[model] else { throw RunError(path: model, message: "an imported graph's units are known once rank 0 has read its file") }
                     let full = evaluationCost(macs: graph.multiplyAdds, images: dataset.description.test)
-                    // A graph's mask evaluation recomputes the whole pass (no prefix reuse yet).
-                    let evaluation = { (_: MaskableUnit?) -> Double in full }
+                    // With the prefix cache, a mask evaluation runs from the unit's first node.
+                    let shares = Dictionary(graph.units.map { ($0.name, $0.suffixShare) }, uniquingKeysWith: { a, _ in a })
+                    let reuses = spec.evaluation.prefixCacheMB > 0
+                    let evaluation = { (unit: MaskableUnit?) -> Double in
+                        guard let unit, reuses else { return full }
+                        return full * max(0.05, shares[unit.name] ?? 1)
+                    }
                     let units = LayerMatcher.select(graph.maskableUnits, spec.layers)
                     for measured in measuredNetworks(spec, dataset: dataset, model: model, macs: graph.multiplyAdds) { body(measured, units, evaluation, 0) }
                     continue

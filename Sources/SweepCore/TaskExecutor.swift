@@ -16,6 +16,8 @@ public final class TaskExecutor {
     private var graphs: [String: ONNXProgram] = [:]
     /// Mask evaluations of the most recent network share its unmasked layers' activations.
     var evaluator: (key: String, PrefixEvaluator)?
+    /// The same for the most recent imported graph.
+    var graphEvaluator: (key: String, evaluator: GraphPrefixEvaluator)?
     /// Which test images the most recent network got right unmasked (for the paired test).
     var baselineHits: (key: String, hits: [Bool])?
     /// The test evaluation of the network this worker last trained (as a gang member too), keyed
@@ -268,16 +270,28 @@ public final class TaskExecutor {
         let dependency = task.dependencies[0]
         let (program, hash) = (try inputs.graph(dependency), try inputs.hash(dependency))
         let data = try splits(task.dataset, model: task.model)
-        var variant = program
+        let (batchSize, cacheKey) = (spec.evaluation.batchSize, "\(hash)/\(task.dataset)")
+        // With the prefix cache on, the unmasked run is made once per graph and its live values
+        // start every masked run at the masked unit's first node.
+        if spec.evaluation.prefixCacheMB > 0, graphEvaluator?.key != cacheKey {
+            graphEvaluator = nil  // free the previous graph's values first
+            graphEvaluator = (cacheKey, try GraphPrefixEvaluator(program, data: data.test, batchSize: batchSize,
+                                                                  budgetBytes: spec.evaluation.prefixCacheMB << 20))
+        }
+        let prefix = graphEvaluator?.key == cacheKey ? graphEvaluator?.evaluator : nil
+        var evaluation: Evaluation
         if let mask = task.mask, let name = task.unit {
             guard let graphMask = ONNXProgram.Mask(rawValue: mask.rawValue) else {
                 throw RunError(path: task.key, message: "\(mask.rawValue) does not run on imported graphs")
             }
-            variant = try program.masked(graphMask, unit: name)
+            let variant = try program.masked(graphMask, unit: name)
+            let cut = program.units.first { $0.name == name }?.nodes.min() ?? 0
+            evaluation = try prefix.map { try $0.evaluate(variant, cut: cut) } ?? GraphEvaluation.run(variant, on: data.test, batchSize: batchSize)
+        } else {
+            evaluation = try prefix?.baseline ?? GraphEvaluation.run(program, on: data.test, batchSize: batchSize)
         }
-        let batchSize = spec.evaluation.batchSize
-        var outcome = try measured(task, try GraphEvaluation.run(variant, on: data.test, batchSize: batchSize), cacheKey: "\(hash)/\(task.dataset)") {
-            try GraphEvaluation.run(program, on: data.test, batchSize: batchSize)
+        var outcome = try measured(task, evaluation, cacheKey: cacheKey) {
+            try prefix?.baseline ?? GraphEvaluation.run(program, on: data.test, batchSize: batchSize)
         }
         outcome.paramsMasked = task.unit.flatMap { name in program.units.first { $0.name == name }?.parameters }
         return outcome
