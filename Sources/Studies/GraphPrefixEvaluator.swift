@@ -27,13 +27,14 @@ public final class GraphPrefixEvaluator {
         self.batches = batches
         let cuts = Set(program.units.compactMap { $0.nodes.min() }).filter { $0 > 0 }.sorted(by: >)
         let live = Dictionary(uniqueKeysWithValues: cuts.map { ($0, Set(program.liveValues(at: $0))) })
+        let wanted = live.values.reduce(into: Set<String>()) { $0.formUnion($1) }
         var kept: [Int: [[String: ONNXValue]]] = [:]
         var used = 0
         var full = Set(cuts)  // cuts whose values still fit, deepest first
         baseline = try GraphEvaluation.score(program, on: data, batches: batches) { b, x in
             var seen: [String: ONNXValue] = [program.inputNames[0]: x]
             let out = try program.run([program.inputNames[0]: x]) { name, value in
-                if live.values.contains(where: { $0.contains(name) }) { seen[name] = value }
+                if wanted.contains(name) { seen[name] = value }
             }
             for cut in cuts where full.contains(cut) {
                 var values: [String: ONNXValue] = [:]
