@@ -24,6 +24,12 @@ public struct GraphUnit: Equatable, Sendable {
     public let parameters: Int
     /// A branch unit: the merge's input that is the shortcut.
     public let shortcut: Int?
+    /// The weight's axis of output channels or units (what a filter is, for structured pruning):
+    /// 0 for Conv and PyTorch's Linear (Gemm with transB), 1 for ConvTranspose and MatMul.
+    public var outputAxis = 0
+    /// Inputs per output as PyTorch counts them for its default initialisation
+    /// (`weight[0].numel()` for convolutions, in-features for linear maps).
+    public var fanIn = 1
 }
 
 /// Units from a graph. Each Conv, ConvTranspose, Gemm and MatMul with a weight is a unit named by
@@ -53,19 +59,37 @@ enum GraphUnits {
             return taken[name]! == 1 ? name : "\(name)#\(taken[name]!)"
         }
         for (i, node) in graph.nodes.enumerated() {
-            if let weight = weightInput(of: node, graph: graph, producer: producer, constants: constants) {
+            if let (weight, transposes) = weightSource(of: node, graph: graph, producer: producer, constants: constants) {
                 if let existing = byWeight[weight] {
                     let u = units[existing]
-                    units[existing] = GraphUnit(name: u.name, kind: u.kind, op: u.op, nodes: u.nodes + [i], weight: u.weight, bias: u.bias,
-                                                parameters: u.parameters, shortcut: nil)
+                    var shared = GraphUnit(name: u.name, kind: u.kind, op: u.op, nodes: u.nodes + [i], weight: u.weight, bias: u.bias,
+                                           parameters: u.parameters, shortcut: nil)
+                    (shared.outputAxis, shared.fanIn) = (u.outputAxis, u.fanIn)
+                    units[existing] = shared
                     continue
                 }
                 let biasName = biasInput(of: node, constants: constants)
                 let count = (constants[weight]?.count ?? 0) + (biasName.flatMap { constants[$0]?.count } ?? 0)
                 let kind: GraphUnit.Kind = node.opType.hasPrefix("Conv") ? .conv : .linear
                 byWeight[weight] = units.count
-                units.append(GraphUnit(name: unique(name(of: node, weight: weight)), kind: kind, op: node.opType, nodes: [i], weight: weight,
-                                       bias: biasName, parameters: count, shortcut: nil))
+                var unit = GraphUnit(name: unique(name(of: node, weight: weight)), kind: kind, op: node.opType, nodes: [i], weight: weight,
+                                     bias: biasName, parameters: count, shortcut: nil)
+                let shape = constants[weight]?.shape ?? []
+                switch node.opType {
+                case "Conv": unit.outputAxis = 0
+                case "ConvTranspose": unit.outputAxis = 1
+                default:
+                    // As the node reads it, B is (K, N) unless Gemm's transB says (N, K); each
+                    // 2-D Transpose between the weight and the node swaps the two.
+                    let transB: Bool = { if node.opType == "Gemm", case .int(1)? = node.attributes["transB"] { return true } else { return false } }()
+                    unit.outputAxis = ((transB ? 0 : 1) + transposes) % 2
+                }
+                if shape.count >= 2, unit.outputAxis < shape.count, shape[unit.outputAxis] > 0 {
+                    unit.fanIn = max(1, kind == .conv ? shape.dropFirst().reduce(1, *) : shape.reduce(1, *) / shape[unit.outputAxis])
+                } else {
+                    unit.outputAxis = 0
+                }
+                units.append(unit)
             } else if node.opType == "Add" || node.opType == "Sum" {
                 let computed = node.inputs.enumerated().filter { !$0.element.isEmpty && constants[$0.element] == nil && producer[$0.element] != nil }
                 guard computed.count >= 2, computed.count == node.inputs.count else { continue }
@@ -82,12 +106,19 @@ enum GraphUnits {
     /// The initializer a Conv/ConvTranspose/Gemm/MatMul reads as its weight (input 1, through
     /// Identity, Transpose or Cast nodes), or nil.
     static func weightInput(of node: ONNXNode, graph: ONNXGraph, producer: [String: Int], constants: [String: ONNXValue]) -> String? {
+        weightSource(of: node, graph: graph, producer: producer, constants: constants)?.name
+    }
+
+    /// The weight initializer and how many Transpose nodes lie between it and the node.
+    static func weightSource(of node: ONNXNode, graph: ONNXGraph, producer: [String: Int], constants: [String: ONNXValue]) -> (name: String, transposes: Int)? {
         guard ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains(node.opType), node.inputs.count >= 2 else { return nil }
         var name = node.inputs[1]
+        var transposes = 0
         for _ in 0..<8 {
-            if case .floats? = constants[name] { return name }
+            if case .floats? = constants[name] { return (name, transposes) }
             guard let p = producer[name], ["Identity", "Transpose", "Cast"].contains(graph.nodes[p].opType),
                   let source = graph.nodes[p].inputs.first else { return nil }
+            if graph.nodes[p].opType == "Transpose" { transposes += 1 }
             name = source
         }
         return nil

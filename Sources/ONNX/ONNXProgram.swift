@@ -159,20 +159,100 @@ public final class ONNXProgram {
         (model, inputNames, outputNames, constants, opset, units, passThrough, fusedRelus, usesEngine, lastReader) =
             (other.model, other.inputNames, other.outputNames, other.constants, other.opset, other.units, other.passThrough,
              other.fusedRelus, other.usesEngine, other.lastReader)
+        base = other
     }
 
-    /// The engine convolutions of this program's weights (a Conv whose Relu is fused takes it).
+    /// The program this one is a changed copy of (its engine kernels of unchanged weights are
+    /// reused), and the constants changed since.
+    private var base: ONNXProgram?
+    private var changedConstants: Set<String> = []
+
+    /// The engine convolutions of this program's weights (a Conv whose Relu is fused takes it);
+    /// a copy takes its base's for every Conv whose weight and bias it did not change.
     private func engineKernels() -> [Int: EngineConvolution] {
         if let built = engineConvolutions { return built }
+        let inherited = base?.engineKernels() ?? [:]
         var built: [Int: EngineConvolution] = [:]
         var readers: [String: Int] = [:]
         for (i, node) in model.graph.nodes.enumerated() { for input in node.inputs where !input.isEmpty { readers[input] = i } }
         for (i, node) in model.graph.nodes.enumerated() where node.opType == "Conv" && passThrough[i] == nil {
+            if let kept = inherited[i], changedConstants.isDisjoint(with: node.inputs.dropFirst()) {
+                built[i] = kept
+                continue
+            }
             let relu = node.outputs.first.flatMap { readers[$0] }.map { fusedRelus.contains($0) } ?? false
             built[i] = EngineConvolution(node, constants: constants, relu: relu)
         }
         engineConvolutions = built
+        base = nil  // what it lent is now this program's own
         return built
+    }
+
+    /// A copy of this program with some constants (weights) replaced by values of the same
+    /// shape; everything else is shared.
+    public func replacing(_ replacements: [String: ONNXValue]) throws -> ONNXProgram {
+        let copy = ONNXProgram(copying: self)
+        for (name, value) in replacements {
+            guard let old = constants[name] else { throw ONNXError.model("the graph has no constant \(name)") }
+            guard old.shape == value.shape else { throw ONNXError.model("\(name) has shape \(old.shape), not \(value.shape)") }
+            copy.constants[name] = value
+            copy.changedConstants.insert(name)
+        }
+        return copy
+    }
+
+    /// When set, every BatchNormalization node normalises by its batch's own statistics (as
+    /// PyTorch's BN in training mode) and reports them: node index, batch means, unbiased
+    /// variances.
+    private var batchStatistics: ((Int, [Double], [Double]) -> Void)?
+
+    /// The BatchNormalization nodes whose statistics are constants of the graph: what
+    /// `recalibrated(on:)` re-estimates (none when the exporter folded BN into the convolutions).
+    public var batchNormNodes: [Int] {
+        model.graph.nodes.indices.filter { i in
+            let node = model.graph.nodes[i]
+            guard node.opType == "BatchNormalization", node.inputs.count >= 5 else { return false }
+            if case .floats? = constants[node.inputs[3]], case .floats? = constants[node.inputs[4]] { return true }
+            return false
+        }
+    }
+
+    /// A copy whose BatchNormalization nodes hold statistics re-estimated on `batches`, as
+    /// PyTorch does with `momentum=None` and only the BN layers in training mode: each BN
+    /// normalises a batch by the batch's own mean and biased variance, and its running
+    /// statistics become the plain average of the batches' means and unbiased variances.
+    /// Everything else runs as at inference (Dropout passes values through).
+    public func recalibrated(on batches: some Sequence<ONNXValue>) throws -> ONNXProgram {
+        let nodes = batchNormNodes
+        guard !nodes.isEmpty else { throw ONNXError.model("the graph has no BatchNormalization nodes to re-estimate (export with BN kept)") }
+        let measuring = ONNXProgram(copying: self)
+        var sums: [Int: (mean: [Double], variance: [Double])] = [:]
+        var count = 0
+        measuring.batchStatistics = { node, mean, variance in
+            let old = sums[node] ?? ([Double](repeating: 0, count: mean.count), [Double](repeating: 0, count: variance.count))
+            sums[node] = (zip(old.mean, mean).map { $0 + $1 }, zip(old.variance, variance).map { $0 + $1 })
+        }
+        for batch in batches {
+            _ = try measuring.run([inputNames.first ?? "": batch])
+            count += 1
+        }
+        guard count > 0 else { throw ONNXError.model("no batches to re-estimate BatchNormalization statistics on") }
+        var replacements: [String: ONNXValue] = [:]
+        for node in nodes {
+            let (meanName, varianceName) = (model.graph.nodes[node].inputs[3], model.graph.nodes[node].inputs[4])
+            guard let (mean, variance) = sums[node], let old = constants[meanName] else { continue }
+            replacements[meanName] = .floats(old.shape, mean.map { Float($0 / Double(count)) })
+            replacements[varianceName] = .floats(old.shape, variance.map { Float($0 / Double(count)) })
+        }
+        return try replacing(replacements)
+    }
+
+    /// The unit named `name`.
+    public func unit(_ name: String) throws -> GraphUnit {
+        guard let unit = units.first(where: { $0.name == name }) else {
+            throw ONNXError.model("no unit \(name) in this graph (sweep layers FILE lists them)")
+        }
+        return unit
     }
 
     /// What a mask does to a unit of a graph.
@@ -187,21 +267,19 @@ public final class ONNXProgram {
     /// A copy of this program with `mask` applied to unit `name` (the weights are shared until
     /// one is changed).
     public func masked(_ mask: Mask, unit name: String) throws -> ONNXProgram {
-        guard let unit = units.first(where: { $0.name == name }) else {
-            throw ONNXError.model("no unit \(name) in this graph (sweep layers FILE lists them)")
-        }
-        let copy = ONNXProgram(copying: self)
+        let unit = try self.unit(name)
         switch (mask, unit.kind) {
         case (.zeroKernel, .conv), (.zeroKernel, .linear):
             guard let weight = unit.weight, let value = constants[weight] else { throw ONNXError.model("unit \(name) has no weight") }
-            copy.constants[weight] = .floats(value.shape, [Float](repeating: 0, count: value.count))
+            return try replacing([weight: .floats(value.shape, [Float](repeating: 0, count: value.count))])
         case (.zeroBranch, .branch):
             guard let shortcut = unit.shortcut, let node = unit.nodes.first else { throw ONNXError.model("unit \(name) has no shortcut") }
+            let copy = ONNXProgram(copying: self)
             copy.passThrough[node] = shortcut
+            return copy
         default:
             throw ONNXError.model("\(mask.rawValue) does not apply to \(name), a \(unit.kind.rawValue) unit")
         }
-        return copy
     }
 
     /// Runs the graph on `inputs` (by name); returns every graph output by name. `observe` sees
@@ -238,6 +316,10 @@ public final class ONNXProgram {
                 if conv.relu, let out = node.outputs.first { rectified.insert(out) }
             } else if fusedRelus.contains(index), rectified.contains(node.inputs[0]) {
                 outputs = [try context.input(0)]  // its Conv applied it
+            } else if let batchStatistics, node.opType == "BatchNormalization" {
+                let (y, mean, variance) = try ONNXOperators.batchNormOnBatch(context)
+                batchStatistics(index, mean, variance)
+                outputs = [y]
             } else {
                 outputs = try ONNXOperators.run(context)
             }

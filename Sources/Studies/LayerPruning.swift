@@ -18,23 +18,34 @@ public enum LayerPruning {
     /// entry keeps its exact bits.
     @discardableResult
     public static func prune(_ weight: Tensor, fraction: Double, method: Method) -> Int {
-        let w = weight.data
+        prune(UnsafeMutableBufferPointer(start: weight.data, count: weight.count), shape: weight.shape, outputAxis: 0,
+              fraction: fraction, method: method)
+    }
+
+    /// `prune` on a weight of `shape` whose filters (output channels or units) lie along
+    /// `outputAxis` (1 for ConvTranspose and MatMul weights of imported graphs).
+    @discardableResult
+    public static func prune(_ w: UnsafeMutableBufferPointer<Float>, shape: [Int], outputAxis: Int, fraction: Double, method: Method) -> Int {
         switch method {
         case .unstructured:
-            let k = count(fraction, of: weight.count)
-            var order = Array(0..<weight.count)
+            let k = count(fraction, of: w.count)
+            var order = Array(0..<w.count)
             order.sort { abs(w[$0]) != abs(w[$1]) ? abs(w[$0]) < abs(w[$1]) : $0 < $1 }
             for i in order.prefix(k) { w[i] = 0 }
             return k
         case .structured:
-            let filters = weight.shape.first ?? 0
-            guard filters > 0 else { return 0 }
-            let size = weight.count / filters
-            let norms = (0..<filters).map { f in (0..<size).reduce(0.0) { $0 + Double(abs(w[f * size + $1])) } }
+            guard outputAxis < shape.count, shape[outputAxis] > 0 else { return 0 }
+            let filters = shape[outputAxis]
+            let (outer, inner) = (shape.prefix(outputAxis).reduce(1, *), shape.dropFirst(outputAxis + 1).reduce(1, *))
+            // Filter f is every block of `inner` values at f along the axis, in each outer slice.
+            func entries(_ f: Int) -> [Range<Int>] {
+                (0..<outer).map { o in let start = (o * filters + f) * inner; return start..<(start + inner) }
+            }
+            let norms = (0..<filters).map { f in entries(f).reduce(0.0) { sum, r in r.reduce(sum) { $0 + Double(abs(w[$1])) } } }
             let k = count(fraction, of: filters)
             let chosen = (0..<filters).sorted { norms[$0] != norms[$1] ? norms[$0] < norms[$1] : $0 < $1 }.prefix(k)
-            for f in chosen { (w + f * size).update(repeating: 0, count: size) }
-            return k * size
+            for f in chosen { for r in entries(f) { for i in r { w[i] = 0 } } }
+            return k * (w.count / filters)
         }
     }
 

@@ -17,12 +17,15 @@ public struct GraphSummary: Codable, Equatable, Sendable {
 
     public var units: [Unit]
     public var multiplyAdds: Double
+    /// BatchNormalization nodes with constant statistics (nil: a run recorded before this was).
+    public var batchNorms: Int?
 
     /// The summary of `program` measured on images of shape `image` (C, H, W).
     public init(_ program: ONNXProgram, image: [Int]) throws {
         let macs = try program.multiplyAdds(image: image)
         let total = max(macs.values.reduce(0, +), 1)
         multiplyAdds = total
+        batchNorms = program.batchNormNodes.count
         units = program.units.map { unit in
             let first = unit.nodes.min() ?? 0
             let suffix = macs.filter { $0.key >= first }.values.reduce(0, +)

@@ -54,6 +54,9 @@ public enum ImportedNetworks {
                 if let first = spec.graphs[model], first.units.map(\.name) != summary.units.map(\.name) {
                     throw RunError(path: file, message: "has other units than the first file of model \(model) (\(TorchImport.listed(summary.units.map(\.name)))); list networks of one architecture under one model")
                 }
+                if summary.batchNorms == 0, spec.studyType.recalibrates(spec) {
+                    throw RunError(path: file, message: "has no BatchNormalization nodes to re-estimate (folded at export): export with BN kept (dynamo=False, do_constant_folding=False, training=TrainingMode.PRESERVE)")
+                }
                 if spec.graphs[model] == nil { spec.graphs[model] = summary }
             }
         }

@@ -191,7 +191,10 @@ public struct Plan: Sendable {
                         return full * max(0.05, shares[unit.name] ?? 1)
                     }
                     let units = LayerMatcher.select(graph.maskableUnits, spec.layers)
-                    for measured in measuredNetworks(spec, dataset: dataset, model: model, macs: graph.multiplyAdds) { body(measured, units, evaluation, 0) }
+                    let recalibration = evaluationCost(macs: graph.multiplyAdds, images: spec.evaluation.recalibrationBatches * spec.training.batchSize)
+                    for measured in measuredNetworks(spec, dataset: dataset, model: model, macs: graph.multiplyAdds) {
+                        body(measured, units, evaluation, recalibration)
+                    }
                     continue
                 }
                 let (macs, network) = try measure(model, on: dataset)

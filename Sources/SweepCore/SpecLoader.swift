@@ -190,12 +190,8 @@ public enum SpecLoader {
         guard ImportedGraphs.areGraphs(files) else {
             throw tree.error(path + [.key("checkpoints")], "list either ONNX files (.onnx) or safetensors files under one model, not both")
         }
-        guard spec.study == .zeroing else {
-            throw tree.error([.key("study")], "imported ONNX graphs run in study zeroing so far; \(spec.study.rawValue) needs a built-in architecture or a safetensors checkpoint")
-        }
-        let graphMasks: Set<MaskKind> = [.zeroKernel, .zeroBranch]
-        if let other = spec.masks.first(where: { !graphMasks.contains($0) }) {
-            throw tree.error([.key("masks")], "\(other.rawValue) does not run on imported ONNX graphs yet (model \(model)); they take zeroKernel and zeroBranch")
+        guard spec.study == .zeroing || spec.study == .sensitivity else {
+            throw tree.error([.key("study")], "imported ONNX graphs run in the studies zeroing and sensitivity; \(spec.study.rawValue) needs a built-in architecture or a safetensors checkpoint")
         }
     }
 

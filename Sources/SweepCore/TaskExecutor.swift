@@ -263,10 +263,13 @@ public final class TaskExecutor {
         return outcome
     }
 
-    /// The test accuracy of the imported graph of `task`'s first dependency with `task.mask`
-    /// applied to `task.unit` (none: the graph as it is), and the paired test's counts against
-    /// the unchanged graph on the same images.
-    func evaluateGraphVariant(_ task: PlannedTask, inputs: TaskInputs) throws -> TaskOutcome {
+    /// The test accuracy of the imported graph of `task`'s first dependency after `change`
+    /// (which returns the changed copy and the parameters it masked) altered `task.unit` (no
+    /// change: the graph as it is), and the paired test's counts against the unchanged graph on
+    /// the same images. A change to one unit runs from the unit's first node on the kept values
+    /// of the unmasked run; one that alters `everyLayer` (BN re-estimation) runs whole.
+    func evaluateGraphVariant(_ task: PlannedTask, inputs: TaskInputs, everyLayer: Bool = false,
+                              change: ((ONNXProgram, String) throws -> (ONNXProgram, Int))?) throws -> TaskOutcome {
         let dependency = task.dependencies[0]
         let (program, hash) = (try inputs.graph(dependency), try inputs.hash(dependency))
         let data = try splits(task.dataset, model: task.model)
@@ -280,12 +283,11 @@ public final class TaskExecutor {
         }
         let prefix = graphEvaluator?.key == cacheKey ? graphEvaluator?.evaluator : nil
         var evaluation: Evaluation
-        if let mask = task.mask, let name = task.unit {
-            guard let graphMask = ONNXProgram.Mask(rawValue: mask.rawValue) else {
-                throw RunError(path: task.key, message: "\(mask.rawValue) does not run on imported graphs")
-            }
-            let variant = try program.masked(graphMask, unit: name)
-            let cut = program.units.first { $0.name == name }?.nodes.min() ?? 0
+        var masked: Int?
+        if let change, let name = task.unit {
+            let (variant, count) = try change(program, name)
+            masked = count
+            let cut = everyLayer ? 0 : try program.unit(name).nodes.min() ?? 0
             evaluation = try prefix.map { try $0.evaluate(variant, cut: cut) } ?? GraphEvaluation.run(variant, on: data.test, batchSize: batchSize)
         } else {
             evaluation = try prefix?.baseline ?? GraphEvaluation.run(program, on: data.test, batchSize: batchSize)
@@ -293,7 +295,7 @@ public final class TaskExecutor {
         var outcome = try measured(task, evaluation, cacheKey: cacheKey) {
             try prefix?.baseline ?? GraphEvaluation.run(program, on: data.test, batchSize: batchSize)
         }
-        outcome.paramsMasked = task.unit.flatMap { name in program.units.first { $0.name == name }?.parameters }
+        outcome.paramsMasked = masked
         return outcome
     }
 

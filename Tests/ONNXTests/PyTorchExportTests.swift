@@ -73,8 +73,10 @@ final class PyTorchExportTests: XCTestCase {
                 let names = Set(program.units.map(\.name))
                 XCTAssertEqual(names, Set(expected.units.keys), "\(arch)\(variant): units \(program.units.map(\.name))")
                 for (unit, masks) in expected.units.sorted(by: { $0.key < $1.key }) where names.contains(unit) {
+                    // (The other references, recalibration and pruning, are the sweep tests'.)
                     for (mask, torchAccuracy) in masks {
-                        let masked = try program.masked(try XCTUnwrap(ONNXProgram.Mask(rawValue: mask)), unit: unit)
+                        guard let graphMask = ONNXProgram.Mask(rawValue: mask) else { continue }
+                        let masked = try program.masked(graphMask, unit: unit)
                         XCTAssertEqual(try accuracy(masked), torchAccuracy, accuracy: 0.002, "\(arch)\(variant) \(unit) \(mask)")
                     }
                 }

@@ -24,7 +24,7 @@ final class ImportedGraphSweepTests: XCTestCase {
         let networks: [String: Network]
     }
 
-    func writeSpec(_ models: String, masks: String = "[zeroKernel, zeroBranch]", layers: String = "all") throws -> String {
+    func writeSpec(_ models: String, masks: String = "[zeroKernel, zeroBranch]", layers: String = "all", extra: String = "") throws -> String {
         let path = dir.appendingPathComponent("graphs.yaml").path
         try """
         name: graphs
@@ -33,8 +33,15 @@ final class ImportedGraphSweepTests: XCTestCase {
         \(models)
         layers: \(layers)
         masks: \(masks)
+        \(extra)
         """.write(toFile: path, atomically: true, encoding: .utf8)
         return path
+    }
+
+    /// results.json's rows.
+    func rows(_ run: String) throws -> [[String: Any]] {
+        let document = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(run)/results.json"))) as! [String: Any]
+        return document["rows"] as! [[String: Any]]
     }
 
     /// results.csv rows without the run-dependent columns (seconds, rank, host).
@@ -89,11 +96,75 @@ final class ImportedGraphSweepTests: XCTestCase {
         XCTAssertTrue(report.contains("layer2.0.downsample.0") && report.contains("features.3"), "the heatmap names the graphs' units")
     }
 
+    /// The sensitivity study on graphs with BN nodes: every layer pruned to half (single weights
+    /// and whole filters, alone and with BN re-estimated) gives PyTorch's Δ.
+    func testASensitivitySweepOfGraphsGivesPyTorchsDeltas() throws {
+        let reference = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: exports.appendingPathComponent("reference.json")))
+        let path = dir.appendingPathComponent("sensitivity.yaml").path
+        try """
+        name: graph-sensitivity
+        study: sensitivity
+        datasets: [{name: fashion-mnist, data_dir: \(exports.path)/data}]
+        models:
+          - {name: r18, checkpoints: [\(exports.path)/resnet18-bn.onnx]}
+          - {name: mnv2, checkpoints: [\(exports.path)/mobilenetv2-bn.onnx]}
+          - {name: vgg, checkpoints: [\(exports.path)/vgg-bn.onnx]}
+        layers: all
+        training: {batch_size: 256}
+        evaluation: {recalibration_batches: 1}
+        sensitivity: {sparsities: [0.5], methods: [unstructured, structured], recalibrate: true}
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("run").path
+        let r = try SweepProcess.run(["run", path, "--output", out])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let table = try rows(out)
+        let arch = ["r18": "resnet18", "mnv2": "mobilenetv2", "vgg": "vgg"]
+        var compared = 0
+        for row in table where row["kind"] as? String == "pruneLayer" {
+            let (model, layer, mask) = (row["model"] as! String, row["layer"] as! String, row["mask"] as! String)
+            let expected = reference.networks[arch[model]!]!
+            let key = "\(mask)/\(String(format: "%.4f", row["sparsity"] as! Double))"
+            let torch = try XCTUnwrap(expected.units[layer]?[key], "\(layer) \(key)")
+            XCTAssertEqual(row["delta_accuracy"] as! Double, torch - expected.accuracy, accuracy: 0.002, row["key"] as! String)
+            compared += 1
+        }
+        XCTAssertEqual(compared, 4 * (21 + 20 + 7), "every conv and linear layer of the three graphs, four ways")
+    }
+
+    /// zeroKernelRecalibrated gives PyTorch's Δ on a graph with BN nodes; randomInit redraws the
+    /// weights by the task's seed alone (the same table on 3 ranks as on 1).
+    func testRecalibratedAndRandomInitMasksOnAGraph() throws {
+        let reference = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: exports.appendingPathComponent("reference.json")))
+        let spec = try writeSpec("  - {name: r18, checkpoints: [\(exports.path)/resnet18-bn.onnx]}", masks: "[zeroKernelRecalibrated, randomInit]",
+                                 extra: "training: {batch_size: 256}\nevaluation: {recalibration_batches: 1}")
+        let one = dir.appendingPathComponent("one").path
+        let r = try SweepProcess.run(["run", spec, "--output", one])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let table = try rows(one)
+        let r18 = reference.networks["resnet18"]!
+        var recalibrated = 0, random = 0
+        for row in table where row["kind"] as? String == "mask" {
+            XCTAssertEqual(row["status"] as? String, "ok", row["key"] as! String)
+            if row["mask"] as? String == "zeroKernelRecalibrated" {
+                let torch = try XCTUnwrap(r18.units[row["layer"] as! String]?["zeroKernelRecalibrated"])
+                XCTAssertEqual(row["delta_accuracy"] as! Double, torch - r18.accuracy, accuracy: 0.002, row["key"] as! String)
+                recalibrated += 1
+            } else {
+                random += 1
+            }
+        }
+        XCTAssertEqual([recalibrated, random], [20, 21], "every conv recalibrated, every conv and linear redrawn")
+        let three = dir.appendingPathComponent("three").path
+        let m = try SweepProcess.run(["run", spec, "--output", three], mpi: 3)
+        XCTAssertEqual(m.status, 0, m.stderr)
+        XCTAssertEqual(try stable(three), try stable(one), "the same redrawn weights on 3 ranks as on 1")
+    }
+
     /// What a graph sweep cannot do is one line before anything runs.
     func testGraphSweepMistakesAreOneLineBeforeAnyWork() throws {
         let r18 = "  - {name: r18, checkpoints: [\(exports.path)/resnet18.onnx]}"
         let cases: [(String, String, String, String)] = [
-            (r18, "[randomInit]", "all", "randomInit does not run on imported ONNX graphs yet (model r18); they take zeroKernel and zeroBranch"),
+            (r18, "[zeroKernelRecalibrated]", "all", "resnet18.onnx: has no BatchNormalization nodes to re-estimate (folded at export): export with BN kept"),
             (r18, "[zeroKernel]", "[block9.*]", "'block9.*' matches no unit; units of r18: conv1, layer1.0.conv1"),
             ("  - {name: mixed, checkpoints: [\(exports.path)/resnet18.onnx, \(exports.path)/vgg.onnx]}", "[zeroKernel]", "all",
              "has other units than the first file of model mixed"),

@@ -295,4 +295,37 @@ extension ONNXOperators {
         }
         return .floats(xs, y)
     }
+
+    /// BatchNormalization in training mode: `x` normalised by each channel's batch mean and
+    /// biased variance; returns those means and the unbiased variances (what a running
+    /// estimate averages).
+    static func batchNormOnBatch(_ n: NodeContext) throws -> (ONNXValue, [Double], [Double]) {
+        let (xs, x) = try n.floats(0)
+        guard xs.count >= 2 else { throw n.error("input of rank \(xs.count)") }
+        let c = xs[1]
+        let (scale, shift) = (try n.input(1).floatValues, try n.input(2).floatValues)
+        guard scale.count == c, shift.count == c else { throw n.error("parameters do not have \(c) values each") }
+        let eps = Double(try n.float("epsilon", default: 1e-5))
+        let inner = xs.dropFirst(2).reduce(1, *)
+        let m = x.count / max(c, 1)
+        guard m > 1 else { throw n.error("a batch of one value per channel has no variance; re-estimate on batches of two or more images") }
+        var y = x
+        var means = [Double](repeating: 0, count: c), variances = [Double](repeating: 0, count: c)
+        for ch in 0..<c {
+            var sum = 0.0
+            for plane in stride(from: ch * inner, to: x.count, by: c * inner) { for i in plane..<(plane + inner) { sum += Double(x[i]) } }
+            let mean = sum / Double(m)
+            var squares = 0.0
+            for plane in stride(from: ch * inner, to: x.count, by: c * inner) {
+                for i in plane..<(plane + inner) { let d = Double(x[i]) - mean; squares += d * d }
+            }
+            let biased = squares / Double(m)
+            (means[ch], variances[ch]) = (mean, squares / Double(m - 1))
+            let (a, b) = (Float(Double(scale[ch]) / (biased + eps).squareRoot()), Float(mean))
+            for plane in stride(from: ch * inner, to: x.count, by: c * inner) {
+                for i in plane..<(plane + inner) { y[i] = a * (x[i] - b) + shift[ch] }
+            }
+        }
+        return (.floats(xs, y), means, variances)
+    }
 }

@@ -56,6 +56,8 @@ public protocol SweepStudy {
     static func unitSummaries(_ rows: [ResultRow]) -> [UnitSummary]
     /// Files the study writes next to results.csv (name and bytes).
     static func extraFiles(_ rows: [ResultRow]) -> [(name: String, data: Data)]
+    /// Whether the sweep re-estimates BN statistics (an imported graph must then keep its BN nodes).
+    static func recalibrates(_ spec: SweepSpec) -> Bool
 }
 
 extension SweepStudy {
@@ -76,6 +78,7 @@ extension SweepStudy {
     public static func summary(_ rows: [ResultRow]) -> [String] { [] }
     public static func report(_ input: ReportInput, into m: inout Markup) {}
     public static func extraFiles(_ rows: [ResultRow]) -> [(name: String, data: Data)] { [] }
+    public static func recalibrates(_ spec: SweepSpec) -> Bool { false }
 }
 
 /// The `study:` value: a name `StudyRegistry` knows. Each study's folder declares its constant

@@ -15,7 +15,9 @@ OUT_DIR gets:
   reference.json                     per arch: test accuracy, the normalisation, and for each
                                      unit (conv/linear module path, residual block path) PyTorch's
                                      test accuracy with that unit zeroed (zeroKernel) or the block's
-                                     branch zeroed (zeroBranch)
+                                     branch zeroed (zeroBranch); for conv/linear units also
+                                     zeroKernelRecalibrated and half the weight pruned
+                                     (unstructured/structured, each also with BN re-estimated)
 Inputs are normalised as layersweep does: pixels / 255, then the training split's mean and
 population standard deviation.
 """
@@ -193,6 +195,56 @@ def masked_accuracies(model):
             module.branch_enabled = True
     return units
 
+def recalibrate(model):
+    """PyTorch's BN re-estimation as layersweep does it: running statistics reset, momentum=None,
+    only the BN layers in training mode, one pass over the whole training split as one batch."""
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    with torch.no_grad():
+        model(x_train)
+    for m in norms:
+        m.momentum = 0.1
+        m.eval()
+
+def prune(weight, fraction, structured):
+    """layersweep's LayerPruning: round(fraction x entries) smallest |w| (unstructured) or
+    round(fraction x filters) filters of smallest L1 norm (structured, dim 0); ties to the lower
+    index; halves round up."""
+    w = weight.data.view(-1) if not structured else weight.data.view(weight.shape[0], -1)
+    if structured:
+        norms = w.abs().double().sum(1).numpy()
+        k = min(len(norms), int(fraction * len(norms) + 0.5))
+        w[np.argsort(norms, kind="stable")[:k]] = 0
+    else:
+        k = min(w.numel(), int(fraction * w.numel() + 0.5))
+        w[np.argsort(w.abs().numpy(), kind="stable")[:k]] = 0
+
+def changed_accuracies(model, units):
+    """Per conv/linear unit, PyTorch's test accuracy with the unit's weight zeroed and BN
+    re-estimated (convs: zeroKernelRecalibrated) and pruned to half, alone and with BN
+    re-estimated (the sensitivity study's unstructured/structured[+bn]/0.5000)."""
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    def restore():
+        model.load_state_dict(saved)
+    for name, module in model.named_modules():
+        if not isinstance(module, (nn.Conv2d, nn.Linear)):
+            continue
+        entry = units.setdefault(name, {})
+        if isinstance(module, nn.Conv2d):
+            module.weight.data.zero_()
+            recalibrate(model)
+            entry["zeroKernelRecalibrated"] = accuracy(model)
+            restore()
+        for method in ["unstructured", "structured"]:
+            prune(module.weight, 0.5, method == "structured")
+            entry[method + "/0.5000"] = accuracy(model)
+            recalibrate(model)
+            entry[method + "+bn/0.5000"] = accuracy(model)
+            restore()
+
 reference = {"normalization": {"mean": [float(mean)], "std": [float(std)]}, "networks": {}}
 for arch, make in [("resnet18", ResNet18), ("mobilenetv2", MobileNetV2), ("vgg", VGG)]:
     model = make()
@@ -209,7 +261,9 @@ for arch, make in [("resnet18", ResNet18), ("mobilenetv2", MobileNetV2), ("vgg",
     session = onnxruntime.InferenceSession(base + ".onnx", providers=["CPUExecutionProvider"])
     logits = session.run(None, {session.get_inputs()[0].name: x_test.numpy()})[0].astype("<f4")
     logits.tofile(base + ".logits")
-    reference["networks"][arch] = {"accuracy": accuracy(model), "units": masked_accuracies(model)}
+    units = masked_accuracies(model)
+    changed_accuracies(model, units)
+    reference["networks"][arch] = {"accuracy": accuracy(model), "units": units}
     print(f"{arch}: test accuracy {reference['networks'][arch]['accuracy']:.4f}, "
           f"{sum(p.numel() for p in model.parameters())} parameters")
 

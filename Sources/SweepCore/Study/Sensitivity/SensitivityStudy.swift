@@ -79,7 +79,8 @@ public enum SensitivityStudy: SweepStudy {
         guard !s.methods.isEmpty, Set(s.methods).count == s.methods.count else {
             throw tree.error(at("methods"), "methods lists unstructured and/or structured, each once")
         }
-        for model in spec.models {
+        // (An imported graph's units are known, and checked, once rank 0 has read its file.)
+        for model in spec.models where !spec.isGraph(model) {
             let units = LayerMatcher.select(try LayerMatcher.units(of: model), spec.layers)
             guard units.contains(where: prunable) else {
                 throw tree.error([.key("layers")], "selects no conv or linear layer of \(model) to prune")
@@ -121,12 +122,20 @@ public enum SensitivityStudy: SweepStudy {
         case .train:
             return try worker.trainTask(task, section: worker.spec.training)
         case .baseline:
+            if worker.spec.isGraph(task.model) { return (try worker.evaluateGraphVariant(task, inputs: inputs, change: nil), nil) }
             return (try worker.evaluateVariant(task, inputs: inputs, unit: nil, everyLayer: false) { _, _ in 0 }, nil)
         case .pruneLayer:
             guard let point = task.payload as? SensitivityPoint, let unitName = task.unit else {
                 throw RunError(path: task.key, message: "a pruneLayer task without its layer and sparsity")
             }
             let context = try worker.maskContext(task)
+            if worker.spec.isGraph(task.model) {
+                let outcome = try worker.evaluateGraphVariant(task, inputs: inputs, everyLayer: point.recalibrated) { program, unit in
+                    let (pruned, count) = try GraphMasking.prune(unit, of: program, fraction: point.sparsity, method: point.method)
+                    return (point.recalibrated ? try GraphMasking.recalibrate(pruned, context: context) : pruned, count)
+                }
+                return (outcome, nil)
+            }
             let outcome = try worker.evaluateVariant(task, inputs: inputs, unit: unitName, everyLayer: point.recalibrated) { network, unit in
                 guard let name = LayerPruning.weightName(of: unit), let weight = network.parameter(name) else {
                     throw RunError(path: task.key, message: "\(unit.name) has no weight to prune")
@@ -143,6 +152,8 @@ public enum SensitivityStudy: SweepStudy {
             throw RunError(path: task.key, message: "study sensitivity has no task kind \(task.kind)")
         }
     }
+
+    public static func recalibrates(_ spec: SweepSpec) -> Bool { spec.sensitivity.recalibrate }
 
     public static func label(_ task: PlannedTask) -> String? {
         guard task.kind == .pruneLayer, let p = task.payload as? SensitivityPoint else { return nil }

@@ -36,9 +36,13 @@ public enum ZeroingStudy: SweepStudy {
             return try worker.trainTask(task, section: worker.spec.training)
         case .baseline, .mask:
             // (A `where` on a case with two patterns would guard only the second.)
-            if worker.spec.isGraph(task.model) { return (try worker.evaluateGraphVariant(task, inputs: inputs), nil) }
             let context = try worker.maskContext(task)
             let mask = task.mask
+            if worker.spec.isGraph(task.model) {
+                let outcome = try worker.evaluateGraphVariant(task, inputs: inputs, everyLayer: mask == .zeroKernelRecalibrated,
+                                                              change: mask.map { mask in { try GraphMasking.apply(mask, unit: $1, to: $0, context: context) } })
+                return (outcome, nil)
+            }
             let outcome = try worker.evaluateVariant(task, inputs: inputs, unit: mask == nil ? nil : task.unit,
                                                      everyLayer: mask == .zeroKernelRecalibrated) { network, unit in
                 try Masking.apply(mask!, to: unit, of: network, context: context)
@@ -48,6 +52,8 @@ public enum ZeroingStudy: SweepStudy {
             throw RunError(path: task.key, message: "study zeroing has no task kind \(task.kind)")
         }
     }
+
+    public static func recalibrates(_ spec: SweepSpec) -> Bool { spec.masks.contains(.zeroKernelRecalibrated) }
 
     public static func label(_ task: PlannedTask) -> String? {
         task.kind == .mask ? "\(task.unit ?? "?") \(task.mask?.rawValue ?? "?")" : nil
