@@ -28,7 +28,7 @@ let package = Package(
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "CDNNL", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
-        .target(name: "CWinograd", exclude: ["kernel.inc"]),
+        .target(name: "CWinograd", exclude: ["kernel.inc", "depthwise.inc"]),
         .target(name: "TensorEngine", dependencies: ["CBLAS", "CDNNL", "CWinograd"], swiftSettings: numericFlags),
         .target(name: "Models", dependencies: ["TensorEngine", "Yams"], swiftSettings: numericFlags),
         .target(name: "Datasets", dependencies: ["TensorEngine", "CZlib"], swiftSettings: numericFlags),

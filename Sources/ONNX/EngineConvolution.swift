@@ -1,8 +1,81 @@
 import Foundation
 import TensorEngine
 
-/// A Conv node run on the engine's own convolution kernels (oneDNN, Winograd for 3x3 stride-1
-/// layers) instead of the reference im2col: a square kernel, equal strides, symmetric pads, no
+/// A Conv node on the engine's kernels instead of the reference im2col: a dense convolution
+/// (oneDNN, Winograd) or a depthwise one (the blocked depthwise kernel). Outputs stay in the
+/// engine's channel-blocked layout when their channels fill its blocks.
+enum EngineKernel {
+    case dense(EngineConvolution)
+    case depthwise(BlockedDepthwise)
+
+    /// Nil when the node is not of a shape the engine's kernels take. `clamp`: the Relu or Clip
+    /// that alone reads the node's output, done inside the kernel when it can.
+    init?(_ node: ONNXNode, constants: [String: ONNXValue], clamp: Clamp?) {
+        if let depthwise = EngineKernel.depthwise(node, constants: constants, clamp: clamp) {
+            self = .depthwise(depthwise)
+        } else if let dense = EngineConvolution(node, constants: constants, relu: clamp == Clamp.relu) {
+            self = .dense(dense)
+        } else {
+            return nil
+        }
+    }
+
+    /// Whether the kernel applied the node's clamp (its Relu/Clip node then passes values on).
+    var clamps: Bool {
+        switch self {
+        case let .dense(conv): return conv.relu
+        case let .depthwise(dw): return dw.low != -.infinity || dw.high != .infinity
+        }
+    }
+
+    /// Whether `shape` is an image batch of this convolution's channels that its kernel takes
+    /// (anything else goes to the reference kernel, which says what is wrong).
+    func accepts(_ shape: [Int]) -> Bool {
+        switch self {
+        case let .dense(conv): return conv.accepts(shape)
+        case let .depthwise(dw):
+            guard shape.count == 4, shape[0] > 0, shape[1] == dw.channels else { return false }
+            let (oh, ow) = dw.outputSize(shape[2], shape[3])
+            return oh >= 1 && ow >= 1
+        }
+    }
+
+    func forward(_ x: LayoutTensor) -> LayoutTensor {
+        switch self {
+        case let .dense(conv): return conv.forward(x)
+        case let .depthwise(dw): return dw.forward(x)
+        }
+    }
+
+    /// A depthwise Conv (group = input channels = output channels, one filter each, 2-D, pads
+    /// equal at both ends of each axis) whose channels fill the engine's blocks.
+    static func depthwise(_ node: ONNXNode, constants: [String: ONNXValue], clamp: Clamp?) -> BlockedDepthwise? {
+        guard node.opType == "Conv", node.inputs.count >= 2, case let .floats(ws, w)? = constants[node.inputs[1]], ws.count == 4,
+              ws[1] == 1, case let .int(group)? = node.attributes["group"], group == ws[0], group > 1 else { return nil }
+        func ints(_ name: String) -> [Int64]? { if case let .ints(v)? = node.attributes[name] { return v } else { return nil } }
+        let autoPad = { if case let .string(s)? = node.attributes["auto_pad"] { return s } else { return "NOTSET" } }()
+        let strides = ints("strides") ?? [1, 1], pads = ints("pads") ?? [0, 0, 0, 0], dilations = ints("dilations") ?? [1, 1]
+        let kernel = ints("kernel_shape").map { $0.map(Int.init) } ?? [ws[2], ws[3]]
+        guard autoPad == "NOTSET", strides.count == 2, pads.count == 4, dilations.count == 2, kernel == [ws[2], ws[3]],
+              pads[0] == pads[2], pads[1] == pads[3], (strides + dilations).allSatisfy({ (1...64).contains($0) }),
+              pads.allSatisfy({ (0...64).contains($0) }) else { return nil }
+        var bias: [Float]?
+        if node.inputs.count > 2, !node.inputs[2].isEmpty {
+            guard case let .floats(bs, b)? = constants[node.inputs[2]], bs == [ws[0]] else { return nil }
+            bias = b
+        }
+        return BlockedDepthwise(channels: ws[0], kernel: kernel, strides: strides.map(Int.init), pads: [Int(pads[0]), Int(pads[1])],
+                                dilations: dilations.map(Int.init), weights: w, bias: bias,
+                                clamp: (clamp?.low ?? -.infinity, clamp?.high ?? .infinity))
+    }
+}
+
+extension Clamp {
+    static let relu = Clamp(low: 0, high: .infinity)
+}
+
+/// A dense Conv node on the engine's own convolution kernels (oneDNN, Winograd for 3x3 stride-1
+/// layers on maps of 7x7 and more): a square kernel, equal strides, symmetric pads, no
 /// dilation, one group, weights and bias constants of the graph. The bias, and a ReLU that only
 /// this node's output feeds, run inside the same call when the output channels fill the engine's
 /// channel blocks. Values are the engine's (fixed image groups: independent of the thread count),
@@ -40,25 +113,22 @@ final class EngineConvolution {
         self.relu = relu
     }
 
-    /// Whether `x` is a float image batch of this convolution's channels, large enough for its
-    /// kernel (anything else goes to the reference kernel, which says what is wrong).
-    func accepts(_ x: ONNXValue) -> Bool {
-        guard case let .floats(shape, _) = x, shape.count == 4, shape[1] == conv.inChannels, shape[0] > 0 else { return false }
+    /// Whether `shape` is a float image batch of this convolution's channels, large enough for
+    /// its kernel.
+    func accepts(_ shape: [Int]) -> Bool {
+        guard shape.count == 4, shape[1] == conv.inChannels, shape[0] > 0 else { return false }
         return shape[2] + 2 * conv.padding >= conv.kernelSize && shape[3] + 2 * conv.padding >= conv.kernelSize
     }
 
-    // x: (N, C, H, W) -> y: (N, K, H', W')
-    func forward(_ x: ONNXValue) -> ONNXValue {
-        let input = Tensor(shape: x.shape, values: x.floatValues)
-        let y: Tensor
-        // Winograd's 4x4 output tiles waste most of their work on maps smaller than 7x7 (a
-        // ResNet's last stages at 28x28 inputs): those take oneDNN's direct kernel.
-        if let fused, min(x.shape[2], x.shape[3]) >= 7 || fused.kernelSize != 3 {
-            y = fused.forward(LayoutTensor(plain: input)).plain
-        } else {
-            y = conv.forward(input, training: false)
-            if relu { for i in 0..<y.count { y.data[i] = max(y.data[i], 0) } }
+    // x: (N, C, H, W) -> y: (N, K, H', W'), blocked when the channels fill the engine's blocks
+    func forward(_ x: LayoutTensor) -> LayoutTensor {
+        if let fused {
+            // Winograd's 4x4 output tiles waste most of their work on maps smaller than 7x7 (a
+            // ResNet's last stages at 28x28 inputs): those take oneDNN's direct kernel.
+            return fused.forward(x, winograd: min(x.shape[2], x.shape[3]) >= 7)
         }
-        return .floats(y.shape, y.array)
+        let y = conv.forward(x.plain, training: false)
+        if relu { for i in 0..<y.count { y.data[i] = max(y.data[i], 0) } }
+        return LayoutTensor(plain: y)
     }
 }

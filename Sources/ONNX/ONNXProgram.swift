@@ -1,4 +1,5 @@
 import Foundation
+import TensorEngine
 
 /// An ONNX graph ready to run: weights decoded, every operator checked to be one layersweep
 /// runs, nodes in an order where each input exists before it is read. Inference only, float32,
@@ -15,12 +16,13 @@ public final class ONNXProgram {
     public let units: [GraphUnit]
     /// Merge nodes that pass one input through unchanged (zeroBranch), by node index.
     private var passThrough: [Int: Int] = [:]
-    /// Relu nodes whose Conv does their work (the conv's only reader), by node index: they pass
-    /// their input on.
-    private let fusedRelus: Set<Int>
+    /// Relu and Clip nodes that are the only reader of a Conv's output, by node index, with the
+    /// range they clamp to: a Conv on the engine's kernels may do their work (then they pass
+    /// their input on).
+    private let clampsAfterConvolutions: [Int: Clamp]
     /// Conv nodes on the engine's kernels, built from this program's weights on first use (a
     /// masked copy builds its own).
-    private var engineConvolutions: [Int: EngineConvolution]?
+    private var engineConvolutions: [Int: EngineKernel]?
     /// Run Conv nodes on the engine's kernels (false: the reference kernels only, for tests).
     public var usesEngine = true
     /// The last node that reads each value.
@@ -136,29 +138,30 @@ public final class ONNXProgram {
         if let missing = outputNames.first(where: { !known.contains($0) }) { throw ONNXError.model("graph output '\(missing)' is made by no node") }
         self.constants = constants
         units = GraphUnits.find(graph, constants: constants)
-        fusedRelus = ONNXProgram.relusAfterConvolutions(graph, outputs: Set(outputNames))
+        clampsAfterConvolutions = ONNXProgram.clampsAfterConvolutions(graph, constants: constants, outputs: Set(outputNames))
         var last: [String: Int] = [:]
         for (i, node) in graph.nodes.enumerated() { for input in node.inputs where !input.isEmpty { last[input] = i } }
         lastReader = last
     }
 
-    /// Relu nodes that are the only reader of a Conv's output (not itself a graph output).
-    static func relusAfterConvolutions(_ graph: ONNXGraph, outputs: Set<String>) -> Set<Int> {
+    /// Relu and Clip (with constant bounds) nodes that are the only reader of a Conv's output
+    /// (not itself a graph output), with their ranges.
+    static func clampsAfterConvolutions(_ graph: ONNXGraph, constants: [String: ONNXValue], outputs: Set<String>) -> [Int: Clamp] {
         var readers: [String: [Int]] = [:]
         for (i, node) in graph.nodes.enumerated() { for input in node.inputs where !input.isEmpty { readers[input, default: []].append(i) } }
-        var fused: Set<Int> = []
+        var fused: [Int: Clamp] = [:]
         for node in graph.nodes where node.opType == "Conv" {
             guard let out = node.outputs.first, !outputs.contains(out), let r = readers[out], r.count == 1,
-                  graph.nodes[r[0]].opType == "Relu" else { continue }
-            fused.insert(r[0])
+                  let clamp = Clamp(graph.nodes[r[0]], constants: constants) else { continue }
+            fused[r[0]] = clamp
         }
         return fused
     }
 
     private init(copying other: ONNXProgram) {
-        (model, inputNames, outputNames, constants, opset, units, passThrough, fusedRelus, usesEngine, lastReader) =
+        (model, inputNames, outputNames, constants, opset, units, passThrough, clampsAfterConvolutions, usesEngine, lastReader) =
             (other.model, other.inputNames, other.outputNames, other.constants, other.opset, other.units, other.passThrough,
-             other.fusedRelus, other.usesEngine, other.lastReader)
+             other.clampsAfterConvolutions, other.usesEngine, other.lastReader)
         base = other
     }
 
@@ -169,10 +172,10 @@ public final class ONNXProgram {
 
     /// The engine convolutions of this program's weights (a Conv whose Relu is fused takes it);
     /// a copy takes its base's for every Conv whose weight and bias it did not change.
-    private func engineKernels() -> [Int: EngineConvolution] {
+    private func engineKernels() -> [Int: EngineKernel] {
         if let built = engineConvolutions { return built }
         let inherited = base?.engineKernels() ?? [:]
-        var built: [Int: EngineConvolution] = [:]
+        var built: [Int: EngineKernel] = [:]
         var readers: [String: Int] = [:]
         for (i, node) in model.graph.nodes.enumerated() { for input in node.inputs where !input.isEmpty { readers[input] = i } }
         for (i, node) in model.graph.nodes.enumerated() where node.opType == "Conv" && passThrough[i] == nil {
@@ -180,8 +183,8 @@ public final class ONNXProgram {
                 built[i] = kept
                 continue
             }
-            let relu = node.outputs.first.flatMap { readers[$0] }.map { fusedRelus.contains($0) } ?? false
-            built[i] = EngineConvolution(node, constants: constants, relu: relu)
+            let clamp = node.outputs.first.flatMap { readers[$0] }.flatMap { clampsAfterConvolutions[$0] }
+            built[i] = EngineKernel(node, constants: constants, clamp: clamp)
         }
         engineConvolutions = built
         base = nil  // what it lent is now this program's own
@@ -304,24 +307,51 @@ public final class ONNXProgram {
     /// the same graph up to `cut`): the same outputs as a whole run whose first nodes made them.
     public func run(_ values: [String: ONNXValue], from cut: Int, observe: ((String, ONNXValue) -> Void)? = nil) throws -> [String: ONNXValue] {
         var values = constants.merging(values) { _, given in given }
+        // Activations the engine's kernels made stay in their layout (channel-blocked) while
+        // engine kernels and element-wise nodes read them; a value is made plain only for a node
+        // that needs it so. Either layout gives the same bits: the same operations on the same values.
+        var kept: [String: LayoutTensor] = [:]
+        func plain(_ name: String) {
+            if values[name] == nil, let x = kept[name] { values[name] = .floats(x.shape, x.plain.array) }
+        }
+        func layout(_ name: String) -> LayoutTensor? {
+            if let x = kept[name] { return x }
+            if case let .floats(shape, v)? = values[name] { return LayoutTensor(plain: Tensor(shape: shape, values: v)) }
+            return nil
+        }
         let engine = usesEngine ? engineKernels() : [:]
-        var rectified: Set<String> = []  // outputs of engine convolutions that applied their ReLU
+        var clamped: Set<String> = []  // outputs of engine convolutions that applied their node's clamp
         for (index, node) in model.graph.nodes.enumerated() where index >= cut {
-            let context = NodeContext(node: node, values: values, opset: opset)
-            let outputs: [ONNXValue]
-            if let input = passThrough[index] {
-                outputs = [try context.input(input)]
-            } else if let conv = engine[index], let x = values[node.inputs[0]], conv.accepts(x) {
-                outputs = [conv.forward(x)]
-                if conv.relu, let out = node.outputs.first { rectified.insert(out) }
-            } else if fusedRelus.contains(index), rectified.contains(node.inputs[0]) {
-                outputs = [try context.input(0)]  // its Conv applied it
-            } else if let batchStatistics, node.opType == "BatchNormalization" {
-                let (y, mean, variance) = try ONNXOperators.batchNormOnBatch(context)
-                batchStatistics(index, mean, variance)
-                outputs = [y]
+            var made: [(String, LayoutTensor)] = []
+            var outputs: [ONNXValue] = []
+            let first = node.inputs.first ?? ""
+            if let input = passThrough[index], input < node.inputs.count, let x = kept[node.inputs[input]] {
+                made = [(node.outputs[0], x)]
+            } else if let kernel = engine[index], let x = layout(first), kernel.accepts(x.shape) {
+                made = [(node.outputs[0], kernel.forward(x))]
+                if kernel.clamps { clamped.insert(node.outputs[0]) }
+            } else if clampsAfterConvolutions[index] != nil, clamped.contains(first), let x = kept[first] {
+                made = [(node.outputs[0], x)]  // its Conv applied it
+            } else if passThrough[index] == nil, let y = try elementwiseOnLayouts(node, kept: kept, values: values) {
+                made = [(node.outputs[0], y)]
             } else {
-                outputs = try ONNXOperators.run(context)
+                for name in node.inputs where !name.isEmpty { plain(name) }
+                let context = NodeContext(node: node, values: values, opset: opset)
+                if let input = passThrough[index] {
+                    outputs = [try context.input(input)]
+                } else if clampsAfterConvolutions[index] != nil, clamped.contains(first) {
+                    outputs = [try context.input(0)]
+                } else if let batchStatistics, node.opType == "BatchNormalization" {
+                    let (y, mean, variance) = try ONNXOperators.batchNormOnBatch(context)
+                    batchStatistics(index, mean, variance)
+                    outputs = [y]
+                } else {
+                    outputs = try ONNXOperators.run(context)
+                }
+            }
+            for (name, x) in made where !name.isEmpty {
+                if x.blocked { kept[name] = x } else { values[name] = .floats(x.shape, x.storage.array) }
+                if let observe { plain(name); observe(name, values[name]!) }
             }
             for (name, value) in zip(node.outputs, outputs) where !name.isEmpty {
                 values[name] = value
@@ -329,11 +359,67 @@ public final class ONNXProgram {
             }
             // Values no later node reads are let go (a batch's activations would otherwise all
             // stay until the end of the run).
-            for name in node.inputs where lastReader[name] == index && !outputNames.contains(name) { values[name] = nil }
+            for name in node.inputs where lastReader[name] == index && !outputNames.contains(name) {
+                values[name] = nil
+                kept[name] = nil
+            }
         }
         var out: [String: ONNXValue] = [:]
-        for name in outputNames { out[name] = values[name] }
+        for name in outputNames {
+            plain(name)
+            out[name] = values[name]
+        }
         return out
+    }
+
+    /// Relu, a constant Clip, or an Add of two activations of one shape, run on the engine's
+    /// layout when an input is in it (the other is converted); nil for any other node.
+    private func elementwiseOnLayouts(_ node: ONNXNode, kept: [String: LayoutTensor], values: [String: ONNXValue]) throws -> LayoutTensor? {
+        guard node.outputs.count == 1, let first = node.inputs.first else { return nil }
+        switch node.opType {
+        case "Relu", "Clip":
+            guard let x = kept[first], let clamp = Clamp(node, constants: constants) else { return nil }
+            let (low, high) = (clamp.low, clamp.high)
+            return node.opType == "Relu" ? x.mapped { max($0, 0) } : x.mapped { min(max($0, low), high) }
+        case "Add":
+            guard node.inputs.count == 2 else { return nil }
+            let (a, b) = (node.inputs[0], node.inputs[1])
+            guard kept[a] != nil || kept[b] != nil else { return nil }
+            func blocked(_ name: String) -> LayoutTensor? {
+                if let x = kept[name] { return x }
+                guard case let .floats(shape, v)? = values[name], shape.count == 4, BlockedLayout.holds(channels: shape[1]) else { return nil }
+                return LayoutTensor.blocked(from: Tensor(shape: shape, values: v))
+            }
+            guard let x = blocked(a), let y = blocked(b), x.shape == y.shape else { return nil }
+            return x.adding(y)
+        default:
+            return nil
+        }
+    }
+}
+
+/// The range a Relu ([0, ∞)) or a Clip with constant bounds clamps to.
+struct Clamp: Equatable {
+    let low, high: Float
+
+    init(low: Float, high: Float) { (self.low, self.high) = (low, high) }
+
+    init?(_ node: ONNXNode, constants: [String: ONNXValue]) {
+        switch node.opType {
+        case "Relu": (low, high) = (0, .infinity)
+        case "Clip":
+            func bound(_ i: Int, _ attribute: String, _ fallback: Float) -> Float? {
+                if i < node.inputs.count, !node.inputs[i].isEmpty {
+                    guard let v = constants[node.inputs[i]], v.count == 1 else { return nil }
+                    return v.floatValues[0]
+                }
+                if case let .float(f)? = node.attributes[attribute] { return f }
+                return node.attributes[attribute] == nil ? fallback : nil
+            }
+            guard let l = bound(1, "min", -.infinity), let h = bound(2, "max", .infinity), !l.isNaN, !h.isNaN, l <= h else { return nil }
+            (low, high) = (l, h)
+        default: return nil
+        }
     }
 }
 

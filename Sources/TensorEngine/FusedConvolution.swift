@@ -46,7 +46,9 @@ public final class FusedConvolution {
 
     /// relu?(conv(x)·s + shift [+ skip]), blocked. `skip` (the residual, blocked, of the output's
     /// shape) is added before the ReLU.
-    public func forward(_ x: LayoutTensor, adding skip: LayoutTensor? = nil) -> LayoutTensor {
+    /// `winograd: false` takes oneDNN's direct kernel where Winograd's would apply (its 4x4 tiles
+    /// waste most of their work on maps smaller than 7x7).
+    public func forward(_ x: LayoutTensor, adding skip: LayoutTensor? = nil, winograd: Bool = true) -> LayoutTensor {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let outShape = [n, outChannels, outputSize(h), outputSize(w)]
         let y = LayoutTensor.uninitializedBlocked(outShape)
@@ -55,7 +57,7 @@ public final class FusedConvolution {
         // the few channels of an image.
         let source = !x.blocked && BlockedLayout.holds(channels: inChannels) ? LayoutTensor.blocked(from: x.plain) : x
         let groups = evaluationGroups(n)
-        if source.blocked, let u = lock.withLock({ winogradWeights }) {
+        if source.blocked, winograd, let u = lock.withLock({ winogradWeights }) {
             Winograd.forward(groups: groups, inChannels: inChannels, outChannels: outChannels, height: h, width: w,
                              source: source.storage.data, weights: u, bias: bias, skip: skip.map { UnsafePointer($0.storage.data) },
                              relu: relu, destination: y.storage.data)

@@ -1,0 +1,35 @@
+// See include/depthwise.h. The kernel is written once (depthwise.inc) and compiled here for two
+// vector widths, each with its own target attribute, and chosen at run time.
+#include "depthwise.h"
+#include "winograd.h"
+
+enum { DW_MAX_TAPS = 64 };
+
+#define B 8
+#define NAME avx2_depthwise
+#define TARGET __attribute__((target("avx2,fma")))
+#include "depthwise.inc"
+#undef B
+#undef NAME
+#undef TARGET
+
+#define B 16
+#define NAME avx512_depthwise
+#define TARGET __attribute__((target("avx512f")))
+#include "depthwise.inc"
+#undef B
+#undef NAME
+#undef TARGET
+
+int depthwise_blocked_forward(int block, int n, int c, int h, int w, int kh, int kw, int sy, int sx, int py, int px,
+                              int dy, int dx, const float *src, const float *weights, const float *bias, float lo, float hi,
+                              float *dst) {
+    if (!winograd_available(block) || c % block || kh * kw > DW_MAX_TAPS || kh < 1 || kw < 1 || sy < 1 || sx < 1 || dy < 1 ||
+        dx < 1 || py < 0 || px < 0)
+        return -1;
+    const int oh = (h + 2 * py - (kh - 1) * dy - 1) / sy + 1, ow = (w + 2 * px - (kw - 1) * dx - 1) / sx + 1;
+    if (oh < 1 || ow < 1) return -1;
+    if (block == 16) avx512_depthwise(n, c, h, w, kh, kw, sy, sx, py, px, dy, dx, oh, ow, src, weights, bias, lo, hi, dst);
+    else avx2_depthwise(n, c, h, w, kh, kw, sy, sx, py, px, dy, dx, oh, ow, src, weights, bias, lo, hi, dst);
+    return 0;
+}
