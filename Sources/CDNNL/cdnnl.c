@@ -337,7 +337,8 @@ cdnnl_infer *cdnnl_infer_create(int mb, int ic, int ih, int iw, int oc, int k, i
     dnnl_post_ops_t ops = NULL;
     dnnl_post_ops_create(&ops);
     if (sum) dnnl_post_ops_append_sum(ops, 1.0f);
-    if (relu) dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+    if (relu == 1) dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+    if (relu == 2) dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_clip, 0.0f, 6.0f);  // ReLU6
     dnnl_primitive_attr_set_post_ops(attr, ops);
     dnnl_post_ops_destroy(ops);
     dnnl_convolution_desc_t d;

@@ -13,7 +13,7 @@ enum EngineKernel {
     init?(_ node: ONNXNode, constants: [String: ONNXValue], clamp: Clamp?) {
         if let depthwise = EngineKernel.depthwise(node, constants: constants, clamp: clamp) {
             self = .depthwise(depthwise)
-        } else if let dense = EngineConvolution(node, constants: constants, relu: clamp == Clamp.relu) {
+        } else if let dense = EngineConvolution(node, constants: constants, relu: clamp == Clamp.relu, relu6: clamp == Clamp.relu6) {
             self = .dense(dense)
         } else {
             return nil
@@ -23,7 +23,7 @@ enum EngineKernel {
     /// Whether the kernel applied the node's clamp (its Relu/Clip node then passes values on).
     var clamps: Bool {
         switch self {
-        case let .dense(conv): return conv.relu
+        case let .dense(conv): return conv.relu || conv.relu6
         case let .depthwise(dw): return dw.low != -.infinity || dw.high != .infinity
         }
     }
@@ -72,6 +72,7 @@ enum EngineKernel {
 
 extension Clamp {
     static let relu = Clamp(low: 0, high: .infinity)
+    static let relu6 = Clamp(low: 0, high: 6)
 }
 
 /// A dense Conv node on the engine's own convolution kernels (oneDNN, Winograd for 3x3 stride-1
@@ -83,10 +84,10 @@ extension Clamp {
 final class EngineConvolution {
     private let conv: Conv2d
     private let fused: FusedConvolution?
-    let relu: Bool
+    let relu, relu6: Bool
 
     /// Nil when the node is not of the shape the engine's kernels take.
-    init?(_ node: ONNXNode, constants: [String: ONNXValue], relu: Bool) {
+    init?(_ node: ONNXNode, constants: [String: ONNXValue], relu: Bool, relu6: Bool = false) {
         guard node.opType == "Conv", node.inputs.count >= 2, case let .floats(ws, w)? = constants[node.inputs[1]], ws.count == 4,
               ws[2] == ws[3] else { return nil }
         func ints(_ name: String) -> [Int64]? { if case let .ints(v)? = node.attributes[name] { return v } else { return nil } }
@@ -108,9 +109,9 @@ final class EngineConvolution {
         conv.bias!.value.assign(Tensor(shape: [ws[0]], values: bias ?? [Float](repeating: 0, count: ws[0])))
         // Channels that do not fill the engine's blocks take oneDNN's plain-layout path, slower
         // than the reference im2col for 1x1 kernels (measured on the MobileNetV2 test export).
-        fused = FusedConvolution(conv, batchNorm: nil, relu: relu)
+        fused = FusedConvolution(conv, batchNorm: nil, relu: relu, relu6: relu6)
         if fused == nil, ws[2] == 1 { return nil }
-        self.relu = relu
+        (self.relu, self.relu6) = (relu, relu6)
     }
 
     /// Whether `shape` is a float image batch of this convolution's channels, large enough for
@@ -128,7 +129,8 @@ final class EngineConvolution {
             return fused.forward(x, winograd: min(x.shape[2], x.shape[3]) >= 7)
         }
         let y = conv.forward(x.plain, training: false)
-        if relu { for i in 0..<y.count { y.data[i] = max(y.data[i], 0) } }
+        if relu || relu6 { for i in 0..<y.count { y.data[i] = max(y.data[i], 0) } }
+        if relu6 { for i in 0..<y.count { y.data[i] = min(y.data[i], 6) } }
         return LayoutTensor(plain: y)
     }
 }

@@ -380,7 +380,7 @@ public final class ONNXProgram {
         case "Relu", "Clip":
             guard let x = kept[first], let clamp = Clamp(node, constants: constants) else { return nil }
             let (low, high) = (clamp.low, clamp.high)
-            return node.opType == "Relu" ? x.mapped { max($0, 0) } : x.mapped { min(max($0, low), high) }
+            return x.clamped(low, high)
         case "Add":
             guard node.inputs.count == 2 else { return nil }
             let (a, b) = (node.inputs[0], node.inputs[1])

@@ -59,13 +59,19 @@ public final class BlockedDepthwise {
 }
 
 extension LayoutTensor {
-    /// `body` applied to every value, in a new activation of the same layout (element-wise
-    /// operations do not care how channels are ordered).
-    public func mapped(_ body: (Float) -> Float) -> LayoutTensor {
+    /// min(max(x, low), high) of every value, in a new activation of the same layout
+    /// (element-wise operations do not care how channels are ordered).
+    public func clamped(_ low: Float, _ high: Float) -> LayoutTensor {
         let y = Tensor.uninitialized(storage.shape)
         let (x, out) = (storage.data, y.data)
-        for i in 0..<storage.count { out[i] = body(x[i]) }
+        for i in 0..<storage.count { out[i] = min(max(x[i], low), high) }
         return LayoutTensor(storage: y, shape: shape, blocked: blocked)
+    }
+
+    /// Clips every value at `high`, in place.
+    func clampAbove(_ high: Float) {
+        let x = storage.data
+        for i in 0..<storage.count { x[i] = min(x[i], high) }
     }
 
     /// The element-wise sum of two activations of the same shape and layout.

@@ -12,6 +12,8 @@ import Foundation
 public final class FusedConvolution {
     public let inChannels, outChannels, kernelSize, stride, padding: Int
     public let relu: Bool
+    /// The ReLU clips at 6 as well (ReLU6, MobileNets').
+    public let relu6: Bool
     /// OIHW weights with the BN scale folded in, and the matching bias.
     public let weights: [Float]
     public let bias: [Float]
@@ -27,11 +29,11 @@ public final class FusedConvolution {
 
     /// Nil when evaluation cannot keep this layer's output blocked (the reference kernel is
     /// selected, or its channels do not fill whole blocks).
-    public init?(_ conv: Conv2d, batchNorm: BatchNorm?, relu: Bool) {
+    public init?(_ conv: Conv2d, batchNorm: BatchNorm?, relu: Bool, relu6: Bool = false) {
         guard BlockedLayout.holds(channels: conv.outChannels) else { return nil }
         (inChannels, outChannels, kernelSize, stride, padding) =
             (conv.inChannels, conv.outChannels, conv.kernelSize, conv.stride, conv.padding)
-        self.relu = relu
+        (self.relu, self.relu6) = (relu || relu6, relu6)
         (weights, bias) = foldBatchNorm(batchNorm, into: conv.weight.value, bias: conv.bias?.value)
     }
 
@@ -61,6 +63,7 @@ public final class FusedConvolution {
             Winograd.forward(groups: groups, inChannels: inChannels, outChannels: outChannels, height: h, width: w,
                              source: source.storage.data, weights: u, bias: bias, skip: skip.map { UnsafePointer($0.storage.data) },
                              relu: relu, destination: y.storage.data)
+            if relu6 { y.clampAbove(6) }
             return y
         }
         var plans: [Int: Packed] = [:]
@@ -94,7 +97,7 @@ public final class FusedConvolution {
         let key = [batch, height, width, inputBlocked ? 1 : 0, sum ? 1 : 0]
         if let p = packed[key] { return p }
         guard let primitive = InferencePrimitive.shared(
-            [batch, inChannels, height, width, outChannels, kernelSize, stride, padding, inputBlocked ? 1 : 0, relu ? 1 : 0, sum ? 1 : 0])
+            [batch, inChannels, height, width, outChannels, kernelSize, stride, padding, inputBlocked ? 1 : 0, relu6 ? 2 : relu ? 1 : 0, sum ? 1 : 0])
         else { return nil }
         let p = Packed(primitive: primitive, weights: weights)
         packed[key] = p
@@ -119,6 +122,7 @@ public final class FusedConvolution {
             for i in 0..<y.count { y.data[i] += s.data[i] }
         }
         if relu { for i in 0..<y.count { y.data[i] = max(y.data[i], 0) } }
+        if relu6 { for i in 0..<y.count { y.data[i] = min(y.data[i], 6) } }
         return LayoutTensor.blocked(from: y)
     }
 
@@ -161,7 +165,7 @@ final class InferencePrimitive: @unchecked Sendable {
     private static let lock = NSLock()
 
     /// The primitive for [batch, in, height, width, out, kernel, stride, padding, input blocked,
-    /// relu, sum], created on first request; nil when oneDNN has no fast kernel for it.
+    /// activation (0 none, 1 ReLU, 2 ReLU6), sum], created on first request; nil when oneDNN has no fast kernel for it.
     static func shared(_ key: [Int]) -> InferencePrimitive? {
         lock.lock()
         defer { lock.unlock() }

@@ -39,7 +39,8 @@ typedef struct cdnnl_infer cdnnl_infer;
 /// The channel block of the layout on this CPU (16 or 8); 0 when oneDNN has no fast kernel.
 int cdnnl_block_size(void);
 /// dst (mb, oc, oh, ow; blocked) = relu?(conv(src) + bias + (sum ? dst : 0)); src blocked or NCHW.
-/// NULL when oneDNN has only a reference kernel for the shape.
+/// relu: 0 none, 1 ReLU, 2 ReLU6 (clip to [0, 6]). NULL when oneDNN has only a reference kernel
+/// for the shape.
 cdnnl_infer *cdnnl_infer_create(int mb, int ic, int ih, int iw, int oc, int kernel, int stride, int padding,
                                 int src_blocked, int relu, int sum);
 void cdnnl_infer_destroy(cdnnl_infer *conv);

@@ -41,8 +41,8 @@ extension ONNXOperators {
         guard let shape = broadcastShape(a.shape, b.shape) else {
             throw node.error("cannot broadcast \(a.shape) with \(b.shape)")
         }
-        let (ia, ib) = (broadcastIndices(a.shape, to: shape), broadcastIndices(b.shape, to: shape))
         if case let .ints(_, x) = a, case let .ints(_, y) = b {
+            let (ia, ib) = (broadcastIndices(a.shape, to: shape), broadcastIndices(b.shape, to: shape))
             let f: (Int64, Int64) throws -> Int64
             switch op {
             case "Add", "Sum": f = { $0 &+ $1 }
@@ -65,6 +65,7 @@ extension ONNXOperators {
         if a.shape == b.shape, op == "Add" || op == "Sum" {  // a residual sum: no broadcasting to work out
             return .floats(shape, zip(x, y).map { $0 + $1 })
         }
+        let (ia, ib) = (broadcastIndices(a.shape, to: shape), broadcastIndices(b.shape, to: shape))
         let f: (Float, Float) -> Float
         switch op {
         case "Add", "Sum": f = { $0 + $1 }
