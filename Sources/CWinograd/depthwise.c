@@ -6,19 +6,23 @@
 enum { DW_MAX_TAPS = 64 };
 
 #define B 8
+#define MAXPOOL_NAME avx2_maxpool
 #define NAME avx2_depthwise
 #define TARGET __attribute__((target("avx2,fma")))
 #include "depthwise.inc"
 #undef B
 #undef NAME
+#undef MAXPOOL_NAME
 #undef TARGET
 
 #define B 16
+#define MAXPOOL_NAME avx512_maxpool
 #define NAME avx512_depthwise
 #define TARGET __attribute__((target("avx512f")))
 #include "depthwise.inc"
 #undef B
 #undef NAME
+#undef MAXPOOL_NAME
 #undef TARGET
 
 int depthwise_blocked_forward(int block, int n, int c, int h, int w, int kh, int kw, int sy, int sx, int py, int px,
@@ -31,5 +35,14 @@ int depthwise_blocked_forward(int block, int n, int c, int h, int w, int kh, int
     if (oh < 1 || ow < 1) return -1;
     if (block == 16) avx512_depthwise(n, c, h, w, kh, kw, sy, sx, py, px, dy, dx, oh, ow, src, weights, bias, lo, hi, dst);
     else avx2_depthwise(n, c, h, w, kh, kw, sy, sx, py, px, dy, dx, oh, ow, src, weights, bias, lo, hi, dst);
+    return 0;
+}
+
+int maxpool_blocked_forward(int block, int n, int c, int h, int w, int kh, int kw, int sy, int sx, int top, int left, int oh, int ow,
+                            const float *src, float *dst) {
+    if (!winograd_available(block) || c % block || kh < 1 || kw < 1 || sy < 1 || sx < 1 || top < 0 || left < 0 || oh < 1 || ow < 1)
+        return -1;
+    if (block == 16) avx512_maxpool(n, c, h, w, kh, kw, sy, sx, top, left, oh, ow, src, dst);
+    else avx2_maxpool(n, c, h, w, kh, kw, sy, sx, top, left, oh, ow, src, dst);
     return 0;
 }

@@ -372,8 +372,8 @@ public final class ONNXProgram {
         return out
     }
 
-    /// Relu, a constant Clip, or an Add of two activations of one shape, run on the engine's
-    /// layout when an input is in it (the other is converted); nil for any other node.
+    /// Relu, a constant Clip, MaxPool, or an Add of two activations of one shape, run on the
+    /// engine's layout when an input is in it (the other is converted); nil for any other node.
     private func elementwiseOnLayouts(_ node: ONNXNode, kept: [String: LayoutTensor], values: [String: ONNXValue]) throws -> LayoutTensor? {
         guard node.outputs.count == 1, let first = node.inputs.first else { return nil }
         switch node.opType {
@@ -381,6 +381,14 @@ public final class ONNXProgram {
             guard let x = kept[first], let clamp = Clamp(node, constants: constants) else { return nil }
             let (low, high) = (clamp.low, clamp.high)
             return x.clamped(low, high)
+        case "MaxPool":
+            guard let x = kept[first], x.shape.count == 4, node.outputs.count == 1 || node.outputs[1].isEmpty,
+                  case let .ints(k)? = node.attributes["kernel_shape"], k.count == 2, k.allSatisfy({ (1...64).contains($0) }) else { return nil }
+            let context = NodeContext(node: node, values: values, opset: opset)
+            let g = try ONNXOperators.window(context, input: [x.shape[2], x.shape[3]], kernel: k.map(Int.init), oneD: false,
+                                             ceil: try context.int("ceil_mode", default: 0) != 0)
+            guard g.dilations == [1, 1] else { return nil }
+            return x.maxPooled(kernel: k.map(Int.init), strides: g.strides, pads: [g.pads[0], g.pads[1]], output: g.output)
         case "Add":
             guard node.inputs.count == 2 else { return nil }
             let (a, b) = (node.inputs[0], node.inputs[1])

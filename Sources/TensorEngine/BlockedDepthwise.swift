@@ -89,3 +89,28 @@ extension LayoutTensor {
         self.blocked = blocked
     }
 }
+
+extension LayoutTensor {
+    /// Max pooling of a blocked activation (dilation 1): windows of `kernel` at `strides`, the
+    /// first `pads` (top, left) outside the image, `output` (height, width); nil when this is not
+    /// a blocked activation the vector kernels take.
+    public func maxPooled(kernel: [Int], strides: [Int], pads: [Int], output: [Int]) -> LayoutTensor? {
+        guard blocked, shape.count == 4, kernel.count == 2, strides.count == 2, pads.count == 2, output.count == 2 else { return nil }
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let y = LayoutTensor.uninitializedBlocked([n, c, output[0], output[1]])
+        let (inSize, outSize) = (c * h * w, c * output[0] * output[1])
+        let groups = evaluationGroups(n)
+        let (xp, yp) = (storage.data, y.storage.data)
+        guard kernel.allSatisfy({ $0 >= 1 }), strides.allSatisfy({ $0 >= 1 }), pads.allSatisfy({ $0 >= 0 }), output.allSatisfy({ $0 >= 1 }),
+              c % BlockedLayout.block == 0 else { return nil }
+        Parallel.forEach(groups.count) { g in
+            let r = groups[g]
+            let status = maxpool_blocked_forward(Int32(BlockedLayout.block), Int32(r.count), Int32(c), Int32(h), Int32(w),
+                                                 Int32(kernel[0]), Int32(kernel[1]), Int32(strides[0]), Int32(strides[1]),
+                                                 Int32(pads[0]), Int32(pads[1]), Int32(output[0]), Int32(output[1]),
+                                                 xp + r.lowerBound * inSize, yp + r.lowerBound * outSize)
+            precondition(status == 0, "blocked max pooling failed")
+        }
+        return y
+    }
+}

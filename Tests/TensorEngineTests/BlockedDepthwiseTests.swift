@@ -88,4 +88,24 @@ final class BlockedDepthwiseTests: XCTestCase {
         }
         XCTAssertEqual(run(8), run(16))
     }
+
+    /// Blocked max pooling against the direct definition, with pads and a window that runs past
+    /// the image (ceil mode's last column).
+    func testMaxPoolingMatchesTheDirectDefinition() throws {
+        try XCTSkipIf(BlockedLayout.block == 0, "no blocked kernels on this CPU")
+        let (n, c, h, w) = (3, BlockedLayout.block, 9, 8)
+        var rng = RandomSource(seed: 2)
+        let x = Tensor(shape: [n, c, h, w], values: (0..<(n * c * h * w)).map { _ in rng.nextNormal() })
+        for (kernel, strides, pads, output) in [([3, 3], [2, 2], [1, 1], [5, 4]), ([2, 2], [2, 2], [0, 0], [5, 4]), ([3, 2], [1, 3], [0, 1], [7, 3])] {
+            let y = try XCTUnwrap(LayoutTensor.blocked(from: x).maxPooled(kernel: kernel, strides: strides, pads: pads, output: output)).plain
+            for i in 0..<n { for ch in 0..<c { for oy in 0..<output[0] { for ox in 0..<output[1] {
+                var m = -Float.infinity
+                for ky in 0..<kernel[0] { for kx in 0..<kernel[1] {
+                    let (iy, ix) = (oy * strides[0] - pads[0] + ky, ox * strides[1] - pads[1] + kx)
+                    if (0..<h).contains(iy), (0..<w).contains(ix) { m = max(m, x.data[((i * c + ch) * h + iy) * w + ix]) }
+                } }
+                XCTAssertEqual(y.data[((i * c + ch) * output[0] + oy) * output[1] + ox], m, "\(kernel) \(strides) at \(oy),\(ox)")
+            } } } }
+        }
+    }
 }

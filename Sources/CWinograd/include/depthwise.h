@@ -13,4 +13,10 @@ int depthwise_blocked_forward(int block, int n, int c, int h, int w, int kh, int
                               int dy, int dx, const float *src, const float *weights, const float *bias, float lo, float hi,
                               float *dst);
 
+/// Max pooling of n blocked images (c a multiple of `block`), dilation 1: each output is the
+/// largest input of its window clipped to the image (pads top/left; the caller gives the output
+/// size, so ceil mode and uneven pads are the caller's arithmetic). -inf for an empty window.
+int maxpool_blocked_forward(int block, int n, int c, int h, int w, int kh, int kw, int sy, int sx, int top, int left, int oh, int ow,
+                            const float *src, float *dst);
+
 #endif
