@@ -372,7 +372,8 @@ public final class ONNXProgram {
         return out
     }
 
-    /// Relu, a constant Clip, MaxPool, or an Add of two activations of one shape, run on the
+    /// Relu, a constant Clip, MaxPool, a global average (GlobalAveragePool, ReduceMean over the
+    /// spatial axes: a plain result) or an Add of two activations of one shape, run on the
     /// engine's layout when an input is in it (the other is converted); nil for any other node.
     private func elementwiseOnLayouts(_ node: ONNXNode, kept: [String: LayoutTensor], values: [String: ONNXValue]) throws -> LayoutTensor? {
         guard node.outputs.count == 1, let first = node.inputs.first else { return nil }
@@ -381,6 +382,17 @@ public final class ONNXProgram {
             guard let x = kept[first], let clamp = Clamp(node, constants: constants) else { return nil }
             let (low, high) = (clamp.low, clamp.high)
             return x.clamped(low, high)
+        case "GlobalAveragePool", "ReduceMean":
+            guard let x = kept[first], x.shape.count == 4 else { return nil }
+            var keep = true
+            if node.opType == "ReduceMean" {
+                let context = NodeContext(node: node, values: values, opset: opset)
+                let listed = try context.optionalInput(1).map { try context.ints(of: $0) } ?? context.intList("axes")
+                guard let axes = listed, Set(axes.map { $0 < 0 ? $0 + 4 : $0 }) == [2, 3], axes.count == 2 else { return nil }
+                keep = try context.int("keepdims", default: 1) != 0
+            }
+            let means = x.spatialMeans()
+            return LayoutTensor(plain: Tensor(shape: keep ? means.shape + [1, 1] : means.shape, values: means.array))
         case "MaxPool":
             guard let x = kept[first], x.shape.count == 4, node.outputs.count == 1 || node.outputs[1].isEmpty,
                   case let .ints(k)? = node.attributes["kernel_shape"], k.count == 2, k.allSatisfy({ (1...64).contains($0) }) else { return nil }

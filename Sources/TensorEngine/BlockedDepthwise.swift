@@ -114,3 +114,30 @@ extension LayoutTensor {
         return y
     }
 }
+
+extension LayoutTensor {
+    /// Each channel's mean over its h·w values, (n, c): a global average pooling. Each sum runs
+    /// over the channel's values in index order, as a plain plane's does, so both layouts give
+    /// the same bits.
+    public func spatialMeans() -> Tensor {
+        precondition(shape.count == 4, "spatial means of \(shape)")
+        let (n, c, pixels) = (shape[0], shape[1], shape[2] * shape[3])
+        let y = Tensor.uninitialized([n, c])
+        let (x, out) = (storage.data, y.data)
+        if !blocked {
+            for p in 0..<(n * c) { var sum: Float = 0; for i in 0..<pixels { sum += x[p * pixels + i] }; out[p] = sum / Float(max(pixels, 1)) }
+            return y
+        }
+        let b = BlockedLayout.block
+        var sums = [Float](repeating: 0, count: b)
+        for i in 0..<n {
+            for cb in 0..<(c / b) {
+                let block = x + (i * c + cb * b) * pixels
+                for l in 0..<b { sums[l] = 0 }
+                for p in 0..<pixels { for l in 0..<b { sums[l] += block[p * b + l] } }
+                for l in 0..<b { out[i * c + cb * b + l] = sums[l] / Float(max(pixels, 1)) }
+            }
+        }
+        return y
+    }
+}

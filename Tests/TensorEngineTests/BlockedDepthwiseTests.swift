@@ -108,4 +108,15 @@ final class BlockedDepthwiseTests: XCTestCase {
             } } } }
         }
     }
+
+    /// A global average gives the same bits from either layout (each channel summed in index order).
+    func testSpatialMeansAreTheSameBitsInBothLayouts() throws {
+        try XCTSkipIf(BlockedLayout.block == 0, "no blocked kernels on this CPU")
+        var rng = RandomSource(seed: 4)
+        let x = Tensor(shape: [3, 2 * BlockedLayout.block, 5, 3], values: (0..<(3 * 2 * BlockedLayout.block * 15)).map { _ in rng.nextNormal() })
+        let plain = LayoutTensor(plain: x).spatialMeans(), blocked = LayoutTensor.blocked(from: x).spatialMeans()
+        XCTAssertEqual(plain.shape, [3, 2 * BlockedLayout.block])
+        XCTAssertEqual(plain.array, blocked.array)
+        XCTAssertEqual(Double(plain.data[0]), (0..<15).reduce(0.0) { $0 + Double(x.data[$1]) } / 15, accuracy: 1e-5)
+    }
 }

@@ -130,8 +130,17 @@ extension ONNXOperators {
         let outCount = kept.reduce(1, *)
         let op = n.node.opType
         var acc = [Float](repeating: op == "ReduceMax" ? -.infinity : 0, count: outCount)
-        let map = broadcastIndices(kept, to: shape)
-        for (i, v) in values.enumerated() { acc[map[i]] = op == "ReduceMax" ? Swift.max(acc[map[i]], v) : acc[map[i]] + v }
+        let inner = values.count / Swift.max(outCount, 1)
+        if !axes.isEmpty, axes == Set((shape.count - axes.count)..<shape.count), op != "ReduceMax" {
+            // Trailing axes (a spatial mean): each output sums its contiguous run, in index
+            // order as below, without the index table.
+            values.withUnsafeBufferPointer { v in
+                for o in 0..<outCount { var sum: Float = 0; for i in (o * inner)..<((o + 1) * inner) { sum += v[i] }; acc[o] = sum }
+            }
+        } else {
+            let map = broadcastIndices(kept, to: shape)
+            for (i, v) in values.enumerated() { acc[map[i]] = op == "ReduceMax" ? Swift.max(acc[map[i]], v) : acc[map[i]] + v }
+        }
         if op == "ReduceMean" {
             let n = Float(Swift.max(shape.count == 0 ? 1 : values.count / Swift.max(outCount, 1), 1))
             acc = acc.map { $0 / n }
