@@ -1,6 +1,5 @@
-// See include/depthwise.h. The kernel is written once (depthwise.inc) and compiled here for two
+// See include/winograd.h (depthwise convolution and max pooling). The kernel is written once (depthwise.inc) and compiled here for two
 // vector widths, each with its own target attribute, and chosen at run time.
-#include "depthwise.h"
 #include "winograd.h"
 
 enum { DW_MAX_TAPS = 64 };

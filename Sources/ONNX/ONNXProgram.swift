@@ -20,6 +20,17 @@ public final class ONNXProgram {
     /// range they clamp to: a Conv on the engine's kernels may do their work (then they pass
     /// their input on).
     private let clampsAfterConvolutions: [Int: Clamp]
+    /// BatchNormalization nodes (with constant parameters) that are the only reader of a Conv's
+    /// output, by the Conv's node index: an engine kernel folds them into its weights (they then
+    /// pass their input on).
+    private let batchNormsAfterConvolutions: [Int: Int]
+    private let foldedBatchNorms: Set<Int>
+    /// The constants and the outputs of Constant nodes (exporters write a Clip's bounds as
+    /// Constant nodes): what decides, at load, which nodes an engine kernel can take over.
+    private let loadTimeValues: [String: ONNXValue]
+    /// Outputs of Identity nodes that pass on a constant (exporters share equal tensors that
+    /// way), by the constant's name.
+    private let constantAliases: [String: String]
     /// Conv nodes on the engine's kernels, built from this program's weights on first use (a
     /// masked copy builds its own).
     private var engineConvolutions: [Int: EngineKernel]?
@@ -138,30 +149,72 @@ public final class ONNXProgram {
         if let missing = outputNames.first(where: { !known.contains($0) }) { throw ONNXError.model("graph output '\(missing)' is made by no node") }
         self.constants = constants
         units = GraphUnits.find(graph, constants: constants)
-        clampsAfterConvolutions = ONNXProgram.clampsAfterConvolutions(graph, constants: constants, outputs: Set(outputNames))
+        var atLoad = constants
+        for node in graph.nodes where node.opType == "Constant" && node.inputs.isEmpty && node.outputs.count == 1 {
+            if let value = try? ONNXOperators.run(NodeContext(node: node, values: [:], opset: opset)).first { atLoad[node.outputs[0]] = value }
+        }
+        loadTimeValues = atLoad
+        var aliases: [String: String] = [:]
+        for node in graph.nodes where node.opType == "Identity" && node.inputs.count == 1 && node.outputs.count == 1 {
+            let source = aliases[node.inputs[0]] ?? node.inputs[0]
+            if constants[source] != nil { aliases[node.outputs[0]] = source }
+        }
+        constantAliases = aliases
+        var resolved = constants
+        for (alias, source) in aliases { resolved[alias] = constants[source] }
+        let norms = ONNXProgram.batchNormsAfterConvolutions(graph, constants: resolved, outputs: Set(outputNames))
+        batchNormsAfterConvolutions = norms
+        foldedBatchNorms = Set(norms.values)
+        clampsAfterConvolutions = ONNXProgram.clampsAfterConvolutions(graph, constants: atLoad, outputs: Set(outputNames), norms: norms)
         var last: [String: Int] = [:]
         for (i, node) in graph.nodes.enumerated() { for input in node.inputs where !input.isEmpty { last[input] = i } }
         lastReader = last
     }
 
-    /// Relu and Clip (with constant bounds) nodes that are the only reader of a Conv's output
-    /// (not itself a graph output), with their ranges.
-    static func clampsAfterConvolutions(_ graph: ONNXGraph, constants: [String: ONNXValue], outputs: Set<String>) -> [Int: Clamp] {
-        var readers: [String: [Int]] = [:]
-        for (i, node) in graph.nodes.enumerated() { for input in node.inputs where !input.isEmpty { readers[input, default: []].append(i) } }
+    /// Relu and Clip (with constant bounds) nodes that are the only reader of a Conv's output,
+    /// or of the batch norm folded into it (not itself a graph output), with their ranges.
+    static func clampsAfterConvolutions(_ graph: ONNXGraph, constants: [String: ONNXValue], outputs: Set<String>,
+                                        norms: [Int: Int]) -> [Int: Clamp] {
+        let readers = readersOfValues(graph)
         var fused: [Int: Clamp] = [:]
-        for node in graph.nodes where node.opType == "Conv" {
-            guard let out = node.outputs.first, !outputs.contains(out), let r = readers[out], r.count == 1,
+        for (i, node) in graph.nodes.enumerated() where node.opType == "Conv" {
+            let last = norms[i].map { graph.nodes[$0] } ?? node
+            guard let out = last.outputs.first, !outputs.contains(out), let r = readers[out], r.count == 1,
                   let clamp = Clamp(graph.nodes[r[0]], constants: constants) else { continue }
             fused[r[0]] = clamp
         }
         return fused
     }
 
+    /// Inference BatchNormalization nodes with constant parameters that are the only reader of a
+    /// Conv's output (neither a graph output), by the Conv's index.
+    static func batchNormsAfterConvolutions(_ graph: ONNXGraph, constants: [String: ONNXValue], outputs: Set<String>) -> [Int: Int] {
+        let readers = readersOfValues(graph)
+        var norms: [Int: Int] = [:]
+        for (i, node) in graph.nodes.enumerated() where node.opType == "Conv" {
+            guard let out = node.outputs.first, !outputs.contains(out), let r = readers[out], r.count == 1 else { continue }
+            let bn = graph.nodes[r[0]]
+            guard bn.opType == "BatchNormalization", bn.inputs.count >= 5, bn.outputs.count == 1 || bn.outputs.dropFirst().allSatisfy(\.isEmpty),
+                  let y = bn.outputs.first, !outputs.contains(y), { if case .int(1)? = bn.attributes["training_mode"] { return false } else { return true } }(),
+                  bn.inputs[1...4].allSatisfy({ if case .floats? = constants[$0] { return true } else { return false } }) else { continue }
+            norms[i] = r[0]
+        }
+        return norms
+    }
+
+    /// Every node that reads each value, in graph order.
+    static func readersOfValues(_ graph: ONNXGraph) -> [String: [Int]] {
+        var readers: [String: [Int]] = [:]
+        for (i, node) in graph.nodes.enumerated() { for input in node.inputs where !input.isEmpty { readers[input, default: []].append(i) } }
+        return readers
+    }
+
     private init(copying other: ONNXProgram) {
         (model, inputNames, outputNames, constants, opset, units, passThrough, clampsAfterConvolutions, usesEngine, lastReader) =
             (other.model, other.inputNames, other.outputNames, other.constants, other.opset, other.units, other.passThrough,
              other.clampsAfterConvolutions, other.usesEngine, other.lastReader)
+        (batchNormsAfterConvolutions, foldedBatchNorms, loadTimeValues, constantAliases) =
+            (other.batchNormsAfterConvolutions, other.foldedBatchNorms, other.loadTimeValues, other.constantAliases)
         base = other
     }
 
@@ -179,16 +232,46 @@ public final class ONNXProgram {
         var readers: [String: Int] = [:]
         for (i, node) in model.graph.nodes.enumerated() { for input in node.inputs where !input.isEmpty { readers[input] = i } }
         for (i, node) in model.graph.nodes.enumerated() where node.opType == "Conv" && passThrough[i] == nil {
-            if let kept = inherited[i], changedConstants.isDisjoint(with: node.inputs.dropFirst()) {
+            let norm = batchNormsAfterConvolutions[i].map { model.graph.nodes[$0] }
+            let reads = (node.inputs.dropFirst() + (norm?.inputs.dropFirst() ?? [])).map { constantAliases[$0] ?? $0 }
+            if let kept = inherited[i], changedConstants.isDisjoint(with: reads) {
                 built[i] = kept
                 continue
             }
-            let clamp = node.outputs.first.flatMap { readers[$0] }.flatMap { clampsAfterConvolutions[$0] }
-            built[i] = EngineKernel(node, constants: constants, clamp: clamp)
+            let clamp = (norm ?? node).outputs.first.flatMap { readers[$0] }.flatMap { clampsAfterConvolutions[$0] }
+            var conv = node  // reading constants by their own names
+            conv.inputs = node.inputs.enumerated().map { $0.offset == 0 ? $0.element : constantAliases[$0.element] ?? $0.element }
+            if let norm, let folded = folding(norm, into: conv) {
+                built[i] = EngineKernel(folded.0, constants: folded.1, clamp: clamp)
+            } else if norm == nil {
+                built[i] = EngineKernel(conv, constants: constants, clamp: clamp)
+            }
         }
         engineConvolutions = built
         base = nil  // what it lent is now this program's own
         return built
+    }
+
+    /// `conv` with the inference batch norm `bn` after it folded in: weights w·s and bias
+    /// (b − μ)·s + β per output channel, s = γ / √(σ² + ε) (the arithmetic of the built-in
+    /// networks' fused layers); nil when the shapes do not fit.
+    private func folding(_ bn: ONNXNode, into conv: ONNXNode) -> (ONNXNode, [String: ONNXValue])? {
+        guard case let .floats(ws, w)? = constants[conv.inputs[1]], let channels = ws.first, channels > 0 else { return nil }
+        let params = bn.inputs[1...4].map { constants[constantAliases[$0] ?? $0]?.floatValues ?? [] }
+        guard params.allSatisfy({ $0.count == channels }) else { return nil }
+        let epsilon: Float = { if case let .float(e)? = bn.attributes["epsilon"] { return e } else { return 1e-5 } }()
+        var bias = [Float](repeating: 0, count: channels)
+        if conv.inputs.count > 2, !conv.inputs[2].isEmpty {
+            guard case let .floats(bs, b)? = constants[conv.inputs[2]], bs == [channels] else { return nil }
+            bias = b
+        }
+        let scale = (0..<channels).map { params[0][$0] / (params[3][$0] + epsilon).squareRoot() }
+        let perOutput = w.count / channels
+        let weights = (0..<w.count).map { w[$0] * scale[$0 / perOutput] }
+        let shift = (0..<channels).map { (bias[$0] - params[2][$0]) * scale[$0] + params[1][$0] }
+        var folded = conv
+        folded.inputs = [conv.inputs[0], "\u{0}folded.weight", "\u{0}folded.bias"]
+        return (folded, ["\u{0}folded.weight": .floats(ws, weights), "\u{0}folded.bias": .floats([channels], shift)])
     }
 
     /// A copy of this program with some constants (weights) replaced by values of the same
@@ -319,8 +402,11 @@ public final class ONNXProgram {
             if case let .floats(shape, v)? = values[name] { return LayoutTensor(plain: Tensor(shape: shape, values: v)) }
             return nil
         }
-        let engine = usesEngine ? engineKernels() : [:]
+        // (Re-estimating BN statistics needs the batch norms as nodes: their convolutions run unfolded.)
+        let engine = !usesEngine ? [:] : batchStatistics == nil ? engineKernels()
+            : engineKernels().filter { batchNormsAfterConvolutions[$0.key] == nil }
         var clamped: Set<String> = []  // outputs of engine convolutions that applied their node's clamp
+        var normalised: Set<String> = []  // outputs of engine convolutions that applied their batch norm
         for (index, node) in model.graph.nodes.enumerated() where index >= cut {
             var made: [(String, LayoutTensor)] = []
             var outputs: [ONNXValue] = []
@@ -329,8 +415,10 @@ public final class ONNXProgram {
                 made = [(node.outputs[0], x)]
             } else if let kernel = engine[index], let x = layout(first), kernel.accepts(x.shape) {
                 made = [(node.outputs[0], kernel.forward(x))]
-                if kernel.clamps { clamped.insert(node.outputs[0]) }
-            } else if clampsAfterConvolutions[index] != nil, clamped.contains(first), let x = kept[first] {
+                let norm = batchNormsAfterConvolutions[index].map { model.graph.nodes[$0] }
+                if norm != nil { normalised.insert(node.outputs[0]) }
+                if kernel.clamps { clamped.insert(norm?.outputs[0] ?? node.outputs[0]) }
+            } else if appliedByConvolution(index, first, clamped, normalised), let x = kept[first] {
                 made = [(node.outputs[0], x)]  // its Conv applied it
             } else if passThrough[index] == nil, let y = try elementwiseOnLayouts(node, kept: kept, values: values) {
                 made = [(node.outputs[0], y)]
@@ -339,7 +427,7 @@ public final class ONNXProgram {
                 let context = NodeContext(node: node, values: values, opset: opset)
                 if let input = passThrough[index] {
                     outputs = [try context.input(input)]
-                } else if clampsAfterConvolutions[index] != nil, clamped.contains(first) {
+                } else if appliedByConvolution(index, first, clamped, normalised) {
                     outputs = [try context.input(0)]
                 } else if let batchStatistics, node.opType == "BatchNormalization" {
                     let (y, mean, variance) = try ONNXOperators.batchNormOnBatch(context)
@@ -372,6 +460,12 @@ public final class ONNXProgram {
         return out
     }
 
+    /// Whether node `index` (reading `first`) is a clamp or batch norm its Conv's engine kernel
+    /// already applied.
+    private func appliedByConvolution(_ index: Int, _ first: String, _ clamped: Set<String>, _ normalised: Set<String>) -> Bool {
+        (clampsAfterConvolutions[index] != nil && clamped.contains(first)) || (foldedBatchNorms.contains(index) && normalised.contains(first))
+    }
+
     /// Relu, a constant Clip, MaxPool, a global average (GlobalAveragePool, ReduceMean over the
     /// spatial axes: a plain result) or an Add of two activations of one shape, run on the
     /// engine's layout when an input is in it (the other is converted); nil for any other node.
@@ -379,7 +473,7 @@ public final class ONNXProgram {
         guard node.outputs.count == 1, let first = node.inputs.first else { return nil }
         switch node.opType {
         case "Relu", "Clip":
-            guard let x = kept[first], let clamp = Clamp(node, constants: constants) else { return nil }
+            guard let x = kept[first], let clamp = Clamp(node, constants: loadTimeValues) else { return nil }
             let (low, high) = (clamp.low, clamp.high)
             return x.clamped(low, high)
         case "GlobalAveragePool", "ReduceMean":
