@@ -1,7 +1,7 @@
 """The ONNX side of `scripts/bench --onnx` and `--onnx-zeroing`: exports a ResNet-18 and a
 MobileNetV2 of torchvision's widths (for 1x28x28 images, 10 classes, random weights and BN
-statistics) and a ResNet-18 trained one epoch on 10,000 Fashion-MNIST images with PyTorch's
-default exporter, and times onnxruntime on each (2 threads unless told, batch 128).
+statistics), the CIFAR ResNet-20 layersweep builds in, and a ResNet-18 trained one epoch on
+10,000 Fashion-MNIST images with PyTorch's default exporter, and times onnxruntime on each (2 threads unless told, batch 128).
 
 With `zeroing`, the way a user without layersweep would run the zeroing study on a graph: each
 conv/linear weight of FILE zeroed in turn, a fresh onnxruntime session on the masked model, the
@@ -102,6 +102,34 @@ if verb == "export":
         def forward(self, x):
             return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
 
+    class CifarBlock(nn.Module):
+        """layersweep's built-in BasicBlock: option-A shortcut (strided identity, zero channels)."""
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+            self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+            self.stride, self.pad = stride, (cout - cin) // 2
+        def forward(self, x):
+            identity = x if self.stride == 1 and self.pad == 0 else \
+                nn.functional.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, self.pad, self.pad))
+            out = torch.relu(self.bn1(self.conv1(x)))
+            return torch.relu(self.bn2(self.conv2(out)) + identity)
+
+    class ResNet20(nn.Module):
+        """The CIFAR ResNet-20 layersweep builds in (`sweep bench` times the same shape)."""
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16)
+            blocks, cin = [], 16
+            for i, w in enumerate([16, 32, 64]):
+                for j in range(3):
+                    blocks.append(CifarBlock(cin, w, 2 if i > 0 and j == 0 else 1))
+                    cin = w
+            self.blocks, self.fc = nn.Sequential(*blocks), nn.Linear(64, 10)
+        def forward(self, x):
+            x = self.blocks(torch.relu(self.bn1(self.conv1(x))))
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
     def train_briefly(model):
         """One epoch on the first 10,000 Fashion-MNIST training images: masks then matter."""
         x, y, _, _ = fashion_mnist()
@@ -114,7 +142,7 @@ if verb == "export":
             opt.step()
 
     torch.set_num_threads(os.cpu_count() or 1)
-    for name, model in [("resnet18", ResNet18()), ("mobilenetv2", MobileNetV2()), ("resnet18-trained", ResNet18())]:
+    for name, model in [("resnet18", ResNet18()), ("mobilenetv2", MobileNetV2()), ("resnet18-trained", ResNet18()), ("resnet20", ResNet20())]:
         if name.endswith("-trained"):
             train_briefly(model)
         else:

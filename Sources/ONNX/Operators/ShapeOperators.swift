@@ -62,7 +62,8 @@ extension ONNXOperators {
     /// The elements of `x` at `indices`, as a value of `shape`.
     static func gatherElements(_ x: ONNXValue, _ indices: [Int], shape: [Int]) -> ONNXValue {
         switch x {
-        case let .floats(_, v): return .floats(shape, indices.map { v[$0] })
+        case let .floats(_, v):
+            return .floats(shape, v.withUnsafeBufferPointer { src in indices.map { src[$0] } })
         case let .ints(_, v): return .ints(shape, indices.map { v[$0] })
         }
     }
@@ -177,6 +178,26 @@ extension ONNXOperators {
         let shape = (0..<rank).map { x.shape[$0] + Int(pads[$0]) + Int(pads[$0 + rank]) }
         guard shape.allSatisfy({ $0 >= 0 }), checkedShape(shape) != nil else { throw n.error("padded shape \(shape)") }
         if mode != "constant", x.shape.contains(0) { throw n.error("\(mode) padding of an empty tensor") }
+        if mode == "constant", pads.allSatisfy({ $0 >= 0 }), rank >= 1, case let .floats(_, v) = x {
+            // Zero-or-more padding: the value everywhere, then each input row copied into place
+            // (a ResNet's option-A shortcut pads channels on every block).
+            var y = [Float](repeating: value, count: shape.reduce(1, *))
+            let (row, outStrides) = (x.shape[rank - 1], strides(shape))
+            let rows = x.count / Swift.max(row, 1)
+            var counter = [Int](repeating: 0, count: Swift.max(rank - 1, 0))
+            y.withUnsafeMutableBufferPointer { out in
+                v.withUnsafeBufferPointer { src in
+                    for r in 0..<(row == 0 ? 0 : rows) {
+                        var offset = Int(pads[rank - 1])
+                        for d in 0..<(rank - 1) { offset += (counter[d] + Int(pads[d])) * outStrides[d] }
+                        for i in 0..<row { out[offset + i] = src[r * row + i] }
+                        var d = rank - 2
+                        while d >= 0 { counter[d] += 1; if counter[d] < x.shape[d] { break }; counter[d] = 0; d -= 1 }
+                    }
+                }
+            }
+            return .floats(shape, y)
+        }
         let inStrides = strides(x.shape), total = shape.reduce(1, *)
         var indices = [Int](repeating: -1, count: total)
         var counter = [Int](repeating: 0, count: rank)
@@ -255,11 +276,16 @@ extension ONNXOperators {
             (begin[axis], step[axis]) = (Int(lo), Int(s))
         }
         let inStrides = strides(x.shape), total = count.reduce(1, *)
+        guard rank >= 1, total > 0 else { return gatherElements(x, [], shape: count) }
+        // Row by row: the outer dimensions' offset once per row, then the last axis in steps.
+        let (inner, innerStep) = (count[rank - 1], step[rank - 1] * inStrides[rank - 1])
         var map = [Int](repeating: 0, count: total)
-        var counter = [Int](repeating: 0, count: rank)
-        for i in 0..<total {
-            map[i] = (0..<rank).reduce(0) { $0 + (begin[$1] + counter[$1] * step[$1]) * inStrides[$1] }
-            var d = rank - 1
+        var counter = [Int](repeating: 0, count: rank - 1)
+        for r in 0..<(total / inner) {
+            var offset = begin[rank - 1] * inStrides[rank - 1]
+            for d in 0..<(rank - 1) { offset += (begin[d] + counter[d] * step[d]) * inStrides[d] }
+            for i in 0..<inner { map[r * inner + i] = offset + i * innerStep }
+            var d = rank - 2
             while d >= 0 { counter[d] += 1; if counter[d] < count[d] { break }; counter[d] = 0; d -= 1 }
         }
         return gatherElements(x, map, shape: count)
