@@ -82,8 +82,11 @@ extension Clamp {
 /// channel blocks. Values are the engine's (fixed image groups: independent of the thread count),
 /// within float rounding of the reference kernel's.
 final class EngineConvolution {
-    private let conv: Conv2d
+    /// The plain convolution, kept only when there is no fused one (which holds its own
+    /// weights: a second copy would only take memory).
+    private let plain: Conv2d?
     private let fused: FusedConvolution?
+    private let inChannels, kernelSize, padding: Int
     let relu, relu6: Bool
 
     /// Nil when the node is not of the shape the engine's kernels take.
@@ -104,21 +107,23 @@ final class EngineConvolution {
             bias = nil
         }
         var rng = RandomSource(seed: 0)
-        conv = Conv2d(ws[1], ws[0], kernelSize: ws[2], stride: Int(strides[0]), padding: Int(pads[0]), bias: true, rng: &rng)
+        let conv = Conv2d(ws[1], ws[0], kernelSize: ws[2], stride: Int(strides[0]), padding: Int(pads[0]), bias: true, rng: &rng)
         conv.weight.value.assign(Tensor(shape: ws, values: w))
         conv.bias!.value.assign(Tensor(shape: [ws[0]], values: bias ?? [Float](repeating: 0, count: ws[0])))
         // Channels that do not fill the engine's blocks take oneDNN's plain-layout path, slower
         // than the reference im2col for 1x1 kernels (measured on the MobileNetV2 test export).
         fused = FusedConvolution(conv, batchNorm: nil, relu: relu, relu6: relu6)
         if fused == nil, ws[2] == 1 { return nil }
+        plain = fused == nil ? conv : nil
+        (inChannels, kernelSize, padding) = (ws[1], ws[2], Int(pads[0]))
         (self.relu, self.relu6) = (relu, relu6)
     }
 
     /// Whether `shape` is a float image batch of this convolution's channels, large enough for
     /// its kernel.
     func accepts(_ shape: [Int]) -> Bool {
-        guard shape.count == 4, shape[1] == conv.inChannels, shape[0] > 0 else { return false }
-        return shape[2] + 2 * conv.padding >= conv.kernelSize && shape[3] + 2 * conv.padding >= conv.kernelSize
+        guard shape.count == 4, shape[1] == inChannels, shape[0] > 0 else { return false }
+        return shape[2] + 2 * padding >= kernelSize && shape[3] + 2 * padding >= kernelSize
     }
 
     // x: (N, C, H, W) -> y: (N, K, H', W'), blocked when the channels fill the engine's blocks
@@ -128,7 +133,8 @@ final class EngineConvolution {
             // ResNet's last stages at 28x28 inputs): those take oneDNN's direct kernel.
             return fused.forward(x, winograd: min(x.shape[2], x.shape[3]) >= 7)
         }
-        let y = conv.forward(x.plain, training: false)
+        guard let plain else { preconditionFailure("an engine convolution without a kernel") }
+        let y = plain.forward(x.plain, training: false)
         if relu || relu6 { for i in 0..<y.count { y.data[i] = max(y.data[i], 0) } }
         if relu6 { for i in 0..<y.count { y.data[i] = min(y.data[i], 6) } }
         return LayoutTensor(plain: y)
