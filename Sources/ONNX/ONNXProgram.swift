@@ -229,8 +229,7 @@ public final class ONNXProgram {
         if let built = engineConvolutions { return built }
         let inherited = base?.engineKernels() ?? [:]
         var built: [Int: EngineKernel] = [:]
-        var readers: [String: Int] = [:]
-        for (i, node) in model.graph.nodes.enumerated() { for input in node.inputs where !input.isEmpty { readers[input] = i } }
+        let readers = ONNXProgram.readersOfValues(model.graph)
         for (i, node) in model.graph.nodes.enumerated() where node.opType == "Conv" && passThrough[i] == nil {
             let norm = batchNormsAfterConvolutions[i].map { model.graph.nodes[$0] }
             let reads = (node.inputs.dropFirst() + (norm?.inputs.dropFirst() ?? [])).map { constantAliases[$0] ?? $0 }
@@ -238,7 +237,7 @@ public final class ONNXProgram {
                 built[i] = kept
                 continue
             }
-            let clamp = (norm ?? node).outputs.first.flatMap { readers[$0] }.flatMap { clampsAfterConvolutions[$0] }
+            let clamp = (norm ?? node).outputs.first.flatMap { readers[$0]?.first }.flatMap { clampsAfterConvolutions[$0] }
             var conv = node  // reading constants by their own names
             conv.inputs = node.inputs.enumerated().map { $0.offset == 0 ? $0.element : constantAliases[$0.element] ?? $0.element }
             if let norm, let folded = folding(norm, into: conv) {

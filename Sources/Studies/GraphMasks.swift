@@ -1,4 +1,5 @@
 import Datasets
+import Models
 import ONNX
 import TensorEngine
 
@@ -14,7 +15,7 @@ public enum GraphMasking {
         case .zeroBranch:
             return (try program.masked(.zeroBranch, unit: name), unit.parameters)
         case .zeroKernelRecalibrated:
-            guard unit.kind == .conv else { throw MaskError.notApplicable(mask, name, .linear) }
+            guard unit.kind == .conv else { throw MaskError.notApplicable(mask, name, kind(of: unit)) }
             return (try recalibrate(try program.masked(.zeroKernel, unit: name), context: context, mask: mask), unit.parameters)
         case .randomInit:
             return (try randomInit(unit, of: program, seed: context.seed), unit.parameters)
@@ -25,7 +26,7 @@ public enum GraphMasking {
     /// Linear: uniform in ±1/√fan_in); its bias is kept, as zeroKernel keeps it, because an
     /// exporter may have folded a batch norm's constants into it.
     static func randomInit(_ unit: GraphUnit, of program: ONNXProgram, seed: UInt64) throws -> ONNXProgram {
-        guard let weight = unit.weight, let value = program.constants[weight] else { throw MaskError.notApplicable(.randomInit, unit.name, .branch) }
+        guard let weight = unit.weight, let value = program.constants[weight] else { throw MaskError.notApplicable(.randomInit, unit.name, kind(of: unit)) }
         var rng = RandomSource(seed: seed, stream: "randomInit/\(unit.name)")
         let bound = 1 / Float(unit.fanIn).squareRoot()
         let drawn = (0..<value.count).map { _ in (rng.nextUniform() * 2 - 1) * bound }
@@ -37,13 +38,22 @@ public enum GraphMasking {
     public static func prune(_ name: String, of program: ONNXProgram, fraction: Double, method: LayerPruning.Method) throws -> (ONNXProgram, Int) {
         let unit = try program.unit(name)
         guard let weight = unit.weight, case let .floats(shape, values)? = program.constants[weight] else {
-            throw MaskError.notApplicable(.zeroKernel, name, .branch)
+            throw ONNXError.model("\(name) is a \(unit.kind.rawValue) unit: it has no weight to prune")
         }
         var pruned = values
         let count = pruned.withUnsafeMutableBufferPointer {
             LayerPruning.prune($0, shape: shape, outputAxis: unit.outputAxis, fraction: fraction, method: method)
         }
         return (try program.replacing([weight: .floats(shape, pruned)]), count)
+    }
+
+    /// A graph unit's kind as a built network's (for the same error lines).
+    public static func kind(of unit: GraphUnit) -> UnitKind {
+        switch unit.kind {
+        case .conv: return .conv
+        case .linear: return .linear
+        case .branch: return .branch
+        }
     }
 
     /// `program` with its BatchNormalization statistics re-estimated on the training batches of

@@ -1,6 +1,7 @@
 import Foundation
 import Models
 import ONNX
+import Studies
 
 /// What planning needs to know of an imported ONNX graph without the file: its units (names,
 /// kinds, parameters), its multiply-adds per image and each unit's share of them from the unit
@@ -29,8 +30,7 @@ public struct GraphSummary: Codable, Equatable, Sendable {
         units = program.units.map { unit in
             let first = unit.nodes.min() ?? 0
             let suffix = macs.filter { $0.key >= first }.values.reduce(0, +)
-            let kind: UnitKind = unit.kind == .conv ? .conv : unit.kind == .linear ? .linear : .branch
-            return Unit(name: unit.name, kind: kind, parameters: unit.parameters, suffixShare: suffix / total)
+            return Unit(name: unit.name, kind: GraphMasking.kind(of: unit), parameters: unit.parameters, suffixShare: suffix / total)
         }
     }
 

@@ -1,0 +1,89 @@
+import CWinograd
+
+// Operations of an imported graph's nodes on evaluation activations in either layout, so that a
+// blocked activation need not be made plain between engine kernels: element-wise clamps and sums,
+// max pooling (a vector kernel per channel block) and global averages.
+
+extension LayoutTensor {
+    /// min(max(x, low), high) of every value, in a new activation of the same layout
+    /// (element-wise operations do not care how channels are ordered).
+    public func clamped(_ low: Float, _ high: Float) -> LayoutTensor {
+        let y = Tensor.uninitialized(storage.shape)
+        let (x, out) = (storage.data, y.data)
+        for i in 0..<storage.count { out[i] = min(max(x[i], low), high) }
+        return LayoutTensor(storage: y, shape: shape, blocked: blocked)
+    }
+
+    /// Clips every value at `high`, in place.
+    func clampAbove(_ high: Float) {
+        let x = storage.data
+        for i in 0..<storage.count { x[i] = min(x[i], high) }
+    }
+
+    /// The element-wise sum of two activations of the same shape and layout.
+    public func adding(_ other: LayoutTensor) -> LayoutTensor {
+        precondition(other.shape == shape && other.blocked == blocked, "adding \(other.shape) to \(shape)")
+        let y = Tensor.uninitialized(storage.shape)
+        let (a, b, out) = (storage.data, other.storage.data, y.data)
+        for i in 0..<storage.count { out[i] = a[i] + b[i] }
+        return LayoutTensor(storage: y, shape: shape, blocked: blocked)
+    }
+
+    init(storage: Tensor, shape: [Int], blocked: Bool) {
+        self.storage = storage
+        self.shape = shape
+        self.blocked = blocked
+    }
+}
+
+extension LayoutTensor {
+    /// Max pooling of a blocked activation (dilation 1): windows of `kernel` at `strides`, the
+    /// first `pads` (top, left) outside the image, `output` (height, width); nil when this is not
+    /// a blocked activation the vector kernels take.
+    public func maxPooled(kernel: [Int], strides: [Int], pads: [Int], output: [Int]) -> LayoutTensor? {
+        guard blocked, shape.count == 4, kernel.count == 2, strides.count == 2, pads.count == 2, output.count == 2 else { return nil }
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let y = LayoutTensor.uninitializedBlocked([n, c, output[0], output[1]])
+        let (inSize, outSize) = (c * h * w, c * output[0] * output[1])
+        let groups = evaluationGroups(n)
+        let (xp, yp) = (storage.data, y.storage.data)
+        guard kernel.allSatisfy({ $0 >= 1 }), strides.allSatisfy({ $0 >= 1 }), pads.allSatisfy({ $0 >= 0 }), output.allSatisfy({ $0 >= 1 }),
+              c % BlockedLayout.block == 0 else { return nil }
+        Parallel.forEach(groups.count) { g in
+            let r = groups[g]
+            let status = maxpool_blocked_forward(Int32(BlockedLayout.block), Int32(r.count), Int32(c), Int32(h), Int32(w),
+                                                 Int32(kernel[0]), Int32(kernel[1]), Int32(strides[0]), Int32(strides[1]),
+                                                 Int32(pads[0]), Int32(pads[1]), Int32(output[0]), Int32(output[1]),
+                                                 xp + r.lowerBound * inSize, yp + r.lowerBound * outSize)
+            precondition(status == 0, "blocked max pooling failed")
+        }
+        return y
+    }
+}
+
+extension LayoutTensor {
+    /// Each channel's mean over its h·w values, (n, c): a global average pooling. Each sum runs
+    /// over the channel's values in index order, as a plain plane's does, so both layouts give
+    /// the same bits.
+    public func spatialMeans() -> Tensor {
+        precondition(shape.count == 4, "spatial means of \(shape)")
+        let (n, c, pixels) = (shape[0], shape[1], shape[2] * shape[3])
+        let y = Tensor.uninitialized([n, c])
+        let (x, out) = (storage.data, y.data)
+        if !blocked {
+            for p in 0..<(n * c) { var sum: Float = 0; for i in 0..<pixels { sum += x[p * pixels + i] }; out[p] = sum / Float(max(pixels, 1)) }
+            return y
+        }
+        let b = BlockedLayout.block
+        var sums = [Float](repeating: 0, count: b)
+        for i in 0..<n {
+            for cb in 0..<(c / b) {
+                let block = x + (i * c + cb * b) * pixels
+                for l in 0..<b { sums[l] = 0 }
+                for p in 0..<pixels { for l in 0..<b { sums[l] += block[p * b + l] } }
+                for l in 0..<b { out[i * c + cb * b + l] = sums[l] / Float(max(pixels, 1)) }
+            }
+        }
+        return y
+    }
+}
