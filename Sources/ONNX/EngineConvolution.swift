@@ -20,6 +20,15 @@ enum EngineKernel {
         }
     }
 
+    /// Whether the kernel runs on the engine's fused paths (dense oneDNN/Winograd or the blocked
+    /// depthwise kernel), which give each image the same bits in any image group.
+    var runsFused: Bool {
+        switch self {
+        case let .dense(conv): return conv.hasFusedKernel
+        case .depthwise: return true
+        }
+    }
+
     /// Whether the kernel applied the node's clamp (its Relu/Clip node then passes values on).
     var clamps: Bool {
         switch self {
@@ -45,6 +54,13 @@ enum EngineKernel {
         case let .dense(conv): return conv.forward(x)
         case let .depthwise(dw): return dw.forward(x)
         }
+    }
+
+    /// relu?(conv(x) + skip) in one pass, when the kernel can add a residual (a dense blocked
+    /// convolution and a blocked skip of its output's shape); nil otherwise.
+    func forward(_ x: LayoutTensor, adding skip: LayoutTensor, relu: Bool) -> LayoutTensor? {
+        guard case let .dense(conv) = self else { return nil }
+        return conv.forward(x, adding: skip, relu: relu)
     }
 
     /// A depthwise Conv (group = input channels = output channels, one filter each, 2-D, pads
@@ -119,6 +135,8 @@ final class EngineConvolution {
         (self.relu, self.relu6) = (relu, relu6)
     }
 
+    var hasFusedKernel: Bool { fused != nil }
+
     /// Whether `shape` is a float image batch of this convolution's channels, large enough for
     /// its kernel.
     func accepts(_ shape: [Int]) -> Bool {
@@ -134,6 +152,26 @@ final class EngineConvolution {
             return fused.forward(x, winograd: min(x.shape[2], x.shape[3]) >= 7)
         }
         guard let plain else { preconditionFailure("an engine convolution without a kernel") }
+        return plainForward(plain, x)
+    }
+
+    /// relu?(conv(x) + skip) with the sum and ReLU inside the fused kernel; nil without one or
+    /// when `skip` is not blocked in the output's shape.
+    func forward(_ x: LayoutTensor, adding skip: LayoutTensor, relu: Bool) -> LayoutTensor? {
+        guard let fused, !relu6, skip.blocked else { return nil }
+        let (h, w) = (fused.outputSize(x.shape[2]), fused.outputSize(x.shape[3]))
+        guard skip.shape == [x.shape[0], fused.outChannels, h, w] else { return nil }
+        return fused.forward(x, adding: skip, winograd: min(x.shape[2], x.shape[3]) >= 7, relu: relu || self.relu,
+                             separateSum: true)
+    }
+
+    /// The plain convolution keeps per-call state (its input, its primitives): one call at a
+    /// time, as image groups of a depth-first run reach it from several threads.
+    private let plainLock = NSLock()
+
+    private func plainForward(_ plain: Conv2d, _ x: LayoutTensor) -> LayoutTensor {
+        plainLock.lock()
+        defer { plainLock.unlock() }
         let y = plain.forward(x.plain, training: false)
         if relu || relu6 { for i in 0..<y.count { y.data[i] = max(y.data[i], 0) } }
         if relu6 { for i in 0..<y.count { y.data[i] = min(y.data[i], 6) } }

@@ -182,6 +182,11 @@ public struct ONNXValueInfo {
     public var elementType: Int64 = 0
     public var shape: [Int64?]?
 
+    /// A float value (element type 1) of `shape`, for graphs built in code.
+    public init(name: String, shape: [Int64?]?) {
+        (self.name, elementType, self.shape) = (name, 1, shape)
+    }
+
     init(_ reader: WireReader) throws {
         var r = reader
         while let (number, wire) = try r.field() {

@@ -25,6 +25,10 @@ public final class ONNXProgram {
     /// pass their input on).
     private let batchNormsAfterConvolutions: [Int: Int]
     private let foldedBatchNorms: Set<Int>
+    /// Conv nodes (with their folded batch norm) whose output only a two-input Add reads, by the
+    /// Conv's index: an engine kernel may add the Add's other input, and apply the Relu that
+    /// alone reads the Add's output, in the same pass (the Add and Relu then pass values on).
+    private let residualsAfterConvolutions: [Int: Residual]
     /// The constants and the outputs of Constant nodes (exporters write a Clip's bounds as
     /// Constant nodes): what decides, at load, which nodes an engine kernel can take over.
     private let loadTimeValues: [String: ONNXValue]
@@ -38,6 +42,12 @@ public final class ONNXProgram {
     public var usesEngine = true
     /// The last node that reads each value.
     private let lastReader: [String: Int]
+    /// Whether every node treats the images of a batch apart (`ImageGroups.separable`): then a
+    /// batch runs image group by image group, each through the whole graph on one core.
+    /// Per node: whether it treats the images of a batch apart and gives each image the same bits
+    /// in a group as in the whole batch (`ImageGroups.sameBitsPerGroup`): a run of such nodes
+    /// goes image group by image group, each group through all of them on one core.
+    let groupSafe: [Bool]
 
     /// Operators this runtime executes.
     public static let supported: Set<String> = [
@@ -166,9 +176,11 @@ public final class ONNXProgram {
         batchNormsAfterConvolutions = norms
         foldedBatchNorms = Set(norms.values)
         clampsAfterConvolutions = ONNXProgram.clampsAfterConvolutions(graph, constants: atLoad, outputs: Set(outputNames), norms: norms)
+        residualsAfterConvolutions = ONNXProgram.residualsAfterConvolutions(graph, outputs: Set(outputNames), norms: norms)
         var last: [String: Int] = [:]
         for (i, node) in graph.nodes.enumerated() { for input in node.inputs where !input.isEmpty { last[input] = i } }
         lastReader = last
+        groupSafe = ImageGroups.sameBitsPerGroup(graph, constants: atLoad)
     }
 
     /// Relu and Clip (with constant bounds) nodes that are the only reader of a Conv's output,
@@ -202,6 +214,25 @@ public final class ONNXProgram {
         return norms
     }
 
+    /// The Add (and the Relu after it) that a Conv's output, or its folded batch norm's, alone
+    /// feeds, by the Conv's index: see `residualsAfterConvolutions`.
+    static func residualsAfterConvolutions(_ graph: ONNXGraph, outputs: Set<String>, norms: [Int: Int]) -> [Int: Residual] {
+        let readers = readersOfValues(graph)
+        var residuals: [Int: Residual] = [:]
+        for (i, node) in graph.nodes.enumerated() where node.opType == "Conv" {
+            let last = norms[i].map { graph.nodes[$0] } ?? node
+            guard let out = last.outputs.first, !outputs.contains(out), let r = readers[out], r.count == 1 else { continue }
+            let add = graph.nodes[r[0]]
+            guard add.opType == "Add", add.inputs.count == 2, add.outputs.count == 1, add.inputs.filter({ $0 == out }).count == 1,
+                  !add.inputs.contains("") else { continue }
+            let sum = add.outputs[0]
+            var relu: Int?
+            if !outputs.contains(sum), let after = readers[sum], after.count == 1, graph.nodes[after[0]].opType == "Relu" { relu = after[0] }
+            residuals[i] = Residual(add: r[0], value: out, relu: relu)
+        }
+        return residuals
+    }
+
     /// Every node that reads each value, in graph order.
     static func readersOfValues(_ graph: ONNXGraph) -> [String: [Int]] {
         var readers: [String: [Int]] = [:]
@@ -213,8 +244,10 @@ public final class ONNXProgram {
         (model, inputNames, outputNames, constants, opset, units, passThrough, clampsAfterConvolutions, usesEngine, lastReader) =
             (other.model, other.inputNames, other.outputNames, other.constants, other.opset, other.units, other.passThrough,
              other.clampsAfterConvolutions, other.usesEngine, other.lastReader)
-        (batchNormsAfterConvolutions, foldedBatchNorms, loadTimeValues, constantAliases) =
-            (other.batchNormsAfterConvolutions, other.foldedBatchNorms, other.loadTimeValues, other.constantAliases)
+        groupSafe = other.groupSafe
+        (batchNormsAfterConvolutions, foldedBatchNorms, loadTimeValues, constantAliases, residualsAfterConvolutions) =
+            (other.batchNormsAfterConvolutions, other.foldedBatchNorms, other.loadTimeValues, other.constantAliases,
+             other.residualsAfterConvolutions)
         base = other
     }
 
@@ -225,7 +258,7 @@ public final class ONNXProgram {
 
     /// The engine convolutions of this program's weights (a Conv whose Relu is fused takes it);
     /// a copy takes its base's for every Conv whose weight and bias it did not change.
-    private func engineKernels() -> [Int: EngineKernel] {
+    func engineKernels() -> [Int: EngineKernel] {
         if let built = engineConvolutions { return built }
         let inherited = base?.engineKernels() ?? [:]
         var built: [Int: EngineKernel] = [:]
@@ -388,6 +421,16 @@ public final class ONNXProgram {
     /// Runs nodes `cut` and later on `values` (the `liveValues(at: cut)` of an earlier run of
     /// the same graph up to `cut`): the same outputs as a whole run whose first nodes made them.
     public func run(_ values: [String: ONNXValue], from cut: Int, observe: ((String, ONNXValue) -> Void)? = nil) throws -> [String: ONNXValue] {
+        if observe == nil, batchStatistics == nil, usesEngine, let (end, live) = try imageGroupByImageGroup(values, from: cut) {
+            return try runLayerByLayer(live, from: end, until: nil, observe: nil)
+        }
+        return try runLayerByLayer(values, from: cut, until: nil, observe: observe)
+    }
+
+    /// Runs nodes `cut` and later on the whole batch, node after node.
+    /// With `until`: nodes `cut` to `until` (excluded), returning the values live at `until`.
+    func runLayerByLayer(_ values: [String: ONNXValue], from cut: Int, until: Int?,
+                         observe: ((String, ONNXValue) -> Void)?) throws -> [String: ONNXValue] {
         var values = constants.merging(values) { _, given in given }
         // Activations the engine's kernels made stay in their layout (channel-blocked) while
         // engine kernels and element-wise nodes read them; a value is made plain only for a node
@@ -406,12 +449,45 @@ public final class ONNXProgram {
             : engineKernels().filter { batchNormsAfterConvolutions[$0.key] == nil }
         var clamped: Set<String> = []  // outputs of engine convolutions that applied their node's clamp
         var normalised: Set<String> = []  // outputs of engine convolutions that applied their batch norm
-        for (index, node) in model.graph.nodes.enumerated() where index >= cut {
+        // Convolutions whose residual Add is still to come, by the value the Add reads: run at
+        // the Add, adding its other input (made by then whatever the node order), or before any
+        // other node that reads them. Not while values are observed (each is wanted as made).
+        var deferred: [String: (kernel: EngineKernel, input: LayoutTensor, residual: Residual)] = [:]
+        var reluApplied: Set<Int> = []  // Relu nodes whose Add a kernel did with the ReLU
+        func settle(_ name: String) {
+            guard let d = deferred.removeValue(forKey: name) else { return }
+            kept[name] = d.kernel.forward(d.input)
+        }
+        for (index, node) in model.graph.nodes.enumerated() where index >= cut && index < until ?? .max {
             var made: [(String, LayoutTensor)] = []
             var outputs: [ONNXValue] = []
             let first = node.inputs.first ?? ""
-            if let input = passThrough[index], input < node.inputs.count, let x = kept[node.inputs[input]] {
+            let fusedAdd = node.inputs.lazy.compactMap { deferred[$0] }.first { $0.residual.add == index }
+            for name in node.inputs where deferred[name] != nil && name != fusedAdd?.residual.value { settle(name) }
+            var sum: LayoutTensor?  // the Add done by its deferred convolution
+            if let d = fusedAdd {
+                if let other = node.inputs.first(where: { $0 != d.residual.value }), let skip = layout(other),
+                   skip.shape.count == 4, skip.blocked || BlockedLayout.holds(channels: skip.shape[1]),
+                   let y = d.kernel.forward(d.input, adding: skip.blocked ? skip : LayoutTensor.blocked(from: skip.plain),
+                                            relu: d.residual.relu != nil) {
+                    deferred[d.residual.value] = nil
+                    if let relu = d.residual.relu { reluApplied.insert(relu) }
+                    sum = y
+                } else {
+                    settle(d.residual.value)
+                }
+            }
+            if foldedBatchNorms.contains(index), deferred[node.outputs[0]] != nil {
+                // Its convolution, deferred under this node's output, folded it in.
+            } else if let sum {
+                made = [(node.outputs[0], sum)]
+            } else if reluApplied.contains(index), let x = kept[first] {
+                made = [(node.outputs[0], x)]  // the kernel before its Add applied it
+            } else if let input = passThrough[index], input < node.inputs.count, let x = kept[node.inputs[input]] {
                 made = [(node.outputs[0], x)]
+            } else if let kernel = engine[index], let x = layout(first), kernel.accepts(x.shape), observe == nil,
+                      let residual = residualsAfterConvolutions[index], passThrough[residual.add] == nil, case .dense = kernel {
+                deferred[residual.value] = (kernel, x, residual)
             } else if let kernel = engine[index], let x = layout(first), kernel.accepts(x.shape) {
                 made = [(node.outputs[0], kernel.forward(x))]
                 let norm = batchNormsAfterConvolutions[index].map { model.graph.nodes[$0] }
@@ -451,8 +527,9 @@ public final class ONNXProgram {
                 kept[name] = nil
             }
         }
+        for name in Array(deferred.keys) { settle(name) }
         var out: [String: ONNXValue] = [:]
-        for name in outputNames {
+        for name in until.map(liveValues(at:)) ?? outputNames {
             plain(name)
             out[name] = values[name]
         }
@@ -509,6 +586,14 @@ public final class ONNXProgram {
             return nil
         }
     }
+}
+
+/// A residual Add (node index) reading a convolution's `value`, and the Relu that alone reads
+/// the Add's output, if any.
+struct Residual {
+    let add: Int
+    let value: String
+    let relu: Int?
 }
 
 /// The range a Relu ([0, ∞)) or a Clip with constant bounds clamps to.

@@ -49,8 +49,14 @@ public final class FusedConvolution {
     /// relu?(conv(x)·s + shift [+ skip]), blocked. `skip` (the residual, blocked, of the output's
     /// shape) is added before the ReLU.
     /// `winograd: false` takes oneDNN's direct kernel where Winograd's would apply (its 4x4 tiles
-    /// waste most of their work on maps smaller than 7x7).
-    public func forward(_ x: LayoutTensor, adding skip: LayoutTensor? = nil, winograd: Bool = true) -> LayoutTensor {
+    /// waste most of their work on maps smaller than 7x7). `relu` overrides the layer's own ReLU
+    /// for this call (an imported graph's Relu after the residual Add, fused only when the Add is).
+    /// `separateSum`: the residual is added to the convolution's rounded output, in the thread
+    /// that made it, rather than inside oneDNN's call — the bits of a separate Add node (Winograd's
+    /// kernel adds that way anyway).
+    public func forward(_ x: LayoutTensor, adding skip: LayoutTensor? = nil, winograd: Bool = true, relu reluOverride: Bool? = nil,
+                        separateSum: Bool = false) -> LayoutTensor {
+        let relu = relu6 || (reluOverride ?? self.relu)
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let outShape = [n, outChannels, outputSize(h), outputSize(w)]
         let y = LayoutTensor.uninitializedBlocked(outShape)
@@ -67,9 +73,12 @@ public final class FusedConvolution {
             return y
         }
         var plans: [Int: Packed] = [:]
+        let addAfter = skip != nil && separateSum
         for size in Set(groups.map(\.count)) {
-            guard let plan = lock.withLock({ plan(batch: size, height: h, width: w, inputBlocked: source.blocked, sum: skip != nil) }) else {
-                return lock.withLock { fallback(x, adding: skip) }
+            guard let plan = lock.withLock({
+                plan(batch: size, height: h, width: w, inputBlocked: source.blocked, sum: skip != nil && !addAfter, relu: relu && !addAfter)
+            }) else {
+                return lock.withLock { fallback(x, adding: skip, relu: relu) }
             }
             plans[size] = plan
         }
@@ -82,10 +91,18 @@ public final class FusedConvolution {
                 let plan = plans[r.count]!
                 // The sum post-op adds to what the output holds: the group's residual, copied by
                 // the thread that convolves it, just before (cache-warm, and not one serial pass).
-                if let sp { (yp + r.lowerBound * outSize).update(from: sp + r.lowerBound * outSize, count: r.count * outSize) }
+                if let sp, !addAfter { (yp + r.lowerBound * outSize).update(from: sp + r.lowerBound * outSize, count: r.count * outSize) }
                 let status = cdnnl_infer_forward(plan.primitive.handle, xp + r.lowerBound * inSize, plan.weights, bp,
                                                  yp + r.lowerBound * outSize)
                 precondition(status == 0, "oneDNN inference convolution failed")
+                if let sp, addAfter {
+                    let (out, residual) = (yp + r.lowerBound * outSize, sp + r.lowerBound * outSize)
+                    if relu {
+                        for i in 0..<(r.count * outSize) { out[i] = max(out[i] + residual[i], 0) }
+                    } else {
+                        for i in 0..<(r.count * outSize) { out[i] += residual[i] }
+                    }
+                }
             }
         }
         return y
@@ -93,8 +110,8 @@ public final class FusedConvolution {
 
     /// The primitive for one chunk shape with this layer's weights packed for it; nil when
     /// oneDNN has no fast kernel for it.
-    private func plan(batch: Int, height: Int, width: Int, inputBlocked: Bool, sum: Bool) -> Packed? {
-        let key = [batch, height, width, inputBlocked ? 1 : 0, sum ? 1 : 0]
+    private func plan(batch: Int, height: Int, width: Int, inputBlocked: Bool, sum: Bool, relu: Bool) -> Packed? {
+        let key = [batch, height, width, inputBlocked ? 1 : 0, sum ? 1 : 0, relu ? 1 : 0]
         if let p = packed[key] { return p }
         guard let primitive = InferencePrimitive.shared(
             [batch, inChannels, height, width, outChannels, kernelSize, stride, padding, inputBlocked ? 1 : 0, relu6 ? 2 : relu ? 1 : 0, sum ? 1 : 0])
@@ -115,7 +132,7 @@ public final class FusedConvolution {
     }()
 
     /// The same computation on the plain path, for a shape oneDNN has no fast kernel for.
-    private func fallback(_ x: LayoutTensor, adding skip: LayoutTensor?) -> LayoutTensor {
+    private func fallback(_ x: LayoutTensor, adding skip: LayoutTensor?, relu: Bool) -> LayoutTensor {
         let y = plainConvolution.forward(x.plain, training: false)
         if let skip {
             let s = skip.plain

@@ -83,4 +83,85 @@ final class PyTorchExportTests: XCTestCase {
             }
         }
     }
+    /// A batch run image group by image group, with each residual Add (and the Relu after it)
+    /// done by the convolution before it, gives the bits of the whole batch run node by node (as
+    /// a run that observes every value runs it); every residual Add of the exports is found.
+    func testDepthFirstRunsAndResidualAddsInTheirConvolutionsGiveTheSameBits() throws {
+        Parallel.configure(threads: 2)
+        let root = PyTorchExportTests.fixtures
+        let test = try DatasetCatalog.load("fashion-mnist", dataDirectory: root.appendingPathComponent("data").path).test
+        let x = ONNXValue.floats([64] + test.shape, Array(test.images.prefix(64 * test.shape.reduce(1, *))))
+        // ResNet-18: 8 BasicBlocks, each an Add after conv2 (the downsample's conv is the other input);
+        // MobileNetV2: the three inverted residuals with a skip (no Relu after the Add).
+        for (arch, adds, relus) in [("resnet18", 8, 8), ("mobilenetv2", 3, 0), ("vgg", 0, 0)] {
+            for variant in ["", "-legacy", "-bn"] {
+                let program = try ONNXProgram(contentsOf: root.appendingPathComponent("\(arch)\(variant).onnx"))
+                let graph = program.model.graph
+                let norms = ONNXProgram.batchNormsAfterConvolutions(graph, constants: program.constants, outputs: Set(program.outputNames))
+                let residuals = ONNXProgram.residualsAfterConvolutions(graph, outputs: Set(program.outputNames), norms: norms)
+                XCTAssertEqual(Set(residuals.values.map(\.add)).count, adds, "\(arch)\(variant)")
+                XCTAssertEqual(Set(residuals.values.compactMap(\.relu)).count, relus, "\(arch)\(variant)")
+                let fused = try XCTUnwrap(try program.run([program.inputNames[0]: x])[program.outputNames[0]])
+                let oneByOne = try XCTUnwrap(try program.run([program.inputNames[0]: x]) { _, _ in }[program.outputNames[0]])
+                let differing = zip(fused.floatValues, oneByOne.floatValues).filter { $0.bitPattern != $1.bitPattern }
+                XCTAssertEqual(differing.count, 0, "\(arch)\(variant): \(differing.count) logits differ, first \(differing.prefix(3))")
+            }
+        }
+    }
+    /// A residual block of engine-sized channels (16 and 32: whole blocks on AVX2 and AVX-512),
+    /// a strided conv, a global average and a classifier: the batch runs image group by image
+    /// group up to the Flatten before the Gemm, with the block's Add and Relu done by its second
+    /// convolution, and gives the bits of the batch run node by node.
+    func testAnEngineSizedGraphRunsDepthFirstWithTheSameBits() throws {
+        Parallel.configure(threads: 2)
+        var rng = RandomSource(seed: 7)
+        var graph = ONNXGraph()
+        func weight(_ name: String, _ dims: [Int]) {
+            var t = ONNXTensorProto()
+            (t.name, t.dims, t.dataType) = (name, dims.map(Int64.init), 1)
+            let fanIn = Float(dims.dropFirst().reduce(1, *))
+            t.floatData = (0..<dims.reduce(1, *)).map { _ in rng.nextNormal() / fanIn.squareRoot() }
+            graph.initializers.append(t)
+        }
+        func conv(_ x: String, _ w: String, _ b: String, _ y: String, kernel: Int, stride: Int = 1) {
+            let pad = Int64(kernel / 2)
+            graph.nodes.append(ONNXNode(name: y, opType: "Conv", inputs: [x, w, b], outputs: [y], attributes: [
+                "kernel_shape": .ints([Int64(kernel), Int64(kernel)]), "pads": .ints([pad, pad, pad, pad]),
+                "strides": .ints([Int64(stride), Int64(stride)])]))
+        }
+        for (name, dims) in [("wa", [32, 16, 3, 3]), ("wb", [32, 32, 3, 3]), ("wc", [32, 16, 1, 1]), ("wd", [32, 32, 3, 3]),
+                             ("ba", [32]), ("bb", [32]), ("bc", [32]), ("bd", [32]), ("fc", [10, 32]), ("fcb", [10])] {
+            weight(name, dims)
+        }
+        conv("x", "wa", "ba", "a", kernel: 3)
+        graph.nodes.append(ONNXNode(opType: "Relu", inputs: ["a"], outputs: ["ra"]))
+        conv("ra", "wb", "bb", "b", kernel: 3)
+        conv("x", "wc", "bc", "c", kernel: 1)  // the projection, after the conv it is added to
+        graph.nodes.append(ONNXNode(opType: "Add", inputs: ["b", "c"], outputs: ["sum"]))
+        graph.nodes.append(ONNXNode(opType: "Relu", inputs: ["sum"], outputs: ["block"]))
+        conv("block", "wd", "bd", "d", kernel: 3, stride: 2)
+        graph.nodes.append(ONNXNode(opType: "Relu", inputs: ["d"], outputs: ["rd"]))
+        graph.nodes.append(ONNXNode(opType: "GlobalAveragePool", inputs: ["rd"], outputs: ["pool"]))
+        graph.nodes.append(ONNXNode(opType: "Flatten", inputs: ["pool"], outputs: ["flat"]))
+        graph.nodes.append(ONNXNode(opType: "Gemm", inputs: ["flat", "fc", "fcb"], outputs: ["logits"], attributes: ["transB": .int(1)]))
+        graph.inputs = [ONNXValueInfo(name: "x", shape: [nil, 16, 12, 12])]
+        graph.outputs = [ONNXValueInfo(name: "logits", shape: [nil, 10])]
+        var model = ONNXModel()
+        (model.graph, model.opsets) = (graph, ["": 17])
+        let program = try ONNXProgram(model, directory: nil)
+        let x = ONNXValue.floats([64, 16, 12, 12], (0..<(64 * 16 * 144)).map { _ in rng.nextNormal() })
+        let norms = ONNXProgram.batchNormsAfterConvolutions(graph, constants: program.constants, outputs: ["logits"])
+        XCTAssertEqual(ONNXProgram.residualsAfterConvolutions(graph, outputs: ["logits"], norms: norms).mapValues(\.relu), [2: 5, 3: 5])
+        let (end, live) = try XCTUnwrap(try program.imageGroupByImageGroup(["x": x], from: 0))
+        XCTAssertEqual(graph.nodes[end].opType, "Gemm")
+        XCTAssertEqual(live["flat"]?.shape, [64, 32])
+        let depthFirst = try XCTUnwrap(try program.run(["x": x])["logits"])
+        let oneByOne = try XCTUnwrap(try program.run(["x": x]) { _, _ in }["logits"])
+        XCTAssertEqual(depthFirst.shape, [64, 10])
+        XCTAssertEqual(depthFirst.floatValues.map(\.bitPattern), oneByOne.floatValues.map(\.bitPattern))
+        // A run from a cut inside the block (the values live there, from a node-by-node run).
+        var kept: [String: ONNXValue] = ["x": x]
+        _ = try program.run(["x": x]) { name, value in if program.liveValues(at: 2).contains(name) { kept[name] = value } }
+        XCTAssertEqual(try program.run(kept, from: 2)["logits"]?.floatValues.map(\.bitPattern), oneByOne.floatValues.map(\.bitPattern))
+    }
 }
