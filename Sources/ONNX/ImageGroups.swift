@@ -33,7 +33,7 @@ enum ImageGroups {
     private static let elementwise: Set<String> = [
         "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Softplus", "Neg",
         "Abs", "Exp", "Sqrt", "Reciprocal", "Floor", "Ceil", "Erf", "Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min",
-        "Mean", "Identity", "Dropout", "Cast", "Conv", "ConvTranspose", "BatchNormalization", "LRN", "MaxPool", "AveragePool",
+        "Mean", "Identity", "Dropout", "Cast", "Conv", "BatchNormalization", "LRN", "MaxPool", "AveragePool",
         "GlobalAveragePool", "GlobalMaxPool",
     ]
 
@@ -50,7 +50,7 @@ enum ImageGroups {
             // the batch: only constants without a batch-sized leading axis.
             return node.opType == "BatchNormalization" ? int("training_mode") != 1 : node.inputs.allSatisfy { name in
                 guard let c = constants[name] else { return true }
-                return c.shape.count < 4 || c.shape[0] == 1 || ["Conv", "ConvTranspose", "PRelu"].contains(node.opType)
+                return c.shape.count < 4 || c.shape[0] == 1 || ["Conv", "PRelu"].contains(node.opType)
             }
         case "Flatten": return (int("axis") ?? 1) >= 1
         case "Softmax", "LogSoftmax": return (int("axis") ?? 1) != 0
@@ -84,8 +84,8 @@ extension ONNXProgram {
     /// engine kernel) image group by image group on every core, and returns that node's index
     /// and the values live there for the whole batch; nil when there is nothing to gain (one
     /// group, fewer than two such nodes, weights beyond `weightBudget`) or the values do not all
-    /// carry the batch first (a group
-    /// that fails is run again node by node, which says what is wrong).
+    /// carry the batch first (a group that fails is run again node by node, which says what is
+    /// wrong).
     func imageGroupByImageGroup(_ values: [String: ONNXValue], from cut: Int) throws -> (Int, [String: ONNXValue])? {
         guard !Parallel.isSerial, case let .floats(first, _)? = values.first?.value, let n = first.first, n > 1,
               values.values.allSatisfy({ if case let .floats(s, _) = $0 { return s.first == n } else { return false } }) else { return nil }

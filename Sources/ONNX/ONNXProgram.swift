@@ -42,8 +42,6 @@ public final class ONNXProgram {
     public var usesEngine = true
     /// The last node that reads each value.
     private let lastReader: [String: Int]
-    /// Whether every node treats the images of a batch apart (`ImageGroups.separable`): then a
-    /// batch runs image group by image group, each through the whole graph on one core.
     /// Per node: whether it treats the images of a batch apart and gives each image the same bits
     /// in a group as in the whole batch (`ImageGroups.sameBitsPerGroup`): a run of such nodes
     /// goes image group by image group, each group through all of them on one core.
@@ -177,9 +175,7 @@ public final class ONNXProgram {
         foldedBatchNorms = Set(norms.values)
         clampsAfterConvolutions = ONNXProgram.clampsAfterConvolutions(graph, constants: atLoad, outputs: Set(outputNames), norms: norms)
         residualsAfterConvolutions = ONNXProgram.residualsAfterConvolutions(graph, outputs: Set(outputNames), norms: norms)
-        var last: [String: Int] = [:]
-        for (i, node) in graph.nodes.enumerated() { for input in node.inputs where !input.isEmpty { last[input] = i } }
-        lastReader = last
+        lastReader = ONNXProgram.readersOfValues(graph).compactMapValues(\.last)
         groupSafe = ImageGroups.sameBitsPerGroup(graph, constants: atLoad)
     }
 
