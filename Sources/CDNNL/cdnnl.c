@@ -373,6 +373,8 @@ void cdnnl_infer_destroy(cdnnl_infer *c) {
 
 size_t cdnnl_infer_weights_bytes(const cdnnl_infer *c) { return dnnl_memory_desc_get_size(&c->wei); }
 
+int cdnnl_infer_same_weights(const cdnnl_infer *a, const cdnnl_infer *b) { return dnnl_memory_desc_equal(&a->wei, &b->wei); }
+
 int cdnnl_infer_pack_weights(const cdnnl_infer *c, const float *weights_oihw, void *packed) {
     dnnl_stream_t s = begin();
     return end(s, run_reorder(s, &c->pack, weights_oihw, packed));

@@ -357,6 +357,8 @@ public final class Coordinator {
         for hash in inputs.values where !(workerCache[worker]?.contains(hash) ?? false) {
             attachments[hash] = try bytes(of: hash)
             workerCache[worker, default: []].insert(hash)
+            // Every worker has it now: the file in the run directory serves any later need.
+            if link.workers.allSatisfy({ workerCache[$0]?.contains(hash) ?? false }) { artifactBytes[hash] = nil }
         }
         let release = workerCache[worker, default: []].intersection(released).sorted()
         workerCache[worker]?.subtract(release)

@@ -31,6 +31,7 @@ public final class GraphPrefixEvaluator {
         var kept: [Int: [[String: ONNXValue]]] = [:]
         var used = 0
         var full = Set(cuts)  // cuts whose values still fit, deepest first
+        var counted = Set<String>()  // values already paid for: cuts share them (copy on write)
         baseline = try GraphEvaluation.score(program, on: data, batches: batches) { b, x in
             var seen: [String: ONNXValue] = [program.inputNames[0]: x]
             let out = try program.run([program.inputNames[0]: x]) { name, value in
@@ -39,16 +40,20 @@ public final class GraphPrefixEvaluator {
             for cut in cuts where full.contains(cut) {
                 var values: [String: ONNXValue] = [:]
                 for name in live[cut]! { values[name] = seen[name] }
-                let size = values.values.reduce(0) { $0 + $1.count * 4 }
                 // A cut is kept for every batch or not at all (budgeted on the first batch's size).
-                if b == 0, used + size * batches.count > budgetBytes { full.remove(cut); continue }
-                if b == 0 { used += size * batches.count }
+                if b == 0 {
+                    let fresh = values.filter { !counted.contains($0.key) }
+                    let size = fresh.values.reduce(0) { $0 + $1.count * 4 }
+                    if used + size * batches.count > budgetBytes { full.remove(cut); continue }
+                    used += size * batches.count
+                    counted.formUnion(fresh.keys)
+                }
                 kept[cut, default: []].append(values)
             }
             return out
         }
         cache = kept.filter { full.contains($0.key) && $0.value.count == batches.count }
-        bytes = cache.values.reduce(0) { total, perBatch in total + perBatch.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count * 4 } } }
+        bytes = used
     }
 
     /// `masked` (this graph with a mask on a unit whose first node is `cut`) on the test images,

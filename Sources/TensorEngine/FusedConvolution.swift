@@ -116,7 +116,14 @@ public final class FusedConvolution {
         guard let primitive = InferencePrimitive.shared(
             [batch, inChannels, height, width, outChannels, kernelSize, stride, padding, inputBlocked ? 1 : 0, relu6 ? 2 : relu ? 1 : 0, sum ? 1 : 0])
         else { return nil }
-        let p = Packed(primitive: primitive, weights: weights)
+        // Image groups, whole batches and the last short batch use different primitives; most
+        // take the weights in the same layout, and one packed copy then serves them all.
+        let p: Packed
+        if let same = packed.values.first(where: { cdnnl_infer_same_weights($0.primitive.handle, primitive.handle) != 0 }) {
+            p = Packed(primitive: primitive, sharing: same)
+        } else {
+            p = Packed(primitive: primitive, weights: weights)
+        }
         packed[key] = p
         return p
     }
@@ -146,16 +153,27 @@ public final class FusedConvolution {
     /// One primitive's packed copy of the weights.
     private final class Packed {
         let primitive: InferencePrimitive
-        let weights: UnsafeMutableRawPointer
+        private let storage: PackedWeights
+        var weights: UnsafeMutableRawPointer { storage.pointer }
 
         init(primitive: InferencePrimitive, weights source: [Float]) {
             self.primitive = primitive
-            weights = .allocate(byteCount: max(cdnnl_infer_weights_bytes(primitive.handle), 64), alignment: 64)
-            let status = source.withUnsafeBufferPointer { cdnnl_infer_pack_weights(primitive.handle, $0.baseAddress!, weights) }
+            storage = PackedWeights(byteCount: max(cdnnl_infer_weights_bytes(primitive.handle), 64))
+            let status = source.withUnsafeBufferPointer { cdnnl_infer_pack_weights(primitive.handle, $0.baseAddress!, storage.pointer) }
             precondition(status == 0, "oneDNN weight packing failed")
         }
 
-        deinit { weights.deallocate() }
+        /// `primitive` on the packed weights of `other`, whose layout it takes.
+        init(primitive: InferencePrimitive, sharing other: Packed) {
+            (self.primitive, storage) = (primitive, other.storage)
+        }
+    }
+
+    /// Weights packed for oneDNN, freed with the last primitive that reads them.
+    private final class PackedWeights {
+        let pointer: UnsafeMutableRawPointer
+        init(byteCount: Int) { pointer = .allocate(byteCount: byteCount, alignment: 64) }
+        deinit { pointer.deallocate() }
     }
 }
 

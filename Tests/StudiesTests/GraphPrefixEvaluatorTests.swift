@@ -35,4 +35,27 @@ final class GraphPrefixEvaluatorTests: XCTestCase {
             }
         }
     }
+
+    /// Cuts share values (a block's input is live at both of its convolutions): the budget pays
+    /// for each value once, so a budget of exactly the distinct values keeps every cut.
+    func testTheBudgetCountsAValueSharedByCutsOnce() throws {
+        Parallel.configure(threads: 2)
+        let exports = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ONNXTests/Fixtures/exports")
+        let test = try DatasetCatalog.load("fashion-mnist", dataDirectory: exports.appendingPathComponent("data").path).test.prefix(80)
+        let program = try ONNXProgram(contentsOf: exports.appendingPathComponent("resnet18.onnx"))
+        let cuts = Set(program.units.compactMap { $0.nodes.min() }).filter { $0 > 0 }
+        let distinct = cuts.reduce(into: Set<String>()) { $0.formUnion(program.liveValues(at: $1)) }
+        var perBatch = 0
+        let x = ONNXValue.floats([40] + test.shape, Array(test.images.prefix(40 * test.imageSize)))
+        _ = try program.run([program.inputNames[0]: x]) { name, value in
+            if distinct.contains(name) { perBatch += value.count * 4 }
+        }
+        let shared = cuts.reduce(0) { $0 + program.liveValues(at: $1).count } - distinct.count
+        XCTAssertGreaterThan(shared, 0, "a residual graph's cuts share values")
+        let exact = try GraphPrefixEvaluator(program, data: test, batchSize: 40, budgetBytes: 2 * perBatch)
+        XCTAssertEqual(exact.bytes, 2 * perBatch, "every cut kept, each value paid once")
+        let short = try GraphPrefixEvaluator(program, data: test, batchSize: 40, budgetBytes: 2 * perBatch - 4)
+        XCTAssertLessThan(short.bytes, 2 * perBatch)
+    }
 }

@@ -46,6 +46,8 @@ cdnnl_infer *cdnnl_infer_create(int mb, int ic, int ih, int iw, int oc, int kern
 void cdnnl_infer_destroy(cdnnl_infer *conv);
 /// Bytes of the weights in the primitive's own layout.
 size_t cdnnl_infer_weights_bytes(const cdnnl_infer *conv);
+/// Nonzero when both primitives take their weights in the same packed layout (one packed copy serves both).
+int cdnnl_infer_same_weights(const cdnnl_infer *a, const cdnnl_infer *b);
 /// Converts OIHW weights into `packed` (cdnnl_infer_weights_bytes long).
 int cdnnl_infer_pack_weights(const cdnnl_infer *conv, const float *weights_oihw, void *packed);
 int cdnnl_infer_forward(const cdnnl_infer *conv, const float *src, const void *packed, const float *bias, float *dst);
