@@ -45,6 +45,8 @@ public struct RunSummary: Sendable {
     public let seconds: Double
     public let workers: Int
     public let study: SweepSpec.Study
+    /// How the summary's intervals and calls are made.
+    public let statistics: StatisticsSection
     /// Set when a drain request (SIGUSR1) ended the run before every task had a record.
     public let drained: Bool
     /// Tasks of the plan, for "N of M done".
@@ -241,7 +243,7 @@ public enum SweepLauncher {
         let input = ReportInput(plan: p.plan, records: coordinator.allRecords)
         do { try writeResults(input, run: p.run, ranks: workers, start: start) } catch { throw p.run.explainingWriteFailure(error) }
         return RunSummary(directory: p.run, rows: input.rows, seconds: Date().timeIntervalSince(start), workers: workers,
-                          study: p.plan.spec.study, drained: ending != .complete, planned: p.plan.tasks.count)
+                          study: p.plan.spec.study, statistics: p.plan.spec.statistics, drained: ending != .complete, planned: p.plan.tasks.count)
     }
 }
 

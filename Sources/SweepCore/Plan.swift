@@ -98,7 +98,7 @@ extension PlannedTask: Equatable {
 
 /// The expanded task graph of a sweep.
 public struct Plan: Sendable {
-    public let spec: SweepSpec
+    public var spec: SweepSpec
     /// Tasks in key order.
     public let tasks: [PlannedTask]
     private let indexByKey: [String: Int]

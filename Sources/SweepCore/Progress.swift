@@ -42,5 +42,5 @@ public enum ProgressText {
     }
 
     /// The few rows that answer the study's question.
-    public static func summary(rows: [ResultRow], study: any SweepStudy.Type) -> [String] { study.summary(rows) }
+    public static func summary(rows: [ResultRow], study: any SweepStudy.Type, statistics: StatisticsSection) -> [String] { study.summary(rows, statistics: statistics) }
 }

@@ -33,6 +33,11 @@ public struct ResultRow: Codable, Sendable {
     public var deltaLow: Double?
     public var deltaHigh: Double?
     public var mcnemarP: Double?
+    /// Of the paired test images: those the unmasked network got right and the masked one
+    /// wrong, the reverse, and all of them (what the intervals over seeds are built from).
+    public var imagesWorse: Int?
+    public var imagesBetter: Int?
+    public var testImages: Int?
     public var error: String?
     /// Content hash of the network the row measured (`checkpoints/<hash>.safetensors`).
     public var checkpoint: String?
@@ -49,6 +54,7 @@ public struct ResultRow: Codable, Sendable {
         case testAccuracy = "test_accuracy", testLoss = "test_loss", baselineAccuracy = "baseline_accuracy"
         case deltaAccuracy = "delta_accuracy", paramsMasked = "params_masked"
         case deltaLow = "delta_low", deltaHigh = "delta_high", mcnemarP = "mcnemar_p", unitIndex = "unit_index", checkpoint
+        case imagesWorse = "images_worse", imagesBetter = "images_better", testImages = "test_images"
     }
 
     /// Column names and values of results.csv for `study`: the point, the study's own columns
@@ -64,6 +70,17 @@ public struct ResultRow: Codable, Sendable {
         let tail = [ResultColumn("error") { $0.error ?? "" }, ResultColumn("seconds") { FixedText.of($0.seconds, places: 3) },
                     ResultColumn("rank") { String($0.rank) }, ResultColumn("host", \.host)]
         return head + own.afterDataset + point + own.afterMask + metrics + own.afterMetrics + tail
+    }
+}
+
+extension ResultRow {
+    /// This network's Δ as an estimate on its paired test images: from the image counts, or,
+    /// in results written before they were, from the row's own 95% interval.
+    var networkEstimate: DeltaEstimate? {
+        if let w = imagesWorse, let b = imagesBetter, let n = testImages { return Statistics.network(worse: w, better: b, count: n) }
+        guard let delta = deltaAccuracy, let low = deltaLow, let high = deltaHigh, high >= low, delta.isFinite, high.isFinite, low.isFinite else { return nil }
+        let se = (high - low) / (2 * 1.959964)
+        return DeltaEstimate(delta: delta, center: (low + high) / 2, variance: se * se, degreesOfFreedom: .infinity, networks: 1, sources: .testImages)
     }
 }
 
@@ -120,6 +137,7 @@ public enum ResultTable {
             if let d = o.discordant, d.count == 3, o.status == .ok {
                 (row.deltaLow, row.deltaHigh) = Statistics.pairedInterval(worse: d[0], better: d[1], count: d[2])
                 row.mcnemarP = Statistics.mcnemar(worse: d[0], better: d[1])
+                (row.imagesWorse, row.imagesBetter, row.testImages) = (d[0], d[1], d[2])
             }
             return row.rounded()
         }.sorted { $0.key < $1.key }
@@ -167,7 +185,7 @@ public enum ResultTable {
 
         public init(version: String, spec: SweepSpec, started: Date, finished: Date, complete: Bool, ranks: Int,
                     hosts: [String], counts: [String: Int], rows: [ResultRow]) {
-            self.units = spec.studyType.unitSummaries(rows)
+            self.units = spec.studyType.unitSummaries(rows, statistics: spec.statistics)
             self.version = version
             self.spec = spec
             self.started = started

@@ -119,7 +119,7 @@ public struct RunDirectory: Sendable {
         try Data(ResultTable.csv(document.rows, study: study).utf8).write(to: resultsCSV, options: .atomic)
         try ResultTable.json(document).write(to: resultsJSON, options: .atomic)
         try ResultTable.jsonLines(document.rows).write(to: resultsJSONL, options: .atomic)
-        for file in study.extraFiles(document.rows) { try file.data.write(to: url.appendingPathComponent(file.name), options: .atomic) }
+        for file in study.extraFiles(document.rows, statistics: document.spec.statistics) { try file.data.write(to: url.appendingPathComponent(file.name), options: .atomic) }
     }
 
     /// `error`, from a write into this run, told as a full disk when it is one: the file, that
@@ -148,7 +148,7 @@ public struct RunDirectory: Sendable {
 
     /// Every results file a run writes for `study`, in the order `sweep report` lists them.
     public func resultFiles(study: any SweepStudy.Type) -> [URL] {
-        [reportURL, resultsCSV, resultsJSON, resultsJSONL] + study.extraFiles([]).map { url.appendingPathComponent($0.name) }
+        [reportURL, resultsCSV, resultsJSON, resultsJSONL] + study.extraFiles([], statistics: StatisticsSection()).map { url.appendingPathComponent($0.name) }
     }
 
     /// Content hashes of the networks the sweep imports, by path (`ImportedNetworks`).

@@ -63,6 +63,7 @@ public enum SpecLoader {
         try tree.checkKeys([], allowed: SweepSpec.allKeys)
         try tree.checkKeys([.key("training")], allowed: TrainingSection.CodingKeys.allCases.map(\.rawValue))
         try tree.checkKeys([.key("evaluation")], allowed: EvaluationSection.CodingKeys.allCases.map(\.rawValue))
+        try tree.checkKeys([.key("statistics")], allowed: StatisticsSection.CodingKeys.allCases.map(\.rawValue))
         for study in StudyRegistry.all {
             if let section = study.section { try tree.checkKeys([.key(section.key)], allowed: section.keys) }
             try study.checkKeys(tree)
@@ -86,7 +87,7 @@ public enum SpecLoader {
         }
         try validate(spec, tree: tree)
         let given = Set(root.mapping?.keys.compactMap(\.string) ?? [])
-        let optional = Set(["training", "layers", "masks", "evaluation", "noop_tasks"] + StudyRegistry.sections.keys)
+        let optional = Set(["training", "layers", "masks", "evaluation", "statistics", "noop_tasks"] + StudyRegistry.sections.keys)
         spec.ignoredSections = given.intersection(optional).subtracting(spec.studyType.sections).sorted()
         return spec
     }
@@ -100,7 +101,10 @@ public enum SpecLoader {
         }
         let study = spec.studyType
         if !study.needsData {
-            try study.validate(spec, tree: tree)
+            if let problem = spec.statistics.problems.first {
+            throw fail([.key("statistics"), .key(problem.field)], "\(problem.field) \(problem.requirement)")
+        }
+        try study.validate(spec, tree: tree)
             return
         }
         guard !spec.datasets.isEmpty else { throw fail([.key("datasets")], "list at least one dataset (e.g. fashion-mnist)") }
@@ -156,6 +160,9 @@ public enum SpecLoader {
         guard spec.seeds.allSatisfy({ $0 >= 0 }), !spec.seeds.isEmpty else { throw fail([.key("seeds")], "seeds are a count or a list of non-negative integers") }
         if let problem = spec.training.problems.first {
             throw fail([.key("training"), .key(problem.field)], "\(problem.field) \(problem.requirement)")
+        }
+        if let problem = spec.statistics.problems.first {
+            throw fail([.key("statistics"), .key(problem.field)], "\(problem.field) \(problem.requirement)")
         }
         try study.validate(spec, tree: tree)
         let e = spec.evaluation, at = { (key: String) -> [PathComponent] in [.key("evaluation"), .key(key)] }

@@ -41,6 +41,8 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     public var layers: LayerSelection
     public var masks: [MaskKind]
     public var evaluation: EvaluationSection
+    /// Interval level, trivial threshold and multiple-testing correction of the calls.
+    public var statistics: StatisticsSection
     /// The run directory; `sweep run --output` overrides it.
     public var output: String
     /// For `study: noop`: how many empty tasks to plan.
@@ -55,7 +57,7 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     public typealias Study = StudyName
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, study, seed, datasets, models, seeds, training, layers, masks, evaluation, output
+        case name, study, seed, datasets, models, seeds, training, layers, masks, evaluation, statistics, output
         case noopTasks = "noop_tasks"
     }
 
@@ -81,6 +83,7 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         if used.contains("layers") { try c.encode(layers, forKey: .layers) }
         if used.contains("masks") { try c.encode(masks, forKey: .masks) }
         if used.contains("evaluation") { try c.encode(evaluation, forKey: .evaluation) }
+        if used.contains("statistics") { try c.encode(statistics, forKey: .statistics) }
         if let studySection {
             var own = encoder.container(keyedBy: SectionKey.self)
             try own.encode(StudySectionValue.Box(studySection.value), forKey: SectionKey(type(of: studySection.value).key))
@@ -118,6 +121,7 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         layers = try c.decodeIfPresent(LayerSelection.self, forKey: .layers) ?? .all
         masks = try c.decodeIfPresent([MaskKind].self, forKey: .masks) ?? [.zeroKernel, .zeroBranch]
         evaluation = try c.decodeIfPresent(EvaluationSection.self, forKey: .evaluation) ?? EvaluationSection()
+        statistics = try c.decodeIfPresent(StatisticsSection.self, forKey: .statistics) ?? StatisticsSection()
         output = try c.decodeIfPresent(String.self, forKey: .output) ?? "runs/\(name)"
         if let type = studyType.section {
             let own = try decoder.container(keyedBy: SectionKey.self)

@@ -55,7 +55,8 @@ struct RunCommand: ParsableCommand {
         } else {
             report("done: \(summary.rows.count) tasks (\(countText)) in \(formatDuration(summary.seconds)) on \(workers)")
         }
-        for line in ProgressText.summary(rows: summary.rows, study: StudyRegistry.study(named: summary.study.rawValue) ?? NoopStudy.self) { report(line) }
+        for line in ProgressText.summary(rows: summary.rows, study: StudyRegistry.study(named: summary.study.rawValue) ?? NoopStudy.self,
+                                              statistics: summary.statistics) { report(line) }
         emit("report:  \(summary.directory.reportURL.path)")
         emit("results: \(summary.directory.resultsCSV.path)")
         emit("         \(summary.directory.resultsJSON.path)")
@@ -178,17 +179,32 @@ struct ReportCommand: ParsableCommand {
         commandName: "report", abstract: "Rebuild a run's report.html (and results files) from its journal, also while it runs or after a crash.")
 
     @Argument(help: "The run directory (holds spec.yaml and journal.jsonl).") var runDirectory: String
+    @Option(help: "Interval level for this report (default: the sweep file's statistics.level, else 0.95).") var level: Double?
+    @Option(help: "|Δ| below this is trivial, for this report (default: statistics.threshold, else 0.01).") var threshold: Double?
+    @Option(help: "Multiple-testing correction for this report: holm, bh or none (default: statistics.correction, else holm).") var correction: String?
 
     func run() throws {
         let run = RunDirectory(runDirectory)
-        let input = try ReportInput.load(run)
+        var input = try ReportInput.load(run)
+        // The calls are made at report time: other settings need no new run.
+        var statistics = input.plan.spec.statistics
+        if let level { statistics.level = level }
+        if let threshold { statistics.threshold = threshold }
+        if let correction {
+            guard let chosen = Correction(rawValue: correction) else {
+                throw FlagError("--correction \(SafeText.terminal(correction)) is not one of \(Correction.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            statistics.correction = chosen
+        }
+        if let problem = statistics.problems.first { throw FlagError("--\(problem.field) \(problem.requirement)") }
+        input.plan.spec.statistics = statistics
         let ran = input.records.filter { $0.rank >= 0 }
         let now = Date()
         try RunOutputs.write(input, to: run, ranks: Set(ran.map(\.rank)).count, started: ran.map(\.started).min() ?? now,
                                     finished: ran.map(\.finished).max() ?? now)
         let counts = Dictionary(grouping: input.rows, by: \.status.rawValue).mapValues(\.count)
         report("\(input.rows.count) of \(input.plan.tasks.count) tasks journaled (\(counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))\(input.complete ? "" : "; partial report")")
-        for line in ProgressText.summary(rows: input.rows, study: input.plan.spec.studyType) { report(line) }
+        for line in ProgressText.summary(rows: input.rows, study: input.plan.spec.studyType, statistics: input.plan.spec.statistics) { report(line) }
         emit("wrote:")
         for file in run.resultFiles(study: input.plan.spec.studyType) { emit("  \(file.path)") }
     }

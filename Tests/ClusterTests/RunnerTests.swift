@@ -208,7 +208,7 @@ final class RunnerTests: XCTestCase {
                 XCTAssertEqual(Set(whole.compactMap(\.paramsMasked)), [16 * 1 * 3 * 3])
                 let header = ResultTable.csv(one.rows, study: SensitivityStudy.self).split(separator: "\n")[0]
                 XCTAssertTrue(header.hasPrefix("key,study,kind,dataset,model,seed,layer,mask,sparsity,status,"), "\(header)")
-                XCTAssertTrue(header.contains("delta_accuracy,delta_low,delta_high,mcnemar_p,params_pruned,unit_index,checkpoint,error,seconds"), "\(header)")
+                XCTAssertTrue(header.contains("delta_accuracy,delta_low,delta_high,mcnemar_p,params_pruned,unit_index,checkpoint,images_worse,images_better,test_images,error,seconds"), "\(header)")
                 let line = String(decoding: try ResultTable.jsonLines(pruned.prefix(1).map { $0 }), as: UTF8.self)
                 XCTAssertTrue(line.contains("\"sparsity\":") && line.contains("\"method\":") && line.contains("\"recalibrated\":"), line)
             default:

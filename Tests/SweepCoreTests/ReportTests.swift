@@ -25,6 +25,7 @@ final class ReportTests: XCTestCase {
             case .mask:
                 // stem.conv matters a lot; stage2.block1.conv2 fails on seed 1; the rest are near-trivial.
                 o.testAccuracy = task.unit == "stem.conv" ? 0.3 : 0.895
+                o.discordant = task.unit == "stem.conv" ? [620, 20, 1000] : [8, 3, 1000]
                 if task.unit == "stage2.block1.conv2" && task.seedIndex == 1 {
                     o = TaskOutcome(status: .failed, seconds: 1)
                     o.error = "boom <&> \"quoted\""
@@ -83,7 +84,8 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(doc.text.contains("Which layers matter?"))
         XCTAssertTrue(doc.text.contains("Δ accuracy = masked test accuracy − the same network's unmasked (baseline) test accuracy"), "the metric is defined")
         XCTAssertTrue(doc.text.contains("baseline accuracy 0.9000 (mean of 2)"))
-        XCTAssertTrue(doc.text.contains("stem.conv -0.600"), "most harmful unit in the findings table")
+        XCTAssertTrue(doc.text.contains("harmful in each network, not called for the recipe: stem.conv -0.600"), "two seeds: what each network says")
+        XCTAssertTrue(doc.text.contains("Two networks are too few for a call about the recipe"), "the answer says why the recipe has no calls")
         XCTAssertTrue(doc.text.contains("boom <&> \"quoted\""), "errors are listed, escaped")
         XCTAssertTrue(doc.text.contains("3 on node0, node1"), "ranks and hosts")
         XCTAssertEqual(doc.attributes.filter { $0["class"] == "task" }.count, try input().records.count, "one timeline bar per task")

@@ -75,7 +75,7 @@ final class SensitivityStudyTests: XCTestCase {
         XCTAssertEqual(doc.attributes.filter { ($0["class"] ?? "").hasPrefix("series") }.count, 2, "one line per layer")
         XCTAssertTrue(doc.text.contains("never (up to 0.80)"))
         XCTAssertTrue(doc.text.contains("stage3.block1.conv2 at sparsity 0.80: Δ -0.0805"))
-        let lines = ProgressText.summary(rows: input.rows, study: SensitivityStudy.self)
+        let lines = ProgressText.summary(rows: input.rows, study: SensitivityStudy.self, statistics: StatisticsSection())
         XCTAssertEqual(lines.count, 1)
         XCTAssertTrue(lines[0].contains("most sensitive (sparsity that costs 1 point) stage3.block1.conv2 0.20, stem.conv never; 1 of 2 layers stay within it up to 0.80"), lines[0])
         let csv = ResultTable.csv(input.rows, study: SensitivityStudy.self).split(separator: "\n")

@@ -41,7 +41,7 @@ final class StudyReportTests: XCTestCase {
         XCTAssertEqual(doc.attributes.filter { $0["class"] == "maskgrid" }.count, 3 + 1, "IMP rounds 1, 2, 3 and the last one-shot")
         XCTAssertTrue(html.contains("M0 0h6v2h-6z"), "a run of three pixels is one rectangle")
         XCTAssertTrue(doc.text.contains("unit 3: 5 of 784 pixels"))
-        let lines = ProgressText.summary(rows: input.rows, study: PruningStudy.self)
+        let lines = ProgressText.summary(rows: input.rows, study: PruningStudy.self, statistics: StatisticsSection())
         XCTAssertTrue(lines.contains { $0.contains("round 3: 34.3%  acc 0.8700 / 0.8400") }, "\(lines)")
     }
 
@@ -64,7 +64,7 @@ final class StudyReportTests: XCTestCase {
         XCTAssertEqual(doc.attributes.filter { $0["class"] == "reference" }.count, 1, "teacher accuracy line")
         XCTAssertTrue(doc.text.contains("teacher 0.9500"))
         XCTAssertTrue(doc.text.contains("logits: accuracy 0.8250 ± 0.0071 (n=2), best 0.8300"), "c2 distilled: mean of 0.82 and 0.83")
-        let lines = ProgressText.summary(rows: input.rows, study: DistillationStudy.self)
+        let lines = ProgressText.summary(rows: input.rows, study: DistillationStudy.self, statistics: StatisticsSection())
         XCTAssertTrue(lines.contains { $0.contains("20000 params, labels: c0 0.7050  c1 0.7550  c2 0.8050") }, "\(lines)")
     }
 
@@ -91,7 +91,7 @@ final class StudyReportTests: XCTestCase {
         XCTAssertEqual(points.count, 4 + 2, "three layers and one prefix, plus a legend marker for each of the two series")
         XCTAssertTrue(doc.text.contains("stage3.block1.conv2 frozen: gain -0.0500 ± 0.0000 (n=2), RMSE 0.3000"))
         XCTAssertEqual(doc.attributes.filter { $0["class"] == "reusable" }.count, 3, "stem, stage1 conv1 and the prefix are reusable")
-        let lines = ProgressText.summary(rows: input.rows, study: ReuseStudy.self)
+        let lines = ProgressText.summary(rows: input.rows, study: ReuseStudy.self, statistics: StatisticsSection())
         XCTAssertTrue(lines[0].contains("3/4 reusable"), "\(lines)")
         XCTAssertTrue(lines[0].contains("corr(gain, RMSE) -1.00"), "\(lines)")
     }

@@ -295,7 +295,7 @@ final class SweepRunTests: XCTestCase {
         XCTAssertTrue(rows.allSatisfy { ($0["checkpoint"] as? String)?.count == 32 }, "every row names its network")
         let document = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(runDir)/results.json"))) as! [String: Any]
         let embedded = try XCTUnwrap(document["spec"] as? [String: Any])
-        XCTAssertEqual(Set(embedded.keys), ["name", "study", "seed", "output", "datasets", "models", "seeds", "training", "layers", "masks", "evaluation"],
+        XCTAssertEqual(Set(embedded.keys), ["name", "study", "seed", "output", "datasets", "models", "seeds", "training", "layers", "masks", "evaluation", "statistics"],
                        "only the sections zeroing reads")
 
         // results.csv and units.csv print no number with more than 7 significant digits.

@@ -74,4 +74,9 @@ enum Format {
     static func signed(_ v: Double, _ digits: Int = 3) -> String { String(format: "%+.\(digits)f", v) }
     /// SVG coordinates: short and locale-free.
     static func coordinate(_ v: Double) -> String { String(format: "%.1f", v) }
+    /// 0.95 -> "95%", 0.975 -> "97.5%".
+    static func percent(_ v: Double) -> String {
+        let p = (v * 1000).rounded() / 10
+        return p == p.rounded() ? "\(Int(p))%" : String(format: "%.1f%%", p)
+    }
 }

@@ -3,7 +3,7 @@ import Studies
 
 /// Everything the report is made from: the plan, the journal's records and the result rows.
 public struct ReportInput: Sendable {
-    public let plan: Plan
+    public var plan: Plan
     public let records: [TaskRecord]
     public let rows: [ResultRow]
     public let hosts: [String]

@@ -49,13 +49,13 @@ public protocol SweepStudy {
     /// Fills a result row's study-specific fields from its task and outcome.
     static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan)
     /// The few terminal lines that answer the study's question.
-    static func summary(_ rows: [ResultRow]) -> [String]
+    static func summary(_ rows: [ResultRow], statistics: StatisticsSection) -> [String]
     /// The report's answer: the first section of report.html.
     static func report(_ input: ReportInput, into m: inout Markup)
     /// Per-unit summaries over the networks, for results.json's `units`.
-    static func unitSummaries(_ rows: [ResultRow]) -> [UnitSummary]
+    static func unitSummaries(_ rows: [ResultRow], statistics: StatisticsSection) -> [UnitSummary]
     /// Files the study writes next to results.csv (name and bytes).
-    static func extraFiles(_ rows: [ResultRow]) -> [(name: String, data: Data)]
+    static func extraFiles(_ rows: [ResultRow], statistics: StatisticsSection) -> [(name: String, data: Data)]
     /// Whether the sweep re-estimates BN statistics (an imported graph must then keep its BN nodes).
     static func recalibrates(_ spec: SweepSpec) -> Bool
 }
@@ -67,7 +67,7 @@ extension SweepStudy {
     public static var needsData: Bool { true }
     public static var measures: (any OutcomeMeasures.Type)? { nil }
     public static func measuredText(_ outcome: TaskOutcome, task: PlannedTask) -> String? { nil }
-    public static func unitSummaries(_ rows: [ResultRow]) -> [UnitSummary] { [] }
+    public static func unitSummaries(_ rows: [ResultRow], statistics: StatisticsSection) -> [UnitSummary] { [] }
     public static func checkKeys(_ tree: NodeTree) throws {}
     public static func validate(_ spec: SweepSpec, tree: NodeTree) throws {}
     public static var kinds: [TaskKindInfo] { [] }
@@ -75,9 +75,9 @@ extension SweepStudy {
     public static func label(_ task: PlannedTask) -> String? { nil }
     public static func columns(_ rows: [ResultRow]) -> StudyColumns { StudyColumns() }
     public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {}
-    public static func summary(_ rows: [ResultRow]) -> [String] { [] }
+    public static func summary(_ rows: [ResultRow], statistics: StatisticsSection) -> [String] { [] }
     public static func report(_ input: ReportInput, into m: inout Markup) {}
-    public static func extraFiles(_ rows: [ResultRow]) -> [(name: String, data: Data)] { [] }
+    public static func extraFiles(_ rows: [ResultRow], statistics: StatisticsSection) -> [(name: String, data: Data)] { [] }
     public static func recalibrates(_ spec: SweepSpec) -> Bool { false }
 }
 

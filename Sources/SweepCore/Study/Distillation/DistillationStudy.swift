@@ -198,7 +198,7 @@ public enum DistillationStudy: SweepStudy {
         row.payload = StudentRow(convLayers: conv, budget: point.budget, parameters: outcome.measures(StudentMeasures.self)?.parameters)
     }
 
-    public static func summary(_ rows: [ResultRow]) -> [String] { DistillationTable.compute(rows).flatMap(\.summary) }
+    public static func summary(_ rows: [ResultRow], statistics: StatisticsSection) -> [String] { DistillationTable.compute(rows).flatMap(\.summary) }
 
     public static func report(_ input: ReportInput, into m: inout Markup) { DistillationReport.section(input, into: &m) }
 }

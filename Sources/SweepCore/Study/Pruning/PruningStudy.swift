@@ -203,7 +203,7 @@ public enum PruningStudy: SweepStudy {
         return " left " + FixedText.of(left, places: 4)
     }
 
-    public static func summary(_ rows: [ResultRow]) -> [String] { PruningCurve.compute(rows).flatMap(\.summary) }
+    public static func summary(_ rows: [ResultRow], statistics: StatisticsSection) -> [String] { PruningCurve.compute(rows).flatMap(\.summary) }
 
     public static func report(_ input: ReportInput, into m: inout Markup) { PruningReport.section(input, into: &m) }
 }

@@ -199,7 +199,7 @@ public enum ReuseStudy: SweepStudy {
         row.mask = point.mode.rawValue
     }
 
-    public static func summary(_ rows: [ResultRow]) -> [String] { ReuseFinding.compute(rows).flatMap(\.summary) }
+    public static func summary(_ rows: [ResultRow], statistics: StatisticsSection) -> [String] { ReuseFinding.compute(rows).flatMap(\.summary) }
 
     public static func report(_ input: ReportInput, into m: inout Markup) { ReuseReport.section(input, into: &m) }
 }

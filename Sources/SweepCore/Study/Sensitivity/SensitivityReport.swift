@@ -7,8 +7,8 @@ public struct SensitivityCurves: Sendable {
         public let sparsity: Double
         /// Δ accuracy of each network (masked − unpruned).
         public let deltas: [Double]
-        /// The 95% interval of the mean Δ: over the networks (Student t) when there are several,
-        /// else over the one network's paired test images.
+        /// The interval of the recipe's Δ (over the networks and their test images; with one
+        /// network, over its paired test images), at the sweep's statistics level.
         public let low: Double
         public let high: Double
         public var mean: Double { deltas.reduce(0, +) / Double(max(deltas.count, 1)) }
@@ -30,7 +30,7 @@ public struct SensitivityCurves: Sendable {
     public let layers: [Layer]
     public let baselines: [Double]
 
-    public static func compute(_ rows: [ResultRow]) -> [SensitivityCurves] {
+    public static func compute(_ rows: [ResultRow], statistics: StatisticsSection = StatisticsSection()) -> [SensitivityCurves] {
         let ok = rows.succeeded.filter { $0.study == .sensitivity }
         let baselines = Dictionary(grouping: ok.filter { $0.kind == .baseline }) { [$0.dataset, $0.model] }
         let pruned = ok.filter { $0.kind == .pruneLayer && $0.deltaAccuracy != nil }
@@ -45,9 +45,9 @@ public struct SensitivityCurves: Sendable {
                     let cell = bySparsity[s]!
                     let deltas = cell.compactMap(\.deltaAccuracy)
                     let mean = deltas.reduce(0, +) / Double(max(deltas.count, 1))
-                    let interval = Statistics.meanInterval(deltas).map { ($0.low, $0.high) }
-                        ?? cell.first.flatMap { r in r.deltaLow.flatMap { l in r.deltaHigh.map { (l, $0) } } } ?? (mean, mean)
-                    return Point(sparsity: s, deltas: deltas, low: interval.0, high: interval.1)
+                    let networks = cell.compactMap(\.networkEstimate)
+                    let interval = networks.count == cell.count ? Statistics.population(networks)?.interval(level: statistics.level) : nil
+                    return Point(sparsity: s, deltas: deltas, low: interval?.low ?? mean, high: interval?.high ?? mean)
                 }
                 return Layer(layer: name, index: rows.compactMap(\.unitIndex).first ?? Int.max, points: points)
             }.sorted { ($0.index, $0.layer) < ($1.index, $1.layer) }
@@ -71,7 +71,7 @@ enum SensitivityReport {
             m.add("Whiskers: the 95% interval (over networks, or over one network's paired test images). ")
             m.add("A layer loses its point at the first sparsity whose mean Δ is −\(threshold) point or worse; layers that lose it late can be pruned hardest.")
         }
-        for curves in SensitivityCurves.compute(input.rows) {
+        for curves in SensitivityCurves.compute(input.rows, statistics: spec.statistics) {
             m.element("h3", text: "\(curves.dataset) · \(curves.model) · \(curves.variant)")
             m.element("div", ["class": "row"]) { m in
                 chart(curves, into: &m)

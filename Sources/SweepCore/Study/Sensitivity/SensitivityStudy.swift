@@ -59,7 +59,7 @@ public struct SensitivityPoint: TaskPayload, Equatable {
 /// without retraining against the same network unpruned on the same test images.
 public enum SensitivityStudy: SweepStudy {
     public static let name = StudyName.sensitivity
-    public static let sections: Set<String> = ["training", "layers", "evaluation", "sensitivity"]
+    public static let sections: Set<String> = ["training", "layers", "evaluation", "sensitivity", "statistics"]
     public static let section: (any StudySection.Type)? = SensitivitySection.self
     public static let choices: [String: (what: String, valid: [String])] = ["methods": ("pruning method", LayerPruning.Method.allCases.map(\.rawValue))]
     public static let importsNetworks = true
@@ -164,7 +164,8 @@ public enum SensitivityStudy: SweepStudy {
         StudyColumns(afterMask: [.number("sparsity") { ($0.payload as? SensitivityPoint)?.sparsity }],
                      afterMetrics: [.number("delta_low", \.deltaLow), .number("delta_high", \.deltaHigh), .number("mcnemar_p", \.mcnemarP),
                                     .integer("params_pruned", \.paramsMasked), .integer("unit_index", \.unitIndex),
-                                    ResultColumn("checkpoint") { $0.checkpoint ?? "" }])
+                                    ResultColumn("checkpoint") { $0.checkpoint ?? "" },
+                                    .integer("images_worse", \.imagesWorse), .integer("images_better", \.imagesBetter), .integer("test_images", \.testImages)])
     }
 
     public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {
@@ -176,8 +177,8 @@ public enum SensitivityStudy: SweepStudy {
         }
     }
 
-    public static func summary(_ rows: [ResultRow]) -> [String] {
-        SensitivityCurves.compute(rows).map { c in
+    public static func summary(_ rows: [ResultRow], statistics: StatisticsSection) -> [String] {
+        SensitivityCurves.compute(rows, statistics: statistics).map { c in
             let order = c.layers.sorted { ($0.firstLoss ?? 2, $0.index) < ($1.firstLoss ?? 2, $1.index) }
             let fragile = order.prefix(3).map { "\($0.layer) \($0.firstLoss.map { Format.fixed($0, 2) } ?? "never")" }.joined(separator: ", ")
             let robust = order.filter { $0.firstLoss == nil }.count

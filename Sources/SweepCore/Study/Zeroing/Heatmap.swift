@@ -15,6 +15,7 @@ struct ZeroingHeatmap {
     let limit: Double
     /// (unit, mask) -> the interval over seeds (or test images) and its call.
     let summaries: [String: UnitSummary]
+    let statistics: StatisticsSection
 
     static func key(_ unit: String, _ mask: String) -> String { "\(unit)\u{1}\(mask)" }
 
@@ -30,7 +31,8 @@ struct ZeroingHeatmap {
         cells = Dictionary(grouping: masked) { Self.key($0.layer, $0.mask) }
         baselines = mine.filter { $0.kind == .baseline && $0.status == .ok }.compactMap(\.testAccuracy)
         self.limit = limit
-        summaries = Dictionary(UnitSummary.summaries(mine).map { (Self.key($0.layer, $0.mask), $0) }, uniquingKeysWith: { a, _ in a })
+        statistics = spec?.statistics ?? StatisticsSection()
+        summaries = Dictionary(UnitSummary.summaries(rows.filter { $0.dataset == dataset && $0.model == model }, settings: statistics).map { (Self.key($0.layer, $0.mask), $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Mean Δ of the successful rows of a cell, and how many there were.
@@ -104,7 +106,8 @@ struct ZeroingHeatmap {
         var parts = ["\(unit) · \(mask)"]
         if let stats { parts.append("mean Δ accuracy \(Format.signed(stats.0, 4)) over \(stats.1) trained network\(stats.1 == 1 ? "" : "s")") }
         if let s = summary, let low = s.deltaLow, let high = s.deltaHigh {
-            parts.append("95% interval [\(Format.signed(low, 4)), \(Format.signed(high, 4))] over \(s.interval == "seeds" ? "\(s.seeds) seeds" : "the test images (one network)"): \(s.call.rawValue) at |Δ| < \(UnitSummary.threshold)")
+            parts.append("\(Format.percent(statistics.level)) interval [\(Format.signed(low, 4)), \(Format.signed(high, 4))] over \(s.seeds == 1 ? "the test images (one network)" : "\(s.seeds) seeds and their test images"): "
+                         + "\(s.call.rawValue) at |Δ| < \(statistics.threshold) (\(statistics.correction.rawValue) correction; each network: \(s.networkCallText))")
         }
         if summary?.rankUnstable == true { parts.append("* its rank among the units moves by more than a quarter of them between seeds") }
         for r in rows where r.mcnemarP != nil {

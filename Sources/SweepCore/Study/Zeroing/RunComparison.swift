@@ -25,7 +25,7 @@ public struct RunComparison: Sendable {
     /// refresh and at the end, so a run in progress compares too).
     public static func summaries(of run: RunDirectory) throws -> [UnitSummary] {
         struct Document: Decodable {
-            struct Spec: Decodable { let study: StudyName }
+            struct Spec: Decodable { let study: StudyName; let statistics: StatisticsSection? }
             let spec: Spec
             let rows: [ResultRow]
         }
@@ -39,7 +39,7 @@ public struct RunComparison: Sendable {
         guard document.spec.study == .zeroing else {
             throw RunError(path: run.url.path, message: "compare reads layer-zeroing runs; this one is a \(document.spec.study.rawValue) run")
         }
-        let summaries = UnitSummary.summaries(document.rows)
+        let summaries = UnitSummary.summaries(document.rows, settings: document.spec.statistics ?? StatisticsSection())
         guard !summaries.isEmpty else {
             throw RunError(path: run.url.path, message: "has no mask results yet (continue it with: sweep run --resume \(run.url.path))")
         }
@@ -89,7 +89,7 @@ public struct RunComparison: Sendable {
         """
         return Markup.page(title: "layersweep · \(nameA) vs \(nameB)", css: css) { m in
             m.element("h1", text: "\(nameA) vs \(nameB)")
-            m.element("p", text: "Δ test accuracy per unit and mask: mean over the trained networks, 95% interval (over seeds, or over one network's test images), number of networks and the call (trivial: the interval lies within ±\(UnitSummary.threshold); harmful: below −\(UnitSummary.threshold)). Highlighted rows: the two runs call the unit differently.")
+            m.element("p", text: "Δ test accuracy per unit and mask: mean over the trained networks, its interval (over the seeds and their test images, or over one network's test images), number of networks and the call (trivial, harmful, helpful or undecided, as each run's statistics: section sets them). Highlighted rows: the two runs call the unit differently.")
             m.element("table") { m in
                 m.element("tr") { m in for h in ["dataset", "model", "unit", "mask", nameA, nameB] { m.element("th", text: h) } }
                 for l in lines {

@@ -11,7 +11,7 @@ extension StudyName {
 /// unit and applicable mask, the network evaluated with that unit masked, nothing retrained.
 public enum ZeroingStudy: SweepStudy {
     public static let name = StudyName.zeroing
-    public static let sections: Set<String> = ["training", "layers", "masks", "evaluation"]
+    public static let sections: Set<String> = ["training", "layers", "masks", "evaluation", "statistics"]
     public static let importsNetworks = true
 
     /// Per (dataset, model, seed) a training task (or a load task per imported network), a
@@ -61,7 +61,8 @@ public enum ZeroingStudy: SweepStudy {
 
     public static func columns(_ rows: [ResultRow]) -> StudyColumns {
         StudyColumns(afterMetrics: [.number("delta_low", \.deltaLow), .number("delta_high", \.deltaHigh), .number("mcnemar_p", \.mcnemarP),
-         .integer("params_masked", \.paramsMasked), .integer("unit_index", \.unitIndex), ResultColumn("checkpoint") { $0.checkpoint ?? "" }])
+         .integer("params_masked", \.paramsMasked), .integer("unit_index", \.unitIndex), ResultColumn("checkpoint") { $0.checkpoint ?? "" },
+         .integer("images_worse", \.imagesWorse), .integer("images_better", \.imagesBetter), .integer("test_images", \.testImages)])
     }
 
     public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {
@@ -69,19 +70,20 @@ public enum ZeroingStudy: SweepStudy {
     }
 
     /// Per (dataset, model, mask): how many units are trivial and which hurt most.
-    public static func summary(_ rows: [ResultRow]) -> [String] {
-        ZeroingFinding.compute(rows).map { f in
-            let worst = f.mostHarmful.map { "\($0.unit) \(Format.signed($0.delta))" }.joined(separator: ", ")
-            return "  \(f.dataset) \(f.model) \(f.mask), \(f.meanDelta.count) units: \(f.callText); most harmful: \(worst)"
+    public static func summary(_ rows: [ResultRow], statistics: StatisticsSection) -> [String] {
+        ZeroingFinding.compute(rows, statistics: statistics).map { f in
+            "  \(f.dataset) \(f.model) \(f.mask), \(f.meanDelta.count) units: \(f.callText); \(f.harmfulText)"
         }
     }
 
     /// units.csv: one line per (dataset, model, unit, mask) over the trained networks.
-    public static func extraFiles(_ rows: [ResultRow]) -> [(name: String, data: Data)] {
-        [("units.csv", Data(UnitSummary.csv(UnitSummary.summaries(rows)).utf8))]
+    public static func extraFiles(_ rows: [ResultRow], statistics: StatisticsSection) -> [(name: String, data: Data)] {
+        [("units.csv", Data(UnitSummary.csv(UnitSummary.summaries(rows, settings: statistics)).utf8))]
     }
 
-    public static func unitSummaries(_ rows: [ResultRow]) -> [UnitSummary] { UnitSummary.summaries(rows) }
+    public static func unitSummaries(_ rows: [ResultRow], statistics: StatisticsSection) -> [UnitSummary] {
+        UnitSummary.summaries(rows, settings: statistics)
+    }
 
     /// What each mask does, for the masks a run used.
     static let maskNotes: [MaskKind: String] = [
@@ -93,8 +95,11 @@ public enum ZeroingStudy: SweepStudy {
 
     public static func report(_ input: ReportInput, into m: inout Markup) {
         let spec = input.plan.spec
-        let findings = ZeroingFinding.compute(input.rows)
+        let findings = ZeroingFinding.compute(input.rows, statistics: spec.statistics)
         m.element("h2", text: "Which layers matter?")
+        // The answer first, one sentence per dataset, model and mask.
+        let several = Set(findings.map { [$0.dataset, $0.model] }).count > 1
+        for f in findings { m.element("p", ["class": "answer"], text: (several ? "\(f.dataset) · \(f.model): " : "") + f.answer) }
         let masks = spec.masks.map(\.rawValue)
         let deltas = input.rows.compactMap { $0.kind == .mask && $0.status == .ok ? $0.deltaAccuracy : nil }
         let limit = ColorScale.niceLimit(deltas.map(abs).max() ?? 0.01)
@@ -118,7 +123,7 @@ public enum ZeroingStudy: SweepStudy {
         if !findings.isEmpty {
             m.element("table", ["class": "findings"]) { m in
                 m.element("tr") { m in
-                    for h in ["dataset", "model", "mask", "units", "trivial / harmful / undecided", "most harmful (mean Δ)"] { m.element("th", text: h) }
+                    for h in ["dataset", "model", "mask", "units", "trivial / harmful / helpful / undecided", "harmful units (mean Δ)"] { m.element("th", text: h) }
                 }
                 for f in findings {
                     m.element("tr") { m in
@@ -126,8 +131,8 @@ public enum ZeroingStudy: SweepStudy {
                         m.element("td", text: f.model)
                         m.element("td", text: f.mask)
                         m.element("td", text: "\(f.meanDelta.count)")
-                        m.element("td", text: "\(f.calls[.trivial] ?? 0) / \(f.calls[.harmful] ?? 0) / \(f.calls[.undecided] ?? 0)")
-                        m.element("td", text: f.mostHarmful.map { "\($0.unit) \(Format.signed($0.delta))" }.joined(separator: ", "))
+                        m.element("td", text: Statistics.Call.allCases.map { "\(f.calls[$0] ?? 0)" }.joined(separator: " / "))
+                        m.element("td", text: f.harmfulText)
                     }
                 }
             }
@@ -135,9 +140,19 @@ public enum ZeroingStudy: SweepStudy {
         m.element("p", ["class": "note"]) { m in
             m.add("Each trained network is evaluated on the test set with one unit masked and nothing retrained. ")
             m.add("Δ accuracy = masked test accuracy − the same network's unmasked (baseline) test accuracy, averaged over its trained seeds: ")
-            m.add("negative means the unit matters. A unit is trivial when the 95% interval of its Δ lies within ±\(ZeroingFinding.trivialThreshold) ")
-            m.add("and harmful when it lies below −\(ZeroingFinding.trivialThreshold); otherwise it is undecided. The interval is over the trained networks ")
-            m.add("(Student t) when there are several, else over one network's test images (paired: the same images masked and unmasked; McNemar's exact test in results.csv). ")
+            let st = spec.statistics, t = st.threshold, level = Format.percent(st.level)
+            m.add("negative means the unit matters. A unit is trivial when its Δ lies within ±\(t) with \(level) confidence, harmful when it lies below −\(t), ")
+            m.add("helpful when it lies above +\(t) (removing the unit improves accuracy), otherwise undecided. ")
+            m.add("Two levels: each network's Δ has an interval over its test images (paired: the same images masked and unmasked; Bonett–Price; McNemar's exact test in results.csv); ")
+            m.add("the recipe's interval combines the networks (seeds) with their test-set uncertainty (a random-effects combination, Satterthwaite degrees of freedom), ")
+            m.add("so it is never narrower than one network's and, with one network, is that network's. ")
+            m.add("\(level) intervals; calls over all units and masks of a dataset and model at once: ")
+            switch st.correction {
+            case .holm: m.add("Holm's correction keeps the chance of any wrong call below \(Format.percent(1 - st.level)). ")
+            case .bh: m.add("Benjamini–Hochberg keeps the expected share of wrong calls below \(Format.percent(1 - st.level)). ")
+            case .none: m.add("uncorrected (each unit's interval alone decides; with many units some calls are wrong by chance). ")
+            }
+            m.add("Set by the sweep file's statistics: section. ")
             for mask in spec.masks { if let note = maskNotes[mask] { m.add(note + " ") } }
             m.add("▸ marks units at a stage transition (resolution or width changes); rules separate stages.")
         }
