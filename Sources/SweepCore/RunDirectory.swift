@@ -15,6 +15,8 @@ public struct RunDirectory: Sendable {
     public var journalURL: URL { url.appendingPathComponent("journal.jsonl") }
     public var specURL: URL { url.appendingPathComponent("spec.yaml") }
     public var checkpointsURL: URL { url.appendingPathComponent("checkpoints") }
+    /// The report's figures (SVG) and tables (CSV, LaTeX), one file each.
+    public var figuresURL: URL { url.appendingPathComponent("figures") }
     public var resultsCSV: URL { url.appendingPathComponent("results.csv") }
     public var resultsJSON: URL { url.appendingPathComponent("results.json") }
     public var reportURL: URL { url.appendingPathComponent("report.html") }

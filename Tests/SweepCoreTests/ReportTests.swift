@@ -49,23 +49,26 @@ final class ReportTests: XCTestCase {
         XCTAssertFalse(html.contains("<script"), "no scripts")
         XCTAssertFalse(html.contains("http://") && html.replacingOccurrences(of: "http://www.w3.org/", with: "").contains("http://"), "nothing fetched")
         XCTAssertFalse(html.contains("https://"))
-        XCTAssertEqual(doc.elements.filter { $0 == "svg" }.count, 3, "two heatmaps and a timeline")
+        XCTAssertEqual(doc.elements.filter { $0 == "svg" }.count, 5, "two heatmap panels per model and a timeline")
     }
 
     func testHeatmapCellsCarryTheMeanDeltas() throws {
         let doc = try parse(ReportPage.html(try input()))
-        let drawn = doc.attributes.filter { $0["class"] == "cell" }
-        let cells = drawn.filter { $0["data-applies"] == "yes" }
-        // resnet8: 7 convs + fc (zeroKernel) + 3 blocks (zeroBranch); the same units for plain8.
+        let cells = doc.attributes.filter { $0["class"] == "cell" }
+        // resnet8: 7 convs + fc (zeroKernel) in one panel, 3 blocks (zeroBranch) in another; the
+        // same units for plain8. No filler cells.
         XCTAssertEqual(cells.count, 2 * (8 + 3))
-        XCTAssertTrue(drawn.filter { $0["data-applies"] == "no" }.allSatisfy { $0["data-delta"] == "n/a" }, "n/a cells are drawn grey")
+        XCTAssertEqual(doc.attributes.filter { $0["class"] == "heatmap" }.count, 2 * 2, "kernels and branches: a panel each")
         let stem = try XCTUnwrap(cells.first { $0["data-unit"] == "stem.conv" && $0["data-mask"] == "zeroKernel" })
         XCTAssertEqual(stem["data-delta"], "-0.6000")
         let half = try XCTUnwrap(cells.first { $0["data-unit"] == "stage2.block1.conv2" })
         XCTAssertEqual(half["data-delta"], "-0.0050", "the failed seed is left out of the mean")
+        XCTAssertEqual(doc.attributes.filter { $0["class"] == "seed-dot" }.count, 2 * 2 * (8 + 3) - 2, "a dot per network and cell, none for the failed seed")
         XCTAssertTrue(doc.text.contains("stage2.block1.conv2 · zeroKernel"), "cells have tooltips")
         XCTAssertTrue(doc.text.contains("▸ stage2.block1.conv1"), "transition units are marked")
-        XCTAssertEqual(doc.attributes.filter { $0["class"] == "stage-boundary" }.count, 2 * 4, "stem|stage1|stage2|stage3|head: four rules per map")
+        XCTAssertTrue(doc.text.contains("fixed scale −1…+1"), "the colour scale is stated")
+        XCTAssertEqual(doc.attributes.filter { $0["class"] == "stage-boundary" }.count, 2 * (4 + 2),
+                       "kernels: stem|stage1|stage2|stage3|head, four rules; branches: stage1|stage2|stage3, two")
     }
 
     /// The answer leads: heatmaps before the run's facts, and the prose explains only the masks
@@ -130,5 +133,44 @@ final class XMLCollector: NSObject, XMLParserDelegate {
         XCTAssertTrue(parser.parse(), "not well-formed: \(parser.parserError.map { "\($0)" } ?? "?") at line \(parser.lineNumber)",
                       file: file, line: line)
         return collector
+    }
+}
+
+/// The report's figures and tables as files a paper can use.
+extension ReportTests {
+    func testEveryFigureAndTableIsWrittenToFiguresAsSVGCSVAndLaTeX() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("figures-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = RunDirectory(dir.path)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let input = try self.input()
+        try ReportPage.write(input, to: run)
+        let files = try FileManager.default.contentsOfDirectory(atPath: run.figuresURL.path).sorted()
+        let svgs = files.filter { $0.hasSuffix(".svg") }
+        XCTAssertEqual(svgs.count, 2 * 2 + 1, "a heatmap panel per model and kind, and the timeline: \(files)")
+        XCTAssertTrue(files.contains("zeroing-findings.csv") && files.contains("zeroing-findings.tex"), "\(files)")
+        for svg in svgs {
+            let text = try String(contentsOf: run.figuresURL.appendingPathComponent(svg), encoding: .utf8)
+            XCTAssertTrue(text.hasPrefix("<?xml"), svg)
+            XCTAssertTrue(text.contains("<style>"), "\(svg) carries its own styles")
+            XCTAssertEqual(XMLCollector.parse(text).elements.first, "svg", "\(svg) is well-formed SVG")
+        }
+        let tex = try String(contentsOf: run.figuresURL.appendingPathComponent("zeroing-findings.tex"), encoding: .utf8)
+        XCTAssertTrue(tex.contains("\\toprule") && tex.contains("\\midrule") && tex.contains("\\bottomrule"))
+        XCTAssertTrue(tex.contains("(mean $\\Delta$)"))
+        // A stale figure of an earlier report goes; other files stay.
+        try Data("old".utf8).write(to: run.figuresURL.appendingPathComponent("heatmap-gone.svg"))
+        try Data("mine".utf8).write(to: run.figuresURL.appendingPathComponent("notes.txt"))
+        try ReportPage.write(input, to: run)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.figuresURL.appendingPathComponent("heatmap-gone.svg").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run.figuresURL.appendingPathComponent("notes.txt").path))
+    }
+
+    func testLaTeXAndFileNamesSurviveHostileText() {
+        XCTAssertEqual(LaTeX.escape("50% & $x_1 {a} #2 ~ ^ \\"), "50\\% \\& \\$x\\_1 \\{a\\} \\#2 \\textasciitilde{} \\textasciicircum{} \\textbackslash{}")
+        XCTAssertEqual(LaTeX.minusSigns("-0.5 [-0.6, -0.4] layer-1"), "−0.5 [−0.6, −0.4] layer-1")
+        XCTAssertEqual(FileName.safe("../../etc/passwd"), "_.._.._etc_passwd")
+        XCTAssertEqual(FileName.safe(""), "_")
+        XCTAssertEqual(FileName.safe("heatmap-fashion mnist-r18"), "heatmap-fashion_mnist-r18")
     }
 }

@@ -74,6 +74,13 @@ final class SensitivityStudyTests: XCTestCase {
                           "the answer comes before the run's facts")
         XCTAssertEqual(doc.attributes.filter { ($0["class"] ?? "").hasPrefix("series") }.count, 2, "one line per layer")
         XCTAssertTrue(doc.text.contains("never (up to 0.80)"))
+        XCTAssertTrue(doc.text.contains("≤ 0.20 (the lowest tested)"), "a loss at the first sparsity tried is said as such")
+        XCTAssertTrue(doc.text.contains("1 of 2 layers stay within 1 point of accuracy up to sparsity 0.80 (unstructured): stem.conv; the most sensitive: stage3.block1.conv2 (loses it at ≤ 0.20)."),
+                      "one sentence answers the section's question")
+        XCTAssertEqual(doc.attributes.filter { $0["class"] == "band" }.count, 2, "intervals as bands, one per layer")
+        let ticks = doc.attributes.filter { $0["class"] == "tick" }.count
+        XCTAssertGreaterThan(ticks, 0)
+        XCTAssertTrue(["0.2", "0.4", "0.8"].allSatisfy { html.contains(">\($0)</text>") }, "x ticks at the sparsities tested")
         XCTAssertTrue(doc.text.contains("stage3.block1.conv2 at sparsity 0.80: Δ -0.0805"))
         let lines = ProgressText.summary(rows: input.rows, study: SensitivityStudy.self, statistics: StatisticsSection())
         XCTAssertEqual(lines.count, 1)

@@ -34,6 +34,12 @@ struct LineChart {
     var fitWhiskers = true
     /// Unlabelled x ticks at these values (e.g. where points are plotted), besides the labelled ones.
     var minorXTicks: [Double] = []
+    /// Labelled x ticks at exactly these values (e.g. the sparsities tested) instead of round ones.
+    var xTickValues: [Double]?
+    /// Spreads drawn as a shaded band around each line (clipped to the frame) instead of whiskers.
+    var bands = false
+    /// The legend as a second column beside the plot instead of below it.
+    var legendBeside = false
     var width = 430.0
     var height = 300.0
 
@@ -41,8 +47,10 @@ struct LineChart {
         let all = series.flatMap(\.points)
         guard !all.isEmpty else { return }
         let (left, right, top, bottom) = (58.0, 12.0, 24.0, 44.0)
-        let legendHeight = 16.0 * Double(series.count + (reference == nil ? 0 : 1)) + 6
-        let totalHeight = height + legendHeight
+        let legendHeight = legendBeside ? 0 : 16.0 * Double(series.count + (reference == nil ? 0 : 1)) + 6
+        let totalHeight = max(height + legendHeight, legendBeside ? 24 + 16 * Double(series.count + 1) : 0)
+        let longest = (series.map(\.label) + [reference?.label ?? ""]).map(\.count).max() ?? 0
+        let legendWidth = legendBeside ? 40 + 6.5 * Double(longest) : 0
         let plotW = width - left - right, plotH = height - top - bottom
         func tx(_ x: Double) -> Double { logX ? log10(max(x, 1e-12)) : x }
         var xs = all.map { tx($0.x) }, ys = all.flatMap { fitWhiskers ? [$0.y - $0.spread, $0.y + $0.spread] : [$0.y] }
@@ -61,15 +69,17 @@ struct LineChart {
         func px(_ x: Double) -> Double { left + (tx(x) - x0) / (x1 - x0) * plotW }
         func py(_ y: Double) -> Double { top + (1 - (y - y0) / (y1 - y0)) * plotH }
         let c = Format.coordinate
-        m.element("svg", ["xmlns": "http://www.w3.org/2000/svg", "class": "chart", "width": c(width), "height": c(totalHeight),
-                          "viewBox": "0 0 \(c(width)) \(c(totalHeight))", "role": "img", "aria-label": title]) { m in
+        let totalWidth = width + legendWidth
+        m.element("svg", ["xmlns": "http://www.w3.org/2000/svg", "class": "chart", "width": c(totalWidth), "height": c(totalHeight),
+                          "viewBox": "0 0 \(c(totalWidth)) \(c(totalHeight))", "role": "img", "aria-label": title]) { m in
+            m.element("style", text: FigureStyle.css)
             m.element("text", ["x": c(left), "y": "14", "class": "colhead"], text: title)
             m.empty("rect", ["x": c(left), "y": c(top), "width": c(plotW), "height": c(plotH), "fill": "none", "class": "axisline"])
             for t in ticks(y0, y1) {
                 m.empty("line", ["x1": c(left), "x2": c(left + plotW), "y1": c(py(t)), "y2": c(py(t)), "stroke": "#e6e6e6"])
                 m.element("text", ["x": c(left - 4), "y": c(py(t) + 3), "text-anchor": "end", "class": "tick"], text: label(t))
             }
-            for t in xTicks(x0, x1) {
+            for t in xTickValues.map({ $0.map { (tx($0), label($0)) } }) ?? xTicks(x0, x1) {
                 let x = left + (t.position - x0) / (x1 - x0) * plotW
                 m.empty("line", ["x1": c(x), "x2": c(x), "y1": c(top + plotH), "y2": c(top + plotH + 4), "class": "axisline"])
                 m.element("text", ["x": c(x), "y": c(top + plotH + 15), "text-anchor": "middle", "class": "tick"], text: t.text)
@@ -84,6 +94,15 @@ struct LineChart {
                 m.empty("line", ["x1": c(left), "x2": c(left + plotW), "y1": c(py(r.value)), "y2": c(py(r.value)), "stroke": "#555555",
                                  "stroke-dasharray": "2 3", "class": "reference"])
             }
+            if bands {
+                for s in series {
+                    let pts = s.points.sorted { $0.x < $1.x }.filter { $0.spread > 0 }
+                    guard pts.count > 1 else { continue }
+                    let upper = pts.map { "\(c(px($0.x))),\(c(py(min($0.y + $0.spread, y1))))" }
+                    let lower = pts.reversed().map { "\(c(px($0.x))),\(c(py(max($0.y - $0.spread, y0))))" }
+                    m.empty("polygon", ["points": (upper + lower).joined(separator: " "), "fill": s.color, "class": "band"])
+                }
+            }
             for s in series {
                 let pts = s.points.sorted { $0.x < $1.x }
                 if s.lines, pts.count > 1 {
@@ -92,26 +111,27 @@ struct LineChart {
                                          "class": s.dashed ? "series dashed" : "series"])
                 }
                 for p in pts {
-                    if p.spread > 0 {
+                    if p.spread > 0 && !bands {
                         m.empty("line", ["x1": c(px(p.x)), "x2": c(px(p.x)), "y1": c(py(max(p.y - p.spread, y0))), "y2": c(py(min(p.y + p.spread, y1))),
                                          "stroke": s.color, "stroke-width": "1", "stroke-opacity": "0.45"])
                     }
                     marker(s, at: (px(p.x), py(p.y)), into: &m) { m in m.element("title", text: p.tooltip) }
                 }
             }
-            var y = height + 4
+            let legendX = legendBeside ? width + 4 : left
+            var y = legendBeside ? top : height + 4
             for s in series {
                 if s.lines {
-                    m.empty("line", ["x1": c(left), "x2": c(left + 22), "y1": c(y + 5), "y2": c(y + 5), "stroke": s.color,
+                    m.empty("line", ["x1": c(legendX), "x2": c(legendX + 22), "y1": c(y + 5), "y2": c(y + 5), "stroke": s.color,
                                      "stroke-width": "1.8", "stroke-dasharray": s.dashed ? "6 4" : "none"])
                 }
-                marker(s, at: (left + 11, y + 5), into: &m) { _ in }
-                m.element("text", ["x": c(left + 28), "y": c(y + 9), "class": "tick legend"], text: s.label)
+                marker(s, at: (legendX + 11, y + 5), into: &m) { _ in }
+                m.element("text", ["x": c(legendX + 28), "y": c(y + 9), "class": "tick legend"], text: s.label)
                 y += 16
             }
             if let r = reference {
-                m.empty("line", ["x1": c(left), "x2": c(left + 22), "y1": c(y + 5), "y2": c(y + 5), "stroke": "#555555", "stroke-dasharray": "2 3"])
-                m.element("text", ["x": c(left + 28), "y": c(y + 9), "class": "tick legend"], text: r.label)
+                m.empty("line", ["x1": c(legendX), "x2": c(legendX + 22), "y1": c(y + 5), "y2": c(y + 5), "stroke": "#555555", "stroke-dasharray": "2 3"])
+                m.element("text", ["x": c(legendX + 28), "y": c(y + 9), "class": "tick legend"], text: r.label)
             }
         }
     }

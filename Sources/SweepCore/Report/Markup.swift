@@ -4,6 +4,10 @@ import Foundation
 /// every text escaped, so the page parses as XML as well as HTML.
 public struct Markup {
     private(set) var text = ""
+    /// Figures drawn with `figure(named:)`, as standalone SVG files (name and text).
+    private(set) var figures: [(name: String, svg: String)] = []
+    /// Tables written with `table(named:)`, as CSV and LaTeX (booktabs) files.
+    private(set) var tables: [(name: String, csv: String, latex: String)] = []
 
     /// Markup-escaped text; control characters other than line breaks and tabs (which XML
     /// forbids and a name may smuggle in) are shown as their escapes, as on the terminal.
@@ -50,10 +54,53 @@ public struct Markup {
 
     mutating func raw(_ s: String) { text += s }
 
+    /// Draws an SVG figure here and keeps it as a standalone file `name`.svg (its own styles
+    /// inside, so it reads the same outside the page). `draw` adds exactly one `<svg>` element.
+    mutating func figure(named name: String, _ draw: (inout Markup) -> Void) {
+        var own = Markup()
+        draw(&own)
+        text += own.text
+        figures.append((unique(FileName.safe(name), among: figures.map(\.name)), "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + own.text + "\n"))
+    }
+
+    /// An HTML table (`header`, then `rows` of plain text, each row's first cell a row header
+    /// when `rowHeaders`), kept as `name`.csv and `name`.tex. `classes` gives a row a class.
+    mutating func table(named name: String, attributes: KeyValuePairs<String, String> = [:], header: [String], rows: [[String]],
+                        rowClass: (Int) -> String? = { _ in nil }) {
+        element("table", attributes) { m in
+            m.element("tr") { m in for h in header { m.element("th", text: h) } }
+            for (i, row) in rows.enumerated() {
+                let body: (inout Markup) -> Void = { m in for cell in row { m.element("td", text: cell) } }
+                if let c = rowClass(i) { m.element("tr", ["class": c], body) } else { m.element("tr", [:], body) }
+            }
+        }
+        let csv = ([header] + rows).map { $0.map(SafeText.csvField).joined(separator: ",") }.joined(separator: "\n") + "\n"
+        tables.append((unique(FileName.safe(name), among: tables.map(\.name)), csv, LaTeX.booktabs(header: header, rows: rows)))
+    }
+
+    /// `name`, or `name-2`, `name-3` ... when taken.
+    private func unique(_ name: String, among taken: [String]) -> String {
+        guard taken.contains(name) else { return name }
+        var i = 2
+        while taken.contains("\(name)-\(i)") { i += 1 }
+        return "\(name)-\(i)"
+    }
+
+    /// The figures and tables of `other` (a section drawn on its own), kept with these.
+    mutating func adopt(_ other: Markup) {
+        figures += other.figures
+        tables += other.tables
+    }
+
     mutating func add(_ s: String) { text += Markup.escape(s) }
 
     /// A self-contained XHTML page: `title`, inline `css`, and the body `body` writes.
     static func page(title: String, css: String, body: (inout Markup) -> Void) -> String {
+        document(title: title, css: css, body: body).text
+    }
+
+    /// The page and the figures and tables drawn on it.
+    static func document(title: String, css: String, body: (inout Markup) -> Void) -> Markup {
         var m = Markup()
         m.raw("<!DOCTYPE html>\n")
         m.element("html", ["xmlns": "http://www.w3.org/1999/xhtml", "lang": "en"]) { m in
@@ -64,7 +111,7 @@ public struct Markup {
             }
             m.element("body") { body(&$0) }
         }
-        return m.text
+        return m
     }
 }
 
@@ -78,5 +125,63 @@ enum Format {
     static func percent(_ v: Double) -> String {
         let p = (v * 1000).rounded() / 10
         return p == p.rounded() ? "\(Int(p))%" : String(format: "%.1f%%", p)
+    }
+}
+
+/// File names made from dataset, model and unit names (which users choose): letters, digits,
+/// `.`, `-` and `_` kept, anything else `_`, never empty or hidden.
+enum FileName {
+    static func safe(_ name: String) -> String {
+        let kept = String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) ? $0 : "_" }.prefix(120))
+        return kept.isEmpty || kept.hasPrefix(".") ? "_" + kept : kept
+    }
+}
+
+/// Tables as LaTeX, booktabs style (`\\usepackage{booktabs}`): every character LaTeX treats
+/// specially escaped, and the page's Unicode signs (Δ, −, ≤, …) as their math forms.
+enum LaTeX {
+    static func escape(_ s: String) -> String {
+        var out = ""
+        for ch in s {
+            switch ch {
+            case "\\": out += "\\textbackslash{}"
+            case "&", "%", "$", "#", "_", "{", "}": out += "\\" + String(ch)
+            case "~": out += "\\textasciitilde{}"
+            case "^": out += "\\textasciicircum{}"
+            case "Δ": out += "$\\Delta$"
+            case "−": out += "$-$"
+            case "≤": out += "$\\le$"
+            case "≥": out += "$\\ge$"
+            case "±": out += "$\\pm$"
+            case "…": out += "\\ldots{}"
+            case "·": out += "$\\cdot$"
+            case "▸": out += "$\\triangleright$"
+            case "≈": out += "$\\approx$"
+            default:
+                if ch.unicodeScalars.contains(where: SafeText.isControl) { out += " " } else { out.append(ch) }
+            }
+        }
+        return out
+    }
+
+    /// A hyphen that is a minus sign ("-0.500", "[-0.1, ...") as one.
+    static func minusSigns(_ s: String) -> String {
+        var out = ""
+        var previous: Character = " "
+        let chars = Array(s)
+        for (i, ch) in chars.enumerated() {
+            if ch == "-", " [(,/".contains(previous), i + 1 < chars.count, chars[i + 1].isNumber { out.append("−") } else { out.append(ch) }
+            previous = ch
+        }
+        return out
+    }
+
+    static func booktabs(header: [String], rows: [[String]]) -> String {
+        let escape = { (cell: String) in LaTeX.escape(minusSigns(cell)) }
+        let columns = String(repeating: "l", count: max(header.count, 1))
+        var out = "% layersweep table; needs \\usepackage{booktabs}\n\\begin{tabular}{\(columns)}\n\\toprule\n"
+        out += header.map(escape).joined(separator: " & ") + " \\\\\n\\midrule\n"
+        for row in rows { out += row.map(escape).joined(separator: " & ") + " \\\\\n" }
+        return out + "\\bottomrule\n\\end{tabular}\n"
     }
 }

@@ -32,9 +32,12 @@ public struct ReportInput: Sendable {
 /// report.html: one self-contained XHTML page (inline CSS and SVG, no scripts, nothing fetched)
 /// that answers the sweep's question and shows how the run went.
 public enum ReportPage {
-    public static func html(_ input: ReportInput) -> String {
+    public static func html(_ input: ReportInput) -> String { document(input).text + "\n" }
+
+    /// The page, with the figures and tables drawn on it.
+    static func document(_ input: ReportInput) -> Markup {
         let spec = input.plan.spec
-        return Markup.page(title: "layersweep · \(spec.name)", css: css) { m in
+        return Markup.document(title: "layersweep · \(spec.name)", css: css) { m in
             m.element("h1", text: "Sweep \(spec.name)")
             if !input.complete {
                 m.element("p", ["class": "partial"],
@@ -46,13 +49,32 @@ public enum ReportPage {
             problems(input, into: &m)
             m.element("h2", text: "Timeline")
             m.element("p", ["class": "note"], text: "Each lane is one rank (worker); each bar one task, from start to end.")
-            Timeline(records: input.records).svg(into: &m)
-        } + "\n"
+            m.element("div", ["class": "scroll"]) { m in m.figure(named: "timeline") { Timeline(records: input.records).svg(into: &$0) } }
+        }
     }
 
-    /// Writes report.html into the run directory (temp file, then rename).
+    /// Writes report.html into the run directory (temp file, then rename), and its figures
+    /// (SVG) and tables (CSV, LaTeX) into `figures/`, replacing the ones an earlier report wrote.
     public static func write(_ input: ReportInput, to run: RunDirectory) throws {
-        try Data(html(input).utf8).write(to: run.reportURL, options: .atomic)
+        let page = document(input)
+        try Data((page.text + "\n").utf8).write(to: run.reportURL, options: .atomic)
+        let folder = run.figuresURL
+        let fm = FileManager.default
+        try fm.createDirectory(at: folder, withIntermediateDirectories: true)
+        var written = Set<String>()
+        for f in page.figures {
+            try Data(f.svg.utf8).write(to: folder.appendingPathComponent(f.name + ".svg"), options: .atomic)
+            written.insert(f.name + ".svg")
+        }
+        for t in page.tables {
+            try Data(t.csv.utf8).write(to: folder.appendingPathComponent(t.name + ".csv"), options: .atomic)
+            try Data(t.latex.utf8).write(to: folder.appendingPathComponent(t.name + ".tex"), options: .atomic)
+            written.formUnion([t.name + ".csv", t.name + ".tex"])
+        }
+        for stale in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? []
+        where !written.contains(stale) && [".svg", ".csv", ".tex"].contains(where: stale.hasSuffix) {
+            try? fm.removeItem(at: folder.appendingPathComponent(stale))
+        }
     }
 
     // MARK: - Sections
@@ -126,10 +148,11 @@ public enum ReportPage {
     table.facts th { background: #f4f4f4; width: 8em; }
     .row { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
     figure { margin: 0; } figcaption { font-weight: 600; margin-bottom: 0.3em; }
-    svg.heatmap, svg.timeline, svg.chart { max-width: 100%; height: auto; }
+    figure, .scroll { max-width: 100%; overflow-x: auto; } svg.heatmap, svg.timeline, svg.chart { max-width: none; }
+    p.answer { font-size: 1.05em; font-weight: 600; max-width: 60em; }
     table.findings, table.problems { display: block; overflow-x: auto; max-width: 100%; }
     svg text { font-family: inherit; font-size: 11px; }
-    svg .colhead { font-weight: 600; font-size: 11px; } svg .rowhead { font-size: 11px; } svg .transition { font-weight: 700; }
+    svg .colhead { font-weight: 600; font-size: 12px; } svg .rowhead { font-size: 11px; } svg .transition { font-weight: 700; }
     svg .value { font-size: 11px; } svg .tick, svg .axis { font-size: 11px; fill: #333; }
     svg.maskgrid { display: block; margin-bottom: 0.5em; } figure.masks { display: inline-block; margin-right: 1.5em; vertical-align: top; }
     tr.reusable td { background: #eef5fb; }

@@ -18,6 +18,7 @@ struct Timeline {
         m.element("svg", ["xmlns": "http://www.w3.org/2000/svg", "class": "timeline", "width": Format.coordinate(width),
                           "height": Format.coordinate(height), "viewBox": "0 0 \(Format.coordinate(width)) \(Format.coordinate(height))",
                           "role": "img", "aria-label": "per-rank timeline"]) { m in
+            m.element("style", text: FigureStyle.css)
             for (lane, rank) in ranks.enumerated() {
                 let y = 10 + laneHeight * Double(lane)
                 m.element("text", ["x": Format.coordinate(left - 6), "y": Format.coordinate(y + laneHeight - 4), "text-anchor": "end",

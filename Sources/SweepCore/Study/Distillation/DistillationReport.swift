@@ -77,9 +77,11 @@ enum DistillationReport {
                         dashed: loss == "labels"))
                 }
             }
+            m.figure(named: "distillation-accuracy-vs-conv-layers") { m in
             LineChart(title: "Student test accuracy vs conv layers", xLabel: "conv layers in the student (0 = MLP)", yLabel: "test accuracy",
                       series: series, reference: table.teacherAccuracy.map { ($0, "teacher \(Format.fixed($0, 4))") },
                       width: 520, height: 320).svg(into: &m)
+            }
             m.element("table", ["class": "distillation"]) { m in
                 m.element("tr") { m in
                     for h in ["budget", "conv layers", "student", "parameters", "distilled: mean (best)", "labels only: mean (best)"] { m.element("th", text: h) }

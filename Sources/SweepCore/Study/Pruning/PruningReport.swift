@@ -96,11 +96,13 @@ enum PruningReport {
                                        tooltip: "\(label) round \(p.round): \(Format.fixed(p.remaining * 100, 2))% of weights left, \(y) \(s.text)")
             }, dashed: dashed)
         }
+        m.figure(named: "pruning-\(title)") { m in
         LineChart(title: title, xLabel: "fraction of prunable weights left", yLabel: y,
                   series: [series("IMP (iterative)", curve.imp, color: "#2166ac", dashed: false),
                            series("one-shot", curve.oneShot, color: "#b2182b", dashed: true)],
                   logX: true, reference: reference, yRange: yRange,
                   minorXTicks: (curve.imp + curve.oneShot).map(\.remaining)).svg(into: &m)
+        }
     }
 
     private static func table(_ curve: PruningCurve, into m: inout Markup) {

@@ -98,8 +98,10 @@ enum ReuseReport {
                 }
             }
             m.element("div", ["class": "row"]) { m in
+                m.figure(named: "reuse-gain-vs-rmse") { m in
                 LineChart(title: "Accuracy gain vs kernel RMSE", xLabel: "kernel RMSE, source-trained vs target-trained", yLabel: "gain over scratch (accuracy)",
                           series: split, reference: (0, "no gain (scratch accuracy)"), width: 480, height: 320).svg(into: &m)
+                }
                 m.element("table", ["class": "reuse"]) { m in
                     m.element("tr") { m in for h in ["mode", "layer", "gain (mean ± sd)", "RMSE", "reusable"] { m.element("th", text: h) } }
                     for f in group {

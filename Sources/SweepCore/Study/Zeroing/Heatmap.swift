@@ -1,39 +1,62 @@
 import Foundation
 import Models
 
-/// The layer-zeroing heatmap of one (dataset, model): units as rows in network order (stage
-/// boundaries ruled, transition units marked), masks as columns, cells coloured by the mean
-/// Δ accuracy on a diverging scale centred on zero.
+/// One panel of the layer-zeroing heatmap of a (dataset, model): the units that take the same
+/// masks (kernels: convolutions and the classifier; branches: residual blocks) as rows in
+/// network order (stage boundaries ruled, transition units marked), those masks as columns; no
+/// cell is filler. Cells are coloured by the mean Δ accuracy on a fixed diverging scale (the same
+/// in every run) and show each network's Δ as a dot.
 struct ZeroingHeatmap {
     let dataset: String
     let model: String
+    /// "kernels" or "branches" (or "units" for a mix).
+    let title: String
     let units: [MaskableUnit]
     let masks: [String]
     /// (unit, mask) -> per-seed rows.
     let cells: [String: [ResultRow]]
     let baselines: [Double]
-    let limit: Double
     /// (unit, mask) -> the interval over seeds (or test images) and its call.
     let summaries: [String: UnitSummary]
     let statistics: StatisticsSection
 
     static func key(_ unit: String, _ mask: String) -> String { "\(unit)\u{1}\(mask)" }
 
-    init(dataset: String, model: String, rows: [ResultRow], masks: [String], limit: Double, spec: SweepSpec? = nil) {
-        self.dataset = dataset
-        self.model = model
+    /// The panels of one (dataset, model): units grouped by the masks that have rows for them.
+    static func panels(dataset: String, model: String, rows: [ResultRow], masks: [String], spec: SweepSpec? = nil) -> [ZeroingHeatmap] {
         let mine = rows.filter { $0.dataset == dataset && $0.model == model }
         let masked = mine.filter { $0.kind == .mask }
-        let present = Set(masked.map(\.layer))
-        let all = (try? LayerMatcher.units(of: model, in: spec)) ?? []
-        units = all.filter { present.contains($0.name) }
-        self.masks = masks.filter { m in masked.contains { $0.mask == m } }
-        cells = Dictionary(grouping: masked) { Self.key($0.layer, $0.mask) }
-        baselines = mine.filter { $0.kind == .baseline && $0.status == .ok }.compactMap(\.testAccuracy)
-        self.limit = limit
-        statistics = spec?.statistics ?? StatisticsSection()
-        summaries = Dictionary(UnitSummary.summaries(rows.filter { $0.dataset == dataset && $0.model == model }, settings: statistics).map { (Self.key($0.layer, $0.mask), $0) }, uniquingKeysWith: { a, _ in a })
+        let cells = Dictionary(grouping: masked) { key($0.layer, $0.mask) }
+        let all = ((try? LayerMatcher.units(of: model, in: spec)) ?? []).filter { u in masked.contains { $0.layer == u.name } }
+        let statistics = spec?.statistics ?? StatisticsSection()
+        let summaries = Dictionary(UnitSummary.summaries(mine, settings: statistics).map { (key($0.layer, $0.mask), $0) }, uniquingKeysWith: { a, _ in a })
+        let baselines = mine.filter { $0.kind == .baseline && $0.status == .ok }.compactMap(\.testAccuracy)
+        // Units that take the same masks share a panel, kernels first.
+        var order: [[String]] = []
+        var members: [[String]: [MaskableUnit]] = [:]
+        for unit in all {
+            let taken = masks.filter { cells[key(unit.name, $0)] != nil }
+            if members[taken] == nil { order.append(taken) }
+            members[taken, default: []].append(unit)
+        }
+        return order.map { taken in
+            let units = members[taken]!
+            let kinds = Set(units.map(\.kind))
+            let title = kinds == [.branch] ? "residual branches" : kinds.contains(.branch) ? "units" : "kernels"
+            return ZeroingHeatmap(dataset: dataset, model: model, title: title, units: units, masks: taken, cells: cells,
+                                  baselines: baselines, summaries: summaries, statistics: statistics)
+        }
     }
+
+    /// The fixed colour scale: Δ ∈ [−1, 1] with √|Δ| compression, so that a 1-point change is
+    /// visible and the colours mean the same in every run.
+    static func color(_ delta: Double) -> String {
+        let t = (delta < 0 ? -1.0 : 1.0) * min(abs(delta), 1).squareRoot()
+        return ColorScale.diverging.color(0.5 + t / 2)
+    }
+
+    /// Marks of the calls, in the cell text and the legend.
+    static let callMarks: [Statistics.Call: String] = [.trivial: "≈", .harmful: "▼", .helpful: "▲", .undecided: "?"]
 
     /// Mean Δ of the successful rows of a cell, and how many there were.
     func mean(_ unit: String, _ mask: String) -> (Double, Int)? {
@@ -42,15 +65,17 @@ struct ZeroingHeatmap {
     }
 
     func svg(into m: inout Markup) {
-        let (labelWidth, cellWidth, cellHeight, header) = (210.0, 104.0, 19.0, 34.0)
-        // Wide enough for the legend and its caption even with one or two mask columns.
-        let width = max(labelWidth + cellWidth * Double(masks.count) + 10, labelWidth + 400)
-        let height = header + cellHeight * Double(units.count) + 78
+        let (labelWidth, cellWidth, cellHeight, header) = (230.0, 124.0, 30.0, 36.0)
+        // Wide enough for the legend and its caption even with one mask column.
+        let width = max(labelWidth + cellWidth * Double(masks.count) + 10, labelWidth + 330)
+        let height = header + cellHeight * Double(units.count) + 92
         m.element("svg", ["xmlns": "http://www.w3.org/2000/svg", "class": "heatmap", "width": Format.coordinate(width),
                           "height": Format.coordinate(height), "viewBox": "0 0 \(Format.coordinate(width)) \(Format.coordinate(height))",
-                          "role": "img", "aria-label": "Δ accuracy heatmap of \(model) on \(dataset)"]) { m in
+                          "role": "img", "aria-label": "Δ accuracy heatmap of the \(title) of \(model) on \(dataset)"]) { m in
+            m.element("style", text: FigureStyle.css)
+            m.element("text", ["x": "4", "y": "14", "class": "colhead"], text: title)
             for (j, mask) in masks.enumerated() {
-                m.element("text", ["x": Format.coordinate(labelWidth + cellWidth * (Double(j) + 0.5)), "y": "24",
+                m.element("text", ["x": Format.coordinate(labelWidth + cellWidth * (Double(j) + 0.5)), "y": "30",
                                    "text-anchor": "middle", "class": "colhead"], text: mask)
             }
             var previousGroup: String?
@@ -62,43 +87,51 @@ struct ZeroingHeatmap {
                 }
                 previousGroup = unit.group
                 let label = (unit.isTransition ? "▸ " : "") + unit.name
-                m.element("text", ["x": Format.coordinate(labelWidth - 6), "y": Format.coordinate(y + cellHeight - 4.5),
+                m.element("text", ["x": Format.coordinate(labelWidth - 6), "y": Format.coordinate(y + cellHeight / 2 + 4),
                                    "text-anchor": "end", "class": unit.isTransition ? "rowhead transition" : "rowhead"], text: label)
                 for (j, mask) in masks.enumerated() {
-                    let x = labelWidth + cellWidth * Double(j)
-                    let rows = cells[Self.key(unit.name, mask)] ?? []
-                    let stats = mean(unit.name, mask)
-                    let summary = summaries[Self.key(unit.name, mask)]
-                    // Grey: the mask does not apply to this unit, or no network gave a result.
-                    let fill = stats.map { ColorScale.diverging.color(value: $0.0, limit: limit) } ?? "#d9d9d9"
-                    let call = summary?.call
-                    m.element("g", ["class": "cell", "data-applies": rows.isEmpty ? "no" : "yes", "data-unit": unit.name, "data-mask": mask,
-                                    "data-call": call?.rawValue ?? "n/a", "data-rank-unstable": summary?.rankUnstable == true ? "yes" : "no",
-                                    "data-delta": stats.map { Format.signed($0.0, 4) } ?? "n/a"]) { m in
-                        m.element("title", text: rows.isEmpty ? "\(unit.name) · \(mask): n/a (the mask does not apply)"
-                                                              : tooltip(unit.name, mask, rows, stats, summary))
-                        m.empty("rect", ["x": Format.coordinate(x + 1), "y": Format.coordinate(y + 1), "width": Format.coordinate(cellWidth - 2),
-                                         "height": Format.coordinate(cellHeight - 2), "fill": fill])
-                        if call == .trivial {
-                            m.empty("rect", ["x": Format.coordinate(x + 2.5), "y": Format.coordinate(y + 2.5), "width": Format.coordinate(cellWidth - 5),
-                                             "height": Format.coordinate(cellHeight - 5), "class": "trivial-mark"])
-                        }
-                        m.element("text", ["x": Format.coordinate(x + cellWidth / 2), "y": Format.coordinate(y + cellHeight - 4.5),
-                                           "text-anchor": "middle", "class": "value", "fill": ColorScale.textColor(on: fill)],
-                                  text: cellText(stats, summary, status: rows.first?.status.rawValue))
-                    }
+                    cell(unit.name, mask, x: labelWidth + cellWidth * Double(j), y: y, width: cellWidth, height: cellHeight, into: &m)
                 }
             }
-            legend(into: &m, x: labelWidth, y: header + cellHeight * Double(units.count) + 14, width: 200)
+            legend(into: &m, x: labelWidth, y: header + cellHeight * Double(units.count) + 14, width: 220)
         }
     }
 
-    /// "−0.352±0.041" (mean and the interval's half-width), "n/a" where nothing ran; a trailing
-    /// "*" marks a unit whose rank moves between seeds.
+    /// One cell: the mean Δ's colour, its value and call mark, and a dot per network on a
+    /// −1…+1 strip along the bottom.
+    private func cell(_ unit: String, _ mask: String, x: Double, y: Double, width: Double, height: Double, into m: inout Markup) {
+        let rows = cells[Self.key(unit, mask)] ?? []
+        let stats = mean(unit, mask)
+        let summary = summaries[Self.key(unit, mask)]
+        let fill = stats.map { Self.color($0.0) } ?? "#d9d9d9"
+        let call = summary?.call
+        let c = Format.coordinate
+        m.element("g", ["class": "cell", "data-unit": unit, "data-mask": mask, "data-call": call?.rawValue ?? "none",
+                        "data-rank-unstable": summary?.rankUnstable == true ? "yes" : "no", "data-delta": stats.map { Format.signed($0.0, 4) } ?? "none"]) { m in
+            m.element("title", text: tooltip(unit, mask, rows, stats, summary))
+            m.empty("rect", ["x": c(x + 1), "y": c(y + 1), "width": c(width - 2), "height": c(height - 2), "fill": fill])
+            if call == .trivial {
+                m.empty("rect", ["x": c(x + 2.5), "y": c(y + 2.5), "width": c(width - 5), "height": c(height - 5), "class": "trivial-mark"])
+            }
+            let ink = ColorScale.textColor(on: fill)
+            m.element("text", ["x": c(x + width / 2), "y": c(y + 13), "text-anchor": "middle", "class": "value", "fill": ink],
+                      text: cellText(stats, summary, status: rows.first?.status.rawValue))
+            // Each network's Δ, on the strip from −1 (left) to +1 (right).
+            let (stripLeft, stripWidth, stripY) = (x + 6, width - 12, y + height - 7)
+            m.empty("line", ["x1": c(stripLeft), "x2": c(stripLeft + stripWidth), "y1": c(stripY), "y2": c(stripY), "class": "strip", "stroke": ink])
+            for r in rows.sorted(by: { $0.seed < $1.seed }) {
+                guard r.status == .ok, let d = r.deltaAccuracy, d.isFinite else { continue }
+                m.empty("circle", ["cx": c(stripLeft + stripWidth * (0.5 + max(-1, min(1, d)) / 2)), "cy": c(stripY), "r": "2.6",
+                                   "class": "seed-dot", "fill": ink])
+            }
+        }
+    }
+
+    /// "−0.352 ▼" (mean and call mark); "*" marks a unit whose rank moves between seeds.
     private func cellText(_ stats: (Double, Int)?, _ summary: UnitSummary?, status: String?) -> String {
-        guard let stats else { return status ?? "n/a" }
+        guard let stats else { return status ?? "—" }
         var text = Format.signed(stats.0, 3)
-        if let low = summary?.deltaLow, let high = summary?.deltaHigh { text += "±" + Format.fixed((high - low) / 2, 3).replacingOccurrences(of: "0.", with: ".") }
+        if let call = summary?.call { text += " " + (Self.callMarks[call] ?? "") }
         return text + (summary?.rankUnstable == true ? "*" : "")
     }
 
@@ -125,20 +158,24 @@ struct ZeroingHeatmap {
     }
 
     private func legend(into m: inout Markup, x: Double, y: Double, width: Double) {
-        let steps = 24
+        let steps = 40
         for s in 0..<steps {
-            let t = Double(s) / Double(steps - 1)
+            let t = Double(s) / Double(steps - 1) * 2 - 1
             m.empty("rect", ["x": Format.coordinate(x + width * Double(s) / Double(steps)), "y": Format.coordinate(y),
                              "width": Format.coordinate(width / Double(steps) + 0.5), "height": "10",
-                             "fill": ColorScale.diverging.color(t)])
+                             "fill": ColorScale.diverging.color(0.5 + t / 2)])
         }
-        for (value, anchor, dx) in [(-limit, "start", 0.0), (0, "middle", width / 2), (limit, "end", width)] {
-            m.element("text", ["x": Format.coordinate(x + dx), "y": Format.coordinate(y + 24), "text-anchor": anchor, "class": "tick"],
-                      text: value == 0 ? "0" : Format.signed(value, 2))
+        for value in [-1.0, -0.25, 0, 0.25, 1] {
+            let t = (value < 0 ? -1.0 : 1.0) * abs(value).squareRoot()
+            let anchor = value == -1 ? "start" : value == 1 ? "end" : "middle"
+            m.element("text", ["x": Format.coordinate(x + width * (0.5 + t / 2)), "y": Format.coordinate(y + 24), "text-anchor": anchor, "class": "tick"],
+                      text: value == 0 ? "0" : abs(value) == 1 ? Format.signed(value, 0) : Format.signed(value, 2))
         }
-        m.element("text", ["x": Format.coordinate(x), "y": Format.coordinate(y + 38), "text-anchor": "start", "class": "axis"],
-                  text: "Δ test accuracy (fraction; red = the unit matters)")
-        m.element("text", ["x": Format.coordinate(x), "y": Format.coordinate(y + 52), "text-anchor": "start", "class": "axis"],
-                  text: "±: 95% interval · outlined: trivial · *: rank unstable · grey: n/a")
+        let lines = ["Δ test accuracy, fixed scale −1…+1 (√-compressed); red: the unit matters",
+                     "▼ harmful  ▲ helpful  ≈ trivial (outlined)  ? undecided  (\(statistics.correction.rawValue) over the units and masks)",
+                     "dots: each network's Δ on a −1…+1 strip  · *: rank moves between seeds"]
+        for (i, line) in lines.enumerated() {
+            m.element("text", ["x": Format.coordinate(x - 226), "y": Format.coordinate(y + 42 + 15 * Double(i)), "text-anchor": "start", "class": "axis"], text: line)
+        }
     }
 }

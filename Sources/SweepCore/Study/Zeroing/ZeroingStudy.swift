@@ -101,39 +101,42 @@ public enum ZeroingStudy: SweepStudy {
         let several = Set(findings.map { [$0.dataset, $0.model] }).count > 1
         for f in findings { m.element("p", ["class": "answer"], text: (several ? "\(f.dataset) · \(f.model): " : "") + f.answer) }
         let masks = spec.masks.map(\.rawValue)
-        let deltas = input.rows.compactMap { $0.kind == .mask && $0.status == .ok ? $0.deltaAccuracy : nil }
-        let limit = ColorScale.niceLimit(deltas.map(abs).max() ?? 0.01)
         for dataset in spec.datasets.map(\.name) {
             m.element("h3", text: dataset)
-            m.element("div", ["class": "row"]) { m in
-                // Plain (shortcut-free) controls sit right after the ResNet of the same depth.
-                for model in spec.models.sorted(by: ReportPage.modelOrder) {
-                    let map = ZeroingHeatmap(dataset: dataset, model: model, rows: input.rows, masks: masks, limit: limit, spec: spec)
-                    guard !map.units.isEmpty else { continue }
-                    m.element("figure") { m in
-                        let base = map.baselines
-                        let baseText = base.isEmpty ? "baseline pending"
-                            : "baseline accuracy \(Format.fixed(base.reduce(0, +) / Double(base.count), 4)) (mean of \(base.count))"
-                        m.element("figcaption", text: "\(model) · \(baseText)")
-                        map.svg(into: &m)
+            // Plain (shortcut-free) controls sit right after the ResNet of the same depth.
+            for model in spec.models.sorted(by: ReportPage.modelOrder) {
+                let panels = ZeroingHeatmap.panels(dataset: dataset, model: model, rows: input.rows, masks: masks, spec: spec)
+                guard let first = panels.first else { continue }
+                let base = first.baselines
+                let baseText = base.isEmpty ? "baseline pending"
+                    : "baseline accuracy \(Format.fixed(base.reduce(0, +) / Double(base.count), 4)) (mean of \(base.count))"
+                m.element("h4", text: "\(model) · \(baseText)")
+                m.element("div", ["class": "row"]) { m in
+                    for panel in panels {
+                        m.element("figure") { m in m.figure(named: "heatmap-\(dataset)-\(model)-\(panel.title)") { panel.svg(into: &$0) } }
                     }
                 }
             }
         }
         if !findings.isEmpty {
-            m.element("table", ["class": "findings"]) { m in
-                m.element("tr") { m in
-                    for h in ["dataset", "model", "mask", "units", "trivial / harmful / helpful / undecided", "harmful units (mean Δ)"] { m.element("th", text: h) }
-                }
-                for f in findings {
-                    m.element("tr") { m in
-                        m.element("td", text: f.dataset)
-                        m.element("td", text: f.model)
-                        m.element("td", text: f.mask)
-                        m.element("td", text: "\(f.meanDelta.count)")
-                        m.element("td", text: Statistics.Call.allCases.map { "\(f.calls[$0] ?? 0)" }.joined(separator: " / "))
-                        m.element("td", text: f.harmfulText)
-                    }
+            m.table(named: "zeroing-findings", attributes: ["class": "findings"],
+                    header: ["dataset", "model", "mask", "units", "trivial / harmful / helpful / undecided", "harmful units (mean Δ)"],
+                    rows: findings.map { f in
+                        [f.dataset, f.model, f.mask, "\(f.meanDelta.count)", Statistics.Call.allCases.map { "\(f.calls[$0] ?? 0)" }.joined(separator: " / "), f.harmfulText]
+                    })
+            // Every unit, for a paper's table: the recipe's Δ, interval and call, and each network's call.
+            let level = Format.percent(spec.statistics.level)
+            for group in Dictionary(grouping: findings, by: { [$0.dataset, $0.model] }).sorted(by: { $0.key.joined() < $1.key.joined() }) {
+                m.element("details") { m in
+                    m.element("summary", text: "Every unit of \(group.key[1]) on \(group.key[0]): Δ, \(level) interval, calls")
+                    let units = group.value.flatMap(\.units)
+                    m.table(named: "zeroing-units-\(group.key[0])-\(group.key[1])", attributes: ["class": "findings"],
+                            header: ["unit", "mask", "networks", "mean Δ", "\(level) interval", "call", "p (adjusted)", "each network"],
+                            rows: units.map { u in
+                                [u.layer, u.mask, "\(u.seeds)", Format.signed(u.deltaMean, 4),
+                                 u.deltaLow.flatMap { l in u.deltaHigh.map { "[\(Format.signed(l, 4)), \(Format.signed($0, 4))]" } } ?? "—",
+                                 u.call.rawValue, u.pAdjusted.map { String(format: "%.3g", $0) } ?? "—", u.networkCalls.map(\.rawValue).joined(separator: ", ")]
+                            })
                 }
             }
         }
@@ -144,7 +147,7 @@ public enum ZeroingStudy: SweepStudy {
             m.add("negative means the unit matters. A unit is trivial when its Δ lies within ±\(t) with \(level) confidence, harmful when it lies below −\(t), ")
             m.add("helpful when it lies above +\(t) (removing the unit improves accuracy), otherwise undecided. ")
             m.add("Two levels: each network's Δ has an interval over its test images (paired: the same images masked and unmasked; Bonett–Price; McNemar's exact test in results.csv); ")
-            m.add("the recipe's interval combines the networks (seeds) with their test-set uncertainty (a random-effects combination, Satterthwaite degrees of freedom), ")
+            m.add("the recipe's interval combines the networks (seeds) with their test-set uncertainty (a random-effects combination, Student's t with one degree of freedom fewer than networks), ")
             m.add("so it is never narrower than one network's and, with one network, is that network's. ")
             m.add("\(level) intervals; calls over all units and masks of a dataset and model at once: ")
             switch st.correction {
