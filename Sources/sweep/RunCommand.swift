@@ -222,8 +222,16 @@ struct CompareCommand: ParsableCommand {
         try OutputPath.checkWritableFile(output)
         let comparison = try RunComparison(RunDirectory(runA), RunDirectory(runB))
         for line in comparison.table { emit(line) }
-        try Data(comparison.html.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
+        let page = URL(fileURLWithPath: output)
+        try Data(comparison.html.utf8).write(to: page, options: .atomic)
         emit("page: \(output)")
+        // The scatter plot and tables as files too, beside the page (compare-scatter.svg, ...).
+        let stem = page.deletingPathExtension().lastPathComponent
+        for file in comparison.files {
+            let url = page.deletingLastPathComponent().appendingPathComponent("\(stem)-\(file.name)")
+            try file.data.write(to: url, options: .atomic)
+            emit("       \(url.path)")
+        }
     }
 }
 
