@@ -32,6 +32,15 @@ public struct DistillationTable: Sendable {
     }
 
     /// Terminal lines: per budget and loss, mean accuracy by conv layers.
+    /// The finding in one sentence: the best student distilled and trained on labels, at the largest budget.
+    public var answer: String {
+        guard let budget = cells.map(\.budget).max() else { return "\(dataset): no students yet." }
+        func best(_ loss: String) -> Cell? { cells.filter { $0.budget == budget && $0.loss == loss }.max { SeedStatistics($0.accuracy).mean < SeedStatistics($1.accuracy).mean } }
+        func text(_ c: Cell?) -> String { c.map { "\(Format.fixed(SeedStatistics($0.accuracy).mean, 4)) with \($0.convLayers) conv layer\($0.convLayers == 1 ? "" : "s")" } ?? "—" }
+        return "\(dataset), \(budget) parameters: the best distilled student reaches \(text(best("logits"))), the best trained on labels \(text(best("labels")))"
+            + (teacherAccuracy.map { "; the teacher ensemble \(Format.fixed($0, 4))" } ?? "") + "."
+    }
+
     public var summary: [String] {
         var lines = ["  \(dataset): student test accuracy by conv layers (mean over seeds)" + (teacherAccuracy.map { "; teacher \(Format.fixed($0, 4))" } ?? "")]
         for budget in Array(Set(cells.map(\.budget))).sorted() {
@@ -50,6 +59,7 @@ enum DistillationReport {
     static func section(_ input: ReportInput, into m: inout Markup) {
         let spec = input.plan.spec
         m.element("h2", text: "Do students need depth and convolution?")
+        for table in DistillationTable.compute(input.rows) { m.element("p", ["class": "answer"], text: table.answer) }
         m.element("p", ["class": "note"]) { m in
             m.add("A teacher (\(spec.models.joined(separator: ", ")); an ensemble of \(spec.distillation.teachers) when more than one) is trained; ")
             m.add("its logits on the training set are computed once. Students with 0 (an MLP) to 4 conv layers, at each parameter budget, ")
@@ -82,27 +92,17 @@ enum DistillationReport {
                       series: series, reference: table.teacherAccuracy.map { ($0, "teacher \(Format.fixed($0, 4))") },
                       width: 520, height: 320).svg(into: &m)
             }
-            m.element("table", ["class": "distillation"]) { m in
-                m.element("tr") { m in
-                    for h in ["budget", "conv layers", "student", "parameters", "distilled: mean (best)", "labels only: mean (best)"] { m.element("th", text: h) }
-                }
-                for budget in budgets {
-                    for conv in Array(Set(table.cells.filter { $0.budget == budget }.map(\.convLayers))).sorted() {
-                        let cell = { (loss: String) in table.cells.first { $0.budget == budget && $0.convLayers == conv && $0.loss == loss } }
-                        let any = cell("logits") ?? cell("labels")
-                        m.element("tr") { m in
-                            m.element("td", text: budget.formatted())
-                            m.element("td", text: String(conv))
-                            m.element("td", text: any?.model ?? "")
-                            m.element("td", text: any?.parameters.map { $0.formatted() } ?? "")
-                            for loss in ["logits", "labels"] {
-                                let s = cell(loss).map { SeedStatistics($0.accuracy) }
-                                m.element("td", text: s.map { "\($0.text) (\(Format.fixed($0.best, 4)))" } ?? "—")
-                            }
-                        }
-                    }
+            var rows: [[String]] = []
+            for budget in budgets {
+                for conv in Array(Set(table.cells.filter { $0.budget == budget }.map(\.convLayers))).sorted() {
+                    let cell = { (loss: String) in table.cells.first { $0.budget == budget && $0.convLayers == conv && $0.loss == loss } }
+                    let any = cell("logits") ?? cell("labels")
+                    rows.append([budget.formatted(), String(conv), any?.model ?? "", any?.parameters.map { $0.formatted() } ?? ""]
+                        + ["logits", "labels"].map { loss in cell(loss).map { SeedStatistics($0.accuracy) }.map { "\($0.text) (\(Format.fixed($0.best, 4)))" } ?? "—" })
                 }
             }
+            m.table(named: "distillation-\(table.dataset)", attributes: ["class": "distillation"],
+                    header: ["budget", "conv layers", "student", "parameters", "distilled: mean (best)", "labels only: mean (best)"], rows: rows)
         }
     }
 }

@@ -36,6 +36,16 @@ public struct PruningCurve: Sendable {
     }
 
     /// Terminal lines: per round, accuracy and locality of IMP next to one-shot.
+    /// The finding in one sentence: accuracy and locality at the last round, IMP against one-shot.
+    public var answer: String {
+        guard let last = imp.last else { return "\(dataset) \(model): no pruning rounds yet." }
+        let shot = oneShot.first { $0.round == last.round }
+        func acc(_ p: Point?) -> String { p.map { Format.fixed(SeedStatistics($0.accuracy).mean, 4) } ?? "—" }
+        func loc(_ p: Point?) -> String { p.flatMap { $0.locality.isEmpty ? nil : Format.fixed(SeedStatistics($0.locality).mean, 3) } ?? "—" }
+        return "\(dataset) \(model): with \(Format.fixed(last.remaining * 100, 1))% of the weights left, IMP reaches test accuracy \(acc(last)) "
+            + "(one-shot \(acc(shot))) and a first-layer locality of \(loc(last)) (one-shot \(loc(shot)); dense \(loc(imp.first)))."
+    }
+
     public var summary: [String] {
         var lines = ["  \(dataset) \(model): round, weights left, accuracy IMP / one-shot, locality IMP / one-shot"]
         let shots = Dictionary(oneShot.map { ($0.round, $0) }, uniquingKeysWith: { a, _ in a })
@@ -62,6 +72,7 @@ enum PruningReport {
     static func section(_ input: ReportInput, into m: inout Markup) {
         let spec = input.plan.spec
         m.element("h2", text: "Does pruning turn the FCN into a local, CNN-like network?")
+        for curve in PruningCurve.compute(input.rows) { m.element("p", ["class": "answer"], text: curve.answer) }
         m.element("p", ["class": "note"]) { m in
             m.add("Iterative magnitude pruning (IMP): train, remove the \(Format.fixed(spec.pruning.rate * 100, 0))% smallest remaining weights of each layer ")
             m.add("(the readout is never pruned), rewind the survivors to their values at step \(spec.pruning.rewindStep), retrain; repeat. ")
@@ -107,22 +118,14 @@ enum PruningReport {
 
     private static func table(_ curve: PruningCurve, into m: inout Markup) {
         let shots = Dictionary(curve.oneShot.map { ($0.round, $0) }, uniquingKeysWith: { a, _ in a })
-        m.element("table", ["class": "pruning"]) { m in
-            m.element("tr") { m in
-                for h in ["round", "weights left", "accuracy IMP", "accuracy one-shot", "locality IMP", "locality one-shot"] { m.element("th", text: h) }
-            }
-            for p in curve.imp {
-                let o = p.round == 0 ? nil : shots[p.round]
-                m.element("tr") { m in
-                    m.element("td", text: String(p.round))
-                    m.element("td", text: "\(Format.fixed(p.remaining * 100, 2))%")
-                    m.element("td", text: SeedStatistics(p.accuracy).text)
-                    m.element("td", text: o.map { SeedStatistics($0.accuracy).text } ?? "—")
-                    m.element("td", text: p.locality.isEmpty ? "—" : SeedStatistics(p.locality).text)
-                    m.element("td", text: o.flatMap { $0.locality.isEmpty ? nil : SeedStatistics($0.locality).text } ?? "—")
-                }
-            }
-        }
+        m.table(named: "pruning-\(curve.dataset)-\(curve.model)", attributes: ["class": "pruning"],
+                header: ["round", "weights left", "accuracy IMP", "accuracy one-shot", "locality IMP", "locality one-shot"],
+                rows: curve.imp.map { p in
+                    let o = p.round == 0 ? nil : shots[p.round]
+                    return [String(p.round), "\(Format.fixed(p.remaining * 100, 2))%", SeedStatistics(p.accuracy).text,
+                            o.map { SeedStatistics($0.accuracy).text } ?? "—", p.locality.isEmpty ? "—" : SeedStatistics(p.locality).text,
+                            o.flatMap { $0.locality.isEmpty ? nil : SeedStatistics($0.locality).text } ?? "—"]
+                })
     }
 
     /// The most-connected first-layer masks of the first seed, for the first, middle and last

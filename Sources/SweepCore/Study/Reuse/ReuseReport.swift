@@ -53,6 +53,15 @@ public struct ReuseFinding: Sendable {
     }
 
     /// Terminal lines: reusable layers, best and worst gain, gain-RMSE correlation.
+    /// The finding in one sentence.
+    public var answer: String {
+        let names = reusable.sorted { $0.meanGain > $1.meanGain }.prefix(6).map(\.layer).joined(separator: ", ")
+        var text = "\(reusable.count) of \(points.count) layers of \(model) trained on \(source) can be reused on \(target) (\(mode)) at a cost of at most \(Format.fixed(Self.tolerance * 100, 1)) point"
+        text += reusable.isEmpty ? "" : ": \(names)" + (reusable.count > 6 ? " and \(reusable.count - 6) more" : "")
+        if let best = points.max(by: { $0.meanGain < $1.meanGain }) { text += "; the best, \(best.layer), gains \(Format.signed(best.meanGain, 4))" }
+        return text + "."
+    }
+
     public var summary: [String] {
         let best = points.max { $0.meanGain < $1.meanGain }, worst = points.min { $0.meanGain < $1.meanGain }
         let r = correlation.map { ", corr(gain, RMSE) \(Format.signed($0, 2))" } ?? ""
@@ -66,7 +75,11 @@ public struct ReuseFinding: Sendable {
 enum ReuseReport {
     static func section(_ input: ReportInput, into m: inout Markup) {
         let spec = input.plan.spec
+        var unitOrder: [String] = []
+        if let model = spec.models.first, let units = try? LayerMatcher.units(of: model) { unitOrder = units.map(\.name) }
+        let findings = ReuseFinding.compute(input.rows, unitOrder: unitOrder)
         m.element("h2", text: "Which layers can be reused on the target task?")
+        for f in findings { m.element("p", ["class": "answer"], text: f.answer) }
         m.element("p", ["class": "note"]) { m in
             m.add("For each source → target pair, a network is trained on each dataset from scratch. A reuse point copies the source-trained kernels ")
             m.add("of one conv layer (or of the first k conv layers, 'firstk') into a network for the target, with the same initialisation and batch order as ")
@@ -75,9 +88,6 @@ enum ReuseReport {
             m.add("Kernel RMSE = root-mean-square difference between the layer's kernels trained on the source and on the target. ")
             m.add("A layer is reusable when its mean gain is at least −\(ReuseFinding.tolerance) (reuse costs at most half a point). Points are means over seeds.")
         }
-        var unitOrder: [String] = []
-        if let model = spec.models.first, let units = try? LayerMatcher.units(of: model) { unitOrder = units.map(\.name) }
-        let findings = ReuseFinding.compute(input.rows, unitOrder: unitOrder)
         let pairs = Dictionary(grouping: findings) { "\($0.source) → \($0.target) · \($0.model)" }
         for title in pairs.keys.sorted() {
             let group = pairs[title]!
@@ -102,20 +112,13 @@ enum ReuseReport {
                 LineChart(title: "Accuracy gain vs kernel RMSE", xLabel: "kernel RMSE, source-trained vs target-trained", yLabel: "gain over scratch (accuracy)",
                           series: split, reference: (0, "no gain (scratch accuracy)"), width: 480, height: 320).svg(into: &m)
                 }
-                m.element("table", ["class": "reuse"]) { m in
-                    m.element("tr") { m in for h in ["mode", "layer", "gain (mean ± sd)", "RMSE", "reusable"] { m.element("th", text: h) } }
-                    for f in group {
-                        for p in f.points {
-                            m.element("tr", p.meanGain >= -ReuseFinding.tolerance ? ["class": "reusable"] : [:]) { m in
-                                m.element("td", text: f.mode)
-                                m.element("td", text: p.layer)
-                                m.element("td", text: "\(Format.signed(p.meanGain, 4)) ± \(Format.fixed(SeedStatistics(p.gain).deviation, 4))")
-                                m.element("td", text: Format.fixed(p.meanRMSE, 4))
-                                m.element("td", text: p.meanGain >= -ReuseFinding.tolerance ? "yes" : "no")
-                            }
-                        }
-                    }
-                }
+                let points = group.flatMap { f in f.points.map { (f.mode, $0) } }
+                m.table(named: "reuse-\(group.first.map { "\($0.source)-\($0.target)-\($0.model)" } ?? "layers")", attributes: ["class": "reuse"],
+                        header: ["mode", "layer", "gain (mean ± sd)", "RMSE", "reusable"],
+                        rows: points.map { mode, p in
+                            [mode, p.layer, "\(Format.signed(p.meanGain, 4)) ± \(Format.fixed(SeedStatistics(p.gain).deviation, 4))", Format.fixed(p.meanRMSE, 4),
+                             p.meanGain >= -ReuseFinding.tolerance ? "yes" : "no"]
+                        }, rowClass: { points[$0].1.meanGain >= -ReuseFinding.tolerance ? "reusable" : nil })
             }
         }
     }
