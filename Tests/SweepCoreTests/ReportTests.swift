@@ -155,14 +155,46 @@ extension ReportTests {
             XCTAssertTrue(text.contains("<style>"), "\(svg) carries its own styles")
             XCTAssertEqual(XMLCollector.parse(text).elements.first, "svg", "\(svg) is well-formed SVG")
         }
+        // Each figure also as a PDF: objects where the cross-reference table says, and, where
+        // poppler's pdftoppm is installed (scripts/setup installs it), a page it renders.
+        for svg in svgs {
+            let pdf = try Data(contentsOf: run.figuresURL.appendingPathComponent(svg.replacingOccurrences(of: ".svg", with: ".pdf")))
+            XCTAssertTrue(pdf.starts(with: Data("%PDF-1.4".utf8)), svg)
+            let text = String(decoding: pdf, as: UTF8.self)
+            let xref = try XCTUnwrap(text.range(of: "\nxref\n"))
+            let entries = text[xref.upperBound...].split(separator: "\n").dropFirst(2).prefix { $0.hasSuffix(" n ") }
+            XCTAssertEqual(entries.count, 9, svg)
+            for (i, entry) in entries.enumerated() {
+                let offset = try XCTUnwrap(Int(entry.prefix(10)))
+                XCTAssertTrue(pdf[offset...].starts(with: Data("\(i + 1) 0 obj".utf8)), "\(svg): object \(i + 1) at \(offset)")
+            }
+        }
+        let pdftoppm = "/usr/bin/pdftoppm"
+        if FileManager.default.isExecutableFile(atPath: pdftoppm) {
+            let out = dir.appendingPathComponent("page").path
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: pdftoppm)
+            p.arguments = ["-r", "50", "-png", "-singlefile", run.figuresURL.appendingPathComponent("heatmap-synthetic-resnet8-kernels.pdf").path, out]
+            let errors = Pipe()
+            p.standardError = errors
+            try p.run()
+            p.waitUntilExit()
+            let complaints = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            XCTAssertEqual(p.terminationStatus, 0, complaints)
+            XCTAssertTrue(complaints.isEmpty, "poppler finds nothing wrong: \(complaints)")
+            let png = try Data(contentsOf: URL(fileURLWithPath: out + ".png"))
+            XCTAssertGreaterThan(png.count, 2000, "a page with something drawn on it")
+        }
         let tex = try String(contentsOf: run.figuresURL.appendingPathComponent("zeroing-findings.tex"), encoding: .utf8)
         XCTAssertTrue(tex.contains("\\toprule") && tex.contains("\\midrule") && tex.contains("\\bottomrule"))
         XCTAssertTrue(tex.contains("(mean $\\Delta$)"))
         // A stale figure of an earlier report goes; other files stay.
         try Data("old".utf8).write(to: run.figuresURL.appendingPathComponent("heatmap-gone.svg"))
+        try Data("old".utf8).write(to: run.figuresURL.appendingPathComponent("heatmap-gone.pdf"))
         try Data("mine".utf8).write(to: run.figuresURL.appendingPathComponent("notes.txt"))
         try ReportPage.write(input, to: run)
         XCTAssertFalse(FileManager.default.fileExists(atPath: run.figuresURL.appendingPathComponent("heatmap-gone.svg").path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.figuresURL.appendingPathComponent("heatmap-gone.pdf").path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: run.figuresURL.appendingPathComponent("notes.txt").path))
     }
 

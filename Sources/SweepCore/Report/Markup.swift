@@ -8,6 +8,10 @@ public struct Markup {
     private(set) var figures: [(name: String, svg: String)] = []
     /// Tables written with `table(named:)`, as CSV and LaTeX (booktabs) files.
     private(set) var tables: [(name: String, csv: String, latex: String)] = []
+    /// Figures as PDF files (drawn from the same elements as their SVG).
+    private(set) var pdfs: [(name: String, pdf: Data)] = []
+    /// While a figure is drawn: its elements as a tree (the open ones last), for the PDF.
+    private var recording: [FigureElement] = []
 
     /// Markup-escaped text; control characters other than line breaks and tabs (which XML
     /// forbids and a name may smuggle in) are shown as their escapes, as on the terminal.
@@ -38,18 +42,32 @@ public struct Markup {
     /// `<name attrs>` … `</name>` around whatever `body` adds.
     mutating func element(_ name: String, _ attrs: KeyValuePairs<String, String> = [:], _ body: (inout Markup) -> Void) {
         text += "<\(name)\(Markup.attributes(attrs))>"
+        let node = record(name, attrs)
+        if let node { recording.append(node) }
         body(&self)
+        if node != nil { recording.removeLast() }
         text += "</\(name)>"
     }
 
     /// `<name attrs>text</name>`.
     mutating func element(_ name: String, _ attrs: KeyValuePairs<String, String> = [:], text content: String) {
         text += "<\(name)\(Markup.attributes(attrs))>\(Markup.escape(content))</\(name)>"
+        record(name, attrs)?.text = content
     }
 
     /// `<name attrs/>`.
     mutating func empty(_ name: String, _ attrs: KeyValuePairs<String, String> = [:]) {
         text += "<\(name)\(Markup.attributes(attrs))/>"
+        record(name, attrs)
+    }
+
+    /// The element as a child of the open one, while a figure is being drawn.
+    @discardableResult
+    private func record(_ name: String, _ attrs: KeyValuePairs<String, String>) -> FigureElement? {
+        guard let parent = recording.last else { return nil }
+        let node = FigureElement(name: name, attributes: Dictionary(attrs.map { ($0.key, $0.value) }, uniquingKeysWith: { _, b in b }))
+        parent.children.append(node)
+        return node
     }
 
     mutating func raw(_ s: String) { text += s }
@@ -58,13 +76,17 @@ public struct Markup {
     /// inside, so it reads the same outside the page). `draw` adds exactly one `<svg>` element.
     mutating func figure(named name: String, _ draw: (inout Markup) -> Void) {
         var own = Markup()
+        let root = FigureElement(name: "", attributes: [:])
+        own.recording = [root]
         draw(&own)
         text += own.text
-        figures.append((unique(FileName.safe(name), among: figures.map(\.name)), "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + own.text + "\n"))
+        let file = unique(FileName.safe(name), among: figures.map(\.name))
+        figures.append((file, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + own.text + "\n"))
+        if let svg = root.children.first(where: { $0.name == "svg" }) { pdfs.append((file, PDFFigure.document(svg))) }
     }
 
-    /// An HTML table (`header`, then `rows` of plain text, each row's first cell a row header
-    /// when `rowHeaders`), kept as `name`.csv and `name`.tex. `classes` gives a row a class.
+    /// An HTML table (`header`, then `rows` of plain text), kept as `name`.csv and `name`.tex;
+    /// `rowClass` gives a row a class (a highlight).
     mutating func table(named name: String, attributes: KeyValuePairs<String, String> = [:], header: [String], rows: [[String]],
                         rowClass: (Int) -> String? = { _ in nil }) {
         element("table", attributes) { m in
@@ -86,11 +108,6 @@ public struct Markup {
         return "\(name)-\(i)"
     }
 
-    /// The figures and tables of `other` (a section drawn on its own), kept with these.
-    mutating func adopt(_ other: Markup) {
-        figures += other.figures
-        tables += other.tables
-    }
 
     mutating func add(_ s: String) { text += Markup.escape(s) }
 

@@ -54,7 +54,7 @@ public enum ReportPage {
     }
 
     /// Writes report.html into the run directory (temp file, then rename), and its figures
-    /// (SVG) and tables (CSV, LaTeX) into `figures/`, replacing the ones an earlier report wrote.
+    /// (SVG and PDF) and tables (CSV, LaTeX) into `figures/`, replacing the ones an earlier report wrote.
     public static func write(_ input: ReportInput, to run: RunDirectory) throws {
         let page = document(input)
         try Data((page.text + "\n").utf8).write(to: run.reportURL, options: .atomic)
@@ -66,13 +66,17 @@ public enum ReportPage {
             try Data(f.svg.utf8).write(to: folder.appendingPathComponent(f.name + ".svg"), options: .atomic)
             written.insert(f.name + ".svg")
         }
+        for f in page.pdfs {
+            try f.pdf.write(to: folder.appendingPathComponent(f.name + ".pdf"), options: .atomic)
+            written.insert(f.name + ".pdf")
+        }
         for t in page.tables {
             try Data(t.csv.utf8).write(to: folder.appendingPathComponent(t.name + ".csv"), options: .atomic)
             try Data(t.latex.utf8).write(to: folder.appendingPathComponent(t.name + ".tex"), options: .atomic)
             written.formUnion([t.name + ".csv", t.name + ".tex"])
         }
         for stale in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? []
-        where !written.contains(stale) && [".svg", ".csv", ".tex"].contains(where: stale.hasSuffix) {
+        where !written.contains(stale) && [".svg", ".pdf", ".csv", ".tex"].contains(where: stale.hasSuffix) {
             try? fm.removeItem(at: folder.appendingPathComponent(stale))
         }
     }

@@ -143,10 +143,11 @@ public struct RunComparison: Sendable {
     /// plot and the table; the plot is also returned as a standalone figure.
     public var html: String { document.text }
 
-    /// The page's figures (SVG) and tables (CSV, LaTeX) as named files.
+    /// The page's figures (SVG, PDF) and tables (CSV, LaTeX) as named files.
     public var files: [(name: String, data: Data)] {
         let d = document
         return d.figures.map { ("\($0.name.replacingOccurrences(of: "compare-", with: "")).svg", Data($0.svg.utf8)) }
+            + d.pdfs.map { ("\($0.name.replacingOccurrences(of: "compare-", with: "")).pdf", $0.pdf) }
             + d.tables.flatMap { t in
                 [("\(t.name.replacingOccurrences(of: "compare-", with: "")).csv", Data(t.csv.utf8)), ("\(t.name.replacingOccurrences(of: "compare-", with: "")).tex", Data(t.latex.utf8))]
             }
