@@ -255,7 +255,7 @@ final class SweepRunTests: XCTestCase {
         XCTAssertTrue(lines[0].contains("cmp1") && lines[0].contains("cmp3"), "\(lines[0])")
         let stem = try XCTUnwrap(lines.first { $0.contains("resnet8 stem.conv") && $0.contains("zeroKernel") })
         XCTAssertEqual(stem.components(separatedBy: " n=2 ").count, 3, "both runs over two seeds: \(stem)")
-        XCTAssertTrue(lines.contains { $0.hasPrefix("26 units in both") }, r.stdout)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("26 units in both; ") && $0.contains(" contradict (!), ") }, r.stdout)
         XCTAssertTrue(lines.contains { $0.hasPrefix("baseline synthetic resnet8: cmp1 ") && $0.contains(", cmp3 ") }, "both baselines: \(r.stdout)")
         let body = lines.filter { $0.contains(" zeroKernel ") || $0.contains(" zeroBranch ") }
         XCTAssertTrue(body.first?.contains("stem.conv") ?? false, "network order: the stem first: \(body.first ?? "")")

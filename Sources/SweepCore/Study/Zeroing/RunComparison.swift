@@ -15,6 +15,11 @@ public struct RunComparison: Sendable {
         /// The unit's position in its network (for ordering).
         public let index: Int
         public var callsDiffer: Bool { a.call != b.call }
+        /// The runs make different calls and neither is undecided (say trivial against harmful):
+        /// a contradiction, not one run's sharper interval.
+        public var callsContradict: Bool { callsDiffer && a.call != .undecided && b.call != .undecided }
+        /// "!" for a contradiction, "~" where only one run makes a call, "" where they agree.
+        public var mark: String { callsContradict ? "!" : callsDiffer ? "~" : "" }
     }
 
     /// One run as compare reads it: its unit summaries, the units' positions and its baselines.
@@ -101,6 +106,12 @@ public struct RunComparison: Sendable {
         return text + " n=\(u.seeds) \(u.call.rawValue)"
     }
 
+    /// "2 calls differ: 0 contradict (!), 2 made in one run only (~)".
+    var differenceText: String {
+        let differ = lines.filter(\.callsDiffer).count, contradict = lines.filter(\.callsContradict).count
+        return "\(differ) call\(differ == 1 ? "" : "s") differ: \(contradict) contradict (!), \(differ - contradict) made in one run only (~)"
+    }
+
     /// "0.9012 (mean of 3)" or "none".
     static func baseline(_ values: [Double]?) -> String {
         guard let values, !values.isEmpty else { return "none" }
@@ -122,7 +133,7 @@ public struct RunComparison: Sendable {
     /// `!` marks calls that differ. The baselines of both runs come first.
     public var table: [String] {
         let headers = ["", "unit", "mask", nameA, nameB]
-        let body = lines.map { [$0.callsDiffer ? "!" : "", "\($0.model) \($0.layer)", $0.mask, RunComparison.cell($0.a), RunComparison.cell($0.b)] }
+        let body = lines.map { [$0.mark, "\($0.model) \($0.layer)", $0.mask, RunComparison.cell($0.a), RunComparison.cell($0.b)] }
         let widths = (0..<headers.count).map { c in ([headers] + body).map { $0[c].count }.max() ?? 0 }
         func line(_ fields: [String]) -> String {
             zip(fields, widths).map { $0.0.padding(toLength: $0.1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
@@ -133,8 +144,7 @@ public struct RunComparison: Sendable {
             let k = RunComparison.key(n.dataset, n.model)
             out.append("baseline \(n.dataset) \(n.model): \(nameA) \(RunComparison.baseline(baselinesA[k])), \(nameB) \(RunComparison.baseline(baselinesB[k]))")
         }
-        let differ = lines.filter(\.callsDiffer).count
-        out.append("\(lines.count) units in both; \(differ) call\(differ == 1 ? "" : "s") differ (!)"
+        out.append("\(lines.count) units in both; \(differenceText)"
                    + (onlyA + onlyB > 0 ? "; \(onlyA) only in \(nameA), \(onlyB) only in \(nameB)" : ""))
         return out
     }
@@ -156,23 +166,23 @@ public struct RunComparison: Sendable {
     var document: Markup {
         let css = ReportPage.css + """
         td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; } tr.differ td { background: #fff4e5; }
+        tr.contradict td { background: #fde0dd; }
         td.harmful { color: #b2182b; } td.trivial { color: #1a7f37; } td.helpful { color: #2166ac; }
         """
         return Markup.document(title: "layersweep · \(nameA) vs \(nameB)", css: css) { m in
             m.element("h1", text: "\(nameA) vs \(nameB)")
-            let differ = lines.filter(\.callsDiffer).count
-            m.element("p", ["class": "answer"], text: "\(lines.count) units and masks in both runs; the two runs call \(differ) of them differently.")
+            m.element("p", ["class": "answer"], text: "\(lines.count) units and masks in both runs; \(differenceText).")
             m.table(named: "compare-baselines", attributes: ["class": "facts"], header: ["dataset", "model", "baseline \(nameA)", "baseline \(nameB)"],
                     rows: networks.map { n in
                         let k = RunComparison.key(n.dataset, n.model)
                         return [n.dataset, n.model, RunComparison.baseline(baselinesA[k]), RunComparison.baseline(baselinesB[k])]
                     })
-            m.element("p", ["class": "note"], text: "Δ test accuracy per unit and mask, in network order: mean over the trained networks, its interval (over the seeds and their test images, or over one network's test images), number of networks and the call (trivial, harmful, helpful or undecided). \(nameA): \(statisticsA.describe(tests: lines.count)). \(nameB): \(statisticsB.describe(tests: lines.count)). Highlighted rows: the two runs call the unit differently.")
+            m.element("p", ["class": "note"], text: "Δ test accuracy per unit and mask, in network order: mean over the trained networks, its interval (over the seeds and their test images, or over one network's test images), number of networks and the call (trivial, harmful, helpful or undecided). \(nameA): \(statisticsA.describe(tests: lines.count)). \(nameB): \(statisticsB.describe(tests: lines.count)). Highlighted rows: the two runs call the unit differently (red: contradicting calls; orange: a call made in one run only).")
             m.element("figure") { m in m.figure(named: "compare-scatter") { scatter(into: &$0) } }
             m.element("table") { m in
                 m.element("tr") { m in for h in ["dataset", "model", "unit", "mask", nameA, nameB] { m.element("th", text: h) } }
                 for l in lines {
-                    m.element("tr", l.callsDiffer ? ["class": "differ"] : [:]) { m in
+                    m.element("tr", l.callsContradict ? ["class": "contradict"] : l.callsDiffer ? ["class": "differ"] : [:]) { m in
                         for t in [l.dataset, l.model, l.layer, l.mask] { m.element("td", text: t) }
                         m.element("td", ["class": "num " + l.a.call.rawValue], text: RunComparison.cell(l.a))
                         m.element("td", ["class": "num " + l.b.call.rawValue], text: RunComparison.cell(l.b))
