@@ -66,9 +66,12 @@ final class CoverageTests: XCTestCase {
     /// err wide (at least 93%). Never zero width, never outside [-1, 1].
     func testTheIntervalHoldsThePopulationDeltaNinetyFivePercentOfTheTime() {
         var g = Generator(state: 0x9E37_79B9_7F4A_7C15)
+        var table: [String] = []
         for (spread, images, measured) in [(0.1, 10000, true), (0.0, 10000, false), (0.004, 10000, false), (0.02, 10000, false), (0.1, 1000, false)] {
+            var row = "seed spread \(spread), \(images) images:"
             for seeds in [1, 2, 3, 5] {
                 let r = CoverageTests.coverage(seeds: seeds, seedSpread: spread, images: images, truth: -0.3, trials: 2000, &g)
+                row += " \(seeds) seed\(seeds == 1 ? "" : "s") \(String(format: "%.1f%%", r.coverage * 100))"
                 let what = "seed spread \(spread), \(images) images, \(seeds) seeds: coverage \(r.coverage)"
                 if measured || seeds == 1 {
                     XCTAssertTrue((0.93...0.97).contains(r.coverage), what)
@@ -78,7 +81,9 @@ final class CoverageTests: XCTestCase {
                 XCTAssertEqual(r.zeroWidth, 0, what)
                 XCTAssertEqual(r.outside, 0, what)
             }
+            table.append(row)
         }
+        print("coverage of the recipe's 95% interval (docs/statistics.md):\n  " + table.joined(separator: "\n  "))
     }
 
     /// Two networks that agree exactly, and a mask that changed no image, still leave an
