@@ -102,10 +102,13 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(doc.text.contains("Partial report"))
     }
 
-    func testDivergingScaleIsWhiteAtZeroRedWhenHarmful() {
-        XCTAssertEqual(ColorScale.diverging.color(value: 0, limit: 0.1), "#f7f7f7")
-        XCTAssertEqual(ColorScale.diverging.color(value: -0.1, limit: 0.1), "#67001f")
-        XCTAssertEqual(ColorScale.diverging.color(value: 0.5, limit: 0.1), "#053061", "clamped at the limit")
+    /// The heatmap's scale is the same in every run: white at 0, darkest red at −1, √-compressed.
+    func testDivergingScaleIsFixedWhiteAtZeroRedWhenHarmful() {
+        XCTAssertEqual(ZeroingHeatmap.color(0), "#f7f7f7")
+        XCTAssertEqual(ZeroingHeatmap.color(-1), "#67001f")
+        XCTAssertEqual(ZeroingHeatmap.color(-5), "#67001f", "clamped at −1")
+        XCTAssertEqual(ZeroingHeatmap.color(1), "#053061")
+        XCTAssertEqual(ZeroingHeatmap.position(-0.25), 0.25, accuracy: 1e-12, "a quarter point down sits halfway to −1")
         XCTAssertEqual(ColorScale.niceLimit(0.03), 0.05)
         XCTAssertEqual(ColorScale.textColor(on: "#67001f"), "#ffffff")
         XCTAssertEqual(ColorScale.textColor(on: "#f7f7f7"), "#111111")

@@ -34,8 +34,6 @@ struct ColorScale {
         return String(format: "#%02x%02x%02x", channel(a.0, b.0), channel(a.1, b.1), channel(a.2, b.2))
     }
 
-    /// Diverging colour of `value` on the symmetric range [−limit, limit].
-    func color(value: Double, limit: Double) -> String { color(0.5 + value / (2 * max(limit, 1e-12))) }
 
     /// Dark text on light cells, light text on dark ones (by relative luminance).
     static func textColor(on hex: String) -> String {

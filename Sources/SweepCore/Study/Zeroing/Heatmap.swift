@@ -50,9 +50,11 @@ struct ZeroingHeatmap {
 
     /// The fixed colour scale: Δ ∈ [−1, 1] with √|Δ| compression, so that a 1-point change is
     /// visible and the colours mean the same in every run.
-    static func color(_ delta: Double) -> String {
-        let t = (delta < 0 ? -1.0 : 1.0) * min(abs(delta), 1).squareRoot()
-        return ColorScale.diverging.color(0.5 + t / 2)
+    static func color(_ delta: Double) -> String { ColorScale.diverging.color(position(delta)) }
+
+    /// Where `delta` sits on the scale, 0 (−1) to 1 (+1), √-compressed about 0.5.
+    static func position(_ delta: Double) -> Double {
+        0.5 + (delta < 0 ? -1.0 : 1.0) * min(abs(delta), 1).squareRoot() / 2
     }
 
     /// Marks of the calls, in the cell text and the legend.
@@ -166,9 +168,8 @@ struct ZeroingHeatmap {
                              "fill": ColorScale.diverging.color(0.5 + t / 2)])
         }
         for value in [-1.0, -0.25, 0, 0.25, 1] {
-            let t = (value < 0 ? -1.0 : 1.0) * abs(value).squareRoot()
             let anchor = value == -1 ? "start" : value == 1 ? "end" : "middle"
-            m.element("text", ["x": Format.coordinate(x + width * (0.5 + t / 2)), "y": Format.coordinate(y + 24), "text-anchor": anchor, "class": "tick"],
+            m.element("text", ["x": Format.coordinate(x + width * Self.position(value)), "y": Format.coordinate(y + 24), "text-anchor": anchor, "class": "tick"],
                       text: value == 0 ? "0" : abs(value) == 1 ? Format.signed(value, 0) : Format.signed(value, 2))
         }
         let lines = ["Δ test accuracy, fixed scale −1…+1 (√-compressed); red: the unit matters",

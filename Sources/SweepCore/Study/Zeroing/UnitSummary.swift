@@ -83,15 +83,17 @@ public struct UnitSummary: Codable, Equatable, Sendable {
             }
         }
         // Each network's calls: one family per (dataset, model, seed).
+        struct Network: Hashable { let dataset: String, model: String, seed: Int }
         var networkCalls: [[Int: Statistics.Call]] = Array(repeating: [:], count: summaries.count)
-        var byNetwork: [[String]: [(unit: Int, estimate: DeltaEstimate)]] = [:]
+        var byNetwork: [Network: [(unit: Int, estimate: DeltaEstimate)]] = [:]
         for (i, networks) in perNetwork.enumerated() {
-            for n in networks { if let e = n.estimate { byNetwork[[summaries[i].dataset, summaries[i].model, String(n.seed)], default: []].append((i, e)) } }
+            for n in networks {
+                if let e = n.estimate { byNetwork[Network(dataset: summaries[i].dataset, model: summaries[i].model, seed: n.seed), default: []].append((i, e)) }
+            }
         }
-        for (key, members) in byNetwork {
-            let seed = Int(key[2])!
+        for (network, members) in byNetwork {
             for (member, decision) in zip(members, Statistics.calls(members.map(\.estimate), settings: settings)) {
-                networkCalls[member.unit][seed] = decision.call
+                networkCalls[member.unit][network.seed] = decision.call
             }
         }
         for i in summaries.indices {
