@@ -125,6 +125,8 @@ final class IntervalTests: XCTestCase {
         XCTAssertEqual(single.first?.interval, "test images")
         XCTAssertEqual(single.first?.call, .trivial)
         XCTAssertEqual(single.first?.deltaLow ?? 0, -0.006, accuracy: 1e-6)
+        let answer = ZeroingFinding.compute([row("e", seed: 0, delta: -0.002, low: -0.006, high: 0.002)], statistics: StatisticsSection()).first?.answer ?? ""
+        XCTAssertTrue(answer.contains("for this network (one trained network: the interval covers its test images only)"), "one network says so: \(answer)")
         XCTAssertTrue(UnitSummary.csv(single).hasPrefix("dataset,model,layer,mask,seeds,delta_mean,delta_low,delta_high,interval,call,rank_unstable,p,p_adjusted,network_calls\nd,m,e,zeroKernel,1,"))
     }
 }
