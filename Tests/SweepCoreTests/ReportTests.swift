@@ -209,3 +209,40 @@ extension ReportTests {
         XCTAssertEqual(FileName.safe("heatmap-fashion mnist-r18"), "heatmap-fashion_mnist-r18")
     }
 }
+
+extension ReportTests {
+    /// Names users choose reach the PDF's text: parentheses and backslashes are escaped, signs
+    /// outside the standard fonts become "?", control characters cannot end a string.
+    func testHostileTextInAFigureGivesAValidPDF() throws {
+        var m = Markup()
+        m.figure(named: "hostile") { m in
+            m.element("svg", ["xmlns": "http://www.w3.org/2000/svg", "width": "300", "height": "60"]) { m in
+                m.element("text", ["x": "150", "y": "20", "text-anchor": "middle"], text: "a(b)\\c) Ω 数 Δ−≈ \u{1}\n▼")
+                m.empty("rect", ["x": "1", "y": "30", "width": "50", "height": "10", "fill": "#zzzzzz", "stroke": "nonsense"])
+                m.empty("polyline", ["points": "1,2 garbage 3,4,5 6,7"])
+                m.empty("circle", ["cx": "nan", "cy": "inf", "r": "-3"])
+            }
+        }
+        let pdf = try XCTUnwrap(m.pdfs.first).pdf
+        let text = String(decoding: pdf, as: UTF8.self)
+        XCTAssertTrue(text.contains("(a\\(b\\)\\\\c\\) ? ? ) Tj"), "escaped Helvetica run: \(text)")
+        XCTAssertFalse(text.contains("nan") || text.contains("inf"), "non-finite numbers are written as 0")
+        let pdftoppm = "/usr/bin/pdftoppm"
+        guard FileManager.default.isExecutableFile(atPath: pdftoppm) else { return }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-pdf-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("h.pdf")
+        try pdf.write(to: file)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: pdftoppm)
+        p.arguments = ["-r", "30", "-png", "-singlefile", file.path, dir.appendingPathComponent("h").path]
+        let errors = Pipe()
+        p.standardError = errors
+        try p.run()
+        p.waitUntilExit()
+        let complaints = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(p.terminationStatus, 0, complaints)
+        XCTAssertTrue(complaints.isEmpty, complaints)
+    }
+}
