@@ -60,6 +60,7 @@ struct RunCommand: ParsableCommand {
         emit("report:  \(summary.directory.reportURL.path)")
         emit("results: \(summary.directory.resultsCSV.path)")
         emit("         \(summary.directory.resultsJSON.path)")
+        emit("figures: \(summary.directory.figuresURL.path)/ (each figure as SVG and PDF, each table as CSV and LaTeX)")
         if summary.drained {
             report("continue with: sweep run --resume \(summary.directory.url.path)")
             throw ExitCode(StopRequest.drain.exitStatus)
@@ -207,6 +208,7 @@ struct ReportCommand: ParsableCommand {
         for line in ProgressText.summary(rows: input.rows, study: input.plan.spec.studyType, statistics: input.plan.spec.statistics) { report(line) }
         emit("wrote:")
         for file in run.resultFiles(study: input.plan.spec.studyType) { emit("  \(file.path)") }
+        emit("  \(run.figuresURL.path)/ (figures as SVG and PDF, tables as CSV and LaTeX)")
     }
 }
 
