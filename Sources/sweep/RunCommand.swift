@@ -225,11 +225,12 @@ struct CompareCommand: ParsableCommand {
         let comparison = try RunComparison(RunDirectory(runA), RunDirectory(runB))
         for line in comparison.table { emit(line) }
         let page = URL(fileURLWithPath: output)
-        try Data(comparison.html.utf8).write(to: page, options: .atomic)
+        let drawn = comparison.output
+        try Data(drawn.html.utf8).write(to: page, options: .atomic)
         emit("page: \(output)")
         // The scatter plot and tables as files too, beside the page (compare-scatter.svg, ...).
         let stem = page.deletingPathExtension().lastPathComponent
-        for file in comparison.files {
+        for file in drawn.files {
             let url = page.deletingLastPathComponent().appendingPathComponent("\(stem)-\(file.name)")
             try file.data.write(to: url, options: .atomic)
             emit("       \(url.path)")

@@ -172,20 +172,7 @@ extension ReportTests {
                 XCTAssertTrue(pdf[offset...].starts(with: Data("\(i + 1) 0 obj".utf8)), "\(svg): object \(i + 1) at \(offset)")
             }
         }
-        let pdftoppm = "/usr/bin/pdftoppm"
-        if FileManager.default.isExecutableFile(atPath: pdftoppm) {
-            let out = dir.appendingPathComponent("page").path
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: pdftoppm)
-            p.arguments = ["-r", "50", "-png", "-singlefile", run.figuresURL.appendingPathComponent("heatmap-synthetic-resnet8-kernels.pdf").path, out]
-            let errors = Pipe()
-            p.standardError = errors
-            try p.run()
-            p.waitUntilExit()
-            let complaints = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            XCTAssertEqual(p.terminationStatus, 0, complaints)
-            XCTAssertTrue(complaints.isEmpty, "poppler finds nothing wrong: \(complaints)")
-            let png = try Data(contentsOf: URL(fileURLWithPath: out + ".png"))
+        if let png = try render(run.figuresURL.appendingPathComponent("heatmap-synthetic-resnet8-kernels.pdf"), into: dir) {
             XCTAssertGreaterThan(png.count, 2000, "a page with something drawn on it")
         }
         let tex = try String(contentsOf: run.figuresURL.appendingPathComponent("zeroing-findings.tex"), encoding: .utf8)
@@ -227,22 +214,30 @@ extension ReportTests {
         let text = String(decoding: pdf, as: UTF8.self)
         XCTAssertTrue(text.contains("(a\\(b\\)\\\\c\\) ? ? ) Tj"), "escaped Helvetica run: \(text)")
         XCTAssertFalse(text.contains("nan") || text.contains("inf"), "non-finite numbers are written as 0")
-        let pdftoppm = "/usr/bin/pdftoppm"
-        guard FileManager.default.isExecutableFile(atPath: pdftoppm) else { return }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-pdf-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let file = dir.appendingPathComponent("h.pdf")
         try pdf.write(to: file)
+        _ = try render(file, into: dir)
+    }
+
+    /// `pdf`'s page as PNG bytes, rendered by poppler's pdftoppm, which must exit cleanly and
+    /// print no complaint; nil where pdftoppm is not installed (scripts/setup installs it).
+    func render(_ pdf: URL, into dir: URL) throws -> Data? {
+        let pdftoppm = "/usr/bin/pdftoppm"
+        guard FileManager.default.isExecutableFile(atPath: pdftoppm) else { return nil }
+        let out = dir.appendingPathComponent("page-\(UUID().uuidString)").path
         let p = Process()
         p.executableURL = URL(fileURLWithPath: pdftoppm)
-        p.arguments = ["-r", "30", "-png", "-singlefile", file.path, dir.appendingPathComponent("h").path]
+        p.arguments = ["-r", "50", "-png", "-singlefile", pdf.path, out]
         let errors = Pipe()
         p.standardError = errors
         try p.run()
         p.waitUntilExit()
         let complaints = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         XCTAssertEqual(p.terminationStatus, 0, complaints)
-        XCTAssertTrue(complaints.isEmpty, complaints)
+        XCTAssertTrue(complaints.isEmpty, "poppler finds nothing wrong: \(complaints)")
+        return try Data(contentsOf: URL(fileURLWithPath: out + ".png"))
     }
 }

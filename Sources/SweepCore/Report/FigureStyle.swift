@@ -11,6 +11,6 @@ enum FigureStyle {
     .stage-boundary { stroke: #222; stroke-width: 1.2; } .axisline { stroke: #444; } .axisline.minor { stroke: #888; }
     .trivial-mark { fill: none; stroke: #1a7f37; stroke-width: 1.5; stroke-dasharray: 3 2; }
     .strip { stroke-width: 0.6; opacity: 0.5; } .seed-dot { opacity: 0.9; }
-    .band { opacity: 0.18; stroke: none; } .faded { opacity: 0.25; }
+    .band { opacity: 0.18; stroke: none; }
     """
 }

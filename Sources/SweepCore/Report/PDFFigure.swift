@@ -35,7 +35,6 @@ enum PDFFigure {
         "stage-boundary": Style(stroke: "#222222", strokeWidth: 1.2), "axisline": Style(stroke: "#444444"), "minor": Style(stroke: "#888888"),
         "trivial-mark": Style(fill: "none", stroke: "#1a7f37", strokeWidth: 1.5, dash: [3, 2]),
         "strip": Style(strokeWidth: 0.6, opacity: 0.5), "seed-dot": Style(opacity: 0.9), "band": Style(stroke: "none", opacity: 0.18),
-        "faded": Style(opacity: 0.25),
     ]
 
     static func document(_ svg: FigureElement) -> Data {

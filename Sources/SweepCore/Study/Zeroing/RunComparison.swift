@@ -151,16 +151,16 @@ public struct RunComparison: Sendable {
 
     /// The same as a self-contained page (no scripts, nothing fetched): baselines, the scatter
     /// plot and the table; the plot is also returned as a standalone figure.
-    public var html: String { document.text }
+    public var html: String { output.html }
 
-    /// The page's figures (SVG, PDF) and tables (CSV, LaTeX) as named files.
-    public var files: [(name: String, data: Data)] {
+    /// The page, and its figures (SVG, PDF) and tables (CSV, LaTeX) as named files
+    /// ("scatter.svg", ...), drawn once.
+    public var output: (html: String, files: [(name: String, data: Data)]) {
         let d = document
-        return d.figures.map { ("\($0.name.replacingOccurrences(of: "compare-", with: "")).svg", Data($0.svg.utf8)) }
-            + d.pdfs.map { ("\($0.name.replacingOccurrences(of: "compare-", with: "")).pdf", $0.pdf) }
-            + d.tables.flatMap { t in
-                [("\(t.name.replacingOccurrences(of: "compare-", with: "")).csv", Data(t.csv.utf8)), ("\(t.name.replacingOccurrences(of: "compare-", with: "")).tex", Data(t.latex.utf8))]
-            }
+        func name(_ n: String, _ ext: String) -> String { "\(n.replacingOccurrences(of: "compare-", with: "")).\(ext)" }
+        let files = d.figures.map { (name($0.name, "svg"), Data($0.svg.utf8)) } + d.pdfs.map { (name($0.name, "pdf"), $0.pdf) }
+            + d.tables.flatMap { [(name($0.name, "csv"), Data($0.csv.utf8)), (name($0.name, "tex"), Data($0.latex.utf8))] }
+        return (d.text, files)
     }
 
     var document: Markup {
