@@ -17,6 +17,7 @@ public final class Coordinator {
     private var records: [String: TaskRecord]
     private var artifactHashes: [String: String] = [:]   // producing task's key -> hash
     private var artifactBytes: [String: Data] = [:]      // hash -> bytes (loaded lazily)
+    private var datasetBytes: [String: Data] = [:]       // fingerprint -> decoded dataset, for ranks without its files
     private var workerCache: [Int: Set<String>] = [:]
     /// Unfinished tasks that still need each artifact; at zero it is released everywhere.
     private var pendingUses: [String: Int] = [:]
@@ -144,7 +145,8 @@ public final class Coordinator {
             }
         }
         for w in link.workers {
-            try link.send(.configure(specText: specText, checkpointHashes: plan.spec.checkpointHashes, graphs: plan.spec.graphs), to: w)
+            try link.send(.configure(specText: specText, checkpointHashes: plan.spec.checkpointHashes, graphs: plan.spec.graphs,
+                                         datasets: plan.spec.datasetSummaries), to: w)
         }
         var idle: [Int] = []
         var drainUntil: Date?
@@ -210,6 +212,16 @@ public final class Coordinator {
                         throw RunError(path: directory.url.path, message: "worker \(worker) finished its part of \(key), which it was not running")
                     }
                     idle.append(worker)
+                case let .needData(fingerprint):
+                    // Decoded once, kept for the next rank that lacks the files; nothing sent
+                    // (empty bytes) tells the worker rank 0 cannot read them either.
+                    if datasetBytes[fingerprint] == nil {
+                        do { datasetBytes[fingerprint] = try ImportedDatasets.transfer(fingerprint, spec: plan.spec) } catch {
+                            log("rank \(worker) cannot read a dataset's files and rank 0 cannot send it: \(error)")
+                        }
+                    }
+                    if let bytes = datasetBytes[fingerprint] { log("rank \(worker) (\(hosts[worker] ?? "?")) cannot read a dataset's files; sending the \(bytes.count >> 20) MB rank 0 decoded") }
+                    try link.send(.data(fingerprint: fingerprint, bytes: datasetBytes[fingerprint] ?? Data()), to: worker)
                 case let .snapshot(key, data):
                     // Kept until the task finishes: a killed job resumes the training from here.
                     guard running[worker]?.task.key == key else { break }
@@ -452,11 +464,26 @@ public enum WorkerLoop {
             switch try link.receive() {
             case .stop:
                 return
-            case let .configure(text, hashes, graphs):
+            case let .configure(text, hashes, graphs, datasets):
                 var spec = try SpecLoader.parse(text, file: "spec.yaml")
                 spec.checkpointHashes = hashes
                 spec.graphs = graphs
-                executor = TaskExecutor(spec: spec)
+                spec.datasetSummaries = datasets
+                let worker = TaskExecutor(spec: spec)
+                // A dataset this node cannot read comes from rank 0, between tasks' messages.
+                worker.fetchDataset = { fingerprint in
+                    try link.send(.needData(fingerprint: fingerprint))
+                    while true {
+                        switch try link.receive() {
+                        case let .data(received, bytes) where received == fingerprint:
+                            guard !bytes.isEmpty else { throw RunError(path: fingerprint, message: "this node cannot read the dataset's files, and rank 0 could not send them") }
+                            return bytes
+                        case .stop: throw RunError(path: fingerprint, message: "stopped while waiting for a dataset from rank 0")
+                        default: continue
+                        }
+                    }
+                }
+                executor = worker
                 plan = try Plan.expand(spec)
             case let .task(key, inputs, attachments, release, resume, gang):
                 guard let executor, let plan else { throw RunError(path: key, message: "task before configuration") }
@@ -471,7 +498,7 @@ public enum WorkerLoop {
                                                          snapshot: leads ? { try? link.send(.snapshot(key: task.key, data: $0)) } : nil,
                                                          progress: leads ? { try? link.send(.progress(key: task.key, text: $0)) } : nil)
                 try link.send(leads ? .result(key: task.key, outcome: outcome, checkpoint: checkpoint) : .gangDone(key: task.key))
-            case .hello, .result, .snapshot, .gangDone, .progress:
+            case .hello, .result, .snapshot, .gangDone, .progress, .needData, .data:
                 continue
             }
         }

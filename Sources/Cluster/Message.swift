@@ -8,7 +8,13 @@ public enum Message: Equatable, Sendable {
     /// The sweep file's text, the content hashes of its imported checkpoints and the summaries
     /// of its imported graphs, sent once: workers need no shared filesystem, and each expands the
     /// same plan the coordinator did.
-    case configure(specText: String, checkpointHashes: [String: String] = [:], graphs: [String: GraphSummary] = [:])
+    /// `datasets` carries what rank 0 found in the sweep's own-data files (`DatasetSummary`).
+    case configure(specText: String, checkpointHashes: [String: String] = [:], graphs: [String: GraphSummary] = [:],
+                   datasets: [String: DatasetSummary] = [:])
+    /// A worker that cannot read a dataset's files (or whose copy differs) asks for rank 0's
+    /// decoded bytes, by fingerprint; it waits for `data` before running its task.
+    case needData(fingerprint: String)
+    case data(fingerprint: String, bytes: Data)
     /// A task of the plan, named by its key (the worker's plan has the rest: the message stays
     /// small however rich a study's tasks are). `inputs` maps dependency keys to the hashes of their artifacts; `attachments` carries the
     /// ones the worker lacks; `release` lists artifacts no remaining task needs.
@@ -53,6 +59,8 @@ enum MessageCodec {
         var specText: String?
         var checkpointHashes: [String: String]?
         var graphs: [String: GraphSummary]?
+        var datasets: [String: DatasetSummary]?
+        var fingerprint: String?
         var inputs: [String: String]?
         var release: [String]?
         var key: String?
@@ -68,8 +76,9 @@ enum MessageCodec {
         var blobs: [(String, Data)] = []
         switch message {
         case let .hello(host, threads): header = Header(type: "hello", host: host, threads: threads)
-        case let .configure(text, hashes, graphs):
+        case let .configure(text, hashes, graphs, datasets):
             header = Header(type: "configure", specText: text)
+            header.datasets = datasets.isEmpty ? nil : datasets
             header.graphs = graphs.isEmpty ? nil : graphs
             header.checkpointHashes = hashes.isEmpty ? nil : hashes
         case let .task(key, inputs, attachments, release, resume, gang):
@@ -87,6 +96,13 @@ enum MessageCodec {
         case let .progress(key, text):
             header = Header(type: "progress", key: key)
             header.text = text
+        case let .needData(fingerprint):
+            header = Header(type: "needData")
+            header.fingerprint = fingerprint
+        case let .data(fingerprint, bytes):
+            header = Header(type: "data")
+            header.fingerprint = fingerprint
+            blobs = [("data", bytes)]
         case .stop: header = Header(type: "stop")
         }
         header.blobs = blobs.map { Blob(name: $0.0, size: $0.1.count) }
@@ -114,7 +130,14 @@ enum MessageCodec {
         }
         switch header.type {
         case "hello": return .hello(host: header.host ?? "?", threads: min(max(header.threads ?? 1, 1), 4096))
-        case "configure": return .configure(specText: header.specText ?? "", checkpointHashes: header.checkpointHashes ?? [:], graphs: header.graphs ?? [:])
+        case "configure": return .configure(specText: header.specText ?? "", checkpointHashes: header.checkpointHashes ?? [:], graphs: header.graphs ?? [:],
+                                            datasets: header.datasets ?? [:])
+        case "needData":
+            guard let fingerprint = header.fingerprint else { throw CodecError.malformed("needData without a fingerprint") }
+            return .needData(fingerprint: fingerprint)
+        case "data":
+            guard let fingerprint = header.fingerprint, let data = blobs["data"] else { throw CodecError.malformed("data without fingerprint or bytes") }
+            return .data(fingerprint: fingerprint, bytes: data)
         case "task":
             guard let key = header.key else { throw CodecError.malformed("task message without a key") }
             if let gang = header.gang, gang.members.isEmpty || gang.members.contains(where: { $0 < 0 }) || Set(gang.members).count != gang.members.count {

@@ -162,11 +162,17 @@ public enum SweepLauncher {
         var (spec, text) = try SpecLoader.load(path, overrides: options.overrides)
         for section in spec.ignoredSections { log("warning: \(path): '\(section):' is not read by study \(spec.study.rawValue)") }
         try ImportedNetworks.hashFiles(&spec)
+        let run = RunDirectory(options.output ?? spec.output)
+        if FileManager.default.fileExists(atPath: run.datasetsURL.path), options.continueExisting {
+            try ImportedDatasets.reread(&spec, run: run, log: log)
+        } else {
+            try ImportedDatasets.read(&spec)
+        }
         let plan = try Plan.expand(spec)
         try ImportedNetworks.check(plan)
-        let run = RunDirectory(options.output ?? spec.output)
         let (lock, existing) = try run.create(specText: text, sweep: spec.name, continueExisting: options.continueExisting)
         if !existing { try ImportedNetworks.record(spec, in: run) }
+        try ImportedDatasets.record(spec, in: run)
         if existing { return try resumed(run, lock: lock, options: options, plan: plan, log: log) }
         return Prepared(plan: plan, run: run, specText: text, previous: [], options: options, lock: lock)
     }
@@ -179,6 +185,8 @@ public enum SweepLauncher {
         let expanded = try plan ?? {
             var spec = try SpecLoader.parse(text, file: run.specURL.path)
             try ImportedNetworks.hashFiles(&spec, run: run)
+            try ImportedDatasets.reread(&spec, run: run, log: log)
+            try ImportedDatasets.record(spec, in: run)
             return try Plan.expand(spec)
         }()
         let (header, records, rejected) = try Journal.read(run.journalURL, study: expanded.spec.studyType)

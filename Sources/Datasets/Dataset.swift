@@ -14,6 +14,8 @@ public struct Dataset: Sendable {
     public let shape: [Int]
     public let classes: Int
     let pixels: Pixels
+    /// Applied to training batches (`trainingBatch`), not to evaluation.
+    public var augmentation: Augmentation?
 
     /// N·C·H·W pixel values, or bytes and the value of each byte in each channel.
     enum Pixels: Sendable {
@@ -231,7 +233,7 @@ public struct Normalisation: Equatable, Sendable, Codable {
 
 /// A train and test split of one dataset, normalised by the train split's statistics.
 public struct DatasetSplits: Sendable {
-    public let train: Dataset
+    public var train: Dataset
     public let test: Dataset
     public let normalisation: Normalisation
 

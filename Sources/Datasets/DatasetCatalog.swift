@@ -13,8 +13,12 @@ public enum DatasetCatalog {
     /// (or by `normalisation`, in the units of pixels / 255).
     public static func load(_ name: String, base: String? = nil, derivation: Derivation = Derivation(),
                             dataDirectory: String? = nil, trainLimit: Int? = nil, testLimit: Int? = nil,
-                            normalisation: Normalisation? = nil) throws -> DatasetSplits {
-        let (train, test) = try loadRaw(base ?? name, dataDirectory: dataDirectory)
+                            normalisation: Normalisation? = nil, preprocessing: Preprocessing = Preprocessing(),
+                            raw: (train: Dataset, test: Dataset)? = nil) throws -> DatasetSplits {
+        var (train, test) = try raw ?? loadRaw(base ?? name, dataDirectory: dataDirectory)
+        if raw == nil, !preprocessing.isIdentity {
+            (train, test) = (try train.preprocessed(preprocessing), try test.preprocessed(preprocessing))
+        }
         let classes = max(train.classes, test.classes)
         func prepared(_ d: Dataset) throws -> Dataset {
             let harmonised = d.renamed(name, classes: classes)

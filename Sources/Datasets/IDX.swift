@@ -168,9 +168,9 @@ extension IDX {
     }
 
     /// Pixel bytes stored channels last (IDX's order) in NCHW order.
-    static func planar(_ pixels: [UInt8], count n: Int, height h: Int, width w: Int, channels c: Int) -> [UInt8] {
+    static func planar<T: Numeric>(_ pixels: [T], count n: Int, height h: Int, width w: Int, channels c: Int) -> [T] {
         guard c > 1 else { return pixels }   // one channel: the same order
-        var out = [UInt8](repeating: 0, count: pixels.count)
+        var out = [T](repeating: 0, count: pixels.count)
         for i in 0..<n {
             for y in 0..<h {
                 for x in 0..<w {

@@ -100,9 +100,9 @@ public enum Training {
                 optimizer.zeroGrad()
                 let result: (loss: Float, correct: Int)
                 if let gang {
-                    result = try ganged(network, data: data, batch: indices, gang: gang, epoch: epoch, step: step)
+                    result = try ganged(network, data: data, batch: indices, gang: gang, epoch: epoch, step: step, seed: config.seed)
                 } else {
-                    let (x, labels) = data.batch(indices)
+                    let (x, labels) = data.trainingBatch(indices, seed: config.seed, epoch: epoch)
                     let logits = network.forward(x, training: true)
                     let value = lossFunction(logits, labels, indices)
                     guard value.loss.isFinite else { throw TrainingError.diverged(epoch: epoch, step: step, loss: value.loss) }
@@ -136,10 +136,10 @@ public enum Training {
     /// One gang member's forward and backward pass over its shard of `batch`; returns the whole
     /// batch's loss and correct count, and leaves the whole batch's gradients in the parameters.
     private static func ganged(_ network: Network, data: Dataset, batch: ArraySlice<Int>, gang: GangLink,
-                               epoch: Int, step: Int) throws -> (loss: Float, correct: Int) {
+                               epoch: Int, step: Int, seed: UInt64) throws -> (loss: Float, correct: Int) {
         let shard = GangShard(link: gang, batchCount: batch.count)
         let mine = batch[(batch.startIndex + shard.images.lowerBound)..<(batch.startIndex + shard.images.upperBound)]
-        let (x, labels) = data.batch(mine)
+        let (x, labels) = data.trainingBatch(mine, seed: seed, epoch: epoch)
         return try GangShard.with(shard) {
             let logits = network.forward(x, training: true)
             let value = Loss.softmaxCrossEntropy(logits, labels: labels, batchCount: batch.count)

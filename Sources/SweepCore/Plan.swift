@@ -154,7 +154,7 @@ public struct Plan: Sendable {
         let d = dataset.description
         let files = spec.checkpoints[model]
         return (files.map { Array($0.indices) } ?? spec.seeds).map { n in
-            let prefix = "\(dataset.name)/\(model)/" + (files.map { ImportedNetworks.keySegment(spec, file: $0[n], index: n) } ?? "seed\(n)")
+            let prefix = "\(dataset.keyName)/\(model)/" + (files.map { ImportedNetworks.keySegment(spec, file: $0[n], index: n) } ?? "seed\(n)")
             let trainKey = "\(prefix)/\(files == nil ? "train" : "load")"
             func task(_ key: String, _ kind: TaskKind, _ unit: String?, _ mask: MaskKind?, _ cost: Double) -> PlannedTask {
                 var t = PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: n, unit: unit, mask: mask,

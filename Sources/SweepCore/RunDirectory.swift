@@ -156,6 +156,9 @@ public struct RunDirectory: Sendable {
     /// Content hashes of the networks the sweep imports, by path (`ImportedNetworks`).
     public var importsURL: URL { url.appendingPathComponent("imports.json") }
 
+    /// What the coordinator found in the sweep's own-data files (`ImportedDatasets`).
+    public var datasetsURL: URL { url.appendingPathComponent("datasets.json") }
+
     /// Zeroing: the per-unit statistics over seeds (units.csv).
     public var unitsCSV: URL { url.appendingPathComponent("units.csv") }
 }

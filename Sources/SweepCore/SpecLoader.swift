@@ -115,13 +115,17 @@ public enum SpecLoader {
         try checkUnique(spec.masks.map(\.rawValue), key: "masks", what: "mask", tree: tree)
         for (i, dataset) in spec.datasets.enumerated() {
             let path: [PathComponent] = [.key("datasets"), .index(i)]
-            if (dataset.classes != nil || dataset.transform != nil), dataset.base == nil {
+            if (dataset.classes != nil || dataset.transform != nil), dataset.base == nil, dataset.format == nil {
                 throw fail(path, "classes and transform make a new dataset from another: add base: (e.g. base: fashion-mnist)")
             }
-            do { try DatasetCatalog.checkAvailable(dataset.source, dataDirectory: dataset.dataDir) } catch let error as DatasetError {
-                throw fail(dataset.base == nil ? path : path + [.key("base")], error.description)
+            try checkOwnData(dataset, in: spec, at: path, tree: tree)
+            let ownData = ImportedDatasets.sourceEntry(of: dataset, in: spec) != nil
+            if !ownData {
+                do { try DatasetCatalog.checkAvailable(dataset.source, dataDirectory: dataset.dataDir) } catch let error as DatasetError {
+                    throw fail(dataset.base == nil ? path : path + [.key("base")], error.description)
+                }
             }
-            if let classes = dataset.classes {
+            if let classes = dataset.classes, !ownData {
                 let available = DatasetCatalog.describe(dataset.source).classes
                 guard classes.count >= 2, Set(classes).count == classes.count, classes.allSatisfy({ (0..<available).contains($0) }) else {
                     throw fail(path + [.key("classes")], "classes must list at least two distinct classes of \(dataset.source), each in 0...\(available - 1)")
@@ -199,6 +203,41 @@ public enum SpecLoader {
         }
         guard spec.study == .zeroing || spec.study == .sensitivity else {
             throw tree.error([.key("study")], "imported ONNX graphs run in the studies zeroing and sensitivity; \(spec.study.rawValue) needs a built-in architecture or a safetensors checkpoint")
+        }
+    }
+
+    /// The own-data fields of a dataset entry: a format's paths, preprocessing, normalization
+    /// and augmentation, each error naming its field.
+    static func checkOwnData(_ dataset: DatasetEntry, in spec: SweepSpec, at path: [PathComponent], tree: NodeTree) throws {
+        func fail(_ field: String, _ message: String) -> SpecError { tree.error(path + [.key(field)], "\(field) \(message)") }
+        let ownFields: [(String, Bool)] = [("train", dataset.train != nil), ("test", dataset.test != nil), ("labels", dataset.labels != nil),
+                                           ("channels", dataset.channels != nil), ("layout", dataset.layout != nil),
+                                           ("x_key", dataset.xKey != nil), ("y_key", dataset.yKey != nil)]
+        if let source = dataset.declaredSource {
+            if dataset.base != nil { throw fail("base", "and format: cannot both be given (base: derives from another dataset, format: reads files)") }
+            if let problem = source.problems.first { throw fail(problem.field, problem.requirement) }
+        } else if let field = ownFields.first(where: \.1) {
+            throw fail(field.0, "needs format: (imagefolder, npz, npy, cifar100, cifar10 or idx)")
+        }
+        if ImportedDatasets.sourceEntry(of: dataset, in: spec) != nil, dataset.format == nil, !dataset.preprocessing.isIdentity {
+            throw fail(dataset.resize != nil ? "resize" : "center_crop", "belongs on the dataset \(dataset.base ?? "") this one derives from")
+        }
+        if dataset.declaredSource == nil {
+            for (field, size) in [("resize", dataset.resize), ("center_crop", dataset.centerCrop)] {
+                if let size, !(1...2).contains(size.count) || !size.allSatisfy({ (1...ImageCodec.maxSide).contains($0) }) {
+                    throw fail(field, "is a size N or [height, width], each 1...\(ImageCodec.maxSide)")
+                }
+            }
+        }
+        if let n = dataset.normalization {
+            guard !n.mean.isEmpty, n.mean.count == n.std.count, n.mean.allSatisfy(\.isFinite), n.std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw fail("normalization", "is mean and std, lists of one finite value per channel, std > 0 (e.g. {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]})")
+            }
+        }
+        if let crop = dataset.augment?.randomCrop {
+            guard (1...ImageCodec.maxSide).contains(crop.size), (0...crop.size).contains(crop.padding) else {
+                throw fail("augment", "random_crop needs a size of 1...\(ImageCodec.maxSide) and a padding of 0...size")
+            }
         }
     }
 

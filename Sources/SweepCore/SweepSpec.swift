@@ -30,6 +30,13 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     /// (`ImportedNetworks.hashFiles`).
     public var graphs: [String: GraphSummary] = [:]
 
+    /// What the coordinator found in the own-data entries' files, by dataset name (each entry's
+    /// `summary`; `ImportedDatasets`).
+    public var datasetSummaries: [String: DatasetSummary] {
+        get { Dictionary(datasets.compactMap { e in e.summary.map { (e.name, $0) } }, uniquingKeysWith: { a, _ in a }) }
+        set { for i in datasets.indices { datasets[i].summary = newValue[datasets[i].name] } }
+    }
+
     /// Whether `model` is an imported ONNX graph (its checkpoints are .onnx files).
     public func isGraph(_ model: String) -> Bool { checkpoints[model].map(ImportedGraphs.areGraphs) ?? false }
     /// Sections the file gives that its study does not read (told to the user, not an error).
@@ -181,6 +188,8 @@ public struct ModelEntry: Decodable, Equatable, Sendable {
 /// One dataset of the sweep: a name (`fashion-mnist`) or a mapping with a directory and limits.
 /// A mapping with `base` makes a new domain from another dataset: some of its classes
 /// (relabelled 0..k-1) and/or a pixel transform (`rotate90`, `rotate180`, `flip`, `invert`).
+/// A mapping with `format` reads the user's own files (`imagefolder`, `npz`, `npy`, `cifar100`,
+/// or `idx` / `cifar10` at a path of one's own), with torchvision-style `resize` / `center_crop`.
 public struct DatasetEntry: Codable, Equatable, Sendable {
     public var name: String
     public var dataDir: String?
@@ -189,12 +198,32 @@ public struct DatasetEntry: Codable, Equatable, Sendable {
     public var base: String?
     public var classes: [Int]?
     public var transform: ImageTransform?
+    public var format: DatasetSource.Format?
+    public var train: [String]?
+    public var test: [String]?
+    public var labels: CIFAR100.Labels?
+    public var channels: Int?
+    public var layout: NumPyDataset.Layout?
+    public var xKey: String?
+    public var yKey: String?
+    public var resize: [Int]?
+    public var centerCrop: [Int]?
+    /// Mean and std (pixels / 255) the networks expect; a model's own `normalization` wins.
+    public var normalization: ModelEntry.NormalizationEntry?
+    /// Training-time augmentation for networks layersweep trains on this dataset.
+    public var augment: Augmentation?
+    /// What the coordinator found when it read the files of a `format:` entry (or of the entry
+    /// its `base` names): not part of the sweep file, shipped to workers with it.
+    public var summary: DatasetSummary?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, base, classes, transform
+        case name, base, classes, transform, format, train, test, labels, channels, layout, resize, normalization, augment
         case dataDir = "data_dir"
         case trainLimit = "train_limit"
         case testLimit = "test_limit"
+        case xKey = "x_key"
+        case yKey = "y_key"
+        case centerCrop = "center_crop"
     }
 
     public init(name: String, dataDir: String? = nil, trainLimit: Int? = nil, testLimit: Int? = nil,
@@ -221,7 +250,63 @@ public struct DatasetEntry: Codable, Equatable, Sendable {
                   base: try c.decodeIfPresent(String.self, forKey: .base),
                   classes: try c.decodeIfPresent([Int].self, forKey: .classes),
                   transform: try c.decodeIfPresent(ImageTransform.self, forKey: .transform))
+        format = try c.decodeIfPresent(DatasetSource.Format.self, forKey: .format)
+        train = try Self.oneOrMany(String.self, c, .train)
+        test = try Self.oneOrMany(String.self, c, .test)
+        labels = try c.decodeIfPresent(CIFAR100.Labels.self, forKey: .labels)
+        channels = try c.decodeIfPresent(Int.self, forKey: .channels)
+        layout = try c.decodeIfPresent(NumPyDataset.Layout.self, forKey: .layout)
+        xKey = try c.decodeIfPresent(String.self, forKey: .xKey)
+        yKey = try c.decodeIfPresent(String.self, forKey: .yKey)
+        resize = try Self.oneOrMany(Int.self, c, .resize)
+        centerCrop = try Self.oneOrMany(Int.self, c, .centerCrop)
+        normalization = try c.decodeIfPresent(ModelEntry.NormalizationEntry.self, forKey: .normalization)
+        augment = try c.decodeIfPresent(Augmentation.self, forKey: .augment)
     }
+
+    /// `key: value` or `key: [value, ...]`.
+    private static func oneOrMany<T: Decodable>(_ type: T.Type, _ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> [T]? {
+        if let one = try? c.decodeIfPresent(T.self, forKey: key) { return [one] }
+        return try c.decodeIfPresent([T].self, forKey: key)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encodeIfPresent(dataDir, forKey: .dataDir)
+        try c.encodeIfPresent(trainLimit, forKey: .trainLimit)
+        try c.encodeIfPresent(testLimit, forKey: .testLimit)
+        try c.encodeIfPresent(base, forKey: .base)
+        try c.encodeIfPresent(classes, forKey: .classes)
+        try c.encodeIfPresent(transform, forKey: .transform)
+        try c.encodeIfPresent(format, forKey: .format)
+        try c.encodeIfPresent(train, forKey: .train)
+        try c.encodeIfPresent(test, forKey: .test)
+        try c.encodeIfPresent(labels, forKey: .labels)
+        try c.encodeIfPresent(channels, forKey: .channels)
+        try c.encodeIfPresent(layout, forKey: .layout)
+        try c.encodeIfPresent(xKey, forKey: .xKey)
+        try c.encodeIfPresent(yKey, forKey: .yKey)
+        try c.encodeIfPresent(resize, forKey: .resize)
+        try c.encodeIfPresent(centerCrop, forKey: .centerCrop)
+        try c.encodeIfPresent(normalization, forKey: .normalization)
+        try c.encodeIfPresent(augment, forKey: .augment)
+    }
+
+    /// How this entry's own files are read (nil: a built-in name, or derived from `base`).
+    public var declaredSource: DatasetSource? {
+        guard let format else { return nil }
+        let single = [.idx, .cifar10, .cifar100].contains(format)
+        return DatasetSource(format: format, train: single ? (dataDir.map { [$0] } ?? train ?? []) : (train ?? []),
+                             test: single ? nil : test, labels: labels, channels: channels, layout: layout,
+                             imagesKey: xKey, labelsKey: yKey, preprocessing: preprocessing)
+    }
+
+    public var preprocessing: Preprocessing { Preprocessing(resize: resize, centerCrop: centerCrop) }
+
+    /// The dataset's segment of task keys: its name, and for data read from the user's files the
+    /// start of their fingerprint, so results of changed files are never taken for the new ones.
+    public var keyName: String { summary.map { "\(name)@\($0.fingerprint.prefix(12))" } ?? name }
 
     /// The dataset files are read from: `base` for a derived domain, else the name itself.
     public var source: String { base ?? name }
@@ -229,7 +314,7 @@ public struct DatasetEntry: Codable, Equatable, Sendable {
 
     /// Shape, classes and split sizes without reading the data (for costs and checks).
     public var description: (shape: [Int], classes: Int, train: Int, test: Int) {
-        var d = DatasetCatalog.describe(source)
+        var d = summary.map { (shape: $0.shape, classes: $0.classes, train: $0.train, test: $0.test) } ?? DatasetCatalog.describe(source)
         if let classes {
             d.train = d.train * classes.count / max(d.classes, 1)
             d.test = d.test * classes.count / max(d.classes, 1)
@@ -239,6 +324,20 @@ public struct DatasetEntry: Codable, Equatable, Sendable {
         d.train = min(trainLimit ?? d.train, d.train)
         d.test = min(testLimit ?? d.test, d.test)
         return d
+    }
+}
+
+/// A dataset read from the user's files, as the coordinator found it: the fingerprint of the
+/// preprocessed images and labels of both splits, and their shape and sizes (for costs).
+public struct DatasetSummary: Codable, Equatable, Sendable {
+    public var fingerprint: String
+    public var shape: [Int]
+    public var classes: Int
+    public var train: Int
+    public var test: Int
+
+    public init(fingerprint: String, shape: [Int], classes: Int, train: Int, test: Int) {
+        (self.fingerprint, self.shape, self.classes, self.train, self.test) = (fingerprint, shape, classes, train, test)
     }
 }
 

@@ -31,6 +31,10 @@ public final class TaskExecutor {
 
     public init(spec: SweepSpec) { self.spec = spec }
 
+    /// Asks rank 0 for the decoded bytes of the dataset with a fingerprint, when this node
+    /// cannot read its files (set by the worker loop; nil: read them or fail).
+    public var fetchDataset: ((String) throws -> Data)?
+
     /// Hashes of the artifacts this worker holds.
     public var cachedArtifacts: Set<String> { Set(artifacts.keys).union(graphs.keys) }
 
@@ -307,19 +311,37 @@ public final class TaskExecutor {
 
     // MARK: - Data
 
-    /// A dataset's splits, normalised as `model` expects (its sweep entry's `normalization`, or
-    /// the training split's statistics).
+    /// A dataset's splits, normalised as `model` expects (the model's `normalization`, else the
+    /// dataset's, else the training split's statistics).
     func splits(_ name: String, model: String? = nil) throws -> DatasetSplits {
-        let normalisation = model.flatMap { spec.normalizations[$0] }
-        let cacheKey = normalisation.map { "\(name) \($0.mean) \($0.std)" } ?? name
-        if let cached = datasets[cacheKey] { return cached }
         guard let entry = spec.datasets.first(where: { $0.name == name }) else {
             throw RunError(path: name, message: "dataset not in the sweep")
         }
-        let loaded = try DatasetCatalog.load(entry.name, base: entry.base, derivation: entry.derivation, dataDirectory: entry.dataDir,
-                                             trainLimit: entry.trainLimit, testLimit: entry.testLimit, normalisation: normalisation)
+        let normalisation = model.flatMap { spec.normalizations[$0] } ?? entry.normalization.map { Normalisation(mean: $0.mean, std: $0.std) }
+        let cacheKey = normalisation.map { "\(name) \($0.mean) \($0.std)" } ?? name
+        if let cached = datasets[cacheKey] { return cached }
+        let raw = try ImportedDatasets.rawSplits(entry, spec: spec, fetch: fetchDataset)
+        let source = ImportedDatasets.sourceEntry(of: entry, in: spec)
+        let loaded = try (try DatasetCatalog.load(entry.name, base: entry.base, derivation: entry.derivation, dataDirectory: entry.dataDir,
+                                             trainLimit: entry.trainLimit, testLimit: entry.testLimit, normalisation: normalisation,
+                                             preprocessing: source == nil ? entry.preprocessing : Preprocessing(), raw: raw))
+            .augmented(entry.augment, dataset: name)
         datasets[cacheKey] = loaded
         return loaded
+    }
+}
+
+extension DatasetSplits {
+    /// The splits with `augmentation` on the training split; its crop keeps the image size.
+    func augmented(_ augmentation: Augmentation?, dataset: String) throws -> DatasetSplits {
+        guard let augmentation else { return self }
+        let (h, w) = (train.shape[1], train.shape[2])
+        if let crop = augmentation.randomCrop, crop.size != h || crop.size != w {
+            throw RunError(path: dataset, message: "augment random_crop size \(crop.size) must equal the image size (\(w) x \(h)): the test split is not cropped")
+        }
+        var splits = self
+        splits.train.augmentation = augmentation
+        return splits
     }
 }
 

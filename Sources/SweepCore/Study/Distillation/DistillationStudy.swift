@@ -101,13 +101,13 @@ public enum DistillationStudy: SweepStudy {
             var logitsKeys: [String] = []
             for model in spec.models {
                 let (macs, _) = try Plan.measure(model, on: dataset)
-                let teacherKeys = (0..<dist.teachers).map { "\(dataset.name)/\(model)/teacher\($0)/train" }
+                let teacherKeys = (0..<dist.teachers).map { "\(dataset.keyName)/\(model)/teacher\($0)/train" }
                 for (t, key) in teacherKeys.enumerated() {
                     tasks.append(PlannedTask(key: key, kind: .train, dataset: dataset.name, model: model, seedIndex: t, unit: nil, mask: nil,
                                              dependencies: [], cost: Plan.trainingCost(macs: macs, on: d, epochs: teacherEpochs),
                                              seed: Plan.seed(spec, key)))
                 }
-                let logitsKey = "\(dataset.name)/\(model)/teacher-logits"
+                let logitsKey = "\(dataset.keyName)/\(model)/teacher-logits"
                 var logits = PlannedTask(key: logitsKey, kind: .logits, dataset: dataset.name, model: model, seedIndex: 0, unit: nil,
                                          mask: nil, dependencies: teacherKeys,
                                          cost: Plan.evaluationCost(macs: macs, images: (d.train + d.test) * dist.teachers), seed: Plan.seed(spec, logitsKey))
@@ -121,7 +121,7 @@ public enum DistillationStudy: SweepStudy {
                     let (macs, _) = try Plan.measure(student.name, on: dataset)
                     let cost = Plan.trainingCost(macs: macs, on: d, epochs: spec.training.epochs)
                     for s in spec.seeds {
-                        let prefix = "\(dataset.name)/c\(conv)-b\(budget)/seed\(s)"
+                        let prefix = "\(dataset.keyName)/c\(conv)-b\(budget)/seed\(s)"
                         func task(_ key: String, loss: DistillationLoss, teacher: String?, logitsKey: String) -> PlannedTask {
                             var t = PlannedTask(key: key, kind: .student, dataset: dataset.name, model: student.name, seedIndex: s,
                                                 unit: nil, mask: nil, dependencies: teacher == nil ? [] : [logitsKey], cost: cost,

@@ -136,7 +136,7 @@ public enum PruningStudy: SweepStudy {
                 let trainCost = Plan.trainingCost(macs: macs, on: d, epochs: spec.training.epochs)
                 let retrainCost = trainCost * max(0.05, 1 - Double(p.rewindStep) / max(steps, 1))
                 for s in spec.seeds {
-                    let prefix = "\(dataset.name)/\(model)/seed\(s)"
+                    let prefix = "\(dataset.keyName)/\(model)/seed\(s)"
                     let dense = "\(prefix)/round\(roundName(0))"
                     let chainSeed = Plan.seed(spec, dense)
                     func task(_ key: String, _ kind: TaskKind, round: Int, variant: String, after: [String], cost: Double) -> PlannedTask {

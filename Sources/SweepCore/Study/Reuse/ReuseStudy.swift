@@ -119,9 +119,11 @@ public enum ReuseStudy: SweepStudy {
             // Networks trained elsewhere (on the pairs' source dataset) replace the source trainings.
             let files = spec.checkpoints[model]
             let seeds = files.map { Array($0.indices) } ?? spec.seeds
+            // A dataset read from the user's files is named by its content in keys.
+            func keyName(_ dataset: String) -> String { spec.datasets.first { $0.name == dataset }?.keyName ?? dataset }
             func sourceKey(_ source: String, _ s: Int) -> String {
-                guard let files else { return "\(source)/\(model)/seed\(s)/train" }
-                return "\(source)/\(model)/\(ImportedNetworks.keySegment(spec, file: files[s], index: s))/load"
+                guard let files else { return "\(keyName(source))/\(model)/seed\(s)/train" }
+                return "\(keyName(source))/\(model)/\(ImportedNetworks.keySegment(spec, file: files[s], index: s))/load"
             }
             for dataset in spec.datasets where used.contains(dataset.name) {
                 let d = dataset.description
@@ -134,7 +136,7 @@ public enum ReuseStudy: SweepStudy {
                         tasks.append(t)
                         continue
                     }
-                    let key = "\(dataset.name)/\(model)/seed\(s)/train"
+                    let key = "\(dataset.keyName)/\(model)/seed\(s)/train"
                     var t = PlannedTask(key: key, kind: .train, dataset: dataset.name, model: model, seedIndex: s, unit: nil, mask: nil,
                                         dependencies: [], cost: Plan.trainingCost(macs: macs, on: d, epochs: spec.training.epochs),
                                         seed: Plan.seed(spec, key))
@@ -155,11 +157,11 @@ public enum ReuseStudy: SweepStudy {
                 let cost = Plan.trainingCost(macs: macs, on: d, epochs: spec.training.epochs)
                 for s in seeds {
                     let fromKey = sourceKey(pair.source, s)
-                    let targetKey = "\(pair.target)/\(model)/seed\(s)/train"
-                    let from = files.map { "from-\(pair.source)-" + ImportedNetworks.keySegment(spec, file: $0[s], index: s) } ?? "from-\(pair.source)"
+                    let targetKey = "\(keyName(pair.target))/\(model)/seed\(s)/train"
+                    let from = files.map { "from-\(pair.source)-" + ImportedNetworks.keySegment(spec, file: $0[s], index: s) } ?? "from-\(keyName(pair.source))"
                     for point in points {
                         for mode in r.modes {
-                            let key = "\(pair.target)/\(model)/seed\(s)/\(from)/\(point.name)/\(mode.rawValue)"
+                            let key = "\(keyName(pair.target))/\(model)/seed\(s)/\(from)/\(point.name)/\(mode.rawValue)"
                             var t = PlannedTask(key: key, kind: .reuse, dataset: pair.target, model: model, seedIndex: s, unit: point.name,
                                                 mask: nil, dependencies: [fromKey, targetKey], cost: cost, seed: Plan.seed(spec, key))
                             t.payload = ReusePoint(source: pair.source, units: point.units, mode: mode)
