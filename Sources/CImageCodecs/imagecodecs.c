@@ -88,7 +88,8 @@ static int png_run(FILE *file, image_info *info, int channels, long max_pixels, 
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (depth == 16) png_set_strip_16(png);
-    if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+    // A palette's or grey image's transparency (tRNS) becomes an alpha channel when expanded.
+    if ((color & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, pinfo, PNG_INFO_tRNS)) png_set_strip_alpha(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, pinfo);
     int decoded = png_get_channels(png, pinfo);

@@ -91,7 +91,7 @@ public struct DatasetSource: Equatable, Sendable {
                 format == .npz ? .archive(paths[0], images: imagesKey, labels: labelsKey) : .pair(paths[0], paths[1])
             }
             var trainSet = try NumPyDataset.load(files(train), split: "train", name: name, layout: layout, classes: nil)
-            var testSet = try NumPyDataset.load(files(test!), split: "test", name: name, layout: layout, classes: nil)
+            var testSet = try NumPyDataset.load(files(test!), split: "test", name: name, layout: layout, classes: trainSet.classes)
             guard trainSet.shape == testSet.shape else {
                 throw DatasetError(file: test![0], problem: "images are \(testSet.shape), the training split's \(trainSet.shape)")
             }

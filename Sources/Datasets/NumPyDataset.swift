@@ -3,6 +3,9 @@ import Foundation
 /// Images and labels from NumPy arrays: an `.npz` archive per split (or one holding both, as
 /// Keras' `x_train`/`y_train`/`x_test`/`y_test`), or a pair of `.npy` files per split.
 public enum NumPyDataset {
+    /// The most classes a label array may name.
+    public static let maxClasses = 100_000
+
     /// Axis order of a rank-4 image array.
     public enum Layout: String, Codable, Sendable, CaseIterable {
         case nchw, nhwc
@@ -48,9 +51,11 @@ public enum NumPyDataset {
             throw DatasetError(file: where_, problem: "\(labels.count) labels for \(x.shape[0]) images")
         }
         guard !labels.isEmpty else { throw DatasetError(file: imageFile, problem: "holds no images") }
-        let classCount = classes ?? Int(labels.max()! + 1)
-        if let bad = labels.firstIndex(where: { $0 < 0 || $0 >= classCount }) {
-            throw DatasetError(file: where_, problem: "label \(labels[bad]) of example \(bad) is outside 0...\(classCount - 1) (the dataset has \(classCount) classes)")
+        // The training split's labels define the classes (0...largest); the test split's must be among them.
+        let classCount = classes ?? Int(max(labels.max()!, 0) + 1)
+        if let bad = labels.firstIndex(where: { $0 < 0 || $0 >= classCount || $0 >= maxClasses }) {
+            let limit = classes == nil ? "labels are 0...\(maxClasses - 1)" : "the training split's labels are 0...\(classCount - 1)"
+            throw DatasetError(file: where_, problem: "label \(labels[bad]) of example \(bad) is out of range (\(limit))")
         }
         let n = x.shape[0], (c, h, w) = (shape[0], shape[1], shape[2])
         let channelsLast = x.shape.count == 4 && shape[0] != x.shape[1]
