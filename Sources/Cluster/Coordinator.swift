@@ -220,7 +220,10 @@ public final class Coordinator {
                             log("rank \(worker) cannot read a dataset's files and rank 0 cannot send it: \(error)")
                         }
                     }
-                    if let bytes = datasetBytes[fingerprint] { log("rank \(worker) (\(hosts[worker] ?? "?")) cannot read a dataset's files; sending the \(bytes.count >> 20) MB rank 0 decoded") }
+                    if let bytes = datasetBytes[fingerprint] {
+                        let name = plan.spec.datasets.first { $0.format != nil && $0.summary?.fingerprint == fingerprint }?.name ?? fingerprint
+                        log("rank \(worker) (\(hosts[worker] ?? "?")) cannot read the files of dataset \(name); sending the \(max(1, bytes.count >> 20)) MB rank 0 decoded")
+                    }
                     try link.send(.data(fingerprint: fingerprint, bytes: datasetBytes[fingerprint] ?? Data()), to: worker)
                 case let .snapshot(key, data):
                     // Kept until the task finishes: a killed job resumes the training from here.

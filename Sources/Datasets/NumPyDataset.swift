@@ -43,7 +43,13 @@ public enum NumPyDataset {
         case let .archive(path, _, _): imageFile = path
         case let .pair(images, _): imageFile = images
         }
-        guard case let .integers(labels) = y.elements, y.shape.count == 1 || (y.shape.count == 2 && y.shape[1] == 1) else {
+        let labelValues: [Int64]?
+        switch y.elements {
+        case .integers(let v): labelValues = v
+        case .bytes(let b): labelValues = b.map(Int64.init)
+        case .floats: labelValues = nil
+        }
+        guard let labels = labelValues, y.shape.count == 1 || (y.shape.count == 2 && y.shape[1] == 1) else {
             throw DatasetError(file: where_, problem: "labels must be a 1-D integer array (shape \(y.shape))")
         }
         let shape = try imageShape(x.shape, layout: layout, file: imageFile)

@@ -22,7 +22,7 @@ struct Sweep: ParsableCommand {
           sweep bench --json
         """,
         version: "layersweep \(layersweepVersion)",
-        subcommands: [RunCommand.self, PlanCommand.self, ReportCommand.self, StatusCommand.self, CompareCommand.self, TrainCommand.self, EvalCommand.self, LayersCommand.self, BenchCommand.self])
+        subcommands: [RunCommand.self, PlanCommand.self, ReportCommand.self, StatusCommand.self, CompareCommand.self, TrainCommand.self, EvalCommand.self, LayersCommand.self, DatasetsCommand.self, BenchCommand.self])
 
     /// Switches OpenBLAS to the CPU's own kernels first (see `BLASKernels`), then runs the command.
     /// Errors print with their control characters escaped: a message may quote a name or a

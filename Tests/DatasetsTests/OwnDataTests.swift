@@ -308,3 +308,26 @@ extension OwnDataTests {
         XCTAssertThrowsError(try DatasetTransfer.decode(lying, name: "t"))
     }
 }
+
+extension OwnDataTests {
+    func testAugmentationDependsOnSeedEpochAndIndexOnly() throws {
+        var data = Dataset(name: "a", bytes: (0..<(8 * 36)).map { UInt8(($0 * 7) % 256) }, labels: Array(repeating: 0, count: 8), shape: [1, 6, 6], classes: 1)
+        data.augmentation = Augmentation(randomCrop: .init(size: 6, padding: 2), horizontalFlip: true)
+        let (together, _) = data.trainingBatch([3, 5][...], seed: 11, epoch: 2)
+        let (alone, _) = data.trainingBatch([5][...], seed: 11, epoch: 2)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: together.data + 36, count: 36)), Array(UnsafeBufferPointer(start: alone.data, count: 36)),
+                       "an example's crop and flip do not depend on the batch it is in (so not on ranks or gang members)")
+        let (other, _) = data.trainingBatch([5][...], seed: 11, epoch: 3)
+        let (plain, _) = data.batch([5][...])
+        var moved = 0
+        for epoch in 0..<40 {
+            let (x, _) = data.trainingBatch([5][...], seed: 11, epoch: epoch)
+            if Array(UnsafeBufferPointer(start: x.data, count: 36)) != Array(UnsafeBufferPointer(start: plain.data, count: 36)) { moved += 1 }
+            // Every output pixel is an input pixel or the padding's value (byte 0).
+            let values = Set(UnsafeBufferPointer(start: plain.data, count: 36)).union([0])
+            XCTAssertTrue(UnsafeBufferPointer(start: x.data, count: 36).allSatisfy(values.contains))
+        }
+        XCTAssertGreaterThan(moved, 30, "most epochs crop or flip the example")
+        _ = other
+    }
+}

@@ -1,0 +1,127 @@
+import Datasets
+import Foundation
+import XCTest
+
+/// A sweep over the user's own data: Fashion-MNIST's first 2,000 images written as IDX, as an
+/// image folder of PNGs and of JPEGs and as an .npz (by `Fixtures/fashion_formats.py`, with
+/// Pillow). One network evaluated on each gives the same accuracies through IDX, PNG and .npz;
+/// ranks started where the files are not read them from rank 0; a changed file is not resumed
+/// into old results.
+final class OwnDataSweepTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("own-sweep-\(UUID())")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("elsewhere"), withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: dir) }
+
+    func fixture() throws {
+        guard let python = ProcessInfo.processInfo.environment["LAYERSWEEP_PYTHON"], !python.isEmpty else {
+            throw XCTSkip("SKIPPED: LAYERSWEEP_PYTHON is not set (scripts/test sets it to a venv with numpy and Pillow)")
+        }
+        guard FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist") else {
+            throw XCTSkip("SKIPPED: dataset-fashion-mnist is not installed (scripts/setup installs it)")
+        }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/fashion_formats.py")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [script.path, dir.appendingPathComponent("data").path, "2000"]
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, "fashion_formats.py failed (numpy and Pillow in LAYERSWEEP_PYTHON?)")
+    }
+
+    /// `mpirun -n 1 (in the run's directory) : -n 2 (in a directory without the data)`.
+    func mpmd(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let p = SweepProcess.process([])
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["mpirun", "-n", "1", "--wdir", dir.path, SweepProcess.executable] + arguments
+            + [":", "-n", "2", "--wdir", dir.appendingPathComponent("elsewhere").path, SweepProcess.executable] + arguments
+        return try SweepProcess.run(p)
+    }
+
+    func rows(_ run: String) throws -> [[String: String]] {
+        let lines = try String(contentsOfFile: dir.appendingPathComponent("\(run)/results.csv").path, encoding: .utf8).split(separator: "\n")
+        let header = lines[0].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        return lines.dropFirst().map { line in
+            Dictionary(uniqueKeysWithValues: zip(header, line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)))
+        }
+    }
+
+    func testOneNetworkThroughIDXPNGAndNpzGivesTheSameAccuracies() throws {
+        try fixture()
+        let data = dir.appendingPathComponent("data").path
+
+        // JPEG pixels: libjpeg-turbo here, Pillow's bundled libjpeg-turbo there, the same bits.
+        let jpeg = try DatasetSource(format: .imagefolder, train: ["\(data)/jpeg/train"], test: ["\(data)/jpeg/test"]).load(name: "j")
+        let pillow = try NumPyArchive("\(data)/pillow_jpeg.npz")
+        for (split, ours) in [("train", jpeg.train), ("test", jpeg.test)] {
+            guard case let .bytes(theirs) = try pillow.array("x_\(split)").elements else { return XCTFail("uint8") }
+            let mine = ours.images.map { UInt8(($0 * 255).rounded()) }
+            XCTAssertEqual(mine.count, theirs.count)
+            XCTAssertEqual(zip(mine, theirs).filter { $0 != $1 }.count, 0, "JPEG \(split) pixels differ from Pillow's decoding")
+        }
+
+        let listing = try SweepProcess.run(["datasets", "\(data)/png"])
+        XCTAssertEqual(listing.status, 0, listing.stderr)
+        XCTAssertTrue(listing.stdout.contains("classes: 10 (0_tshirt, 1_trouser"), listing.stdout)
+        XCTAssertTrue(listing.stdout.contains("train: 2000 images"), listing.stdout)
+        XCTAssertTrue(listing.stdout.contains("images: 1 x 28 x 28 (grey, 8-bit)"), listing.stdout)
+        XCTAssertTrue(listing.stdout.contains("format: imagefolder, train: \(data)/png/train, test: \(data)/png/test"), listing.stdout)
+
+        let trained = try SweepProcess.run(["train", "--dataset", "fashion-mnist", "--data-dir", "\(data)/idx", "--model", "student-c2-w1",
+                                            "--epochs", "1", "-o", dir.appendingPathComponent("net.safetensors").path])
+        XCTAssertEqual(trained.status, 0, trained.stderr)
+        let spec = dir.appendingPathComponent("own.yaml").path
+        try """
+        name: own
+        datasets:
+          - {name: fm-idx, format: idx, data_dir: data/idx}
+          - {name: fm-png, format: imagefolder, train: data/png/train, test: data/png/test}
+          - {name: fm-npz, format: npz, train: data/data.npz, test: data/data.npz}
+          - {name: fm-jpeg, format: imagefolder, train: data/jpeg/train, test: data/jpeg/test}
+        models:
+          - {name: student-c2-w1, checkpoints: [\(dir.path)/net.safetensors], normalization: {mean: [0.286], std: [0.353]}}
+        masks: [zeroKernel]
+        """.write(toFile: spec, atomically: true, encoding: .utf8)
+        let run = try mpmd(["run", spec, "--output", dir.appendingPathComponent("run").path])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stderr.contains("cannot read the files of dataset"), "ranks 1 and 2 run where data/ is not: \(run.stderr)")
+        let results = try rows("run")
+        XCTAssertEqual(results.filter { $0["status"] == "ok" }.count, results.count)
+        var byTask: [String: [String: String]] = [:]
+        for row in results where row["kind"] != "load" {
+            byTask["\(row["kind"]!)/\(row["layer"]!)/\(row["mask"]!)", default: [:]][row["dataset"]!] = row["test_accuracy"]
+        }
+        XCTAssertEqual(byTask.count, 5, "a baseline and four units")
+        for (task, accuracy) in byTask {
+            XCTAssertEqual(accuracy["fm-png"], accuracy["fm-idx"], task)
+            XCTAssertEqual(accuracy["fm-npz"], accuracy["fm-idx"], task)
+            XCTAssertNotNil(accuracy["fm-jpeg"], task)
+        }
+        XCTAssertTrue(results.allSatisfy { ($0["key"] ?? "").range(of: "^fm-[a-z]+@[0-9a-f]{12}/", options: .regularExpression) != nil },
+                      "own data is named by its fingerprint in keys")
+
+        // One PNG changes: its dataset's tasks run again under a new fingerprint; the others resume.
+        let victim = "\(data)/png/test/0_tshirt"
+        let files = try FileManager.default.contentsOfDirectory(atPath: victim).sorted()
+        try FileManager.default.removeItem(atPath: "\(victim)/\(files[0])")
+        try FileManager.default.copyItem(atPath: "\(data)/png/test/1_trouser/" + (try FileManager.default.contentsOfDirectory(atPath: "\(data)/png/test/1_trouser").sorted()[0]),
+                                         toPath: "\(victim)/\(files[0])")
+        let resume = SweepProcess.process(["run", "--resume", dir.appendingPathComponent("run").path], mpi: 2)
+        resume.currentDirectoryURL = dir   // paths in the sweep file are relative to where sweep runs
+        let resumed = try SweepProcess.run(resume)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("warning: dataset fm-png: its files changed since this run started"), resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("24 tasks (18 journaled before)"), "the load, baseline and four masks of fm-png run again: \(resumed.stderr)")
+        let after = try rows("run")
+        let pngBaseline = try XCTUnwrap(after.first { $0["dataset"] == "fm-png" && $0["kind"] == "baseline" })
+        let before = try XCTUnwrap(results.first { $0["dataset"] == "fm-png" && $0["kind"] == "baseline" })
+        XCTAssertNotEqual(pngBaseline["key"], before["key"], "a new fingerprint in the key")
+        XCTAssertEqual(after.first { $0["dataset"] == "fm-npz" && $0["kind"] == "baseline" }?["key"],
+                       results.first { $0["dataset"] == "fm-npz" && $0["kind"] == "baseline" }?["key"])
+    }
+}
