@@ -92,6 +92,15 @@ public enum ImportedDatasets {
 
     /// The decoded bytes of the dataset with `fingerprint`, for a worker that asked (rank 0).
     public static func transfer(_ fingerprint: String, spec: SweepSpec) throws -> Data {
+        let data = try encoded(fingerprint, spec: spec)
+        // One MPI message carries it, and MPI counts bytes in a signed 32-bit int.
+        guard data.count < Int(Int32.max) - (1 << 20) else {
+            throw RunError(path: fingerprint, message: "the decoded dataset is \(data.count >> 20) MB, more than one message can carry (2 GiB): put its files on every node")
+        }
+        return data
+    }
+
+    private static func encoded(_ fingerprint: String, spec: SweepSpec) throws -> Data {
         if let cached = cache.withLock({ $0[fingerprint] }) { return DatasetTransfer.encode(train: cached.train, test: cached.test) }
         guard let entry = spec.datasets.first(where: { $0.format != nil && $0.summary?.fingerprint == fingerprint }) else {
             throw RunError(path: fingerprint, message: "no dataset of this sweep has this fingerprint")
