@@ -49,7 +49,7 @@ let package = Package(
         .testTarget(name: "TensorEngineTests", dependencies: ["TensorEngine", "CWinograd", "EngineTestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "TensorEngine", "EngineTestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorEngine"],
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TensorEngine", "EngineTestSupport"],
                     exclude: ["Fixtures/make_resize_fixtures.py", "Fixtures/make_image_fixtures.py"],
                     resources: [.copy("Fixtures/images"), .copy("Fixtures/resize_fixtures.json")]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "TensorEngine", "Datasets", "EngineTestSupport"],

@@ -196,6 +196,12 @@ public struct NumPyArchive {
 
     public var names: [String] { members.keys.sorted() }
 
+    /// The member names for a message: control characters removed, at most eight shown.
+    public var listedNames: String {
+        let shown = names.prefix(8).map { SafeLine.clean($0, limit: 40) }.joined(separator: ", ")
+        return names.count > 8 ? shown + ", … (\(names.count))" : shown
+    }
+
     public init(_ path: String) throws {
         self.path = path
         data = try DatasetFile.read(path)
@@ -268,8 +274,8 @@ public struct NumPyArchive {
 
     /// The array stored under `name` (without `.npy`).
     public func array(_ name: String) throws -> NumPyArray {
-        guard let m = members[name] else { throw DatasetError(file: path, problem: "has no array '\(name)' (it holds \(names.joined(separator: ", ")))") }
-        let file = "\(path)[\(name)]"
+        guard let m = members[name] else { throw DatasetError(file: path, problem: "has no array '\(SafeLine.clean(name, limit: 40))' (it holds \(listedNames))") }
+        let file = "\(path)[\(SafeLine.clean(name, limit: 40))]"
         func fail(_ problem: String) -> DatasetError { DatasetError(file: file, problem: problem) }
         let s = data.startIndex
         func u16(_ at: Int) -> Int { Int(data[s + at]) | Int(data[s + at + 1]) << 8 }

@@ -28,7 +28,7 @@ public enum NumPyDataset {
             func pick(_ declared: String?, _ candidates: [String], what: String) throws -> String {
                 if let declared { return declared }
                 guard let found = candidates.first(where: archive.names.contains) else {
-                    throw DatasetError(file: path, problem: "no \(what) array (looked for \(candidates.joined(separator: ", ")); it holds \(archive.names.joined(separator: ", "))): name it with \(what == "image" ? "x_key" : "y_key"):")
+                    throw DatasetError(file: path, problem: "no \(what) array (looked for \(candidates.joined(separator: ", ")); it holds \(archive.listedNames)): name it with \(what == "image" ? "x_key" : "y_key"):")
                 }
                 return found
             }
