@@ -161,13 +161,14 @@ public enum SweepLauncher {
         guard let path = options.specPath else { throw RunError(path: "sweep run", message: "give a sweep file or --resume RUN_DIR") }
         var (spec, text) = try SpecLoader.load(path, overrides: options.overrides)
         for section in spec.ignoredSections { log("warning: \(path): '\(section):' is not read by study \(spec.study.rawValue)") }
-        try ImportedNetworks.hashFiles(&spec)
+        // Datasets first: an imported graph is summarised on the images of the first dataset.
         let run = RunDirectory(options.output ?? spec.output)
         if FileManager.default.fileExists(atPath: run.datasetsURL.path), options.continueExisting {
             try ImportedDatasets.reread(&spec, run: run, log: log)
         } else {
             try ImportedDatasets.read(&spec)
         }
+        try ImportedNetworks.hashFiles(&spec)
         let plan = try Plan.expand(spec)
         try ImportedNetworks.check(plan)
         let (lock, existing) = try run.create(specText: text, sweep: spec.name, continueExisting: options.continueExisting)
@@ -184,9 +185,9 @@ public enum SweepLauncher {
         let text = try run.storedSpecText()
         let expanded = try plan ?? {
             var spec = try SpecLoader.parse(text, file: run.specURL.path)
-            try ImportedNetworks.hashFiles(&spec, run: run)
             try ImportedDatasets.reread(&spec, run: run, log: log)
             try ImportedDatasets.record(spec, in: run)
+            try ImportedNetworks.hashFiles(&spec, run: run)
             return try Plan.expand(spec)
         }()
         let (header, records, rejected) = try Journal.read(run.journalURL, study: expanded.spec.studyType)

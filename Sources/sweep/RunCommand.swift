@@ -118,8 +118,8 @@ struct PlanCommand: ParsableCommand {
     func run() throws {
         var (spec, _) = try SpecLoader.load(file, overrides: overrides)
         for section in spec.ignoredSections { report("warning: \(file): '\(section):' is not read by study \(spec.study.rawValue)") }
-        try ImportedNetworks.hashFiles(&spec)
         try ImportedDatasets.read(&spec)
+        try ImportedNetworks.hashFiles(&spec)
         let plan = try Plan.expand(spec)
         try ImportedNetworks.check(plan)
         let byKind = Dictionary(grouping: plan.tasks, by: \.kind)

@@ -22,8 +22,8 @@ public struct ReportInput: Sendable {
     public static func load(_ run: RunDirectory) throws -> ReportInput {
         let text = try run.storedSpecText()
         var spec = try SpecLoader.parse(text, file: run.specURL.path)
-        try ImportedNetworks.hashFiles(&spec, run: run)
         try ImportedDatasets.read(&spec, recorded: run)
+        try ImportedNetworks.hashFiles(&spec, run: run)
         let plan = try Plan.expand(spec)
         let records = FileManager.default.fileExists(atPath: run.journalURL.path) ? try Journal.read(run.journalURL, study: spec.studyType).records : []
         return ReportInput(plan: plan, records: records)
