@@ -35,7 +35,13 @@ public enum ImportedDatasets {
             summaries[entry.name] = summary
         }
         for i in spec.datasets.indices {
-            if let source = sourceEntry(of: spec.datasets[i], in: spec) { spec.datasets[i].summary = summaries[source.name] }
+            guard let source = sourceEntry(of: spec.datasets[i], in: spec) else { continue }
+            spec.datasets[i].summary = summaries[source.name]
+            // Classes of own data are known only now: a derived entry's are checked here, not mid-run.
+            if let classes = spec.datasets[i].classes, let available = summaries[source.name]?.classes,
+               classes.count < 2 || Set(classes).count != classes.count || !classes.allSatisfy({ (0..<available).contains($0) }) {
+                throw RunError(path: "datasets[\(i)].classes", message: "must list at least two distinct classes of \(source.name), each in 0...\(available - 1)")
+            }
         }
     }
 

@@ -125,3 +125,35 @@ final class OwnDataSweepTests: XCTestCase {
                        results.first { $0["dataset"] == "fm-npz" && $0["kind"] == "baseline" }?["key"])
     }
 }
+
+extension OwnDataSweepTests {
+    /// Bad own data stops `sweep datasets`, `sweep plan` and `sweep run` on one line naming the
+    /// file, with a non-zero exit and no run directory.
+    func testBadOwnDataStopsEveryCommandOnOneLine() throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: dir.appendingPathComponent("folder/train/a"), withIntermediateDirectories: true)
+        try fm.createDirectory(at: dir.appendingPathComponent("folder/train/b"), withIntermediateDirectories: true)
+        try fm.createDirectory(at: dir.appendingPathComponent("folder/test/a"), withIntermediateDirectories: true)
+        try Data().write(to: dir.appendingPathComponent("folder/train/a/x.png"))
+        let spec = dir.appendingPathComponent("bad.yaml").path
+        let out = dir.appendingPathComponent("run").path
+        try """
+        name: bad
+        datasets: [{name: mine, format: imagefolder, train: \(dir.path)/folder/train, test: \(dir.path)/folder/test}]
+        models: [resnet20]
+        masks: [zeroKernel]
+        output: \(out)
+        """.write(toFile: spec, atomically: true, encoding: .utf8)
+        for arguments in [["datasets", "\(dir.path)/folder/train"], ["plan", spec], ["run", spec]] {
+            let result = try SweepProcess.run(arguments)
+            XCTAssertNotEqual(result.status, 0, "\(arguments)")
+            let lines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("Error:") }
+            XCTAssertEqual(lines.count, 1, result.stderr)
+            XCTAssertTrue(result.stderr.contains("folder/train/a/x.png: is empty (0 bytes)"), "\(arguments): \(result.stderr)")
+        }
+        XCTAssertFalse(fm.fileExists(atPath: out), "nothing started")
+        try Data([1, 2, 3]).write(to: dir.appendingPathComponent("folder/train/a/x.png"))
+        let empty = try SweepProcess.run(["plan", spec])
+        XCTAssertTrue(empty.stderr.contains("folder/train/a: class folder holds no PNG or JPEG images"), empty.stderr)
+    }
+}
