@@ -50,6 +50,9 @@ public struct Dataset: Sendable {
     }
 
     public var count: Int { labels.count }
+
+    /// Whether the images are held as 8-bit values (read from image files, IDX, CIFAR or uint8 arrays).
+    public var holdsBytes: Bool { if case .bytes = pixels { return true } else { return false } }
     public var imageSize: Int { shape.reduce(1, *) }
 
     /// N·C·H·W pixel values, materialised (for tests and small datasets; batches read the store).

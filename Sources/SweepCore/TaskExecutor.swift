@@ -335,6 +335,9 @@ extension DatasetSplits {
     /// The splits with `augmentation` on the training split; its crop keeps the image size.
     func augmented(_ augmentation: Augmentation?, dataset: String) throws -> DatasetSplits {
         guard let augmentation else { return self }
+        guard train.holdsBytes else {
+            throw RunError(path: dataset, message: "augment applies to 8-bit images (image files, IDX, CIFAR, uint8 arrays); this dataset holds float values")
+        }
         let (h, w) = (train.shape[1], train.shape[2])
         if let crop = augmentation.randomCrop, crop.size != h || crop.size != w {
             throw RunError(path: dataset, message: "augment random_crop size \(crop.size) must equal the image size (\(w) x \(h)): the test split is not cropped")

@@ -127,6 +127,36 @@ final class OwnDataSweepTests: XCTestCase {
 }
 
 extension OwnDataSweepTests {
+    /// Trainings with torchvision's random crop and flip give the same networks on one worker
+    /// and on three ranks, and other networks than without augmentation.
+    func testAugmentedTrainingIsTheSameUnderAnyRankCount() throws {
+        try fixture()
+        func spec(_ augment: String) throws -> String {
+            let path = dir.appendingPathComponent("aug-\(augment.isEmpty ? "none" : "on").yaml").path
+            try """
+            name: aug
+            datasets:
+              - {name: fm, format: npz, train: \(dir.path)/data/data.npz, test: \(dir.path)/data/data.npz, train_limit: 400, test_limit: 300\(augment)}
+            models: [student-c2-w1]
+            seeds: 2
+            training: {epochs: 2, batch_size: 32}
+            masks: [zeroKernel]
+            layers: [conv1]
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let augmented = try spec(", augment: {random_crop: {size: 28, padding: 2}, horizontal_flip: true}")
+        for (file, out, ranks) in [(augmented, "one", nil), (augmented, "three", 3), (try spec(""), "plain", nil)] as [(String, String, Int?)] {
+            let result = try SweepProcess.run(["run", file, "--output", dir.appendingPathComponent(out).path] + (ranks == nil ? ["-j", "1"] : []), mpi: ranks)
+            XCTAssertEqual(result.status, 0, result.stderr)
+        }
+        func accuracies(_ run: String) throws -> [String: String] {
+            Dictionary(uniqueKeysWithValues: try rows(run).map { ($0["key"]!, $0["test_accuracy"]!) })
+        }
+        XCTAssertEqual(try accuracies("one"), try accuracies("three"))
+        XCTAssertNotEqual(try accuracies("one").values.sorted(), try accuracies("plain").values.sorted(), "augmentation changes the training")
+    }
+
     /// Bad own data stops `sweep datasets`, `sweep plan` and `sweep run` on one line naming the
     /// file, with a non-zero exit and no run directory.
     func testBadOwnDataStopsEveryCommandOnOneLine() throws {
