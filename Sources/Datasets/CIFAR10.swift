@@ -9,27 +9,34 @@ public enum CIFAR10 {
 
     /// Reads one batch file.
     public static func readBatch(_ path: String) throws -> (pixels: [UInt8], labels: [Int32]) {
-        guard FileManager.default.fileExists(atPath: path) else { throw DatasetError(file: path, problem: "no such file") }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DatasetError(file: path, problem: "cannot read")
+        try readRecords(path, labelBytes: 1, format: "CIFAR-10") { labels, i in
+            guard labels[0] < 10 else {
+                throw DatasetError(file: path, problem: "record \(i) has label \(labels[0]); CIFAR-10 labels are 0...9")
+            }
+            return Int32(labels[0])
         }
-        guard !data.isEmpty, data.count % recordSize == 0 else {
-            throw DatasetError(file: path, problem: "\(data.count) bytes is not a whole number of \(recordSize)-byte records (truncated or not CIFAR-10 binary)")
+    }
+
+    /// The records of a CIFAR binary file: `labelBytes` label bytes (turned into a label by
+    /// `label`, which checks them) then 3072 pixel bytes each.
+    static func readRecords(_ path: String, labelBytes: Int, format: String,
+                            label: (_ bytes: UnsafeBufferPointer<UInt8>, _ record: Int) throws -> Int32) throws -> (pixels: [UInt8], labels: [Int32]) {
+        let data = try DatasetFile.read(path)
+        let recordSize = labelBytes + 3 * 32 * 32
+        guard data.count % recordSize == 0 else {
+            throw DatasetError(file: path, problem: "\(data.count) bytes is not a whole number of \(recordSize)-byte records (truncated or not \(format) binary)")
         }
         let n = data.count / recordSize
-        var pixels = [UInt8](repeating: 0, count: n * (recordSize - 1))
+        var pixels = [UInt8](repeating: 0, count: n * (recordSize - labelBytes))
         var labels = [Int32](repeating: 0, count: n)
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             let bytes = raw.bindMemory(to: UInt8.self)
-            for i in 0..<n {
-                let record = i * recordSize
-                let label = bytes[record]
-                guard label < 10 else {
-                    throw DatasetError(file: path, problem: "record \(i) has label \(label); CIFAR-10 labels are 0...9")
+            try pixels.withUnsafeMutableBufferPointer { out in
+                for i in 0..<n {
+                    let record = i * recordSize
+                    labels[i] = try label(UnsafeBufferPointer(rebasing: bytes[record..<(record + labelBytes)]), i)
+                    (out.baseAddress! + i * (recordSize - labelBytes)).update(from: bytes.baseAddress! + record + labelBytes, count: recordSize - labelBytes)
                 }
-                labels[i] = Int32(label)
-                let out = i * (recordSize - 1)
-                for j in 0..<(recordSize - 1) { pixels[out + j] = bytes[record + 1 + j] }
             }
         }
         return (pixels, labels)

@@ -14,28 +14,13 @@ public enum CIFAR100 {
 
     /// Reads one file.
     public static func readFile(_ path: String, labels which: Labels) throws -> (pixels: [UInt8], labels: [Int32]) {
-        let data = try DatasetFile.read(path)
-        guard data.count % recordSize == 0 else {
-            throw DatasetError(file: path, problem: "\(data.count) bytes is not a whole number of \(recordSize)-byte records (truncated or not CIFAR-100 binary)")
-        }
-        let n = data.count / recordSize
-        var pixels = [UInt8](repeating: 0, count: n * (recordSize - 2))
-        var labels = [Int32](repeating: 0, count: n)
-        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-            let bytes = raw.bindMemory(to: UInt8.self)
-            for i in 0..<n {
-                let record = i * recordSize
-                let (coarse, fine) = (bytes[record], bytes[record + 1])
-                guard coarse < 20, fine < 100 else {
-                    throw DatasetError(file: path, problem: "record \(i) has labels \(coarse)/\(fine); CIFAR-100 coarse labels are 0...19, fine 0...99")
-                }
-                labels[i] = Int32(which == .fine ? fine : coarse)
-                pixels.withUnsafeMutableBufferPointer { out in
-                    (out.baseAddress! + i * (recordSize - 2)).update(from: bytes.baseAddress! + record + 2, count: recordSize - 2)
-                }
+        try CIFAR10.readRecords(path, labelBytes: 2, format: "CIFAR-100") { labels, i in
+            let (coarse, fine) = (labels[0], labels[1])
+            guard coarse < 20, fine < 100 else {
+                throw DatasetError(file: path, problem: "record \(i) has labels \(coarse)/\(fine); CIFAR-100 coarse labels are 0...19, fine 0...99")
             }
+            return Int32(which == .fine ? fine : coarse)
         }
-        return (pixels, labels)
     }
 
     /// Loads `train.bin` and `test.bin` from `directory` (or its `cifar-100-binary` folder).
