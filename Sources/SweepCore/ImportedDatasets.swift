@@ -21,7 +21,7 @@ public enum ImportedDatasets {
     /// Reads every `format:` entry of `spec` and fills the summaries of it and of the entries
     /// derived from it. With `recorded`, a run directory's summaries are taken as they are
     /// (`sweep report` shows what the run measured, whatever the files hold now).
-    public static func read(_ spec: inout SweepSpec, recorded run: RunDirectory? = nil, log: (String) -> Void = { _ in }) throws {
+    public static func read(_ spec: inout SweepSpec, recorded run: RunDirectory? = nil) throws {
         let previous = run.map(recordedSummaries) ?? [:]
         var summaries: [String: DatasetSummary] = [:]
         for entry in spec.datasets where entry.format != nil {
