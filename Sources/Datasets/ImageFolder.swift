@@ -40,7 +40,8 @@ public enum ImageFolder {
                                (extra.isEmpty ? "" : "extra \(listed(extra))") + ")")
         }
         if !listing.skipped.isEmpty {
-            warn("\(root): skipped \(listing.skipped.count) file\(listing.skipped.count == 1 ? "" : "s") that are not PNG or JPEG images (e.g. \(SafeLine.clean(listing.skipped[0])))")
+            let one = listing.skipped.count == 1
+            warn("\(root): skipped \(listing.skipped.count) \(one ? "file that is" : "files that are") not a PNG or JPEG image (e.g. \(SafeLine.clean(listing.skipped[0])))")
         }
         let progress = LoadProgress(what: "reading \(root)", total: 2 * listing.images.count)
         // Pass 1: headers (size, colour), so the store is allocated once at its final size.

@@ -147,7 +147,7 @@ extension OwnDataTests {
         XCTAssertEqual(train.labels, [0, 0, 1, 1], "class folders sorted; files before subfolders' files, each sorted")
         XCTAssertEqual(train.shape, [3, 17, 23], "colour in the folder: every image as RGB")
         XCTAssertEqual(warnings.count, 1)
-        XCTAssertTrue(warnings[0].contains("skipped 1 file that are not PNG or JPEG") && warnings[0].contains("notes.txt"), warnings[0])
+        XCTAssertTrue(warnings[0].contains("skipped 1 file that is not a PNG or JPEG image") && warnings[0].contains("notes.txt"), warnings[0])
         let expected = try JSONDecoder().decode(ImageFixtures.self, from: Data(contentsOf: images.appendingPathComponent("expected.json"))).files
         // Example 0 is cat/y.png (palette), 1 cat/nested/z.png, 2 dog/a.jpg, 3 dog/b.png; planar here, interleaved there.
         let plane = 17 * 23
