@@ -10,7 +10,7 @@ import TensorEngine
 
 /// Options naming a dataset and how much of it to use.
 struct DatasetOptions: ParsableArguments {
-    @Option(help: "Dataset: \(DatasetCatalog.names.joined(separator: ", ")).")
+    @Option(help: "Dataset: \(DatasetCatalog.names.joined(separator: ", ")), or a path: a folder holding train/ and val/ (or test/) image folders, an .npz with x_train/x_test, an IDX or CIFAR-10/100 directory.")
     var dataset = "fashion-mnist"
 
     @Option(help: "Directory holding the dataset's files (IDX or CIFAR-10 binary); default: the Debian package's.")
@@ -22,14 +22,44 @@ struct DatasetOptions: ParsableArguments {
     @Option(help: "Use only the first N test examples.")
     var testLimit: Int?
 
+    @Option(help: "With a dataset path: resize the shorter side to N (torchvision's Resize(N)).")
+    var resize: Int?
+
+    @Option(help: "With a dataset path: then crop the centre N x N (torchvision's CenterCrop(N)).")
+    var centerCrop: Int?
+
+    @Option(help: "With an image folder: decode as 1 (grey) or 3 (RGB) channels; default: 3 if any image is colour.")
+    var channels: Int?
+
     func check() throws {
         for (value, flag) in [(trainLimit, "--train-limit"), (testLimit, "--test-limit")] where (value ?? 1) < 1 {
             throw FlagError("\(flag) must be at least 1")
         }
+        for (flag, value) in [("--resize", resize), ("--center-crop", centerCrop)] where value.map({ !(1...ImageCodec.maxSide).contains($0) }) ?? false {
+            throw FlagError("\(flag) must be between 1 and \(ImageCodec.maxSide)")
+        }
+        if let channels, channels != 1 && channels != 3 { throw FlagError("--channels must be 1 or 3") }
+        if !isPath, resize != nil || centerCrop != nil || channels != nil {
+            throw FlagError("--resize, --center-crop and --channels apply to a dataset given by its path")
+        }
     }
 
-    func load() throws -> DatasetSplits {
-        try DatasetCatalog.load(dataset, dataDirectory: dataDir, trainLimit: trainLimit, testLimit: testLimit)
+    /// Whether `--dataset` names files rather than a built-in dataset.
+    var isPath: Bool { !DatasetCatalog.names.contains(dataset) && FileManager.default.fileExists(atPath: dataset) }
+
+    func load(normalisation: Normalisation? = nil) throws -> DatasetSplits {
+        guard isPath else {
+            return try DatasetCatalog.load(dataset, dataDirectory: dataDir, trainLimit: trainLimit, testLimit: testLimit, normalisation: normalisation)
+        }
+        let inventory = try DatasetInventory.inspect(dataset, channels: channels,
+                                                     preprocessing: Preprocessing(resize: resize.map { [$0] }, centerCrop: centerCrop.map { [$0] }))
+        guard inventory.splits.count == 2 else {
+            throw FlagError("\(dataset): one split only; give a folder holding train/ and val/ (or test/), or an .npz with x_train and x_test")
+        }
+        let (train, test) = (inventory.splits[0].data, inventory.splits[1].data)
+        let classes = max(train.classes, test.classes)
+        return try DatasetCatalog.load("data", trainLimit: trainLimit, testLimit: testLimit, normalisation: normalisation,
+                                       raw: (train.renamed("data", classes: classes), test.renamed("data", classes: classes)))
     }
 }
 
@@ -165,8 +195,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         engine.apply()
-        let splits = try DatasetCatalog.load(data.dataset, dataDirectory: data.dataDir, trainLimit: data.trainLimit,
-                                             testLimit: data.testLimit, normalisation: try normalisation())
+        let splits = try data.load(normalisation: try normalisation())
         if checkpoint.lowercased().hasSuffix(".onnx") {
             let program = try ONNXProgram(contentsOf: URL(fileURLWithPath: checkpoint))
             if let mismatch = GraphEvaluation.mismatch(program, splits.test) { throw FlagError("\(checkpoint): \(mismatch)") }

@@ -75,6 +75,16 @@ final class OwnDataSweepTests: XCTestCase {
         let trained = try SweepProcess.run(["train", "--dataset", "fashion-mnist", "--data-dir", "\(data)/idx", "--model", "student-c2-w1",
                                             "--epochs", "1", "-o", dir.appendingPathComponent("net.safetensors").path])
         XCTAssertEqual(trained.status, 0, trained.stderr)
+        // sweep eval (and sweep train) take a dataset's path as well as its name.
+        var evaluated: [String] = []
+        for dataset in [["--dataset", "fashion-mnist", "--data-dir", "\(data)/idx"], ["--dataset", "\(data)/png"], ["--dataset", "\(data)/data.npz"]] {
+            let eval = try SweepProcess.run(["eval", dir.appendingPathComponent("net.safetensors").path] + dataset + ["--mean", "0.286", "--std", "0.353"])
+            XCTAssertEqual(eval.status, 0, eval.stderr)
+            evaluated.append(eval.stdout)
+        }
+        XCTAssertTrue(evaluated[0].contains("test accuracy 0."), evaluated[0])
+        XCTAssertEqual(Set(evaluated).count, 1, "the same accuracy and loss through IDX, PNG and npz: \(evaluated)")
+
         let spec = dir.appendingPathComponent("own.yaml").path
         try """
         name: own
