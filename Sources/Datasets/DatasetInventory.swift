@@ -37,19 +37,13 @@ public struct DatasetInventory {
             }
             throw DatasetError(file: path, problem: "is not a directory, .npz or .npy (image folders, IDX, CIFAR binary and NumPy arrays are read)")
         }
-        if exists("train-images-idx3-ubyte") || exists("train-images-idx3-ubyte.gz") {
-            let (train, test) = try DatasetCatalog.loadIDXDirectory(path, name: "data")
-            return DatasetInventory(path: path, format: .idx, splits: [("train", path, try train.preprocessed(preprocessing)), ("test", path, try test.preprocessed(preprocessing))],
-                                    classNames: nil, entryFields: [("data_dir", path)])
-        }
-        if exists("data_batch_1.bin") || exists("cifar-10-batches-bin") {
-            let (train, test) = try CIFAR10.load(directory: path)
-            return DatasetInventory(path: path, format: .cifar10, splits: [("train", path, try train.preprocessed(preprocessing)), ("test", path, try test.preprocessed(preprocessing))],
-                                    classNames: nil, entryFields: [("data_dir", path)])
-        }
-        if exists("train.bin") || exists("cifar-100-binary") {
-            let (train, test) = try CIFAR100.load(directory: path, name: "data", labels: .fine)
-            return DatasetInventory(path: path, format: .cifar100, splits: [("train", path, try train.preprocessed(preprocessing)), ("test", path, try test.preprocessed(preprocessing))],
+        // A directory of a built-in format: both splits in one place.
+        let builtIn: DatasetSource.Format? = exists("train-images-idx3-ubyte") || exists("train-images-idx3-ubyte.gz") ? .idx
+            : exists("data_batch_1.bin") || exists("cifar-10-batches-bin") ? .cifar10
+            : exists("train.bin") || exists("cifar-100-binary") ? .cifar100 : nil
+        if let builtIn {
+            let (train, test) = try DatasetSource(format: builtIn, train: [path], preprocessing: preprocessing).load(name: "data")
+            return DatasetInventory(path: path, format: builtIn, splits: [("train", path, train), ("test", path, test)],
                                     classNames: nil, entryFields: [("data_dir", path)])
         }
         // An image folder, or a folder of split folders (torchvision's train/ and val/).

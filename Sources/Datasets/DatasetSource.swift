@@ -58,12 +58,7 @@ public struct DatasetSource: Equatable, Sendable {
         if channels != nil, format != .imagefolder { out.append(("channels", "applies to imagefolder only")) }
         if layout != nil, !(format == .npz || format == .npy) { out.append(("layout", "applies to npz and npy only")) }
         if imagesKey != nil || labelsKey != nil, format != .npz { out.append(("x_key", "applies to npz only")) }
-        for (field, size) in [("resize", preprocessing.resize), ("center_crop", preprocessing.centerCrop)] {
-            if let size, !(1...2).contains(size.count) || !size.allSatisfy({ (1...ImageCodec.maxSide).contains($0) }) {
-                out.append((field, "is a size N or [height, width], each 1...\(ImageCodec.maxSide)"))
-            }
-        }
-        return out
+        return out + preprocessing.problems
     }
 
     /// The raw splits, each labelled 0..<classes, preprocessed; `classes` is the larger count.

@@ -139,11 +139,15 @@ public struct NumPyArray: Sendable {
             throw fail("shape \(header.shape) of \(header.descr) needs \(count * type.size) bytes of data, the file holds \(payload.count)")
         }
         // Element i of C order sits at this position of the file's order (Fortran: reversed strides).
+        // Fortran strides: the first axis varies fastest in the file.
+        var fortranStrides = [Int](repeating: 1, count: header.shape.count)
+        for d in fortranStrides.indices.dropFirst() { fortranStrides[d] = fortranStrides[d - 1] * header.shape[d - 1] }
         let order: ((Int) -> Int)? = header.fortranOrder && header.shape.count > 1 ? { i in
-            var rest = i, position = 0, step = 1
-            var cIndex = [Int](repeating: 0, count: header.shape.count)
-            for d in (0..<header.shape.count).reversed() { cIndex[d] = rest % header.shape[d]; rest /= header.shape[d] }
-            for d in 0..<header.shape.count { position += cIndex[d] * step; step *= header.shape[d] }
+            var rest = i, position = 0
+            for d in (0..<header.shape.count).reversed() {
+                position += rest % header.shape[d] * fortranStrides[d]
+                rest /= header.shape[d]
+            }
             return position
         } : nil
         func read<T>(_ make: (UnsafeRawBufferPointer, Int) -> T) -> [T] {

@@ -27,6 +27,15 @@ public struct Preprocessing: Codable, Equatable, Hashable, Sendable {
 
     public var isIdentity: Bool { resize == nil && centerCrop == nil }
 
+    /// What is wrong with the sizes, as (field, requirement) pairs: the one definition of a
+    /// valid size, for sweep files and command-line flags alike.
+    public var problems: [(field: String, requirement: String)] {
+        [("resize", resize), ("center_crop", centerCrop)].compactMap { field, size in
+            guard let size, !(1...2).contains(size.count) || !size.allSatisfy({ (1...ImageCodec.maxSide).contains($0) }) else { return nil }
+            return (field, "is a size N or [height, width], each 1...\(ImageCodec.maxSide)")
+        }
+    }
+
     /// The (height, width) an image of `height` x `width` has after this preprocessing.
     public func outputSize(height: Int, width: Int) -> (height: Int, width: Int) {
         var (h, w) = resize.map { Preprocessing.resizedSize(height: height, width: width, to: $0) } ?? (height, width)

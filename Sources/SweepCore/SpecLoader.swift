@@ -222,13 +222,7 @@ public enum SpecLoader {
         if ImportedDatasets.sourceEntry(of: dataset, in: spec) != nil, dataset.format == nil, !dataset.preprocessing.isIdentity {
             throw fail(dataset.resize != nil ? "resize" : "center_crop", "belongs on the dataset \(dataset.base ?? "") this one derives from")
         }
-        if dataset.declaredSource == nil {
-            for (field, size) in [("resize", dataset.resize), ("center_crop", dataset.centerCrop)] {
-                if let size, !(1...2).contains(size.count) || !size.allSatisfy({ (1...ImageCodec.maxSide).contains($0) }) {
-                    throw fail(field, "is a size N or [height, width], each 1...\(ImageCodec.maxSide)")
-                }
-            }
-        }
+        if dataset.declaredSource == nil, let problem = dataset.preprocessing.problems.first { throw fail(problem.field, problem.requirement) }
         if let n = dataset.normalization {
             guard !n.mean.isEmpty, n.mean.count == n.std.count, n.mean.allSatisfy(\.isFinite), n.std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
                 throw fail("normalization", "is mean and std, lists of one finite value per channel, std > 0 (e.g. {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]})")

@@ -17,22 +17,15 @@ struct DatasetsCommand: ParsableCommand {
         """)
 
     @Argument(help: "A dataset directory or .npz file.") var path: String
-    @Option(help: "Decode an image folder as 1 (grey) or 3 (RGB) channels; default: 3 if any image is colour.") var channels: Int?
-    @Option(help: "Resize the shorter side to N first (torchvision's Resize(N)).") var resize: Int?
-    @Option(help: "Then crop the centre N x N (torchvision's CenterCrop(N)).") var centerCrop: Int?
+    @OptionGroup var decoding: DecodingOptions
     @OptionGroup var engine: EngineOptions
 
-    func validate() throws {
-        if let channels, channels != 1 && channels != 3 { throw FlagError("--channels must be 1 or 3") }
-        for (flag, value) in [("--resize", resize), ("--center-crop", centerCrop)] where value.map({ !(1...ImageCodec.maxSide).contains($0) }) ?? false {
-            throw FlagError("\(flag) must be between 1 and \(ImageCodec.maxSide)")
-        }
-    }
+    func validate() throws { try decoding.check() }
 
     func run() throws {
         engine.apply()
-        let preprocessing = Preprocessing(resize: resize.map { [$0] }, centerCrop: centerCrop.map { [$0] })
-        let inventory = try DatasetInventory.inspect(path, channels: channels, preprocessing: preprocessing)
+        let preprocessing = decoding.preprocessing
+        let inventory = try DatasetInventory.inspect(path, channels: decoding.channels, preprocessing: preprocessing)
         let first = inventory.splits[0].data
         let (c, h, w) = (first.shape[0], first.shape[1], first.shape[2])
         print("\(SafeText.terminal(path)): \(inventory.format.rawValue)")
@@ -55,9 +48,9 @@ struct DatasetsCommand: ParsableCommand {
         func list(_ v: [Float]) -> String { "[" + v.map { String(format: "%.4f", $0) }.joined(separator: ", ") + "]" }
         print("  mean \(list(stats.mean)), std \(list(stats.std)) (\(inventory.splits[0].name) split, pixels / 255)")
         var fields: [(String, String)] = [("name", Self.entryName(path)), ("format", inventory.format.rawValue)] + inventory.entryFields
-        if let resize { fields.append(("resize", String(resize))) }
-        if let centerCrop { fields.append(("center_crop", String(centerCrop))) }
-        if let channels { fields.append(("channels", String(channels))) }
+        if let resize = decoding.resize { fields.append(("resize", String(resize))) }
+        if let centerCrop = decoding.centerCrop { fields.append(("center_crop", String(centerCrop))) }
+        if let channels = decoding.channels { fields.append(("channels", String(channels))) }
         fields.append(("normalization", "{mean: \(list(stats.mean)), std: \(list(stats.std))}"))
         // Paths are quoted by Yams where YAML needs it; the numbers and the flow mapping are ours.
         let entry = try fields.map { key, value -> String in

@@ -22,24 +22,14 @@ struct DatasetOptions: ParsableArguments {
     @Option(help: "Use only the first N test examples.")
     var testLimit: Int?
 
-    @Option(help: "With a dataset path: resize the shorter side to N (torchvision's Resize(N)).")
-    var resize: Int?
-
-    @Option(help: "With a dataset path: then crop the centre N x N (torchvision's CenterCrop(N)).")
-    var centerCrop: Int?
-
-    @Option(help: "With an image folder: decode as 1 (grey) or 3 (RGB) channels; default: 3 if any image is colour.")
-    var channels: Int?
+    @OptionGroup var decoding: DecodingOptions
 
     func check() throws {
         for (value, flag) in [(trainLimit, "--train-limit"), (testLimit, "--test-limit")] where (value ?? 1) < 1 {
             throw FlagError("\(flag) must be at least 1")
         }
-        for (flag, value) in [("--resize", resize), ("--center-crop", centerCrop)] where value.map({ !(1...ImageCodec.maxSide).contains($0) }) ?? false {
-            throw FlagError("\(flag) must be between 1 and \(ImageCodec.maxSide)")
-        }
-        if let channels, channels != 1 && channels != 3 { throw FlagError("--channels must be 1 or 3") }
-        if !isPath, resize != nil || centerCrop != nil || channels != nil {
+        try decoding.check()
+        if !isPath, decoding.isGiven {
             throw FlagError("--resize, --center-crop and --channels apply to a dataset given by its path")
         }
     }
@@ -51,8 +41,7 @@ struct DatasetOptions: ParsableArguments {
         guard isPath else {
             return try DatasetCatalog.load(dataset, dataDirectory: dataDir, trainLimit: trainLimit, testLimit: testLimit, normalisation: normalisation)
         }
-        let inventory = try DatasetInventory.inspect(dataset, channels: channels,
-                                                     preprocessing: Preprocessing(resize: resize.map { [$0] }, centerCrop: centerCrop.map { [$0] }))
+        let inventory = try DatasetInventory.inspect(dataset, channels: decoding.channels, preprocessing: decoding.preprocessing)
         guard inventory.splits.count == 2 else {
             throw FlagError("\(dataset): one split only; give a folder holding train/ and val/ (or test/), or an .npz with x_train and x_test")
         }
@@ -60,6 +49,24 @@ struct DatasetOptions: ParsableArguments {
         let classes = max(train.classes, test.classes)
         return try DatasetCatalog.load("data", trainLimit: trainLimit, testLimit: testLimit, normalisation: normalisation,
                                        raw: (train.renamed("data", classes: classes), test.renamed("data", classes: classes)))
+    }
+}
+
+/// How files given by path are decoded: torchvision's Resize(N) and CenterCrop(N), and the
+/// channels of an image folder (`sweep datasets`, and `--dataset PATH` of train and eval).
+struct DecodingOptions: ParsableArguments {
+    @Option(help: "Resize the shorter side to N first (torchvision's Resize(N)).") var resize: Int?
+    @Option(help: "Then crop the centre N x N (torchvision's CenterCrop(N)).") var centerCrop: Int?
+    @Option(help: "Decode an image folder as 1 (grey) or 3 (RGB) channels; default: 3 if any image is colour.") var channels: Int?
+
+    var preprocessing: Preprocessing { Preprocessing(resize: resize.map { [$0] }, centerCrop: centerCrop.map { [$0] }) }
+    var isGiven: Bool { resize != nil || centerCrop != nil || channels != nil }
+
+    func check() throws {
+        if let problem = preprocessing.problems.first {
+            throw FlagError("--\(problem.field.replacingOccurrences(of: "_", with: "-")) must be between 1 and \(ImageCodec.maxSide)")
+        }
+        if let channels, channels != 1 && channels != 3 { throw FlagError("--channels must be 1 or 3") }
     }
 }
 
