@@ -271,6 +271,23 @@ extension OwnDataTests {
         }
     }
 
+    func testNpyPairsFromTheirTwoFiles() throws {
+        func npy(_ descr: String, _ shape: String, _ payload: [UInt8]) -> Data {
+            var h = Array("{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shape), }".utf8)
+            while (10 + h.count + 1) % 64 != 0 { h.append(0x20) }
+            h.append(0x0A)
+            return Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(h.count), 0] + h + payload)
+        }
+        try npy("|u1", "(2, 2, 2, 1)", [0, 51, 102, 153, 204, 255, 1, 2]).write(to: URL(fileURLWithPath: path("x.npy")))
+        try npy("<i8", "(2,)", [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).write(to: URL(fileURLWithPath: path("y.npy")))
+        let source = DatasetSource(format: .npy, train: [path("x.npy"), path("y.npy")], test: [path("x.npy"), path("y.npy")])
+        let (train, test) = try source.load(name: "p")
+        XCTAssertEqual(train.shape, [1, 2, 2], "N x H x W x 1: channels last, inferred")
+        XCTAssertEqual(train.labels, [1, 0])
+        XCTAssertEqual(train.classes, 2)
+        XCTAssertEqual(test.images, [0, 51, 102, 153, 204, 255, 1, 2].map { Float($0) / 255 })
+    }
+
     func testCIFAR100FineAndCoarseLabels() throws {
         let pixels = (0..<(3 * 3072)).map { UInt8($0 % 251) }
         try CIFAR100.writeFile(path("train.bin"), pixels: pixels, coarse: [0, 19, 4], fine: [99, 0, 30])

@@ -167,6 +167,31 @@ extension OwnDataSweepTests {
         XCTAssertNotEqual(try accuracies("one").values.sorted(), try accuracies("plain").values.sorted(), "augmentation changes the training")
     }
 
+    /// A dataset derived from own data (some classes, a transform) runs like any other, named
+    /// by its source's fingerprint.
+    func testADatasetDerivedFromOwnDataRuns() throws {
+        try fixture()
+        let spec = dir.appendingPathComponent("derived.yaml").path
+        try """
+        name: derived
+        datasets:
+          - {name: fm, format: npz, train: \(dir.path)/data/data.npz, test: \(dir.path)/data/data.npz, train_limit: 300, test_limit: 200}
+          - {name: fm-01, base: fm, classes: [0, 1], transform: flip}
+        models: [student-c2-w1]
+        seeds: 1
+        training: {epochs: 1, batch_size: 32}
+        masks: [zeroKernel]
+        layers: [conv1]
+        """.write(toFile: spec, atomically: true, encoding: .utf8)
+        let result = try SweepProcess.run(["run", spec, "--output", dir.appendingPathComponent("derived").path, "-j", "2"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let derived = try rows("derived").filter { $0["dataset"] == "fm-01" }
+        XCTAssertEqual(derived.count, 3, "train, baseline, conv1")
+        XCTAssertTrue(derived.allSatisfy { $0["status"] == "ok" && $0["key"]!.hasPrefix("fm-01@") })
+        let fingerprint = { (rows: [[String: String]]) in rows.first!["key"]!.split(separator: "/")[0].split(separator: "@")[1] }
+        XCTAssertEqual(fingerprint(derived), fingerprint(try rows("derived").filter { $0["dataset"] == "fm" }))
+    }
+
     /// Bad own data stops `sweep datasets`, `sweep plan` and `sweep run` on one line naming the
     /// file, with a non-zero exit and no run directory.
     func testBadOwnDataStopsEveryCommandOnOneLine() throws {
