@@ -1,6 +1,7 @@
 #include "cdnnl.h"
 
 #include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,6 +311,8 @@ static void probe_block(void) {
         dnnl_primitive_desc_destroy(pd);
     }
 }
+
+const char *cdnnl_cpu_isa(void) { return dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()); }
 
 int cdnnl_block_size(void) {
     pthread_once(&block_once, probe_block);

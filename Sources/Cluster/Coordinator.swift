@@ -46,6 +46,17 @@ public final class Coordinator {
     /// lines go to `log`.
     public var status: LiveStatus?
 
+    /// The training store and the identities of this run's trainings, by task key (nil: none).
+    /// Only the coordinator touches the store; workers get stored networks as they get trained
+    /// ones.
+    public var store: (store: TrainingStore, identities: [String: TrainingIdentity])?
+    /// Cleared by the first failed write (a full or read-only store): the run goes on, storing
+    /// nothing more; stored trainings are still served.
+    private var storeWritable = true
+    /// Trainings served from the store, and stored into it, this session.
+    public private(set) var storeServed = 0
+    public private(set) var storeAdded = 0
+
     /// How long a drain (SIGUSR1) waits for running tasks before abandoning them.
     public var drainGrace: TimeInterval = 60
     /// Where stop requests come from (the process's signals; tests inject their own).
@@ -193,6 +204,7 @@ public final class Coordinator {
                         outcome.checkpoint = hash
                         if (pendingUses[key] ?? 0) > 0 { artifactBytes[hash] = checkpoint }
                         workerCache[worker, default: []].insert(hash)
+                        keep(task, checkpoint: checkpoint, outcome: outcome, host: hosts[worker] ?? "?")
                     }
                     finished.append((TaskRecord(key: key, kind: task.kind, outcome: outcome, rank: worker,
                                                 host: hosts[worker] ?? "?", started: started, finished: Date()), task))
@@ -310,7 +322,7 @@ public final class Coordinator {
         guard hosts.count == link.workers.count || Date().timeIntervalSince(sessionStart) > helloWait else { return }
         var batch: [PlannedTask] = []
         while batch.count < idle.count, let task = scheduler.next() {
-            if task.kind == .load { try load(task) } else { batch.append(task) }
+            if task.kind == .load { try load(task) } else if try !serveStored(task) { batch.append(task) }
         }
         guard !batch.isEmpty else { return }
         if firstDispatch == nil { firstDispatch = (Date(), Coordinator.threadCPUSeconds()) }
@@ -346,16 +358,65 @@ public final class Coordinator {
     /// journaled like a trained network's checkpoint, then shipped to the workers that need it.
     private func load(_ task: PlannedTask) throws {
         let started = Date()
-        var outcome = TaskOutcome(status: .ok)
         do {
+            var outcome = TaskOutcome(status: .ok)
             let bytes = try ImportedNetworks.checkpoint(for: task, spec: plan.spec)
-            let hash = contentHash(bytes)
-            try bytes.write(to: directory.checkpointURL(hash), options: .atomic)
-            if (pendingUses[task.key] ?? 0) > 0 { artifactBytes[hash] = bytes }
-            outcome.checkpoint = hash
+            outcome.checkpoint = contentHash(bytes)
+            try finishHere(task, started: started, outcome: outcome, checkpoint: bytes)
         } catch {
-            outcome = TaskOutcome(status: .failed)
+            var outcome = TaskOutcome(status: .failed)
             outcome.error = "\(error)"
+            try finishHere(task, started: started, outcome: outcome, checkpoint: nil)
+        }
+    }
+
+    /// A training the store holds: its checkpoint and outcome taken from there, journaled with
+    /// where it was trained; false when the store does not hold it (a damaged entry is removed
+    /// with a warning, and the network is trained).
+    private func serveStored(_ task: PlannedTask) throws -> Bool {
+        guard let (store, identities) = store, let identity = identities[task.key] else { return false }
+        let started = Date()
+        switch store.lookup(identity.key) {
+        case .miss:
+            return false
+        case let .damaged(reason):
+            log("warning: \(reason)")
+            return false
+        case let .hit(record, bytes):
+            var outcome = record.outcome
+            outcome.cached = record.origin
+            try finishHere(task, started: started, outcome: outcome, checkpoint: bytes)
+            storeServed += 1
+            return true
+        }
+    }
+
+    /// Adds a finished training to the store. A store that cannot take it (full, read-only) gets
+    /// one warning and no further writes this run: the sweep's own results never depend on it.
+    private func keep(_ task: PlannedTask, checkpoint: Data, outcome: TaskOutcome, host: String) {
+        guard storeWritable, let (store, identities) = store, let identity = identities[task.key], outcome.cached == nil else { return }
+        let record = StoredTraining(key: identity.key, checksum: contentHash(checkpoint), bytes: checkpoint.count,
+                                    bitsVersion: identity.bits, engine: identity.engine, task: task.key, dataset: task.dataset, model: task.model,
+                                    seedIndex: task.seedIndex, training: identity.training.settingsText + (identity.recipe.isEmpty ? "" : "; \(identity.recipe)"),
+                                    sweep: plan.spec.name, run: directory.url.path, host: host, created: Date(), outcome: outcome)
+        do {
+            try store.store(record, checkpoint: checkpoint)
+            storeAdded += 1
+        } catch {
+            storeWritable = false
+            log("warning: training store \(store.root.path) cannot take trainings (\(SafeText.terminal("\(error)"))); this sweep goes on without storing them")
+        }
+    }
+
+    /// Journals a task the coordinator did itself (a load, a training from the store): its
+    /// checkpoint goes into the run directory and is kept for the workers that will need it.
+    private func finishHere(_ task: PlannedTask, started: Date, outcome: TaskOutcome, checkpoint: Data?) throws {
+        var outcome = outcome
+        if let checkpoint {
+            let hash = contentHash(checkpoint)
+            try checkpoint.write(to: directory.checkpointURL(hash), options: .atomic)
+            if (pendingUses[task.key] ?? 0) > 0 { artifactBytes[hash] = checkpoint }
+            outcome.checkpoint = hash
         }
         outcome.seconds = Date().timeIntervalSince(started)
         let record = TaskRecord(key: task.key, kind: task.kind, outcome: outcome, rank: 0,

@@ -21,6 +21,8 @@ public struct RunOptions: Sendable {
     public var continueExisting: Bool
     /// Seconds a drain (SIGUSR1) waits for running tasks.
     public var drainGrace: Double
+    /// Neither take trainings from the training store nor add them (`--no-cache`).
+    public var noCache = false
 
     public init(specPath: String? = nil, overrides: [String] = [], resumePath: String? = nil, output: String? = nil, localWorkers: Int = 1,
                 threads: Int? = nil, coordinatorWorks: Bool? = nil, retryFailed: Bool = false,
@@ -227,10 +229,14 @@ public enum SweepLauncher {
         if !before.isEmpty { before += ")" }
         let workers = link.workers.count
         log("sweep \(p.plan.spec.name): \(p.plan.tasks.count) tasks\(before), \(workers) worker\(workers == 1 ? "" : "s"), \(Parallel.threads) thread\(Parallel.threads == 1 ? "" : "s") each -> \(p.run.url.path)")
+        coordinator.store = openStore(p, done: Set(coordinator.allRecords.map(\.key)), log: log)
         let ending: Coordinator.Ending
         do { ending = try coordinator.run() } catch { throw p.run.explainingWriteFailure(error) }
         let journaled = coordinator.allRecords.count
         let ran = journaled - resumed
+        if let store = coordinator.store, !store.identities.isEmpty {
+            log("training store \(store.store.root.path): \(coordinator.storeServed) training\(coordinator.storeServed == 1 ? "" : "s") taken from it, \(coordinator.storeAdded) added")
+        }
         // Tasks that do no work: the loop's time is the runner's own.
         if !p.plan.spec.studyType.needsData, ran > 0 {
             log(String(format: "coordinator: %.0f µs per task (%.0f µs of its CPU), %d tasks in %@", 1e6 * coordinator.loopSeconds / Double(ran),
@@ -253,6 +259,25 @@ public enum SweepLauncher {
         do { try writeResults(input, run: p.run, ranks: workers, start: start) } catch { throw p.run.explainingWriteFailure(error) }
         return RunSummary(directory: p.run, rows: input.rows, seconds: Date().timeIntervalSince(start), workers: workers,
                           study: p.plan.spec.study, statistics: p.plan.spec.statistics, drained: ending != .complete, planned: p.plan.tasks.count)
+    }
+}
+
+extension SweepLauncher {
+    /// The training store of a run and the identities of its trainings still to run; nil when
+    /// the store is off or the plan trains nothing. A dataset that cannot be read here leaves
+    /// the run without the store (its tasks report the problem).
+    static func openStore(_ p: Prepared, done: Set<String>, log: (String) -> Void) -> (store: TrainingStore, identities: [String: TrainingIdentity])? {
+        guard let store = TrainingStore.resolve(disabled: p.options.noCache, setting: p.plan.spec.cache) else { return nil }
+        guard p.plan.tasks.contains(where: { $0.kind == .train && !done.contains($0.key) }) else { return nil }
+        do {
+            let identities = try TrainingIdentity.of(p.plan, except: done)
+            let held = identities.values.filter { store.holds($0.key) }.count
+            log("training store \(store.root.path): holds \(held) of this run's \(identities.count) training\(identities.count == 1 ? "" : "s")")
+            return (store, identities)
+        } catch {
+            log("warning: training store off for this run: \(SafeText.terminal("\(error)"))")
+            return nil
+        }
     }
 }
 

@@ -30,6 +30,7 @@ public enum ProgressText {
             if task.kind.compared, let acc = o.testAccuracy, let baseline {
                 what += " Δ" + FixedText.of(acc - baseline, places: 4, plus: true)
             }
+            if o.cached != nil { what += " (from the training store)" }
         default:
             what += " \(o.status.rawValue.uppercased())" + (o.error.map { ": \($0)" } ?? "")
         }

@@ -41,6 +41,8 @@ public struct ResultRow: Codable, Sendable {
     public var error: String?
     /// Content hash of the network the row measured (`checkpoints/<hash>.safetensors`).
     public var checkpoint: String?
+    /// Where the training store's copy of this network was trained, when the store served it.
+    public var cached: String?
     public var seconds: Double
     public var rank: Int
     public var host: String
@@ -50,7 +52,7 @@ public struct ResultRow: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case key, study, kind, dataset, source, model, seed, layer, mask, status
-        case error, seconds, rank, host
+        case error, cached, seconds, rank, host
         case testAccuracy = "test_accuracy", testLoss = "test_loss", baselineAccuracy = "baseline_accuracy"
         case deltaAccuracy = "delta_accuracy", paramsMasked = "params_masked"
         case deltaLow = "delta_low", deltaHigh = "delta_high", mcnemarP = "mcnemar_p", unitIndex = "unit_index", checkpoint
@@ -67,7 +69,7 @@ public struct ResultRow: Codable, Sendable {
                      ResultColumn("mask", \.mask)]
         let metrics = [ResultColumn("status", \.status.rawValue), .number("test_accuracy", \.testAccuracy), .number("test_loss", \.testLoss),
                        .number("baseline_accuracy", \.baselineAccuracy), .number("delta_accuracy", \.deltaAccuracy)]
-        let tail = [ResultColumn("error") { $0.error ?? "" }, ResultColumn("seconds") { FixedText.of($0.seconds, places: 3) },
+        let tail = [ResultColumn("error") { $0.error ?? "" }, ResultColumn("cached") { $0.cached ?? "" }, ResultColumn("seconds") { FixedText.of($0.seconds, places: 3) },
                     ResultColumn("rank") { String($0.rank) }, ResultColumn("host", \.host)]
         return head + own.afterDataset + point + own.afterMask + metrics + own.afterMetrics + tail
     }
@@ -134,6 +136,7 @@ public enum ResultTable {
                                 error: o.error, seconds: o.seconds, rank: record.rank, host: record.host)
             study.describe(&row, task: task, outcome: o, plan: plan)
             row.checkpoint = o.checkpoint ?? task.dependencies.first.flatMap { latest[$0]?.outcome.checkpoint }
+            row.cached = o.cached
             if let d = o.discordant, d.count == 3, o.status == .ok {
                 (row.deltaLow, row.deltaHigh) = Statistics.pairedInterval(worse: d[0], better: d[1], count: d[2])
                 row.mcnemarP = Statistics.mcnemar(worse: d[0], better: d[1])

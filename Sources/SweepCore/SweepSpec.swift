@@ -54,6 +54,9 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     public var output: String
     /// For `study: noop`: how many empty tasks to plan.
     public var noopTasks: Int
+    /// Where trained networks are kept for later sweeps (`TrainingStore`): a directory, or
+    /// "off"; nil: `LAYERSWEEP_CACHE`, else `~/.cache/layersweep`.
+    public var cache: String?
     /// The study's own section (`pruning:`, `reuse:`, ...), decoded by the study's type.
     public var studySection: StudySectionValue?
 
@@ -64,7 +67,7 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     public typealias Study = StudyName
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, study, seed, datasets, models, seeds, training, layers, masks, evaluation, statistics, output
+        case name, study, seed, datasets, models, seeds, training, layers, masks, evaluation, statistics, output, cache
         case noopTasks = "noop_tasks"
     }
 
@@ -130,6 +133,13 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         evaluation = try c.decodeIfPresent(EvaluationSection.self, forKey: .evaluation) ?? EvaluationSection()
         statistics = try c.decodeIfPresent(StatisticsSection.self, forKey: .statistics) ?? StatisticsSection()
         output = try c.decodeIfPresent(String.self, forKey: .output) ?? "runs/\(name)"
+        // `cache: false` (or YAML 1.1's `off`, read as a boolean) turns the store off.
+        if let on = try? c.decodeIfPresent(Bool.self, forKey: .cache) {
+            cache = on ? nil : "off"
+        } else if let path = try c.decodeIfPresent(String.self, forKey: .cache) {
+            guard !path.isEmpty else { throw DecodingError.dataCorruptedError(forKey: .cache, in: c, debugDescription: "cache is a directory or false") }
+            cache = ["off", "false", "no"].contains(path.lowercased()) ? "off" : path
+        }
         if let type = studyType.section {
             let own = try decoder.container(keyedBy: SectionKey.self)
             studySection = StudySectionValue(try own.decodeIfPresent(type, forKey: SectionKey(type.key)) ?? type.init())
@@ -373,6 +383,12 @@ public struct TrainingSection: Codable, Equatable, Sendable {
 }
 
 extension TrainingSection {
+    /// The settings as a sweep file's `training:` writes them, on one line.
+    public var settingsText: String {
+        "epochs: \(epochs), batch_size: \(batchSize), learning_rate: \(learningRate), momentum: \(momentum), "
+            + "weight_decay: \(weightDecay), nesterov: \(nesterov), schedule: \(schedule)"
+    }
+
     /// What is wrong with these settings, as (field, requirement) pairs such as ("epochs", "must
     /// be between 1 and 100000"): the one definition of valid training hyperparameters, used by
     /// sweep files (`training.epochs must ...`) and `sweep train` (`--epochs must ...`) alike.

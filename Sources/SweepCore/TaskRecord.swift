@@ -34,6 +34,9 @@ public struct TaskOutcome: Codable, Equatable, Sendable {
     public var discordant: [Int]?
     /// What the study measured besides, typed by the study.
     public var measures: (any OutcomeMeasures)?
+    /// Set when the training store served this training instead of a worker: where the
+    /// network was trained (`StoredTraining.origin`).
+    public var cached: String?
 
     public init(status: TaskStatus, seconds: Double = 0) {
         self.status = status
@@ -44,7 +47,7 @@ public struct TaskOutcome: Codable, Equatable, Sendable {
     public func measures<M: OutcomeMeasures>(_ type: M.Type) -> M? { measures as? M }
 
     enum CodingKeys: String, CodingKey {
-        case status, testAccuracy, testLoss, trainAccuracy, trainLoss, paramsMasked, error, seconds, checkpoint, discordant
+        case status, testAccuracy, testLoss, trainAccuracy, trainLoss, paramsMasked, error, seconds, checkpoint, discordant, cached
         case measuresStudy = "measures"
     }
 
@@ -63,6 +66,7 @@ public struct TaskOutcome: Codable, Equatable, Sendable {
         seconds = try c.decode(Double.self, forKey: .seconds)
         checkpoint = try c.decodeIfPresent(String.self, forKey: .checkpoint)
         discordant = try c.decodeIfPresent([Int].self, forKey: .discordant)
+        cached = try c.decodeIfPresent(String.self, forKey: .cached)
         let named = try c.decodeIfPresent(String.self, forKey: .measuresStudy).flatMap(StudyRegistry.measures(of:))
         if let type = named ?? decoder.userInfo[TaskOutcome.measuresKey] as? any OutcomeMeasures.Type {
             let decoded = try type.init(from: decoder)
@@ -109,6 +113,7 @@ public struct TaskOutcome: Codable, Equatable, Sendable {
         try c.encode(seconds, forKey: .seconds)
         try c.encodeIfPresent(checkpoint, forKey: .checkpoint)
         try c.encodeIfPresent(discordant, forKey: .discordant)
+        try c.encodeIfPresent(cached, forKey: .cached)
         if let measures {
             try c.encode(type(of: measures).study.rawValue, forKey: .measuresStudy)
             try measures.encode(to: encoder)
@@ -118,7 +123,7 @@ public struct TaskOutcome: Codable, Equatable, Sendable {
     public static func == (a: TaskOutcome, b: TaskOutcome) -> Bool {
         a.status == b.status && a.testAccuracy.bitsEqual(b.testAccuracy) && a.testLoss.bitsEqual(b.testLoss)
             && a.trainAccuracy.bitsEqual(b.trainAccuracy) && a.trainLoss.bitsEqual(b.trainLoss) && a.paramsMasked == b.paramsMasked
-            && a.error == b.error && a.seconds == b.seconds && a.checkpoint == b.checkpoint && a.discordant == b.discordant
+            && a.error == b.error && a.seconds == b.seconds && a.checkpoint == b.checkpoint && a.discordant == b.discordant && a.cached == b.cached
             && (a.measures == nil) == (b.measures == nil) && (a.measures.map { m in b.measures.map { m.isEqual(to: $0) } ?? false } ?? true)
     }
 }

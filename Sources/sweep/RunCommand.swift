@@ -32,6 +32,7 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .customLong("continue"), help: "If the run directory already holds this sweep's journal, continue it instead of refusing (job scripts that restart).")
     var continueExisting = false
     @Option(help: "Seconds a drain (SIGUSR1) lets running tasks finish before leaving them to a resume.") var grace: Double = 60
+    @Flag(help: "Neither take trainings from the training store nor add them (see sweep cache).") var noCache = false
 
     func validate() throws {
         guard (file == nil) != (resume == nil) else { throw ValidationError("give either a sweep file or --resume RUN_DIR") }
@@ -43,9 +44,10 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
-        let options = RunOptions(specPath: file, overrides: overrides, resumePath: resume, output: output, localWorkers: jobs, threads: threads,
+        var options = RunOptions(specPath: file, overrides: overrides, resumePath: resume, output: output, localWorkers: jobs, threads: threads,
                                  coordinatorWorks: coordinatorWorks == "auto" ? nil : coordinatorWorks == "yes",
                                  retryFailed: retryFailed, continueExisting: continueExisting, drainGrace: grace)
+        options.noCache = noCache
         guard let summary = try SweepLauncher.run(options, log: report) else { return }
         let counts = Dictionary(grouping: summary.rows, by: \.status.rawValue).mapValues(\.count)
         let countText = counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
@@ -84,6 +86,7 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Cores per node of that allocation (for the node count; default 32).") var coresPerNode = 32
     @Flag(help: "Print the whole plan as JSON: every task (key, kind, dataset, model, seed, unit, mask, dependencies, cost), counts, the estimate and, with --ranks, the forecast.")
     var json = false
+    @Flag(help: "Plan as sweep run --no-cache would run it: every training trained.") var noCache = false
 
     /// The plan as `--json` prints it.
     struct PlanJSON: Encodable {
@@ -103,9 +106,10 @@ struct PlanCommand: ParsableCommand {
         let counts: [String: Int]
         let multiplyAdds, estimatedSeconds: Double
         let forecast: Forecast?
+        let store: StoreForecast?
         let tasks: [Task]
         enum CodingKeys: String, CodingKey {
-            case name, study, output, counts, forecast, tasks
+            case name, study, output, counts, forecast, store, tasks
             case multiplyAdds = "multiply_adds", estimatedSeconds = "estimated_seconds_one_core"
         }
     }
@@ -123,7 +127,8 @@ struct PlanCommand: ParsableCommand {
         let plan = try Plan.expand(spec)
         try ImportedNetworks.check(plan)
         let byKind = Dictionary(grouping: plan.tasks, by: \.kind)
-        if json { return try printJSON(plan, byKind: byKind) }
+        let store = try StoreForecast.of(plan, disabled: noCache)
+        if json { return try printJSON(plan, byKind: byKind, store: store) }
         emit("sweep \(spec.name) (study \(spec.study.rawValue)): \(plan.tasks.count) tasks -> \(spec.output)")
         let width = max(9, byKind.keys.map(\.rawValue.count).max() ?? 0)
         for kind in StudyRegistry.kindOrder {
@@ -133,6 +138,7 @@ struct PlanCommand: ParsableCommand {
         }
         let seconds = ScheduleForecast.seconds(forCost: plan.totalCost)
         emit(String(format: "  estimated work: %.3g multiply-adds, about %@ on one core", plan.totalCost, formatDuration(seconds)))
+        if let store { for line in store.lines { emit("  " + line) } }
         if let ranks {
             let f = ScheduleForecast.forecast(plan, ranks: ranks)
             let nodes = (ranks + coresPerNode - 1) / coresPerNode
@@ -158,7 +164,7 @@ struct PlanCommand: ParsableCommand {
         return keys
     }
 
-    private func printJSON(_ plan: Plan, byKind: [TaskKind: [PlannedTask]]) throws {
+    private func printJSON(_ plan: Plan, byKind: [TaskKind: [PlannedTask]], store: StoreForecast?) throws {
         let forecast = ranks.map { r -> PlanJSON.Forecast in
             let f = ScheduleForecast.forecast(plan, ranks: r)
             return PlanJSON.Forecast(ranks: r, makespanSeconds: f.makespan, lowerBoundSeconds: f.lowerBound)
@@ -169,7 +175,7 @@ struct PlanCommand: ParsableCommand {
         }
         let document = PlanJSON(name: plan.spec.name, study: plan.spec.study.rawValue, output: plan.spec.output,
                                 counts: byKind.reduce(into: [:]) { $0[$1.key.rawValue] = $1.value.count }, multiplyAdds: plan.totalCost,
-                                estimatedSeconds: ScheduleForecast.seconds(forCost: plan.totalCost), forecast: forecast, tasks: tasks)
+                                estimatedSeconds: ScheduleForecast.seconds(forCost: plan.totalCost), forecast: forecast, store: store, tasks: tasks)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         print(String(decoding: try encoder.encode(document), as: UTF8.self))

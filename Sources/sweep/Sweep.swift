@@ -19,10 +19,11 @@ struct Sweep: ParsableCommand {
           sweep train --model resnet20 --dataset fashion-mnist --epochs 15 --output r20.safetensors
           sweep eval r20.safetensors --dataset fashion-mnist
           sweep layers resnet20
+          sweep cache list
           sweep bench --json
         """,
         version: "layersweep \(layersweepVersion)",
-        subcommands: [RunCommand.self, PlanCommand.self, ReportCommand.self, StatusCommand.self, CompareCommand.self, TrainCommand.self, EvalCommand.self, LayersCommand.self, DatasetsCommand.self, BenchCommand.self])
+        subcommands: [RunCommand.self, PlanCommand.self, ReportCommand.self, StatusCommand.self, CompareCommand.self, TrainCommand.self, EvalCommand.self, LayersCommand.self, DatasetsCommand.self, CacheCommand.self, BenchCommand.self])
 
     /// Switches OpenBLAS to the CPU's own kernels first (see `BLASKernels`), then runs the command.
     /// Errors print with their control characters escaped: a message may quote a name or a

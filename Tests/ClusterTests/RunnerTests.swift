@@ -10,6 +10,8 @@ final class RunnerTests: XCTestCase {
     var dir: URL!
 
     override func setUpWithError() throws {
+        // These runs train what they measure: the user's training store stays out of them.
+        setenv("LAYERSWEEP_CACHE", "off", 1)
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("runner-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     }
@@ -208,7 +210,7 @@ final class RunnerTests: XCTestCase {
                 XCTAssertEqual(Set(whole.compactMap(\.paramsMasked)), [16 * 1 * 3 * 3])
                 let header = ResultTable.csv(one.rows, study: SensitivityStudy.self).split(separator: "\n")[0]
                 XCTAssertTrue(header.hasPrefix("key,study,kind,dataset,model,seed,layer,mask,sparsity,status,"), "\(header)")
-                XCTAssertTrue(header.contains("delta_accuracy,delta_low,delta_high,mcnemar_p,params_pruned,unit_index,checkpoint,images_worse,images_better,test_images,error,seconds"), "\(header)")
+                XCTAssertTrue(header.contains("delta_accuracy,delta_low,delta_high,mcnemar_p,params_pruned,unit_index,checkpoint,images_worse,images_better,test_images,error,cached,seconds"), "\(header)")
                 let line = String(decoding: try ResultTable.jsonLines(pruned.prefix(1).map { $0 }), as: UTF8.self)
                 XCTAssertTrue(line.contains("\"sparsity\":") && line.contains("\"method\":") && line.contains("\"recalibrated\":"), line)
             default:

@@ -55,7 +55,7 @@ final class JournalResultsTests: XCTestCase {
         XCTAssertEqual(masked.baselineAccuracy, 0.75)
         XCTAssertEqual(masked.deltaAccuracy, -0.25)
         let csv = ResultTable.csv(rows, study: ZeroingStudy.self).split(separator: "\n")
-        XCTAssertEqual(String(csv[0]), "key,study,kind,dataset,model,seed,layer,mask,status,test_accuracy,test_loss,baseline_accuracy,delta_accuracy,delta_low,delta_high,mcnemar_p,params_masked,unit_index,checkpoint,images_worse,images_better,test_images,error,seconds,rank,host")
+        XCTAssertEqual(String(csv[0]), "key,study,kind,dataset,model,seed,layer,mask,status,test_accuracy,test_loss,baseline_accuracy,delta_accuracy,delta_low,delta_high,mcnemar_p,params_masked,unit_index,checkpoint,images_worse,images_better,test_images,error,cached,seconds,rank,host")
         XCTAssertTrue(csv.contains { $0.contains(#","boom, ""bad""","#) }, "\(csv)")
     }
 

@@ -10,9 +10,10 @@ enum SweepProcess {
 
     private final class Marker {}
 
-    /// Root may run mpirun only when told so; more ranks than cores need oversubscription.
+    /// Root may run mpirun only when told so; more ranks than cores need oversubscription. The
+    /// user's training store stays out of tests (a test that uses one names its own).
     static let mpiEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-                                 "OMPI_MCA_btl": "self,vader", "OMPI_MCA_rmaps_base_oversubscribe": "1"]
+                                 "OMPI_MCA_btl": "self,vader", "OMPI_MCA_rmaps_base_oversubscribe": "1", "LAYERSWEEP_CACHE": "off"]
 
     /// `sweep ARGS`, or `mpirun -n RANKS --oversubscribe sweep ARGS`, not yet started.
     static func process(_ arguments: [String], mpi ranks: Int? = nil) -> Process {

@@ -36,6 +36,9 @@ int cdnnl_conv_backward_weights(cdnnl_conv *conv, const float *src, const float 
 // batch norm), the residual sum and the ReLU done inside the convolution.
 typedef struct cdnnl_infer cdnnl_infer;
 
+/// The instruction set oneDNN's kernels use on this CPU ("avx512_core", "avx2", ...): results
+/// of the same arithmetic may differ in their last bits between two of them.
+const char *cdnnl_cpu_isa(void);
 /// The channel block of the layout on this CPU (16 or 8); 0 when oneDNN has no fast kernel.
 int cdnnl_block_size(void);
 /// dst (mb, oc, oh, ow; blocked) = relu?(conv(src) + bias + (sum ? dst : 0)); src blocked or NCHW.

@@ -41,6 +41,10 @@ public protocol SweepStudy {
     static func execute(_ task: PlannedTask, on worker: TaskExecutor, inputs: TaskInputs) throws -> (TaskOutcome, Data?)
     /// Whether a training of this study may run on a gang of ranks.
     static func gangable(_ task: PlannedTask) -> Bool
+    /// The settings a `.train` task of this study trains with, and the study's own settings that
+    /// change what it produces ("" for none): with the dataset, model, seed and key, what names
+    /// it in the training store. Nil: its trainings are not stored.
+    static func trainingRecipe(_ task: PlannedTask, spec: SweepSpec) -> (training: TrainingSection, extra: String)?
     /// How progress lines name one of its tasks (nil: the shared wording).
     static func label(_ task: PlannedTask) -> String?
 
@@ -72,6 +76,7 @@ extension SweepStudy {
     public static func validate(_ spec: SweepSpec, tree: NodeTree) throws {}
     public static var kinds: [TaskKindInfo] { [] }
     public static func gangable(_ task: PlannedTask) -> Bool { task.kind.trains }
+    public static func trainingRecipe(_ task: PlannedTask, spec: SweepSpec) -> (training: TrainingSection, extra: String)? { (spec.training, "") }
     public static func label(_ task: PlannedTask) -> String? { nil }
     public static func columns(_ rows: [ResultRow]) -> StudyColumns { StudyColumns() }
     public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {}

@@ -172,6 +172,11 @@ public enum DistillationStudy: SweepStudy {
         }
     }
 
+    /// Teachers train with `teacher_training` when the file gives one.
+    public static func trainingRecipe(_ task: PlannedTask, spec: SweepSpec) -> (training: TrainingSection, extra: String)? {
+        (spec.distillation.teacherTraining ?? spec.training, "")
+    }
+
     public static func label(_ task: PlannedTask) -> String? {
         switch task.kind {
         case .logits: return "\(task.dataset)/\(task.model) teacher logits"

@@ -32,4 +32,6 @@ public enum NoopStudy: SweepStudy {
     }
 
     public static func label(_ task: PlannedTask) -> String? { task.key }
+
+    public static func trainingRecipe(_ task: PlannedTask, spec: SweepSpec) -> (training: TrainingSection, extra: String)? { nil }
 }

@@ -170,6 +170,12 @@ public enum PruningStudy: SweepStudy {
         }
     }
 
+    /// The dense round keeps its rewind point beside the trained weights (another artifact than
+    /// a plain training's).
+    public static func trainingRecipe(_ task: PlannedTask, spec: SweepSpec) -> (training: TrainingSection, extra: String)? {
+        (spec.training, "imp dense round, rewind step \(spec.pruning.rewindStep)")
+    }
+
     /// The rewinding and the masks live in one process: IMP trainings run on one rank.
     public static func gangable(_ task: PlannedTask) -> Bool { false }
 
