@@ -101,6 +101,14 @@ public enum ReportPage {
             rows.append(("training", "\(t.epochs) epochs, batch \(t.batchSize), SGD lr \(t.learningRate) momentum \(t.momentum) weight decay \(t.weightDecay), \(t.schedule)"))
         }
         for (model, files) in spec.checkpoints.sorted(by: { $0.key < $1.key }) { rows.append(("imported", "\(model): \(files.joined(separator: ", "))")) }
+        // Which trained networks a worker trained and which the training store gave (and where they were trained).
+        let stored = input.rows.filter { $0.kind == .train && $0.cached != nil }
+        if !stored.isEmpty {
+            let trainings = input.rows.filter { $0.kind == .train }.count
+            let origins = Set(stored.compactMap(\.cached).map(StoredTraining.runOf)).sorted()
+            rows.append(("training store", "\(stored.count) of \(trainings) trained networks came from the training store, trained by "
+                         + origins.prefix(3).joined(separator: "; ") + (origins.count > 3 ? "; …" : "") + " (results.csv's cached column)"))
+        }
         rows.append(("tasks", "\(input.rows.count) of \(input.plan.tasks.count) finished: " + counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))
         rows.append(("ranks", "\(Set(ran.map(\.rank)).count) on \(input.hosts.joined(separator: ", "))"))
         rows.append(("wall time", start.flatMap { s in end.map { ProgressText.duration($0.timeIntervalSince(s)) } } ?? "—"))

@@ -288,7 +288,16 @@ public struct StoredTraining: Codable, Sendable {
 
     /// How a row names where its network came from: the entry and the run that trained it.
     public var origin: String {
-        "store \(key.prefix(12)), trained by sweep \(sweep) in \(run) on \(host), \(ISO8601DateFormatter().string(from: created))"
+        "store \(key.prefix(12)), \(StoredTraining.trainedBy) sweep \(sweep) in \(run) on \(host), \(ISO8601DateFormatter().string(from: created))"
+    }
+
+    private static let trainedBy = "trained by"
+
+    /// "sweep NAME in RUN" of an `origin` text (the whole text if it is not one).
+    public static func runOf(_ origin: String) -> String {
+        guard let start = origin.range(of: trainedBy + " ")?.upperBound, let end = origin.range(of: " on ", options: .backwards)?.lowerBound,
+              start < end else { return origin }
+        return String(origin[start..<end])
     }
 }
 
