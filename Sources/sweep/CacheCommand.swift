@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SweepCore
+import TensorEngine
 
 /// `sweep cache`: what the training store holds, and keeping it from growing without bound.
 struct CacheCommand: ParsableCommand {
@@ -43,6 +44,7 @@ struct CacheCommand: ParsableCommand {
             }
             let total = entries.reduce(0) { $0 + $1.bytes }
             emit("\(store.root.path): \(entries.count) training\(entries.count == 1 ? "" : "s"), \(ByteCount.text(total))")
+            emit("this machine's engine: \(TrainingIdentity.engine), bits version \(TrainingIdentity.bitsVersion) (entries of another are not served here)")
             for entry in entries {
                 let what = entry.record.map { "\($0.dataset)/\($0.model)/seed\($0.seedIndex) acc \(($0.outcome.testAccuracy ?? 0).formatted4) (sweep \($0.sweep))" }
                     ?? "(unreadable record)"
