@@ -187,6 +187,34 @@ final class TrainingStoreSweepTests: XCTestCase {
         XCTAssertEqual(try measured("readonly"), try measured("readonly-cold"))
     }
 
+    /// IMP's dense round, distillation's teachers, reuse's source and target networks: stored
+    /// by the first run, taken by the second, the same results.
+    func testEveryStudysTrainingsComeFromTheStore() throws {
+        let head = "datasets: [{name: synthetic, train_limit: 256, test_limit: 64}]\ntraining: {epochs: 1, batch_size: 32, learning_rate: 0.05}\n"
+        let studies = [
+            ("imp", 1, head + "models: [fcn-32-bn]\npruning: {rate: 0.3, rounds: 2, rewind_step: 4, one_shot: true}"),
+            ("distill", 1, head + "models: [resnet8]\ndistillation: {conv_layers: [1], budgets: [20000], losses: [logits], teacher_training: {epochs: 2, batch_size: 32, learning_rate: 0.05}}"),
+            ("reuse", 2, """
+            datasets: [{name: a, base: synthetic, classes: [0, 1], train_limit: 256, test_limit: 64}, {name: b, base: synthetic, classes: [2, 3], train_limit: 256, test_limit: 64}]
+            training: {epochs: 1, batch_size: 32, learning_rate: 0.05}
+            models: [resnet8]
+            layers: [stem.conv]
+            reuse: {pairs: [{source: a, target: b}], prefixes: [3], modes: [frozen]}
+            """),
+        ]
+        for (study, trainings, body) in studies {
+            let path = dir.appendingPathComponent("\(study).yaml").path
+            try "name: \(study)\nstudy: \(study)\n\(body)\n".write(toFile: path, atomically: true, encoding: .utf8)
+            let cold = try sweep(["run", path, "-o", output("\(study)-cold")])
+            XCTAssertEqual(cold.status, 0, cold.stderr)
+            XCTAssertTrue(cold.stderr.contains("0 trainings taken from it, \(trainings) added"), "\(study): \(cold.stderr)")
+            let warm = try sweep(["run", path, "-o", output("\(study)-warm")])
+            XCTAssertTrue(warm.stderr.contains("\(trainings) training\(trainings == 1 ? "" : "s") taken from it, 0 added"), "\(study): \(warm.stderr)")
+            XCTAssertEqual(try measured("\(study)-warm"), try measured("\(study)-cold"), study)
+            XCTAssertEqual(try trainRows("\(study)-warm").filter { $0["cached"] != nil }.count, trainings, study)
+        }
+    }
+
     func testTheCacheCommandListsShowsRemovesAndPrunes() throws {
         let run = try sweep(["run", try spec("zero", study: "zeroing"), "-o", output("zero")])
         XCTAssertEqual(run.status, 0, run.stderr)
