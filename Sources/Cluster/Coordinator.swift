@@ -1,5 +1,6 @@
 import Foundation
 import SweepCore
+import TensorEngine
 
 /// Rank 0's loop: hands ready tasks to idle workers (longest first), ships artifacts
 /// (checkpoints, IMP rounds, teacher logits) to the workers that lack them and tells workers to
@@ -23,6 +24,8 @@ public final class Coordinator {
     private var pendingUses: [String: Int] = [:]
     private var released: Set<String> = []
     private var hosts: [Int: String] = [:]
+    /// Each worker's arithmetic kind (`ArithmeticKind`), from its hello.
+    private var engines: [Int: String] = [:]
     /// What each busy worker runs; the members of a gang all map to its task.
     private var running: [Int: (task: PlannedTask, started: Date)] = [:]
     private var gangsFormed = 0
@@ -190,8 +193,9 @@ public final class Coordinator {
             var finished: [(TaskRecord, PlannedTask)] = []
             for (worker, message) in batch {
                 switch message {
-                case let .hello(host, _):
+                case let .hello(host, _, engine):
                     hosts[worker] = host
+                    engines[worker] = engine
                     idle.append(worker)
                 case let .result(key, outcome, checkpoint):
                     guard let (task, started) = running.removeValue(forKey: worker), task.key == key else {
@@ -204,7 +208,7 @@ public final class Coordinator {
                         outcome.checkpoint = hash
                         if (pendingUses[key] ?? 0) > 0 { artifactBytes[hash] = checkpoint }
                         workerCache[worker, default: []].insert(hash)
-                        keep(task, checkpoint: checkpoint, outcome: outcome, host: hosts[worker] ?? "?")
+                        keep(task, checkpoint: checkpoint, outcome: outcome, worker: worker)
                     }
                     finished.append((TaskRecord(key: key, kind: task.kind, outcome: outcome, rank: worker,
                                                 host: hosts[worker] ?? "?", started: started, finished: Date()), task))
@@ -393,8 +397,12 @@ public final class Coordinator {
 
     /// Adds a finished training to the store. A store that cannot take it (full, read-only) gets
     /// one warning and no further writes this run: the sweep's own results never depend on it.
-    private func keep(_ task: PlannedTask, checkpoint: Data, outcome: TaskOutcome, host: String) {
-        guard storeWritable, let (store, identities) = store, let identity = identities[task.key], outcome.cached == nil else { return }
+    /// The entry is filed under the engine of the worker that trained it: on a cluster of mixed
+    /// machines, an AVX2 node's network is never served as an AVX-512 node's.
+    private func keep(_ task: PlannedTask, checkpoint: Data, outcome: TaskOutcome, worker: Int) {
+        guard storeWritable, let (store, identities) = store, var identity = identities[task.key], outcome.cached == nil else { return }
+        if let engine = engines[worker], !engine.isEmpty { identity.engine = engine }
+        let host = hosts[worker] ?? "?"
         let record = StoredTraining(key: identity.key, checksum: contentHash(checkpoint), bytes: checkpoint.count,
                                     bitsVersion: identity.bits, engine: identity.engine, task: task.key, dataset: task.dataset, model: task.model,
                                     seedIndex: task.seedIndex, training: identity.training.settingsText + (identity.recipe.isEmpty ? "" : "; \(identity.recipe)"),
@@ -521,7 +529,7 @@ public final class Coordinator {
 /// (`-j N`, rank 0's worker) and as an MPI rank.
 public enum WorkerLoop {
     public static func run(link: WorkerLink, host: String, threads: Int) throws {
-        try link.send(.hello(host: host, threads: threads))
+        try link.send(.hello(host: host, threads: threads, engine: ArithmeticKind.current))
         var executor: TaskExecutor?
         var plan: Plan?
         while true {

@@ -4,7 +4,9 @@ import SweepCore
 /// The coordinator-worker protocol. Workers say hello, get the sweep once, then receive tasks
 /// (with any checkpoints they lack attached) and answer each with a result, until told to stop.
 public enum Message: Equatable, Sendable {
-    case hello(host: String, threads: Int)
+    /// `engine` is the worker's `ArithmeticKind`: the training store files what it trains
+    /// under the kind that trained it.
+    case hello(host: String, threads: Int, engine: String = "")
     /// The sweep file's text, the content hashes of its imported checkpoints and the summaries
     /// of its imported graphs, sent once: workers need no shared filesystem, and each expands the
     /// same plan the coordinator did.
@@ -56,6 +58,7 @@ enum MessageCodec {
         var type: String
         var host: String?
         var threads: Int?
+        var engine: String?
         var specText: String?
         var checkpointHashes: [String: String]?
         var graphs: [String: GraphSummary]?
@@ -75,7 +78,9 @@ enum MessageCodec {
         var header: Header
         var blobs: [(String, Data)] = []
         switch message {
-        case let .hello(host, threads): header = Header(type: "hello", host: host, threads: threads)
+        case let .hello(host, threads, engine):
+            header = Header(type: "hello", host: host, threads: threads)
+            header.engine = engine
         case let .configure(text, hashes, graphs, datasets):
             header = Header(type: "configure", specText: text)
             header.datasets = datasets.isEmpty ? nil : datasets
@@ -129,7 +134,7 @@ enum MessageCodec {
             offset += blob.size
         }
         switch header.type {
-        case "hello": return .hello(host: header.host ?? "?", threads: min(max(header.threads ?? 1, 1), 4096))
+        case "hello": return .hello(host: header.host ?? "?", threads: min(max(header.threads ?? 1, 1), 4096), engine: header.engine ?? "")
         case "configure": return .configure(specText: header.specText ?? "", checkpointHashes: header.checkpointHashes ?? [:], graphs: header.graphs ?? [:],
                                             datasets: header.datasets ?? [:])
         case "needData":

@@ -127,7 +127,7 @@ struct PlanCommand: ParsableCommand {
         let plan = try Plan.expand(spec)
         try ImportedNetworks.check(plan)
         let byKind = Dictionary(grouping: plan.tasks, by: \.kind)
-        let store = try StoreForecast.of(plan, disabled: noCache)
+        let store = StoreForecast.of(plan, disabled: noCache)
         if json { return try printJSON(plan, byKind: byKind, store: store) }
         emit("sweep \(spec.name) (study \(spec.study.rawValue)): \(plan.tasks.count) tasks -> \(spec.output)")
         let width = max(9, byKind.keys.map(\.rawValue.count).max() ?? 0)

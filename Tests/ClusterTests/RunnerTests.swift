@@ -354,7 +354,8 @@ final class RunnerTests: XCTestCase {
     /// links wrapped as a test wants; returns the coordinator, its plan and its journal.
     func coordinate(_ text: String, in name: String, workers: Int,
                     coordinatorLink: (CoordinatorLink, Plan, RunDirectory) -> CoordinatorLink = { link, _, _ in link },
-                    workerLink: (WorkerLink) -> WorkerLink = { $0 }) throws -> (Coordinator, Plan, Journal, RunDirectory) {
+                    workerLink: (WorkerLink) -> WorkerLink = { $0 },
+                    prepare: (Coordinator, Plan) throws -> Void = { _, _ in }) throws -> (Coordinator, Plan, Journal, RunDirectory) {
         let spec = try SpecLoader.parse(text, file: "\(name).yaml")
         let plan = try Plan.expand(spec)
         let run = RunDirectory(dir.appendingPathComponent(name).path)
@@ -371,9 +372,29 @@ final class RunnerTests: XCTestCase {
         }
         let coordinator = Coordinator(plan: plan, run: run, journal: journal, link: coordinatorLink(hub.coordinatorLink(), plan, run),
                                       specText: text, previous: [], log: { _ in })
+        try prepare(coordinator, plan)
         try coordinator.run()
         for _ in 0..<workers { done.wait() }
         return (coordinator, plan, journal, run)
+    }
+
+    /// On a cluster of mixed machines, a network is filed in the training store under the
+    /// arithmetic kind of the worker that trained it, never under rank 0's.
+    func testATrainingIsStoredUnderTheEngineOfTheWorkerThatTrainedIt() throws {
+        let text = "name: mixed\ndatasets: [{name: synthetic, train_limit: 64, test_limit: 32}]\nmodels: [fcn-16]\n"
+            + "training: {epochs: 1, batch_size: 16}\nmasks: [zeroKernel]\nlayers: [readout]\n"
+        let store = TrainingStore(root: dir.appendingPathComponent("store"))
+        var expected: TrainingIdentity?
+        _ = try coordinate(text, in: "mixed", workers: 1, coordinatorLink: { link, _, _ in OtherEngineLink(link) }, prepare: { coordinator, plan in
+            let identities = try TrainingIdentity.of(plan)
+            coordinator.store = (store, identities)
+            expected = identities.values.first
+        })
+        var identity = try XCTUnwrap(expected)
+        XCTAssertFalse(store.holds(identity.key), "not under rank 0's engine")
+        identity.engine = OtherEngineLink.engine
+        XCTAssertTrue(store.holds(identity.key), "under the worker's")
+        XCTAssertEqual(store.record(identity.key)?.engine, OtherEngineLink.engine)
     }
 
     /// Artifacts no remaining task needs are released on the workers that hold them.
@@ -417,6 +438,22 @@ final class RunnerTests: XCTestCase {
 
 /// A coordinator link that, on every task it carries, checks that the task's dependencies are
 /// already in the journal file.
+/// A link whose workers say they run other kernels than this machine's.
+final class OtherEngineLink: CoordinatorLink {
+    static let engine = "openblas haswell, onednn cpu_isa_avx2, block 8 (another node)"
+    let inner: CoordinatorLink
+    init(_ inner: CoordinatorLink) { self.inner = inner }
+    var workers: [Int] { inner.workers }
+    var gangWorkers: Set<Int> { inner.gangWorkers }
+    func send(_ message: Message, to worker: Int) throws { try inner.send(message, to: worker) }
+    func receive(timeout: Double) throws -> (worker: Int, message: Message)? { try inner.receive(timeout: timeout).map(Self.rewrite) }
+    func poll() throws -> (worker: Int, message: Message)? { try inner.poll().map(Self.rewrite) }
+    static func rewrite(_ received: (worker: Int, message: Message)) -> (worker: Int, message: Message) {
+        guard case let .hello(host, threads, _) = received.message else { return received }
+        return (received.worker, .hello(host: host, threads: threads, engine: engine))
+    }
+}
+
 final class JournalCheckingLink: CoordinatorLink {
     let inner: CoordinatorLink
     let plan: Plan

@@ -172,6 +172,16 @@ final class TrainingStoreTests: XCTestCase {
         XCTAssertEqual(TrainingStore.resolve(disabled: false, setting: nil, environment: ["HOME": "/home/u", "XDG_CACHE_HOME": "/c"])?.root.path, "/c/layersweep")
     }
 
+    func testTheSweepFilesCacheFieldTakesADirectoryOrFalse() throws {
+        func cache(_ value: String) throws -> String? { try SpecLoader.parse("name: t\ndatasets: [synthetic]\nmodels: [resnet8]\ncache: \(value)\n", file: "t.yaml").cache }
+        XCTAssertEqual(try cache("false"), "off")
+        XCTAssertEqual(try cache("off"), "off")
+        XCTAssertEqual(try cache("/scratch/store"), "/scratch/store")
+        XCTAssertNil(try cache("true"), "true: the default store")
+        XCTAssertThrowsError(try cache("''")) { XCTAssertTrue("\($0)".contains("cache"), "\($0)") }
+        XCTAssertNil(try SpecLoader.parse("name: t\ndatasets: [synthetic]\nmodels: [resnet8]\n", file: "t.yaml").cache)
+    }
+
     // MARK: - Identity
 
     func identities(_ text: String) throws -> [String: String] {

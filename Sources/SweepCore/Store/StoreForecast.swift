@@ -10,16 +10,25 @@ public struct StoreForecast: Encodable, Sendable {
     public let savedCostShare: Double
     /// What the stored trainings took to train (their recorded seconds).
     public let storedSeconds: Double
+    /// Why the store could not be asked (a dataset this machine cannot read), if so.
+    public var problem: String?
 
     enum CodingKeys: String, CodingKey {
-        case path, trainings, stored
+        case path, trainings, stored, problem
         case savedCostShare = "saved_cost_share", storedSeconds = "stored_seconds"
     }
 
-    /// The forecast for `plan` (nil: the store is off, or the plan trains nothing).
-    public static func of(_ plan: Plan, disabled: Bool) throws -> StoreForecast? {
-        guard let store = TrainingStore.resolve(disabled: disabled, setting: plan.spec.cache) else { return nil }
-        let identities = try TrainingIdentity.of(plan)
+    /// The forecast for `plan` (nil: the store is off, or the plan trains nothing). A dataset
+    /// that cannot be read here leaves the forecast with its problem: a plan never fails for it.
+    public static func of(_ plan: Plan, disabled: Bool) -> StoreForecast? {
+        guard let store = TrainingStore.resolve(disabled: disabled, setting: plan.spec.cache),
+              plan.tasks.contains(where: { $0.kind == .train }) else { return nil }
+        let identities: [String: TrainingIdentity]
+        do { identities = try TrainingIdentity.of(plan) } catch {
+            var unknown = StoreForecast(path: store.root.path, trainings: 0, stored: 0, savedCostShare: 0, storedSeconds: 0)
+            unknown.problem = "\(error)"
+            return unknown
+        }
         guard !identities.isEmpty else { return nil }
         var stored = 0, cost = 0.0, seconds = 0.0
         for (key, identity) in identities {
@@ -34,6 +43,7 @@ public struct StoreForecast: Encodable, Sendable {
 
     /// The plan's lines.
     public var lines: [String] {
+        if let problem { return ["training store \(path): cannot tell which trainings it holds (\(problem))"] }
         let n = trainings == 1 ? "training" : "trainings"
         guard stored > 0 else { return ["training store \(path): holds none of the \(trainings) \(n) yet (each is added when it finishes)"] }
         return ["training store \(path): holds \(stored) of the \(trainings) \(n), "
