@@ -494,7 +494,9 @@ public final class Coordinator {
     private func complete(_ record: TaskRecord, _ task: PlannedTask) throws {
         records[record.key] = record
         if task.kind.trains { try? FileManager.default.removeItem(at: directory.snapshotURL(task.key)) }
-        costDone += task.cost
+        // A training the store served took no time: counting its cost would make the ETA's pace
+        // look as if that work had been done in a moment.
+        if record.outcome.cached == nil { costDone += task.cost }
         let skipped = scheduler.finished(task.key, succeeded: record.outcome.status == .ok)
         let elapsed = Date().timeIntervalSince(sessionStart)
         // No estimate until a measurable share of the work is done (a load task costs nothing).
