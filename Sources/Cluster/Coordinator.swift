@@ -208,7 +208,7 @@ public final class Coordinator {
                         outcome.checkpoint = hash
                         if (pendingUses[key] ?? 0) > 0 { artifactBytes[hash] = checkpoint }
                         workerCache[worker, default: []].insert(hash)
-                        keep(task, checkpoint: checkpoint, outcome: outcome, worker: worker)
+                        keep(task, checkpoint: checkpoint, hash: hash, outcome: outcome, worker: worker)
                     }
                     finished.append((TaskRecord(key: key, kind: task.kind, outcome: outcome, rank: worker,
                                                 host: hosts[worker] ?? "?", started: started, finished: Date()), task))
@@ -363,10 +363,8 @@ public final class Coordinator {
     private func load(_ task: PlannedTask) throws {
         let started = Date()
         do {
-            var outcome = TaskOutcome(status: .ok)
             let bytes = try ImportedNetworks.checkpoint(for: task, spec: plan.spec)
-            outcome.checkpoint = contentHash(bytes)
-            try finishHere(task, started: started, outcome: outcome, checkpoint: bytes)
+            try finishHere(task, started: started, outcome: TaskOutcome(status: .ok), checkpoint: bytes)
         } catch {
             var outcome = TaskOutcome(status: .failed)
             outcome.error = "\(error)"
@@ -389,7 +387,8 @@ public final class Coordinator {
         case let .hit(record, bytes):
             var outcome = record.outcome
             outcome.cached = record.origin
-            try finishHere(task, started: started, outcome: outcome, checkpoint: bytes)
+            // The lookup checked the bytes against their hash: no second pass over them.
+            try finishHere(task, started: started, outcome: outcome, checkpoint: bytes, hash: record.checksum)
             storeServed += 1
             return true
         }
@@ -399,11 +398,11 @@ public final class Coordinator {
     /// one warning and no further writes this run: the sweep's own results never depend on it.
     /// The entry is filed under the engine of the worker that trained it: on a cluster of mixed
     /// machines, an AVX2 node's network is never served as an AVX-512 node's.
-    private func keep(_ task: PlannedTask, checkpoint: Data, outcome: TaskOutcome, worker: Int) {
+    private func keep(_ task: PlannedTask, checkpoint: Data, hash: String, outcome: TaskOutcome, worker: Int) {
         guard storeWritable, let (store, identities) = store, var identity = identities[task.key], outcome.cached == nil else { return }
         if let engine = engines[worker], !engine.isEmpty { identity.engine = engine }
         let host = hosts[worker] ?? "?"
-        let record = StoredTraining(key: identity.key, checksum: contentHash(checkpoint), bytes: checkpoint.count,
+        let record = StoredTraining(key: identity.key, checksum: hash, bytes: checkpoint.count,
                                     bitsVersion: identity.bits, engine: identity.engine, task: task.key, dataset: task.dataset, model: task.model,
                                     seedIndex: task.seedIndex, training: identity.training.settingsText + (identity.recipe.isEmpty ? "" : "; \(identity.recipe)"),
                                     sweep: plan.spec.name, run: directory.url.path, host: host, created: Date(), outcome: outcome)
@@ -418,10 +417,10 @@ public final class Coordinator {
 
     /// Journals a task the coordinator did itself (a load, a training from the store): its
     /// checkpoint goes into the run directory and is kept for the workers that will need it.
-    private func finishHere(_ task: PlannedTask, started: Date, outcome: TaskOutcome, checkpoint: Data?) throws {
+    private func finishHere(_ task: PlannedTask, started: Date, outcome: TaskOutcome, checkpoint: Data?, hash known: String? = nil) throws {
         var outcome = outcome
         if let checkpoint {
-            let hash = contentHash(checkpoint)
+            let hash = known ?? contentHash(checkpoint)
             try checkpoint.write(to: directory.checkpointURL(hash), options: .atomic)
             if (pendingUses[task.key] ?? 0) > 0 { artifactBytes[hash] = checkpoint }
             outcome.checkpoint = hash
