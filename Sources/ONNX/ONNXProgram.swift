@@ -455,6 +455,13 @@ public final class ONNXProgram {
             kept[name] = d.kernel.forward(d.input)
         }
         for (index, node) in model.graph.nodes.enumerated() where index >= cut && index < until ?? .max {
+            let started = NodeTimes.shared == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+            defer {
+                if let times = NodeTimes.shared, let output = node.outputs.first {
+                    times.add(node: index, op: node.opType, nanoseconds: DispatchTime.now().uptimeNanoseconds - started,
+                              shape: kept[output]?.shape ?? values[output]?.shape, blocked: kept[output] != nil)
+                }
+            }
             var made: [(String, LayoutTensor)] = []
             var outputs: [ONNXValue] = []
             let first = node.inputs.first ?? ""
@@ -539,8 +546,9 @@ public final class ONNXProgram {
     }
 
     /// Relu, a constant Clip, MaxPool, a global average (GlobalAveragePool, ReduceMean over the
-    /// spatial axes: a plain result) or an Add of two activations of one shape, run on the
-    /// engine's layout when an input is in it (the other is converted); nil for any other node.
+    /// spatial axes: a plain result), a Slice along height and width, a constant Pad of the
+    /// channels or an Add of two activations of one shape, run on the engine's layout when an
+    /// input is in it (the other is converted); nil for any other node.
     private func elementwiseOnLayouts(_ node: ONNXNode, kept: [String: LayoutTensor], values: [String: ONNXValue]) throws -> LayoutTensor? {
         guard node.outputs.count == 1, let first = node.inputs.first else { return nil }
         switch node.opType {
@@ -567,6 +575,16 @@ public final class ONNXProgram {
                                              ceil: try context.int("ceil_mode", default: 0) != 0)
             guard g.dilations == [1, 1] else { return nil }
             return x.maxPooled(kernel: k.map(Int.init), strides: g.strides, pads: [g.pads[0], g.pads[1]], output: g.output)
+        case "Slice":
+            guard let x = kept[first], x.shape.count == 4 else { return nil }
+            let (begin, step, count) = try ONNXOperators.sliceWindow(NodeContext(node: node, values: values, opset: opset), shape: x.shape)
+            guard begin[0] == 0, step[0] == 1, count[0] == x.shape[0], begin[1] == 0, step[1] == 1, count[1] == x.shape[1] else { return nil }
+            return x.spatialSlice(begin: (begin[2], begin[3]), step: (step[2], step[3]), count: (count[2], count[3]))
+        case "Pad":
+            guard let x = kept[first], x.shape.count == 4 else { return nil }
+            let (pads, mode, value) = try ONNXOperators.padding(NodeContext(node: node, values: values, opset: opset), rank: 4)
+            guard mode == "constant", pads.count == 8, pads.indices.allSatisfy({ $0 % 4 == 1 || pads[$0] == 0 }) else { return nil }
+            return x.channelsPadded(before: Int(pads[1]), after: Int(pads[5]), value: value)
         case "Add":
             guard node.inputs.count == 2 else { return nil }
             let (a, b) = (node.inputs[0], node.inputs[1])

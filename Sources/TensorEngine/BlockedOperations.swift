@@ -2,7 +2,8 @@ import CWinograd
 
 // Operations of an imported graph's nodes on evaluation activations in either layout, so that a
 // blocked activation need not be made plain between engine kernels: element-wise clamps and sums,
-// max pooling (a vector kernel per channel block) and global averages.
+// max pooling (a vector kernel per channel block), global averages, and the spatial slices and
+// channel padding of an option-A shortcut.
 
 extension LayoutTensor {
     /// min(max(x, low), high) of every value, in a new activation of the same layout
@@ -82,6 +83,53 @@ extension LayoutTensor {
                 for l in 0..<b { sums[l] = 0 }
                 for p in 0..<pixels { for l in 0..<b { sums[l] += block[p * b + l] } }
                 for l in 0..<b { out[i * c + cb * b + l] = sums[l] / Float(max(pixels, 1)) }
+            }
+        }
+        return y
+    }
+}
+
+extension LayoutTensor {
+    /// Rows `begin.0 + i·step.0` (`count.0` of them) and columns `begin.1 + j·step.1` of every
+    /// channel of a blocked activation: a Slice along height and width (an option-A shortcut's
+    /// `x[:, :, ::2, ::2]`), blocked; nil when this is not blocked or a position falls outside.
+    public func spatialSlice(begin: (Int, Int), step: (Int, Int), count: (Int, Int)) -> LayoutTensor? {
+        guard blocked, shape.count == 4, count.0 > 0, count.1 > 0, step.0 != 0, step.1 != 0 else { return nil }
+        let (n, c, h, w, b) = (shape[0], shape[1], shape[2], shape[3], BlockedLayout.block)
+        let lastRow = begin.0 + (count.0 - 1) * step.0, lastColumn = begin.1 + (count.1 - 1) * step.1
+        guard (0..<h).contains(begin.0), (0..<h).contains(lastRow), (0..<w).contains(begin.1), (0..<w).contains(lastColumn) else { return nil }
+        let (ho, wo) = count
+        let y = LayoutTensor.uninitializedBlocked([n, c, ho, wo])
+        let (xp, yp) = (storage.data, y.storage.data)
+        Parallel.forEach(n) { i in
+            for cb in 0..<(c / b) {
+                let src = xp + (i * c + cb * b) * h * w, dst = yp + (i * c + cb * b) * ho * wo
+                for oy in 0..<ho {
+                    let row = src + (begin.0 + oy * step.0) * w * b
+                    for ox in 0..<wo { (dst + (oy * wo + ox) * b).update(from: row + (begin.1 + ox * step.1) * b, count: b) }
+                }
+            }
+        }
+        return y
+    }
+
+    /// A blocked activation with `before` channels of `value` ahead of its own and `after`
+    /// behind (Pad along the channel axis, as an option-A shortcut pads with zeros); nil when
+    /// this is not blocked or the new channel count does not fill whole blocks.
+    public func channelsPadded(before: Int, after: Int, value: Float) -> LayoutTensor? {
+        let b = BlockedLayout.block
+        guard blocked, shape.count == 4, before >= 0, after >= 0, (shape[1] + before + after) % b == 0 else { return nil }
+        let (n, c, plane) = (shape[0], shape[1], shape[2] * shape[3])
+        let co = c + before + after
+        let y = LayoutTensor.uninitializedBlocked([n, co, shape[2], shape[3]])
+        let (xp, yp) = (storage.data, y.storage.data)
+        Parallel.forEach(n) { i in
+            let out = yp + i * co * plane
+            out.update(repeating: value, count: co * plane)
+            for ch in 0..<c {
+                let o = ch + before
+                let s = xp + (i * c + ch / b * b) * plane + ch % b, d = out + o / b * b * plane + o % b
+                for p in 0..<plane { d[p * b] = s[p * b] }
             }
         }
         return y

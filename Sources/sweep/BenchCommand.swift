@@ -13,7 +13,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Mini-batch size.") var batchSize = 128
     @Option(help: "Only this model's cases (\(Benchmark.models.joined(separator: ", "))).")
     var model: String?
-    @Flag(help: "Also print where a ResNet-20 28x28 training step spends its time, per top-level layer.")
+    @Flag(help: "Also print where a ResNet-20 28x28 training step spends its time, per top-level layer (with --onnx: where the graph's evaluation spends it, per node).")
     var profile = false
     @Flag(help: "Also time each 3x3 stride-1 evaluation convolution on oneDNN's direct kernel and on the Winograd one.")
     var convolutions = false
@@ -85,6 +85,26 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
+    /// The slowest nodes of a graph's timed runs, then the time per operator.
+    private func printNodeTimes(_ times: NodeTimes, runs: Int) {
+        let nodes = times.nodes
+        let total = max(nodes.reduce(0) { $0 + $1.nanoseconds }, 1)
+        func share(_ ns: UInt64) -> String {
+            String(format: "%7.3f ms per batch %5.1f%%", Double(ns) / 1e6 / Double(max(runs, 1)), 100 * Double(ns) / Double(total))
+        }
+        emit("slowest nodes (of \(nodes.count), over \(runs) batches; time summed over threads; the output's layout):")
+        for entry in nodes.sorted(by: { $0.nanoseconds > $1.nanoseconds }).prefix(20) {
+            let shape = entry.shape.map { "\($0)" } ?? "(done by another node)"
+            emit("  \(String(entry.node).padding(toLength: 5, withPad: " ", startingAt: 0)) \(entry.op.padding(toLength: 20, withPad: " ", startingAt: 0)) "
+                 + "\(share(entry.nanoseconds))  \(entry.blocked ? "blocked" : "plain  ") \(shape)")
+        }
+        emit("per operator:")
+        let byOp = Dictionary(grouping: nodes, by: \.op).mapValues { $0.reduce(0) { $0 + $1.nanoseconds } }
+        for (op, ns) in byOp.sorted(by: { $0.value > $1.value }) {
+            emit("  \(op.padding(toLength: 26, withPad: " ", startingAt: 0)) \(share(ns))")
+        }
+    }
+
     /// Images/s of an imported graph's evaluation: one warm-up batch, then batches until
     /// `seconds` have passed.
     private func benchGraph(_ path: String) throws {
@@ -97,6 +117,8 @@ struct BenchCommand: ParsableCommand {
         var rng = RandomSource(seed: 1)
         let x = ONNXValue.floats(shape, (0..<shape.reduce(1, *)).map { _ in Float(rng.nextUniform()) })
         _ = try program.run([name: x])
+        if profile { NodeTimes.shared = NodeTimes() }
+        defer { NodeTimes.shared = nil }
         var images = 0
         let start = Date()
         repeat {
@@ -104,6 +126,7 @@ struct BenchCommand: ParsableCommand {
             images += batchSize
         } while Date().timeIntervalSince(start) < seconds
         let rate = Double(images) / Date().timeIntervalSince(start)
+        if let times = NodeTimes.shared { printNodeTimes(times, runs: images / batchSize) }
         if json {
             struct Result: Encodable { let file: String; let images_per_second: Double; let threads: Int; let batch_size: Int }
             let encoder = JSONEncoder()

@@ -115,25 +115,16 @@ final class PyTorchExportTests: XCTestCase {
     /// convolution, and gives the bits of the batch run node by node.
     func testAnEngineSizedGraphRunsDepthFirstWithTheSameBits() throws {
         Parallel.configure(threads: 2)
-        var rng = RandomSource(seed: 7)
-        var graph = ONNXGraph()
-        func weight(_ name: String, _ dims: [Int]) {
-            var t = ONNXTensorProto()
-            (t.name, t.dims, t.dataType) = (name, dims.map(Int64.init), 1)
-            let fanIn = Float(dims.dropFirst().reduce(1, *))
-            t.floatData = (0..<dims.reduce(1, *)).map { _ in rng.nextNormal() / fanIn.squareRoot() }
-            graph.initializers.append(t)
-        }
-        func conv(_ x: String, _ w: String, _ b: String, _ y: String, kernel: Int, stride: Int = 1) {
-            let pad = Int64(kernel / 2)
-            graph.nodes.append(ONNXNode(name: y, opType: "Conv", inputs: [x, w, b], outputs: [y], attributes: [
-                "kernel_shape": .ints([Int64(kernel), Int64(kernel)]), "pads": .ints([pad, pad, pad, pad]),
-                "strides": .ints([Int64(stride), Int64(stride)])]))
-        }
+        var builder = GraphBuilder(seed: 7)
         for (name, dims) in [("wa", [32, 16, 3, 3]), ("wb", [32, 32, 3, 3]), ("wc", [32, 16, 1, 1]), ("wd", [32, 32, 3, 3]),
                              ("ba", [32]), ("bb", [32]), ("bc", [32]), ("bd", [32]), ("fc", [10, 32]), ("fcb", [10])] {
-            weight(name, dims)
+            builder.weight(name, dims)
         }
+        func conv(_ x: String, _ w: String, _ b: String, _ y: String, kernel: Int, stride: Int = 1) {
+            builder.conv(x, w, b, y, kernel: kernel, stride: stride)
+        }
+        var graph: ONNXGraph { get { builder.graph } set { builder.graph = newValue } }
+        var rng: RandomSource { get { builder.rng } set { builder.rng = newValue } }
         conv("x", "wa", "ba", "a", kernel: 3)
         graph.nodes.append(ONNXNode(opType: "Relu", inputs: ["a"], outputs: ["ra"]))
         conv("ra", "wb", "bb", "b", kernel: 3)
@@ -164,5 +155,96 @@ final class PyTorchExportTests: XCTestCase {
         var kept: [String: ONNXValue] = ["x": x]
         _ = try program.run(["x": x]) { name, value in if program.liveValues(at: 2).contains(name) { kept[name] = value } }
         XCTAssertEqual(try program.run(kept, from: 2)["logits"]?.floatValues.map(\.bitPattern), oneByOne.floatValues.map(\.bitPattern))
+    }
+
+    /// An option-A shortcut as PyTorch exports `F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8))`
+    /// (two strided Slices and a channel Pad) beside a strided conv, added and averaged: the
+    /// Slices and the Pad run on the engine's blocked layout and give exactly the values of
+    /// the plain operators on the same input; depth first, node by node and from a cut inside
+    /// agree bit for bit, and a run without engine kernels agrees within rounding.
+    func testAnOptionAShortcutStaysBlockedWithThePlainOperatorsValues() throws {
+        Parallel.configure(threads: 2)
+        var builder = GraphBuilder(seed: 11)
+        for (name, dims) in [("wa", [16, 16, 3, 3]), ("ba", [16]), ("wb", [32, 16, 3, 3]), ("bb", [32]), ("fc", [10, 32]), ("fcb", [10])] {
+            builder.weight(name, dims)
+        }
+        builder.constant("start", [0]); builder.constant("end", [Int64(Int32.max)]); builder.constant("step", [2])
+        builder.constant("h", [2]); builder.constant("w", [3]); builder.constant("pads", [0, 8, 0, 0, 0, 8, 0, 0])
+        builder.conv("x", "wa", "ba", "a", kernel: 3)
+        builder.node("Relu", ["a"], "r")
+        builder.node("Slice", ["r", "start", "end", "h", "step"], "rows")
+        builder.node("Slice", ["rows", "start", "end", "w", "step"], "picked")
+        builder.node("Pad", ["picked", "pads"], "shortcut")
+        builder.conv("r", "wb", "bb", "b", kernel: 3, stride: 2)
+        builder.node("Add", ["b", "shortcut"], "sum")
+        builder.node("Relu", ["sum"], "block")
+        builder.node("GlobalAveragePool", ["block"], "pool")
+        builder.node("Flatten", ["pool"], "flat")
+        builder.node("Gemm", ["flat", "fc", "fcb"], "logits", ["transB": .int(1)])
+        let program = try builder.program(input: [16, 12, 12], output: [10])
+        let x = ONNXValue.floats([32, 16, 12, 12], (0..<(32 * 16 * 144)).map { _ in builder.rng.nextNormal() })
+        var seen: [String: ONNXValue] = [:]
+        let oneByOne = try XCTUnwrap(try program.run(["x": x]) { name, value in seen[name] = value }["logits"])
+        // The shortcut's nodes alone, on the plain relu output: the plain operators' values.
+        var shortcutOnly = GraphBuilder(seed: 0)
+        shortcutOnly.graph.nodes = builder.graph.nodes.filter { ["rows", "picked", "shortcut"].contains($0.outputs[0]) || $0.opType == "Constant" }
+        shortcutOnly.graph.initializers = builder.graph.initializers
+        let plainProgram = try shortcutOnly.program(input: [16, 12, 12], output: [32, 6, 6], names: ("r", "shortcut"))
+        let r = try XCTUnwrap(seen["r"]), shortcut = try XCTUnwrap(seen["shortcut"])
+        XCTAssertEqual(shortcut.shape, [32, 32, 6, 6])
+        let plain = try XCTUnwrap(try plainProgram.run(["r": r])["shortcut"])
+        XCTAssertEqual(plain.shape, shortcut.shape)
+        XCTAssertEqual(zip(shortcut.floatValues, plain.floatValues).filter { $0.bitPattern != $1.bitPattern }.count, 0)
+        XCTAssertEqual(try XCTUnwrap(try program.run(["x": x])["logits"]).floatValues.map(\.bitPattern), oneByOne.floatValues.map(\.bitPattern))
+        var live: [String: ONNXValue] = [:]
+        for name in program.liveValues(at: 3) { live[name] = seen[name] ?? x }
+        XCTAssertEqual(try program.run(live, from: 3)["logits"]?.floatValues.map(\.bitPattern), oneByOne.floatValues.map(\.bitPattern))
+        let reference = try builder.program(input: [16, 12, 12], output: [10])
+        reference.usesEngine = false
+        let expected = try XCTUnwrap(try reference.run(["x": x])["logits"]).floatValues
+        for (a, b) in zip(oneByOne.floatValues, expected) { XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b))) }
+    }
+}
+
+/// A graph of engine-sized convolutions and other nodes, with random weights, for tests.
+struct GraphBuilder {
+    var rng: RandomSource
+    var graph = ONNXGraph()
+
+    init(seed: UInt64) { rng = RandomSource(seed: seed) }
+
+    mutating func weight(_ name: String, _ dims: [Int]) {
+        var t = ONNXTensorProto()
+        (t.name, t.dims, t.dataType) = (name, dims.map(Int64.init), 1)
+        let fanIn = Float(dims.dropFirst().reduce(1, *))
+        t.floatData = (0..<dims.reduce(1, *)).map { _ in rng.nextNormal() / fanIn.squareRoot() }
+        graph.initializers.append(t)
+    }
+
+    mutating func constant(_ name: String, _ values: [Int64]) {
+        var t = ONNXTensorProto()
+        (t.name, t.dims, t.dataType, t.int64Data) = (name, [Int64(values.count)], 7, values)
+        graph.initializers.append(t)
+    }
+
+    mutating func conv(_ x: String, _ w: String, _ b: String, _ y: String, kernel: Int, stride: Int = 1) {
+        let pad = Int64(kernel / 2)
+        graph.nodes.append(ONNXNode(name: y, opType: "Conv", inputs: [x, w, b], outputs: [y], attributes: [
+            "kernel_shape": .ints([Int64(kernel), Int64(kernel)]), "pads": .ints([pad, pad, pad, pad]),
+            "strides": .ints([Int64(stride), Int64(stride)])]))
+    }
+
+    mutating func node(_ op: String, _ inputs: [String], _ output: String, _ attributes: [String: ONNXAttribute] = [:]) {
+        graph.nodes.append(ONNXNode(name: output, opType: op, inputs: inputs, outputs: [output], attributes: attributes))
+    }
+
+    /// The graph as a program reading `names.input` (batch free, then `input`) and giving `names.output`.
+    func program(input: [Int], output: [Int], names: (input: String, output: String) = ("x", "logits")) throws -> ONNXProgram {
+        var graph = graph
+        graph.inputs = [ONNXValueInfo(name: names.input, shape: [nil] + input.map { Int64($0) })]
+        graph.outputs = [ONNXValueInfo(name: names.output, shape: [nil] + output.map { Int64($0) })]
+        var model = ONNXModel()
+        (model.graph, model.opsets) = (graph, ["": 17])
+        return try ONNXProgram(model, directory: nil)
     }
 }

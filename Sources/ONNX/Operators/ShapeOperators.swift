@@ -158,9 +158,9 @@ extension ONNXOperators {
         return .floats(shape, out)
     }
 
-    static func pad(_ n: NodeContext) throws -> ONNXValue {
-        let x = try n.input(0)
-        let rank = x.shape.count
+    /// A Pad node's amounts for an input of `rank` axes (all begins, then all ends; negative
+    /// ones crop), its mode and its constant value.
+    static func padding(_ n: NodeContext, rank: Int) throws -> (pads: [Int64], mode: String, value: Float) {
         let mode = try n.string("mode", default: "constant")
         var pads = try n.optionalInput(1).map { try n.ints(of: $0) } ?? n.intList("pads") ?? []
         let value = try n.optionalInput(2).map { try n.scalar($0) } ?? n.float("value", default: 0)
@@ -175,6 +175,13 @@ extension ONNXOperators {
             pads = full
         }
         guard pads.count == 2 * rank, pads.allSatisfy({ abs($0) <= 1 << 20 }) else { throw n.error("pads \(pads) for rank \(rank)") }
+        return (pads, mode, value)
+    }
+
+    static func pad(_ n: NodeContext) throws -> ONNXValue {
+        let x = try n.input(0)
+        let rank = x.shape.count
+        let (pads, mode, value) = try padding(n, rank: rank)
         let shape = (0..<rank).map { x.shape[$0] + Int(pads[$0]) + Int(pads[$0 + rank]) }
         guard shape.allSatisfy({ $0 >= 0 }), checkedShape(shape) != nil else { throw n.error("padded shape \(shape)") }
         if mode != "constant", x.shape.contains(0) { throw n.error("\(mode) padding of an empty tensor") }
@@ -250,31 +257,7 @@ extension ONNXOperators {
     static func slice(_ n: NodeContext) throws -> ONNXValue {
         let x = try n.input(0)
         let rank = x.shape.count
-        let old = n.opset < 10
-        guard let starts = old ? try n.intList("starts") : try n.ints(of: try n.input(1)),
-              let ends = old ? try n.intList("ends") : try n.ints(of: try n.input(2)) else { throw n.error("no starts or ends") }
-        let axes = old ? try n.intList("axes") : try n.optionalInput(3).map { try n.ints(of: $0) }
-        let steps = old ? nil : try n.optionalInput(4).map { try n.ints(of: $0) }
-        let axisList = axes ?? (0..<starts.count).map(Int64.init)
-        guard starts.count == ends.count, axisList.count == starts.count, (steps?.count ?? starts.count) == starts.count else {
-            throw n.error("starts, ends, axes and steps differ in length")
-        }
-        var begin = [Int](repeating: 0, count: rank), step = [Int](repeating: 1, count: rank), count = x.shape
-        for (i, a) in axisList.enumerated() {
-            guard let axis = normalisedAxis(a, rank: rank) else { throw n.error("axis \(a) for rank \(rank)") }
-            let size = Int64(x.shape[axis])
-            let s = steps?[i] ?? 1
-            guard s != 0, abs(s) <= Int64(Int32.max) else { throw n.error("step \(s)") }
-            var lo = starts[i] < 0 ? starts[i] &+ size : starts[i], hi = ends[i] < 0 ? ends[i] &+ size : ends[i]
-            if s > 0 {
-                lo = Swift.min(Swift.max(lo, 0), size); hi = Swift.min(Swift.max(hi, 0), size)
-                count[axis] = hi > lo ? Int((hi - lo + s - 1) / s) : 0
-            } else {
-                lo = Swift.min(Swift.max(lo, -1), size - 1); hi = Swift.min(Swift.max(hi, -1), size - 1)
-                count[axis] = lo > hi ? Int((lo - hi + (-s) - 1) / (-s)) : 0
-            }
-            (begin[axis], step[axis]) = (Int(lo), Int(s))
-        }
+        let (begin, step, count) = try sliceWindow(n, shape: x.shape)
         let inStrides = strides(x.shape), total = count.reduce(1, *)
         guard rank >= 1, total > 0 else { return gatherElements(x, [], shape: count) }
         // Row by row: the outer dimensions' offset once per row, then the last axis in steps.
@@ -289,6 +272,38 @@ extension ONNXOperators {
             while d >= 0 { counter[d] += 1; if counter[d] < count[d] { break }; counter[d] = 0; d -= 1 }
         }
         return gatherElements(x, map, shape: count)
+    }
+
+    /// What a Slice node keeps of an input of `shape`: per axis, the first index, the step and
+    /// how many (starts and ends clamped as ONNX says, negative steps counting down).
+    static func sliceWindow(_ n: NodeContext, shape: [Int]) throws -> (begin: [Int], step: [Int], count: [Int]) {
+        let rank = shape.count
+        let old = n.opset < 10
+        guard let starts = old ? try n.intList("starts") : try n.ints(of: try n.input(1)),
+              let ends = old ? try n.intList("ends") : try n.ints(of: try n.input(2)) else { throw n.error("no starts or ends") }
+        let axes = old ? try n.intList("axes") : try n.optionalInput(3).map { try n.ints(of: $0) }
+        let steps = old ? nil : try n.optionalInput(4).map { try n.ints(of: $0) }
+        let axisList = axes ?? (0..<starts.count).map(Int64.init)
+        guard starts.count == ends.count, axisList.count == starts.count, (steps?.count ?? starts.count) == starts.count else {
+            throw n.error("starts, ends, axes and steps differ in length")
+        }
+        var begin = [Int](repeating: 0, count: rank), step = [Int](repeating: 1, count: rank), count = shape
+        for (i, a) in axisList.enumerated() {
+            guard let axis = normalisedAxis(a, rank: rank) else { throw n.error("axis \(a) for rank \(rank)") }
+            let size = Int64(shape[axis])
+            let s = steps?[i] ?? 1
+            guard s != 0, abs(s) <= Int64(Int32.max) else { throw n.error("step \(s)") }
+            var lo = starts[i] < 0 ? starts[i] &+ size : starts[i], hi = ends[i] < 0 ? ends[i] &+ size : ends[i]
+            if s > 0 {
+                lo = Swift.min(Swift.max(lo, 0), size); hi = Swift.min(Swift.max(hi, 0), size)
+                count[axis] = hi > lo ? Int((hi - lo + s - 1) / s) : 0
+            } else {
+                lo = Swift.min(Swift.max(lo, -1), size - 1); hi = Swift.min(Swift.max(hi, -1), size - 1)
+                count[axis] = lo > hi ? Int((lo - hi + (-s) - 1) / (-s)) : 0
+            }
+            (begin[axis], step[axis]) = (Int(lo), Int(s))
+        }
+        return (begin, step, count)
     }
 
     static func cast(_ n: NodeContext) throws -> ONNXValue {
