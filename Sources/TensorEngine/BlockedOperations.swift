@@ -118,7 +118,7 @@ extension LayoutTensor {
     /// this is not blocked or the new channel count does not fill whole blocks.
     public func channelsPadded(before: Int, after: Int, value: Float) -> LayoutTensor? {
         let b = BlockedLayout.block
-        guard blocked, shape.count == 4, before >= 0, after >= 0, (shape[1] + before + after) % b == 0 else { return nil }
+        guard blocked, shape.count == 4, before >= 0, after >= 0, shape[1] % b == 0, (shape[1] + before + after) % b == 0 else { return nil }
         let (n, c, plane) = (shape[0], shape[1], shape[2] * shape[3])
         let co = c + before + after
         let y = LayoutTensor.uninitializedBlocked([n, co, shape[2], shape[3]])
@@ -126,10 +126,16 @@ extension LayoutTensor {
         Parallel.forEach(n) { i in
             let out = yp + i * co * plane
             out.update(repeating: value, count: co * plane)
-            for ch in 0..<c {
-                let o = ch + before
-                let s = xp + (i * c + ch / b * b) * plane + ch % b, d = out + o / b * b * plane + o % b
-                for p in 0..<plane { d[p * b] = s[p * b] }
+            // An input block's b channels land in at most two output blocks: two runs per position.
+            for cb in 0..<(c / b) {
+                let first = cb * b + before
+                let (ob, lane) = (first / b, first % b)
+                let source = xp + (i * c + cb * b) * plane
+                let head = out + ob * b * plane + lane, tail = out + (ob + 1) * b * plane
+                for p in 0..<plane {
+                    (head + p * b).update(from: source + p * b, count: b - lane)
+                    if lane > 0 { (tail + p * b).update(from: source + p * b + b - lane, count: lane) }
+                }
             }
         }
         return y
