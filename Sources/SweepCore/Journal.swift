@@ -185,16 +185,3 @@ public final class Journal {
         return d
     }
 }
-
-/// A run directory or journal problem, naming the path.
-public struct RunError: Error, CustomStringConvertible, Equatable {
-    public let path: String
-    public let message: String
-
-    public init(path: String, message: String) {
-        self.path = path
-        self.message = message
-    }
-
-    public var description: String { "\(path): \(message)" }
-}
