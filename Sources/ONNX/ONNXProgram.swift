@@ -397,10 +397,12 @@ public final class ONNXProgram {
     }
 
     /// Runs the graph on `inputs` (by name); returns every graph output by name. `observe` sees
-    /// each value as it is made.
-    public func run(_ inputs: [String: ONNXValue], observe: ((String, ONNXValue) -> Void)? = nil) throws -> [String: ONNXValue] {
+    /// each value as it is made, or only those named in `observing` (the others then stay in the
+    /// engine's layout and fused kernels, which is faster and gives the same bits).
+    public func run(_ inputs: [String: ONNXValue], observing: Set<String>? = nil,
+                    observe: ((String, ONNXValue) -> Void)? = nil) throws -> [String: ONNXValue] {
         for name in inputNames where inputs[name] == nil { throw ONNXError.model("no value for graph input '\(name)'") }
-        return try run(inputs, from: 0, observe: observe)
+        return try run(inputs, from: 0, observing: observing, observe: observe)
     }
 
     /// The values made before node `cut` (graph inputs included) that node `cut` and later ones,
@@ -416,17 +418,19 @@ public final class ONNXProgram {
 
     /// Runs nodes `cut` and later on `values` (the `liveValues(at: cut)` of an earlier run of
     /// the same graph up to `cut`): the same outputs as a whole run whose first nodes made them.
-    public func run(_ values: [String: ONNXValue], from cut: Int, observe: ((String, ONNXValue) -> Void)? = nil) throws -> [String: ONNXValue] {
+    public func run(_ values: [String: ONNXValue], from cut: Int, observing: Set<String>? = nil,
+                    observe: ((String, ONNXValue) -> Void)? = nil) throws -> [String: ONNXValue] {
         if observe == nil, batchStatistics == nil, usesEngine, let (end, live) = try imageGroupByImageGroup(values, from: cut) {
             return try runLayerByLayer(live, from: end, until: nil, observe: nil)
         }
-        return try runLayerByLayer(values, from: cut, until: nil, observe: observe)
+        return try runLayerByLayer(values, from: cut, until: nil, observing: observing, observe: observe)
     }
 
     /// Runs nodes `cut` and later on the whole batch, node after node.
     /// With `until`: nodes `cut` to `until` (excluded), returning the values live at `until`.
-    func runLayerByLayer(_ values: [String: ONNXValue], from cut: Int, until: Int?,
+    func runLayerByLayer(_ values: [String: ONNXValue], from cut: Int, until: Int?, observing: Set<String>? = nil,
                          observe: ((String, ONNXValue) -> Void)?) throws -> [String: ONNXValue] {
+        func watched(_ name: String) -> Bool { observe != nil && (observing?.contains(name) ?? true) }
         var values = constants.merging(values) { _, given in given }
         // Activations the engine's kernels made stay in their layout (channel-blocked) while
         // engine kernels and element-wise nodes read them; a value is made plain only for a node
@@ -447,7 +451,8 @@ public final class ONNXProgram {
         var normalised: Set<String> = []  // outputs of engine convolutions that applied their batch norm
         // Convolutions whose residual Add is still to come, by the value the Add reads: run at
         // the Add, adding its other input (made by then whatever the node order), or before any
-        // other node that reads them. Not while values are observed (each is wanted as made).
+        // other node that reads them. Not when the convolution's output is observed (it is wanted
+        // as made), nor the Add's when the kernel would apply the Relu after it.
         var deferred: [String: (kernel: EngineKernel, input: LayoutTensor, residual: Residual)] = [:]
         var reluApplied: Set<Int> = []  // Relu nodes whose Add a kernel did with the ReLU
         func settle(_ name: String) {
@@ -488,8 +493,9 @@ public final class ONNXProgram {
                 made = [(node.outputs[0], x)]  // the kernel before its Add applied it
             } else if let input = passThrough[index], input < node.inputs.count, let x = kept[node.inputs[input]] {
                 made = [(node.outputs[0], x)]
-            } else if let kernel = engine[index], let x = layout(first), kernel.accepts(x.shape), observe == nil,
-                      let residual = residualsAfterConvolutions[index], passThrough[residual.add] == nil, case .dense = kernel {
+            } else if let kernel = engine[index], let x = layout(first), kernel.accepts(x.shape),
+                      let residual = residualsAfterConvolutions[index], passThrough[residual.add] == nil, case .dense = kernel,
+                      !watched(residual.value), residual.relu == nil || !watched(model.graph.nodes[residual.add].outputs[0]) {
                 deferred[residual.value] = (kernel, x, residual)
             } else if let kernel = engine[index], let x = layout(first), kernel.accepts(x.shape) {
                 made = [(node.outputs[0], kernel.forward(x))]
@@ -517,11 +523,11 @@ public final class ONNXProgram {
             }
             for (name, x) in made where !name.isEmpty {
                 if x.blocked { kept[name] = x } else { values[name] = .floats(x.shape, x.storage.array) }
-                if let observe { plain(name); observe(name, values[name]!) }
+                if let observe, watched(name) { plain(name); observe(name, values[name]!) }
             }
             for (name, value) in zip(node.outputs, outputs) where !name.isEmpty {
                 values[name] = value
-                observe?(name, value)
+                if watched(name) { observe?(name, value) }
             }
             // Values no later node reads are let go (a batch's activations would otherwise all
             // stay until the end of the run).

@@ -34,7 +34,7 @@ public final class GraphPrefixEvaluator {
         var counted = Set<String>()  // values already paid for: cuts share them (copy on write)
         baseline = try GraphEvaluation.score(program, on: data, batches: batches) { b, x in
             var seen: [String: ONNXValue] = [program.inputNames[0]: x]
-            let out = try program.run([program.inputNames[0]: x]) { name, value in
+            let out = try program.run([program.inputNames[0]: x], observing: wanted) { name, value in
                 if wanted.contains(name) { seen[name] = value }
             }
             for cut in cuts where full.contains(cut) {

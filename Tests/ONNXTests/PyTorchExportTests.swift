@@ -155,6 +155,23 @@ final class PyTorchExportTests: XCTestCase {
         var kept: [String: ONNXValue] = ["x": x]
         _ = try program.run(["x": x]) { name, value in if program.liveValues(at: 2).contains(name) { kept[name] = value } }
         XCTAssertEqual(try program.run(kept, from: 2)["logits"]?.floatValues.map(\.bitPattern), oneByOne.floatValues.map(\.bitPattern))
+        // Observing only the values live at a cut (as the prefix cache does) leaves the other
+        // nodes fused, and still sees each watched value as made: the convolutions the Add reads
+        // (cut 4) and the Add before its Relu (cut 5) too.
+        var every: [String: ONNXValue] = ["x": x]
+        _ = try program.run(["x": x]) { name, value in every[name] = value }
+        for cut in 1...7 {
+            let names = Set(program.liveValues(at: cut))
+            var watched: [String: ONNXValue] = ["x": x]  // the graph's input is given, not made
+            let logits = try program.run(["x": x], observing: names) { name, value in watched[name] = value }["logits"]
+            XCTAssertEqual(Set(watched.keys).subtracting(["x"]), names.subtracting(["x"]), "cut \(cut)")
+            for name in names {
+                XCTAssertEqual(watched[name]?.floatValues.map(\.bitPattern), every[name]?.floatValues.map(\.bitPattern), "cut \(cut): \(name)")
+            }
+            XCTAssertEqual(logits?.floatValues.map(\.bitPattern), oneByOne.floatValues.map(\.bitPattern), "cut \(cut)")
+            XCTAssertEqual(try program.run(watched, from: cut)["logits"]?.floatValues.map(\.bitPattern),
+                           oneByOne.floatValues.map(\.bitPattern), "cut \(cut)")
+        }
     }
 
     /// An option-A shortcut as PyTorch exports `F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8))`
