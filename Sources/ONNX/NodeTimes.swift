@@ -12,8 +12,8 @@ public final class NodeTimes: @unchecked Sendable {
         public let node: Int
         public let op: String
         public var nanoseconds: UInt64
-        public var shape: [Int]?
-        public var blocked: Bool
+        public let shape: [Int]?
+        public let blocked: Bool
     }
 
     private let lock = NSLock()

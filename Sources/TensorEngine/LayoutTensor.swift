@@ -108,24 +108,13 @@ public enum BlockedLayout {
     }
 
     /// The option-A shortcut on a blocked input: y[:, pad + c] = x[:, c, ::s, ::s], other
-    /// channels zero, with pad = (outChannels - C) / 2.
+    /// channels zero, with pad = (outChannels - C) / 2 (the strided pick, then the zero channels).
     public static func paddedIdentity(_ x: LayoutTensor, outChannels: Int, stride: Int) -> LayoutTensor {
-        let (n, c, h, w, b) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], block)
-        let (ho, wo) = ((h + stride - 1) / stride, (w + stride - 1) / stride)
-        let y = LayoutTensor.uninitializedBlocked([n, outChannels, ho, wo])
+        let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3])
         let pad = (outChannels - c) / 2
-        let (src, dst) = (x.storage.data, y.storage.data)
-        Parallel.forEach(n) { i in
-            let out = dst + i * outChannels * ho * wo
-            out.update(repeating: 0, count: outChannels * ho * wo)
-            for ch in 0..<c {
-                let o = ch + pad
-                let s = src + (i * c + ch / b * b) * h * w + ch % b
-                let d = out + o / b * b * ho * wo + o % b
-                for oy in 0..<ho {
-                    for ox in 0..<wo { d[(oy * wo + ox) * b] = s[(oy * stride * w + ox * stride) * b] }
-                }
-            }
+        let picked = stride == 1 ? x : x.spatialSlice(begin: (0, 0), step: (stride, stride), count: ((h + stride - 1) / stride, (w + stride - 1) / stride))
+        guard let picked, let y = picked.channelsPadded(before: pad, after: outChannels - c - pad, value: 0) else {
+            preconditionFailure("option-A shortcut of \(x.shape) to \(outChannels) channels, stride \(stride), on a blocked layout")
         }
         return y
     }

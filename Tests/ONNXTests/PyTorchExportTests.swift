@@ -120,28 +120,20 @@ final class PyTorchExportTests: XCTestCase {
                              ("ba", [32]), ("bb", [32]), ("bc", [32]), ("bd", [32]), ("fc", [10, 32]), ("fcb", [10])] {
             builder.weight(name, dims)
         }
-        func conv(_ x: String, _ w: String, _ b: String, _ y: String, kernel: Int, stride: Int = 1) {
-            builder.conv(x, w, b, y, kernel: kernel, stride: stride)
-        }
-        var graph: ONNXGraph { get { builder.graph } set { builder.graph = newValue } }
-        var rng: RandomSource { get { builder.rng } set { builder.rng = newValue } }
-        conv("x", "wa", "ba", "a", kernel: 3)
-        graph.nodes.append(ONNXNode(opType: "Relu", inputs: ["a"], outputs: ["ra"]))
-        conv("ra", "wb", "bb", "b", kernel: 3)
-        conv("x", "wc", "bc", "c", kernel: 1)  // the projection, after the conv it is added to
-        graph.nodes.append(ONNXNode(opType: "Add", inputs: ["b", "c"], outputs: ["sum"]))
-        graph.nodes.append(ONNXNode(opType: "Relu", inputs: ["sum"], outputs: ["block"]))
-        conv("block", "wd", "bd", "d", kernel: 3, stride: 2)
-        graph.nodes.append(ONNXNode(opType: "Relu", inputs: ["d"], outputs: ["rd"]))
-        graph.nodes.append(ONNXNode(opType: "GlobalAveragePool", inputs: ["rd"], outputs: ["pool"]))
-        graph.nodes.append(ONNXNode(opType: "Flatten", inputs: ["pool"], outputs: ["flat"]))
-        graph.nodes.append(ONNXNode(opType: "Gemm", inputs: ["flat", "fc", "fcb"], outputs: ["logits"], attributes: ["transB": .int(1)]))
-        graph.inputs = [ONNXValueInfo(name: "x", shape: [nil, 16, 12, 12])]
-        graph.outputs = [ONNXValueInfo(name: "logits", shape: [nil, 10])]
-        var model = ONNXModel()
-        (model.graph, model.opsets) = (graph, ["": 17])
-        let program = try ONNXProgram(model, directory: nil)
-        let x = ONNXValue.floats([64, 16, 12, 12], (0..<(64 * 16 * 144)).map { _ in rng.nextNormal() })
+        builder.conv("x", "wa", "ba", "a", kernel: 3)
+        builder.node("Relu", ["a"], "ra")
+        builder.conv("ra", "wb", "bb", "b", kernel: 3)
+        builder.conv("x", "wc", "bc", "c", kernel: 1)  // the projection, after the conv it is added to
+        builder.node("Add", ["b", "c"], "sum")
+        builder.node("Relu", ["sum"], "block")
+        builder.conv("block", "wd", "bd", "d", kernel: 3, stride: 2)
+        builder.node("Relu", ["d"], "rd")
+        builder.node("GlobalAveragePool", ["rd"], "pool")
+        builder.node("Flatten", ["pool"], "flat")
+        builder.node("Gemm", ["flat", "fc", "fcb"], "logits", ["transB": .int(1)])
+        let program = try builder.program(input: [16, 12, 12], output: [10])
+        let graph = builder.graph
+        let x = ONNXValue.floats([64, 16, 12, 12], (0..<(64 * 16 * 144)).map { _ in builder.rng.nextNormal() })
         let norms = ONNXProgram.batchNormsAfterConvolutions(graph, constants: program.constants, outputs: ["logits"])
         XCTAssertEqual(ONNXProgram.residualsAfterConvolutions(graph, outputs: ["logits"], norms: norms).mapValues(\.relu), [2: 5, 3: 5])
         let (end, live) = try XCTUnwrap(try program.imageGroupByImageGroup(["x": x], from: 0))
@@ -152,14 +144,13 @@ final class PyTorchExportTests: XCTestCase {
         XCTAssertEqual(depthFirst.shape, [64, 10])
         XCTAssertEqual(depthFirst.floatValues.map(\.bitPattern), oneByOne.floatValues.map(\.bitPattern))
         // A run from a cut inside the block (the values live there, from a node-by-node run).
-        var kept: [String: ONNXValue] = ["x": x]
-        _ = try program.run(["x": x]) { name, value in if program.liveValues(at: 2).contains(name) { kept[name] = value } }
+        var every: [String: ONNXValue] = ["x": x]
+        _ = try program.run(["x": x]) { name, value in every[name] = value }
+        let kept = every.filter { program.liveValues(at: 2).contains($0.key) }
         XCTAssertEqual(try program.run(kept, from: 2)["logits"]?.floatValues.map(\.bitPattern), oneByOne.floatValues.map(\.bitPattern))
         // Observing only the values live at a cut (as the prefix cache does) leaves the other
         // nodes fused, and still sees each watched value as made: the convolutions the Add reads
         // (cut 4) and the Add before its Relu (cut 5) too.
-        var every: [String: ONNXValue] = ["x": x]
-        _ = try program.run(["x": x]) { name, value in every[name] = value }
         for cut in 1...7 {
             let names = Set(program.liveValues(at: cut))
             var watched: [String: ONNXValue] = ["x": x]  // the graph's input is given, not made
