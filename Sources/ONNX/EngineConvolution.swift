@@ -126,9 +126,10 @@ final class EngineConvolution {
         let conv = Conv2d(ws[1], ws[0], kernelSize: ws[2], stride: Int(strides[0]), padding: Int(pads[0]), bias: true, rng: &rng)
         conv.weight.value.assign(Tensor(shape: ws, values: w))
         conv.bias!.value.assign(Tensor(shape: [ws[0]], values: bias ?? [Float](repeating: 0, count: ws[0])))
-        // Channels that do not fill the engine's blocks take oneDNN's plain-layout path, slower
-        // than the reference im2col for 1x1 kernels (measured on the MobileNetV2 test export).
-        fused = FusedConvolution(conv, batchNorm: nil, relu: relu, relu6: relu6)
+        // Channels that do not fill the engine's blocks are padded to whole blocks (24 to 32 in
+        // blocks of 16); fewer than a block take oneDNN's plain-layout path, slower than the
+        // reference im2col for 1x1 kernels (measured on the MobileNetV2 test export).
+        fused = FusedConvolution(conv, batchNorm: nil, relu: relu, relu6: relu6, padsChannels: true)
         if fused == nil, ws[2] == 1 { return nil }
         plain = fused == nil ? conv : nil
         (inChannels, kernelSize, padding) = (ws[1], ws[2], Int(pads[0]))

@@ -34,6 +34,8 @@ public final class BlockedDepthwise {
 
     /// clamp(depthwise(x) + bias), blocked; `x` is blocked first when it is plain.
     public func forward(_ x: LayoutTensor) -> LayoutTensor {
+        precondition(x.shape.count == 4 && x.shape[1] == channels && x.storage.count == x.shape.reduce(1, *),
+                     "a depthwise convolution of \(channels) channels given \(x.shape)")
         let source = x.blocked ? x : LayoutTensor.blocked(from: x.storage)
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (oh, ow) = outputSize(h, w)

@@ -7,8 +7,10 @@ import CWinograd
 
 extension LayoutTensor {
     /// min(max(x, low), high) of every value, in a new activation of the same layout
-    /// (element-wise operations do not care how channels are ordered).
+    /// (element-wise operations do not care how channels are ordered). A padded activation whose
+    /// zero channels the clamp would move is made plain first.
     public func clamped(_ low: Float, _ high: Float) -> LayoutTensor {
+        if padded, !(low <= 0 && 0 <= high) { return LayoutTensor(plain: plain).clamped(low, high) }
         let y = Tensor.uninitialized(storage.shape)
         let (x, out) = (storage.data, y.data)
         for i in 0..<storage.count { out[i] = min(max(x[i], low), high) }
@@ -23,7 +25,8 @@ extension LayoutTensor {
 
     /// The element-wise sum of two activations of the same shape and layout.
     public func adding(_ other: LayoutTensor) -> LayoutTensor {
-        precondition(other.shape == shape && other.blocked == blocked, "adding \(other.shape) to \(shape)")
+        precondition(other.shape == shape && other.blocked == blocked && other.storage.shape == storage.shape,
+                     "adding \(other.shape) to \(shape)")
         let y = Tensor.uninitialized(storage.shape)
         let (a, b, out) = (storage.data, other.storage.data, y.data)
         for i in 0..<storage.count { out[i] = a[i] + b[i] }
@@ -42,7 +45,7 @@ extension LayoutTensor {
     /// first `pads` (top, left) outside the image, `output` (height, width); nil when this is not
     /// a blocked activation the vector kernels take.
     public func maxPooled(kernel: [Int], strides: [Int], pads: [Int], output: [Int]) -> LayoutTensor? {
-        guard blocked, shape.count == 4, kernel.count == 2, strides.count == 2, pads.count == 2, output.count == 2 else { return nil }
+        guard blocked, !padded, shape.count == 4, kernel.count == 2, strides.count == 2, pads.count == 2, output.count == 2 else { return nil }
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
         let y = LayoutTensor.uninitializedBlocked([n, c, output[0], output[1]])
         let (inSize, outSize) = (c * h * w, c * output[0] * output[1])
@@ -68,6 +71,7 @@ extension LayoutTensor {
     /// the same bits.
     public func spatialMeans() -> Tensor {
         precondition(shape.count == 4, "spatial means of \(shape)")
+        if padded { return LayoutTensor(plain: plain).spatialMeans() }
         let (n, c, pixels) = (shape[0], shape[1], shape[2] * shape[3])
         let y = Tensor.uninitialized([n, c])
         let (x, out) = (storage.data, y.data)
@@ -94,7 +98,7 @@ extension LayoutTensor {
     /// channel of a blocked activation: a Slice along height and width (an option-A shortcut's
     /// `x[:, :, ::2, ::2]`), blocked; nil when this is not blocked or a position falls outside.
     public func spatialSlice(begin: (Int, Int), step: (Int, Int), count: (Int, Int)) -> LayoutTensor? {
-        guard blocked, shape.count == 4, count.0 > 0, count.1 > 0, step.0 != 0, step.1 != 0 else { return nil }
+        guard blocked, !padded, shape.count == 4, count.0 > 0, count.1 > 0, step.0 != 0, step.1 != 0 else { return nil }
         let (n, c, h, w, b) = (shape[0], shape[1], shape[2], shape[3], BlockedLayout.block)
         let lastRow = begin.0 + (count.0 - 1) * step.0, lastColumn = begin.1 + (count.1 - 1) * step.1
         guard (0..<h).contains(begin.0), (0..<h).contains(lastRow), (0..<w).contains(begin.1), (0..<w).contains(lastColumn) else { return nil }
@@ -118,7 +122,7 @@ extension LayoutTensor {
     /// this is not blocked or the new channel count does not fill whole blocks.
     public func channelsPadded(before: Int, after: Int, value: Float) -> LayoutTensor? {
         let b = BlockedLayout.block
-        guard blocked, shape.count == 4, before >= 0, after >= 0, shape[1] % b == 0, (shape[1] + before + after) % b == 0 else { return nil }
+        guard blocked, !padded, shape.count == 4, before >= 0, after >= 0, shape[1] % b == 0, (shape[1] + before + after) % b == 0 else { return nil }
         let (n, c, plane) = (shape[0], shape[1], shape[2] * shape[3])
         let co = c + before + after
         let y = LayoutTensor.uninitializedBlocked([n, co, shape[2], shape[3]])

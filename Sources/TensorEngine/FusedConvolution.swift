@@ -27,10 +27,15 @@ public final class FusedConvolution {
     /// layer on several threads at once (`InferencePlan.run`).
     private let lock = NSLock()
 
+    /// Channels that do not fill whole blocks are kept blocked with a zero-padded last block
+    /// (`BlockedLayout.pads`), in and out: an imported graph's.
+    public let padsChannels: Bool
+
     /// Nil when evaluation cannot keep this layer's output blocked (the reference kernel is
-    /// selected, or its channels do not fill whole blocks).
-    public init?(_ conv: Conv2d, batchNorm: BatchNorm?, relu: Bool, relu6: Bool = false) {
-        guard BlockedLayout.holds(channels: conv.outChannels) else { return nil }
+    /// selected, or its channels do not fill whole blocks and `padsChannels` is false).
+    public init?(_ conv: Conv2d, batchNorm: BatchNorm?, relu: Bool, relu6: Bool = false, padsChannels: Bool = false) {
+        guard BlockedLayout.holds(channels: conv.outChannels) || padsChannels && BlockedLayout.pads(channels: conv.outChannels) else { return nil }
+        self.padsChannels = padsChannels
         (inChannels, outChannels, kernelSize, stride, padding) =
             (conv.inChannels, conv.outChannels, conv.kernelSize, conv.stride, conv.padding)
         (self.relu, self.relu6) = (relu || relu6, relu6)
@@ -60,10 +65,16 @@ public final class FusedConvolution {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let outShape = [n, outChannels, outputSize(h), outputSize(w)]
         let y = LayoutTensor.uninitializedBlocked(outShape)
-        if let skip { precondition(skip.blocked && skip.shape == outShape, "residual \(skip.shape) for an output of \(outShape)") }
+        if let skip {
+            precondition(skip.blocked && skip.shape == outShape && skip.storage.shape == y.storage.shape,
+                         "residual \(skip.shape) for an output of \(outShape)")
+        }
+        precondition(x.shape.count == 4 && x.shape[1] == inChannels, "a convolution of \(inChannels) channels given \(x.shape)")
         // A plain input of whole blocks is blocked first: oneDNN's plain-input kernels are for
-        // the few channels of an image.
-        let source = !x.blocked && BlockedLayout.holds(channels: inChannels) ? LayoutTensor.blocked(from: x.plain) : x
+        // the few channels of an image. A padded blocked input is read as such only by a layer
+        // that pads (the primitive is made for it).
+        let blocks = BlockedLayout.holds(channels: inChannels) || padsChannels && BlockedLayout.pads(channels: inChannels)
+        let source = x.blocked && !blocks ? LayoutTensor(plain: x.plain) : !x.blocked && blocks ? LayoutTensor.blocked(from: x.plain) : x
         let groups = evaluationGroups(n)
         if source.blocked, winograd, let u = lock.withLock({ winogradWeights }) {
             Winograd.forward(groups: groups, inChannels: inChannels, outChannels: outChannels, height: h, width: w,
@@ -83,7 +94,7 @@ public final class FusedConvolution {
             plans[size] = plan
         }
         let (xp, yp, sp) = (source.storage.data, y.storage.data, skip?.storage.data)
-        let (inSize, outSize) = (inChannels * h * w, y.storage.count / max(n, 1))
+        let (inSize, outSize) = (source.storage.count / max(n, 1), y.storage.count / max(n, 1))
         bias.withUnsafeBufferPointer { b in
             let bp = b.baseAddress!
             Parallel.forEach(groups.count) { g in

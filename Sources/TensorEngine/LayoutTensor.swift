@@ -3,12 +3,20 @@ import CDNNL
 /// An activation on the evaluation path: plain NCHW, or channel-blocked the way oneDNN's fast
 /// kernels read and write it (n, c / B, h, w, c % B, with B = `BlockedLayout.block`, 16 with
 /// AVX-512 and 8 with AVX2), so that consecutive convolutions never convert layouts. A blocked
-/// activation's channels are a multiple of B, so it holds exactly as many values as the plain one.
+/// activation whose channels do not fill whole blocks (24 of a MobileNetV2 stage, in blocks of
+/// 16) is stored with its last block padded by zero channels, as oneDNN lays such tensors out;
+/// `storage` then holds more values than the plain one, and the kernels that read it either know
+/// the padding or refuse it.
 public struct LayoutTensor: @unchecked Sendable {
+    /// The values in the layout: (N, C, H, W) plain, or (N, C rounded up to whole blocks, H, W)
+    /// blocked.
     public let storage: Tensor
     /// The logical shape: (N, C, H, W), or (N, F) for a plain flat one.
     public let shape: [Int]
     public let blocked: Bool
+
+    /// Whether this is blocked with zero channels after the real ones.
+    public var padded: Bool { blocked && storage.shape[1] != shape[1] }
 
     public init(plain: Tensor) {
         storage = plain
@@ -22,9 +30,10 @@ public struct LayoutTensor: @unchecked Sendable {
         blocked = true
     }
 
-    /// A blocked activation of `shape` whose values the caller writes.
+    /// A blocked activation of `shape` whose values the caller writes (a padded one's zero
+    /// channels included).
     static func uninitializedBlocked(_ shape: [Int]) -> LayoutTensor {
-        LayoutTensor(blocked: Tensor.uninitialized(shape), shape: shape)
+        LayoutTensor(blocked: Tensor.uninitialized(BlockedLayout.storageShape(shape)), shape: shape)
     }
 
     public var bytes: Int { storage.count * MemoryLayout<Float>.stride }
@@ -32,9 +41,9 @@ public struct LayoutTensor: @unchecked Sendable {
     /// A copy of images `range` (images are contiguous in either layout).
     public func images(_ range: Range<Int>) -> LayoutTensor {
         let perImage = storage.count / max(shape[0], 1)
-        let part = Tensor.uninitialized([range.count] + shape.dropFirst())
+        let part = Tensor.uninitialized([range.count] + storage.shape.dropFirst())
         part.data.update(from: storage.data + range.lowerBound * perImage, count: range.count * perImage)
-        return blocked ? LayoutTensor(blocked: part, shape: part.shape) : LayoutTensor(plain: part)
+        return blocked ? LayoutTensor(blocked: part, shape: [range.count] + shape.dropFirst()) : LayoutTensor(plain: part)
     }
 
     /// An activation of `images` images shaped and laid out like `part` (one image group of
@@ -46,8 +55,9 @@ public struct LayoutTensor: @unchecked Sendable {
 
     /// Copies `part` into this activation's images from `first` on.
     public func write(_ part: LayoutTensor, at first: Int) {
-        precondition(part.blocked == blocked && Array(part.shape.dropFirst()) == Array(shape.dropFirst()),
-                     "an image group of \(part.shape) written into \(shape)")
+        precondition(part.blocked == blocked && Array(part.shape.dropFirst()) == Array(shape.dropFirst())
+                     && Array(part.storage.shape.dropFirst()) == Array(storage.shape.dropFirst()) && first >= 0
+                     && first + part.shape[0] <= shape[0], "an image group of \(part.shape) written into \(shape) at \(first)")
         let perImage = storage.count / max(shape[0], 1)
         (storage.data + first * perImage).update(from: part.storage.data, count: part.storage.count)
     }
@@ -60,7 +70,8 @@ public struct LayoutTensor: @unchecked Sendable {
         return y
     }
 
-    /// The same values blocked, for channel counts the blocked kernels take.
+    /// The same values blocked, for channel counts the blocked kernels take (whole blocks, or
+    /// padded ones: `BlockedLayout.pads`).
     public static func blocked(from x: Tensor) -> LayoutTensor {
         let y = uninitializedBlocked(x.shape)
         BlockedLayout.reorder(x.shape, plain: x.data, blocked: y.storage.data, toBlocked: true)
@@ -76,21 +87,32 @@ public struct LayoutTensor: @unchecked Sendable {
 }
 
 extension BlockedLayout {
-    /// Copies between the NCHW and blocked orders of an (N, C, H, W) activation, image by image.
+    /// Copies between the NCHW and blocked orders of an (N, C, H, W) activation (`shape`, the
+    /// logical one), image by image; the blocked side's padding channels are written as zeros.
     static func reorder(_ shape: [Int], plain: UnsafeMutablePointer<Float>, blocked: UnsafeMutablePointer<Float>,
                         toBlocked: Bool) {
         let (n, c, plane, b) = (shape[0], shape[1], shape[2] * shape[3], BlockedLayout.block)
+        let stored = storageShape(shape)[1]
         Parallel.forEach(n) { i in
-            for cb in 0..<(c / b) {
-                let chunk = blocked + (i * c + cb * b) * plane
+            for cb in 0..<(stored / b) {
+                let chunk = blocked + (i * stored + cb * b) * plane
+                let real = min(b, c - cb * b)  // channels of this block that exist
                 for p in 0..<plane {
-                    for j in 0..<b {
+                    for j in 0..<real {
                         let at = (i * c + cb * b + j) * plane + p
                         if toBlocked { chunk[p * b + j] = plain[at] } else { plain[at] = chunk[p * b + j] }
                     }
+                    if toBlocked { for j in real..<b { chunk[p * b + j] = 0 } }
                 }
             }
         }
+    }
+
+    /// The storage shape of a blocked activation of logical `shape`: channels rounded up to
+    /// whole blocks.
+    static func storageShape(_ shape: [Int]) -> [Int] {
+        guard shape.count == 4, block > 0 else { return shape }
+        return [shape[0], (shape[1] + block - 1) / block * block, shape[2], shape[3]]
     }
 }
 
@@ -105,6 +127,14 @@ public enum BlockedLayout {
     /// selected kernel and the channels fill whole blocks.
     public static func holds(channels: Int) -> Bool {
         ConvolutionKernel.current == .oneDNN && block > 0 && channels % block == 0
+    }
+
+    /// Whether an imported graph's convolutions may keep activations of `channels` channels
+    /// blocked with a zero-padded last block: more than one block's worth that does not fill
+    /// whole blocks (24 channels in blocks of 16 cost a third more work, and run several times
+    /// faster than on the plain path; 8 in blocks of 16 would double it).
+    public static func pads(channels: Int) -> Bool {
+        ConvolutionKernel.current == .oneDNN && block > 0 && channels > block && channels % block != 0
     }
 
     /// The option-A shortcut on a blocked input: y[:, pad + c] = x[:, c, ::s, ::s], other
@@ -135,6 +165,7 @@ public enum BlockedLayout {
     public static func globalAveragePool(_ x: LayoutTensor) -> Tensor {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let b = block
+        precondition(c % b == 0, "a global average of \(x.shape) in blocks of \(b)")
         let y = Tensor.uninitialized([n, c])
         let (src, dst, plane) = (x.storage.data, y.data, h * w)
         let scale = 1 / Float(plane)
@@ -160,6 +191,8 @@ public enum BlockedLayout {
 public struct CompactActivation: @unchecked Sendable {
     public let shape: [Int]
     public let blocked: Bool
+    /// The layout's shape (a padded blocked activation's channels rounded up).
+    private let storageShape: [Int]
     /// Bit j of word k: value 64k + j is stored (its bits are not all zero).
     private let present: [UInt64]
     private let values: [Float]
@@ -167,6 +200,7 @@ public struct CompactActivation: @unchecked Sendable {
     public init(_ x: LayoutTensor) {
         shape = x.shape
         blocked = x.blocked
+        storageShape = x.storage.shape
         let source = x.storage.data
         let present = CompactActivation.presence(x)
         var values = [Float](repeating: 0, count: present.reduce(0) { $0 + $1.nonzeroBitCount })
@@ -187,7 +221,7 @@ public struct CompactActivation: @unchecked Sendable {
 
     /// The activation, as it was.
     public var expanded: LayoutTensor {
-        let y = Tensor(shape: shape)   // zero-filled; the stored values go on top
+        let y = Tensor(shape: storageShape)   // zero-filled; the stored values go on top
         values.withUnsafeBufferPointer { stored in
             CompactActivation.forEachStored(present) { index, v in y.data[index] = stored[v] }
         }

@@ -165,6 +165,61 @@ final class PyTorchExportTests: XCTestCase {
         }
     }
 
+    /// A MobileNetV2-style stage of 20 channels (neither whole blocks of 16 nor of 8): the
+    /// expansion, a depthwise conv, the projection with its residual Add and a ReLU6 keep the
+    /// engine's blocked layout with a zero-padded last block, within rounding of the reference
+    /// kernels; depth first, node by node and from every cut give the same bits.
+    func testChannelsThatDoNotFillBlocksRunBlockedPadded() throws {
+        try XCTSkipIf(BlockedLayout.block == 0, "oneDNN has no blocked kernels on this CPU")
+        Parallel.configure(threads: 2)
+        var builder = GraphBuilder(seed: 13)
+        for (name, dims) in [("wa", [20, 16, 3, 3]), ("ba", [20]), ("we", [48, 20, 1, 1]), ("be", [48]), ("wd", [48, 1, 3, 3]),
+                             ("bd", [48]), ("wp", [20, 48, 1, 1]), ("bp", [20]), ("fc", [10, 20]), ("fcb", [10])] {
+            builder.weight(name, dims)
+        }
+        builder.scalar("six", 6)
+        builder.scalar("zero", 0)
+        builder.conv("x", "wa", "ba", "a", kernel: 3)
+        builder.node("Clip", ["a", "zero", "six"], "ra")
+        builder.conv("ra", "we", "be", "e", kernel: 1)
+        builder.node("Clip", ["e", "zero", "six"], "re")
+        builder.conv("re", "wd", "bd", "d", kernel: 3)
+        builder.graph.nodes[builder.graph.nodes.count - 1].attributes["group"] = .int(48)
+        builder.node("Clip", ["d", "zero", "six"], "rd")
+        builder.conv("rd", "wp", "bp", "p", kernel: 1)
+        builder.node("Add", ["p", "ra"], "sum")
+        builder.node("GlobalAveragePool", ["sum"], "pool")
+        builder.node("Flatten", ["pool"], "flat")
+        builder.node("Gemm", ["flat", "fc", "fcb"], "logits", ["transB": .int(1)])
+        let program = try builder.program(input: [16, 9, 9], output: [10])
+        let x = ONNXValue.floats([24, 16, 9, 9], (0..<(24 * 16 * 81)).map { _ in builder.rng.nextNormal() })
+        let times = NodeTimes()
+        NodeTimes.shared = times
+        var every: [String: ONNXValue] = ["x": x]
+        let oneByOne = try XCTUnwrap(try program.run(["x": x]) { name, value in every[name] = value }["logits"])
+        NodeTimes.shared = nil
+        let blocked = Dictionary(times.nodes.map { (builder.graph.nodes[$0.node].outputs[0], $0.blocked) }) { a, _ in a }
+        for name in ["a", "e", "d", "sum"] { XCTAssertEqual(blocked[name], true, "\(name) stays blocked") }
+        XCTAssertEqual(every["sum"]?.shape, [24, 20, 9, 9])
+        let depthFirst = try XCTUnwrap(try program.run(["x": x])["logits"])
+        XCTAssertEqual(depthFirst.floatValues.map(\.bitPattern), oneByOne.floatValues.map(\.bitPattern))
+        for cut in 1..<(builder.graph.nodes.count - 1) {
+            let kept = every.filter { program.liveValues(at: cut).contains($0.key) }
+            XCTAssertEqual(try program.run(kept, from: cut)["logits"]?.floatValues.map(\.bitPattern),
+                           oneByOne.floatValues.map(\.bitPattern), "cut \(cut)")
+        }
+        let reference = try builder.program(input: [16, 9, 9], output: [10])
+        reference.usesEngine = false
+        var plainValues: [String: ONNXValue] = [:]
+        let expected = try XCTUnwrap(try reference.run(["x": x]) { name, value in plainValues[name] = value }["logits"]).floatValues
+        for (a, b) in zip(oneByOne.floatValues, expected) { XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b))) }
+        for name in ["ra", "re", "rd", "sum"] {
+            let (ours, theirs) = (try XCTUnwrap(every[name]).floatValues, try XCTUnwrap(plainValues[name]).floatValues)
+            XCTAssertEqual(ours.count, theirs.count, name)
+            XCTAssertLessThan(zip(ours, theirs).map { abs($0 - $1) }.max() ?? 1, 1e-4, name)
+        }
+    }
+
     /// An option-A shortcut as PyTorch exports `F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8))`
     /// (two strided Slices and a channel Pad) beside a strided conv, added and averaged: the
     /// Slices and the Pad run on the engine's blocked layout and give exactly the values of
@@ -226,6 +281,12 @@ struct GraphBuilder {
         (t.name, t.dims, t.dataType) = (name, dims.map(Int64.init), 1)
         let fanIn = Float(dims.dropFirst().reduce(1, *))
         t.floatData = (0..<dims.reduce(1, *)).map { _ in rng.nextNormal() / fanIn.squareRoot() }
+        graph.initializers.append(t)
+    }
+
+    mutating func scalar(_ name: String, _ value: Float) {
+        var t = ONNXTensorProto()
+        (t.name, t.dims, t.dataType, t.floatData) = (name, [], 1, [value])
         graph.initializers.append(t)
     }
 

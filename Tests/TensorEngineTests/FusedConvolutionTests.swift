@@ -48,31 +48,115 @@ final class FusedConvolutionTests: XCTestCase {
                 let input = BlockedLayout.holds(channels: s.c) ? LayoutTensor.blocked(from: x) : LayoutTensor(plain: x)
                 let y = fused.forward(input, adding: skipPlain.map(LayoutTensor.blocked(from:))).plain
                 XCTAssertEqual(y.shape, [s.n, s.k, ho, wo])
-                let (scale, shift) = FusedConvolution.fold(bn, channels: s.k)
-                let terms = s.c * s.kernel * s.kernel
-                for b in 0..<s.n { for o in 0..<s.k { for oy in 0..<ho { for ox in 0..<wo {
-                    var exact = 0.0, magnitude = 0.0
-                    for ci in 0..<s.c { for ki in 0..<s.kernel { for kj in 0..<s.kernel {
-                        let iy = oy * s.stride - s.pad + ki, ix = ox * s.stride - s.pad + kj
-                        guard iy >= 0, iy < s.size, ix >= 0, ix < s.size else { continue }
-                        let term = Double(x.data[((b * s.c + ci) * s.size + iy) * s.size + ix])
-                            * Double(conv.weight.value.data[((o * s.c + ci) * s.kernel + ki) * s.kernel + kj]) * Double(scale[o])
-                        exact += term
-                        magnitude += abs(term)
-                    } } }
-                    let at = ((b * s.k + o) * ho + oy) * wo + ox
-                    exact += Double(shift[o]) + Double(skipPlain?.data[at] ?? 0)
-                    magnitude += abs(Double(shift[o])) + abs(Double(skipPlain?.data[at] ?? 0))
-                    if relu { exact = max(exact, 0) }
-                    let error = abs(Double(y.data[at]) - exact), allowed = Self.bound(terms: terms, magnitude: magnitude)
-                    worst = max(worst, error / allowed)
-                    if error > allowed {
-                        return XCTFail("\(s) relu \(relu) residual \(residual) at \(at): \(y.data[at]) vs \(exact), bound \(allowed)")
-                    }
-                } } } }
+                let error = try Self.errorAgainstExact(y, conv: conv, bn: bn, x: x, skip: skipPlain, relu: relu, what: "\(s) relu \(relu) residual \(residual)")
+                worst = max(worst, error)
             }
         }
         print("fused convolution: worst error \(String(format: "%.3f", worst)) of the stated bound")
+    }
+
+    /// The largest error of the fused output `y` against exact arithmetic, as a fraction of the
+    /// stated bound; throws naming the first value beyond it.
+    static func errorAgainstExact(_ y: Tensor, conv: Conv2d, bn: BatchNorm?, x: Tensor, skip: Tensor?, relu: Bool, what: String) throws -> Double {
+        let (n, c, k, size, kernel) = (x.shape[0], conv.inChannels, conv.outChannels, x.shape[2], conv.kernelSize)
+        let (stride, pad) = (conv.stride, conv.padding)
+        let (ho, wo) = (conv.outputSize(size), conv.outputSize(size))
+        XCTAssertEqual(y.shape, [n, k, ho, wo])
+        let (scale, shift) = FusedConvolution.fold(bn, channels: k)
+        let terms = c * kernel * kernel
+        var worst = 0.0
+        for b in 0..<n { for o in 0..<k { for oy in 0..<ho { for ox in 0..<wo {
+            var exact = 0.0, magnitude = 0.0
+            for ci in 0..<c { for ki in 0..<kernel { for kj in 0..<kernel {
+                let iy = oy * stride - pad + ki, ix = ox * stride - pad + kj
+                guard iy >= 0, iy < size, ix >= 0, ix < size else { continue }
+                let term = Double(x.data[((b * c + ci) * size + iy) * size + ix])
+                    * Double(conv.weight.value.data[((o * c + ci) * kernel + ki) * kernel + kj]) * Double(scale[o])
+                exact += term
+                magnitude += abs(term)
+            } } }
+            let at = ((b * k + o) * ho + oy) * wo + ox
+            exact += Double(shift[o]) + Double(skip?.data[at] ?? 0)
+            magnitude += abs(Double(shift[o])) + abs(Double(skip?.data[at] ?? 0))
+            if relu { exact = max(exact, 0) }
+            let error = abs(Double(y.data[at]) - exact), allowed = bound(terms: terms, magnitude: magnitude)
+            worst = max(worst, error / allowed)
+            if error > allowed { throw BoundExceeded(description: "\(what) at \(at): \(y.data[at]) vs \(exact), bound \(allowed)") }
+        } } } }
+        return worst
+    }
+
+    struct BoundExceeded: Error, CustomStringConvertible { let description: String }
+
+    /// Channels that do not fill whole blocks (20: neither 16s nor 8s) stay blocked with a
+    /// zero-padded last block when the layer pads: in, out, with a residual sum, after a ReLU6;
+    /// the padding stays zero, the values keep the bound, and the layout's helpers (round trip,
+    /// image groups, compaction, spatial means, a clamp that would move the zeros) read it right.
+    func testChannelsThatDoNotFillBlocksArePaddedWithZeros() throws {
+        try XCTSkipIf(BlockedLayout.block == 0, "oneDNN has no blocked kernels on this CPU")
+        Winograd.enabled = false
+        let b = BlockedLayout.block
+        XCTAssertTrue(BlockedLayout.pads(channels: 20))
+        XCTAssertFalse(BlockedLayout.pads(channels: 2 * b))
+        XCTAssertFalse(BlockedLayout.pads(channels: b / 2), "less than a block stays plain")
+        var rng = RandomSource(seed: 53)
+        let shapes: [(n: Int, c: Int, k: Int, size: Int, kernel: Int, stride: Int, pad: Int)] = [
+            (8, 20, 20, 7, 3, 1, 1), (8, 2 * b, 20, 7, 1, 1, 0), (5, 20, 40, 9, 1, 1, 0), (3, 20, 2 * b, 9, 3, 2, 1), (37, 20, 20, 5, 3, 1, 1)]
+        for (index, s) in shapes.enumerated() {
+            let conv = Conv2d(s.c, s.k, kernelSize: s.kernel, stride: s.stride, padding: s.pad, rng: &rng)
+            let bn = skewedBatchNorm(s.k, seed: UInt64(index))
+            XCTAssertEqual(FusedConvolution(conv, batchNorm: bn, relu: true) == nil, s.k % b != 0, "without padsChannels")
+            let x = randomTensor([s.n, s.c, s.size, s.size], seed: UInt64(200 + index))
+            let input = LayoutTensor.blocked(from: x)
+            XCTAssertEqual(input.padded, s.c % b != 0)
+            XCTAssertEqual(input.plain.array, x.array, "round trip")
+            Self.assertPaddingIsZero(input, "the blocked input of \(s)")
+            let (ho, wo) = (conv.outputSize(s.size), conv.outputSize(s.size))
+            for (relu, relu6, residual) in [(true, false, false), (false, false, true), (true, true, false), (true, false, true)] {
+                let fused = try XCTUnwrap(FusedConvolution(conv, batchNorm: bn, relu: relu, relu6: relu6, padsChannels: true))
+                let skipPlain = residual ? randomTensor([s.n, s.k, ho, wo], seed: 8) : nil
+                for given in [input, LayoutTensor(plain: x)] {
+                    let y = fused.forward(given, adding: skipPlain.map(LayoutTensor.blocked(from:)))
+                    XCTAssertTrue(y.blocked)
+                    XCTAssertEqual(y.padded, s.k % b != 0)
+                    Self.assertPaddingIsZero(y, "\(s)")
+                    var plain = y.plain
+                    if relu6 {  // the bound is for the ReLU: clip the exact side's comparison too
+                        let unclipped = try XCTUnwrap(FusedConvolution(conv, batchNorm: bn, relu: true, padsChannels: true)).forward(given).plain
+                        XCTAssertEqual(plain.array, unclipped.array.map { min($0, 6) })
+                        plain = unclipped
+                    }
+                    _ = try Self.errorAgainstExact(plain, conv: conv, bn: bn, x: x, skip: skipPlain, relu: relu, what: "\(s) padded")
+                }
+            }
+            // The layout's helpers on a padded activation.
+            guard input.padded else { continue }
+            let groups = LayoutTensor.uninitialized(images: s.n, like: input.images(0..<1))
+            for i in 0..<s.n { groups.write(input.images(i..<(i + 1)), at: i) }
+            XCTAssertEqual(groups.storage.array.map(\.bitPattern), input.storage.array.map(\.bitPattern))
+            let again = CompactActivation(input).expanded
+            XCTAssertEqual(again.storage.array.map(\.bitPattern), input.storage.array.map(\.bitPattern))
+            XCTAssertEqual(again.plain.array, x.array)
+            XCTAssertEqual(input.spatialMeans().array, LayoutTensor(plain: x).spatialMeans().array)
+            let shifted = input.clamped(0.5, 6)
+            XCTAssertFalse(shifted.blocked, "a clamp that moves zero leaves the padded layout")
+            XCTAssertEqual(shifted.plain.array, x.array.map { min(max($0, 0.5), 6) })
+            XCTAssertEqual(input.clamped(0, 6).plain.array, x.array.map { min(max($0, 0), 6) })
+            XCTAssertNil(input.spatialSlice(begin: (0, 0), step: (2, 2), count: (2, 2)))
+            XCTAssertNil(input.channelsPadded(before: 2, after: 2, value: 0))
+        }
+    }
+
+    /// Every padding channel of a blocked activation holds +0.
+    static func assertPaddingIsZero(_ y: LayoutTensor, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        let (n, c, plane, b) = (y.shape[0], y.shape[1], y.shape[2] * y.shape[3], BlockedLayout.block)
+        let stored = y.storage.shape[1]
+        var bad = 0
+        for i in 0..<n { for channel in c..<stored { for p in 0..<plane {
+            let at = (i * stored + channel / b * b) * plane + p * b + channel % b
+            if y.storage.data[at].bitPattern != 0 { bad += 1 }
+        } } }
+        XCTAssertEqual(bad, 0, "\(what): padding values that are not +0", file: file, line: line)
     }
 
     /// The fused convolution on oneDNN's direct kernels gives the same bits with 1, 2 or 5 threads.
