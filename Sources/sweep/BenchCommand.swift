@@ -85,7 +85,7 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    /// The slowest nodes of a graph's timed runs, then the time per operator.
+    /// The slowest nodes of a graph's timed runs, then the time per output map size and per operator.
     private func printNodeTimes(_ times: NodeTimes, runs: Int) {
         let nodes = times.nodes
         let total = max(nodes.reduce(0) { $0 + $1.nanoseconds }, 1)
@@ -97,6 +97,12 @@ struct BenchCommand: ParsableCommand {
             let shape = entry.shape.map { "\($0)" } ?? "(done by another node)"
             emit("  \(String(entry.node).padding(toLength: 5, withPad: " ", startingAt: 0)) \(entry.op.padding(toLength: 20, withPad: " ", startingAt: 0)) "
                  + "\(share(entry.nanoseconds))  \(entry.blocked ? "blocked" : "plain  ") \(shape)")
+        }
+        emit("per output map size (height x width):")
+        let bySize = Dictionary(grouping: nodes.filter { $0.shape?.count == 4 }) { "\($0.shape![2])x\($0.shape![3])" }
+            .mapValues { $0.reduce(0) { $0 + $1.nanoseconds } }
+        for (size, ns) in bySize.sorted(by: { $0.value > $1.value }) {
+            emit("  \(size.padding(toLength: 26, withPad: " ", startingAt: 0)) \(share(ns))")
         }
         emit("per operator:")
         let byOp = Dictionary(grouping: nodes, by: \.op).mapValues { $0.reduce(0) { $0 + $1.nanoseconds } }
