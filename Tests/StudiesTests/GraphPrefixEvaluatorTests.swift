@@ -36,26 +36,32 @@ final class GraphPrefixEvaluatorTests: XCTestCase {
         }
     }
 
-    /// Cuts share values (a block's input is live at both of its convolutions): the budget pays
-    /// for each value once, so a budget of exactly the distinct values keeps every cut.
-    func testTheBudgetCountsAValueSharedByCutsOnce() throws {
+    /// A budget for part of the cuts keeps the ones `CachePlan` chooses, within the budget; a
+    /// masked run whose own cut is not kept starts at the deepest kept cut before it and still
+    /// gives the bits of a whole run. With room for all, every cut is kept.
+    func testCutsThatDoNotFitResumeFromAnEarlierKeptCut() throws {
         Parallel.configure(threads: 2)
         let exports = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("ONNXTests/Fixtures/exports")
         let test = try DatasetCatalog.load("fashion-mnist", dataDirectory: exports.appendingPathComponent("data").path).test.prefix(80)
         let program = try ONNXProgram(contentsOf: exports.appendingPathComponent("resnet18.onnx"))
-        let cuts = Set(program.units.compactMap { $0.nodes.min() }).filter { $0 > 0 }
-        let distinct = cuts.reduce(into: Set<String>()) { $0.formUnion(program.liveValues(at: $1)) }
-        var perBatch = 0
-        let x = ONNXValue.floats([40] + test.shape, Array(test.images.prefix(40 * test.imageSize)))
-        _ = try program.run([program.inputNames[0]: x]) { name, value in
-            if distinct.contains(name) { perBatch += value.count * 4 }
+        let cuts = Set(program.units.compactMap { $0.nodes.min() }).filter { $0 > 0 }.sorted()
+        let all = try GraphPrefixEvaluator(program, data: test, batchSize: 40, budgetBytes: 1 << 30)
+        XCTAssertEqual(all.cachedCuts, cuts)
+        let part = try GraphPrefixEvaluator(program, data: test, batchSize: 40, budgetBytes: all.bytes / 3)
+        XCTAssertLessThanOrEqual(part.bytes, all.bytes / 3)
+        XCTAssertFalse(part.cachedCuts.isEmpty)
+        XCTAssertLessThan(part.cachedCuts.count, cuts.count)
+        var resumedEarlier = 0
+        for unit in program.units {
+            let cut = unit.nodes.min()!
+            if !part.cachedCuts.contains(cut), part.cachedCuts.contains(where: { $0 < cut }) { resumedEarlier += 1 }
+            let masked = try program.masked(unit.kind == .branch ? .zeroBranch : .zeroKernel, unit: unit.name)
+            let expected = try GraphEvaluation.run(masked, on: test, batchSize: 40)
+            let got = try part.evaluate(masked, cut: cut)
+            XCTAssertEqual(got.loss.bitPattern, expected.loss.bitPattern, unit.name)
+            XCTAssertEqual(got.hits, expected.hits, unit.name)
         }
-        let shared = cuts.reduce(0) { $0 + program.liveValues(at: $1).count } - distinct.count
-        XCTAssertGreaterThan(shared, 0, "a residual graph's cuts share values")
-        let exact = try GraphPrefixEvaluator(program, data: test, batchSize: 40, budgetBytes: 2 * perBatch)
-        XCTAssertEqual(exact.bytes, 2 * perBatch, "every cut kept, each value paid once")
-        let short = try GraphPrefixEvaluator(program, data: test, batchSize: 40, budgetBytes: 2 * perBatch - 4)
-        XCTAssertLessThan(short.bytes, 2 * perBatch)
+        XCTAssertGreaterThan(resumedEarlier, 0, "some masks start at an earlier kept cut")
     }
 }
