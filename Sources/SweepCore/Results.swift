@@ -250,9 +250,18 @@ enum UnitOrder {
 }
 
 extension ResultRow: Equatable {
-    /// Rows are equal when they write the same JSON (the study's payload included).
+    /// Rows are equal when every field is (the study's payload included); a NaN equals a NaN,
+    /// as both write the same JSON.
     public static func == (a: ResultRow, b: ResultRow) -> Bool {
-        let e = Journal.encoder
-        return (try? e.encode(RowJSON(a))) == (try? e.encode(RowJSON(b)))
+        func same(_ x: Double?, _ y: Double?) -> Bool { x == y || (x?.isNaN == true && y?.isNaN == true) }
+        let payloads = a.payload.map { p in b.payload.map { p.isEqual(to: $0) } ?? false } ?? (b.payload == nil)
+        return a.key == b.key && a.study == b.study && a.kind == b.kind && a.dataset == b.dataset && a.source == b.source
+            && a.model == b.model && a.seed == b.seed && a.layer == b.layer && a.unitIndex == b.unitIndex && a.mask == b.mask
+            && a.status == b.status && same(a.testAccuracy, b.testAccuracy) && same(a.testLoss, b.testLoss)
+            && same(a.baselineAccuracy, b.baselineAccuracy) && same(a.deltaAccuracy, b.deltaAccuracy) && a.paramsMasked == b.paramsMasked
+            && same(a.deltaLow, b.deltaLow) && same(a.deltaHigh, b.deltaHigh) && same(a.mcnemarP, b.mcnemarP)
+            && a.imagesWorse == b.imagesWorse && a.imagesBetter == b.imagesBetter && a.testImages == b.testImages
+            && a.error == b.error && a.checkpoint == b.checkpoint && a.cached == b.cached && same(a.seconds, b.seconds)
+            && a.rank == b.rank && a.host == b.host && payloads
     }
 }

@@ -1,8 +1,32 @@
 import Foundation
-import SweepCore
+@testable import SweepCore
 import XCTest
 
 final class JournalResultsTests: XCTestCase {
+    /// Row equality compares every stored field: a change to any one of them (the list has one
+    /// per field, checked against the type's own fields) makes rows differ; NaNs equal NaNs.
+    func testRowsDifferWhenAnyFieldDiffers() {
+        var row = ResultRow(key: "d/m/seed0/u/zeroKernel", study: .zeroing, kind: .mask, dataset: "d", model: "m", seed: 0, layer: "u",
+                            mask: "zeroKernel", status: .ok, testAccuracy: 0.5, testLoss: .nan, baselineAccuracy: 0.6, deltaAccuracy: -0.1,
+                            paramsMasked: 9, seconds: 1, rank: 0, host: "h")
+        (row.imagesWorse, row.imagesBetter, row.testImages, row.deltaLow, row.deltaHigh, row.mcnemarP) = (3, 1, 10, -0.2, 0, 0.5)
+        let changes: [(inout ResultRow) -> Void] = [
+            { $0.key += "x" }, { $0.study = .sensitivity }, { $0.kind = .baseline }, { $0.dataset += "x" }, { $0.source = "s" },
+            { $0.model += "x" }, { $0.seed += 1 }, { $0.layer += "x" }, { $0.unitIndex = 4 }, { $0.mask += "x" }, { $0.status = .failed },
+            { $0.testAccuracy = 0.7 }, { $0.testLoss = 1 }, { $0.baselineAccuracy = nil }, { $0.deltaAccuracy = 0 }, { $0.paramsMasked = 8 },
+            { $0.deltaLow = -0.3 }, { $0.deltaHigh = 0.1 }, { $0.mcnemarP = 0.4 }, { $0.imagesWorse = 4 }, { $0.imagesBetter = 2 },
+            { $0.testImages = 11 }, { $0.error = "e" }, { $0.checkpoint = "c" }, { $0.cached = "h2" }, { $0.seconds = 2 }, { $0.rank = 1 },
+            { $0.host += "x" }, { $0.payload = ReuseRow(rmse: 0.5, parameters: 3) },
+        ]
+        XCTAssertEqual(changes.count, Mirror(reflecting: row).children.count, "one change per stored field")
+        XCTAssertEqual(row, row)
+        for (i, change) in changes.enumerated() {
+            var other = row
+            change(&other)
+            XCTAssertNotEqual(row, other, "change \(i)")
+        }
+    }
+
     var dir: URL!
 
     override func setUpWithError() throws {
