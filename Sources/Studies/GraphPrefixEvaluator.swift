@@ -7,7 +7,7 @@ import TensorEngine
 /// changes nothing before the unit's first node (its cut), so a masked run can start there, or
 /// at any earlier cut, from the values the unmasked run had live at that point. The unmasked run
 /// is made once and keeps, per batch, the live values of the cuts that save the most
-/// recomputation within `budgetBytes` (`CachePlan`, as for built-in networks: sizes from the
+/// recomputation within `budgetBytes` (`CachePlan.frugal`, as for built-in networks: sizes from the
 /// first batch, costs from each node's multiply-adds), compacted (`CompactActivation`). A masked
 /// run starts at the deepest kept cut at or before its own, or at the input. Results are the
 /// same bits as whole runs: the same operations on the same values.
@@ -90,7 +90,7 @@ public final class GraphPrefixEvaluator {
                 let sizes = starts.map { start in
                     start == 0 ? 0 : Double(live[start]!.reduce(0) { $0 + (compact[$1]?.bytes ?? 0) }) * scale
                 }
-                kept = CachePlan.choose(sizes: sizes, seconds: seconds, demand: demand, budget: Double(budgetBytes)).map { starts[$0] }.sorted()
+                kept = CachePlan.frugal(sizes: sizes, seconds: seconds, demand: demand, budget: Double(budgetBytes)).map { starts[$0] }.sorted()
                 watched = kept.reduce(into: Set<String>()) { $0.formUnion(live[$1]!) }
                 for name in watched { stored[name] = [compact[name]!] }
                 bytes = stored.values.reduce(0) { $0 + $1[0].bytes }

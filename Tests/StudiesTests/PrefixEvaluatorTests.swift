@@ -106,5 +106,22 @@ final class PrefixEvaluatorTests: XCTestCase {
         XCTAssertTrue(chosen.isSuperset(of: [8, 9, 11]), "\(chosen.sorted())")
         let deepestFirst: Set = [11, 10, 9, 8]   // the old rule: deepest inputs while they fit
         XCTAssertLessThan(time(chosen, seconds, demand), 0.8 * time(deepestFirst, seconds, demand))
+        // The frugal plan: the same time within 1% of all the work, in less memory where the
+        // last bytes buy almost nothing (a deep input whose stretch is nearly free).
+        XCTAssertEqual(CachePlan.prefixTime(chosen, seconds: seconds, demand: demand), time(chosen, seconds, demand))
+        for (budget, slack) in [(512.0, 0.01), (2000, 0.01), (2000, 0.1)] {
+            let best = CachePlan.choose(sizes: sizes, seconds: seconds, demand: demand, budget: budget)
+            let frugal = CachePlan.frugal(sizes: sizes, seconds: seconds, demand: demand, budget: budget, slack: slack)
+            let whole = demand.reduce(0, +) * seconds.reduce(0, +)
+            XCTAssertLessThanOrEqual(time(frugal, seconds, demand), time(best, seconds, demand) + slack * whole + 1e-9)
+            XCTAssertLessThanOrEqual(frugal.reduce(0) { $0 + sizes[$1] }, best.reduce(0) { $0 + sizes[$1] })
+        }
+        let cheap: [Double] = [0.1] + [Double](repeating: 1, count: 9) + [0.01, 0.001]
+        var tail = cheap
+        tail[10] = 0.0001  // the last block's output before a nearly free pool: keeping it saves ~nothing
+        let wasteful = CachePlan.choose(sizes: [31, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 900], seconds: tail, demand: demand, budget: 1000)
+        let spare = CachePlan.frugal(sizes: [31, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 900], seconds: tail, demand: demand, budget: 1000)
+        XCTAssertTrue(wasteful.contains(11))
+        XCTAssertFalse(spare.contains(11), "900 bytes that save 0.0001 s of \(tail.reduce(0, +) * demand.reduce(0, +)) are not spent")
     }
 }
