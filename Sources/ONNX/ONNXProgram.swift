@@ -126,7 +126,11 @@ public final class ONNXProgram {
     }
 
     public init(_ model: ONNXModel, external: ONNXTensorProto.ExternalData?) throws {
-        self.model = model
+        // The initializers' values live on decoded in `constants`; the model keeps their names
+        // and shapes only, and lets go of the file's bytes its `raw_data` ranges point into.
+        var described = model
+        described.graph.initializers = model.graph.initializers.map(\.withoutValues)
+        self.model = described
         opset = model.opsets[""] ?? 1
         let graph = model.graph
         var constants: [String: ONNXValue] = [:]

@@ -19,6 +19,13 @@ public struct ONNXTensorProto {
 
     public init() {}
 
+    /// The tensor's name, type and shape without its values (nor the bytes they point into).
+    var withoutValues: ONNXTensorProto {
+        var t = self
+        (t.raw, t.floatData, t.int64Data, t.int32Data, t.doubleData) = (nil, [], [], [], [])
+        return t
+    }
+
     init(_ reader: WireReader) throws {
         var r = reader
         while let (number, wire) = try r.field() {

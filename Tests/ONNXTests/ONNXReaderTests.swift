@@ -49,6 +49,12 @@ final class ONNXReaderTests: XCTestCase {
             XCTAssertEqual(y.floatValues[5], 8.5)  // 0 + 2 − 8 + 12 − 8 + 10 + 0.5
             // (0, 3) meets x[0,2], x[1,2] at taps (1,0), (2,0): −2·2 − 1·6 + 0.5 < 0, and the ReLU clips it.
             XCTAssertEqual(y.floatValues[3], 0)
+            // The weights live on in `constants` only: the model keeps no copy of their bytes.
+            XCTAssertFalse(program.model.graph.initializers.isEmpty)
+            for t in program.model.graph.initializers {
+                XCTAssertTrue(t.raw == nil && t.floatData.isEmpty && t.int64Data.isEmpty, t.name)
+                XCTAssertNotNil(program.constants[t.name], t.name)
+            }
         }
     }
 
