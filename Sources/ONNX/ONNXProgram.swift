@@ -483,7 +483,7 @@ public final class ONNXProgram {
             var sum: LayoutTensor?  // the Add done by its deferred convolution
             if let d = fusedAdd {
                 if let other = node.inputs.first(where: { $0 != d.residual.value }), let skip = layout(other),
-                   skip.shape.count == 4, skip.blocked || BlockedLayout.holds(channels: skip.shape[1]) || BlockedLayout.pads(channels: skip.shape[1]),
+                   skip.shape.count == 4, skip.blocked || BlockedLayout.keeps(channels: skip.shape[1], padding: true),
                    let y = d.kernel.forward(d.input, adding: skip.blocked ? skip : LayoutTensor.blocked(from: skip.plain),
                                             relu: d.residual.relu != nil) {
                     deferred[d.residual.value] = nil
@@ -605,8 +605,7 @@ public final class ONNXProgram {
             guard kept[a] != nil || kept[b] != nil else { return nil }
             func blocked(_ name: String) -> LayoutTensor? {
                 if let x = kept[name] { return x }
-                guard case let .floats(shape, v)? = values[name], shape.count == 4,
-                      BlockedLayout.holds(channels: shape[1]) || BlockedLayout.pads(channels: shape[1]) else { return nil }
+                guard case let .floats(shape, v)? = values[name], shape.count == 4, BlockedLayout.keeps(channels: shape[1], padding: true) else { return nil }
                 return LayoutTensor.blocked(from: Tensor(shape: shape, values: v))
             }
             guard let x = blocked(a), let y = blocked(b), x.shape == y.shape, x.storage.shape == y.storage.shape else { return nil }

@@ -16,7 +16,8 @@ public final class GraphPrefixEvaluator {
     let batchSize: Int
     private let batches: [ArraySlice<Int>]
     private let inputName: String
-    /// Kept cuts, ascending, and the values live at each cut.
+    /// Kept cuts, ascending, and the values live at each cut (the graph's input among them when
+    /// a later node reads it; it is never stored).
     private let keptCuts: [Int]
     private let live: [Int: [String]]
     /// Kept values by name, one per batch.
@@ -41,7 +42,7 @@ public final class GraphPrefixEvaluator {
 
         var value: ONNXValue {
             switch self {
-            case let .compact(c): let x = c.expanded.plain; return .floats(x.shape, x.array)
+            case let .compact(c): return .floats(c.shape, c.storedValues)  // stored plain: storage is the shape
             case let .raw(v): return v
             }
         }
@@ -64,7 +65,7 @@ public final class GraphPrefixEvaluator {
         let cutOf = program.units.compactMap { $0.nodes.min() }
         let cuts = Set(cutOf).filter { $0 > 0 }.sorted()
         var live: [Int: [String]] = [:]
-        for cut in cuts { live[cut] = program.liveValues(at: cut).filter { $0 != inputName } }
+        for cut in cuts { live[cut] = program.liveValues(at: cut) }
         self.live = live
         // Costs of the stretches between cuts, for choosing which to keep: multiply-adds, plus
         // one per node so that stretches without weights are not free.
@@ -75,7 +76,9 @@ public final class GraphPrefixEvaluator {
             (starts[i]..<(i + 1 < starts.count ? starts[i + 1] : nodeCount)).reduce(0.0) { $0 + (work[$1] ?? 0) + 1 }
         }
         let demand = starts.map { start in Double(cutOf.filter { $0 == start }.count) }
-        var watched = budgetBytes > 0 && !cuts.isEmpty ? live.values.reduce(into: Set<String>()) { $0.formUnion($1) } : []
+        // The values a set of cuts needs stored: all they read but the graph's input.
+        func values(of cuts: [Int]) -> Set<String> { cuts.reduce(into: Set<String>()) { $0.formUnion(live[$1]!) }.subtracting([inputName]) }
+        var watched = budgetBytes > 0 ? values(of: cuts) : []
         var (kept, stored, bytes) = ([Int](), [String: [KeptValue]](), 0)
         baseline = try GraphEvaluation.score(program, on: data, batches: batches) { b, x in
             var seen: [String: ONNXValue] = [:]
@@ -91,7 +94,7 @@ public final class GraphPrefixEvaluator {
                     start == 0 ? 0 : Double(live[start]!.reduce(0) { $0 + (compact[$1]?.bytes ?? 0) }) * scale
                 }
                 kept = CachePlan.frugal(sizes: sizes, seconds: seconds, demand: demand, budget: Double(budgetBytes)).map { starts[$0] }.sorted()
-                watched = kept.reduce(into: Set<String>()) { $0.formUnion(live[$1]!) }
+                watched = values(of: kept)
                 for name in watched { stored[name] = [compact[name]!] }
                 bytes = stored.values.reduce(0) { $0 + $1[0].bytes }
             } else if b > 0, !watched.isEmpty {
@@ -100,7 +103,7 @@ public final class GraphPrefixEvaluator {
                 // Batches that compact less well than the first one: the deepest kept cut goes,
                 // with every batch of its values, until the rest fits.
                 while bytes > budgetBytes, let dropped = kept.popLast() {
-                    let needed = kept.reduce(into: Set<String>()) { $0.formUnion(live[$1]!) }
+                    let needed = values(of: kept)
                     for name in live[dropped]! where !needed.contains(name) {
                         bytes -= stored.removeValue(forKey: name)?.reduce(0) { $0 + $1.bytes } ?? 0
                     }
@@ -119,12 +122,10 @@ public final class GraphPrefixEvaluator {
     /// from the kept values at the deepest kept cut at or before `cut`, or from the input.
     public func evaluate(_ masked: ONNXProgram, cut: Int) throws -> Evaluation {
         let from = keptCuts.last { $0 <= cut }
-        let readsInput = from.map { masked.liveValues(at: $0).contains(inputName) } ?? true
         return try GraphEvaluation.score(masked, on: data, batches: batches) { b, x in
             guard let from else { return try masked.run([inputName: x]) }
             var values: [String: ONNXValue] = [:]
-            for name in live[from]! { values[name] = stored[name]![b].value }
-            if readsInput { values[inputName] = x }
+            for name in live[from]! { values[name] = name == inputName ? x : stored[name]![b].value }
             return try masked.run(values, from: from)
         }
     }

@@ -34,7 +34,7 @@ public final class FusedConvolution {
     /// Nil when evaluation cannot keep this layer's output blocked (the reference kernel is
     /// selected, or its channels do not fill whole blocks and `padsChannels` is false).
     public init?(_ conv: Conv2d, batchNorm: BatchNorm?, relu: Bool, relu6: Bool = false, padsChannels: Bool = false) {
-        guard BlockedLayout.holds(channels: conv.outChannels) || padsChannels && BlockedLayout.pads(channels: conv.outChannels) else { return nil }
+        guard BlockedLayout.keeps(channels: conv.outChannels, padding: padsChannels) else { return nil }
         self.padsChannels = padsChannels
         (inChannels, outChannels, kernelSize, stride, padding) =
             (conv.inChannels, conv.outChannels, conv.kernelSize, conv.stride, conv.padding)
@@ -73,8 +73,8 @@ public final class FusedConvolution {
         // A plain input of whole blocks is blocked first: oneDNN's plain-input kernels are for
         // the few channels of an image. A padded blocked input is read as such only by a layer
         // that pads (the primitive is made for it).
-        let blocks = BlockedLayout.holds(channels: inChannels) || padsChannels && BlockedLayout.pads(channels: inChannels)
-        let source = x.blocked && !blocks ? LayoutTensor(plain: x.plain) : !x.blocked && blocks ? LayoutTensor.blocked(from: x.plain) : x
+        let blocks = BlockedLayout.keeps(channels: inChannels, padding: padsChannels)
+        let source = x.blocked == blocks ? x : blocks ? LayoutTensor.blocked(from: x.plain) : LayoutTensor(plain: x.plain)
         let groups = evaluationGroups(n)
         if source.blocked, winograd, let u = lock.withLock({ winogradWeights }) {
             Winograd.forward(groups: groups, inChannels: inChannels, outChannels: outChannels, height: h, width: w,

@@ -137,6 +137,12 @@ public enum BlockedLayout {
         ConvolutionKernel.current == .oneDNN && block > 0 && channels > block && channels % block != 0
     }
 
+    /// Whether activations of `channels` channels are kept blocked: whole blocks, or (`padding`)
+    /// a zero-padded last block.
+    public static func keeps(channels: Int, padding: Bool) -> Bool {
+        holds(channels: channels) || padding && pads(channels: channels)
+    }
+
     /// The option-A shortcut on a blocked input: y[:, pad + c] = x[:, c, ::s, ::s], other
     /// channels zero, with pad = (outChannels - C) / 2 (the strided pick, then the zero channels).
     public static func paddedIdentity(_ x: LayoutTensor, outChannels: Int, stride: Int) -> LayoutTensor {
@@ -218,6 +224,15 @@ public struct CompactActivation: @unchecked Sendable {
 
     /// Bytes held.
     public var bytes: Int { present.count * 8 + values.count * MemoryLayout<Float>.stride }
+
+    /// The storage's values in order (`expanded.storage.array`, without the tensor between).
+    public var storedValues: [Float] {
+        var y = [Float](repeating: 0, count: storageShape.reduce(1, *))
+        y.withUnsafeMutableBufferPointer { out in
+            values.withUnsafeBufferPointer { stored in CompactActivation.forEachStored(present) { index, v in out[index] = stored[v] } }
+        }
+        return y
+    }
 
     /// The activation, as it was.
     public var expanded: LayoutTensor {

@@ -136,6 +136,7 @@ final class FusedConvolutionTests: XCTestCase {
             XCTAssertEqual(groups.storage.array.map(\.bitPattern), input.storage.array.map(\.bitPattern))
             let again = CompactActivation(input).expanded
             XCTAssertEqual(again.storage.array.map(\.bitPattern), input.storage.array.map(\.bitPattern))
+            XCTAssertEqual(CompactActivation(input).storedValues.map(\.bitPattern), input.storage.array.map(\.bitPattern))
             XCTAssertEqual(again.plain.array, x.array)
             XCTAssertEqual(input.spatialMeans().array, LayoutTensor(plain: x).spatialMeans().array)
             let shifted = input.clamped(0.5, 6)
@@ -204,6 +205,7 @@ final class FusedConvolutionTests: XCTestCase {
         XCTAssertFalse(back.blocked)
         XCTAssertEqual(back.shape, x.shape)
         XCTAssertEqual(back.storage.array.map(\.bitPattern), x.array.map(\.bitPattern))
+        XCTAssertEqual(compact.storedValues.map(\.bitPattern), x.array.map(\.bitPattern))
         XCTAssertLessThan(compact.bytes, x.count * 4 / 2, "a third of the values stored, plus a bit each")
         if BlockedLayout.block > 0 {
             let blocked = LayoutTensor.blocked(from: BlockedLayout.relu(LayoutTensor.blocked(from: randomTensor([2, BlockedLayout.block, 6, 6], seed: 12))).plain)
