@@ -3,7 +3,11 @@
 #define LAYERSWEEP_ALLOCATOR_H
 
 /// Keeps large freed blocks in the heap instead of returning them to the system, so the
-/// megabyte-sized activations of every batch reuse memory whose pages are already mapped.
+/// megabyte-sized activations of every batch reuse memory whose pages are already mapped, in
+/// at most two heaps.
 void layersweep_keep_freed_memory(void);
+
+/// Hands the pages of every arena's free blocks back to the system (malloc_trim).
+void layersweep_return_freed_memory(void);
 
 #endif
