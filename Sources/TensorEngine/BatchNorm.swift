@@ -64,7 +64,7 @@ public final class BatchNorm: Layer {
         let n = x.shape[0]
         let spatial = x.shape.dropFirst(2).reduce(1, *)
         let y = Tensor.uninitialized(like: x)
-        let (xp, yp, g, b) = (x.data, y.data, gamma.value.data, beta.value.data)
+        let (xp, yp) = (x.data, y.data)
         let blocked = x.blocked
         // Per-channel y = x·scale + offset, applied after the statistics when blocked.
         let scaleOffset = UnsafeMutablePointer<Float>.allocate(capacity: 2 * channels)
@@ -74,90 +74,20 @@ public final class BatchNorm: Layer {
         if training && spatial == 1 {
             forwardFlat(xp, yp, images: n, mean: &mean, invStd: &invStd)
         } else if training {
-            let shard = GangShard.current
-            let batch = shard?.batchCount ?? n
-            let m = batch * spatial
-            precondition(m > 1, "BatchNorm in training mode needs more than one value per channel")
-            let (rm, rv) = (runningMean.data, runningVar.data)
-            let weight: Float = momentum ?? 1 / Float(batchesTracked + 1)
-            // Per image and channel: the mean and the sum of squared deviations, each image's
-            // moments shifted by its own first value. Images are combined in batch order
-            // (Chan et al.'s pairwise update), after a gang has gathered every member's images.
-            GangShard.perImage(shard, images: n, values: channels * 2, fill: { lp in
-                if blocked { BlockedBatchNorm.moments(xp, images: n, channels: channels, spatial: spatial, into: lp); return }
-                Parallel.forEach(channels) { c in
-                    for i in 0..<n {
-                        let row = xp + (i * channels + c) * spatial
-                        let (s, q) = VectorMath.shiftedMoments(row, spatial, shift: row[0])
-                        let (sd, count) = (Double(s), Double(spatial))
-                        lp[(i * channels + c) * 2] = Double(row[0]) + sd / count
-                        lp[(i * channels + c) * 2 + 1] = max(Double(q) - sd * sd / count, 0)
-                    }
-                }
-            }) { ap in
-                mean.withUnsafeMutableBufferPointer { meanBuffer in
-                    invStd.withUnsafeMutableBufferPointer { invBuffer in
-                        let (meanp, invp) = (meanBuffer.baseAddress!, invBuffer.baseAddress!)
-                        Parallel.forEach(channels) { c in
-                            var mu = 0.0, squares = 0.0, seen = 0.0
-                            let count = Double(spatial)
-                            for i in 0..<batch {
-                                let (imageMean, imageSquares) = (ap[(i * channels + c) * 2], ap[(i * channels + c) * 2 + 1])
-                                let delta = imageMean - mu
-                                let total = seen + count
-                                mu += delta * count / total
-                                squares += imageSquares + delta * delta * seen * count / total
-                                seen = total
-                            }
-                            let varianceD = squares / Double(m)
-                            let mean = Float(mu)
-                            let istd = 1 / (Float(varianceD) + epsilon).squareRoot()
-                            meanp[c] = mean
-                            invp[c] = istd
-                            let scale = g[c] * istd
-                            let offset = b[c] - mean * scale
-                            (scaleOffset[c], scaleOffset[channels + c]) = (scale, offset)
-                            for i in 0..<n where !blocked {
-                                let off = (i * channels + c) * spatial
-                                let (row, yrow) = (xp + off, yp + off)
-                                for j in 0..<spatial { yrow[j] = row[j] * scale + offset }
-                            }
-                            let unbiased = Float(squares / Double(m - 1))
-                            rm[c] = (1 - weight) * rm[c] + weight * mean
-                            rv[c] = (1 - weight) * rv[c] + weight * unbiased
-                        }
-                    }
-                }
-            }
-            batchesTracked += 1
-            if blocked {
-                BlockedBatchNorm.affine(xp, yp, images: n, channels: channels, spatial: spatial,
-                                        scale: scaleOffset, shift: scaleOffset + channels, adding: sp, relu: relu)
-            }
-        } else if blocked {
+            normalizeWithBatchStatistics(xp, yp, images: n, spatial: spatial, blocked: blocked,
+                                         scaleOffset: scaleOffset, mean: &mean, invStd: &invStd)
+        } else {
             let affine = inferenceAffine
             (mean, invStd) = (runningMean.array, affine.invStd)
             scaleOffset.update(from: affine.scale, count: channels)
             (scaleOffset + channels).update(from: affine.shift, count: channels)
+            if !blocked { applyAffine(xp, yp, images: n, spatial: spatial, scale: scaleOffset, shift: scaleOffset + channels) }
+        }
+        if blocked && !(training && spatial == 1) {
             BlockedBatchNorm.affine(xp, yp, images: n, channels: channels, spatial: spatial,
                                     scale: scaleOffset, shift: scaleOffset + channels, adding: sp, relu: relu)
-        } else {
-            let affine = inferenceAffine
-            (mean, invStd) = (runningMean.array, affine.invStd)
-            affine.scale.withUnsafeBufferPointer { scale in
-                affine.shift.withUnsafeBufferPointer { shift in
-                    let (sp, tp) = (scale.baseAddress!, shift.baseAddress!)
-                    Parallel.forEach(channels) { c in
-                        for i in 0..<n {
-                            let off = (i * channels + c) * spatial
-                            let (row, yrow) = (xp + off, yp + off)
-                            for j in 0..<spatial { yrow[j] = row[j] * sp[c] + tp[c] }
-                        }
-                    }
-                }
-            }
-        }
-        if !(blocked && spatial > 1) && (sp != nil || relu) {
+        } else if sp != nil || relu {
+            // The plain layouts' join: one more pass over the output.
             let chunks = elementChunks(y.count)
             Parallel.forEach(chunks.count) { r in
                 for i in chunks[r] {
@@ -169,6 +99,85 @@ public final class BatchNorm: Layer {
         cache = (x, mean, invStd, training)
         rectifiedOutput = relu ? y : nil
         return y
+    }
+
+    /// Training on maps: the batch's mean and variance per channel, folded into the running
+    /// statistics, and each channel's scale and offset into `scaleOffset` (applied here to a
+    /// plain tensor; a blocked one is left to the caller's blocked pass).
+    private func normalizeWithBatchStatistics(_ xp: UnsafeMutablePointer<Float>, _ yp: UnsafeMutablePointer<Float>,
+                                              images n: Int, spatial: Int, blocked: Bool, scaleOffset: UnsafeMutablePointer<Float>,
+                                              mean: inout [Float], invStd: inout [Float]) {
+        let channels = channels, epsilon = epsilon
+        let (g, b) = (gamma.value.data, beta.value.data)
+        let shard = GangShard.current
+        let batch = shard?.batchCount ?? n
+        let m = batch * spatial
+        precondition(m > 1, "BatchNorm in training mode needs more than one value per channel")
+        let (rm, rv) = (runningMean.data, runningVar.data)
+        let weight: Float = momentum ?? 1 / Float(batchesTracked + 1)
+        // Per image and channel: the mean and the sum of squared deviations, each image's
+        // moments shifted by its own first value. Images are combined in batch order
+        // (Chan et al.'s pairwise update), after a gang has gathered every member's images.
+        GangShard.perImage(shard, images: n, values: channels * 2, fill: { lp in
+            if blocked { BlockedBatchNorm.moments(xp, images: n, channels: channels, spatial: spatial, into: lp); return }
+            Parallel.forEach(channels) { c in
+                for i in 0..<n {
+                    let row = xp + (i * channels + c) * spatial
+                    let (s, q) = VectorMath.shiftedMoments(row, spatial, shift: row[0])
+                    let (sd, count) = (Double(s), Double(spatial))
+                    lp[(i * channels + c) * 2] = Double(row[0]) + sd / count
+                    lp[(i * channels + c) * 2 + 1] = max(Double(q) - sd * sd / count, 0)
+                }
+            }
+        }) { ap in
+            mean.withUnsafeMutableBufferPointer { meanBuffer in
+                invStd.withUnsafeMutableBufferPointer { invBuffer in
+                    let (meanp, invp) = (meanBuffer.baseAddress!, invBuffer.baseAddress!)
+                    Parallel.forEach(channels) { c in
+                        var mu = 0.0, squares = 0.0, seen = 0.0
+                        let count = Double(spatial)
+                        for i in 0..<batch {
+                            let (imageMean, imageSquares) = (ap[(i * channels + c) * 2], ap[(i * channels + c) * 2 + 1])
+                            let delta = imageMean - mu
+                            let total = seen + count
+                            mu += delta * count / total
+                            squares += imageSquares + delta * delta * seen * count / total
+                            seen = total
+                        }
+                        let varianceD = squares / Double(m)
+                        let mean = Float(mu)
+                        let istd = 1 / (Float(varianceD) + epsilon).squareRoot()
+                        meanp[c] = mean
+                        invp[c] = istd
+                        let scale = g[c] * istd
+                        let offset = b[c] - mean * scale
+                        (scaleOffset[c], scaleOffset[channels + c]) = (scale, offset)
+                        for i in 0..<n where !blocked {
+                            let off = (i * channels + c) * spatial
+                            let (row, yrow) = (xp + off, yp + off)
+                            for j in 0..<spatial { yrow[j] = row[j] * scale + offset }
+                        }
+                        let unbiased = Float(squares / Double(m - 1))
+                        rm[c] = (1 - weight) * rm[c] + weight * mean
+                        rv[c] = (1 - weight) * rv[c] + weight * unbiased
+                    }
+                }
+            }
+        }
+        batchesTracked += 1
+    }
+
+    /// y = x·scale + shift per channel, plain (N, C, spatial) layout.
+    private func applyAffine(_ xp: UnsafeMutablePointer<Float>, _ yp: UnsafeMutablePointer<Float>, images n: Int, spatial: Int,
+                             scale sp: UnsafeMutablePointer<Float>, shift tp: UnsafeMutablePointer<Float>) {
+        let channels = channels
+        Parallel.forEach(channels) { c in
+            for i in 0..<n {
+                let off = (i * channels + c) * spatial
+                let (row, yrow) = (xp + off, yp + off)
+                for j in 0..<spatial { yrow[j] = row[j] * sp[c] + tp[c] }
+            }
+        }
     }
 
     // dy: (N, C, *) -> dx: (N, C, *); accumulates dgamma, dbeta

@@ -186,10 +186,17 @@ final class BlockedTrainingTests: XCTestCase {
     }
 
     /// relu(BN(x) + skip) in the batch norm's pass equals the three layers apart, in either
-    /// layout and mode, forward and backward; and it passes finite differences.
+    /// layout and mode, on maps and on 1x1 maps (the flat training path), forward and backward;
+    /// and it passes finite differences.
     func testFusedJoinMatchesSeparateLayers() throws {
         let c = max(width, 4)
-        let x = randomTensor([3, c, 5, 6], seed: 30, scale: 2)
+        for spatial in [[5, 6], [1, 1]] {
+            try checkFusedJoin(randomTensor([3, c] + spatial, seed: 30, scale: 2))
+        }
+    }
+
+    func checkFusedJoin(_ x: Tensor) throws {
+        let c = x.shape[1]
         let skip = randomTensor(x.shape, seed: 31)
         let dy = randomTensor(x.shape, seed: 32)
         for layout in width == 0 ? [false] : [false, true] {
@@ -200,7 +207,7 @@ final class BlockedTrainingTests: XCTestCase {
                     let y = fused.forward(input, training: training, adding: withSkip ? skip : nil, relu: true)
                     let z = separate.forward(input, training: training)
                     let expected = relu.forward(withSkip ? add(z, skip) : z, training: training)
-                    let what = "blocked \(layout), training \(training), skip \(withSkip)"
+                    let what = "\(x.shape), blocked \(layout), training \(training), skip \(withSkip)"
                     XCTAssertEqual(y.blocked, layout)
                     XCTAssertEqual(y.plain.array, expected.plain.array, what)
                     let (dx, joined) = fused.backwardJoined(dy.inLayout(blocked: layout))
