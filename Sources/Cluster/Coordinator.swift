@@ -167,16 +167,7 @@ public final class Coordinator {
         try recordSkipped(scheduler.failedAtStart.compactMap { plan[$0] })
         while !scheduler.isDone {
             if let request = stopRequest() {
-                try commit()
-                if case .interrupt = request { return .stopped(request, abandoned: runningTasks) }
-                if drainUntil == nil {
-                    drainUntil = Date(timeIntervalSinceNow: drainGrace)
-                    log("\(request.name): no new tasks; waiting up to \(ProgressText.duration(drainGrace)) for \(runningTasks) running")
-                }
-                if running.isEmpty || Date() >= drainUntil! {
-                    if running.isEmpty { for w in link.workers { try link.send(.stop, to: w) } }
-                    return .stopped(request, abandoned: runningTasks)
-                }
+                if let ending = try stopping(request, drainUntil: &drainUntil) { return ending }
             } else {
                 try dispatchReady(to: &idle)
                 if scheduler.isDone { break }
@@ -192,84 +183,121 @@ public final class Coordinator {
             while let more = try link.poll() { batch.append(more) }
             var finished: [(TaskRecord, PlannedTask)] = []
             for (worker, message) in batch {
-                switch message {
-                case let .hello(host, _, engine):
-                    hosts[worker] = host
-                    engines[worker] = engine
-                    idle.append(worker)
-                case let .result(key, outcome, checkpoint):
-                    guard let (task, started) = running.removeValue(forKey: worker), task.key == key else {
-                        throw RunError(path: directory.url.path, message: "worker \(worker) returned \(key), which it was not running")
-                    }
-                    var outcome = outcome
-                    if let checkpoint, outcome.status == .ok {
-                        let hash = contentHash(checkpoint)
-                        try checkpoint.write(to: directory.checkpointURL(hash), options: .atomic)
-                        outcome.checkpoint = hash
-                        if (pendingUses[key] ?? 0) > 0 { artifactBytes[hash] = checkpoint }
-                        workerCache[worker, default: []].insert(hash)
-                        keep(task, checkpoint: checkpoint, hash: hash, outcome: outcome, worker: worker)
-                    }
-                    finished.append((TaskRecord(key: key, kind: task.kind, outcome: outcome, rank: worker,
-                                                host: hosts[worker] ?? "?", started: started, finished: Date()), task))
-                    idle.append(worker)
-                case let .progress(key, text):
-                    if running[worker]?.task.key == key {
-                        if let status {
-                            status.set(worker, "\(key): \(text)", plain: "  \(key) (rank \(worker)): \(text)")
-                        } else {
-                            log("  \(key) (rank \(worker)): \(text)")
-                        }
-                        latestProgress[worker] = text
-                        freshProgress = true
-                    }
-                case let .gangDone(key):
-                    guard running.removeValue(forKey: worker)?.task.key == key else {
-                        throw RunError(path: directory.url.path, message: "worker \(worker) finished its part of \(key), which it was not running")
-                    }
-                    idle.append(worker)
-                case let .needData(fingerprint):
-                    // Decoded once, kept for the next rank that lacks the files; nothing sent
-                    // (empty bytes) tells the worker rank 0 cannot read them either.
-                    if datasetBytes[fingerprint] == nil {
-                        do { datasetBytes[fingerprint] = try ImportedDatasets.transfer(fingerprint, spec: plan.spec) } catch {
-                            log("rank \(worker) cannot read a dataset's files and rank 0 cannot send it: \(error)")
-                        }
-                    }
-                    if let bytes = datasetBytes[fingerprint] {
-                        let name = plan.spec.datasets.first { $0.format != nil && $0.summary?.fingerprint == fingerprint }?.name ?? fingerprint
-                        log("rank \(worker) (\(hosts[worker] ?? "?")) cannot read the files of dataset \(name); sending the \(max(1, bytes.count >> 20)) MB rank 0 decoded")
-                    }
-                    try link.send(.data(fingerprint: fingerprint, bytes: datasetBytes[fingerprint] ?? Data()), to: worker)
-                case let .snapshot(key, data):
-                    // Kept until the task finishes: a killed job resumes the training from here.
-                    guard running[worker]?.task.key == key else { break }
-                    try FileManager.default.createDirectory(at: directory.snapshotsURL, withIntermediateDirectories: true)
-                    try data.write(to: directory.snapshotURL(key), options: .atomic)
-                default:
-                    break
-                }
+                try handle(message, from: worker, idle: &idle, finished: &finished)
             }
-            // The workers that just answered get their next tasks before these results are
-            // journaled: a task handed out now depends on nothing unjournaled (dependents are
-            // released only by `commit`, after the fsync), so durability costs the workers no
-            // waiting, and the results of the next few milliseconds share one fsync.
-            idle.sort()
-            for (record, task) in finished { retireArtifacts(record, task) }
-            if stopRequest() == nil { try dispatchReady(to: &idle) }
-            if uncommitted.isEmpty { oldestUncommitted = Date() }
-            uncommitted += finished
-            if commitDue(idle: idle) { try commit() }
-            // Every 2 s, and soon after a new epoch line (so `sweep status` shows it while it is news).
-            let sinceStatus = Date().timeIntervalSince(lastStatus)
-            if sinceStatus >= 2 || (freshProgress && sinceStatus >= 0.5) { writeStatus() }
-            if let refresh, !finished.isEmpty, Date().timeIntervalSince(lastRefresh) >= refreshInterval {
-                try refresh(allRecords)
-                lastRefresh = Date()
-            }
+            try settle(finished, idle: &idle)
         }
         for w in link.workers { try link.send(.stop, to: w) }
         return .complete
+    }
+
+    /// A stop request: an interrupt ends the loop now; a drain hands out nothing more and ends
+    /// it when the running tasks are done or its grace is over (nil: keep waiting).
+    private func stopping(_ request: StopRequest, drainUntil: inout Date?) throws -> Ending? {
+        try commit()
+        if case .interrupt = request { return .stopped(request, abandoned: runningTasks) }
+        if drainUntil == nil {
+            drainUntil = Date(timeIntervalSinceNow: drainGrace)
+            log("\(request.name): no new tasks; waiting up to \(ProgressText.duration(drainGrace)) for \(runningTasks) running")
+        }
+        guard running.isEmpty || Date() >= drainUntil! else { return nil }
+        if running.isEmpty { for w in link.workers { try link.send(.stop, to: w) } }
+        return .stopped(request, abandoned: runningTasks)
+    }
+
+    /// One message from a worker: a greeting or a finished task makes it idle, a result joins
+    /// `finished`, progress and snapshots are kept, a request for a dataset is answered.
+    private func handle(_ message: Message, from worker: Int, idle: inout [Int],
+                        finished: inout [(TaskRecord, PlannedTask)]) throws {
+        switch message {
+        case let .hello(host, _, engine):
+            hosts[worker] = host
+            engines[worker] = engine
+            idle.append(worker)
+        case let .result(key, outcome, checkpoint):
+            finished.append(try received(key, outcome: outcome, checkpoint: checkpoint, from: worker))
+            idle.append(worker)
+        case let .progress(key, text):
+            if running[worker]?.task.key == key {
+                if let status {
+                    status.set(worker, "\(key): \(text)", plain: "  \(key) (rank \(worker)): \(text)")
+                } else {
+                    log("  \(key) (rank \(worker)): \(text)")
+                }
+                latestProgress[worker] = text
+                freshProgress = true
+            }
+        case let .gangDone(key):
+            guard running.removeValue(forKey: worker)?.task.key == key else {
+                throw RunError(path: directory.url.path, message: "worker \(worker) finished its part of \(key), which it was not running")
+            }
+            idle.append(worker)
+        case let .needData(fingerprint):
+            try sendDataset(fingerprint, to: worker)
+        case let .snapshot(key, data):
+            // Kept until the task finishes: a killed job resumes the training from here.
+            guard running[worker]?.task.key == key else { break }
+            try FileManager.default.createDirectory(at: directory.snapshotsURL, withIntermediateDirectories: true)
+            try data.write(to: directory.snapshotURL(key), options: .atomic)
+        default:
+            break
+        }
+    }
+
+    /// A worker's result: its checkpoint is written under its hash and kept for the tasks that
+    /// need it; the record to journal.
+    private func received(_ key: String, outcome: TaskOutcome, checkpoint: Data?, from worker: Int) throws -> (TaskRecord, PlannedTask) {
+        guard let (task, started) = running.removeValue(forKey: worker), task.key == key else {
+            throw RunError(path: directory.url.path, message: "worker \(worker) returned \(key), which it was not running")
+        }
+        var outcome = outcome
+        if let checkpoint, outcome.status == .ok {
+            let hash = contentHash(checkpoint)
+            try checkpoint.write(to: directory.checkpointURL(hash), options: .atomic)
+            outcome.checkpoint = hash
+            if (pendingUses[key] ?? 0) > 0 { artifactBytes[hash] = checkpoint }
+            workerCache[worker, default: []].insert(hash)
+            keep(task, checkpoint: checkpoint, hash: hash, outcome: outcome, worker: worker)
+        }
+        return (TaskRecord(key: key, kind: task.kind, outcome: outcome, rank: worker,
+                           host: hosts[worker] ?? "?", started: started, finished: Date()), task)
+    }
+
+    /// A rank that cannot read a dataset's files gets the bytes rank 0 decoded, decoded once and
+    /// kept for the next such rank; nothing sent (empty bytes) tells it rank 0 cannot read them
+    /// either.
+    private func sendDataset(_ fingerprint: String, to worker: Int) throws {
+        if datasetBytes[fingerprint] == nil {
+            do { datasetBytes[fingerprint] = try ImportedDatasets.transfer(fingerprint, spec: plan.spec) } catch {
+                log("rank \(worker) cannot read a dataset's files and rank 0 cannot send it: \(error)")
+            }
+        }
+        if let bytes = datasetBytes[fingerprint] {
+            let name = plan.spec.datasets.first { $0.format != nil && $0.summary?.fingerprint == fingerprint }?.name ?? fingerprint
+            log("rank \(worker) (\(hosts[worker] ?? "?")) cannot read the files of dataset \(name); sending the \(max(1, bytes.count >> 20)) MB rank 0 decoded")
+        }
+        try link.send(.data(fingerprint: fingerprint, bytes: datasetBytes[fingerprint] ?? Data()), to: worker)
+    }
+
+    /// After a batch of messages: the workers that just answered get their next tasks before
+    /// these results are journaled. A task handed out now depends on nothing unjournaled
+    /// (dependents are released only by `commit`, after the fsync), so durability costs the
+    /// workers no waiting, and the results of the next few milliseconds share one fsync. Then
+    /// the status file and the live results, when due.
+    private func settle(_ finished: [(TaskRecord, PlannedTask)], idle: inout [Int]) throws {
+        idle.sort()
+        for (record, task) in finished { retireArtifacts(record, task) }
+        if stopRequest() == nil { try dispatchReady(to: &idle) }
+        if uncommitted.isEmpty { oldestUncommitted = Date() }
+        uncommitted += finished
+        if commitDue(idle: idle) { try commit() }
+        // Every 2 s, and soon after a new epoch line (so `sweep status` shows it while it is news).
+        let sinceStatus = Date().timeIntervalSince(lastStatus)
+        if sinceStatus >= 2 || (freshProgress && sinceStatus >= 0.5) { writeStatus() }
+        if let refresh, !finished.isEmpty, Date().timeIntervalSince(lastRefresh) >= refreshInterval {
+            try refresh(allRecords)
+            lastRefresh = Date()
+        }
     }
 
     /// Results received but not yet journaled: they do not count (no dependent is released, no
