@@ -94,101 +94,124 @@ public enum SpecLoader {
 
     // MARK: - Semantic checks
 
+    /// The checks in the order a user meets their errors: the name, the data and models, the
+    /// training and statistics, the study's own, then evaluation, masks and layers.
     static func validate(_ spec: SweepSpec, tree: NodeTree) throws {
-        func fail(_ path: [PathComponent], _ message: String) -> SpecError { tree.error(path, message) }
         guard !spec.name.isEmpty, spec.name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
-            throw fail([.key("name")], "name must be non-empty letters, digits, '-', '_' or '.' (it names the run directory)")
+            throw tree.error([.key("name")], "name must be non-empty letters, digits, '-', '_' or '.' (it names the run directory)")
         }
         let study = spec.studyType
-        if !study.needsData {
-            if let problem = spec.statistics.problems.first {
-            throw fail([.key("statistics"), .key(problem.field)], "\(problem.field) \(problem.requirement)")
-        }
-        try study.validate(spec, tree: tree)
+        guard study.needsData else {
+            try checkStatistics(spec, tree: tree)
+            try study.validate(spec, tree: tree)
             return
         }
-        guard !spec.datasets.isEmpty else { throw fail([.key("datasets")], "list at least one dataset (e.g. fashion-mnist)") }
-        guard !spec.models.isEmpty else { throw fail([.key("models")], "list at least one model (e.g. resnet20)") }
+        guard !spec.datasets.isEmpty else { throw tree.error([.key("datasets")], "list at least one dataset (e.g. fashion-mnist)") }
+        guard !spec.models.isEmpty else { throw tree.error([.key("models")], "list at least one model (e.g. resnet20)") }
         try checkUnique(spec.datasets.map(\.name), key: "datasets", what: "dataset", tree: tree)
         try checkUnique(spec.models, key: "models", what: "model", tree: tree)
         try checkUnique(spec.seeds.map(String.init), key: "seeds", what: "seed", tree: tree)
         try checkUnique(spec.masks.map(\.rawValue), key: "masks", what: "mask", tree: tree)
-        for (i, dataset) in spec.datasets.enumerated() {
-            let path: [PathComponent] = [.key("datasets"), .index(i)]
-            if (dataset.classes != nil || dataset.transform != nil), dataset.base == nil, dataset.format == nil {
-                throw fail(path, "classes and transform make a new dataset from another: add base: (e.g. base: fashion-mnist)")
-            }
-            try checkOwnData(dataset, in: spec, at: path, tree: tree)
-            let ownData = ImportedDatasets.sourceEntry(of: dataset, in: spec) != nil
-            if !ownData {
-                do { try DatasetCatalog.checkAvailable(dataset.source, dataDirectory: dataset.dataDir) } catch let error as DatasetError {
-                    throw fail(dataset.base == nil ? path : path + [.key("base")], error.description)
-                }
-            }
-            if let classes = dataset.classes, !ownData {
-                let available = DatasetCatalog.describe(dataset.source).classes
-                guard classes.count >= 2, Set(classes).count == classes.count, classes.allSatisfy({ (0..<available).contains($0) }) else {
-                    throw fail(path + [.key("classes")], "classes must list at least two distinct classes of \(dataset.source), each in 0...\(available - 1)")
-                }
-            }
-            for (limit, key) in [(dataset.trainLimit, "train_limit"), (dataset.testLimit, "test_limit")] where (limit ?? 1) < 1 {
-                throw fail(path + [.key(key)], "\(key) must be at least 1")
-            }
+        for i in spec.datasets.indices { try checkDataset(i, in: spec, tree: tree) }
+        for i in spec.models.indices { try checkModel(i, in: spec, tree: tree) }
+        guard spec.seeds.allSatisfy({ $0 >= 0 }), !spec.seeds.isEmpty else {
+            throw tree.error([.key("seeds")], "seeds are a count or a list of non-negative integers")
         }
-        for (i, model) in spec.models.enumerated() {
-            if let files = spec.checkpoints[model], files.contains(where: { $0.lowercased().hasSuffix(".onnx") }) {
-                try checkGraphModel(model, files: files, spec: spec, at: [.key("models"), .index(i)], tree: tree)
-            } else {
-                do { _ = try ModelSpec(name: model, inputShape: [1, 28, 28], classes: 10) } catch let error as ModelError {
-                    throw fail([.key("models"), .index(i)], error.description)
-                }
-            }
-            if let files = spec.checkpoints[model] {
-                guard study.importsNetworks else {
-                    let studies = StudyRegistry.all.filter { $0.importsNetworks }.map { $0.name.rawValue }.joined(separator: ", ")
-                    throw fail([.key("models"), .index(i), .key("checkpoints")], "networks trained elsewhere are read by the studies \(studies); \(spec.study.rawValue) trains its own")
-                }
-                guard !files.isEmpty, files.count <= SweepSpec.maxSeeds else {
-                    throw fail([.key("models"), .index(i), .key("checkpoints")], "list 1 to \(SweepSpec.maxSeeds) safetensors files")
-                }
-                guard Set(files).count == files.count else {
-                    throw fail([.key("models"), .index(i), .key("checkpoints")], "a checkpoint is listed twice: task keys would collide")
-                }
-            }
-            if let n = spec.normalizations[model] {
-                guard !n.mean.isEmpty, n.mean.count == n.std.count, n.mean.allSatisfy(\.isFinite), n.std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
-                    throw fail([.key("models"), .index(i), .key("normalization")], "mean and std are lists of one finite value per channel, std > 0 (e.g. {mean: [0.286], std: [0.353]})")
-                }
-            }
-        }
-        guard spec.seeds.allSatisfy({ $0 >= 0 }), !spec.seeds.isEmpty else { throw fail([.key("seeds")], "seeds are a count or a list of non-negative integers") }
         if let problem = spec.training.problems.first {
-            throw fail([.key("training"), .key(problem.field)], "\(problem.field) \(problem.requirement)")
+            throw tree.error([.key("training"), .key(problem.field)], "\(problem.field) \(problem.requirement)")
         }
-        if let problem = spec.statistics.problems.first {
-            throw fail([.key("statistics"), .key(problem.field)], "\(problem.field) \(problem.requirement)")
-        }
+        try checkStatistics(spec, tree: tree)
         try study.validate(spec, tree: tree)
-        let e = spec.evaluation, at = { (key: String) -> [PathComponent] in [.key("evaluation"), .key(key)] }
-        guard (1...65536).contains(e.batchSize) else { throw fail(at("batch_size"), "batch_size must be between 1 and 65536") }
+        try checkEvaluation(spec.evaluation, tree: tree)
+        guard !spec.masks.isEmpty else {
+            throw tree.error([.key("masks")], "list at least one mask: \(MaskKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        try checkLayerPatterns(spec, tree: tree)
+    }
+
+    static func checkStatistics(_ spec: SweepSpec, tree: NodeTree) throws {
+        if let problem = spec.statistics.problems.first {
+            throw tree.error([.key("statistics"), .key(problem.field)], "\(problem.field) \(problem.requirement)")
+        }
+    }
+
+    /// The `i`th dataset: a derived one names its base, the files or the catalog's dataset are
+    /// there, classes exist, limits are positive.
+    static func checkDataset(_ i: Int, in spec: SweepSpec, tree: NodeTree) throws {
+        let dataset = spec.datasets[i]
+        let path: [PathComponent] = [.key("datasets"), .index(i)]
+        if (dataset.classes != nil || dataset.transform != nil), dataset.base == nil, dataset.format == nil {
+            throw tree.error(path, "classes and transform make a new dataset from another: add base: (e.g. base: fashion-mnist)")
+        }
+        try checkOwnData(dataset, in: spec, at: path, tree: tree)
+        let ownData = ImportedDatasets.sourceEntry(of: dataset, in: spec) != nil
+        if !ownData {
+            do { try DatasetCatalog.checkAvailable(dataset.source, dataDirectory: dataset.dataDir) } catch let error as DatasetError {
+                throw tree.error(dataset.base == nil ? path : path + [.key("base")], error.description)
+            }
+        }
+        if let classes = dataset.classes, !ownData {
+            let available = DatasetCatalog.describe(dataset.source).classes
+            guard classes.count >= 2, Set(classes).count == classes.count, classes.allSatisfy({ (0..<available).contains($0) }) else {
+                throw tree.error(path + [.key("classes")], "classes must list at least two distinct classes of \(dataset.source), each in 0...\(available - 1)")
+            }
+        }
+        for (limit, key) in [(dataset.trainLimit, "train_limit"), (dataset.testLimit, "test_limit")] where (limit ?? 1) < 1 {
+            throw tree.error(path + [.key(key)], "\(key) must be at least 1")
+        }
+    }
+
+    /// The `i`th model: a built-in architecture or a graph, checkpoints only where the study
+    /// imports networks (1 to maxSeeds, none twice), a sound normalization.
+    static func checkModel(_ i: Int, in spec: SweepSpec, tree: NodeTree) throws {
+        let model = spec.models[i], path: [PathComponent] = [.key("models"), .index(i)]
+        if let files = spec.checkpoints[model], files.contains(where: { $0.lowercased().hasSuffix(".onnx") }) {
+            try checkGraphModel(model, files: files, spec: spec, at: path, tree: tree)
+        } else {
+            do { _ = try ModelSpec(name: model, inputShape: [1, 28, 28], classes: 10) } catch let error as ModelError {
+                throw tree.error(path, error.description)
+            }
+        }
+        if let files = spec.checkpoints[model] {
+            guard spec.studyType.importsNetworks else {
+                let studies = StudyRegistry.all.filter { $0.importsNetworks }.map { $0.name.rawValue }.joined(separator: ", ")
+                throw tree.error(path + [.key("checkpoints")], "networks trained elsewhere are read by the studies \(studies); \(spec.study.rawValue) trains its own")
+            }
+            guard !files.isEmpty, files.count <= SweepSpec.maxSeeds else {
+                throw tree.error(path + [.key("checkpoints")], "list 1 to \(SweepSpec.maxSeeds) safetensors files")
+            }
+            guard Set(files).count == files.count else {
+                throw tree.error(path + [.key("checkpoints")], "a checkpoint is listed twice: task keys would collide")
+            }
+        }
+        if let n = spec.normalizations[model] {
+            guard !n.mean.isEmpty, n.mean.count == n.std.count, n.mean.allSatisfy(\.isFinite), n.std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw tree.error(path + [.key("normalization")], "mean and std are lists of one finite value per channel, std > 0 (e.g. {mean: [0.286], std: [0.353]})")
+            }
+        }
+    }
+
+    static func checkEvaluation(_ e: EvaluationSection, tree: NodeTree) throws {
+        let at = { (key: String) -> [PathComponent] in [.key("evaluation"), .key(key)] }
+        guard (1...65536).contains(e.batchSize) else { throw tree.error(at("batch_size"), "batch_size must be between 1 and 65536") }
         guard (1...100_000).contains(e.recalibrationBatches) else {
-            throw fail(at("recalibration_batches"), "recalibration_batches must be between 1 and 100000")
+            throw tree.error(at("recalibration_batches"), "recalibration_batches must be between 1 and 100000")
         }
         guard (0...(1 << 20)).contains(e.prefixCacheMB) else {
-            throw fail(at("prefix_cache_mb"), "prefix_cache_mb must be between 0 (no reuse) and 1048576")
+            throw tree.error(at("prefix_cache_mb"), "prefix_cache_mb must be between 0 (no reuse) and 1048576")
         }
-        guard !spec.masks.isEmpty else { throw fail([.key("masks")], "list at least one mask: \(MaskKind.allCases.map(\.rawValue).joined(separator: ", "))") }
-        if case let .patterns(patterns) = spec.layers {
-            // A pattern must select something in at least one model (a mixed sweep may name
-            // units that only some of its models have).
-            // (An imported graph's units are checked once its file is read.)
-            let unitsByModel = try spec.models.filter { !spec.isGraph($0) }.map { ($0, try LayerMatcher.units(of: $0)) }
-            for (i, pattern) in patterns.enumerated()
-            where !unitsByModel.isEmpty && unitsByModel.count == spec.models.count && unitsByModel.allSatisfy({ LayerMatcher.select($0.1, patterns: [pattern]).isEmpty }) {
-                let path: [PathComponent] = tree.node(at: [.key("layers")])?.scalar != nil ? [.key("layers")] : [.key("layers"), .index(i)]
-                let listing = unitsByModel.map { "\($0.0): \($0.1.map(\.name).joined(separator: ", "))" }.joined(separator: "; ")
-                throw fail(path, "'\(pattern)' matches no unit; units of \(listing)")
-            }
+    }
+
+    /// A pattern must select something in at least one model (a mixed sweep may name units that
+    /// only some of its models have). An imported graph's units are checked once its file is read.
+    static func checkLayerPatterns(_ spec: SweepSpec, tree: NodeTree) throws {
+        guard case let .patterns(patterns) = spec.layers else { return }
+        let unitsByModel = try spec.models.filter { !spec.isGraph($0) }.map { ($0, try LayerMatcher.units(of: $0)) }
+        guard !unitsByModel.isEmpty, unitsByModel.count == spec.models.count else { return }
+        for (i, pattern) in patterns.enumerated() where unitsByModel.allSatisfy({ LayerMatcher.select($0.1, patterns: [pattern]).isEmpty }) {
+            let path: [PathComponent] = tree.node(at: [.key("layers")])?.scalar != nil ? [.key("layers")] : [.key("layers"), .index(i)]
+            let listing = unitsByModel.map { "\($0.0): \($0.1.map(\.name).joined(separator: ", "))" }.joined(separator: "; ")
+            throw tree.error(path, "'\(pattern)' matches no unit; units of \(listing)")
         }
     }
 
