@@ -33,13 +33,10 @@ public struct TaskKind: RawRepresentable, Hashable, Codable, Sendable, CustomStr
     public static let baseline = TaskKind("baseline")
     /// Apply one mask to one unit and evaluate.
     public static let mask = TaskKind("mask")
-    /// Do nothing (measures the runner's own overhead).
-    public static let noop = TaskKind("noop")
 
     static let shared: [TaskKindInfo] = [
         TaskKindInfo(.train, trains: true, compared: false), TaskKindInfo(.load, trains: false, compared: false),
         TaskKindInfo(.baseline, trains: false, compared: false), TaskKindInfo(.mask, trains: false, compared: true),
-        TaskKindInfo(.noop, trains: false, compared: false),
     ]
 
     /// Whether the task trains a network (and so could run data-parallel on several ranks).

@@ -87,7 +87,7 @@ public enum SpecLoader {
         }
         try validate(spec, tree: tree)
         let given = Set(root.mapping?.keys.compactMap(\.string) ?? [])
-        let optional = Set(["training", "layers", "masks", "evaluation", "statistics", "noop_tasks"] + StudyRegistry.sections.keys)
+        let optional = Set(["training", "layers", "masks", "evaluation", "statistics"] + StudyRegistry.all.flatMap { $0.sections })
         spec.ignoredSections = given.intersection(optional).subtracting(spec.studyType.sections).sorted()
         return spec
     }
@@ -198,7 +198,7 @@ public enum SpecLoader {
             throw tree.error(at("recalibration_batches"), "recalibration_batches must be between 1 and 100000")
         }
         guard (0...(1 << 20)).contains(e.prefixCacheMB) else {
-            throw tree.error(at("prefix_cache_mb"), "prefix_cache_mb must be between 0 (no reuse) and 1048576")
+            throw tree.error(at("prefix_cache_mb"), "prefix_cache_mb must be between 0 (every mask from the input) and 1048576")
         }
     }
 
@@ -224,8 +224,9 @@ public enum SpecLoader {
         guard ImportedGraphs.areGraphs(files) else {
             throw tree.error(path + [.key("checkpoints")], "list either ONNX files (.onnx) or safetensors files under one model, not both")
         }
-        guard spec.study == .zeroing || spec.study == .sensitivity else {
-            throw tree.error([.key("study")], "imported ONNX graphs run in the studies zeroing and sensitivity; \(spec.study.rawValue) needs a built-in architecture or a safetensors checkpoint")
+        guard spec.studyType.importsGraphs else {
+            let studies = StudyRegistry.all.filter { $0.importsGraphs }.map { $0.name.rawValue }.joined(separator: " and ")
+            throw tree.error([.key("study")], "imported ONNX graphs run in the studies \(studies); \(spec.study.rawValue) needs a built-in architecture or a safetensors checkpoint")
         }
     }
 

@@ -52,8 +52,6 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     public var statistics: StatisticsSection
     /// The run directory; `sweep run --output` overrides it.
     public var output: String
-    /// For `study: noop`: how many empty tasks to plan.
-    public var noopTasks: Int
     /// Where trained networks are kept for later sweeps (`TrainingStore`): a directory, or
     /// "off"; nil: `LAYERSWEEP_CACHE`, else `~/.cache/layersweep`.
     public var cache: String?
@@ -62,13 +60,11 @@ public struct SweepSpec: Codable, Equatable, Sendable {
 
     /// Bounds on counts that multiply into the plan's size.
     public static let maxSeeds = 10_000
-    public static let maxNoopTasks = 10_000_000
 
     public typealias Study = StudyName
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, study, seed, datasets, models, seeds, training, layers, masks, evaluation, statistics, output, cache
-        case noopTasks = "noop_tasks"
     }
 
     /// Every top-level key a sweep file may have: the common ones and each study's section.
@@ -84,7 +80,15 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         try c.encode(study, forKey: .study)
         try c.encode(seed, forKey: .seed)
         try c.encode(output, forKey: .output)
-        if !studyType.needsData { try c.encode(noopTasks, forKey: .noopTasks); return }
+        if studyType.needsData { try encodeData(into: &c) }
+        if let studySection {
+            var own = encoder.container(keyedBy: SectionKey.self)
+            try own.encode(StudySectionValue.Box(studySection.value), forKey: SectionKey(type(of: studySection.value).key))
+        }
+    }
+
+    /// The fields of a study that trains and evaluates networks.
+    private func encodeData(into c: inout KeyedEncodingContainer<CodingKeys>) throws {
         try c.encode(datasets, forKey: .datasets)
         try c.encode(models, forKey: .models)
         try c.encode(seeds, forKey: .seeds)
@@ -94,18 +98,13 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         if used.contains("masks") { try c.encode(masks, forKey: .masks) }
         if used.contains("evaluation") { try c.encode(evaluation, forKey: .evaluation) }
         if used.contains("statistics") { try c.encode(statistics, forKey: .statistics) }
-        if let studySection {
-            var own = encoder.container(keyedBy: SectionKey.self)
-            try own.encode(StudySectionValue.Box(studySection.value), forKey: SectionKey(type(of: studySection.value).key))
-        }
     }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)
-        study = try c.decodeIfPresent(Study.self, forKey: .study) ?? .zeroing
+        study = try c.decodeIfPresent(Study.self, forKey: .study) ?? StudyRegistry.all[0].name
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0
-        noopTasks = try c.decodeIfPresent(Int.self, forKey: .noopTasks) ?? 0
         datasets = try c.decodeIfPresent([DatasetEntry].self, forKey: .datasets) ?? []
         let entries = try c.decodeIfPresent([ModelEntry].self, forKey: .models) ?? []
         models = entries.map(\.name)

@@ -57,7 +57,7 @@ struct RunCommand: ParsableCommand {
         } else {
             report("done: \(summary.rows.count) tasks (\(countText)) in \(formatDuration(summary.seconds)) on \(workers)")
         }
-        for line in ProgressText.summary(rows: summary.rows, study: StudyRegistry.study(named: summary.study.rawValue) ?? NoopStudy.self,
+        for line in ProgressText.summary(rows: summary.rows, study: StudyRegistry.study(of: summary.study),
                                               statistics: summary.statistics) { report(line) }
         emit("report:  \(summary.directory.reportURL.path)")
         emit("results: \(summary.directory.resultsCSV.path)")
@@ -221,7 +221,7 @@ struct ReportCommand: ParsableCommand {
 
 struct CompareCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "compare", abstract: "Two layer-zeroing runs side by side: each unit's Δ, interval and call in both, and which calls differ.")
+        commandName: "compare", abstract: "Two runs of the same masks side by side: each unit's Δ, interval and call in both, and which calls differ.")
 
     @Argument(help: "The first run directory.") var runA: String
     @Argument(help: "The second run directory.") var runB: String

@@ -194,7 +194,7 @@ final class RunnerTests: XCTestCase {
                 XCTAssertNotNil(last.pruning?.locality)
                 XCTAssertEqual(last.pruning?.layerRemaining?.keys.sorted(), ["fc1.weight", "fc2.weight"])
                 // results.csv: one column per layer's remaining fraction.
-                let header = ResultTable.csv(one.rows, study: PruningStudy.self).split(separator: "\n")[0]
+                let header = ResultTable.csv(one.rows, study: IterativePruningStudy.self).split(separator: "\n")[0]
                 XCTAssertTrue(header.contains("remaining_fraction,remaining_fc1.weight,remaining_fc2.weight,locality"), "\(header)")
             case "distill":
                 XCTAssertEqual(one.rows.filter { $0.kind == .student }.count, 2 * 2)

@@ -45,13 +45,13 @@ final class HostileRunFilesTests: XCTestCase {
         ]
         let text = ([header, good] + bad.map(\.0) + [line("z", #"{"seconds":1,"status":"ok","testAccuracy":0.25}"#)]).joined(separator: "\n") + "\n"
         try text.write(to: url, atomically: true, encoding: .utf8)
-        let (_, records, rejected) = try Journal.read(url, study: PruningStudy.self)
+        let (_, records, rejected) = try Journal.read(url, study: IterativePruningStudy.self)
         XCTAssertEqual(records.map(\.key), ["a", "z"])
         XCTAssertEqual(rejected.map(\.number), Array(3..<(3 + bad.count)))
         for (r, (_, reason)) in zip(rejected, bad) { XCTAssertTrue(r.reason.contains(reason), "line \(r.number): \(r.reason)") }
 
         try Journal.setAside(rejected, of: url)
-        let (_, kept, none) = try Journal.read(url, study: PruningStudy.self)
+        let (_, kept, none) = try Journal.read(url, study: IterativePruningStudy.self)
         XCTAssertEqual(kept.map(\.key), ["a", "z"])
         XCTAssertEqual(none, [])
         XCTAssertEqual(try String(contentsOf: url, encoding: .utf8), [header, good, line("z", #"{"seconds":1,"status":"ok","testAccuracy":0.25}"#)].joined(separator: "\n") + "\n")

@@ -107,7 +107,7 @@ final class OlderJournalTests: XCTestCase {
 
             """
         try text.write(to: url, atomically: true, encoding: .utf8)
-        let (header, records, _) = try Journal.read(url, study: PruningStudy.self)
+        let (header, records, _) = try Journal.read(url, study: IterativePruningStudy.self)
         XCTAssertEqual(header.format, 1)
         XCTAssertEqual(records.map(\.kind), [.train, .prune, .oneShot], "the old spelling oneShot reads as today's oneshot")
         XCTAssertEqual(TaskKind.oneShot.rawValue, "oneshot")
@@ -122,6 +122,6 @@ final class OlderJournalTests: XCTestCase {
         let round1 = try XCTUnwrap(rows.first { $0.key.hasSuffix("round1") })
         XCTAssertEqual(round1.pruning?.round, 1)
         XCTAssertEqual(try XCTUnwrap(round1.deltaAccuracy), -0.02, accuracy: 1e-12)
-        XCTAssertTrue(ResultTable.csv(rows, study: PruningStudy.self).contains("remaining_fc2.weight"))
+        XCTAssertTrue(ResultTable.csv(rows, study: IterativePruningStudy.self).contains("remaining_fc2.weight"))
     }
 }

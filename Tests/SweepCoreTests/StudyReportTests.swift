@@ -41,7 +41,7 @@ final class StudyReportTests: XCTestCase {
         XCTAssertEqual(doc.attributes.filter { $0["class"] == "maskgrid" }.count, 3 + 1, "IMP rounds 1, 2, 3 and the last one-shot")
         XCTAssertTrue(html.contains("M0 0h6v2h-6z"), "a run of three pixels is one rectangle")
         XCTAssertTrue(doc.text.contains("unit 3: 5 of 784 pixels"))
-        let lines = ProgressText.summary(rows: input.rows, study: PruningStudy.self, statistics: StatisticsSection())
+        let lines = ProgressText.summary(rows: input.rows, study: IterativePruningStudy.self, statistics: StatisticsSection())
         XCTAssertTrue(lines.contains { $0.contains("round 3: 34.3%  acc 0.8700 / 0.8400") }, "\(lines)")
     }
 

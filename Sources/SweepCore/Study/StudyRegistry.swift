@@ -3,12 +3,16 @@ import Foundation
 /// The studies a sweep file can name. A new study is a folder next to this file and one entry here.
 public enum StudyRegistry {
     public static let all: [any SweepStudy.Type] = [
-        ZeroingStudy.self, ReuseStudy.self, PruningStudy.self, DistillationStudy.self, SensitivityStudy.self, NoopStudy.self,
+        ZeroingStudy.self, ReuseStudy.self, IterativePruningStudy.self, DistillationStudy.self, SensitivityStudy.self, NoopStudy.self,
     ]
 
     public static func study(named name: String) -> (any SweepStudy.Type)? {
         all.first { $0.name.rawValue == name }
     }
+
+    /// The study of a decoded name (a decoded `StudyName` is always registered; one made in
+    /// code and never registered gets the study that does nothing).
+    public static func study(of name: StudyName) -> any SweepStudy.Type { study(named: name.rawValue) ?? NoopStudy.self }
 
     /// The outcome measures type of the study named `name`.
     static func measures(of name: String) -> (any OutcomeMeasures.Type)? { study(named: name)?.measures }
@@ -33,5 +37,5 @@ public enum StudyRegistry {
 
 extension SweepSpec {
     /// The study type this sweep runs.
-    public var studyType: any SweepStudy.Type { StudyRegistry.study(named: study.rawValue) ?? NoopStudy.self }
+    public var studyType: any SweepStudy.Type { StudyRegistry.study(of: study) }
 }

@@ -20,6 +20,8 @@ public protocol SweepStudy {
     static var choices: [String: (what: String, valid: [String])] { get }
     /// Whether `models:` entries may list networks trained elsewhere (`checkpoints:`).
     static var importsNetworks: Bool { get }
+    /// Whether those networks may be ONNX graphs (its masks and evaluation run on a graph).
+    static var importsGraphs: Bool { get }
     /// What its tasks measure beyond the shared outcome fields.
     static var measures: (any OutcomeMeasures.Type)? { get }
     /// Text for a finished task's progress line after its accuracy (` left 0.3430`).
@@ -68,6 +70,7 @@ extension SweepStudy {
     public static var section: (any StudySection.Type)? { nil }
     public static var choices: [String: (what: String, valid: [String])] { [:] }
     public static var importsNetworks: Bool { false }
+    public static var importsGraphs: Bool { false }
     public static var needsData: Bool { true }
     public static var measures: (any OutcomeMeasures.Type)? { nil }
     public static func measuredText(_ outcome: TaskOutcome, task: PlannedTask) -> String? { nil }

@@ -63,6 +63,7 @@ public enum SensitivityStudy: SweepStudy {
     public static let section: (any StudySection.Type)? = SensitivitySection.self
     public static let choices: [String: (what: String, valid: [String])] = ["methods": ("pruning method", LayerPruning.Method.allCases.map(\.rawValue))]
     public static let importsNetworks = true
+    public static let importsGraphs = true
     public static let kinds = [TaskKindInfo(.pruneLayer, trains: false, compared: true)]
 
     /// A layer loses its point at the first sparsity whose mean Δ is at or below −this.

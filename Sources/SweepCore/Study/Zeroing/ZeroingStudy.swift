@@ -13,6 +13,7 @@ public enum ZeroingStudy: SweepStudy {
     public static let name = StudyName.zeroing
     public static let sections: Set<String> = ["training", "layers", "masks", "evaluation", "statistics"]
     public static let importsNetworks = true
+    public static let importsGraphs = true
 
     /// Per (dataset, model, seed) a training task (or a load task per imported network), a
     /// baseline evaluation and one task per (selected unit, applicable mask).

@@ -91,7 +91,7 @@ extension SweepSpec {
 
 /// `study: imp`: per seed a chain of IMP rounds from the dense network, and one-shot controls
 /// pruned straight to each round's sparsity.
-public enum PruningStudy: SweepStudy {
+public enum IterativePruningStudy: SweepStudy {
     public static let name = StudyName.imp
     public static let sections: Set<String> = ["training", "pruning", "evaluation"]
     public static let section: (any StudySection.Type)? = PruningSection.self
@@ -211,7 +211,7 @@ public enum PruningStudy: SweepStudy {
 
     public static func summary(_ rows: [ResultRow], statistics: StatisticsSection) -> [String] { PruningCurve.compute(rows).flatMap(\.summary) }
 
-    public static func report(_ input: ReportInput, into m: inout Markup) { PruningReport.section(input, into: &m) }
+    public static func report(_ input: ReportInput, into m: inout Markup) { IterativePruningReport.section(input, into: &m) }
 }
 
 extension TaskExecutor {

@@ -60,7 +60,7 @@ public struct PruningCurve: Sendable {
 }
 
 /// The IMP section of report.html.
-enum PruningReport {
+enum IterativePruningReport {
     static let definition = """
         Locality of the first layer's surviving connections: for each hidden unit, the spread of the input pixels it \
         still sees (mean squared distance from their centroid), divided by the spread expected of the same number of \
