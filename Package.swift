@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "SweepCore", dependencies: [
             "Studies", "Models", "Datasets", "TensorEngine", "ONNX", "Yams",
             .product(name: "HeapModule", package: "swift-collections"),
-        ], swiftSettings: numericFlags),
+        ], exclude: ["README.md"], swiftSettings: numericFlags),
         .target(name: "Cluster", dependencies: ["SweepCore", "CMPI", "TensorEngine"]),
         .executableTarget(name: "sweep", dependencies: [
             "TensorEngine", "Models", "Datasets", "Studies", "SweepCore", "Cluster", "ONNX",
@@ -58,7 +58,8 @@ let package = Package(
                     exclude: ["Fixtures/pytorch_resnet.py"]),   // run from its path by the tests
         .testTarget(name: "SweepCoreTests", dependencies: ["SweepCore", "Studies", "Models", "Datasets", "TensorEngine", "EngineTestSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "SweepCore", "TensorEngine"]),
-        .testTarget(name: "sweepTests", dependencies: ["sweep", "SweepCore", "Studies", "Models", "Datasets", "TensorEngine"]),
+        .testTarget(name: "sweepTests", dependencies: ["sweep", "SweepCore", "Studies", "Models", "Datasets", "TensorEngine"],
+                    exclude: ["Fixtures/fashion_formats.py"]),   // run from its path by the tests
     ],
     swiftLanguageModes: [.v5]
 )
