@@ -482,7 +482,7 @@ public final class Coordinator {
             resume = snapshot
             if gang == nil || gang?.leader == worker { log("\(task.key): resuming from its epoch snapshot") }
         }
-        try link.send(.task(key: task.key, inputs: inputs, attachments: attachments, release: release, resume: resume, gang: gang), to: worker)
+        try link.send(.task(try WireTask(task), inputs: inputs, attachments: attachments, release: release, resume: resume, gang: gang), to: worker)
     }
 
     private func bytes(of hash: String) throws -> Data {
@@ -560,7 +560,6 @@ public enum WorkerLoop {
     public static func run(link: WorkerLink, host: String, threads: Int) throws {
         try link.send(.hello(host: host, threads: threads, engine: ArithmeticKind.current))
         var executor: TaskExecutor?
-        var plan: Plan?
         while true {
             switch try link.receive() {
             case .stop:
@@ -585,12 +584,9 @@ public enum WorkerLoop {
                     }
                 }
                 executor = worker
-                plan = try Plan.expand(spec)
-            case let .task(key, inputs, attachments, release, resume, gang):
-                guard let executor, let plan else { throw RunError(path: key, message: "task before configuration") }
-                guard let task = plan[key] else {
-                    throw RunError(path: key, message: "not a task of this worker's plan (the coordinator expanded the sweep differently)")
-                }
+            case let .task(sent, inputs, attachments, release, resume, gang):
+                guard let executor else { throw RunError(path: sent.key, message: "task before configuration") }
+                let task = try sent.task(of: executor.spec.studyType)
                 executor.release(release)
                 for (hash, data) in attachments { try executor.store(artifact: data, hash: hash) }
                 let leads = gang.map { $0.leader == link.id } ?? true

@@ -8,8 +8,8 @@ public enum Message: Equatable, Sendable {
     /// under the kind that trained it.
     case hello(host: String, threads: Int, engine: String = "")
     /// The sweep file's text, the content hashes of its imported checkpoints and the summaries
-    /// of its imported graphs, sent once: workers need no shared filesystem, and each expands the
-    /// same plan the coordinator did.
+    /// of its imported graphs, sent once: workers need no shared filesystem. (They read the
+    /// sweep's settings from it; their tasks come one by one, planned by rank 0.)
     /// `datasets` carries what rank 0 found in the sweep's own-data files (`DatasetSummary`).
     case configure(specText: String, checkpointHashes: [String: String] = [:], graphs: [String: GraphSummary] = [:],
                    datasets: [String: DatasetSummary] = [:])
@@ -17,13 +17,13 @@ public enum Message: Equatable, Sendable {
     /// decoded bytes, by fingerprint; it waits for `data` before running its task.
     case needData(fingerprint: String)
     case data(fingerprint: String, bytes: Data)
-    /// A task of the plan, named by its key (the worker's plan has the rest: the message stays
-    /// small however rich a study's tasks are). `inputs` maps dependency keys to the hashes of their artifacts; `attachments` carries the
+    /// A task of rank 0's plan, whole: workers run what they are sent and never expand the
+    /// sweep. `inputs` maps dependency keys to the hashes of their artifacts; `attachments` carries the
     /// ones the worker lacks; `release` lists artifacts no remaining task needs.
     /// `resume` is the latest epoch snapshot of a training that an earlier session left unfinished.
     /// With `gang`, every member gets the same task and trains it together; the first member
     /// answers with the result, the others with `gangDone`.
-    case task(key: String, inputs: [String: String], attachments: [String: Data], release: [String], resume: Data?,
+    case task(WireTask, inputs: [String: String], attachments: [String: Data], release: [String], resume: Data?,
               gang: GangAssignment? = nil)
     /// A gang member other than the first has finished its part of a training.
     case gangDone(key: String)
@@ -67,6 +67,7 @@ enum MessageCodec {
         var inputs: [String: String]?
         var release: [String]?
         var key: String?
+        var task: WireTask?
         var outcome: TaskOutcome?
         var resume: Bool?
         var gang: GangAssignment?
@@ -86,8 +87,9 @@ enum MessageCodec {
             header.datasets = datasets.isEmpty ? nil : datasets
             header.graphs = graphs.isEmpty ? nil : graphs
             header.checkpointHashes = hashes.isEmpty ? nil : hashes
-        case let .task(key, inputs, attachments, release, resume, gang):
-            header = Header(type: "task", inputs: inputs.isEmpty ? nil : inputs, release: release.isEmpty ? nil : release, key: key)
+        case let .task(task, inputs, attachments, release, resume, gang):
+            header = Header(type: "task", inputs: inputs.isEmpty ? nil : inputs, release: release.isEmpty ? nil : release, key: task.key)
+            header.task = task
             header.gang = gang
             blobs = attachments.sorted { $0.key < $1.key }
             if let resume { header.resume = true; blobs.append(("resume", resume)) }
@@ -144,13 +146,14 @@ enum MessageCodec {
             guard let fingerprint = header.fingerprint, let data = blobs["data"] else { throw CodecError.malformed("data without fingerprint or bytes") }
             return .data(fingerprint: fingerprint, bytes: data)
         case "task":
-            guard let key = header.key else { throw CodecError.malformed("task message without a key") }
+            guard let task = header.task else { throw CodecError.malformed("task message without its task") }
+            let key = task.key
             if let gang = header.gang, gang.members.isEmpty || gang.members.contains(where: { $0 < 0 }) || Set(gang.members).count != gang.members.count {
                 throw CodecError.malformed("task \(key) names a gang of ranks \(gang.members)")
             }
             var attachments = blobs
             let resume = header.resume == true ? attachments.removeValue(forKey: "resume") : nil
-            return .task(key: key, inputs: header.inputs ?? [:], attachments: attachments, release: header.release ?? [], resume: resume,
+            return .task(task, inputs: header.inputs ?? [:], attachments: attachments, release: header.release ?? [], resume: resume,
                          gang: header.gang)
         case "snapshot":
             guard let key = header.key, let data = blobs["snapshot"] else { throw CodecError.malformed("snapshot without key or data") }

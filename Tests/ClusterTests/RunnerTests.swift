@@ -44,7 +44,8 @@ final class RunnerTests: XCTestCase {
     }
 
     func testMessagesRoundTripWithAttachments() throws {
-        let task = "d/m/seed0/x/zeroKernel"
+        let task = try WireTask(PlannedTask(key: "d/m/seed0/x/zeroKernel", kind: .mask, dataset: "d", model: "m", seedIndex: 0, unit: "x",
+                                            mask: .zeroKernel, dependencies: ["d/m/seed0/train"], cost: 2.5, seed: 7))
         var outcome = TaskOutcome(status: .diverged, seconds: 1.25)
         outcome.error = "loss nan"
         outcome.testLoss = .nan
@@ -53,9 +54,9 @@ final class RunnerTests: XCTestCase {
         measured.measures = PruningMeasures(remainingFraction: 0.49, layerRemaining: ["fc1.weight": 0.49], locality: -0.01)
         for message in [Message.hello(host: "h", threads: 3), .configure(specText: "name: x\n"),
                         .configure(specText: "name: y\n", checkpointHashes: ["a.safetensors": "0123abcd"]),
-                        .task(key: task, inputs: ["d/m/seed0/train": "abc"], attachments: ["abc": blob, "def": Data([1])], release: ["old"], resume: nil),
-                        .task(key: task, inputs: [:], attachments: ["abc": blob], release: [], resume: Data([7, 8, 9])),
-                        .task(key: task, inputs: [:], attachments: [:], release: [], resume: nil, gang: GangAssignment(id: 3, members: [2, 0, 5])),
+                        .task(task, inputs: ["d/m/seed0/train": "abc"], attachments: ["abc": blob, "def": Data([1])], release: ["old"], resume: nil),
+                        .task(task, inputs: [:], attachments: ["abc": blob], release: [], resume: Data([7, 8, 9])),
+                        .task(task, inputs: [:], attachments: [:], release: [], resume: nil, gang: GangAssignment(id: 3, members: [2, 0, 5])),
                         .gangDone(key: "d/m/seed0/train"), .progress(key: "d/m/seed0/train", text: "epoch 1/2  loss 0.5"),
                         .snapshot(key: "d/m/seed0/train", data: blob),
                         .result(key: "k", outcome: TaskOutcome(status: .ok), checkpoint: blob),
@@ -472,7 +473,8 @@ final class JournalCheckingLink: CoordinatorLink {
     func receive(timeout: Double) throws -> (worker: Int, message: Message)? { try inner.receive(timeout: timeout) }
     func poll() throws -> (worker: Int, message: Message)? { try inner.poll() }
     func send(_ message: Message, to worker: Int) throws {
-        if case let .task(key, _, _, _, _, _) = message, let task = plan[key] {
+        if case let .task(sent, _, _, _, _, _) = message, let task = plan[sent.key] {
+            let key = sent.key
             tasksSent += 1
             let onDisk = Set(try Journal.read(journal).records.map(\.key))
             for d in task.dependencies where !onDisk.contains(d) { violations.append("\(key) before \(d)") }

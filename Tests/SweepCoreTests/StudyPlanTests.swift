@@ -77,6 +77,35 @@ final class StudyPlanTests: XCTestCase {
         do { _ = try parse(text); XCTFail("expected an error"); return "" } catch { return "\(error)" }
     }
 
+    /// Rank 0 sends workers their tasks whole: every study's tasks, payload included, come back
+    /// from the wire form (through JSON, as a message carries it) equal to the planned ones.
+    func testEveryStudysTasksSurviveTheWireForm() throws {
+        let specs = [
+            "name: z\ndatasets: [synthetic-28]\nmodels: [resnet8]\nlayers: [stage3.*]\n",
+            "name: p\nstudy: imp\ndatasets: [synthetic-28]\nmodels: [fcn-32x2-bn]\npruning: {rounds: 2, rewind_step: 2}\n",
+            "name: d\nstudy: distill\ndatasets: [synthetic-28]\nmodels: [resnet8]\ndistillation: {conv_layers: [0, 2], budgets: [20000]}\n",
+            "name: r\nstudy: reuse\ndatasets: [synthetic-28, {name: inv, base: synthetic-28, transform: invert}]\nmodels: [resnet8]\n"
+                + "reuse: {pairs: [{source: synthetic-28, target: inv}], prefixes: [2]}\n",
+            "name: s\nstudy: sensitivity\ndatasets: [synthetic-28]\nmodels: [resnet8]\nsensitivity: {sparsities: [0.5], methods: [structured]}\n",
+            "name: n\nstudy: noop\nnoop_tasks: 3\n",
+        ]
+        var payloads = 0
+        for text in specs {
+            let spec = try parse(text)
+            let plan = try Plan.expand(spec)
+            XCTAssertFalse(plan.tasks.isEmpty, text)
+            for task in plan.tasks {
+                let sent = try Journal.decoder.decode(WireTask.self, from: try Journal.encoder.encode(try WireTask(task)))
+                XCTAssertEqual(try sent.task(of: spec.studyType), task, task.key)
+                payloads += task.payload == nil ? 0 : 1
+            }
+        }
+        XCTAssertGreaterThan(payloads, 0)
+        // A payload the study has no type for is refused, not dropped.
+        let pruned = try Plan.expand(try parse(specs[1])).tasks.first { $0.payload != nil }!
+        XCTAssertThrowsError(try WireTask(pruned).task(of: NoopStudy.self))
+    }
+
     func testStudySectionsGiveOneLineErrorsWithTheField() {
         let imp = "name: p\nstudy: imp\ndatasets: [synthetic-28]\nmodels: [fcn-32]\n"
         XCTAssertTrue(error(imp + "pruning: {rate: 1.5}").contains("t.yaml:5: pruning.rate: rate is the fraction"), error(imp + "pruning: {rate: 1.5}"))

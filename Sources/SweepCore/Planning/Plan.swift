@@ -93,6 +93,50 @@ extension PlannedTask: Equatable {
     }
 }
 
+/// A planned task as rank 0 sends it to a worker: every field, the study's payload as JSON.
+/// Workers run what they are sent; they never expand the sweep themselves.
+public struct WireTask: Codable, Equatable, Sendable {
+    public let key: String
+    public let kind: TaskKind
+    public let dataset: String
+    public let model: String
+    public let seedIndex: Int
+    public let unit: String?
+    public let mask: MaskKind?
+    public let dependencies: [String]
+    public let cost: Double
+    public let seed: UInt64
+    public let baselineKey: String?
+    public let checkpointFile: String?
+    /// The study's payload, encoded by its type.
+    public let payload: Data?
+
+    public init(_ task: PlannedTask) throws {
+        (key, kind, dataset, model, seedIndex, unit, mask) = (task.key, task.kind, task.dataset, task.model, task.seedIndex, task.unit, task.mask)
+        (dependencies, cost, seed, baselineKey, checkpointFile) = (task.dependencies, task.cost, task.seed, task.baselineKey, task.checkpointFile)
+        payload = try task.payload.map { try Journal.encoder.encode(PayloadBox(value: $0)) }
+    }
+
+    /// The task, its payload decoded as `study`'s.
+    public func task(of study: any SweepStudy.Type) throws -> PlannedTask {
+        var task = PlannedTask(key: key, kind: kind, dataset: dataset, model: model, seedIndex: seedIndex, unit: unit, mask: mask,
+                               dependencies: dependencies, cost: cost, seed: seed)
+        (task.baselineKey, task.checkpointFile) = (baselineKey, checkpointFile)
+        if let payload {
+            guard let type = study.payload else {
+                throw RunError(path: key, message: "a task of study \(study.name) with a payload, which the study does not have")
+            }
+            task.payload = try Journal.decoder.decode(type, from: payload)
+        }
+        return task
+    }
+
+    private struct PayloadBox: Encodable {
+        let value: any TaskPayload
+        func encode(to encoder: Encoder) throws { try value.encode(to: encoder) }
+    }
+}
+
 /// The expanded task graph of a sweep.
 public struct Plan: Sendable {
     public var spec: SweepSpec

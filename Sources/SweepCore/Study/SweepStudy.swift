@@ -24,6 +24,9 @@ public protocol SweepStudy {
     static var importsGraphs: Bool { get }
     /// What its tasks measure beyond the shared outcome fields.
     static var measures: (any OutcomeMeasures.Type)? { get }
+    /// The type of its tasks' own parameters (`PlannedTask.payload`), for the worker that
+    /// receives one.
+    static var payload: (any DecodableTaskPayload.Type)? { get }
     /// Text for a finished task's progress line after its accuracy (` left 0.3430`).
     static func measuredText(_ outcome: TaskOutcome, task: PlannedTask) -> String?
     /// Whether its sweeps name datasets and models (false: tasks that do no work, for measuring
@@ -73,6 +76,7 @@ extension SweepStudy {
     public static var importsGraphs: Bool { false }
     public static var needsData: Bool { true }
     public static var measures: (any OutcomeMeasures.Type)? { nil }
+    public static var payload: (any DecodableTaskPayload.Type)? { nil }
     public static func measuredText(_ outcome: TaskOutcome, task: PlannedTask) -> String? { nil }
     public static func unitSummaries(_ rows: [ResultRow], statistics: StatisticsSection) -> [UnitSummary] { [] }
     public static func checkKeys(_ tree: NodeTree) throws {}
@@ -170,6 +174,9 @@ public protocol TaskPayload: Encodable, Sendable {
 extension TaskPayload {
     public func rounded() -> any TaskPayload { self }
 }
+
+/// A task's payload that travels to a worker and back into its type.
+public protocol DecodableTaskPayload: TaskPayload, Decodable {}
 
 extension TaskPayload where Self: Equatable {
     public func isEqual(to other: any TaskPayload) -> Bool { (other as? Self) == self }

@@ -17,7 +17,7 @@ extension TaskKind {
 }
 
 /// What a student learns from, and its size: its task's payload.
-public struct StudentPoint: TaskPayload, Equatable {
+public struct StudentPoint: DecodableTaskPayload, Equatable {
     public let loss: DistillationLoss
     public let budget: Int
     /// The teacher model whose logits it regresses (nil: the labels).
@@ -64,6 +64,7 @@ public enum DistillationStudy: SweepStudy {
     public static let choices: [String: (what: String, valid: [String])] = ["losses": ("distillation loss", DistillationLoss.allCases.map(\.rawValue))]
     public static let kinds = [TaskKindInfo(.logits, trains: false, compared: false), TaskKindInfo(.student, trains: true, compared: true)]
     public static let measures: (any OutcomeMeasures.Type)? = StudentMeasures.self
+    public static let payload: (any DecodableTaskPayload.Type)? = StudentPoint.self
 
     public static func checkKeys(_ tree: NodeTree) throws {
         try tree.checkKeys([.key("distillation"), .key("teacher_training")], allowed: TrainingSection.CodingKeys.allCases.map(\.rawValue))

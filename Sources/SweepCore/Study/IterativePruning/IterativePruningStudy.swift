@@ -20,7 +20,7 @@ extension TaskKind {
 
 /// Where an IMP task sits: its round, and whether it got there iteratively (`imp`) or at once
 /// (`oneshot`, the control).
-public struct PruningPoint: TaskPayload, Equatable {
+public struct PruningPoint: DecodableTaskPayload, Equatable {
     public let round: Int
     public let method: String
 }
@@ -97,6 +97,7 @@ public enum IterativePruningStudy: SweepStudy {
     public static let section: (any StudySection.Type)? = PruningSection.self
     public static let kinds = [TaskKindInfo(.prune, trains: true, compared: true), TaskKindInfo(.oneShot, trains: true, compared: true)]
     public static let measures: (any OutcomeMeasures.Type)? = PruningMeasures.self
+    public static let payload: (any DecodableTaskPayload.Type)? = PruningPoint.self
 
     public static func validate(_ spec: SweepSpec, tree: NodeTree) throws {
         func fail(_ path: [PathComponent], _ message: String) -> SpecError { tree.error(path, message) }

@@ -15,7 +15,7 @@ extension TaskKind {
 }
 
 /// Which kernels a reuse task copies, from where, and whether they train further.
-public struct ReusePoint: TaskPayload, Equatable {
+public struct ReusePoint: DecodableTaskPayload, Equatable {
     /// The source dataset.
     public let source: String
     /// The units whose kernels are copied (one layer or a prefix).
@@ -66,6 +66,7 @@ public enum ReuseStudy: SweepStudy {
     public static let importsNetworks = true
     public static let kinds = [TaskKindInfo(.reuse, trains: true, compared: true)]
     public static let measures: (any OutcomeMeasures.Type)? = ReuseMeasures.self
+    public static let payload: (any DecodableTaskPayload.Type)? = ReusePoint.self
 
     public static func checkKeys(_ tree: NodeTree) throws {
         if let pairs = tree.node(at: [.key("reuse"), .key("pairs")])?.sequence {

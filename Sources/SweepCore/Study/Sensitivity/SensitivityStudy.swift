@@ -45,7 +45,7 @@ extension SweepSpec {
 }
 
 /// Where a pruneLayer task sits on the study's axes; written into its result row.
-public struct SensitivityPoint: TaskPayload, Equatable {
+public struct SensitivityPoint: DecodableTaskPayload, Equatable {
     public let sparsity: Double
     public let method: LayerPruning.Method
     public let recalibrated: Bool
@@ -65,6 +65,7 @@ public enum SensitivityStudy: SweepStudy {
     public static let importsNetworks = true
     public static let importsGraphs = true
     public static let kinds = [TaskKindInfo(.pruneLayer, trains: false, compared: true)]
+    public static let payload: (any DecodableTaskPayload.Type)? = SensitivityPoint.self
 
     /// A layer loses its point at the first sparsity whose mean Δ is at or below −this.
     public static let lossThreshold = 0.01
