@@ -60,9 +60,44 @@ final class SpecTests: XCTestCase {
         XCTAssertTrue(e.contains("malformed YAML"), e)
     }
 
+    /// Every section's fields are listed once in its settings: each stored property has a key
+    /// (a property added without one would be silently unreadable), values survive a round
+    /// trip, absent keys keep the declared defaults and an absent optional stays out.
+    func testSectionSettingsCoverEveryFieldAndRoundTrip() throws {
+        func check<S: SettingsSection & Equatable>(_ type: S.Type, changed: S) throws {
+            XCTAssertEqual(Mirror(reflecting: S()).children.count, S.settings.count, "\(S.self): a property without a setting")
+            XCTAssertEqual(Set(S.keys).count, S.keys.count, "\(S.self): a key listed twice")
+            XCTAssertEqual(try Journal.decoder.decode(S.self, from: try Journal.encoder.encode(changed)), changed)
+            XCTAssertEqual(try Journal.decoder.decode(S.self, from: Data("{}".utf8)), S())
+        }
+        var training = TrainingSection()
+        (training.epochs, training.schedule, training.nesterov) = (7, "step:2:0.5", true)
+        try check(TrainingSection.self, changed: training)
+        var evaluation = EvaluationSection()
+        evaluation.prefixCacheMB = 3
+        try check(EvaluationSection.self, changed: evaluation)
+        var statistics = StatisticsSection()
+        (statistics.level, statistics.correction) = (0.9, .bh)
+        try check(StatisticsSection.self, changed: statistics)
+        var pruning = PruningSection()
+        (pruning.rounds, pruning.oneShot) = (2, false)
+        try check(PruningSection.self, changed: pruning)
+        var reuse = ReuseSection()
+        reuse.pairs = [ReusePair(source: "a", target: "b")]
+        try check(ReuseSection.self, changed: reuse)
+        var sensitivity = SensitivitySection()
+        (sensitivity.sparsities, sensitivity.recalibrate) = ([0.5], true)
+        try check(SensitivitySection.self, changed: sensitivity)
+        var distillation = DistillationSection()
+        distillation.teacherTraining = training
+        try check(DistillationSection.self, changed: distillation)
+        let plain = String(decoding: try Journal.encoder.encode(DistillationSection()), as: UTF8.self)
+        XCTAssertFalse(plain.contains("teacher_training"), plain)
+    }
+
     func testUnknownFieldSuggestsTheRightOne() {
         let e = error("name: s\ndatasets: [synthetic]\nmodels: [resnet8]\ntraining:\n  epoch: 3\n")
-        XCTAssertEqual(e, "test.yaml:5: training.epoch: unknown field (did you mean 'epochs'?); valid fields here: epochs, momentum, nesterov, schedule, batch_size, learning_rate, weight_decay")
+        XCTAssertEqual(e, "test.yaml:5: training.epoch: unknown field (did you mean 'epochs'?); valid fields here: epochs, batch_size, learning_rate, momentum, weight_decay, nesterov, schedule")
     }
 
     func testUnknownModelMaskAndLayerListTheChoices() {

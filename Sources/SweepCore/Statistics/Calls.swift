@@ -94,7 +94,7 @@ public enum Correction: String, Codable, Sendable, CaseIterable {
 }
 
 /// The `statistics:` section: how intervals and calls are made.
-public struct StatisticsSection: Codable, Equatable, Sendable {
+public struct StatisticsSection: SettingsSection, Equatable, Sendable {
     /// Confidence of every interval and call (0.95: 95% intervals, 5% error rate).
     public var level = 0.95
     /// |Δ| below this is trivial, beyond it harmful or helpful (Wang et al.'s 1-point cut).
@@ -104,16 +104,9 @@ public struct StatisticsSection: Codable, Equatable, Sendable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case level, threshold, correction
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        level = try c.decodeIfPresent(Double.self, forKey: .level) ?? level
-        threshold = try c.decodeIfPresent(Double.self, forKey: .threshold) ?? threshold
-        correction = try c.decodeIfPresent(Correction.self, forKey: .correction) ?? correction
-    }
+    public static let settings: [Setting<StatisticsSection>] = [
+        Setting("level", \.level), Setting("threshold", \.threshold), Setting("correction", \.correction),
+    ]
 
     /// What is wrong with the values, by field.
     public var problems: [(field: String, requirement: String)] {

@@ -61,9 +61,9 @@ public enum SpecLoader {
         let tree = NodeTree(root: root, file: file)
         guard root.mapping != nil else { throw tree.error([], "a sweep file is a mapping of fields (name:, datasets:, models:, ...)") }
         try tree.checkKeys([], allowed: SweepSpec.allKeys)
-        try tree.checkKeys([.key("training")], allowed: TrainingSection.CodingKeys.allCases.map(\.rawValue))
-        try tree.checkKeys([.key("evaluation")], allowed: EvaluationSection.CodingKeys.allCases.map(\.rawValue))
-        try tree.checkKeys([.key("statistics")], allowed: StatisticsSection.CodingKeys.allCases.map(\.rawValue))
+        try tree.checkKeys([.key("training")], allowed: TrainingSection.keys)
+        try tree.checkKeys([.key("evaluation")], allowed: EvaluationSection.keys)
+        try tree.checkKeys([.key("statistics")], allowed: StatisticsSection.keys)
         for study in StudyRegistry.all {
             if let section = study.section { try tree.checkKeys([.key(section.key)], allowed: section.keys) }
             try study.checkKeys(tree)

@@ -351,7 +351,7 @@ public struct DatasetSummary: Codable, Equatable, Sendable {
 }
 
 /// SGD settings shared by every training task of the sweep.
-public struct TrainingSection: Codable, Equatable, Sendable {
+public struct TrainingSection: SettingsSection, Equatable, Sendable {
     public var epochs = TrainingDefaults.epochs
     public var batchSize = TrainingDefaults.batchSize
     public var learningRate = TrainingDefaults.learningRate
@@ -362,23 +362,11 @@ public struct TrainingSection: Codable, Equatable, Sendable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case epochs, momentum, nesterov, schedule
-        case batchSize = "batch_size"
-        case learningRate = "learning_rate"
-        case weightDecay = "weight_decay"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        epochs = try c.decodeIfPresent(Int.self, forKey: .epochs) ?? epochs
-        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? batchSize
-        learningRate = try c.decodeIfPresent(Float.self, forKey: .learningRate) ?? learningRate
-        momentum = try c.decodeIfPresent(Float.self, forKey: .momentum) ?? momentum
-        weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay) ?? weightDecay
-        nesterov = try c.decodeIfPresent(Bool.self, forKey: .nesterov) ?? nesterov
-        schedule = try c.decodeIfPresent(String.self, forKey: .schedule) ?? schedule
-    }
+    public static let settings: [Setting<TrainingSection>] = [
+        Setting("epochs", \.epochs), Setting("batch_size", \.batchSize), Setting("learning_rate", \.learningRate),
+        Setting("momentum", \.momentum), Setting("weight_decay", \.weightDecay), Setting("nesterov", \.nesterov),
+        Setting("schedule", \.schedule),
+    ]
 }
 
 extension TrainingSection {
@@ -406,7 +394,7 @@ extension TrainingSection {
 }
 
 /// How masked networks are evaluated.
-public struct EvaluationSection: Codable, Equatable, Sendable {
+public struct EvaluationSection: SettingsSection, Equatable, Sendable {
     public var batchSize = 256
     /// Training batches used to re-estimate BN statistics for `zeroKernelRecalibrated`.
     public var recalibrationBatches = 20
@@ -418,18 +406,10 @@ public struct EvaluationSection: Codable, Equatable, Sendable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case batchSize = "batch_size"
-        case recalibrationBatches = "recalibration_batches"
-        case prefixCacheMB = "prefix_cache_mb"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? batchSize
-        recalibrationBatches = try c.decodeIfPresent(Int.self, forKey: .recalibrationBatches) ?? recalibrationBatches
-        prefixCacheMB = try c.decodeIfPresent(Int.self, forKey: .prefixCacheMB) ?? prefixCacheMB
-    }
+    public static let settings: [Setting<EvaluationSection>] = [
+        Setting("batch_size", \.batchSize), Setting("recalibration_batches", \.recalibrationBatches),
+        Setting("prefix_cache_mb", \.prefixCacheMB),
+    ]
 }
 
 /// Which units to mask: `all`, or a list of unit names and glob patterns (`stage*.block*.conv1`).

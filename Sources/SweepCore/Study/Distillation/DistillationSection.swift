@@ -1,9 +1,8 @@
 import Foundation
 
 /// Students distilled from a teacher (`study: distill`); `models` are the teachers.
-public struct DistillationSection: StudySection, Equatable {
+public struct DistillationSection: StudySection, SettingsSection, Equatable {
     public static let key = "distillation"
-    public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
 
     /// Teachers trained per (dataset, model); their logits are averaged (an ensemble when > 1).
     public var teachers = 1
@@ -16,20 +15,10 @@ public struct DistillationSection: StudySection, Equatable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case teachers, budgets, losses
-        case convLayers = "conv_layers"
-        case teacherTraining = "teacher_training"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        teachers = try c.decodeIfPresent(Int.self, forKey: .teachers) ?? teachers
-        convLayers = try c.decodeIfPresent([Int].self, forKey: .convLayers) ?? convLayers
-        budgets = try c.decodeIfPresent([Int].self, forKey: .budgets) ?? budgets
-        losses = try c.decodeIfPresent([DistillationLoss].self, forKey: .losses) ?? losses
-        teacherTraining = try c.decodeIfPresent(TrainingSection.self, forKey: .teacherTraining)
-    }
+    public static let settings: [Setting<DistillationSection>] = [
+        Setting("teachers", \.teachers), Setting("conv_layers", \.convLayers), Setting("budgets", \.budgets),
+        Setting("losses", \.losses), Setting("teacher_training", \.teacherTraining),
+    ]
 }
 
 /// What a student learns from: the teacher's logits (L2) or, as the control, the labels.

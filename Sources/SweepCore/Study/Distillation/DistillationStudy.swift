@@ -67,7 +67,7 @@ public enum DistillationStudy: SweepStudy {
     public static let payload: (any DecodableTaskPayload.Type)? = StudentPoint.self
 
     public static func checkKeys(_ tree: NodeTree) throws {
-        try tree.checkKeys([.key("distillation"), .key("teacher_training")], allowed: TrainingSection.CodingKeys.allCases.map(\.rawValue))
+        try tree.checkKeys([.key("distillation"), .key("teacher_training")], allowed: TrainingSection.keys)
     }
 
     public static func validate(_ spec: SweepSpec, tree: NodeTree) throws {

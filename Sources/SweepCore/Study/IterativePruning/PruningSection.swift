@@ -1,9 +1,8 @@
 import Foundation
 
 /// Iterative magnitude pruning (`study: imp`).
-public struct PruningSection: StudySection, Equatable {
+public struct PruningSection: StudySection, SettingsSection, Equatable {
     public static let key = "pruning"
-    public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
 
     /// Fraction of each layer's remaining weights removed per round (the readout is never pruned).
     public var rate = 0.3
@@ -20,21 +19,8 @@ public struct PruningSection: StudySection, Equatable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case rate, rounds
-        case rewindStep = "rewind_step"
-        case minConnectedUnits = "min_connected_units"
-        case oneShot = "one_shot"
-        case maskImages = "mask_images"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        rate = try c.decodeIfPresent(Double.self, forKey: .rate) ?? rate
-        rounds = try c.decodeIfPresent(Int.self, forKey: .rounds) ?? rounds
-        rewindStep = try c.decodeIfPresent(Int.self, forKey: .rewindStep) ?? rewindStep
-        minConnectedUnits = try c.decodeIfPresent(Int.self, forKey: .minConnectedUnits) ?? minConnectedUnits
-        oneShot = try c.decodeIfPresent(Bool.self, forKey: .oneShot) ?? oneShot
-        maskImages = try c.decodeIfPresent(Int.self, forKey: .maskImages) ?? maskImages
-    }
+    public static let settings: [Setting<PruningSection>] = [
+        Setting("rate", \.rate), Setting("rounds", \.rounds), Setting("rewind_step", \.rewindStep),
+        Setting("min_connected_units", \.minConnectedUnits), Setting("one_shot", \.oneShot), Setting("mask_images", \.maskImages),
+    ]
 }

@@ -1,9 +1,8 @@
 import Foundation
 
 /// Parameter reuse (`study: reuse`).
-public struct ReuseSection: StudySection, Equatable {
+public struct ReuseSection: StudySection, SettingsSection, Equatable {
     public static let key = "reuse"
-    public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
 
     /// Source → target dataset pairs (names from `datasets`).
     public var pairs: [ReusePair] = []
@@ -14,14 +13,7 @@ public struct ReuseSection: StudySection, Equatable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case pairs, prefixes, modes }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        pairs = try c.decodeIfPresent([ReusePair].self, forKey: .pairs) ?? pairs
-        prefixes = try c.decodeIfPresent([Int].self, forKey: .prefixes) ?? prefixes
-        modes = try c.decodeIfPresent([ReuseMode].self, forKey: .modes) ?? modes
-    }
+    public static let settings: [Setting<ReuseSection>] = [Setting("pairs", \.pairs), Setting("prefixes", \.prefixes), Setting("modes", \.modes)]
 }
 
 public struct ReusePair: Codable, Equatable, Sendable {

@@ -15,9 +15,8 @@ extension TaskKind {
 }
 
 /// The `sensitivity:` section.
-public struct SensitivitySection: StudySection, Equatable {
+public struct SensitivitySection: StudySection, SettingsSection, Equatable {
     public static let key = "sensitivity"
-    public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
 
     /// Fractions of a layer's weights (or filters) removed, each in (0, 1].
     public var sparsities = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
@@ -29,14 +28,9 @@ public struct SensitivitySection: StudySection, Equatable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case sparsities, methods, recalibrate }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        sparsities = try c.decodeIfPresent([Double].self, forKey: .sparsities) ?? sparsities
-        methods = try c.decodeIfPresent([LayerPruning.Method].self, forKey: .methods) ?? methods
-        recalibrate = try c.decodeIfPresent(Bool.self, forKey: .recalibrate) ?? recalibrate
-    }
+    public static let settings: [Setting<SensitivitySection>] = [
+        Setting("sparsities", \.sparsities), Setting("methods", \.methods), Setting("recalibrate", \.recalibrate),
+    ]
 }
 
 extension SweepSpec {
