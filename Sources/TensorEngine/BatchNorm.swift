@@ -192,33 +192,55 @@ public final class BatchNorm: Layer {
         let spatial = x.shape.dropFirst(2).reduce(1, *)
         let blocked = x.blocked
         let fusedMask = blocked && spatial > 1 && cache.training
-        var dy = dy.inLayout(blocked: x.blocked)
-        let incoming = dy
-        if let y = rectifiedOutput {
-            // Blocked training passes mask dy while summing it; the rest mask it here first.
-            dy = Tensor.uninitialized(like: x)
-            if !fusedMask {
-                let (yp, gp, ip) = (y.data, dy.data, incoming.data)
-                let chunks = elementChunks(y.count)
-                Parallel.forEach(chunks.count) { r in
-                    for i in chunks[r] { gp[i] = yp[i] > 0 ? ip[i] : 0 }
-                }
-            }
-        }
+        let incoming = dy.inLayout(blocked: x.blocked)
+        let dy = gradientThroughReLU(incoming, like: x, fused: fusedMask)
         let mask = fusedMask ? rectifiedOutput.map { (UnsafePointer($0.data), incoming.data) } : nil
         let dx = Tensor.uninitialized(like: x)
-        // Per-channel dx = scale·dy − a·x + constant, applied after the sums when blocked.
-        let coefficients = UnsafeMutablePointer<Float>.allocate(capacity: 3 * channels)
-        defer { coefficients.deallocate() }
-        let (xp, dyp, dxp, g) = (x.data, dy.data, dx.data, gamma.value.data)
-        let (dg, db) = (gamma.grad.data, beta.grad.data)
-        let training = cache.training
-        if training && spatial == 1 {
+        let (xp, dyp, dxp) = (x.data, dy.data, dx.data)
+        if cache.training && spatial == 1 {
             backwardFlat(xp, dyp, dxp, images: n, mean: cache.mean, invStd: cache.invStd)
             return (dx, dy)
         }
-        // Σ dy and Σ dy·x per image and channel, summed in batch order (a gang gathers every
-        // member's images first); Σ dy·x̂ = istd · (Σ dy·x − μ Σ dy).
+        // Per-channel dx = scale·dy − a·x + constant, applied after the sums when blocked.
+        let coefficients = UnsafeMutablePointer<Float>.allocate(capacity: 3 * channels)
+        defer { coefficients.deallocate() }
+        accumulateGradients(xp, dyp, dxp, images: n, spatial: spatial, blocked: blocked, mask: mask,
+                            cache: cache, coefficients: coefficients)
+        if blocked {
+            BlockedBatchNorm.backwardAffine(dyp, xp, dxp, images: n, channels: channels, spatial: spatial,
+                                            scale: coefficients, a: coefficients + channels,
+                                            constant: coefficients + 2 * channels)
+        }
+        return (dx, dy)
+    }
+
+    /// The gradient below a fused ReLU: dy where the output was positive, zero elsewhere.
+    /// Blocked training masks dy while summing it (`fused`), so it only gets the buffer here.
+    private func gradientThroughReLU(_ incoming: Tensor, like x: Tensor, fused: Bool) -> Tensor {
+        guard let y = rectifiedOutput else { return incoming }
+        let dy = Tensor.uninitialized(like: x)
+        if !fused {
+            let (yp, gp, ip) = (y.data, dy.data, incoming.data)
+            let chunks = elementChunks(y.count)
+            Parallel.forEach(chunks.count) { r in
+                for i in chunks[r] { gp[i] = yp[i] > 0 ? ip[i] : 0 }
+            }
+        }
+        return dy
+    }
+
+    /// Σ dy and Σ dy·x per image and channel, summed in batch order (a gang gathers every
+    /// member's images first); Σ dy·x̂ = istd · (Σ dy·x − μ Σ dy). Accumulates dgamma and dbeta,
+    /// and writes each channel's dx = scale·dy − a·x + constant into `coefficients` (scale, a,
+    /// constant), applying it here to a plain tensor.
+    private func accumulateGradients(_ xp: UnsafeMutablePointer<Float>, _ dyp: UnsafeMutablePointer<Float>,
+                                     _ dxp: UnsafeMutablePointer<Float>, images n: Int, spatial: Int, blocked: Bool,
+                                     mask: (UnsafePointer<Float>, UnsafeMutablePointer<Float>)?,
+                                     cache: (input: Tensor, mean: [Float], invStd: [Float], training: Bool),
+                                     coefficients: UnsafeMutablePointer<Float>) {
+        let channels = channels
+        let (g, dg, db) = (gamma.value.data, gamma.grad.data, beta.grad.data)
+        let training = cache.training
         let shard = training ? GangShard.current : nil
         let m = Float((shard?.batchCount ?? n) * spatial)
         let batch = shard?.batchCount ?? n
@@ -273,12 +295,6 @@ public final class BatchNorm: Layer {
                 }
             }
         }
-        if blocked {
-            BlockedBatchNorm.backwardAffine(dyp, xp, dxp, images: n, channels: channels, spatial: spatial,
-                                            scale: coefficients, a: coefficients + channels,
-                                            constant: coefficients + 2 * channels)
-        }
-        return (dx, dy)
     }
 
     // MARK: - One value per channel and image (BatchNorm1d after a linear layer)
