@@ -29,7 +29,7 @@ public struct Setting<Section>: @unchecked Sendable {
 protocol OptionalSetting { var isNone: Bool { get } }
 extension Optional: OptionalSetting { var isNone: Bool { self == nil } }
 
-/// A sweep-file key (snake_case, as users write it).
+/// A sweep-file key (snake_case, as users write it): a setting's, or a study section's.
 public struct SettingKey: CodingKey {
     public let stringValue: String
     public init(_ key: String) { stringValue = key }

@@ -82,8 +82,8 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         try c.encode(output, forKey: .output)
         if studyType.needsData { try encodeData(into: &c) }
         if let studySection {
-            var own = encoder.container(keyedBy: SectionKey.self)
-            try own.encode(StudySectionValue.Box(studySection.value), forKey: SectionKey(type(of: studySection.value).key))
+            var own = encoder.container(keyedBy: SettingKey.self)
+            try own.encode(StudySectionValue.Box(studySection.value), forKey: SettingKey(type(of: studySection.value).key))
         }
     }
 
@@ -140,19 +140,10 @@ public struct SweepSpec: Codable, Equatable, Sendable {
             cache = ["off", "false", "no"].contains(path.lowercased()) ? "off" : path
         }
         if let type = studyType.section {
-            let own = try decoder.container(keyedBy: SectionKey.self)
-            studySection = StudySectionValue(try own.decodeIfPresent(type, forKey: SectionKey(type.key)) ?? type.init())
+            let own = try decoder.container(keyedBy: SettingKey.self)
+            studySection = StudySectionValue(try own.decodeIfPresent(type, forKey: SettingKey(type.key)) ?? type.init())
         }
     }
-}
-
-/// A study section's key in the sweep file.
-struct SectionKey: CodingKey {
-    let stringValue: String
-    init(_ key: String) { stringValue = key }
-    init?(stringValue: String) { self.stringValue = stringValue }
-    var intValue: Int? { nil }
-    init?(intValue: Int) { nil }
 }
 
 /// A study's section, compared and encoded through its own type.
