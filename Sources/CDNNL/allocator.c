@@ -11,7 +11,3 @@ void layersweep_keep_freed_memory(void) {
     // the default and 650 MB with two, at the same speed.
     mallopt(M_ARENA_MAX, 2);
 }
-
-void layersweep_return_freed_memory(void) {
-    malloc_trim(0);
-}

@@ -25,14 +25,6 @@ public enum Parallel {
         layersweep_keep_freed_memory()
     }
 
-    /// Returns the pages of freed blocks to the system, in every thread's heap. Between tasks:
-    /// the heap keeps freed activations for the next batch, but what one task freed in another
-    /// thread's heap (a decoded graph, a checkpoint's bytes) would otherwise stay mapped for the
-    /// rest of the run.
-    public static func returnFreedMemory() {
-        layersweep_return_freed_memory()
-    }
-
     /// The cores this process may run on (its CPU affinity mask), which under `mpirun` binding
     /// or a Slurm allocation is fewer than the machine's.
     public static var availableCores: Int {

@@ -7,7 +7,4 @@
 /// at most two heaps.
 void layersweep_keep_freed_memory(void);
 
-/// Hands the pages of every arena's free blocks back to the system (malloc_trim).
-void layersweep_return_freed_memory(void);
-
 #endif

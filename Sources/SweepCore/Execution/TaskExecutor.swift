@@ -87,7 +87,6 @@ public final class TaskExecutor {
             outcome = TaskOutcome(status: .failed)
             outcome.error = "\(error)"
         }
-        Parallel.returnFreedMemory()
         outcome.seconds = Date().timeIntervalSince(start)
         return (outcome, artifact)
     }

@@ -45,8 +45,9 @@ public struct TaskKind: RawRepresentable, Hashable, Codable, Sendable, CustomStr
     public var compared: Bool { StudyRegistry.kinds[self]?.compared ?? false }
 }
 
-/// One node of the task graph, with a stable key and a seed derived from it.
-public struct PlannedTask: Sendable {
+/// One node of the task graph, with a stable key and a seed derived from it. Its coding leaves
+/// out the payload, whose type only the study knows (`WireTask` carries it).
+public struct PlannedTask: Codable, Sendable {
     public let key: String
     public let kind: TaskKind
     public let dataset: String
@@ -68,6 +69,10 @@ public struct PlannedTask: Sendable {
     /// The study's own parameters of this task (a pruning round, a reuse mode, a sparsity ...),
     /// typed by the study.
     public var payload: (any TaskPayload)?
+
+    enum CodingKeys: String, CodingKey {
+        case key, kind, dataset, model, seedIndex, unit, mask, dependencies, cost, seed, baselineKey, checkpointFile
+    }
 
     public init(key: String, kind: TaskKind, dataset: String, model: String, seedIndex: Int, unit: String?,
                 mask: MaskKind?, dependencies: [String], cost: Double, seed: UInt64) {
@@ -93,35 +98,26 @@ extension PlannedTask: Equatable {
     }
 }
 
-/// A planned task as rank 0 sends it to a worker: every field, the study's payload as JSON.
+/// A planned task as rank 0 sends it to a worker: its fields, and the study's payload as JSON.
 /// Workers run what they are sent; they never expand the sweep themselves.
 public struct WireTask: Codable, Equatable, Sendable {
-    public let key: String
-    public let kind: TaskKind
-    public let dataset: String
-    public let model: String
-    public let seedIndex: Int
-    public let unit: String?
-    public let mask: MaskKind?
-    public let dependencies: [String]
-    public let cost: Double
-    public let seed: UInt64
-    public let baselineKey: String?
-    public let checkpointFile: String?
+    /// The task without its payload.
+    let fields: PlannedTask
     /// The study's payload, encoded by its type.
-    public let payload: Data?
+    let payload: Data?
+
+    public var key: String { fields.key }
 
     public init(_ task: PlannedTask) throws {
-        (key, kind, dataset, model, seedIndex, unit, mask) = (task.key, task.kind, task.dataset, task.model, task.seedIndex, task.unit, task.mask)
-        (dependencies, cost, seed, baselineKey, checkpointFile) = (task.dependencies, task.cost, task.seed, task.baselineKey, task.checkpointFile)
+        var fields = task
+        fields.payload = nil
+        self.fields = fields
         payload = try task.payload.map { try Journal.encoder.encode(PayloadBox(value: $0)) }
     }
 
     /// The task, its payload decoded as `study`'s.
     public func task(of study: any SweepStudy.Type) throws -> PlannedTask {
-        var task = PlannedTask(key: key, kind: kind, dataset: dataset, model: model, seedIndex: seedIndex, unit: unit, mask: mask,
-                               dependencies: dependencies, cost: cost, seed: seed)
-        (task.baselineKey, task.checkpointFile) = (baselineKey, checkpointFile)
+        var task = fields
         if let payload {
             guard let type = study.payload else {
                 throw RunError(path: key, message: "a task of study \(study.name) with a payload, which the study does not have")
