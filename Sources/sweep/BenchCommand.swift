@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import ONNX
-import Studies
+import Procedures
 import TensorEngine
 
 struct BenchCommand: ParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Cluster
 import Foundation
+import Studies
 import SweepCore
 import TensorEngine
 
@@ -25,11 +26,13 @@ struct Sweep: ParsableCommand {
         version: "layersweep \(layersweepVersion)",
         subcommands: [RunCommand.self, PlanCommand.self, ReportCommand.self, StatusCommand.self, CompareCommand.self, TrainCommand.self, EvalCommand.self, LayersCommand.self, DatasetsCommand.self, CacheCommand.self, BenchCommand.self])
 
-    /// Switches OpenBLAS to the CPU's own kernels first (see `BLASKernels`), then runs the command.
+    /// Switches OpenBLAS to the CPU's own kernels first (see `BLASKernels`) and installs the
+    /// studies, then runs the command.
     /// Errors print with their control characters escaped: a message may quote a name or a
     /// file's contents.
     static func main() {
         BLASKernels.relaunchForNativeKernels()
+        StudyCatalog.install()
         var command: ParsableCommand
         do { command = try parseAsRoot() } catch { exitSafely(withError: error, lines: true) }
         // Help and version come back as "errors" that exit 0, from here too (`sweep help run`).

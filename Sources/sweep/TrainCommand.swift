@@ -4,7 +4,7 @@ import Datasets
 import Foundation
 import Models
 import ONNX
-import Studies
+import Procedures
 import SweepCore
 import TensorEngine
 

@@ -1,8 +1,9 @@
 @testable import Cluster
+import StudyTestSupport
 import XCTest
 
 /// The live status lines: rewritten in place on a terminal, plain lines anywhere else.
-final class LiveStatusTests: XCTestCase {
+final class LiveStatusTests: StudyTestCase {
     func testOnATerminalStatusLinesAreRewrittenUnderTheLog() {
         var out = ""
         let status = LiveStatus(live: true, width: 40) { out += $0 }

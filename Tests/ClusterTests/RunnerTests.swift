@@ -2,11 +2,13 @@
 import Foundation
 import SweepCore
 import TensorEngine
+@testable import Studies
+import StudyTestSupport
 import XCTest
 
 /// The coordinator and worker loops over the in-process transport (the MPI transport is
 /// exercised with the real launcher in sweepTests).
-final class RunnerTests: XCTestCase {
+final class RunnerTests: StudyTestCase {
     var dir: URL!
 
     override func setUpWithError() throws {

@@ -1,11 +1,12 @@
 import Foundation
 @testable import SweepCore
+import StudyTestSupport
 import XCTest
 
 /// The recipe's interval, measured by simulation: trained networks whose Δ scatter around a
 /// known population Δ (the seed spread), each evaluated on a finite paired test set (the
 /// image sampling), as on Fashion-MNIST.
-final class CoverageTests: XCTestCase {
+final class CoverageTests: StudyTestCase {
     /// A small, fast generator with a fixed seed: the same trials every run.
     struct Generator {
         var state: UInt64

@@ -1,12 +1,14 @@
 import EngineTestSupport
 import Foundation
 @testable import SweepCore
-import Studies
+import Procedures
+@testable import Studies
+import StudyTestSupport
 import XCTest
 
 /// What an edited journal, a hostile name or a careless override does to a run's files: numbers
 /// are checked where they are read, names are made safe where they are written.
-final class HostileRunFilesTests: XCTestCase {
+final class HostileRunFilesTests: StudyTestCase {
     var dir: URL!
 
     override func setUpWithError() throws {

@@ -1,8 +1,10 @@
 import Foundation
 @testable import SweepCore
+@testable import Studies
+import StudyTestSupport
 import XCTest
 
-final class JournalResultsTests: XCTestCase {
+final class JournalResultsTests: StudyTestCase {
     /// Row equality compares every stored field: a change to any one of them (the list has one
     /// per field, checked against the type's own fields) makes rows differ; NaNs equal NaNs.
     func testRowsDifferWhenAnyFieldDiffers() {

@@ -1,11 +1,12 @@
 import Datasets
 import Foundation
 @testable import SweepCore
+import StudyTestSupport
 import XCTest
 
 /// Own-data entries in sweep files: every field decoded, every mistake named on one line, and
 /// task keys that carry the data's fingerprint.
-final class OwnDataSpecTests: XCTestCase {
+final class OwnDataSpecTests: StudyTestCase {
     func parse(_ text: String) throws -> SweepSpec { try SpecLoader.parse(text, file: "own.yaml") }
 
     func error(_ datasets: String, line: UInt = #line) -> String {

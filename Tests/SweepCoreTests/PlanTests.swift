@@ -1,8 +1,9 @@
-import Studies
+import Procedures
 import SweepCore
+import StudyTestSupport
 import XCTest
 
-final class PlanTests: XCTestCase {
+final class PlanTests: StudyTestCase {
     func plan(_ text: String) throws -> Plan { try Plan.expand(try SpecLoader.parse(text, file: "t.yaml")) }
 
     func testResNet20PlanHasTrainBaselineAndApplicableMasks() throws {

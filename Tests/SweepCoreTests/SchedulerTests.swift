@@ -1,8 +1,9 @@
 import Foundation
 import SweepCore
+import StudyTestSupport
 import XCTest
 
-final class SchedulerTests: XCTestCase {
+final class SchedulerTests: StudyTestCase {
     func task(_ key: String, cost: Double, after deps: [String] = []) -> PlannedTask {
         PlannedTask(key: key, kind: deps.isEmpty ? .train : .mask, dataset: "d", model: "m", seedIndex: 0, unit: nil, mask: nil,
                     dependencies: deps, cost: cost, seed: 0)

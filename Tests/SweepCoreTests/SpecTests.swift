@@ -1,8 +1,10 @@
-import Studies
+import Procedures
 import SweepCore
+@testable import Studies
+import StudyTestSupport
 import XCTest
 
-final class SpecTests: XCTestCase {
+final class SpecTests: StudyTestCase {
     func parse(_ text: String) throws -> SweepSpec { try SpecLoader.parse(text, file: "test.yaml") }
 
     /// The error's one line, or a failure if the text parses.

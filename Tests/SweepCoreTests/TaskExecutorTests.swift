@@ -1,13 +1,14 @@
 import EngineTestSupport
 import Foundation
-import Studies
+import Procedures
 @testable import SweepCore
 import TensorEngine
+import StudyTestSupport
 import XCTest
 
 /// A worker remembers the evaluation of the network it trained, so the baseline that follows
 /// does not evaluate it a second time; the remembered figures are those a fresh worker computes.
-final class TaskExecutorTests: XCTestCase {
+final class TaskExecutorTests: StudyTestCase {
     let text = """
     name: s
     datasets:

@@ -1,11 +1,12 @@
 import Datasets
 import Foundation
 @testable import SweepCore
+import StudyTestSupport
 import XCTest
 
 /// The training store on its own: what names a training (its identity), and every way an entry
 /// can be damaged, each caught when read.
-final class TrainingStoreTests: XCTestCase {
+final class TrainingStoreTests: StudyTestCase {
     var dir: URL!
     var store: TrainingStore!
 

@@ -1,11 +1,12 @@
 import Foundation
+import StudyTestSupport
 import XCTest
-import Studies
+import Procedures
 import TensorEngine
 import SweepCore
 
 /// The `sweep` executable end to end: what a user types, what they see, and the exit status.
-final class CLITests: XCTestCase {
+final class CLITests: StudyTestCase {
     var dir: URL!
 
     override func setUpWithError() throws {

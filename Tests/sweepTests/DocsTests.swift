@@ -1,9 +1,10 @@
 import Foundation
 import SweepCore
+import StudyTestSupport
 import XCTest
 
 /// The documentation a user reads stands alone and covers every study the program knows.
-final class DocsTests: XCTestCase {
+final class DocsTests: StudyTestCase {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     func text(_ path: String) throws -> String { try String(contentsOf: root.appendingPathComponent(path), encoding: .utf8) }

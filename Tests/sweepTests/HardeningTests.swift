@@ -1,12 +1,13 @@
 import Foundation
 import Models
 import TensorEngine
+import StudyTestSupport
 import XCTest
 
 /// Hostile files and names against the real binary: each test is one finding of the second
 /// hardening pass, reproduced as the user met it (`sweep eval`, `sweep run`, `--resume`,
 /// `sweep report`, `sweep status`, `sweep compare`).
-final class HardeningTests: XCTestCase {
+final class HardeningTests: StudyTestCase {
     var dir: URL!
 
     override func setUpWithError() throws {

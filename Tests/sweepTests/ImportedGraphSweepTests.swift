@@ -1,4 +1,5 @@
 import Foundation
+import StudyTestSupport
 import XCTest
 
 /// The zeroing study on imported ONNX graphs (Tests/ONNXTests/Fixtures/exports), with the real
@@ -6,7 +7,7 @@ import XCTest
 /// `models: [{name: r18, checkpoints: [resnet18.onnx, ...]}]`. Only rank 0 reads the files (and
 /// their external data); the Δs are PyTorch's; the table does not depend on the rank count and
 /// a resumed run completes it.
-final class ImportedGraphSweepTests: XCTestCase {
+final class ImportedGraphSweepTests: StudyTestCase {
     var dir: URL!
     var exports: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("ONNXTests/Fixtures/exports")

@@ -1,12 +1,13 @@
 import Foundation
+import StudyTestSupport
 import XCTest
 
 /// Networks trained elsewhere in a sweep file: `mpirun -n 2 --oversubscribe sweep run FILE` with
 /// `models: [{name: resnet8, checkpoints: [net.safetensors]}]`, the PyTorch-named fixture of
-/// `Tests/StudiesTests/Fixtures/pytorch_resnet.py`. Only rank 0 reads the file; the zeroing rows
+/// `Tests/ProceduresTests/Fixtures/pytorch_resnet.py`. Only rank 0 reads the file; the zeroing rows
 /// agree with the reference's accuracies; a file that does not fit fails its load task on one line
 /// and skips what depends on it.
-final class ImportedNetworkTests: XCTestCase {
+final class ImportedNetworkTests: StudyTestCase {
     var dir: URL!
 
     override func setUpWithError() throws {
@@ -22,7 +23,7 @@ final class ImportedNetworkTests: XCTestCase {
         }
         let out = dir.appendingPathComponent("fixture")
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("StudiesTests/Fixtures/pytorch_resnet.py")
+            .appendingPathComponent("ProceduresTests/Fixtures/pytorch_resnet.py")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
         p.arguments = [script.path, out.path, "B"]

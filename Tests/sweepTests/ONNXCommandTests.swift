@@ -1,9 +1,10 @@
 import Foundation
+import StudyTestSupport
 import XCTest
 
 /// `sweep layers net.onnx` and `sweep eval net.onnx` on the PyTorch exports of
 /// Tests/ONNXTests/Fixtures/exports, and bad files as one line.
-final class ONNXCommandTests: XCTestCase {
+final class ONNXCommandTests: StudyTestCase {
     var exports: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("ONNXTests/Fixtures/exports")
     }

@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import StudyTestSupport
 import XCTest
 
 /// A sweep over the user's own data: Fashion-MNIST's first 2,000 images written as IDX, as an
@@ -7,7 +8,7 @@ import XCTest
 /// Pillow). One network evaluated on each gives the same accuracies through IDX, PNG and .npz;
 /// ranks started where the files are not read them from rank 0; a changed file is not resumed
 /// into old results.
-final class OwnDataSweepTests: XCTestCase {
+final class OwnDataSweepTests: StudyTestCase {
     var dir: URL!
 
     override func setUpWithError() throws {

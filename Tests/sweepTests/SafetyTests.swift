@@ -1,10 +1,11 @@
 import Foundation
+import StudyTestSupport
 import XCTest
 
 /// What a careless or hostile user can do to a run, with the real binary and launcher: two
 /// processes on one directory, signals to `mpirun`, a drain, failed tasks, unusable outputs.
 /// Each test says how it launches, e.g. `mpirun -n 3 --oversubscribe sweep run FILE`.
-final class SafetyTests: XCTestCase {
+final class SafetyTests: StudyTestCase {
     var dir: URL!
 
     override func setUpWithError() throws {

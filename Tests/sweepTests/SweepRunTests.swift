@@ -1,9 +1,10 @@
 import Foundation
+import StudyTestSupport
 import XCTest
 
 /// `sweep run` with the real launchers: one process, threads, and mpirun. Each test says how
 /// it launches (the libEnsemble way): e.g. `mpirun -n 5 --oversubscribe sweep run FILE`.
-final class SweepRunTests: XCTestCase {
+final class SweepRunTests: StudyTestCase {
     var dir: URL!
 
     override func setUpWithError() throws {

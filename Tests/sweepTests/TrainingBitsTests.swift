@@ -1,5 +1,6 @@
 import Foundation
 import SweepCore
+import StudyTestSupport
 import XCTest
 
 /// The training store serves a network only to an engine that would train the same bits
@@ -7,7 +8,7 @@ import XCTest
 /// networks (a ResNet-8: convolutions, batch norm, residual sums; an FCN with batch norm: GEMMs)
 /// on AVX2 kernels, which every machine here has, and compares their checkpoints' hashes with
 /// the ones recorded for the current version.
-final class TrainingBitsTests: XCTestCase {
+final class TrainingBitsTests: StudyTestCase {
     /// Checkpoint hashes by bits version. When engine arithmetic changes, raise
     /// `TrainingIdentity.bitsVersion` and record the new hashes under the new version.
     static let recorded: [Int: [String: String]] = [

@@ -1,10 +1,11 @@
 import Foundation
+import StudyTestSupport
 import XCTest
 
 /// The training store as users meet it: a second study on the same recipe trains nothing and
 /// measures what an uncached run measures, on one process or three ranks; concurrent sweeps,
 /// damaged entries, a full store and a read-only one lose nothing.
-final class TrainingStoreSweepTests: XCTestCase {
+final class TrainingStoreSweepTests: StudyTestCase {
     var dir: URL!
     var store: String { dir.appendingPathComponent("store").path }
 

@@ -2,6 +2,8 @@ import Datasets
 import Foundation
 import Models
 import TensorEngine
+import Procedures
+import SweepCore
 
 /// Distilling a teacher into small students (Urban et al. 2017): the teacher ensemble's logits
 /// are computed once per dataset; students regress them with an L2 loss.

@@ -2,6 +2,8 @@ import Datasets
 import Foundation
 import Models
 import TensorEngine
+import Procedures
+import SweepCore
 
 /// What IMP carries from one round to the next: the trained network, its masks, and every
 /// state tensor as it was at the rewind step. Stored as one safetensors file (network tensors
@@ -63,7 +65,7 @@ public struct PruningRound {
 }
 
 /// A round that would disconnect too much of the network: IMP stops here.
-public struct PruningStopped: Error, CustomStringConvertible {
+public struct PruningStopped: StoppingRule {
     public let layer: String
     public let connected: Int
     public let minimum: Int

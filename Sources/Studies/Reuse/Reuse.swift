@@ -1,6 +1,8 @@
 import Foundation
 import Models
 import TensorEngine
+import Procedures
+import SweepCore
 
 /// Parameter reuse (Wang, Cheng, Zhu, Liang 2020): kernels trained on a source task copied into
 /// a network for a target task, and the kernel distance between two trained networks.

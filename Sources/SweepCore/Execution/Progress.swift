@@ -1,5 +1,5 @@
 import Foundation
-import Studies
+import Procedures
 
 /// Progress lines and the closing summary of a sweep, as text.
 public enum ProgressText {

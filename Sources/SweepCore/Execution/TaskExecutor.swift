@@ -2,7 +2,7 @@ import Datasets
 import Foundation
 import Models
 import ONNX
-import Studies
+import Procedures
 import TensorEngine
 
 /// Runs tasks on a worker: loads datasets once, keeps received artifacts (checkpoints, IMP
@@ -80,7 +80,7 @@ public final class TaskExecutor {
         } catch let error as TrainingError {
             outcome = TaskOutcome(status: .diverged)
             outcome.error = error.description
-        } catch let error as PruningStopped {
+        } catch let error as any StoppingRule {
             outcome = TaskOutcome(status: .stopped)
             outcome.error = error.description
         } catch {
@@ -94,7 +94,7 @@ public final class TaskExecutor {
     /// A plain training task (`section`'s hyperparameters): in a gang when the coordinator
     /// formed one, resumed from its epoch snapshot, snapshotting as it goes; the leader returns
     /// the checkpoint.
-    func trainTask(_ task: PlannedTask, section: TrainingSection) throws -> (TaskOutcome, Data?) {
+    public func trainTask(_ task: PlannedTask, section: TrainingSection) throws -> (TaskOutcome, Data?) {
         let (resume, gang, snapshot) = running
         let (data, network, hooks) = try GangStart.agree(gang, task: task.key) {
             let data = try splits(task.dataset, model: task.model)
@@ -122,18 +122,18 @@ public final class TaskExecutor {
 
     // MARK: - Shared steps
 
-    func build(_ model: String, for data: DatasetSplits, seed: UInt64) throws -> Network {
+    public func build(_ model: String, for data: DatasetSplits, seed: UInt64) throws -> Network {
         Network.build(try ModelSpec(name: model, inputShape: data.train.shape, classes: data.train.classes), seed: seed)
     }
 
-    func config(_ section: TrainingSection, seed: UInt64) throws -> TrainingConfig {
+    public func config(_ section: TrainingSection, seed: UInt64) throws -> TrainingConfig {
         guard let config = section.config(seed: seed) else { throw RunError(path: "training.schedule", message: "invalid") }
         return config
     }
 
     /// Trains `network` and evaluates it on the test split; a non-finite test loss counts as
     /// divergence. A gang trains and evaluates together.
-    func train(_ network: Network, data: DatasetSplits, section: TrainingSection, seed: UInt64,
+    public func train(_ network: Network, data: DatasetSplits, section: TrainingSection, seed: UInt64,
                        loss: Training.LossFunction? = nil, hooks: TrainingHooks = TrainingHooks(), gang: GangLink? = nil) throws -> TaskOutcome {
         try trainEvaluated(network, data: data, section: section, seed: seed, loss: loss, hooks: hooks, gang: gang).outcome
     }
@@ -150,7 +150,7 @@ public final class TaskExecutor {
         return try evaluated(network, data: data, reports: reports, gang: gang)
     }
 
-    func evaluate(_ network: Network, data: DatasetSplits, reports: [EpochReport], gang: GangLink? = nil) throws -> TaskOutcome {
+    public func evaluate(_ network: Network, data: DatasetSplits, reports: [EpochReport], gang: GangLink? = nil) throws -> TaskOutcome {
         try evaluated(network, data: data, reports: reports, gang: gang).outcome
     }
 
@@ -197,13 +197,13 @@ public final class TaskExecutor {
         return hooks
     }
 
-    func metadata(_ task: PlannedTask) -> [String: String] {
+    public func metadata(_ task: PlannedTask) -> [String: String] {
         ["layersweep.dataset": task.dataset, "layersweep.key": task.key, "layersweep.seed": String(task.seed)]
     }
 
     /// Encodes the task's artifact and records its hash; this worker keeps it (the coordinator
     /// counts the producer as holding it).
-    func finish(_ outcome: inout TaskOutcome, artifact file: SafeTensorsFile) throws -> (TaskOutcome, Data?) {
+    public func finish(_ outcome: inout TaskOutcome, artifact file: SafeTensorsFile) throws -> (TaskOutcome, Data?) {
         let bytes = try file.encoded()
         let hash = contentHash(bytes)
         artifacts[hash] = file
@@ -217,7 +217,7 @@ public final class TaskExecutor {
     /// `unit` (nil: unchanged), from the prefix cache when the sweep allows one. A compared
     /// task also gets the paired test's counts against the unchanged network on the same images
     /// (the baseline task's own evaluation, or one made for the first variant on this worker).
-    func evaluateVariant(_ task: PlannedTask, inputs: TaskInputs, unit: String?, everyLayer: Bool,
+    public func evaluateVariant(_ task: PlannedTask, inputs: TaskInputs, unit: String?, everyLayer: Bool,
                          change: (Network, MaskableUnit) throws -> Int) throws -> TaskOutcome {
         let dependency = task.dependencies[0]
         let (file, hash) = (try inputs.file(dependency), try inputs.hash(dependency))
@@ -272,7 +272,7 @@ public final class TaskExecutor {
     /// change: the graph as it is), and the paired test's counts against the unchanged graph on
     /// the same images. A change to one unit runs from the unit's first node on the kept values
     /// of the unmasked run; one that alters `everyLayer` (BN re-estimation) runs whole.
-    func evaluateGraphVariant(_ task: PlannedTask, inputs: TaskInputs, everyLayer: Bool = false,
+    public func evaluateGraphVariant(_ task: PlannedTask, inputs: TaskInputs, everyLayer: Bool = false,
                               change: ((ONNXProgram, String) throws -> (ONNXProgram, Int))?) throws -> TaskOutcome {
         let dependency = task.dependencies[0]
         let (program, hash) = (try inputs.graph(dependency), try inputs.hash(dependency))
@@ -304,7 +304,7 @@ public final class TaskExecutor {
     }
 
     /// Training data, BN recalibration settings and the task's seed, for masks that need them.
-    func maskContext(_ task: PlannedTask) throws -> MaskContext {
+    public func maskContext(_ task: PlannedTask) throws -> MaskContext {
         MaskContext(seed: task.seed, recalibrationData: try splits(task.dataset, model: task.model).train,
                     recalibrationBatches: spec.evaluation.recalibrationBatches, batchSize: spec.training.batchSize)
     }
@@ -313,7 +313,7 @@ public final class TaskExecutor {
 
     /// A dataset's splits, normalised as `model` expects (the model's `normalization`, else the
     /// dataset's, else the training split's statistics).
-    func splits(_ name: String, model: String? = nil) throws -> DatasetSplits {
+    public func splits(_ name: String, model: String? = nil) throws -> DatasetSplits {
         guard let entry = spec.datasets.first(where: { $0.name == name }) else {
             throw RunError(path: name, message: "dataset not in the sweep")
         }

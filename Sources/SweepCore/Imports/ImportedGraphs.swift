@@ -1,7 +1,7 @@
 import Foundation
 import Models
 import ONNX
-import Studies
+import Procedures
 
 /// What planning needs to know of an imported ONNX graph without the file: its units (names,
 /// kinds, parameters), its multiply-adds per image and each unit's share of them from the unit

@@ -131,7 +131,7 @@ public enum ImportedNetworks {
     }
 
     /// The key segment that takes `seedN`'s place: `ckpt-` and the file's hash, once known.
-    static func keySegment(_ spec: SweepSpec, file: String, index: Int) -> String {
+    public static func keySegment(_ spec: SweepSpec, file: String, index: Int) -> String {
         spec.checkpointHashes[file].map { "ckpt-" + $0.prefix(12) } ?? "ckpt\(index)"
     }
 

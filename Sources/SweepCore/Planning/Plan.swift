@@ -1,7 +1,7 @@
 import Datasets
 import Foundation
 import Models
-import Studies
+import Procedures
 import TensorEngine
 
 /// What a task does. The shared kinds are declared here; a study declares its own in its folder
@@ -164,25 +164,25 @@ public struct Plan: Sendable {
     }
 
     /// A task's seed: a function of the sweep seed and a key only.
-    static func seed(_ spec: SweepSpec, _ key: String) -> UInt64 { StableHash.combine(spec.seed, StableHash.of(key)) }
+    public static func seed(_ spec: SweepSpec, _ key: String) -> UInt64 { StableHash.combine(spec.seed, StableHash.of(key)) }
 
     /// The cost model, in multiply-adds: a training is forward and backward (3x the forward
     /// pass) over the training split per epoch, then one evaluation of the test split.
-    static func trainingCost(macs: Double, on d: (shape: [Int], classes: Int, train: Int, test: Int), epochs: Int) -> Double {
+    public static func trainingCost(macs: Double, on d: (shape: [Int], classes: Int, train: Int, test: Int), epochs: Int) -> Double {
         3 * macs * Double(d.train) * Double(epochs) + evaluationCost(macs: macs, images: d.test)
     }
 
     /// One forward pass over `images`.
-    static func evaluationCost(macs: Double, images: Int) -> Double { macs * Double(images) }
+    public static func evaluationCost(macs: Double, images: Int) -> Double { macs * Double(images) }
 
     /// One trained network a study measures, and how to plan what depends on it.
-    struct MeasuredNetwork {
+    public struct MeasuredNetwork {
         /// `<dataset>/<model>/seed<N>` or, for a network trained elsewhere, `.../ckpt-<hash>`.
-        let prefix: String
+        public let prefix: String
         /// Its training (or load) and its baseline evaluation.
-        let tasks: [PlannedTask]
+        public let tasks: [PlannedTask]
         /// A task that evaluates a variant of this network (depends on it, compared with its baseline).
-        let variant: (_ key: String, _ kind: TaskKind, _ unit: String?, _ mask: MaskKind?, _ cost: Double) -> PlannedTask
+        public let variant: (_ key: String, _ kind: TaskKind, _ unit: String?, _ mask: MaskKind?, _ cost: Double) -> PlannedTask
     }
 
     /// The networks of (dataset, model) that an evaluation study measures: one trained per seed,
@@ -212,7 +212,7 @@ public struct Plan: Sendable {
     /// and of a BN re-estimation. With the prefix cache on, a change to a unit costs the layers
     /// from it to the end (at least 5% of a pass, for the data and the loss), so the scheduler
     /// starts the shallow units' evaluations, the long ones, first.
-    static func forEachMeasuredNetwork(_ spec: SweepSpec,
+    public static func forEachMeasuredNetwork(_ spec: SweepSpec,
                                        _ body: (MeasuredNetwork, [MaskableUnit], _ evaluation: (MaskableUnit?) -> Double,
                                                 _ recalibration: Double) -> Void) throws {
         for dataset in spec.datasets {
@@ -250,7 +250,7 @@ public struct Plan: Sendable {
     }
 
     /// Multiply-adds per image of `model` on `dataset` (for costs), and its units.
-    static func measure(_ model: String, on dataset: DatasetEntry) throws -> (macs: Double, network: Network) {
+    public static func measure(_ model: String, on dataset: DatasetEntry) throws -> (macs: Double, network: Network) {
         let d = dataset.description
         let network = Network.build(try ModelSpec(name: model, inputShape: d.shape, classes: d.classes), seed: 0)
         return (Double(network.multiplyAddsPerImage()), network)

@@ -1,6 +1,6 @@
 import Foundation
 import Models
-import Studies
+import Procedures
 
 /// One row of results.csv / results.json.
 ///
@@ -78,7 +78,7 @@ public struct ResultRow: Codable, Sendable {
 extension ResultRow {
     /// This network's Δ as an estimate on its paired test images: from the image counts, or,
     /// in results written before they were, from the row's own 95% interval.
-    var networkEstimate: DeltaEstimate? {
+    public var networkEstimate: DeltaEstimate? {
         if let w = imagesWorse, let b = imagesBetter, let n = testImages { return Statistics.network(worse: w, better: b, count: n) }
         guard let delta = deltaAccuracy, let low = deltaLow, let high = deltaHigh, high >= low, delta.isFinite, high.isFinite, low.isFinite else { return nil }
         let se = (high - low) / (2 * 1.959964)
@@ -232,11 +232,11 @@ public enum RunOutputs {
 
 /// A unit's position in its model's network order, for the `unit_index` column (the unit lists
 /// are built once per model).
-enum UnitOrder {
+public enum UnitOrder {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var byModel: [String: [String: Int]] = [:]
 
-    static func index(of unit: String?, in model: String, spec: SweepSpec) -> Int? {
+    public static func index(of unit: String?, in model: String, spec: SweepSpec) -> Int? {
         guard let unit else { return nil }
         if let graph = spec.graphs[model] { return graph.units.firstIndex { $0.name == unit } }
         lock.lock()

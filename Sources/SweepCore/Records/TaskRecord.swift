@@ -1,5 +1,5 @@
 import Foundation
-import Studies
+import Procedures
 
 /// How a task ended.
 public enum TaskStatus: String, Codable, Sendable {

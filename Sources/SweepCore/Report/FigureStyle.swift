@@ -3,8 +3,8 @@ import Foundation
 /// The look of every figure, carried inside each SVG: a figure saved on its own (`figures/`) or
 /// opened in another program reads as it does in the report. Text is 11–12 px at the figure's
 /// own size; the report scrolls a wide figure sideways rather than shrinking its text.
-enum FigureStyle {
-    static let css = """
+public enum FigureStyle {
+    public static let css = """
     text { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; font-size: 11px; fill: #111; }
     .colhead { font-weight: 600; font-size: 12px; } .rowhead { font-size: 11px; } .transition { font-weight: 700; }
     .value { font-size: 11px; } .tick, .axis { font-size: 11px; fill: #333; }

@@ -2,48 +2,65 @@ import Foundation
 
 /// An x-y chart in SVG: labelled axes with units, optional log-scale x, series drawn as lines
 /// (solid or dashed) and/or markers, a legend, and a tooltip on every point.
-struct LineChart {
-    struct Point {
-        var x: Double
-        var y: Double
+public struct LineChart {
+    public struct Point {
+        public var x: Double
+        public var y: Double
         /// Whisker half-height (e.g. the spread over seeds); 0 for none.
-        var spread: Double = 0
-        var tooltip: String
+        public var spread: Double = 0
+        public var tooltip: String
+
+        public init(x: Double, y: Double, spread: Double = 0, tooltip: String) {
+            (self.x, self.y, self.spread, self.tooltip) = (x, y, spread, tooltip)
+        }
     }
 
-    struct Series {
-        var label: String
-        var color: String
-        var points: [Point]
-        var dashed = false
-        var lines = true
+    public struct Series {
+        public var label: String
+        public var color: String
+        public var points: [Point]
+        public var dashed = false
+        public var lines = true
         /// "circle" or "square".
-        var marker = "circle"
+        public var marker = "circle"
+
+        public init(label: String, color: String, points: [Point], dashed: Bool = false, lines: Bool = true, marker: String = "circle") {
+            (self.label, self.color, self.points, self.dashed, self.lines, self.marker) = (label, color, points, dashed, lines, marker)
+        }
     }
 
-    var title: String
-    var xLabel: String
-    var yLabel: String
-    var series: [Series]
-    var logX = false
+    public var title: String
+    public var xLabel: String
+    public var yLabel: String
+    public var series: [Series]
+    public var logX = false
     /// Shown as a horizontal reference line (e.g. the teacher's accuracy), with its label.
-    var reference: (value: Double, label: String)?
+    public var reference: (value: Double, label: String)?
     /// Fixed y range; nil: fitted to the data.
-    var yRange: ClosedRange<Double>?
+    public var yRange: ClosedRange<Double>?
     /// Whether the fitted y range makes room for the whiskers (else they are cut at the frame).
-    var fitWhiskers = true
+    public var fitWhiskers = true
     /// Unlabelled x ticks at these values (e.g. where points are plotted), besides the labelled ones.
-    var minorXTicks: [Double] = []
+    public var minorXTicks: [Double] = []
     /// Labelled x ticks at exactly these values (e.g. the sparsities tested) instead of round ones.
-    var xTickValues: [Double]?
+    public var xTickValues: [Double]?
     /// Spreads drawn as a shaded band around each line (clipped to the frame) instead of whiskers.
-    var bands = false
+    public var bands = false
     /// The legend as a second column beside the plot instead of below it.
-    var legendBeside = false
-    var width = 430.0
-    var height = 300.0
+    public var legendBeside = false
+    public var width = 430.0
+    public var height = 300.0
 
-    func svg(into m: inout Markup) {
+    public init(title: String, xLabel: String, yLabel: String, series: [Series], logX: Bool = false,
+                reference: (value: Double, label: String)? = nil, yRange: ClosedRange<Double>? = nil, fitWhiskers: Bool = true,
+                minorXTicks: [Double] = [], xTickValues: [Double]? = nil, bands: Bool = false, legendBeside: Bool = false,
+                width: Double = 430, height: Double = 300) {
+        (self.title, self.xLabel, self.yLabel, self.series, self.logX) = (title, xLabel, yLabel, series, logX)
+        (self.reference, self.yRange, self.fitWhiskers, self.minorXTicks, self.xTickValues) = (reference, yRange, fitWhiskers, minorXTicks, xTickValues)
+        (self.bands, self.legendBeside, self.width, self.height) = (bands, legendBeside, width, height)
+    }
+
+    public func svg(into m: inout Markup) {
         let all = series.flatMap(\.points)
         guard !all.isEmpty else { return }
         let (left, right, top, bottom) = (58.0, 12.0, 24.0, 44.0)

@@ -3,13 +3,13 @@ import Foundation
 /// A tiny builder for XHTML-compatible markup: every element closed, every attribute quoted,
 /// every text escaped, so the page parses as XML as well as HTML.
 public struct Markup {
-    private(set) var text = ""
+    public private(set) var text = ""
     /// Figures drawn with `figure(named:)`, as standalone SVG files (name and text).
-    private(set) var figures: [(name: String, svg: String)] = []
+    public private(set) var figures: [(name: String, svg: String)] = []
     /// Tables written with `table(named:)`, as CSV and LaTeX (booktabs) files.
-    private(set) var tables: [(name: String, csv: String, latex: String)] = []
+    public private(set) var tables: [(name: String, csv: String, latex: String)] = []
     /// Figures as PDF files (drawn from the same elements as their SVG).
-    private(set) var pdfs: [(name: String, pdf: Data)] = []
+    public private(set) var pdfs: [(name: String, pdf: Data)] = []
     /// While a figure is drawn: its elements as a tree (the open ones last), for the PDF.
     private var recording: [FigureElement] = []
 
@@ -40,7 +40,7 @@ public struct Markup {
     }
 
     /// `<name attrs>` … `</name>` around whatever `body` adds.
-    mutating func element(_ name: String, _ attrs: KeyValuePairs<String, String> = [:], _ body: (inout Markup) -> Void) {
+    public mutating func element(_ name: String, _ attrs: KeyValuePairs<String, String> = [:], _ body: (inout Markup) -> Void) {
         text += "<\(name)\(Markup.attributes(attrs))>"
         let node = record(name, attrs)
         if let node { recording.append(node) }
@@ -50,13 +50,13 @@ public struct Markup {
     }
 
     /// `<name attrs>text</name>`.
-    mutating func element(_ name: String, _ attrs: KeyValuePairs<String, String> = [:], text content: String) {
+    public mutating func element(_ name: String, _ attrs: KeyValuePairs<String, String> = [:], text content: String) {
         text += "<\(name)\(Markup.attributes(attrs))>\(Markup.escape(content))</\(name)>"
         record(name, attrs)?.text = content
     }
 
     /// `<name attrs/>`.
-    mutating func empty(_ name: String, _ attrs: KeyValuePairs<String, String> = [:]) {
+    public mutating func empty(_ name: String, _ attrs: KeyValuePairs<String, String> = [:]) {
         text += "<\(name)\(Markup.attributes(attrs))/>"
         record(name, attrs)
     }
@@ -74,7 +74,7 @@ public struct Markup {
 
     /// Draws an SVG figure here and keeps it as a standalone file `name`.svg (its own styles
     /// inside, so it reads the same outside the page). `draw` adds exactly one `<svg>` element.
-    mutating func figure(named name: String, _ draw: (inout Markup) -> Void) {
+    public mutating func figure(named name: String, _ draw: (inout Markup) -> Void) {
         var own = Markup()
         let root = FigureElement(name: "", attributes: [:])
         own.recording = [root]
@@ -87,7 +87,7 @@ public struct Markup {
 
     /// An HTML table (`header`, then `rows` of plain text), kept as `name`.csv and `name`.tex;
     /// `rowClass` gives a row a class (a highlight).
-    mutating func table(named name: String, attributes: KeyValuePairs<String, String> = [:], header: [String], rows: [[String]],
+    public mutating func table(named name: String, attributes: KeyValuePairs<String, String> = [:], header: [String], rows: [[String]],
                         rowClass: (Int) -> String? = { _ in nil }) {
         element("table", attributes) { m in
             m.element("tr") { m in for h in header { m.element("th", text: h) } }
@@ -109,7 +109,7 @@ public struct Markup {
     }
 
 
-    mutating func add(_ s: String) { text += Markup.escape(s) }
+    public mutating func add(_ s: String) { text += Markup.escape(s) }
 
     /// A self-contained XHTML page: `title`, inline `css`, and the body `body` writes.
     static func page(title: String, css: String, body: (inout Markup) -> Void) -> String {
@@ -117,7 +117,7 @@ public struct Markup {
     }
 
     /// The page and the figures and tables drawn on it.
-    static func document(title: String, css: String, body: (inout Markup) -> Void) -> Markup {
+    public static func document(title: String, css: String, body: (inout Markup) -> Void) -> Markup {
         var m = Markup()
         m.raw("<!DOCTYPE html>\n")
         m.element("html", ["xmlns": "http://www.w3.org/1999/xhtml", "lang": "en"]) { m in
@@ -133,13 +133,13 @@ public struct Markup {
 }
 
 /// Numbers as the report prints them.
-enum Format {
-    static func fixed(_ v: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", v) }
-    static func signed(_ v: Double, _ digits: Int = 3) -> String { String(format: "%+.\(digits)f", v) }
+public enum Format {
+    public static func fixed(_ v: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", v) }
+    public static func signed(_ v: Double, _ digits: Int = 3) -> String { String(format: "%+.\(digits)f", v) }
     /// SVG coordinates: short and locale-free.
-    static func coordinate(_ v: Double) -> String { String(format: "%.1f", v) }
+    public static func coordinate(_ v: Double) -> String { String(format: "%.1f", v) }
     /// 0.95 -> "95%", 0.975 -> "97.5%".
-    static func percent(_ v: Double) -> String {
+    public static func percent(_ v: Double) -> String {
         let p = (v * 1000).rounded() / 10
         return p == p.rounded() ? "\(Int(p))%" : String(format: "%.1f%%", p)
     }

@@ -1,5 +1,5 @@
 import Foundation
-import Studies
+import Procedures
 
 /// Everything the report is made from: the plan, the journal's records and the result rows.
 public struct ReportInput: Sendable {
@@ -141,7 +141,7 @@ public enum ReportPage {
     }
 
     /// resnet20, plain20, resnet32, plain32, ..., then everything else by name.
-    static func modelOrder(_ a: String, _ b: String) -> Bool {
+    public static func modelOrder(_ a: String, _ b: String) -> Bool {
         func key(_ name: String) -> (Int, Int, String) {
             for (prefix, rank) in [("resnet", 0), ("plain", 1)] where name.hasPrefix(prefix) {
                 if let depth = Int(name.dropFirst(prefix.count).prefix { $0.isNumber }) { return (depth, rank, name) }
@@ -151,7 +151,7 @@ public enum ReportPage {
         return key(a) < key(b)
     }
 
-    static let css = """
+    public static let css = """
     body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em; color: #111; max-width: 1400px; }
     h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ccc; } h3 { margin-bottom: 0.3em; }
     .partial { background: #fff3cd; border: 1px solid #e0c060; padding: 0.5em 1em; }

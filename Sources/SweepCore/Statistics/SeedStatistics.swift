@@ -1,25 +1,25 @@
 import Foundation
 
 /// Mean, spread and best of one cell's values over seeds.
-struct SeedStatistics {
+public struct SeedStatistics {
     let values: [Double]
     var count: Int { values.count }
-    var mean: Double { values.reduce(0, +) / Double(max(values.count, 1)) }
-    var best: Double { values.max() ?? .nan }
+    public var mean: Double { values.reduce(0, +) / Double(max(values.count, 1)) }
+    public var best: Double { values.max() ?? .nan }
     /// Sample standard deviation (0 for a single value).
-    var deviation: Double {
+    public var deviation: Double {
         guard values.count > 1 else { return 0 }
         let m = mean
         return (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(values.count - 1)).squareRoot()
     }
 
-    init(_ values: [Double]) { self.values = values }
+    public init(_ values: [Double]) { self.values = values }
 
     /// "0.8812 ± 0.0031 (n=3)".
-    var text: String { count > 1 ? "\(Format.fixed(mean, 4)) ± \(Format.fixed(deviation, 4)) (n=\(count))" : Format.fixed(mean, 4) }
+    public var text: String { count > 1 ? "\(Format.fixed(mean, 4)) ± \(Format.fixed(deviation, 4)) (n=\(count))" : Format.fixed(mean, 4) }
 }
 
 extension Array where Element == ResultRow {
     /// Rows that finished with a test accuracy.
-    var succeeded: [ResultRow] { filter { $0.status == .ok && $0.testAccuracy != nil } }
+    public var succeeded: [ResultRow] { filter { $0.status == .ok && $0.testAccuracy != nil } }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import ONNX
 import Models
-import Studies
+import Procedures
 
 /// One study: everything that makes a sweep of one study differ from a sweep of another. Each
 /// study lives in a folder of its own next to this file and is listed once in `StudyRegistry`;
@@ -181,6 +181,10 @@ public protocol DecodableTaskPayload: TaskPayload, Decodable {}
 extension TaskPayload where Self: Equatable {
     public func isEqual(to other: any TaskPayload) -> Bool { (other as? Self) == self }
 }
+
+/// An error a study throws to end a task as `stopped` (its own stopping rule was met, as when
+/// IMP would leave a layer too few connected units), not `failed`.
+public protocol StoppingRule: Error, CustomStringConvertible {}
 
 /// The artifacts a task's dependencies produced, by dependency key.
 public struct TaskInputs {

@@ -1,5 +1,5 @@
 import Datasets
-import Studies
+import Procedures
 import Yams
 
 /// One step of a path into a YAML document: a mapping key or a sequence index.
@@ -14,7 +14,7 @@ public struct NodeTree {
     let file: String
 
     /// The node at `path`, if the document has one.
-    func node(at path: [PathComponent]) -> Node? {
+    public func node(at path: [PathComponent]) -> Node? {
         var current: Node? = root
         for component in path {
             switch component {
@@ -37,7 +37,7 @@ public struct NodeTree {
         }
     }
 
-    func error(_ path: [PathComponent], _ message: String) -> SpecError {
+    public func error(_ path: [PathComponent], _ message: String) -> SpecError {
         SpecError(file: file, line: line(path), field: NodeTree.describe(path), message: message)
     }
 
@@ -54,7 +54,7 @@ public struct NodeTree {
     }
 
     /// Rejects keys a section does not define (typos would otherwise be silently ignored).
-    func checkKeys(_ path: [PathComponent], allowed: [String]) throws {
+    public func checkKeys(_ path: [PathComponent], allowed: [String]) throws {
         guard let mapping = node(at: path)?.mapping else { return }
         for (key, _) in mapping {
             guard let name = key.string, !allowed.contains(name) else { continue }

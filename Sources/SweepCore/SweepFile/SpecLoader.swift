@@ -1,7 +1,7 @@
 import Datasets
 import Foundation
 import Models
-import Studies
+import Procedures
 import TensorEngine
 import Yams
 

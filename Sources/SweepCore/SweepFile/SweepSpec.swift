@@ -1,6 +1,6 @@
 import Datasets
 import Foundation
-import Studies
+import Procedures
 import TensorEngine
 
 /// A sweep file: which networks to train, on what, and which masks to evaluate layer by layer.
