@@ -1,4 +1,5 @@
 import Foundation
+import Rendering
 import SweepCore
 
 /// Raw writes to standard error. A closed or full stderr (mpirun already gone, a full disk under a

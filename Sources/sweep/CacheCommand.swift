@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Rendering
 import SweepCore
 import TensorEngine
 

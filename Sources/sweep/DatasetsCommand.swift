@@ -1,6 +1,7 @@
 import ArgumentParser
 import Datasets
 import Foundation
+import Rendering
 import SweepCore
 import TensorEngine
 import Yams

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Cluster
 import Foundation
+import PairedStatistics
+import Rendering
 import Studies
 import SweepCore
 import TensorEngine

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Cluster
 import Foundation
+import Rendering
 import Studies
 import SweepCore
 import TensorEngine

@@ -1,4 +1,5 @@
 import Foundation
+import PairedStatistics
 @testable import SweepCore
 import StudyTestSupport
 import XCTest

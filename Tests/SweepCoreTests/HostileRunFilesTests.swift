@@ -1,5 +1,7 @@
 import EngineTestSupport
 import Foundation
+import PairedStatistics
+@testable import Rendering
 @testable import SweepCore
 import Procedures
 @testable import Studies

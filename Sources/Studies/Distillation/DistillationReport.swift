@@ -1,5 +1,6 @@
 import Foundation
 import Procedures
+import Rendering
 import SweepCore
 
 /// The answer to the distillation question for one dataset: student accuracy per (conv layers,

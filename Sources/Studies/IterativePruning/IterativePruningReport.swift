@@ -1,5 +1,6 @@
 import Foundation
 import Procedures
+import Rendering
 import SweepCore
 
 /// The answer to the pruning question for one (dataset, model): accuracy and locality per

@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import Models
 import Procedures
+import Rendering
 import SweepCore
 
 extension StudyName {

@@ -1,5 +1,6 @@
 import Foundation
 import Procedures
+import Rendering
 import SweepCore
 
 /// The answer to the reuse question for one (source, target, model, mode): per reused layer

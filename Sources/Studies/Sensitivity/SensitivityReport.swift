@@ -1,5 +1,7 @@
 import Foundation
+import PairedStatistics
 import Procedures
+import Rendering
 import SweepCore
 
 /// The answer to the sensitivity question for one (dataset, model, variant): per layer, the

@@ -1,6 +1,8 @@
 import Foundation
 import Models
+import PairedStatistics
 import Procedures
+import Rendering
 import SweepCore
 
 /// One panel of the layer-zeroing heatmap of a (dataset, model): the units that take the same

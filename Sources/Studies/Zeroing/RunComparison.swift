@@ -1,5 +1,6 @@
 import Foundation
 import Procedures
+import Rendering
 import SweepCore
 
 /// Two zeroing runs side by side (`sweep compare RUN_A RUN_B`): the same (dataset, model, unit,

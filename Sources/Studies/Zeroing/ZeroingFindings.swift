@@ -1,5 +1,7 @@
 import Foundation
+import PairedStatistics
 import Procedures
+import Rendering
 import SweepCore
 
 /// The answer to the layer-zeroing question for one (dataset, model, mask): which units are

@@ -1,4 +1,5 @@
 import Foundation
+import Rendering
 
 /// The first line of a journal: which sweep it belongs to.
 public struct JournalHeader: Codable, Equatable, Sendable {

@@ -1,6 +1,8 @@
 import Foundation
 import Models
+import PairedStatistics
 import Procedures
+import Rendering
 
 /// One row of results.csv / results.json.
 ///

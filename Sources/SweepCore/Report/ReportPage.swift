@@ -1,5 +1,6 @@
 import Foundation
 import Procedures
+import Rendering
 
 /// Everything the report is made from: the plan, the journal's records and the result rows.
 public struct ReportInput: Sendable {

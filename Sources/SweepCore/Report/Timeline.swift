@@ -1,4 +1,5 @@
 import Foundation
+import Rendering
 
 /// Which task ran on which rank, and when: one lane per rank, one bar per task, coloured by
 /// kind. Load balance (or its absence) is visible at a glance.

@@ -1,4 +1,5 @@
 import Foundation
+import Rendering
 
 /// Mean, spread and best of one cell's values over seeds.
 public struct SeedStatistics {

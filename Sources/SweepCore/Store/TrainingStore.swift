@@ -1,4 +1,5 @@
 import Foundation
+import Rendering
 
 /// A store of trained networks shared by every sweep of a user (default `~/.cache/layersweep`):
 /// one entry per training identity (`TrainingIdentity.key`), holding the checkpoint and the

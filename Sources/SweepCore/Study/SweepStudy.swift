@@ -2,6 +2,7 @@ import Foundation
 import ONNX
 import Models
 import Procedures
+import Rendering
 
 /// One study: everything that makes a sweep of one study differ from a sweep of another. Each
 /// study lives in a folder of its own next to this file and is listed once in `StudyRegistry`;

@@ -1,4 +1,5 @@
 import Foundation
+import Rendering
 import Yams
 
 /// `key=value` overrides of sweep-file fields on the command line

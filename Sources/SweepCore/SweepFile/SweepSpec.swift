@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import Procedures
+import Rendering
 import TensorEngine
 
 /// A sweep file: which networks to train, on what, and which masks to evaluate layer by layer.

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
+@testable import Rendering
 @testable import SweepCore
 @testable import Studies
 import StudyTestSupport

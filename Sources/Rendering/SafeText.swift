@@ -27,7 +27,7 @@ public enum SafeText {
 
     /// C0 and C1 controls, DEL, the Unicode line and paragraph separators (line breaks to YAML 1.1)
     /// and the bidirectional overrides (which reorder what a reader sees).
-    static func isControl(_ s: Unicode.Scalar) -> Bool {
+    public static func isControl(_ s: Unicode.Scalar) -> Bool {
         switch s.value {
         case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069: return true
         default: return false

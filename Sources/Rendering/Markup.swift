@@ -15,7 +15,7 @@ public struct Markup {
 
     /// Markup-escaped text; control characters other than line breaks and tabs (which XML
     /// forbids and a name may smuggle in) are shown as their escapes, as on the terminal.
-    static func escape(_ s: String) -> String {
+    public static func escape(_ s: String) -> String {
         var out = ""
         out.reserveCapacity(s.count)
         for ch in s {
@@ -147,7 +147,7 @@ public enum Format {
 
 /// File names made from dataset, model and unit names (which users choose): letters, digits,
 /// `.`, `-` and `_` kept, anything else `_`, never empty or hidden.
-enum FileName {
+public enum FileName {
     static func safe(_ name: String) -> String {
         let kept = String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) ? $0 : "_" }.prefix(120))
         return kept.isEmpty || kept.hasPrefix(".") ? "_" + kept : kept
@@ -156,7 +156,7 @@ enum FileName {
 
 /// Tables as LaTeX, booktabs style (`\\usepackage{booktabs}`): every character LaTeX treats
 /// specially escaped, and the page's Unicode signs (Δ, −, ≤, …) as their math forms.
-enum LaTeX {
+public enum LaTeX {
     static func escape(_ s: String) -> String {
         var out = ""
         for ch in s {

@@ -1,4 +1,5 @@
 import Foundation
+import Rendering
 
 /// Δ test accuracy of a mask, as an estimate with its uncertainty: one network's on its paired
 /// test images, or a recipe's over several trained networks (`Statistics.population`).
@@ -19,6 +20,11 @@ public struct DeltaEstimate: Equatable, Sendable {
     public let degreesOfFreedom: Double
     public let networks: Int
     public let sources: Sources
+
+    public init(delta: Double, center: Double, variance: Double, degreesOfFreedom: Double, networks: Int, sources: Sources) {
+        (self.delta, self.center, self.variance, self.degreesOfFreedom, self.networks, self.sources) =
+            (delta, center, variance, degreesOfFreedom, networks, sources)
+    }
 
     public var standardError: Double { variance.squareRoot() }
 
@@ -93,42 +99,6 @@ public enum Correction: String, Codable, Sendable, CaseIterable {
     }
 }
 
-/// The `statistics:` section: how intervals and calls are made.
-public struct StatisticsSection: SettingsSection, Equatable, Sendable {
-    /// Confidence of every interval and call (0.95: 95% intervals, 5% error rate).
-    public var level = 0.95
-    /// |Δ| below this is trivial, beyond it harmful or helpful (Wang et al.'s 1-point cut).
-    public var threshold = 0.01
-    /// Over the units and masks of one (dataset, model).
-    public var correction = Correction.holm
-
-    public init() {}
-
-    public static let settings: [Setting<StatisticsSection>] = [
-        Setting("level", \.level), Setting("threshold", \.threshold), Setting("correction", \.correction),
-    ]
-
-    /// What is wrong with the values, by field.
-    public var problems: [(field: String, requirement: String)] {
-        var out: [(String, String)] = []
-        if !(level.isFinite && level >= 0.5 && level < 1) { out.append(("level", "must be at least 0.5 and below 1 (0.95: 95% intervals)")) }
-        if !(threshold.isFinite && threshold > 0 && threshold < 1) { out.append(("threshold", "must lie between 0 and 1 (0.01: one point of accuracy)")) }
-        return out
-    }
-
-    /// "95% intervals, |Δ| < 0.01 trivial, Holm-corrected over 29 tests".
-    public func describe(tests: Int) -> String {
-        let percent = Format.percent(level)
-        let corrected: String
-        switch correction {
-        case .holm: corrected = "calls Holm-corrected over \(tests) tests (family-wise error ≤ \(Format.percent(1 - level)))"
-        case .bh: corrected = "calls Benjamini–Hochberg-corrected over \(tests) tests (false discovery rate ≤ \(Format.percent(1 - level)))"
-        case .none: corrected = "calls uncorrected for the \(tests) tests"
-        }
-        return "\(percent) intervals, |Δ| < \(threshold) trivial, \(corrected)"
-    }
-}
-
 /// A call with the evidence behind it.
 public struct CallDecision: Equatable, Sendable {
     public var call: Statistics.Call
@@ -141,14 +111,14 @@ public struct CallDecision: Equatable, Sendable {
 extension Statistics {
     /// The calls of one family of estimates (the units and masks of one dataset and model, or
     /// of one network): each estimate's likeliest call, made when its p-value, adjusted for the
-    /// family by `settings.correction`, is below 1 − level.
-    public static func calls(_ estimates: [DeltaEstimate], settings: StatisticsSection) -> [CallDecision] {
+    /// family by `correction`, is below 1 − `level`.
+    public static func calls(_ estimates: [DeltaEstimate], level: Double, threshold: Double, correction: Correction) -> [CallDecision] {
         let candidates: [(Call, Double)] = estimates.map { e in
-            [Call.trivial, .harmful, .helpful].map { ($0, e.pValue($0, threshold: settings.threshold)) }.min { $0.1 < $1.1 }!
+            [Call.trivial, .harmful, .helpful].map { ($0, e.pValue($0, threshold: threshold)) }.min { $0.1 < $1.1 }!
         }
-        let adjusted = settings.correction.adjusted(candidates.map(\.1))
+        let adjusted = correction.adjusted(candidates.map(\.1))
         return zip(candidates, adjusted).map { candidate, adjusted in
-            CallDecision(call: adjusted < 1 - settings.level ? candidate.0 : .undecided, candidate: candidate.0, p: candidate.1, adjustedP: adjusted)
+            CallDecision(call: adjusted < 1 - level ? candidate.0 : .undecided, candidate: candidate.0, p: candidate.1, adjustedP: adjusted)
         }
     }
 }
