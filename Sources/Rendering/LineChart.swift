@@ -60,96 +60,134 @@ public struct LineChart {
         (self.bands, self.legendBeside, self.width, self.height) = (bands, legendBeside, width, height)
     }
 
+    /// The plot area and the data ranges it shows: where a value lands on the page.
+    private struct Frame {
+        let left: Double, top: Double, width: Double, height: Double
+        let x0: Double, x1: Double, y0: Double, y1: Double
+        let logX: Bool
+
+        /// A data x on the (log or linear) axis.
+        func axis(_ x: Double) -> Double { logX ? log10(max(x, 1e-12)) : x }
+        func px(_ x: Double) -> Double { left + (axis(x) - x0) / (x1 - x0) * width }
+        func py(_ y: Double) -> Double { top + (1 - (y - y0) / (y1 - y0)) * height }
+    }
+
     public func svg(into m: inout Markup) {
         let all = series.flatMap(\.points)
         guard !all.isEmpty else { return }
-        let (left, right, top, bottom) = (58.0, 12.0, 24.0, 44.0)
         let legendHeight = legendBeside ? 0 : 16.0 * Double(series.count + (reference == nil ? 0 : 1)) + 6
         let totalHeight = max(height + legendHeight, legendBeside ? 24 + 16 * Double(series.count + 1) : 0)
         let longest = (series.map(\.label) + [reference?.label ?? ""]).map(\.count).max() ?? 0
         let legendWidth = legendBeside ? 40 + 6.5 * Double(longest) : 0
-        let plotW = width - left - right, plotH = height - top - bottom
+        let frame = fittedFrame(all)
+        let c = Format.coordinate
+        let totalWidth = width + legendWidth
+        m.element("svg", ["xmlns": "http://www.w3.org/2000/svg", "class": "chart", "width": c(totalWidth), "height": c(totalHeight),
+                          "viewBox": "0 0 \(c(totalWidth)) \(c(totalHeight))", "role": "img", "aria-label": title]) { m in
+            m.element("style", text: FigureStyle.css)
+            m.element("text", ["x": c(frame.left), "y": "14", "class": "colhead"], text: title)
+            drawAxes(frame, into: &m)
+            drawSeries(frame, into: &m)
+            drawLegend(frame, into: &m)
+        }
+    }
+
+    /// The plot area (margins for the title, tick labels and axis labels) and the ranges: x padded
+    /// by 4%, y fitted to the points (with their whiskers, if asked) and the reference, padded by 8%.
+    private func fittedFrame(_ all: [Point]) -> Frame {
+        let (left, right, top, bottom) = (58.0, 12.0, 24.0, 44.0)
         func tx(_ x: Double) -> Double { logX ? log10(max(x, 1e-12)) : x }
-        var xs = all.map { tx($0.x) }, ys = all.flatMap { fitWhiskers ? [$0.y - $0.spread, $0.y + $0.spread] : [$0.y] }
+        let xs = all.map { tx($0.x) }
+        var ys = all.flatMap { fitWhiskers ? [$0.y - $0.spread, $0.y + $0.spread] : [$0.y] }
         if let r = reference { ys.append(r.value) }
         var (x0, x1) = (xs.min()!, xs.max()!)
         if x1 - x0 < 1e-9 { x0 -= 0.5; x1 += 0.5 }
         let pad = (x1 - x0) * 0.04
         x0 -= pad; x1 += pad
-        xs.removeAll()
         var (y0, y1) = yRange.map { ($0.lowerBound, $0.upperBound) } ?? (ys.min()!, ys.max()!)
         if yRange == nil {
             if y1 - y0 < 1e-9 { y0 -= 0.01; y1 += 0.01 }
             let ypad = (y1 - y0) * 0.08
             y0 -= ypad; y1 += ypad
         }
-        func px(_ x: Double) -> Double { left + (tx(x) - x0) / (x1 - x0) * plotW }
-        func py(_ y: Double) -> Double { top + (1 - (y - y0) / (y1 - y0)) * plotH }
+        return Frame(left: left, top: top, width: width - left - right, height: height - top - bottom,
+                     x0: x0, x1: x1, y0: y0, y1: y1, logX: logX)
+    }
+
+    /// The frame, y grid lines with labels, x ticks (labelled and minor), the axis labels and the
+    /// reference line.
+    private func drawAxes(_ f: Frame, into m: inout Markup) {
         let c = Format.coordinate
-        let totalWidth = width + legendWidth
-        m.element("svg", ["xmlns": "http://www.w3.org/2000/svg", "class": "chart", "width": c(totalWidth), "height": c(totalHeight),
-                          "viewBox": "0 0 \(c(totalWidth)) \(c(totalHeight))", "role": "img", "aria-label": title]) { m in
-            m.element("style", text: FigureStyle.css)
-            m.element("text", ["x": c(left), "y": "14", "class": "colhead"], text: title)
-            m.empty("rect", ["x": c(left), "y": c(top), "width": c(plotW), "height": c(plotH), "fill": "none", "class": "axisline"])
-            for t in ticks(y0, y1) {
-                m.empty("line", ["x1": c(left), "x2": c(left + plotW), "y1": c(py(t)), "y2": c(py(t)), "stroke": "#e6e6e6"])
-                m.element("text", ["x": c(left - 4), "y": c(py(t) + 3), "text-anchor": "end", "class": "tick"], text: label(t))
-            }
-            for t in xTickValues.map({ $0.map { (tx($0), label($0)) } }) ?? xTicks(x0, x1) {
-                let x = left + (t.position - x0) / (x1 - x0) * plotW
-                m.empty("line", ["x1": c(x), "x2": c(x), "y1": c(top + plotH), "y2": c(top + plotH + 4), "class": "axisline"])
-                m.element("text", ["x": c(x), "y": c(top + plotH + 15), "text-anchor": "middle", "class": "tick"], text: t.text)
-            }
-            for v in minorXTicks where (x0...x1).contains(tx(v)) {
-                m.empty("line", ["x1": c(px(v)), "x2": c(px(v)), "y1": c(top + plotH), "y2": c(top + plotH + 2.5), "class": "axisline minor"])
-            }
-            m.element("text", ["x": c(left + plotW / 2), "y": c(top + plotH + 33), "text-anchor": "middle", "class": "axis"], text: xLabel)
-            m.element("text", ["x": "12", "y": c(top + plotH / 2), "text-anchor": "middle", "class": "axis",
-                               "transform": "rotate(-90 12 \(c(top + plotH / 2)))"], text: yLabel)
-            if let r = reference {
-                m.empty("line", ["x1": c(left), "x2": c(left + plotW), "y1": c(py(r.value)), "y2": c(py(r.value)), "stroke": "#555555",
-                                 "stroke-dasharray": "2 3", "class": "reference"])
-            }
-            if bands {
-                for s in series {
-                    let pts = s.points.sorted { $0.x < $1.x }.filter { $0.spread > 0 }
-                    guard pts.count > 1 else { continue }
-                    let upper = pts.map { "\(c(px($0.x))),\(c(py(min($0.y + $0.spread, y1))))" }
-                    let lower = pts.reversed().map { "\(c(px($0.x))),\(c(py(max($0.y - $0.spread, y0))))" }
-                    m.empty("polygon", ["points": (upper + lower).joined(separator: " "), "fill": s.color, "class": "band"])
-                }
-            }
+        let (left, top, plotW, plotH) = (f.left, f.top, f.width, f.height)
+        m.empty("rect", ["x": c(left), "y": c(top), "width": c(plotW), "height": c(plotH), "fill": "none", "class": "axisline"])
+        for t in ticks(f.y0, f.y1) {
+            m.empty("line", ["x1": c(left), "x2": c(left + plotW), "y1": c(f.py(t)), "y2": c(f.py(t)), "stroke": "#e6e6e6"])
+            m.element("text", ["x": c(left - 4), "y": c(f.py(t) + 3), "text-anchor": "end", "class": "tick"], text: label(t))
+        }
+        for t in xTickValues.map({ $0.map { (f.axis($0), label($0)) } }) ?? xTicks(f.x0, f.x1) {
+            let x = left + (t.position - f.x0) / (f.x1 - f.x0) * plotW
+            m.empty("line", ["x1": c(x), "x2": c(x), "y1": c(top + plotH), "y2": c(top + plotH + 4), "class": "axisline"])
+            m.element("text", ["x": c(x), "y": c(top + plotH + 15), "text-anchor": "middle", "class": "tick"], text: t.text)
+        }
+        for v in minorXTicks where (f.x0...f.x1).contains(f.axis(v)) {
+            m.empty("line", ["x1": c(f.px(v)), "x2": c(f.px(v)), "y1": c(top + plotH), "y2": c(top + plotH + 2.5), "class": "axisline minor"])
+        }
+        m.element("text", ["x": c(left + plotW / 2), "y": c(top + plotH + 33), "text-anchor": "middle", "class": "axis"], text: xLabel)
+        m.element("text", ["x": "12", "y": c(top + plotH / 2), "text-anchor": "middle", "class": "axis",
+                           "transform": "rotate(-90 12 \(c(top + plotH / 2)))"], text: yLabel)
+        if let r = reference {
+            m.empty("line", ["x1": c(left), "x2": c(left + plotW), "y1": c(f.py(r.value)), "y2": c(f.py(r.value)), "stroke": "#555555",
+                             "stroke-dasharray": "2 3", "class": "reference"])
+        }
+    }
+
+    /// Each series: its band (if bands), its line, its whiskers and its markers with tooltips.
+    private func drawSeries(_ f: Frame, into m: inout Markup) {
+        let c = Format.coordinate
+        if bands {
             for s in series {
-                let pts = s.points.sorted { $0.x < $1.x }
-                if s.lines, pts.count > 1 {
-                    m.empty("polyline", ["points": pts.map { "\(c(px($0.x))),\(c(py($0.y)))" }.joined(separator: " "), "fill": "none",
-                                         "stroke": s.color, "stroke-width": "1.8", "stroke-dasharray": s.dashed ? "6 4" : "none",
-                                         "class": s.dashed ? "series dashed" : "series"])
-                }
-                for p in pts {
-                    if p.spread > 0 && !bands {
-                        m.empty("line", ["x1": c(px(p.x)), "x2": c(px(p.x)), "y1": c(py(max(p.y - p.spread, y0))), "y2": c(py(min(p.y + p.spread, y1))),
-                                         "stroke": s.color, "stroke-width": "1", "stroke-opacity": "0.45"])
-                    }
-                    marker(s, at: (px(p.x), py(p.y)), into: &m) { m in m.element("title", text: p.tooltip) }
-                }
+                let pts = s.points.sorted { $0.x < $1.x }.filter { $0.spread > 0 }
+                guard pts.count > 1 else { continue }
+                let upper = pts.map { "\(c(f.px($0.x))),\(c(f.py(min($0.y + $0.spread, f.y1))))" }
+                let lower = pts.reversed().map { "\(c(f.px($0.x))),\(c(f.py(max($0.y - $0.spread, f.y0))))" }
+                m.empty("polygon", ["points": (upper + lower).joined(separator: " "), "fill": s.color, "class": "band"])
             }
-            let legendX = legendBeside ? width + 4 : left
-            var y = legendBeside ? top : height + 4
-            for s in series {
-                if s.lines {
-                    m.empty("line", ["x1": c(legendX), "x2": c(legendX + 22), "y1": c(y + 5), "y2": c(y + 5), "stroke": s.color,
-                                     "stroke-width": "1.8", "stroke-dasharray": s.dashed ? "6 4" : "none"])
+        }
+        for s in series {
+            let pts = s.points.sorted { $0.x < $1.x }
+            if s.lines, pts.count > 1 {
+                m.empty("polyline", ["points": pts.map { "\(c(f.px($0.x))),\(c(f.py($0.y)))" }.joined(separator: " "), "fill": "none",
+                                     "stroke": s.color, "stroke-width": "1.8", "stroke-dasharray": s.dashed ? "6 4" : "none",
+                                     "class": s.dashed ? "series dashed" : "series"])
+            }
+            for p in pts {
+                if p.spread > 0 && !bands {
+                    m.empty("line", ["x1": c(f.px(p.x)), "x2": c(f.px(p.x)), "y1": c(f.py(max(p.y - p.spread, f.y0))),
+                                     "y2": c(f.py(min(p.y + p.spread, f.y1))), "stroke": s.color, "stroke-width": "1", "stroke-opacity": "0.45"])
                 }
-                marker(s, at: (legendX + 11, y + 5), into: &m) { _ in }
-                m.element("text", ["x": c(legendX + 28), "y": c(y + 9), "class": "tick legend"], text: s.label)
-                y += 16
+                marker(s, at: (f.px(p.x), f.py(p.y)), into: &m) { m in m.element("title", text: p.tooltip) }
             }
-            if let r = reference {
-                m.empty("line", ["x1": c(legendX), "x2": c(legendX + 22), "y1": c(y + 5), "y2": c(y + 5), "stroke": "#555555", "stroke-dasharray": "2 3"])
-                m.element("text", ["x": c(legendX + 28), "y": c(y + 9), "class": "tick legend"], text: r.label)
+        }
+    }
+
+    /// One line per series (its stroke and marker, then its label), then the reference's; below
+    /// the plot or beside it.
+    private func drawLegend(_ f: Frame, into m: inout Markup) {
+        let c = Format.coordinate
+        let legendX = legendBeside ? width + 4 : f.left
+        var y = legendBeside ? f.top : height + 4
+        for s in series {
+            if s.lines {
+                m.empty("line", ["x1": c(legendX), "x2": c(legendX + 22), "y1": c(y + 5), "y2": c(y + 5), "stroke": s.color,
+                                 "stroke-width": "1.8", "stroke-dasharray": s.dashed ? "6 4" : "none"])
             }
+            marker(s, at: (legendX + 11, y + 5), into: &m) { _ in }
+            m.element("text", ["x": c(legendX + 28), "y": c(y + 9), "class": "tick legend"], text: s.label)
+            y += 16
+        }
+        if let r = reference {
+            m.empty("line", ["x1": c(legendX), "x2": c(legendX + 22), "y1": c(y + 5), "y2": c(y + 5), "stroke": "#555555", "stroke-dasharray": "2 3"])
+            m.element("text", ["x": c(legendX + 28), "y": c(y + 9), "class": "tick legend"], text: r.label)
         }
     }
 

@@ -7,7 +7,8 @@ struct Timeline {
     let records: [TaskRecord]
 
     func svg(into m: inout Markup) {
-        let ran = records.filter { $0.rank >= 0 }
+        // In start order (records may come in any order: the figure is the same bytes each time).
+        let ran = records.filter { $0.rank >= 0 }.sorted { ($0.started, $0.key) < ($1.started, $1.key) }
         guard let start = ran.map(\.started).min(), let end = ran.map(\.finished).max() else { return }
         let span = max(end.timeIntervalSince(start), 1e-3)
         let ranks = Array(Set(ran.map(\.rank))).sorted()
