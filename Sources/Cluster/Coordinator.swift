@@ -1,6 +1,7 @@
 import Foundation
 import Rendering
 import SweepCore
+import SweepFile
 import TensorEngine
 
 /// Rank 0's loop: hands ready tasks to idle workers (longest first), ships artifacts

@@ -1,6 +1,7 @@
 import Foundation
 import Rendering
 import SweepCore
+import SweepFile
 
 /// Raw writes to standard error. A closed or full stderr (mpirun already gone, a full disk under a
 /// log file) loses the text, never the run: Foundation's FileHandle would trap there.

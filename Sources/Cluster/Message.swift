@@ -1,5 +1,6 @@
 import Foundation
 import SweepCore
+import SweepFile
 
 /// The coordinator-worker protocol. Workers say hello, get the sweep once, then receive tasks
 /// (with any checkpoints they lack attached) and answer each with a result, until told to stop.

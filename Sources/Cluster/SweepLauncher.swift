@@ -1,6 +1,7 @@
 import Foundation
 import Rendering
 import SweepCore
+import SweepFile
 import TensorEngine
 
 /// How `sweep run` was asked to run.

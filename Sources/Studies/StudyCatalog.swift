@@ -1,4 +1,5 @@
 import SweepCore
+import SweepFile
 
 /// Every study, each in its folder next to this file. A new study is a folder and one entry here.
 public enum StudyCatalog {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Rendering
 import SweepCore
+import SweepFile
 import TensorEngine
 
 /// `sweep cache`: what the training store holds, and keeping it from growing without bound.

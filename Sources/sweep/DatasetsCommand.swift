@@ -3,6 +3,7 @@ import Datasets
 import Foundation
 import Rendering
 import SweepCore
+import SweepFile
 import TensorEngine
 import Yams
 

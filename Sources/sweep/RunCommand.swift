@@ -5,6 +5,7 @@ import PairedStatistics
 import Rendering
 import Studies
 import SweepCore
+import SweepFile
 import TensorEngine
 
 struct RunCommand: ParsableCommand {

@@ -4,6 +4,7 @@ import Foundation
 import Rendering
 import Studies
 import SweepCore
+import SweepFile
 import TensorEngine
 
 /// The `sweep` command: train, evaluate and ablate small networks, layer by layer.

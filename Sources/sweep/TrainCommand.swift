@@ -6,6 +6,7 @@ import Models
 import ONNX
 import Procedures
 import SweepCore
+import SweepFile
 import TensorEngine
 
 /// Options naming a dataset and how much of it to use.

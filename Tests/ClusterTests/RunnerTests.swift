@@ -1,6 +1,7 @@
 @testable import Cluster
 import Foundation
 import SweepCore
+import SweepFile
 import TensorEngine
 @testable import Studies
 import StudyTestSupport

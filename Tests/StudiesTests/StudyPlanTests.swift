@@ -2,6 +2,7 @@ import Procedures
 @testable import SweepCore
 @testable import Studies
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 /// Task graphs of the pruning, distillation and reuse studies, and their sweep-file errors.

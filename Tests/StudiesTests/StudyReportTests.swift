@@ -3,6 +3,7 @@ import Procedures
 @testable import SweepCore
 @testable import Studies
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 /// The pruning, distillation and reuse sections of report.html, from synthetic results.

@@ -2,6 +2,7 @@ import Foundation
 import PairedStatistics
 @testable import SweepCore
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 /// The recipe's interval, measured by simulation: trained networks whose Δ scatter around a

@@ -6,6 +6,7 @@ import PairedStatistics
 import Procedures
 @testable import Studies
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 /// What an edited journal, a hostile name or a careless override does to a run's files: numbers

@@ -2,6 +2,7 @@ import Foundation
 import PairedStatistics
 @testable import SweepCore
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 /// The intervals and the paired test behind the trivial / harmful calls.

@@ -2,6 +2,7 @@ import Foundation
 @testable import SweepCore
 @testable import Studies
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 final class JournalResultsTests: StudyTestCase {

@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 @testable import SweepCore
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 /// Own-data entries in sweep files: every field decoded, every mistake named on one line, and
@@ -46,7 +47,7 @@ final class OwnDataSpecTests: StudyTestCase {
         XCTAssertEqual(spec.datasets[2].declaredSource?.imagesKey, "images")
         XCTAssertEqual(spec.datasets[3].declaredSource?.train, ["cifar-100-binary"])
         XCTAssertEqual(spec.datasets[3].declaredSource?.labels, .coarse)
-        XCTAssertEqual(ImportedDatasets.sourceEntry(of: spec.datasets[4], in: spec)?.name, "pets", "a derived entry reads its base's files")
+        XCTAssertEqual(spec.sourceEntry(of: spec.datasets[4])?.name, "pets", "a derived entry reads its base's files")
     }
 
     func testMistakesNameTheirField() {

@@ -1,6 +1,7 @@
 import Procedures
 import SweepCore
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 final class PlanTests: StudyTestCase {

@@ -1,6 +1,7 @@
 import Foundation
 import SweepCore
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 final class SchedulerTests: StudyTestCase {

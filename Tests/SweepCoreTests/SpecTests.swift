@@ -2,6 +2,7 @@ import Procedures
 import SweepCore
 @testable import Studies
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 final class SpecTests: StudyTestCase {

@@ -2,6 +2,7 @@ import EngineTestSupport
 import Foundation
 import Procedures
 @testable import SweepCore
+import SweepFile
 import TensorEngine
 import StudyTestSupport
 import XCTest

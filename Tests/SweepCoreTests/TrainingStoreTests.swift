@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 @testable import SweepCore
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 /// The training store on its own: what names a training (its identity), and every way an entry

@@ -1,5 +1,6 @@
 import Foundation
 import StudyTestSupport
+import SweepFile
 import XCTest
 import Procedures
 import TensorEngine

@@ -1,6 +1,7 @@
 import Foundation
 import SweepCore
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 /// The documentation a user reads stands alone and covers every study the program knows.

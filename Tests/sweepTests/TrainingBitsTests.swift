@@ -1,6 +1,7 @@
 import Foundation
 import SweepCore
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 /// The training store serves a network only to an engine that would train the same bits

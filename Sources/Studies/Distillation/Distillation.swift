@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import Models
+import SweepFile
 import TensorEngine
 import Procedures
 import SweepCore

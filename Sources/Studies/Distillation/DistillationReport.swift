@@ -2,6 +2,7 @@ import Foundation
 import Procedures
 import Rendering
 import SweepCore
+import SweepFile
 
 /// The answer to the distillation question for one dataset: student accuracy per (conv layers,
 /// budget, loss) over seeds, next to the teacher ensemble's accuracy.

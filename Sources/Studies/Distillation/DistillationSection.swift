@@ -1,6 +1,7 @@
 import Foundation
 import Procedures
 import SweepCore
+import SweepFile
 
 /// Students distilled from a teacher (`study: distill`); `models` are the teachers.
 public struct DistillationSection: StudySection, SettingsSection, Equatable {

@@ -2,6 +2,7 @@ import Foundation
 import Procedures
 import Rendering
 import SweepCore
+import SweepFile
 
 /// The answer to the pruning question for one (dataset, model): accuracy and locality per
 /// round for IMP and for one-shot pruning to the same sparsity, averaged over seeds.

@@ -4,6 +4,7 @@ import Models
 import Procedures
 import Rendering
 import SweepCore
+import SweepFile
 
 extension StudyName {
     /// Iterative magnitude pruning (Pellegrini & Biroli 2021): what the surviving connections of a

@@ -1,6 +1,7 @@
 import Foundation
 import Procedures
 import SweepCore
+import SweepFile
 
 /// Iterative magnitude pruning (`study: imp`).
 public struct PruningSection: StudySection, SettingsSection, Equatable {

@@ -1,6 +1,7 @@
 import Foundation
 import Procedures
 import SweepCore
+import SweepFile
 
 extension StudyName {
     /// Empty tasks, for measuring the runner itself.

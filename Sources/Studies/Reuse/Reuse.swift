@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import SweepFile
 import TensorEngine
 import Procedures
 import SweepCore

@@ -1,6 +1,7 @@
 import Foundation
 import Procedures
 import SweepCore
+import SweepFile
 
 /// Parameter reuse (`study: reuse`).
 public struct ReuseSection: StudySection, SettingsSection, Equatable {

@@ -3,6 +3,7 @@ import Foundation
 import Models
 import Procedures
 import Rendering
+import SweepFile
 import TensorEngine
 import SweepCore
 

@@ -4,6 +4,7 @@ import Models
 import Procedures
 import Rendering
 import SweepCore
+import SweepFile
 
 extension StudyName {
     /// Layer-wise pruning sensitivity: how much of each layer can be pruned, alone and without

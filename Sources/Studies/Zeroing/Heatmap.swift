@@ -4,6 +4,7 @@ import PairedStatistics
 import Procedures
 import Rendering
 import SweepCore
+import SweepFile
 
 /// One panel of the layer-zeroing heatmap of a (dataset, model): the units that take the same
 /// masks (kernels: convolutions and the classifier; branches: residual blocks) as rows in

@@ -2,6 +2,7 @@ import Foundation
 import Procedures
 import Rendering
 import SweepCore
+import SweepFile
 
 /// Two zeroing runs side by side (`sweep compare RUN_A RUN_B`): the same (dataset, model, unit,
 /// mask) in both, in network order, with their Δ, intervals and calls (each run's own

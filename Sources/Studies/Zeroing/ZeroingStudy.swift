@@ -4,6 +4,7 @@ import PairedStatistics
 import Procedures
 import Rendering
 import SweepCore
+import SweepFile
 
 extension StudyName {
     /// Layer zeroing (Wang et al. 2020): which layers of a trained network can be masked.

@@ -1,5 +1,6 @@
 import Foundation
 import Procedures
+import SweepFile
 
 /// Progress lines and the closing summary of a sweep, as text.
 public enum ProgressText {

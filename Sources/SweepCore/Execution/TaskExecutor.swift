@@ -3,6 +3,7 @@ import Foundation
 import Models
 import ONNX
 import Procedures
+import SweepFile
 import TensorEngine
 
 /// Runs tasks on a worker: loads datasets once, keeps received artifacts (checkpoints, IMP
@@ -321,7 +322,7 @@ public final class TaskExecutor {
         let cacheKey = normalisation.map { "\(name) \($0.mean) \($0.std)" } ?? name
         if let cached = datasets[cacheKey] { return cached }
         let raw = try ImportedDatasets.rawSplits(entry, spec: spec, fetch: fetchDataset)
-        let source = ImportedDatasets.sourceEntry(of: entry, in: spec)
+        let source = spec.sourceEntry(of: entry)
         let loaded = try (try DatasetCatalog.load(entry.name, base: entry.base, derivation: entry.derivation, dataDirectory: entry.dataDir,
                                              trainLimit: entry.trainLimit, testLimit: entry.testLimit, normalisation: normalisation,
                                              preprocessing: source == nil ? entry.preprocessing : Preprocessing(), raw: raw))

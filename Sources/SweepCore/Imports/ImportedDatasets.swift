@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import SweepFile
 import Synchronization
 
 /// Datasets read from the user's own files (`format:` entries). The coordinator reads each once
@@ -10,13 +11,6 @@ import Synchronization
 public enum ImportedDatasets {
     /// Decoded raw splits by fingerprint, shared by every worker thread of this process.
     private static let cache = Mutex<[String: (train: Dataset, test: Dataset)]>([:])
-
-    /// The entry whose files `entry` is read from: itself, or the sweep entry its `base` names.
-    public static func sourceEntry(of entry: DatasetEntry, in spec: SweepSpec) -> DatasetEntry? {
-        if entry.format != nil { return entry }
-        guard let base = entry.base, let named = spec.datasets.first(where: { $0.name == base && $0.format != nil }) else { return nil }
-        return named
-    }
 
     /// Reads every `format:` entry of `spec` and fills the summaries of it and of the entries
     /// derived from it. With `recorded`, a run directory's summaries are taken as they are
@@ -35,7 +29,7 @@ public enum ImportedDatasets {
             summaries[entry.name] = summary
         }
         for i in spec.datasets.indices {
-            guard let source = sourceEntry(of: spec.datasets[i], in: spec) else { continue }
+            guard let source = spec.sourceEntry(of: spec.datasets[i]) else { continue }
             spec.datasets[i].summary = summaries[source.name]
             // Classes of own data are known only now: a derived entry's are checked here, not mid-run.
             if let classes = spec.datasets[i].classes, let available = summaries[source.name]?.classes,
@@ -74,7 +68,7 @@ public enum ImportedDatasets {
     /// found: from this process's cache, this node's copy of the files, or `fetch` (the bytes
     /// rank 0 decoded).
     public static func rawSplits(_ entry: DatasetEntry, spec: SweepSpec, fetch: ((String) throws -> Data)?) throws -> (train: Dataset, test: Dataset)? {
-        guard let source = sourceEntry(of: entry, in: spec), let summary = source.summary ?? entry.summary else { return nil }
+        guard let source = spec.sourceEntry(of: entry), let summary = source.summary ?? entry.summary else { return nil }
         if let cached = cache.withLock({ $0[summary.fingerprint] }) { return cached }
         var problem: String
         do {

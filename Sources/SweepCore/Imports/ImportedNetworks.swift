@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import Models
 import ONNX
+import SweepFile
 
 /// Networks a sweep studies without training them: checkpoint files named in the sweep file
 /// (`models: [{name: resnet20, checkpoints: [...]}]`). Only the coordinator reads the files; the

@@ -1,4 +1,5 @@
 import Foundation
+import SweepFile
 
 /// How many ranks a training gets: idle ranks that no ready task needs join the trainings that
 /// hold the critical path, as gangs that train one network data-parallel.

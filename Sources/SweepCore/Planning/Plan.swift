@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import Models
 import Procedures
+import SweepFile
 import TensorEngine
 
 /// What a task does. The shared kinds are declared here; a study declares its own in its folder

@@ -1,4 +1,5 @@
 import HeapModule
+import SweepFile
 
 /// What a sweep's schedule will take on a given allocation, by the cost model: the scheduler run
 /// in simulation (tasks last their estimated seconds; trainings on the gangs `GangPolicy` gives

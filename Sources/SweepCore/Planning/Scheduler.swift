@@ -1,4 +1,5 @@
 import HeapModule
+import SweepFile
 
 /// Which task runs next: dynamic, dependency-aware, most urgent first among ready tasks.
 ///

@@ -1,5 +1,6 @@
 import Foundation
 import Rendering
+import SweepFile
 
 /// The first line of a journal: which sweep it belongs to.
 public struct JournalHeader: Codable, Equatable, Sendable {

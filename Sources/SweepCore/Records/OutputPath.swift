@@ -1,6 +1,7 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import SweepFile
 #endif
 
 /// Checks and creates the places results are written to before any work starts, so a bad

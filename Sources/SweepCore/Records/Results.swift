@@ -3,6 +3,7 @@ import Models
 import PairedStatistics
 import Procedures
 import Rendering
+import SweepFile
 
 /// One row of results.csv / results.json.
 ///

@@ -1,5 +1,6 @@
 import Foundation
 import Models
+import SweepFile
 import TensorEngine
 
 /// The program version written into journals and results.

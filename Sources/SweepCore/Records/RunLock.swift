@@ -1,6 +1,7 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import SweepFile
 #endif
 
 /// An exclusive claim on a run directory, held from before its journal is read until the process

@@ -1,6 +1,7 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import SweepFile
 #endif
 
 /// What a running sweep is doing, as its coordinator last wrote it (`status.json`, every few

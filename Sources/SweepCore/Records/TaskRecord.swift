@@ -1,5 +1,6 @@
 import Foundation
 import Procedures
+import SweepFile
 
 /// How a task ended.
 public enum TaskStatus: String, Codable, Sendable {

@@ -1,6 +1,7 @@
 import Foundation
 import Procedures
 import Rendering
+import SweepFile
 
 /// Everything the report is made from: the plan, the journal's records and the result rows.
 public struct ReportInput: Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import Rendering
+import SweepFile
 
 /// Which task ran on which rank, and when: one lane per rank, one bar per task, coloured by
 /// kind. Load balance (or its absence) is visible at a glance.

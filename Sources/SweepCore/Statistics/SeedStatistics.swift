@@ -1,5 +1,6 @@
 import Foundation
 import Rendering
+import SweepFile
 
 /// Mean, spread and best of one cell's values over seeds.
 public struct SeedStatistics {

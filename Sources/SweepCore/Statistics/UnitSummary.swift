@@ -1,6 +1,7 @@
 import Foundation
 import PairedStatistics
 import Rendering
+import SweepFile
 
 /// What the trained networks say about one unit under one mask: the mean Δ accuracy with its
 /// interval for the recipe (over seeds and test images; with one network, over its test images),

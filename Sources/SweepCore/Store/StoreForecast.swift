@@ -1,4 +1,5 @@
 import Foundation
+import SweepFile
 
 /// What `sweep plan` says of the training store: how many of the plan's trainings it holds,
 /// their share of the plan's cost, and how long they took when they were trained.

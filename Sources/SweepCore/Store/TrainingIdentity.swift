@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import SweepFile
 import TensorEngine
 
 /// Everything that decides the bits of a training task's checkpoint and of the outcome it

@@ -1,5 +1,6 @@
 import Foundation
 import Rendering
+import SweepFile
 
 /// A store of trained networks shared by every sweep of a user (default `~/.cache/layersweep`):
 /// one entry per training identity (`TrainingIdentity.key`), holding the checkpoint and the

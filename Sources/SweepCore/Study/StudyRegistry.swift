@@ -1,4 +1,5 @@
 import Foundation
+import SweepFile
 
 /// The studies a sweep file can name. SweepCore knows studies only through this list, which the
 /// program fills once at start-up (`StudyCatalog.install()` in the `Studies` module, where each
@@ -6,14 +7,12 @@ import Foundation
 public enum StudyRegistry {
     /// The installed studies; the first is the default `study:`.
     public private(set) nonisolated(unsafe) static var all: [any SweepStudy.Type] = []
-    nonisolated(unsafe) static var sections: [String: any StudySection.Type] = [:]
     nonisolated(unsafe) static var kinds: [TaskKind: TaskKindInfo] = [:]
 
     /// Makes `studies` the ones sweep files can name (start-up, once; again with the same list is harmless).
     public static func install(_ studies: [any SweepStudy.Type]) {
         all = studies
-        // Every study's own section type, by its key.
-        sections = Dictionary(studies.compactMap { s in s.section.map { ($0.key, $0) } }, uniquingKeysWith: { a, _ in a })
+        DeclaredStudies.install(studies)
         // The traits of every kind: the shared ones, then each study's.
         kinds = Dictionary((TaskKind.shared + studies.flatMap { $0.kinds }).map { ($0.kind, $0) }, uniquingKeysWith: { a, _ in a })
     }

@@ -3,26 +3,15 @@ import ONNX
 import Models
 import Procedures
 import Rendering
+import SweepFile
 
-/// One study: everything that makes a sweep of one study differ from a sweep of another. Each
+/// One study: everything that makes a sweep of one study differ from a sweep of another (what its
+/// sweep file holds is its `StudyDeclaration`, in the SweepFile module). Each
 /// study lives in a folder of its own next to this file and is listed once in `StudyRegistry`;
 /// the planner, the workers, the results files, the terminal and the report ask the sweep's
 /// study instead of branching on its name. The defaults below are what a study without an
 /// opinion gets.
-public protocol SweepStudy {
-    /// The `study:` value of a sweep file.
-    static var name: StudyName { get }
-    /// The optional top-level sections it reads (`training`, `layers`, `masks`, `evaluation` or
-    /// its own), besides the fields every sweep has.
-    static var sections: Set<String> { get }
-    /// Its own section of the sweep file, decoded with the rest of it.
-    static var section: (any StudySection.Type)? { get }
-    /// Fields of its section whose values come from a fixed set, for "valid: ..." errors.
-    static var choices: [String: (what: String, valid: [String])] { get }
-    /// Whether `models:` entries may list networks trained elsewhere (`checkpoints:`).
-    static var importsNetworks: Bool { get }
-    /// Whether those networks may be ONNX graphs (its masks and evaluation run on a graph).
-    static var importsGraphs: Bool { get }
+public protocol SweepStudy: StudyDeclaration {
     /// What its tasks measure beyond the shared outcome fields.
     static var measures: (any OutcomeMeasures.Type)? { get }
     /// The type of its tasks' own parameters (`PlannedTask.payload`), for the worker that
@@ -30,14 +19,6 @@ public protocol SweepStudy {
     static var payload: (any DecodableTaskPayload.Type)? { get }
     /// Text for a finished task's progress line after its accuracy (` left 0.3430`).
     static func measuredText(_ outcome: TaskOutcome, task: PlannedTask) -> String?
-    /// Whether its sweeps name datasets and models (false: tasks that do no work, for measuring
-    /// the runner).
-    static var needsData: Bool { get }
-
-    /// Unknown keys in its section's nested mappings (the section's own keys are checked for it).
-    static func checkKeys(_ tree: NodeTree) throws
-    /// What its spec needs beyond the common checks, each error pointing at its line.
-    static func validate(_ spec: SweepSpec, tree: NodeTree) throws
     /// The task graph: trainings first, then what depends on them.
     static func expand(_ spec: SweepSpec) throws -> [PlannedTask]
 
@@ -71,17 +52,10 @@ public protocol SweepStudy {
 }
 
 extension SweepStudy {
-    public static var section: (any StudySection.Type)? { nil }
-    public static var choices: [String: (what: String, valid: [String])] { [:] }
-    public static var importsNetworks: Bool { false }
-    public static var importsGraphs: Bool { false }
-    public static var needsData: Bool { true }
     public static var measures: (any OutcomeMeasures.Type)? { nil }
     public static var payload: (any DecodableTaskPayload.Type)? { nil }
     public static func measuredText(_ outcome: TaskOutcome, task: PlannedTask) -> String? { nil }
     public static func unitSummaries(_ rows: [ResultRow], statistics: StatisticsSection) -> [UnitSummary] { [] }
-    public static func checkKeys(_ tree: NodeTree) throws {}
-    public static func validate(_ spec: SweepSpec, tree: NodeTree) throws {}
     public static var kinds: [TaskKindInfo] { [] }
     public static func gangable(_ task: PlannedTask) -> Bool { task.kind.trains }
     public static func trainingRecipe(_ task: PlannedTask, spec: SweepSpec) -> (training: TrainingSection, extra: String)? { (spec.training, "") }
@@ -92,43 +66,6 @@ extension SweepStudy {
     public static func report(_ input: ReportInput, into m: inout Markup) {}
     public static func extraFiles(_ rows: [ResultRow], statistics: StatisticsSection) -> [(name: String, data: Data)] { [] }
     public static func recalibrates(_ spec: SweepSpec) -> Bool { false }
-}
-
-/// The `study:` value: a name `StudyRegistry` knows. Each study's folder declares its constant
-/// (`StudyName.zeroing`), so adding a study adds no case to a shared enumeration.
-public struct StudyName: RawRepresentable, Hashable, Codable, Sendable, CustomStringConvertible {
-    public let rawValue: String
-    public init(rawValue: String) { self.rawValue = rawValue }
-    public var description: String { rawValue }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        let text = try c.decode(String.self)
-        guard StudyRegistry.study(named: text) != nil else {
-            throw DecodingError.dataCorruptedError(in: c, debugDescription: "unknown study '\(text)'")
-        }
-        rawValue = text
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(rawValue)
-    }
-}
-
-/// A study's own section of the sweep file (`pruning:`, `sensitivity:` ...): decoded with the
-/// file, defaults when absent, embedded in results.json.
-public protocol StudySection: Codable, Sendable {
-    /// Its top-level key.
-    static var key: String { get }
-    /// The keys it accepts (unknown ones are errors with a did-you-mean).
-    static var keys: [String] { get }
-    init()
-    func isEqual(to other: any StudySection) -> Bool
-}
-
-extension StudySection where Self: Equatable {
-    public func isEqual(to other: any StudySection) -> Bool { (other as? Self) == self }
 }
 
 /// A task kind's traits, declared by the study that runs it.

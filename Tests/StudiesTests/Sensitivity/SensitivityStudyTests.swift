@@ -3,6 +3,7 @@ import Procedures
 @testable import SweepCore
 @testable import Studies
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 /// The sensitivity study as the planner, the spec checks, the results files and the report see it.

@@ -2,6 +2,7 @@ import Foundation
 @testable import Studies
 @testable import SweepCore
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 /// The zeroing study's answer from its units' summaries: the four calls, the most harmful units,

@@ -6,6 +6,7 @@ import FoundationXML
 @testable import SweepCore
 @testable import Studies
 import StudyTestSupport
+import SweepFile
 import XCTest
 
 /// report.html of a zeroing sweep from small synthetic results: well-formed XML, and the values where they belong.

@@ -95,10 +95,10 @@ public struct NodeTree {
     static let choices: [String: (String, [String])] = {
         var out: [String: (String, [String])] = [
             "masks": ("mask", MaskKind.allCases.map(\.rawValue)),
-            "study": ("study", StudyRegistry.names),
+            "study": ("study", DeclaredStudies.names),
             "transform": ("transform", ImageTransform.allCases.map(\.rawValue)),
         ]
-        for study in StudyRegistry.all { for (field, choice) in study.choices { out[field] = (choice.what, choice.valid) } }
+        for study in DeclaredStudies.all { for (field, choice) in study.choices { out[field] = (choice.what, choice.valid) } }
         return out
     }()
 

@@ -65,7 +65,7 @@ public enum SpecLoader {
         try tree.checkKeys([.key("training")], allowed: TrainingSection.keys)
         try tree.checkKeys([.key("evaluation")], allowed: EvaluationSection.keys)
         try tree.checkKeys([.key("statistics")], allowed: StatisticsSection.keys)
-        for study in StudyRegistry.all {
+        for study in DeclaredStudies.all {
             if let section = study.section { try tree.checkKeys([.key(section.key)], allowed: section.keys) }
             try study.checkKeys(tree)
         }
@@ -88,8 +88,8 @@ public enum SpecLoader {
         }
         try validate(spec, tree: tree)
         let given = Set(root.mapping?.keys.compactMap(\.string) ?? [])
-        let optional = Set(["training", "layers", "masks", "evaluation", "statistics"] + StudyRegistry.all.flatMap { $0.sections })
-        spec.ignoredSections = given.intersection(optional).subtracting(spec.studyType.sections).sorted()
+        let optional = Set(["training", "layers", "masks", "evaluation", "statistics"] + DeclaredStudies.all.flatMap { $0.sections })
+        spec.ignoredSections = given.intersection(optional).subtracting(spec.declaredStudy.sections).sorted()
         return spec
     }
 
@@ -101,7 +101,7 @@ public enum SpecLoader {
         guard !spec.name.isEmpty, spec.name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
             throw tree.error([.key("name")], "name must be non-empty letters, digits, '-', '_' or '.' (it names the run directory)")
         }
-        let study = spec.studyType
+        let study = spec.declaredStudy
         guard study.needsData else {
             try checkStatistics(spec, tree: tree)
             try study.validate(spec, tree: tree)
@@ -145,7 +145,7 @@ public enum SpecLoader {
             throw tree.error(path, "classes and transform make a new dataset from another: add base: (e.g. base: fashion-mnist)")
         }
         try checkOwnData(dataset, in: spec, at: path, tree: tree)
-        let ownData = ImportedDatasets.sourceEntry(of: dataset, in: spec) != nil
+        let ownData = spec.sourceEntry(of: dataset) != nil
         if !ownData {
             do { try DatasetCatalog.checkAvailable(dataset.source, dataDirectory: dataset.dataDir) } catch let error as DatasetError {
                 throw tree.error(dataset.base == nil ? path : path + [.key("base")], error.description)
@@ -174,8 +174,8 @@ public enum SpecLoader {
             }
         }
         if let files = spec.checkpoints[model] {
-            guard spec.studyType.importsNetworks else {
-                let studies = StudyRegistry.all.filter { $0.importsNetworks }.map { $0.name.rawValue }.joined(separator: ", ")
+            guard spec.declaredStudy.importsNetworks else {
+                let studies = DeclaredStudies.all.filter { $0.importsNetworks }.map { $0.name.rawValue }.joined(separator: ", ")
                 throw tree.error(path + [.key("checkpoints")], "networks trained elsewhere are read by the studies \(studies); \(spec.study.rawValue) trains its own")
             }
             guard !files.isEmpty, files.count <= SweepSpec.maxSeeds else {
@@ -225,8 +225,8 @@ public enum SpecLoader {
         guard ImportedGraphs.areGraphs(files) else {
             throw tree.error(path + [.key("checkpoints")], "list either ONNX files (.onnx) or safetensors files under one model, not both")
         }
-        guard spec.studyType.importsGraphs else {
-            let studies = StudyRegistry.all.filter { $0.importsGraphs }.map { $0.name.rawValue }.joined(separator: " and ")
+        guard spec.declaredStudy.importsGraphs else {
+            let studies = DeclaredStudies.all.filter { $0.importsGraphs }.map { $0.name.rawValue }.joined(separator: " and ")
             throw tree.error([.key("study")], "imported ONNX graphs run in the studies \(studies); \(spec.study.rawValue) needs a built-in architecture or a safetensors checkpoint")
         }
     }
@@ -244,7 +244,7 @@ public enum SpecLoader {
         } else if let field = ownFields.first(where: \.1) {
             throw fail(field.0, "needs format: (imagefolder, npz, npy, cifar100, cifar10 or idx)")
         }
-        if ImportedDatasets.sourceEntry(of: dataset, in: spec) != nil, dataset.format == nil, !dataset.preprocessing.isIdentity {
+        if spec.sourceEntry(of: dataset) != nil, dataset.format == nil, !dataset.preprocessing.isIdentity {
             throw fail(dataset.resize != nil ? "resize" : "center_crop", "belongs on the dataset \(dataset.base ?? "") this one derives from")
         }
         if dataset.declaredSource == nil, let problem = dataset.preprocessing.problems.first { throw fail(problem.field, problem.requirement) }

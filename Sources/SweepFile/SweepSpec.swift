@@ -69,7 +69,7 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     }
 
     /// Every top-level key a sweep file may have: the common ones and each study's section.
-    static var allKeys: [String] { CodingKeys.allCases.map(\.rawValue) + StudyRegistry.sections.keys.sorted() }
+    static var allKeys: [String] { CodingKeys.allCases.map(\.rawValue) + DeclaredStudies.sections.keys.sorted() }
 
     /// The sweep's own section of type `S`, or its defaults.
     public func section<S: StudySection>(_ type: S.Type) -> S { studySection?.value as? S ?? S() }
@@ -81,7 +81,7 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         try c.encode(study, forKey: .study)
         try c.encode(seed, forKey: .seed)
         try c.encode(output, forKey: .output)
-        if studyType.needsData { try encodeData(into: &c) }
+        if declaredStudy.needsData { try encodeData(into: &c) }
         if let studySection {
             var own = encoder.container(keyedBy: SettingKey.self)
             try own.encode(StudySectionValue.Box(studySection.value), forKey: SettingKey(type(of: studySection.value).key))
@@ -93,7 +93,7 @@ public struct SweepSpec: Codable, Equatable, Sendable {
         try c.encode(datasets, forKey: .datasets)
         try c.encode(models, forKey: .models)
         try c.encode(seeds, forKey: .seeds)
-        let used = studyType.sections
+        let used = declaredStudy.sections
         if used.contains("training") { try c.encode(training, forKey: .training) }
         if used.contains("layers") { try c.encode(layers, forKey: .layers) }
         if used.contains("masks") { try c.encode(masks, forKey: .masks) }
@@ -104,7 +104,7 @@ public struct SweepSpec: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)
-        study = try c.decodeIfPresent(Study.self, forKey: .study) ?? StudyRegistry.all[0].name
+        study = try c.decodeIfPresent(Study.self, forKey: .study) ?? DeclaredStudies.all[0].name
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0
         datasets = try c.decodeIfPresent([DatasetEntry].self, forKey: .datasets) ?? []
         let entries = try c.decodeIfPresent([ModelEntry].self, forKey: .models) ?? []
@@ -140,7 +140,7 @@ public struct SweepSpec: Codable, Equatable, Sendable {
             guard !path.isEmpty else { throw DecodingError.dataCorruptedError(forKey: .cache, in: c, debugDescription: "cache is a directory or false") }
             cache = ["off", "false", "no"].contains(path.lowercased()) ? "off" : path
         }
-        if let type = studyType.section {
+        if let type = declaredStudy.section {
             let own = try decoder.container(keyedBy: SettingKey.self)
             studySection = StudySectionValue(try own.decodeIfPresent(type, forKey: SettingKey(type.key)) ?? type.init())
         }
@@ -424,5 +424,14 @@ public enum LayerSelection: Codable, Equatable, Sendable {
         case .all: try c.encode("all")
         case let .patterns(p): try c.encode(p)
         }
+    }
+}
+
+extension SweepSpec {
+    /// The entry whose files `entry` is read from: itself, or the sweep entry its `base` names.
+    public func sourceEntry(of entry: DatasetEntry) -> DatasetEntry? {
+        if entry.format != nil { return entry }
+        guard let base = entry.base, let named = datasets.first(where: { $0.name == base && $0.format != nil }) else { return nil }
+        return named
     }
 }
