@@ -2,6 +2,7 @@ import Foundation
 import Rendering
 import SweepCore
 import SweepFile
+import SweepReport
 import TensorEngine
 
 /// How `sweep run` was asked to run.

@@ -6,6 +6,7 @@ import Rendering
 import Studies
 import SweepCore
 import SweepFile
+import SweepReport
 import TensorEngine
 
 struct RunCommand: ParsableCommand {

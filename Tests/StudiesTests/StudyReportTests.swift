@@ -4,6 +4,7 @@ import Procedures
 @testable import Studies
 import StudyTestSupport
 import SweepFile
+import SweepReport
 import XCTest
 
 /// The pruning, distillation and reuse sections of report.html, from synthetic results.

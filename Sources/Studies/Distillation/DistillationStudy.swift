@@ -4,6 +4,7 @@ import Models
 import Procedures
 import Rendering
 import SweepFile
+import SweepReport
 import TensorEngine
 import SweepCore
 
@@ -60,7 +61,7 @@ extension SweepSpec {
 
 /// `study: distill`: teachers trained per (dataset, model), their logits, and students of each
 /// depth and parameter budget trained on the logits or, as the control, on the labels.
-public enum DistillationStudy: SweepStudy {
+public enum DistillationStudy: ReportingStudy {
     public static let name = StudyName.distill
     public static let sections: Set<String> = ["training", "distillation", "evaluation"]
     public static let section: (any StudySection.Type)? = DistillationSection.self

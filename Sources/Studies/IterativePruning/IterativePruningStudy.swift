@@ -5,6 +5,7 @@ import Procedures
 import Rendering
 import SweepCore
 import SweepFile
+import SweepReport
 
 extension StudyName {
     /// Iterative magnitude pruning (Pellegrini & Biroli 2021): what the surviving connections of a
@@ -94,7 +95,7 @@ extension SweepSpec {
 
 /// `study: imp`: per seed a chain of IMP rounds from the dense network, and one-shot controls
 /// pruned straight to each round's sparsity.
-public enum IterativePruningStudy: SweepStudy {
+public enum IterativePruningStudy: ReportingStudy {
     public static let name = StudyName.imp
     public static let sections: Set<String> = ["training", "pruning", "evaluation"]
     public static let section: (any StudySection.Type)? = PruningSection.self

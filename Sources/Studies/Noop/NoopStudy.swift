@@ -2,6 +2,7 @@ import Foundation
 import Procedures
 import SweepCore
 import SweepFile
+import SweepReport
 
 extension StudyName {
     /// Empty tasks, for measuring the runner itself.

@@ -4,6 +4,7 @@ import Models
 import Procedures
 import Rendering
 import SweepFile
+import SweepReport
 import TensorEngine
 import SweepCore
 
@@ -61,7 +62,7 @@ extension SweepSpec {
 
 /// `study: reuse`: networks trained from scratch on each dataset of the pairs, and target
 /// networks that start from the source's kernels of one layer (or a prefix), frozen or fine-tuned.
-public enum ReuseStudy: SweepStudy {
+public enum ReuseStudy: ReportingStudy {
     public static let name = StudyName.reuse
     public static let sections: Set<String> = ["training", "layers", "reuse", "evaluation"]
     public static let section: (any StudySection.Type)? = ReuseSection.self

@@ -5,6 +5,7 @@ import Procedures
 import Rendering
 import SweepCore
 import SweepFile
+import SweepReport
 
 extension StudyName {
     /// Layer-wise pruning sensitivity: how much of each layer can be pruned, alone and without
@@ -54,7 +55,7 @@ public struct SensitivityPoint: DecodableTaskPayload, Equatable {
 /// `study: sensitivity`: per trained (or imported) network, each selected conv or linear layer
 /// pruned alone to each sparsity by weight magnitude (or whole filters by L1 norm), evaluated
 /// without retraining against the same network unpruned on the same test images.
-public enum SensitivityStudy: SweepStudy {
+public enum SensitivityStudy: ReportingStudy {
     public static let name = StudyName.sensitivity
     public static let sections: Set<String> = ["training", "layers", "evaluation", "sensitivity", "statistics"]
     public static let section: (any StudySection.Type)? = SensitivitySection.self

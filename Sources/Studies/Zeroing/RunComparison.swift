@@ -3,6 +3,7 @@ import Procedures
 import Rendering
 import SweepCore
 import SweepFile
+import SweepReport
 
 /// Two zeroing runs side by side (`sweep compare RUN_A RUN_B`): the same (dataset, model, unit,
 /// mask) in both, in network order, with their Δ, intervals and calls (each run's own

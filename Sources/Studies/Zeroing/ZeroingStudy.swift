@@ -5,6 +5,7 @@ import Procedures
 import Rendering
 import SweepCore
 import SweepFile
+import SweepReport
 
 extension StudyName {
     /// Layer zeroing (Wang et al. 2020): which layers of a trained network can be masked.
@@ -13,7 +14,7 @@ extension StudyName {
 
 /// `study: zeroing`. Per trained (or imported) network: a baseline evaluation and, per selected
 /// unit and applicable mask, the network evaluated with that unit masked, nothing retrained.
-public enum ZeroingStudy: SweepStudy {
+public enum ZeroingStudy: ReportingStudy {
     public static let name = StudyName.zeroing
     public static let sections: Set<String> = ["training", "layers", "masks", "evaluation", "statistics"]
     public static let importsNetworks = true

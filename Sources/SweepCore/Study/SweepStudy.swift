@@ -41,8 +41,6 @@ public protocol SweepStudy: StudyDeclaration {
     static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan)
     /// The few terminal lines that answer the study's question.
     static func summary(_ rows: [ResultRow], statistics: StatisticsSection) -> [String]
-    /// The report's answer: the first section of report.html.
-    static func report(_ input: ReportInput, into m: inout Markup)
     /// Per-unit summaries over the networks, for results.json's `units`.
     static func unitSummaries(_ rows: [ResultRow], statistics: StatisticsSection) -> [UnitSummary]
     /// Files the study writes next to results.csv (name and bytes).
@@ -63,7 +61,6 @@ extension SweepStudy {
     public static func columns(_ rows: [ResultRow]) -> StudyColumns { StudyColumns() }
     public static func describe(_ row: inout ResultRow, task: PlannedTask, outcome: TaskOutcome, plan: Plan) {}
     public static func summary(_ rows: [ResultRow], statistics: StatisticsSection) -> [String] { [] }
-    public static func report(_ input: ReportInput, into m: inout Markup) {}
     public static func extraFiles(_ rows: [ResultRow], statistics: StatisticsSection) -> [(name: String, data: Data)] { [] }
     public static func recalibrates(_ spec: SweepSpec) -> Bool { false }
 }

@@ -4,6 +4,7 @@ import Procedures
 @testable import Studies
 import StudyTestSupport
 import SweepFile
+import SweepReport
 import XCTest
 
 /// The sensitivity study as the planner, the spec checks, the results files and the report see it.

@@ -7,6 +7,7 @@ import FoundationXML
 @testable import Studies
 import StudyTestSupport
 import SweepFile
+import SweepReport
 import XCTest
 
 /// report.html of a zeroing sweep from small synthetic results: well-formed XML, and the values where they belong.

@@ -1,5 +1,6 @@
 import Foundation
 import Rendering
+import SweepCore
 import SweepFile
 
 /// Which task ran on which rank, and when: one lane per rank, one bar per task, coloured by

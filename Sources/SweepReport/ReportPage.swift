@@ -1,36 +1,8 @@
 import Foundation
 import Procedures
 import Rendering
+import SweepCore
 import SweepFile
-
-/// Everything the report is made from: the plan, the journal's records and the result rows.
-public struct ReportInput: Sendable {
-    public var plan: Plan
-    public let records: [TaskRecord]
-    public let rows: [ResultRow]
-    public let hosts: [String]
-    /// False when the journal lacks some planned tasks (a running or interrupted sweep).
-    public var complete: Bool { rows.count >= plan.tasks.count }
-
-    public init(plan: Plan, records: [TaskRecord]) {
-        self.plan = plan
-        let latest = Dictionary(records.map { ($0.key, $0) }, uniquingKeysWith: { _, b in b })
-        self.records = latest.values.sorted { $0.started < $1.started }
-        rows = ResultTable.rows(plan: plan, records: Array(latest.values))
-        hosts = Array(Set(records.map(\.host).filter { !$0.isEmpty })).sorted()
-    }
-
-    /// The report input of a run directory, from its sweep file and journal alone.
-    public static func load(_ run: RunDirectory) throws -> ReportInput {
-        let text = try run.storedSpecText()
-        var spec = try SpecLoader.parse(text, file: run.specURL.path)
-        try ImportedDatasets.read(&spec, recorded: run)
-        try ImportedNetworks.hashFiles(&spec, run: run)
-        let plan = try Plan.expand(spec)
-        let records = FileManager.default.fileExists(atPath: run.journalURL.path) ? try Journal.read(run.journalURL, study: spec.studyType).records : []
-        return ReportInput(plan: plan, records: records)
-    }
-}
 
 /// report.html: one self-contained XHTML page (inline CSS and SVG, no scripts, nothing fetched)
 /// that answers the sweep's question and shows how the run went.
@@ -47,7 +19,7 @@ public enum ReportPage {
                           text: "Partial report: \(input.rows.count) of \(input.plan.tasks.count) tasks have finished (the sweep is running or was interrupted; `sweep run --resume` continues it).")
             }
             // The answer first: the study's own section leads, the facts of the run follow.
-            spec.studyType.report(input, into: &m)
+            (spec.studyType as? any ReportingStudy.Type)?.report(input, into: &m)
             header(input, into: &m)
             problems(input, into: &m)
             m.element("h2", text: "Timeline")

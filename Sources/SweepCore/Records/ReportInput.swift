@@ -1,0 +1,31 @@
+import Foundation
+import SweepFile
+
+/// Everything the report is made from: the plan, the journal's records and the result rows.
+public struct ReportInput: Sendable {
+    public var plan: Plan
+    public let records: [TaskRecord]
+    public let rows: [ResultRow]
+    public let hosts: [String]
+    /// False when the journal lacks some planned tasks (a running or interrupted sweep).
+    public var complete: Bool { rows.count >= plan.tasks.count }
+
+    public init(plan: Plan, records: [TaskRecord]) {
+        self.plan = plan
+        let latest = Dictionary(records.map { ($0.key, $0) }, uniquingKeysWith: { _, b in b })
+        self.records = latest.values.sorted { $0.started < $1.started }
+        rows = ResultTable.rows(plan: plan, records: Array(latest.values))
+        hosts = Array(Set(records.map(\.host).filter { !$0.isEmpty })).sorted()
+    }
+
+    /// The report input of a run directory, from its sweep file and journal alone.
+    public static func load(_ run: RunDirectory) throws -> ReportInput {
+        let text = try run.storedSpecText()
+        var spec = try SpecLoader.parse(text, file: run.specURL.path)
+        try ImportedDatasets.read(&spec, recorded: run)
+        try ImportedNetworks.hashFiles(&spec, run: run)
+        let plan = try Plan.expand(spec)
+        let records = FileManager.default.fileExists(atPath: run.journalURL.path) ? try Journal.read(run.journalURL, study: spec.studyType).records : []
+        return ReportInput(plan: plan, records: records)
+    }
+}
