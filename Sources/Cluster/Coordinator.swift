@@ -2,6 +2,7 @@ import Foundation
 import Rendering
 import SweepCore
 import SweepFile
+import SweepStore
 import TensorEngine
 
 /// Rank 0's loop: hands ready tasks to idle workers (longest first), ships artifacts

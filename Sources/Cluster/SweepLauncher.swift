@@ -3,6 +3,7 @@ import Rendering
 import SweepCore
 import SweepFile
 import SweepReport
+import SweepStore
 import TensorEngine
 
 /// How `sweep run` was asked to run.

@@ -3,6 +3,7 @@ import Procedures
 import Rendering
 import SweepCore
 import SweepFile
+import SweepStore
 
 /// report.html: one self-contained XHTML page (inline CSS and SVG, no scripts, nothing fetched)
 /// that answers the sweep's question and shows how the run went.

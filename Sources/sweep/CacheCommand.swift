@@ -3,6 +3,7 @@ import Foundation
 import Rendering
 import SweepCore
 import SweepFile
+import SweepStore
 import TensorEngine
 
 /// `sweep cache`: what the training store holds, and keeping it from growing without bound.

@@ -7,6 +7,7 @@ import Studies
 import SweepCore
 import SweepFile
 import SweepReport
+import SweepStore
 import TensorEngine
 
 struct RunCommand: ParsableCommand {

@@ -2,6 +2,7 @@
 import Foundation
 import SweepCore
 import SweepFile
+@testable import SweepStore
 import TensorEngine
 @testable import Studies
 import StudyTestSupport

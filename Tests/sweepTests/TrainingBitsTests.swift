@@ -2,6 +2,7 @@ import Foundation
 import SweepCore
 import StudyTestSupport
 import SweepFile
+@testable import SweepStore
 import XCTest
 
 /// The training store serves a network only to an engine that would train the same bits

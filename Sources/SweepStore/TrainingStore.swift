@@ -1,5 +1,6 @@
 import Foundation
 import Rendering
+import SweepCore
 import SweepFile
 
 /// A store of trained networks shared by every sweep of a user (default `~/.cache/layersweep`):

@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import SweepCore
 import SweepFile
 import TensorEngine
 

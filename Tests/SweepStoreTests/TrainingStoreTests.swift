@@ -3,6 +3,7 @@ import Foundation
 @testable import SweepCore
 import StudyTestSupport
 import SweepFile
+@testable import SweepStore
 import XCTest
 
 /// The training store on its own: what names a training (its identity), and every way an entry

@@ -1,4 +1,5 @@
 import Foundation
+import SweepCore
 import SweepFile
 
 /// What `sweep plan` says of the training store: how many of the plan's trainings it holds,
