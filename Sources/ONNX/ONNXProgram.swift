@@ -438,100 +438,85 @@ public final class ONNXProgram {
     /// With `until`: nodes `cut` to `until` (excluded), returning the values live at `until`.
     func runLayerByLayer(_ values: [String: ONNXValue], from cut: Int, until: Int?, observing: Set<String>? = nil,
                          observe: ((String, ONNXValue) -> Void)?) throws -> [String: ONNXValue] {
-        func watched(_ name: String) -> Bool { observe != nil && (observing?.contains(name) ?? true) }
-        var values = constants.merging(values) { _, given in given }
-        // Activations the engine's kernels made stay in their layout (channel-blocked) while
-        // engine kernels and element-wise nodes read them; a value is made plain only for a node
-        // that needs it so. Either layout gives the same bits: the same operations on the same values.
-        var kept: [String: LayoutTensor] = [:]
-        func plain(_ name: String) {
-            if values[name] == nil, let x = kept[name] { values[name] = .floats(x.shape, x.plain.array) }
-        }
-        func layout(_ name: String) -> LayoutTensor? {
-            if let x = kept[name] { return x }
-            if case let .floats(shape, v)? = values[name] { return LayoutTensor(plain: Tensor(shape: shape, values: v)) }
-            return nil
-        }
-        // (Re-estimating BN statistics needs the batch norms as nodes: their convolutions run unfolded.)
-        let engine = !usesEngine ? [:] : batchStatistics == nil ? engineKernels()
-            : engineKernels().filter { batchNormsAfterConvolutions[$0.key] == nil }
-        var clamped: Set<String> = []  // outputs of engine convolutions that applied their node's clamp
-        var normalised: Set<String> = []  // outputs of engine convolutions that applied their batch norm
-        // Convolutions whose residual Add is still to come, by the value the Add reads: run at
-        // the Add, adding its other input (made by then whatever the node order), or before any
-        // other node that reads them. Not when the convolution's output is observed (it is wanted
-        // as made), nor the Add's when the kernel would apply the Relu after it.
-        var deferred: [String: (kernel: EngineKernel, input: LayoutTensor, residual: Residual)] = [:]
-        var reluApplied: Set<Int> = []  // Relu nodes whose Add a kernel did with the ReLU
-        func settle(_ name: String) {
-            guard let d = deferred.removeValue(forKey: name) else { return }
-            kept[name] = d.kernel.forward(d.input)
-        }
+        var run = GraphRun(program: self, values: constants.merging(values) { _, given in given }, observing: observing, observe: observe)
         for (index, node) in model.graph.nodes.enumerated() where index >= cut && index < until ?? .max {
             let started = NodeTimes.shared == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             defer {
                 if let times = NodeTimes.shared, let output = node.outputs.first {
                     times.add(node: index, op: node.opType, nanoseconds: DispatchTime.now().uptimeNanoseconds - started,
-                              shape: kept[output]?.shape ?? values[output]?.shape, blocked: kept[output] != nil)
+                              shape: run.kept[output]?.shape ?? run.values[output]?.shape, blocked: run.kept[output] != nil)
                 }
             }
-            var made: [(String, LayoutTensor)] = []
+            try run.step(index, node)
+        }
+        for name in Array(run.deferred.keys) { run.settle(name) }
+        var out: [String: ONNXValue] = [:]
+        for name in until.map(liveValues(at:)) ?? outputNames {
+            run.plain(name)
+            out[name] = run.values[name]
+        }
+        return out
+    }
+
+    /// One run of the graph over a batch: the values made so far and how each is held.
+    /// Activations the engine's kernels made stay in their layout (channel-blocked, `kept`)
+    /// while engine kernels and element-wise nodes read them; a value is made plain only for a
+    /// node that needs it so. Either layout gives the same bits: the same operations on the
+    /// same values.
+    private struct GraphRun {
+        let program: ONNXProgram
+        var values: [String: ONNXValue]
+        var kept: [String: LayoutTensor] = [:]
+        let observing: Set<String>?
+        let observe: ((String, ONNXValue) -> Void)?
+        /// The engine's kernels by node. (Re-estimating BN statistics needs the batch norms as
+        /// nodes: their convolutions then run unfolded.)
+        let engine: [Int: EngineKernel]
+        /// Outputs of engine convolutions that applied their node's clamp, and their batch norm.
+        var clamped: Set<String> = []
+        var normalised: Set<String> = []
+        /// Convolutions whose residual Add is still to come, by the value the Add reads: run at
+        /// the Add, adding its other input (made by then whatever the node order), or before any
+        /// other node that reads them. Not when the convolution's output is observed (it is
+        /// wanted as made), nor the Add's when the kernel would apply the Relu after it.
+        var deferred: [String: (kernel: EngineKernel, input: LayoutTensor, residual: Residual)] = [:]
+        /// Relu nodes whose Add a kernel did with the ReLU.
+        var reluApplied: Set<Int> = []
+
+        init(program: ONNXProgram, values: [String: ONNXValue], observing: Set<String>?, observe: ((String, ONNXValue) -> Void)?) {
+            (self.program, self.values, self.observing, self.observe) = (program, values, observing, observe)
+            engine = !program.usesEngine ? [:] : program.batchStatistics == nil ? program.engineKernels()
+                : program.engineKernels().filter { program.batchNormsAfterConvolutions[$0.key] == nil }
+        }
+
+        func watched(_ name: String) -> Bool { observe != nil && (observing?.contains(name) ?? true) }
+
+        /// Makes `name` plain (in `values`) if it is held in the engine's layout only.
+        mutating func plain(_ name: String) {
+            if values[name] == nil, let x = kept[name] { values[name] = .floats(x.shape, x.plain.array) }
+        }
+
+        func layout(_ name: String) -> LayoutTensor? {
+            if let x = kept[name] { return x }
+            if case let .floats(shape, v)? = values[name] { return LayoutTensor(plain: Tensor(shape: shape, values: v)) }
+            return nil
+        }
+
+        /// Runs the convolution deferred under `name`, if any.
+        mutating func settle(_ name: String) {
+            guard let d = deferred.removeValue(forKey: name) else { return }
+            kept[name] = d.kernel.forward(d.input)
+        }
+
+        /// Runs node `index`: on the engine's layout where it can, else as an ONNX operator on
+        /// plain values; then lets go of the values no later node reads.
+        mutating func step(_ index: Int, _ node: ONNXNode) throws {
+            let sum = residualSum(index, node)
             var outputs: [ONNXValue] = []
-            let first = node.inputs.first ?? ""
-            let fusedAdd = node.inputs.lazy.compactMap { deferred[$0] }.first { $0.residual.add == index }
-            for name in node.inputs where deferred[name] != nil && name != fusedAdd?.residual.value { settle(name) }
-            var sum: LayoutTensor?  // the Add done by its deferred convolution
-            if let d = fusedAdd {
-                if let other = node.inputs.first(where: { $0 != d.residual.value }), let skip = layout(other),
-                   skip.shape.count == 4, skip.blocked || BlockedLayout.keeps(channels: skip.shape[1], padding: true),
-                   let y = d.kernel.forward(d.input, adding: skip.blocked ? skip : LayoutTensor.blocked(from: skip.plain),
-                                            relu: d.residual.relu != nil) {
-                    deferred[d.residual.value] = nil
-                    if let relu = d.residual.relu { reluApplied.insert(relu) }
-                    sum = y
-                } else {
-                    settle(d.residual.value)
-                }
-            }
-            if foldedBatchNorms.contains(index), deferred[node.outputs[0]] != nil {
-                // Its convolution, deferred under this node's output, folded it in.
-            } else if let sum {
-                made = [(node.outputs[0], sum)]
-            } else if reluApplied.contains(index), let x = kept[first] {
-                made = [(node.outputs[0], x)]  // the kernel before its Add applied it
-            } else if let input = passThrough[index], input < node.inputs.count, let x = kept[node.inputs[input]] {
-                made = [(node.outputs[0], x)]
-            } else if let kernel = engine[index], let x = layout(first), kernel.accepts(x.shape),
-                      let residual = residualsAfterConvolutions[index], passThrough[residual.add] == nil, case .dense = kernel,
-                      !watched(residual.value), residual.relu == nil || !watched(model.graph.nodes[residual.add].outputs[0]) {
-                deferred[residual.value] = (kernel, x, residual)
-            } else if let kernel = engine[index], let x = layout(first), kernel.accepts(x.shape) {
-                made = [(node.outputs[0], kernel.forward(x))]
-                let norm = batchNormsAfterConvolutions[index].map { model.graph.nodes[$0] }
-                if norm != nil { normalised.insert(node.outputs[0]) }
-                if kernel.clamps { clamped.insert(norm?.outputs[0] ?? node.outputs[0]) }
-            } else if appliedByConvolution(index, first, clamped, normalised), let x = kept[first] {
-                made = [(node.outputs[0], x)]  // its Conv applied it
-            } else if passThrough[index] == nil, let y = try elementwiseOnLayouts(node, kept: kept, values: values) {
-                made = [(node.outputs[0], y)]
+            if let made = try onLayouts(index, node, sum: sum) {
+                if let made { store(made, as: node.outputs[0]) }
             } else {
-                for name in node.inputs where !name.isEmpty { plain(name) }
-                let context = NodeContext(node: node, values: values, opset: opset)
-                if let input = passThrough[index] {
-                    outputs = [try context.input(input)]
-                } else if appliedByConvolution(index, first, clamped, normalised) {
-                    outputs = [try context.input(0)]
-                } else if let batchStatistics, node.opType == "BatchNormalization" {
-                    let (y, mean, variance) = try ONNXOperators.batchNormOnBatch(context)
-                    batchStatistics(index, mean, variance)
-                    outputs = [y]
-                } else {
-                    outputs = try ONNXOperators.run(context)
-                }
-            }
-            for (name, x) in made where !name.isEmpty {
-                if x.blocked { kept[name] = x } else { values[name] = .floats(x.shape, x.storage.array) }
-                if let observe, watched(name) { plain(name); observe(name, values[name]!) }
+                outputs = try asOperator(index, node)
             }
             for (name, value) in zip(node.outputs, outputs) where !name.isEmpty {
                 values[name] = value
@@ -539,18 +524,85 @@ public final class ONNXProgram {
             }
             // Values no later node reads are let go (a batch's activations would otherwise all
             // stay until the end of the run).
-            for name in node.inputs where lastReader[name] == index && !outputNames.contains(name) {
+            for name in node.inputs where program.lastReader[name] == index && !program.outputNames.contains(name) {
                 values[name] = nil
                 kept[name] = nil
             }
         }
-        for name in Array(deferred.keys) { settle(name) }
-        var out: [String: ONNXValue] = [:]
-        for name in until.map(liveValues(at:)) ?? outputNames {
-            plain(name)
-            out[name] = values[name]
+
+        /// Settles the deferred convolutions node `index` reads, but the one whose residual Add
+        /// it is: that one runs now, adding the Add's other input (and the Relu after it, if its
+        /// kernel can); nil when there is none or the kernel cannot.
+        mutating func residualSum(_ index: Int, _ node: ONNXNode) -> LayoutTensor? {
+            let pending = deferred
+            let fusedAdd = node.inputs.lazy.compactMap { pending[$0] }.first { $0.residual.add == index }
+            for name in node.inputs where deferred[name] != nil && name != fusedAdd?.residual.value { settle(name) }
+            guard let d = fusedAdd else { return nil }
+            if let other = node.inputs.first(where: { $0 != d.residual.value }), let skip = layout(other),
+               skip.shape.count == 4, skip.blocked || BlockedLayout.keeps(channels: skip.shape[1], padding: true),
+               let y = d.kernel.forward(d.input, adding: skip.blocked ? skip : LayoutTensor.blocked(from: skip.plain),
+                                        relu: d.residual.relu != nil) {
+                deferred[d.residual.value] = nil
+                if let relu = d.residual.relu { reluApplied.insert(relu) }
+                return y
+            }
+            settle(d.residual.value)
+            return nil
         }
-        return out
+
+        /// Node `index` on the engine's layout: `.some(made)` when it ran there (`.some(nil)`:
+        /// deferred to its residual Add, or folded into a deferred convolution), nil when it
+        /// must run as an operator.
+        mutating func onLayouts(_ index: Int, _ node: ONNXNode, sum: LayoutTensor?) throws -> LayoutTensor?? {
+            let first = node.inputs.first ?? ""
+            if program.foldedBatchNorms.contains(index), deferred[node.outputs[0]] != nil {
+                return .some(nil)  // its convolution, deferred under this node's output, folded it in
+            } else if let sum {
+                return sum
+            } else if reluApplied.contains(index), let x = kept[first] {
+                return x  // the kernel before its Add applied it
+            } else if let input = program.passThrough[index], input < node.inputs.count, let x = kept[node.inputs[input]] {
+                return x
+            } else if let kernel = engine[index], let x = layout(first), kernel.accepts(x.shape),
+                      let residual = program.residualsAfterConvolutions[index], program.passThrough[residual.add] == nil, case .dense = kernel,
+                      !watched(residual.value), residual.relu == nil || !watched(program.model.graph.nodes[residual.add].outputs[0]) {
+                deferred[residual.value] = (kernel, x, residual)
+                return .some(nil)
+            } else if let kernel = engine[index], let x = layout(first), kernel.accepts(x.shape) {
+                let norm = program.batchNormsAfterConvolutions[index].map { program.model.graph.nodes[$0] }
+                if norm != nil { normalised.insert(node.outputs[0]) }
+                if kernel.clamps { clamped.insert(norm?.outputs[0] ?? node.outputs[0]) }
+                return kernel.forward(x)
+            } else if program.appliedByConvolution(index, first, clamped, normalised), let x = kept[first] {
+                return x  // its Conv applied it
+            } else if program.passThrough[index] == nil, let y = try program.elementwiseOnLayouts(node, kept: kept, values: values) {
+                return y
+            }
+            return nil
+        }
+
+        /// Node `index` as an ONNX operator on plain values.
+        mutating func asOperator(_ index: Int, _ node: ONNXNode) throws -> [ONNXValue] {
+            for name in node.inputs where !name.isEmpty { plain(name) }
+            let context = NodeContext(node: node, values: values, opset: program.opset)
+            if let input = program.passThrough[index] {
+                return [try context.input(input)]
+            } else if program.appliedByConvolution(index, node.inputs.first ?? "", clamped, normalised) {
+                return [try context.input(0)]
+            } else if let batchStatistics = program.batchStatistics, node.opType == "BatchNormalization" {
+                let (y, mean, variance) = try ONNXOperators.batchNormOnBatch(context)
+                batchStatistics(index, mean, variance)
+                return [y]
+            }
+            return try ONNXOperators.run(context)
+        }
+
+        /// Holds `x` as `name`: in the engine's layout if blocked, else plain; shown to the observer.
+        mutating func store(_ x: LayoutTensor, as name: String) {
+            guard !name.isEmpty else { return }
+            if x.blocked { kept[name] = x } else { values[name] = .floats(x.shape, x.storage.array) }
+            if let observe, watched(name) { plain(name); observe(name, values[name]!) }
+        }
     }
 
     /// Whether node `index` (reading `first`) is a clamp or batch norm its Conv's engine kernel
