@@ -25,6 +25,22 @@ public struct Setting<Section>: @unchecked Sendable {
     }
 }
 
+extension Setting {
+    /// A list that may also be written as its one element (`train: a.npz` or `train: [a.npz, b.npz]`).
+    public init<Element: Codable>(_ key: String, oneOrMany path: WritableKeyPath<Section, [Element]?>) {
+        self.key = key
+        let codingKey = SettingKey(key)
+        decode = { section, c in
+            if let one = try? c.decodeIfPresent(Element.self, forKey: codingKey) {
+                section[keyPath: path] = [one]
+            } else if let many = try c.decodeIfPresent([Element].self, forKey: codingKey) {
+                section[keyPath: path] = many
+            }
+        }
+        encode = { section, c in try c.encodeIfPresent(section[keyPath: path], forKey: codingKey) }
+    }
+}
+
 /// Lets `Setting` see whether an optional property holds a value.
 protocol OptionalSetting { var isNone: Bool { get } }
 extension Optional: OptionalSetting { var isNone: Bool { self == nil } }

@@ -77,7 +77,7 @@ public enum SpecLoader {
         }
         if let datasets = tree.node(at: [.key("datasets")])?.sequence {
             for i in 0..<datasets.count where datasets[i].mapping != nil {
-                try tree.checkKeys([.key("datasets"), .index(i)], allowed: DatasetEntry.CodingKeys.allCases.map(\.rawValue))
+                try tree.checkKeys([.key("datasets"), .index(i)], allowed: DatasetEntry.keys)
             }
         }
         var spec: SweepSpec

@@ -191,7 +191,7 @@ public struct ModelEntry: Decodable, Equatable, Sendable {
 /// (relabelled 0..k-1) and/or a pixel transform (`rotate90`, `rotate180`, `flip`, `invert`).
 /// A mapping with `format` reads the user's own files (`imagefolder`, `npz`, `npy`, `cifar100`,
 /// or `idx` / `cifar10` at a path of one's own), with torchvision-style `resize` / `center_crop`.
-public struct DatasetEntry: Codable, Equatable, Sendable {
+public struct DatasetEntry: SettingsSection, Equatable, Sendable {
     public var name: String
     public var dataDir: String?
     public var trainLimit: Int?
@@ -217,15 +217,16 @@ public struct DatasetEntry: Codable, Equatable, Sendable {
     /// its `base` names): not part of the sweep file, shipped to workers with it.
     public var summary: DatasetSummary?
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, base, classes, transform, format, train, test, labels, channels, layout, resize, normalization, augment
-        case dataDir = "data_dir"
-        case trainLimit = "train_limit"
-        case testLimit = "test_limit"
-        case xKey = "x_key"
-        case yKey = "y_key"
-        case centerCrop = "center_crop"
-    }
+    public static let settings: [Setting<DatasetEntry>] = [
+        Setting("name", \.name), Setting("base", \.base), Setting("classes", \.classes), Setting("transform", \.transform),
+        Setting("format", \.format), Setting("train", oneOrMany: \.train), Setting("test", oneOrMany: \.test),
+        Setting("labels", \.labels), Setting("channels", \.channels), Setting("layout", \.layout),
+        Setting("resize", oneOrMany: \.resize), Setting("normalization", \.normalization), Setting("augment", \.augment),
+        Setting("data_dir", \.dataDir), Setting("train_limit", \.trainLimit), Setting("test_limit", \.testLimit),
+        Setting("x_key", \.xKey), Setting("y_key", \.yKey), Setting("center_crop", oneOrMany: \.centerCrop),
+    ]
+
+    public init() { name = "" }
 
     public init(name: String, dataDir: String? = nil, trainLimit: Int? = nil, testLimit: Int? = nil,
                 base: String? = nil, classes: [Int]? = nil, transform: ImageTransform? = nil) {
@@ -238,60 +239,16 @@ public struct DatasetEntry: Codable, Equatable, Sendable {
         self.transform = transform
     }
 
+    /// A name alone (`- fashion-mnist`), or a mapping that names the dataset and sets any of
+    /// `settings`.
     public init(from decoder: Decoder) throws {
         if let name = try? decoder.singleValueContainer().decode(String.self) {
             self.init(name: name)
             return
         }
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(name: try c.decode(String.self, forKey: .name),
-                  dataDir: try c.decodeIfPresent(String.self, forKey: .dataDir),
-                  trainLimit: try c.decodeIfPresent(Int.self, forKey: .trainLimit),
-                  testLimit: try c.decodeIfPresent(Int.self, forKey: .testLimit),
-                  base: try c.decodeIfPresent(String.self, forKey: .base),
-                  classes: try c.decodeIfPresent([Int].self, forKey: .classes),
-                  transform: try c.decodeIfPresent(ImageTransform.self, forKey: .transform))
-        format = try c.decodeIfPresent(DatasetSource.Format.self, forKey: .format)
-        train = try Self.oneOrMany(String.self, c, .train)
-        test = try Self.oneOrMany(String.self, c, .test)
-        labels = try c.decodeIfPresent(CIFAR100.Labels.self, forKey: .labels)
-        channels = try c.decodeIfPresent(Int.self, forKey: .channels)
-        layout = try c.decodeIfPresent(NumPyDataset.Layout.self, forKey: .layout)
-        xKey = try c.decodeIfPresent(String.self, forKey: .xKey)
-        yKey = try c.decodeIfPresent(String.self, forKey: .yKey)
-        resize = try Self.oneOrMany(Int.self, c, .resize)
-        centerCrop = try Self.oneOrMany(Int.self, c, .centerCrop)
-        normalization = try c.decodeIfPresent(ModelEntry.NormalizationEntry.self, forKey: .normalization)
-        augment = try c.decodeIfPresent(Augmentation.self, forKey: .augment)
-    }
-
-    /// `key: value` or `key: [value, ...]`.
-    private static func oneOrMany<T: Decodable>(_ type: T.Type, _ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> [T]? {
-        if let one = try? c.decodeIfPresent(T.self, forKey: key) { return [one] }
-        return try c.decodeIfPresent([T].self, forKey: key)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name)
-        try c.encodeIfPresent(dataDir, forKey: .dataDir)
-        try c.encodeIfPresent(trainLimit, forKey: .trainLimit)
-        try c.encodeIfPresent(testLimit, forKey: .testLimit)
-        try c.encodeIfPresent(base, forKey: .base)
-        try c.encodeIfPresent(classes, forKey: .classes)
-        try c.encodeIfPresent(transform, forKey: .transform)
-        try c.encodeIfPresent(format, forKey: .format)
-        try c.encodeIfPresent(train, forKey: .train)
-        try c.encodeIfPresent(test, forKey: .test)
-        try c.encodeIfPresent(labels, forKey: .labels)
-        try c.encodeIfPresent(channels, forKey: .channels)
-        try c.encodeIfPresent(layout, forKey: .layout)
-        try c.encodeIfPresent(xKey, forKey: .xKey)
-        try c.encodeIfPresent(yKey, forKey: .yKey)
-        try c.encodeIfPresent(resize, forKey: .resize)
-        try c.encodeIfPresent(centerCrop, forKey: .centerCrop)
-        try c.encodeIfPresent(normalization, forKey: .normalization)
-        try c.encodeIfPresent(augment, forKey: .augment)
+        let c = try decoder.container(keyedBy: SettingKey.self)
+        self.init(name: try c.decode(String.self, forKey: SettingKey("name")))
+        for setting in Self.settings { try setting.decode(&self, c) }
     }
 
     /// How this entry's own files are read (nil: a built-in name, or derived from `base`).

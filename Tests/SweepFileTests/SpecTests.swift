@@ -96,6 +96,17 @@ final class SpecTests: StudyTestCase {
         try check(DistillationSection.self, changed: distillation)
         let plain = String(decoding: try Journal.encoder.encode(DistillationSection()), as: UTF8.self)
         XCTAssertFalse(plain.contains("teacher_training"), plain)
+        // A dataset entry: every property but the summary the coordinator adds is a setting; a
+        // list may be written as its one element; a bare name is the whole entry.
+        XCTAssertEqual(Mirror(reflecting: DatasetEntry()).children.count, DatasetEntry.settings.count + 1, "a property without a setting")
+        var entry = DatasetEntry(name: "pets", dataDir: "d", trainLimit: 5, base: "b", classes: [1, 2], transform: .rotate90)
+        (entry.format, entry.train, entry.centerCrop, entry.xKey) = (.npz, ["a.npz", "b.npz"], [24, 24], "x")
+        XCTAssertEqual(try Journal.decoder.decode(DatasetEntry.self, from: try Journal.encoder.encode(entry)), entry)
+        let one = try Journal.decoder.decode(DatasetEntry.self, from: Data(#"{"name": "n", "train": "a.npz", "resize": 32}"#.utf8))
+        XCTAssertEqual(one.train, ["a.npz"])
+        XCTAssertEqual(one.resize, [32])
+        XCTAssertEqual(try Journal.decoder.decode([DatasetEntry].self, from: Data(#"["fashion-mnist"]"#.utf8)), [DatasetEntry(name: "fashion-mnist")])
+        XCTAssertThrowsError(try Journal.decoder.decode(DatasetEntry.self, from: Data(#"{"base": "b"}"#.utf8)), "a mapping names its dataset")
     }
 
     func testUnknownFieldSuggestsTheRightOne() {
