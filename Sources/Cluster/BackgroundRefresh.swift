@@ -1,6 +1,7 @@
 import Foundation
 import SweepCore
 import SweepFile
+import SweepRecords
 
 /// Rewrites a running sweep's results files and partial report on a thread of its own, so the
 /// coordinator never stops handing out tasks while a large table is rebuilt. At most one refresh

@@ -2,6 +2,8 @@ import Foundation
 import Rendering
 import SweepCore
 import SweepFile
+import SweepPlan
+import SweepRecords
 import SweepStore
 import TensorEngine
 

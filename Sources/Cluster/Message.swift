@@ -1,6 +1,8 @@
 import Foundation
 import SweepCore
 import SweepFile
+import SweepPlan
+import SweepRecords
 
 /// The coordinator-worker protocol. Workers say hello, get the sweep once, then receive tasks
 /// (with any checkpoints they lack attached) and answer each with a result, until told to stop.
@@ -114,7 +116,7 @@ enum MessageCodec {
         case .stop: header = Header(type: "stop")
         }
         header.blobs = blobs.map { Blob(name: $0.0, size: $0.1.count) }
-        let json = try Journal.encoder.encode(header)
+        let json = try SweepJSON.encoder.encode(header)
         var out = Data(capacity: 4 + json.count + blobs.reduce(0) { $0 + $1.1.count })
         withUnsafeBytes(of: UInt32(json.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(json)
@@ -128,7 +130,7 @@ enum MessageCodec {
         let length = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2]) << 16 | Int(bytes[3]) << 24
         guard 4 + length <= data.count else { throw CodecError.malformed("header of \(length) bytes in \(data.count)") }
         let start = data.startIndex
-        let header = try Journal.decoder.decode(Header.self, from: data.subdata(in: (start + 4)..<(start + 4 + length)))
+        let header = try SweepJSON.decoder.decode(Header.self, from: data.subdata(in: (start + 4)..<(start + 4 + length)))
         var offset = start + 4 + length
         var blobs: [String: Data] = [:]
         for blob in header.blobs {

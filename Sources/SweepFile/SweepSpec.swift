@@ -392,3 +392,11 @@ extension SweepSpec {
         return named
     }
 }
+
+extension SweepSpec {
+    /// The task-key segment of the `index`th network listed under a model's `checkpoints:`,
+    /// in `seedN`'s place: `ckpt-` and the file's hash, once known.
+    public func checkpointSegment(file: String, index: Int) -> String {
+        checkpointHashes[file].map { "ckpt-" + $0.prefix(12) } ?? "ckpt\(index)"
+    }
+}

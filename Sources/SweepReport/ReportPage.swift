@@ -3,6 +3,7 @@ import Procedures
 import Rendering
 import SweepCore
 import SweepFile
+import SweepRecords
 import SweepStore
 
 /// report.html: one self-contained XHTML page (inline CSS and SVG, no scripts, nothing fetched)

@@ -1,5 +1,6 @@
 import Rendering
 import SweepCore
+import SweepRecords
 
 /// A study that answers its question in report.html: its section leads the page (a study
 /// without one, such as the runner's overhead sweep, gets the run's facts only).

@@ -1,6 +1,7 @@
 import Foundation
 import SweepCore
 import SweepFile
+import SweepRecords
 
 /// A run's outputs: the results files (the data), then report.html (a view of the same rows).
 public enum RunOutputs {

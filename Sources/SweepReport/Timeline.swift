@@ -2,6 +2,8 @@ import Foundation
 import Rendering
 import SweepCore
 import SweepFile
+import SweepPlan
+import SweepRecords
 
 /// Which task ran on which rank, and when: one lane per rank, one bar per task, coloured by
 /// kind. Load balance (or its absence) is visible at a glance.
@@ -17,7 +19,7 @@ struct Timeline {
         let (left, laneHeight, width) = (70.0, 16.0, 880.0)
         let plotWidth = width - left - 10
         let height = 30 + laneHeight * Double(ranks.count) + 40
-        let order = StudyRegistry.kindOrder
+        let order = PlanningStudies.kindOrder
         let kinds = order.filter { k in ran.contains { $0.kind == k } }
         m.element("svg", ["xmlns": "http://www.w3.org/2000/svg", "class": "timeline", "width": Format.coordinate(width),
                           "height": Format.coordinate(height), "viewBox": "0 0 \(Format.coordinate(width)) \(Format.coordinate(height))",

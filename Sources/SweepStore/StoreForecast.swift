@@ -1,6 +1,7 @@
 import Foundation
 import SweepCore
 import SweepFile
+import SweepPlan
 
 /// What `sweep plan` says of the training store: how many of the plan's trainings it holds,
 /// their share of the plan's cost, and how long they took when they were trained.

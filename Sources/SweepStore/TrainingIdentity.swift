@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import SweepCore
 import SweepFile
+import SweepPlan
 import TensorEngine
 
 /// Everything that decides the bits of a training task's checkpoint and of the outcome it

@@ -2,6 +2,7 @@ import Foundation
 import Rendering
 import SweepCore
 import SweepFile
+import SweepRecords
 
 /// A store of trained networks shared by every sweep of a user (default `~/.cache/layersweep`):
 /// one entry per training identity (`TrainingIdentity.key`), holding the checkpoint and the

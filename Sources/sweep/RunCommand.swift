@@ -6,6 +6,8 @@ import Rendering
 import Studies
 import SweepCore
 import SweepFile
+import SweepPlan
+import SweepRecords
 import SweepReport
 import SweepStore
 import TensorEngine
@@ -137,7 +139,7 @@ struct PlanCommand: ParsableCommand {
         if json { return try printJSON(plan, byKind: byKind, store: store) }
         emit("sweep \(spec.name) (study \(spec.study.rawValue)): \(plan.tasks.count) tasks -> \(spec.output)")
         let width = max(9, byKind.keys.map(\.rawValue.count).max() ?? 0)
-        for kind in StudyRegistry.kindOrder {
+        for kind in PlanningStudies.kindOrder {
             guard let tasks = byKind[kind] else { continue }
             let cost = tasks.reduce(0) { $0 + $1.cost }
             emit("  \(kind.rawValue.padding(toLength: width, withPad: " ", startingAt: 0)) \(String(tasks.count).padding(toLength: 6, withPad: " ", startingAt: 0)) \(String(format: "%5.1f%%", 100 * cost / max(plan.totalCost, 1))) of the cost")

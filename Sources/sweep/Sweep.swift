@@ -4,6 +4,7 @@ import Foundation
 import Rendering
 import Studies
 import SweepCore
+import SweepRecords
 import SweepFile
 import TensorEngine
 

@@ -7,6 +7,7 @@ import ONNX
 import Procedures
 import SweepCore
 import SweepFile
+import SweepRecords
 import TensorEngine
 
 /// Options naming a dataset and how much of it to use.

@@ -2,6 +2,8 @@
 import Foundation
 import SweepCore
 import SweepFile
+import SweepPlan
+import SweepRecords
 @testable import SweepStore
 import TensorEngine
 @testable import Studies

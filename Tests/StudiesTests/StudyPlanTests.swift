@@ -3,6 +3,7 @@ import Procedures
 @testable import Studies
 import StudyTestSupport
 import SweepFile
+@testable import SweepPlan
 import XCTest
 
 /// Task graphs of the pruning, distillation and reuse studies, and their sweep-file errors.
@@ -98,7 +99,7 @@ final class StudyPlanTests: StudyTestCase {
             let plan = try Plan.expand(spec)
             XCTAssertFalse(plan.tasks.isEmpty, text)
             for task in plan.tasks {
-                let sent = try Journal.decoder.decode(WireTask.self, from: try Journal.encoder.encode(try WireTask(task)))
+                let sent = try SweepJSON.decoder.decode(WireTask.self, from: try SweepJSON.encoder.encode(try WireTask(task)))
                 XCTAssertEqual(try sent.task(of: spec.studyType), task, task.key)
                 payloads += task.payload == nil ? 0 : 1
             }

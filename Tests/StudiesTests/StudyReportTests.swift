@@ -4,6 +4,8 @@ import Procedures
 @testable import Studies
 import StudyTestSupport
 import SweepFile
+@testable import SweepPlan
+@testable import SweepRecords
 import SweepReport
 import XCTest
 

@@ -7,6 +7,8 @@ import Procedures
 @testable import Studies
 import StudyTestSupport
 import SweepFile
+@testable import SweepPlan
+@testable import SweepRecords
 import XCTest
 
 /// What an edited journal, a hostile name or a careless override does to a run's files: numbers

@@ -3,6 +3,8 @@ import Foundation
 @testable import Studies
 import StudyTestSupport
 import SweepFile
+@testable import SweepPlan
+@testable import SweepRecords
 import XCTest
 
 final class JournalResultsTests: StudyTestCase {

@@ -2,6 +2,7 @@ import Procedures
 import SweepCore
 import StudyTestSupport
 import SweepFile
+import SweepPlan
 import XCTest
 
 final class PlanTests: StudyTestCase {

@@ -2,6 +2,7 @@ import Foundation
 import SweepCore
 import StudyTestSupport
 import SweepFile
+import SweepPlan
 import XCTest
 
 final class SchedulerTests: StudyTestCase {

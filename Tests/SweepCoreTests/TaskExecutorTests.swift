@@ -3,6 +3,7 @@ import Foundation
 import Procedures
 @testable import SweepCore
 import SweepFile
+@testable import SweepPlan
 import TensorEngine
 import StudyTestSupport
 import XCTest

@@ -3,6 +3,7 @@ import Foundation
 @testable import SweepCore
 import StudyTestSupport
 import SweepFile
+@testable import SweepPlan
 import XCTest
 
 /// Own-data entries in sweep files: every field decoded, every mistake named on one line, and

@@ -3,6 +3,7 @@ import SweepCore
 @testable import Studies
 import StudyTestSupport
 import SweepFile
+import SweepPlan
 import XCTest
 
 final class SpecTests: StudyTestCase {
@@ -70,8 +71,8 @@ final class SpecTests: StudyTestCase {
         func check<S: SettingsSection & Equatable>(_ type: S.Type, changed: S) throws {
             XCTAssertEqual(Mirror(reflecting: S()).children.count, S.settings.count, "\(S.self): a property without a setting")
             XCTAssertEqual(Set(S.keys).count, S.keys.count, "\(S.self): a key listed twice")
-            XCTAssertEqual(try Journal.decoder.decode(S.self, from: try Journal.encoder.encode(changed)), changed)
-            XCTAssertEqual(try Journal.decoder.decode(S.self, from: Data("{}".utf8)), S())
+            XCTAssertEqual(try SweepJSON.decoder.decode(S.self, from: try SweepJSON.encoder.encode(changed)), changed)
+            XCTAssertEqual(try SweepJSON.decoder.decode(S.self, from: Data("{}".utf8)), S())
         }
         var training = TrainingSection()
         (training.epochs, training.schedule, training.nesterov) = (7, "step:2:0.5", true)
@@ -94,19 +95,19 @@ final class SpecTests: StudyTestCase {
         var distillation = DistillationSection()
         distillation.teacherTraining = training
         try check(DistillationSection.self, changed: distillation)
-        let plain = String(decoding: try Journal.encoder.encode(DistillationSection()), as: UTF8.self)
+        let plain = String(decoding: try SweepJSON.encoder.encode(DistillationSection()), as: UTF8.self)
         XCTAssertFalse(plain.contains("teacher_training"), plain)
         // A dataset entry: every property but the summary the coordinator adds is a setting; a
         // list may be written as its one element; a bare name is the whole entry.
         XCTAssertEqual(Mirror(reflecting: DatasetEntry()).children.count, DatasetEntry.settings.count + 1, "a property without a setting")
         var entry = DatasetEntry(name: "pets", dataDir: "d", trainLimit: 5, base: "b", classes: [1, 2], transform: .rotate90)
         (entry.format, entry.train, entry.centerCrop, entry.xKey) = (.npz, ["a.npz", "b.npz"], [24, 24], "x")
-        XCTAssertEqual(try Journal.decoder.decode(DatasetEntry.self, from: try Journal.encoder.encode(entry)), entry)
-        let one = try Journal.decoder.decode(DatasetEntry.self, from: Data(#"{"name": "n", "train": "a.npz", "resize": 32}"#.utf8))
+        XCTAssertEqual(try SweepJSON.decoder.decode(DatasetEntry.self, from: try SweepJSON.encoder.encode(entry)), entry)
+        let one = try SweepJSON.decoder.decode(DatasetEntry.self, from: Data(#"{"name": "n", "train": "a.npz", "resize": 32}"#.utf8))
         XCTAssertEqual(one.train, ["a.npz"])
         XCTAssertEqual(one.resize, [32])
-        XCTAssertEqual(try Journal.decoder.decode([DatasetEntry].self, from: Data(#"["fashion-mnist"]"#.utf8)), [DatasetEntry(name: "fashion-mnist")])
-        XCTAssertThrowsError(try Journal.decoder.decode(DatasetEntry.self, from: Data(#"{"base": "b"}"#.utf8)), "a mapping names its dataset")
+        XCTAssertEqual(try SweepJSON.decoder.decode([DatasetEntry].self, from: Data(#"["fashion-mnist"]"#.utf8)), [DatasetEntry(name: "fashion-mnist")])
+        XCTAssertThrowsError(try SweepJSON.decoder.decode(DatasetEntry.self, from: Data(#"{"base": "b"}"#.utf8)), "a mapping names its dataset")
     }
 
     func testUnknownFieldSuggestsTheRightOne() {

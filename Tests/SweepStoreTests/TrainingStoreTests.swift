@@ -3,6 +3,8 @@ import Foundation
 @testable import SweepCore
 import StudyTestSupport
 import SweepFile
+@testable import SweepPlan
+@testable import SweepRecords
 @testable import SweepStore
 import XCTest
 

@@ -3,6 +3,7 @@ import Procedures
 import Rendering
 import SweepCore
 import SweepFile
+import SweepRecords
 
 /// The answer to the distillation question for one dataset: student accuracy per (conv layers,
 /// budget, loss) over seeds, next to the teacher ensemble's accuracy.

@@ -4,6 +4,8 @@ import Models
 import Procedures
 import Rendering
 import SweepFile
+import SweepPlan
+import SweepRecords
 import SweepReport
 import TensorEngine
 import SweepCore

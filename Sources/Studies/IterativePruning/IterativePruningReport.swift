@@ -3,6 +3,7 @@ import Procedures
 import Rendering
 import SweepCore
 import SweepFile
+import SweepRecords
 
 /// The answer to the pruning question for one (dataset, model): accuracy and locality per
 /// round for IMP and for one-shot pruning to the same sparsity, averaged over seeds.

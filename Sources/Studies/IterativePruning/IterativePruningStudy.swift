@@ -5,6 +5,8 @@ import Procedures
 import Rendering
 import SweepCore
 import SweepFile
+import SweepPlan
+import SweepRecords
 import SweepReport
 
 extension StudyName {

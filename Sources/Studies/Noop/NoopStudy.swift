@@ -2,6 +2,8 @@ import Foundation
 import Procedures
 import SweepCore
 import SweepFile
+import SweepPlan
+import SweepRecords
 import SweepReport
 
 extension StudyName {

@@ -3,6 +3,7 @@ import Procedures
 import Rendering
 import SweepCore
 import SweepFile
+import SweepRecords
 
 /// The answer to the reuse question for one (source, target, model, mode): per reused layer
 /// (or prefix), the accuracy gain over training from scratch and the kernel RMSE between the

@@ -4,6 +4,8 @@ import Models
 import Procedures
 import Rendering
 import SweepFile
+import SweepPlan
+import SweepRecords
 import SweepReport
 import TensorEngine
 import SweepCore
@@ -128,7 +130,7 @@ public enum ReuseStudy: ReportingStudy {
             func keyName(_ dataset: String) -> String { spec.datasets.first { $0.name == dataset }?.keyName ?? dataset }
             func sourceKey(_ source: String, _ s: Int) -> String {
                 guard let files else { return "\(keyName(source))/\(model)/seed\(s)/train" }
-                return "\(keyName(source))/\(model)/\(ImportedNetworks.keySegment(spec, file: files[s], index: s))/load"
+                return "\(keyName(source))/\(model)/\(spec.checkpointSegment(file: files[s], index: s))/load"
             }
             for dataset in spec.datasets where used.contains(dataset.name) {
                 let d = dataset.description
@@ -163,7 +165,7 @@ public enum ReuseStudy: ReportingStudy {
                 for s in seeds {
                     let fromKey = sourceKey(pair.source, s)
                     let targetKey = "\(keyName(pair.target))/\(model)/seed\(s)/train"
-                    let from = files.map { "from-\(pair.source)-" + ImportedNetworks.keySegment(spec, file: $0[s], index: s) } ?? "from-\(keyName(pair.source))"
+                    let from = files.map { "from-\(pair.source)-" + spec.checkpointSegment(file: $0[s], index: s) } ?? "from-\(keyName(pair.source))"
                     for point in points {
                         for mode in r.modes {
                             let key = "\(keyName(pair.target))/\(model)/seed\(s)/\(from)/\(point.name)/\(mode.rawValue)"

@@ -4,6 +4,7 @@ import Procedures
 import Rendering
 import SweepCore
 import SweepFile
+import SweepRecords
 
 /// The answer to the sensitivity question for one (dataset, model, variant): per layer, the
 /// accuracy change at each sparsity over the networks, and the first sparsity that costs a point.

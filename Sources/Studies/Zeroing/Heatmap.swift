@@ -5,6 +5,7 @@ import Procedures
 import Rendering
 import SweepCore
 import SweepFile
+import SweepRecords
 
 /// One panel of the layer-zeroing heatmap of a (dataset, model): the units that take the same
 /// masks (kernels: convolutions and the classifier; branches: residual blocks) as rows in

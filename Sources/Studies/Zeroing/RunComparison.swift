@@ -3,6 +3,7 @@ import Procedures
 import Rendering
 import SweepCore
 import SweepFile
+import SweepRecords
 import SweepReport
 
 /// Two zeroing runs side by side (`sweep compare RUN_A RUN_B`): the same (dataset, model, unit,
@@ -63,7 +64,7 @@ public struct RunComparison: Sendable {
             throw RunError(path: run.resultsJSON.path, message: "no results yet (is this a run directory? `sweep report` rebuilds it from the journal)")
         }
         let document: Document
-        do { document = try Journal.decoder.decode(Document.self, from: data) } catch {
+        do { document = try SweepJSON.decoder.decode(Document.self, from: data) } catch {
             throw RunError(path: run.resultsJSON.path, message: "is not a results file of layersweep (rebuild it from the journal with: sweep report \(run.url.path))")
         }
         guard document.spec.study == .zeroing else {

@@ -4,6 +4,7 @@ import Procedures
 import Rendering
 import SweepCore
 import SweepFile
+import SweepRecords
 
 /// The answer to the layer-zeroing question for one (dataset, model, mask): which units are
 /// trivial, harmful to remove or helpful to remove, with deltas averaged over the trained networks (seeds).

@@ -1,6 +1,8 @@
 import Foundation
 import Procedures
 import SweepFile
+import SweepPlan
+import SweepRecords
 
 /// Progress lines and the closing summary of a sweep, as text.
 public enum ProgressText {

@@ -4,6 +4,8 @@ import Models
 import ONNX
 import Procedures
 import SweepFile
+import SweepPlan
+import SweepRecords
 import TensorEngine
 
 /// Runs tasks on a worker: loads datasets once, keeps received artifacts (checkpoints, IMP

@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import SweepFile
+import SweepRecords
 import Synchronization
 
 /// Datasets read from the user's own files (`format:` entries). The coordinator reads each once

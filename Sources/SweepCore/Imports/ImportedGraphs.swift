@@ -3,6 +3,7 @@ import Models
 import ONNX
 import Procedures
 import SweepFile
+import SweepRecords
 
 /// Imported ONNX graphs in a run directory.
 extension ImportedGraphs {

@@ -3,6 +3,8 @@ import Foundation
 import Models
 import ONNX
 import SweepFile
+import SweepPlan
+import SweepRecords
 
 /// Networks a sweep studies without training them: checkpoint files named in the sweep file
 /// (`models: [{name: resnet20, checkpoints: [...]}]`). Only the coordinator reads the files; the
@@ -129,11 +131,6 @@ public enum ImportedNetworks {
         } catch let error as ONNXError {
             throw RunError(path: path, message: "\(error)".replacingOccurrences(of: path + ": ", with: ""))
         }
-    }
-
-    /// The key segment that takes `seedN`'s place: `ckpt-` and the file's hash, once known.
-    public static func keySegment(_ spec: SweepSpec, file: String, index: Int) -> String {
-        spec.checkpointHashes[file].map { "ckpt-" + $0.prefix(12) } ?? "ckpt\(index)"
     }
 
     /// A load task's checkpoint, in our format: the file's network (PyTorch names mapped,

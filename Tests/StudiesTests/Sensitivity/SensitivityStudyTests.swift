@@ -4,6 +4,8 @@ import Procedures
 @testable import Studies
 import StudyTestSupport
 import SweepFile
+@testable import SweepPlan
+@testable import SweepRecords
 import SweepReport
 import XCTest
 
@@ -118,9 +120,9 @@ final class OlderJournalTests: StudyTestCase {
         XCTAssertEqual(records[1].outcome.measures(PruningMeasures.self)?.layerRemaining?["fc2.weight"], 0.699951171875)
         XCTAssertNil(records[2].outcome.measures, "a line without measures has none")
         // Written again, the line names its measures' type, so it reads back without being told.
-        let again = try Journal.decoder.decode(TaskRecord.self, from: try Journal.encoder.encode(records[1]))
+        let again = try SweepJSON.decoder.decode(TaskRecord.self, from: try SweepJSON.encoder.encode(records[1]))
         XCTAssertEqual(again, records[1])
-        XCTAssertTrue(String(decoding: try Journal.encoder.encode(records[1]), as: UTF8.self).contains("\"measures\":\"imp\""))
+        XCTAssertTrue(String(decoding: try SweepJSON.encoder.encode(records[1]), as: UTF8.self).contains("\"measures\":\"imp\""))
         let spec = try SpecLoader.parse("name: p\nstudy: imp\ndatasets: [synthetic-28]\nmodels: [fcn-32]\npruning: {rounds: 1, rewind_step: 2}\n", file: "p.yaml")
         let rows = ResultTable.rows(plan: try Plan.expand(spec), records: records)
         let round1 = try XCTUnwrap(rows.first { $0.key.hasSuffix("round1") })

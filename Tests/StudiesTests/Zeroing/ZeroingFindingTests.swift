@@ -3,6 +3,7 @@ import Foundation
 @testable import SweepCore
 import StudyTestSupport
 import SweepFile
+@testable import SweepRecords
 import XCTest
 
 /// The zeroing study's answer from its units' summaries: the four calls, the most harmful units,

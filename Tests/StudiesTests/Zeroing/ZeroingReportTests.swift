@@ -7,6 +7,8 @@ import FoundationXML
 @testable import Studies
 import StudyTestSupport
 import SweepFile
+@testable import SweepPlan
+@testable import SweepRecords
 import SweepReport
 import XCTest
 

@@ -41,9 +41,9 @@ public struct TaskKind: RawRepresentable, Hashable, Codable, Sendable, CustomStr
     ]
 
     /// Whether the task trains a network (and so could run data-parallel on several ranks).
-    public var trains: Bool { StudyRegistry.kinds[self]?.trains ?? false }
+    public var trains: Bool { PlanningStudies.kinds[self]?.trains ?? false }
     /// Whether its accuracy is compared with its reference task's (`delta_accuracy`).
-    public var compared: Bool { StudyRegistry.kinds[self]?.compared ?? false }
+    public var compared: Bool { PlanningStudies.kinds[self]?.compared ?? false }
 }
 
 /// One node of the task graph, with a stable key and a seed derived from it. Its coding leaves
@@ -113,17 +113,17 @@ public struct WireTask: Codable, Equatable, Sendable {
         var fields = task
         fields.payload = nil
         self.fields = fields
-        payload = try task.payload.map { try Journal.encoder.encode(PayloadBox(value: $0)) }
+        payload = try task.payload.map { try SweepJSON.encoder.encode(PayloadBox(value: $0)) }
     }
 
     /// The task, its payload decoded as `study`'s.
-    public func task(of study: any SweepStudy.Type) throws -> PlannedTask {
+    public func task(of study: any StudyPlanning.Type) throws -> PlannedTask {
         var task = fields
         if let payload {
             guard let type = study.payload else {
                 throw RunError(path: key, message: "a task of study \(study.name) with a payload, which the study does not have")
             }
-            task.payload = try Journal.decoder.decode(type, from: payload)
+            task.payload = try SweepJSON.decoder.decode(type, from: payload)
         }
         return task
     }
@@ -161,7 +161,7 @@ public struct Plan: Sendable {
 
     /// Expands a validated spec into its study's task graph.
     public static func expand(_ spec: SweepSpec) throws -> Plan {
-        try Plan(spec: spec, tasks: spec.studyType.expand(spec))
+        try Plan(spec: spec, tasks: spec.plannedStudy.expand(spec))
     }
 
     /// A task's seed: a function of the sweep seed and a key only.
@@ -192,7 +192,7 @@ public struct Plan: Sendable {
         let d = dataset.description
         let files = spec.checkpoints[model]
         return (files.map { Array($0.indices) } ?? spec.seeds).map { n in
-            let prefix = "\(dataset.keyName)/\(model)/" + (files.map { ImportedNetworks.keySegment(spec, file: $0[n], index: n) } ?? "seed\(n)")
+            let prefix = "\(dataset.keyName)/\(model)/" + (files.map { spec.checkpointSegment(file: $0[n], index: n) } ?? "seed\(n)")
             let trainKey = "\(prefix)/\(files == nil ? "train" : "load")"
             func task(_ key: String, _ kind: TaskKind, _ unit: String?, _ mask: MaskKind?, _ cost: Double) -> PlannedTask {
                 var t = PlannedTask(key: key, kind: kind, dataset: dataset.name, model: model, seedIndex: n, unit: unit, mask: mask,

@@ -4,6 +4,7 @@ import PairedStatistics
 import Procedures
 import Rendering
 import SweepFile
+import SweepPlan
 
 /// One row of results.csv / results.json.
 ///
@@ -65,7 +66,7 @@ public struct ResultRow: Codable, Sendable {
     /// Column names and values of results.csv for `study`: the point, the study's own columns
     /// where it places them, the shared measurements, and the run-dependent columns (seconds,
     /// rank, host) last so two runs diff cleanly.
-    static func csvColumns(for study: any SweepStudy.Type, rows: [ResultRow]) -> [ResultColumn] {
+    static func csvColumns(for study: any StudyRecords.Type, rows: [ResultRow]) -> [ResultColumn] {
         let own = study.columns(rows)
         let head = [ResultColumn("key", \.key), ResultColumn("study", \.study.rawValue), ResultColumn("kind", \.kind.rawValue), ResultColumn("dataset", \.dataset)]
         let point = [ResultColumn("model", \.model), ResultColumn("seed") { String($0.seed) }, ResultColumn("layer", \.layer),
@@ -125,7 +126,7 @@ public enum ResultTable {
     /// One row per journaled task of `plan`, sorted by key, with reference accuracies joined in.
     public static func rows(plan: Plan, records: [TaskRecord]) -> [ResultRow] {
         let latest = Dictionary(records.map { ($0.key, $0) }, uniquingKeysWith: { _, b in b })
-        let study = plan.spec.studyType
+        let study = plan.spec.recordedStudy
         return latest.values.compactMap { record -> ResultRow? in
             guard let task = plan[record.key] else { return nil }
             let o = record.outcome
@@ -150,7 +151,7 @@ public enum ResultTable {
     }
 
     /// RFC 4180 CSV, every field through `SafeText.csvField` (no cell a spreadsheet would run).
-    public static func csv(_ rows: [ResultRow], study: any SweepStudy.Type) -> String {
+    public static func csv(_ rows: [ResultRow], study: any StudyRecords.Type) -> String {
         let columns = ResultRow.csvColumns(for: study, rows: rows)
         var out = columns.map(\.name).joined(separator: ",") + "\n"
         for row in rows { out += columns.map { SafeText.csvField($0.value(row)) }.joined(separator: ",") + "\n" }
@@ -191,7 +192,7 @@ public enum ResultTable {
 
         public init(version: String, spec: SweepSpec, started: Date, finished: Date, complete: Bool, ranks: Int,
                     hosts: [String], counts: [String: Int], rows: [ResultRow]) {
-            self.units = spec.studyType.unitSummaries(rows, statistics: spec.statistics)
+            self.units = spec.recordedStudy.unitSummaries(rows, statistics: spec.statistics)
             self.version = version
             self.spec = spec
             self.started = started
@@ -206,7 +207,7 @@ public enum ResultTable {
 
     /// results.jsonl: one compact JSON object per row.
     public static func jsonLines(_ rows: [ResultRow]) throws -> Data {
-        let e = Journal.makeEncoder()
+        let e = SweepJSON.makeEncoder()
         var out = Data()
         for row in rows {
             out.append(try e.encode(RowJSON(row)))
@@ -216,7 +217,7 @@ public enum ResultTable {
     }
 
     public static func json(_ document: Document) throws -> Data {
-        let e = Journal.makeEncoder()
+        let e = SweepJSON.makeEncoder()
         e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         return try e.encode(document)
     }

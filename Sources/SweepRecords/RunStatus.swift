@@ -1,6 +1,7 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import Procedures
 import SweepFile
 #endif
 
@@ -38,12 +39,12 @@ public struct RunStatus: Codable, Equatable, Sendable {
     }
 
     public func write(to run: RunDirectory) throws {
-        try Journal.makeEncoder().encode(self).write(to: run.statusURL, options: .atomic)
+        try SweepJSON.makeEncoder().encode(self).write(to: run.statusURL, options: .atomic)
     }
 
     public static func read(_ run: RunDirectory) -> RunStatus? {
         guard let data = FileManager.default.contents(atPath: run.statusURL.path) else { return nil }
-        return try? Journal.decoder.decode(RunStatus.self, from: data)
+        return try? SweepJSON.decoder.decode(RunStatus.self, from: data)
     }
 
     /// The lines `sweep status` prints: what is done, what runs (with its latest progress), and
@@ -74,9 +75,9 @@ public struct RunStatus: Codable, Equatable, Sendable {
         }
         if let status, holder != nil {
             let age = now.timeIntervalSince(status.updated)
-            lines.append("as of \(ProgressText.duration(age)) ago\(status.etaSeconds.map { "; ETA \(ProgressText.duration($0))" } ?? ""); \(status.running.count) running:")
+            lines.append("as of \(DurationText.of(age)) ago\(status.etaSeconds.map { "; ETA \(DurationText.of($0))" } ?? ""); \(status.running.count) running:")
             for r in status.running.sorted(by: { $0.rank < $1.rank }) {
-                lines.append("  rank \(r.rank)  \(r.key)  for \(ProgressText.duration(now.timeIntervalSince(r.started)))" + (r.progress.map { "  \($0)" } ?? ""))
+                lines.append("  rank \(r.rank)  \(r.key)  for \(DurationText.of(now.timeIntervalSince(r.started)))" + (r.progress.map { "  \($0)" } ?? ""))
             }
         }
         return lines

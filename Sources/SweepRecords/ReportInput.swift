@@ -1,5 +1,6 @@
 import Foundation
 import SweepFile
+import SweepPlan
 
 /// Everything the report is made from: the plan, the journal's records and the result rows.
 public struct ReportInput: Sendable {
@@ -16,16 +17,5 @@ public struct ReportInput: Sendable {
         self.records = latest.values.sorted { $0.started < $1.started }
         rows = ResultTable.rows(plan: plan, records: Array(latest.values))
         hosts = Array(Set(records.map(\.host).filter { !$0.isEmpty })).sorted()
-    }
-
-    /// The report input of a run directory, from its sweep file and journal alone.
-    public static func load(_ run: RunDirectory) throws -> ReportInput {
-        let text = try run.storedSpecText()
-        var spec = try SpecLoader.parse(text, file: run.specURL.path)
-        try ImportedDatasets.read(&spec, recorded: run)
-        try ImportedNetworks.hashFiles(&spec, run: run)
-        let plan = try Plan.expand(spec)
-        let records = FileManager.default.fileExists(atPath: run.journalURL.path) ? try Journal.read(run.journalURL, study: spec.studyType).records : []
-        return ReportInput(plan: plan, records: records)
     }
 }

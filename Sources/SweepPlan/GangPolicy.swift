@@ -34,7 +34,7 @@ public enum GangPolicy {
 
     /// Whether a task may run on a gang: plain trainings with the label loss (IMP rounds,
     /// students and reuse runs train on one rank).
-    public static func gangable(_ task: PlannedTask, study: any SweepStudy.Type) -> Bool {
+    public static func gangable(_ task: PlannedTask, study: any StudyPlanning.Type) -> Bool {
         task.kind == .train && study.gangable(task)
     }
 

@@ -32,7 +32,7 @@ public struct ScheduleForecast: Sendable {
         let workers = max(1, ranks)
         let gang = min(workers, GangPolicy.maxGang)
         let total = seconds(forCost: plan.totalCost)
-        let study = plan.spec.studyType
+        let study = plan.spec.plannedStudy
         return ScheduleForecast(
             ranks: workers,
             makespan: simulate(plan.tasks, workers: workers, priority: .criticalPath,

@@ -118,7 +118,7 @@ public struct RunDirectory: Sendable {
 
     /// Writes results.csv, results.json, results.jsonl and the study's own files atomically.
     public func writeResults(_ document: ResultTable.Document) throws {
-        let study = document.spec.studyType
+        let study = document.spec.recordedStudy
         try Data(ResultTable.csv(document.rows, study: study).utf8).write(to: resultsCSV, options: .atomic)
         try ResultTable.json(document).write(to: resultsJSON, options: .atomic)
         try ResultTable.jsonLines(document.rows).write(to: resultsJSONL, options: .atomic)
@@ -150,7 +150,7 @@ public struct RunDirectory: Sendable {
     public var resultsJSONL: URL { url.appendingPathComponent("results.jsonl") }
 
     /// Every results file a run writes for `study`, in the order `sweep report` lists them.
-    public func resultFiles(study: any SweepStudy.Type) -> [URL] {
+    public func resultFiles(study: any StudyRecords.Type) -> [URL] {
         [reportURL, resultsCSV, resultsJSON, resultsJSONL] + study.extraFiles([], statistics: StatisticsSection()).map { url.appendingPathComponent($0.name) }
     }
 

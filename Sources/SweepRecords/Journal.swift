@@ -23,7 +23,7 @@ public struct JournalHeader: Codable, Equatable, Sendable {
 public final class Journal {
     public let url: URL
     private let handle: FileHandle
-    private let encoder = Journal.makeEncoder()
+    private let encoder = SweepJSON.makeEncoder()
 
     /// Opens (creating with `header` if new) the journal at `url` for appending. A torn last line
     /// (a crash or a full disk mid-write) is cut off first, so the next record starts on a line of
@@ -38,7 +38,7 @@ public final class Journal {
 
     /// Writes a journal holding only `header`, atomically.
     public static func create(at url: URL, header: JournalHeader) throws {
-        var line = try makeEncoder().encode(header)
+        var line = try SweepJSON.makeEncoder().encode(header)
         line.append(0x0A)
         try line.write(to: url, options: .atomic)
     }
@@ -57,7 +57,7 @@ public final class Journal {
             if tail.last == 0x0A { return }
             if let newline = tail.lastIndex(of: 0x0A) {
                 let fragment = tail[(newline + 1)...]
-                if (try? makeDecoder().decode(TaskRecord.self, from: Data(fragment))) != nil {
+                if (try? SweepJSON.makeDecoder().decode(TaskRecord.self, from: Data(fragment))) != nil {
                     try handle.seekToEnd()
                     try handle.write(contentsOf: Data([0x0A]))
                 } else {
@@ -106,13 +106,13 @@ public final class Journal {
     /// not decode, or whose numbers no task could have reported, is rejected: its task has no
     /// result and runs again (`setAside` moves such lines out of the journal).
     /// `study` reads its outcome measures from lines that do not name their type (0.1.0's).
-    public static func read(_ url: URL, study: (any SweepStudy.Type)? = nil) throws
+    public static func read(_ url: URL, study: (any StudyRecords.Type)? = nil) throws
         -> (header: JournalHeader, records: [TaskRecord], rejected: [RejectedLine]) {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw RunError(path: url.path, message: "no journal here")
         }
         let lines = data.split(separator: 0x0A, omittingEmptySubsequences: false)
-        let decoder = makeDecoder()
+        let decoder = SweepJSON.makeDecoder()
         if let measures = study?.measures { decoder.userInfo[TaskOutcome.measuresKey] = measures }
         guard let first = lines.first, let header = try? decoder.decode(JournalHeader.self, from: Data(first)) else {
             throw RunError(path: url.path, message: "line 1 is not a layersweep journal header")
@@ -166,24 +166,5 @@ public final class Journal {
         try handle.write(contentsOf: note)
         try handle.synchronize()
         try kept.write(to: url, options: .atomic)
-    }
-
-    /// Shared coders (JSON with ISO-8601 dates and non-finite numbers as strings).
-    public static let encoder = makeEncoder()
-    public static let decoder = makeDecoder()
-
-    static func makeEncoder() -> JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        e.dateEncodingStrategy = .iso8601
-        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return e
-    }
-
-    static func makeDecoder() -> JSONDecoder {
-        let d = JSONDecoder()
-        d.dateDecodingStrategy = .iso8601
-        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return d
     }
 }
