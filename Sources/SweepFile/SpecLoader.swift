@@ -71,7 +71,7 @@ public enum SpecLoader {
         }
         if let models = tree.node(at: [.key("models")])?.sequence {
             for i in 0..<models.count where models[i].mapping != nil {
-                try tree.checkKeys([.key("models"), .index(i)], allowed: ModelEntry.CodingKeys.allCases.map(\.rawValue))
+                try tree.checkKeys([.key("models"), .index(i)], allowed: ModelEntry.keys)
                 try tree.checkKeys([.key("models"), .index(i), .key("normalization")], allowed: ["mean", "std"])
             }
         }

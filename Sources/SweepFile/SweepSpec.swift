@@ -162,9 +162,11 @@ public struct StudySectionValue: Equatable, Sendable {
 
 /// One model of the sweep: a name (`resnet20`), or a mapping naming networks trained elsewhere
 /// and the input normalisation they expect.
-public struct ModelEntry: Decodable, Equatable, Sendable {
-    public var name: String
+public struct ModelEntry: SettingsSection, Equatable, Sendable {
+    public var name = ""
+    /// Files of networks trained elsewhere, each taking a seed's place.
     public var checkpoints: [String]?
+    /// The input normalisation those networks expect.
     public var normalization: NormalizationEntry?
 
     public struct NormalizationEntry: Codable, Equatable, Sendable {
@@ -172,17 +174,21 @@ public struct ModelEntry: Decodable, Equatable, Sendable {
         public var std: [Float]
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, checkpoints, normalization }
+    public static let settings: [Setting<ModelEntry>] = [
+        Setting("name", \.name), Setting("checkpoints", \.checkpoints), Setting("normalization", \.normalization),
+    ]
 
+    public init() {}
+
+    /// A name alone (`- resnet20`), or a mapping that names the model and sets any of `settings`.
     public init(from decoder: Decoder) throws {
         if let name = try? decoder.singleValueContainer().decode(String.self) {
             self.name = name
             return
         }
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        name = try c.decode(String.self, forKey: .name)
-        checkpoints = try c.decodeIfPresent([String].self, forKey: .checkpoints)
-        normalization = try c.decodeIfPresent(NormalizationEntry.self, forKey: .normalization)
+        let c = try decoder.container(keyedBy: SettingKey.self)
+        name = try c.decode(String.self, forKey: SettingKey("name"))
+        for setting in Self.settings { try setting.decode(&self, c) }
     }
 }
 

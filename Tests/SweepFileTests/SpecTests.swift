@@ -108,6 +108,11 @@ final class SpecTests: StudyTestCase {
         XCTAssertEqual(one.resize, [32])
         XCTAssertEqual(try SweepJSON.decoder.decode([DatasetEntry].self, from: Data(#"["fashion-mnist"]"#.utf8)), [DatasetEntry(name: "fashion-mnist")])
         XCTAssertThrowsError(try SweepJSON.decoder.decode(DatasetEntry.self, from: Data(#"{"base": "b"}"#.utf8)), "a mapping names its dataset")
+        let model = try SweepJSON.decoder.decode(ModelEntry.self, from: Data(#"{"name": "r18", "checkpoints": ["a.onnx"], "normalization": {"mean": [0.5], "std": [0.25]}}"#.utf8))
+        XCTAssertEqual(model.normalization?.std, [0.25])
+        XCTAssertEqual(Mirror(reflecting: ModelEntry()).children.count, ModelEntry.settings.count, "a property without a setting")
+        XCTAssertEqual(try SweepJSON.decoder.decode(ModelEntry.self, from: try SweepJSON.encoder.encode(model)), model)
+        XCTAssertEqual(try SweepJSON.decoder.decode([ModelEntry].self, from: Data(#"["resnet20"]"#.utf8)).first?.name, "resnet20")
     }
 
     func testUnknownFieldSuggestsTheRightOne() {
