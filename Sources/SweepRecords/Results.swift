@@ -32,8 +32,8 @@ public struct ResultRow: Codable, Sendable {
     /// testAccuracy − baselineAccuracy: negative when the variant is worse than its reference.
     public var deltaAccuracy: Double?
     public var paramsMasked: Int?
-    /// Zeroing: the 95% interval of this network's Δ on its paired test images, and the exact
-    /// McNemar p-value of "the mask changes nothing".
+    /// A compared variant (a mask, a pruned layer): the interval of this network's Δ on its
+    /// paired test images, and the exact McNemar p-value of "the change changes nothing".
     public var deltaLow: Double?
     public var deltaHigh: Double?
     public var mcnemarP: Double?
@@ -170,7 +170,8 @@ public enum ResultTable {
         public var hosts: [String]
         public var counts: [String: Int]
         public var rows: [ResultRow]
-        /// Zeroing: one line per (dataset, model, unit, mask) over the trained networks.
+        /// One line per (dataset, model, unit, mask) over the trained networks, for a study that
+        /// summarises its units (`StudyRecords.unitSummaries`).
         public var units: [UnitSummary]
 
         enum CodingKeys: String, CodingKey { case program, version, spec, started, finished, complete, ranks, hosts, counts, rows, units }

@@ -160,7 +160,7 @@ public struct RunDirectory: Sendable {
     /// What the coordinator found in the sweep's own-data files (`ImportedDatasets`).
     public var datasetsURL: URL { url.appendingPathComponent("datasets.json") }
 
-    /// Zeroing: the per-unit statistics over seeds (units.csv).
+    /// The per-unit statistics over seeds (units.csv), for a study that summarises its units.
     public var unitsCSV: URL { url.appendingPathComponent("units.csv") }
 }
 
