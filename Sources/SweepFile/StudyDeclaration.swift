@@ -1,9 +1,9 @@
 import Foundation
 
 /// What the sweep file knows of a study: its name, its sections and their checks. The rest of a
-/// study (its plan, its tasks, its results and report) is `SweepStudy`, in SweepCore, which
-/// refines this; the studies themselves are in the `Studies` module and reach this module only
-/// through `DeclaredStudies.install`.
+/// study refines this: `StudyPlanning` (its plan), `StudyRecords` (its results), `SweepStudy`
+/// (its tasks) and `ReportingStudy` (its report section). The studies themselves are in the
+/// `Studies` module and reach this module only through `DeclaredStudies.install`.
 public protocol StudyDeclaration {
     /// The `study:` value of a sweep file.
     static var name: StudyName { get }
