@@ -255,11 +255,15 @@ public final class Coordinator {
         guard let (task, started) = running.removeValue(forKey: worker), task.key == key else {
             throw RunError(path: directory.url.path, message: "worker \(worker) returned \(key), which it was not running")
         }
-        var outcome = outcome
         if let checkpoint, outcome.status == .ok {
-            let hash = contentHash(checkpoint)
+            // The worker named the bytes by their content hash when it made them, and keeps them
+            // under that name; hashing them again here would only repeat it. A name that is not a
+            // content hash is refused; bytes that do not fit their name are found where they are
+            // next read (a worker receiving them checks, and so does a resume).
+            guard let hash = outcome.checkpoint, ContentHash.isValid(hash) else {
+                throw RunError(path: key, message: "worker \(worker) returned a checkpoint without its content hash")
+            }
             try checkpoint.write(to: directory.checkpointURL(hash), options: .atomic)
-            outcome.checkpoint = hash
             if (pendingUses[key] ?? 0) > 0 { artifactBytes[hash] = checkpoint }
             workerCache[worker, default: []].insert(hash)
             keep(task, checkpoint: checkpoint, hash: hash, outcome: outcome, worker: worker)
