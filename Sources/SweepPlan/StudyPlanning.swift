@@ -21,21 +21,21 @@ extension StudyPlanning {
     public static func gangable(_ task: PlannedTask) -> Bool { task.kind.trains }
 }
 
-/// The studies as planning knows them, installed at start-up with the others.
+/// The task kinds of the installed studies, looked up for every task (`TaskKind.trains`), so
+/// kept as a table made when the studies are installed.
 public enum PlanningStudies {
-    public private(set) nonisolated(unsafe) static var all: [any StudyPlanning.Type] = []
     /// The traits of every kind: the shared ones, then each study's.
     nonisolated(unsafe) static var kinds: [TaskKind: TaskKindInfo] = [:]
 
     public static func install(_ studies: [any StudyPlanning.Type]) {
-        all = studies
         kinds = Dictionary((TaskKind.shared + studies.flatMap { $0.kinds }).map { ($0.kind, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Kinds in a stable order for listings (shared first, then by study).
     public static var kindOrder: [TaskKind] {
         var seen = Set<TaskKind>()
-        return (TaskKind.shared + all.flatMap { $0.kinds }).map(\.kind).filter { seen.insert($0).inserted }
+        let studies = DeclaredStudies.all.compactMap { $0 as? any StudyPlanning.Type }
+        return (TaskKind.shared + studies.flatMap { $0.kinds }).map(\.kind).filter { seen.insert($0).inserted }
     }
 }
 

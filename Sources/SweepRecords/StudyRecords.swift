@@ -25,14 +25,11 @@ extension StudyRecords {
     public static func extraFiles(_ rows: [ResultRow], statistics: StatisticsSection) -> [(name: String, data: Data)] { [] }
 }
 
-/// The studies as records know them, installed at start-up with the others.
-public enum RecordStudies {
-    public private(set) nonisolated(unsafe) static var all: [any StudyRecords.Type] = []
-
-    public static func install(_ studies: [any StudyRecords.Type]) { all = studies }
-
-    /// The outcome measures type of the study named `name`.
-    static func measures(of name: String) -> (any OutcomeMeasures.Type)? { all.first { $0.name.rawValue == name }?.measures }
+extension DeclaredStudies {
+    /// The outcome measures type of the installed study named `name`.
+    static func measures(of name: String) -> (any OutcomeMeasures.Type)? {
+        (study(named: name) as? any StudyRecords.Type)?.measures
+    }
 }
 
 /// What a name no installed study answers to records: the shared columns only.

@@ -69,7 +69,7 @@ public struct TaskOutcome: Codable, Equatable, Sendable {
         checkpoint = try c.decodeIfPresent(String.self, forKey: .checkpoint)
         discordant = try c.decodeIfPresent([Int].self, forKey: .discordant)
         cached = try c.decodeIfPresent(String.self, forKey: .cached)
-        let named = try c.decodeIfPresent(String.self, forKey: .measuresStudy).flatMap(RecordStudies.measures(of:))
+        let named = try c.decodeIfPresent(String.self, forKey: .measuresStudy).flatMap(DeclaredStudies.measures(of:))
         if let type = named ?? decoder.userInfo[TaskOutcome.measuresKey] as? any OutcomeMeasures.Type {
             let decoded = try type.init(from: decoder)
             measures = decoded.isEmpty ? nil : decoded

@@ -14,7 +14,7 @@ final class DocsTests: StudyTestCase {
         let readme = try text("README.md")
         let index = try text("docs/studies/README.md")
         XCTAssertTrue(readme.contains("docs/studies/README.md"))
-        for name in StudyRegistry.names where name != "noop" {
+        for name in DeclaredStudies.names where name != "noop" {
             let page = try text("docs/studies/\(name).md")
             XCTAssertTrue(readme.contains("docs/studies/\(name).md"), "README links \(name).md")
             XCTAssertTrue(index.contains("(\(name).md)"), "the index links \(name).md")

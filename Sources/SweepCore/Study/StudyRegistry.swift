@@ -7,28 +7,19 @@ import SweepRecords
 /// program fills once at start-up (`StudyCatalog.install()` in the `Studies` module, where each
 /// study has its folder), before any sweep file is read.
 public enum StudyRegistry {
-    /// The installed studies; the first is the default `study:`.
-    public private(set) nonisolated(unsafe) static var all: [any SweepStudy.Type] = []
-
-    /// Makes `studies` the ones sweep files can name (start-up, once; again with the same list is harmless).
+    /// Makes `studies` the ones sweep files can name (start-up, once; again with the same list
+    /// is harmless). The list is kept once, as SweepFile's `DeclaredStudies`; each module
+    /// below asks it for what that module needs of a study.
     public static func install(_ studies: [any SweepStudy.Type]) {
-        all = studies
-        // Each module below knows the studies by what it asks of them.
         DeclaredStudies.install(studies)
         PlanningStudies.install(studies)
-        RecordStudies.install(studies)
-    }
-
-    public static func study(named name: String) -> (any SweepStudy.Type)? {
-        all.first { $0.name.rawValue == name }
     }
 
     /// The study of a decoded name (a decoded `StudyName` is always installed; one made in code
     /// and never installed gets `UnknownStudy`, which plans nothing).
-    public static func study(of name: StudyName) -> any SweepStudy.Type { study(named: name.rawValue) ?? UnknownStudy.self }
-
-    /// The names, in the registry's order (for error messages and help).
-    public static var names: [String] { all.map { $0.name.rawValue } }
+    public static func study(of name: StudyName) -> any SweepStudy.Type {
+        (DeclaredStudies.study(named: name.rawValue) as? any SweepStudy.Type) ?? UnknownStudy.self
+    }
 }
 
 /// What a name no installed study answers to gets: no sections, no tasks, the shared columns.
