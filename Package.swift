@@ -29,7 +29,7 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "CDNNL", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
-        .target(name: "CWinograd", exclude: ["kernel.inc", "depthwise.inc"]),
+        .target(name: "CWinograd", exclude: ["kernel.inc", "depthwise.inc", "tapgemm.inc"]),
         .target(name: "TensorEngine", dependencies: ["CBLAS", "CDNNL", "CWinograd"], exclude: ["README.md"],
                 swiftSettings: numericFlags),
         .target(name: "Models", dependencies: ["TensorEngine", "Yams"], exclude: ["README.md"], swiftSettings: numericFlags),

@@ -80,13 +80,23 @@ enum ImageGroups {
 }
 
 extension ONNXProgram {
+    /// Where a depth-first part of a run ended: the node to go on from, the values live there for
+    /// the batch's `batch` images, and which of them hold one image that stands for all
+    /// (`ImageFreeValues`: every group marks the same ones).
+    struct DepthFirstPart {
+        let end: Int
+        let live: [String: ONNXValue]
+        let single: Set<String>
+        let batch: Int
+    }
+
     /// Runs nodes `cut` up to the first node that is not `groupSafe` (or a Conv without a fused
     /// engine kernel) image group by image group on every core, and returns that node's index
     /// and the values live there for the whole batch; nil when there is nothing to gain (one
     /// group, fewer than two such nodes, weights beyond `weightBudget`) or the values do not all
     /// carry the batch first (a group that fails is run again node by node, which says what is
     /// wrong).
-    func imageGroupByImageGroup(_ values: [String: ONNXValue], from cut: Int) throws -> (Int, [String: ONNXValue])? {
+    func imageGroupByImageGroup(_ values: [String: ONNXValue], from cut: Int) throws -> DepthFirstPart? {
         guard !Parallel.isSerial, case let .floats(first, _)? = values.first?.value, let n = first.first, n > 1,
               values.values.allSatisfy({ if case let .floats(s, _) = $0 { return s.first == n } else { return false } }) else { return nil }
         let groups = imageGroups(n)
@@ -99,7 +109,7 @@ extension ONNXProgram {
         // against 3,600 images/s node by node; torchvision ResNet-18's 45 MB 3,546 against 4,094).
         let weightBytes = nodes[cut..<end].reduce(0) { $0 + ($1.opType == "Conv" && $1.inputs.count > 1 ? (constants[$1.inputs[1]]?.count ?? 0) * 4 : 0) }
         guard groups.count > 1, end - cut >= 2, weightBytes <= ImageGroups.weightBudget else { return nil }
-        var results = [Result<[String: ONNXValue], Error>?](repeating: nil, count: groups.count)
+        var results = [Result<(values: [String: ONNXValue], single: Set<String>), Error>?](repeating: nil, count: groups.count)
         let lock = NSLock()
         Parallel.forEach(groups.count) { g in
             let r = groups[g]
@@ -108,12 +118,20 @@ extension ONNXProgram {
             lock.withLock { results[g] = result }
         }
         var parts: [[String: ONNXValue]] = []
+        var single: Set<String>?
         for result in results {
-            guard case let .success(out)? = result else { return nil }
-            parts.append(out)
+            guard case let .success(out)? = result, single == nil || single == out.single else { return nil }
+            parts.append(out.values)
+            single = out.single
         }
         var live: [String: ONNXValue] = [:]
         for name in parts[0].keys {
+            // One image standing for all: the first group's (they differ only in values whose
+            // shape alone matters).
+            if single?.contains(name) == true {
+                live[name] = parts[0][name]
+                continue
+            }
             // Activations are joined along the batch; anything else (shape arithmetic, constants)
             // must be the same in every group.
             if parts.indices.allSatisfy({ parts[$0][name]?.shape.first == groups[$0].count }), case let .floats(s, _)? = parts[0][name] {
@@ -129,7 +147,7 @@ extension ONNXProgram {
                 live[name] = parts[0][name]
             }
         }
-        return (end, live)
+        return DepthFirstPart(end: end, live: live, single: single ?? [], batch: n)
     }
 }
 

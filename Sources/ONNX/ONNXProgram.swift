@@ -40,6 +40,9 @@ public final class ONNXProgram {
     private var engineConvolutions: [Int: EngineKernel]?
     /// Run Conv nodes on the engine's kernels (false: the reference kernels only, for tests).
     public var usesEngine = true
+    /// Compute values that are the same for every image once (`ImageFreeValues`; false: every
+    /// image, for tests).
+    var findsImageFreeValues = true
     /// The last node that reads each value.
     private let lastReader: [String: Int]
     /// Per node: whether it treats the images of a batch apart and gives each image the same bits
@@ -248,11 +251,26 @@ public final class ONNXProgram {
         (model, inputNames, outputNames, constants, opset, units, passThrough, clampsAfterConvolutions, usesEngine, lastReader) =
             (other.model, other.inputNames, other.outputNames, other.constants, other.opset, other.units, other.passThrough,
              other.clampsAfterConvolutions, other.usesEngine, other.lastReader)
+        findsImageFreeValues = other.findsImageFreeValues
         groupSafe = other.groupSafe
         (batchNormsAfterConvolutions, foldedBatchNorms, loadTimeValues, constantAliases, residualsAfterConvolutions) =
             (other.batchNormsAfterConvolutions, other.foldedBatchNorms, other.loadTimeValues, other.constantAliases,
              other.residualsAfterConvolutions)
         base = other
+    }
+
+    /// What this program's runs need not compute image by image (`ImageFreeValues`), found on
+    /// first use (a masked copy finds its own).
+    private var imageFreeFound: ImageFreeValues?
+    private let imageFreeLock = NSLock()
+
+    func imageFreeValues() -> ImageFreeValues {
+        imageFreeLock.withLock {
+            if let found = imageFreeFound { return found }
+            let found = ImageFreeValues(model.graph, constants: constants, aliases: constantAliases, outputs: outputNames, passThrough: passThrough)
+            imageFreeFound = found
+            return found
+        }
     }
 
     /// The program this one is a changed copy of (its engine kernels of unchanged weights are
@@ -428,18 +446,32 @@ public final class ONNXProgram {
     /// the same graph up to `cut`): the same outputs as a whole run whose first nodes made them.
     public func run(_ values: [String: ONNXValue], from cut: Int, observing: Set<String>? = nil,
                     observe: ((String, ONNXValue) -> Void)? = nil) throws -> [String: ONNXValue] {
-        if observe == nil, batchStatistics == nil, usesEngine, let (end, live) = try imageGroupByImageGroup(values, from: cut) {
-            return try runLayerByLayer(live, from: end, until: nil, observe: nil)
+        if observe == nil, batchStatistics == nil, usesEngine, let part = try imageGroupByImageGroup(values, from: cut) {
+            return try runLayerByLayer(part.live, from: part.end, until: nil, batch: part.batch, single: part.single, observe: nil).values
         }
-        return try runLayerByLayer(values, from: cut, until: nil, observing: observing, observe: observe)
+        return try runLayerByLayer(values, from: cut, until: nil, observing: observing, observe: observe).values
     }
 
-    /// Runs nodes `cut` and later on the whole batch, node after node.
-    /// With `until`: nodes `cut` to `until` (excluded), returning the values live at `until`.
-    func runLayerByLayer(_ values: [String: ONNXValue], from cut: Int, until: Int?, observing: Set<String>? = nil,
-                         observe: ((String, ONNXValue) -> Void)?) throws -> [String: ONNXValue] {
-        var run = GraphRun(program: self, values: constants.merging(values) { _, given in given }, observing: observing, observe: observe)
+    /// The number of images in `values` (live values of a run): the longest leading axis of
+    /// its activations.
+    static func images(in values: [String: ONNXValue]) -> Int? {
+        values.values.compactMap { if case let .floats(s, _) = $0, s.count >= 2 { return s[0] } else { return nil } }.max()
+    }
+
+    /// Runs nodes `cut` and later on the whole batch of `batch` images (by default, as many as
+    /// `values` holds), node after node; the values named in `single` hold one image that stands
+    /// for all (`ImageFreeValues`). Returns the graph's outputs, or with `until`, the values
+    /// live at `until` after nodes `cut` to `until` (excluded) ran, and which of those are single.
+    func runLayerByLayer(_ values: [String: ONNXValue], from cut: Int, until: Int?, batch: Int? = nil, single: Set<String> = [],
+                         observing: Set<String>? = nil,
+                         observe: ((String, ONNXValue) -> Void)?) throws -> (values: [String: ONNXValue], single: Set<String>) {
+        var run = GraphRun(program: self, values: constants.merging(values) { _, given in given }, observing: observing, observe: observe,
+                           batch: batch ?? ONNXProgram.images(in: values), single: single)
         for (index, node) in model.graph.nodes.enumerated() where index >= cut && index < until ?? .max {
+            if observe == nil, run.imageFree?.unneeded.contains(index) == true {
+                run.release(after: index, node)
+                continue
+            }
             let started = NodeTimes.shared == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             defer {
                 if let times = NodeTimes.shared, let output = node.outputs.first {
@@ -452,10 +484,11 @@ public final class ONNXProgram {
         for name in Array(run.deferred.keys) { run.settle(name) }
         var out: [String: ONNXValue] = [:]
         for name in until.map(liveValues(at:)) ?? outputNames {
+            if until == nil { run.expand(name) }
             run.plain(name)
             out[name] = run.values[name]
         }
-        return out
+        return (out, until == nil ? [] : run.single.intersection(out.keys))
     }
 
     /// One run of the graph over a batch: the values made so far and how each is held.
@@ -482,11 +515,66 @@ public final class ONNXProgram {
         var deferred: [String: (kernel: EngineKernel, input: LayoutTensor, residual: Residual)] = [:]
         /// Relu nodes whose Add a kernel did with the ReLU.
         var reluApplied: Set<Int> = []
+        /// The run's images, and the values held as one image that stands for all of them
+        /// (`ImageFreeValues`); nil when values must be computed image by image (BN statistics
+        /// of the batch, or no batch axis to tell).
+        let batch: Int?
+        let imageFree: ImageFreeValues?
+        var single: Set<String> = []
+        /// How the node being run treats its images.
+        var mode = Mode.batch
 
-        init(program: ONNXProgram, values: [String: ONNXValue], observing: Set<String>?, observe: ((String, ONNXValue) -> Void)?) {
+        enum Mode {
+            /// Every image.
+            case batch
+            /// Inputs held as one image each: so is the output.
+            case single
+            /// A node that ignores its data input: run on the first image, giving one for all.
+            case firstImage
+        }
+
+        init(program: ONNXProgram, values: [String: ONNXValue], observing: Set<String>?, observe: ((String, ONNXValue) -> Void)?,
+             batch: Int?, single: Set<String>) {
             (self.program, self.values, self.observing, self.observe) = (program, values, observing, observe)
             engine = !program.usesEngine ? [:] : program.batchStatistics == nil ? program.engineKernels()
                 : program.engineKernels().filter { program.batchNormsAfterConvolutions[$0.key] == nil }
+            self.batch = batch
+            imageFree = batch != nil && program.batchStatistics == nil && program.findsImageFreeValues ? program.imageFreeValues() : nil
+            self.single = single
+            if imageFree == nil { for name in single { expand(name) } }
+        }
+
+        /// How node `index` treats its images: see `Mode`. A run that shows values to an
+        /// observer computes the nodes that matter by shape only on every image (they are what
+        /// it observes).
+        func mode(_ index: Int, _ node: ONNXNode) -> Mode {
+            // (A batch of one image marks its values as well: which values are single is a
+            // matter of the graph, the same in every image group and from every cut.)
+            guard let imageFree, let batch else { return .batch }
+            var computed = node.inputs.filter { !$0.isEmpty && program.loadTimeValues[$0] == nil }
+            if let kept = program.passThrough[index], kept < node.inputs.count { computed = [node.inputs[kept]] }
+            if imageFree.ignoringInput.contains(index) || (observe == nil && imageFree.shapeOnly.contains(index)) {
+                let batchFirst = computed.allSatisfy { single.contains($0) || (kept[$0]?.shape ?? values[$0]?.shape)?.first == batch }
+                return batchFirst ? .firstImage : .batch
+            }
+            guard !computed.isEmpty, computed.allSatisfy(single.contains), program.groupSafe[index] else { return .batch }
+            return .single
+        }
+
+        /// Makes `name` a whole batch again if it is held as one image.
+        mutating func expand(_ name: String) {
+            guard let batch, single.remove(name) != nil else { return }
+            if let x = kept[name] { kept[name] = x.repeated(batch) }
+            if let v = values[name] { values[name] = v.repeated(batch) }
+        }
+
+        /// Lets go of the values no node after `index` reads.
+        mutating func release(after index: Int, _ node: ONNXNode) {
+            for name in node.inputs where program.lastReader[name] == index && !program.outputNames.contains(name) {
+                values[name] = nil
+                kept[name] = nil
+                single.remove(name)
+            }
         }
 
         func watched(_ name: String) -> Bool { observe != nil && (observing?.contains(name) ?? true) }
@@ -511,23 +599,34 @@ public final class ONNXProgram {
         /// Runs node `index`: on the engine's layout where it can, else as an ONNX operator on
         /// plain values; then lets go of the values no later node reads.
         mutating func step(_ index: Int, _ node: ONNXNode) throws {
+            mode = mode(index, node)
+            if mode == .batch { for name in node.inputs where single.contains(name) { expand(name) } }
             let sum = residualSum(index, node)
+            // A node that ignores its data input, or matters by its shape only, reads the first
+            // image of its inputs.
+            var narrowed: [(String, LayoutTensor?, ONNXValue?)] = []
+            if mode == .firstImage, let batch {
+                for name in Set(node.inputs) where !name.isEmpty && program.loadTimeValues[name] == nil && !single.contains(name) {
+                    narrowed.append((name, kept[name], values[name]))
+                    kept[name] = kept[name]?.images(0..<1)
+                    values[name] = values[name]?.images(0..<1, of: batch)
+                }
+            }
             var outputs: [ONNXValue] = []
             if let made = try onLayouts(index, node, sum: sum) {
                 if let made { store(made, as: node.outputs[0]) }
             } else {
                 outputs = try asOperator(index, node)
             }
+            for (name, x, v) in narrowed { (kept[name], values[name]) = (x, v) }
             for (name, value) in zip(node.outputs, outputs) where !name.isEmpty {
                 values[name] = value
-                if watched(name) { observe?(name, value) }
+                if mode != .batch { single.insert(name) }
+                if watched(name) { expand(name); observe?(name, values[name]!) }
             }
             // Values no later node reads are let go (a batch's activations would otherwise all
             // stay until the end of the run).
-            for name in node.inputs where program.lastReader[name] == index && !program.outputNames.contains(name) {
-                values[name] = nil
-                kept[name] = nil
-            }
+            release(after: index, node)
         }
 
         /// Settles the deferred convolutions node `index` reads, but the one whose residual Add
@@ -538,6 +637,7 @@ public final class ONNXProgram {
             let fusedAdd = node.inputs.lazy.compactMap { pending[$0] }.first { $0.residual.add == index }
             for name in node.inputs where deferred[name] != nil && name != fusedAdd?.residual.value { settle(name) }
             guard let d = fusedAdd else { return nil }
+            for name in node.inputs where name != d.residual.value { expand(name) }
             if let other = node.inputs.first(where: { $0 != d.residual.value }), let skip = layout(other),
                skip.shape.count == 4, skip.blocked || BlockedLayout.keeps(channels: skip.shape[1], padding: true),
                let y = d.kernel.forward(d.input, adding: skip.blocked ? skip : LayoutTensor.blocked(from: skip.plain),
@@ -564,7 +664,8 @@ public final class ONNXProgram {
             } else if let input = program.passThrough[index], input < node.inputs.count, let x = kept[node.inputs[input]] {
                 return x
             } else if let kernel = engine[index], let x = layout(first), kernel.accepts(x.shape),
-                      let residual = program.residualsAfterConvolutions[index], program.passThrough[residual.add] == nil, case .dense = kernel,
+                      mode == .batch, let residual = program.residualsAfterConvolutions[index], program.passThrough[residual.add] == nil,
+                      case .dense = kernel,
                       !watched(residual.value), residual.relu == nil || !watched(program.model.graph.nodes[residual.add].outputs[0]) {
                 deferred[residual.value] = (kernel, x, residual)
                 return .some(nil)
@@ -601,7 +702,8 @@ public final class ONNXProgram {
         mutating func store(_ x: LayoutTensor, as name: String) {
             guard !name.isEmpty else { return }
             if x.blocked { kept[name] = x } else { values[name] = .floats(x.shape, x.storage.array) }
-            if let observe, watched(name) { plain(name); observe(name, values[name]!) }
+            if mode != .batch { single.insert(name) }
+            if let observe, watched(name) { expand(name); plain(name); observe(name, values[name]!) }
         }
     }
 

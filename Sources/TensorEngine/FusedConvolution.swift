@@ -23,6 +23,9 @@ public final class FusedConvolution {
     private lazy var winogradWeights: [Float]? =
         Winograd.applies(inChannels: inChannels, outChannels: outChannels, kernelSize: kernelSize, stride: stride, padding: padding)
         ? Winograd.transform(weights, inChannels: inChannels, outChannels: outChannels) : nil
+    /// The kernel for output maps of a few positions (`SmallMapConvolution`), built on first use.
+    private lazy var smallMaps = SmallMapConvolution(inChannels: inChannels, outChannels: outChannels, kernelSize: kernelSize, stride: stride,
+                                                     padding: padding, weights: weights, bias: bias)
     /// Guards the lazily built state: depth-first evaluation runs image groups through the same
     /// layer on several threads at once (`InferencePlan.run`).
     private let lock = NSLock()
@@ -75,6 +78,10 @@ public final class FusedConvolution {
         // that pads (the primitive is made for it).
         let blocks = BlockedLayout.keeps(channels: inChannels, padding: padsChannels)
         let source = x.blocked == blocks ? x : blocks ? LayoutTensor.blocked(from: x.plain) : LayoutTensor(plain: x.plain)
+        if source.blocked, SmallMapConvolution.applies(kernelSize: kernelSize, stride: stride, padding: padding, height: h, width: w) {
+            let kernel = lock.withLock { smallMaps }
+            return kernel.forward(source, adding: skip, low: relu ? 0 : -.infinity, high: relu6 ? 6 : .infinity)
+        }
         let groups = evaluationGroups(n)
         if source.blocked, winograd, let u = lock.withLock({ winogradWeights }) {
             Winograd.forward(groups: groups, inChannels: inChannels, outChannels: outChannels, height: h, width: w,

@@ -1,5 +1,5 @@
 import EngineTestSupport
-import TensorEngine
+@testable import TensorEngine
 import XCTest
 
 /// The evaluation path's fused convolution (BN folded in, ReLU and residual sum inside) against
@@ -145,6 +145,56 @@ final class FusedConvolutionTests: XCTestCase {
             XCTAssertEqual(input.clamped(0, 6).plain.array, x.array.map { min(max($0, 0), 6) })
             XCTAssertNil(input.spatialSlice(begin: (0, 0), step: (2, 2), count: (2, 2)))
             XCTAssertNil(input.channelsPadded(before: 2, after: 2, value: 0))
+        }
+    }
+
+    /// Output maps of at most four positions (a network's last stages on small images) take the
+    /// tap kernel (`SmallMapConvolution`): within the stated bound of exact arithmetic, with
+    /// the ReLU, ReLU6 and residual, channels that do not fill blocks, an odd number of output
+    /// blocks, strides and a kernel as large as the map; and an image gets the same bits alone,
+    /// in any batch and with any thread count.
+    func testSmallMapsAreWithinTheBoundAndGiveEachImageTheSameBitsInAnyBatch() throws {
+        try XCTSkipIf(BlockedLayout.block == 0, "no blocked kernels on this CPU")
+        Winograd.enabled = false
+        let b = BlockedLayout.block
+        var rng = RandomSource(seed: 57)
+        let shapes: [(n: Int, c: Int, k: Int, size: Int, kernel: Int, stride: Int, pad: Int)] = [
+            (37, 2 * b, 2 * b, 1, 3, 1, 1), (13, 2 * b, 3 * b, 2, 3, 1, 1), (9, 2 * b, 2 * b, 4, 3, 2, 1), (5, 20, 40, 2, 1, 1, 0),
+            (7, 20, 20, 3, 3, 2, 1), (8, 4 * b, 4 * b, 1, 1, 1, 0), (1, b, b, 2, 3, 1, 1), (3, 2 * b, b, 7, 7, 1, 0), (30, 2 * b, 2 * b, 2, 3, 2, 1),
+        ]
+        for (index, s) in shapes.enumerated() {
+            XCTAssertTrue(SmallMapConvolution.applies(kernelSize: s.kernel, stride: s.stride, padding: s.pad, height: s.size, width: s.size), "\(s)")
+            let conv = Conv2d(s.c, s.k, kernelSize: s.kernel, stride: s.stride, padding: s.pad, rng: &rng)
+            let bn = skewedBatchNorm(s.k, seed: UInt64(index))
+            let x = randomTensor([s.n, s.c, s.size, s.size], seed: UInt64(300 + index))
+            let input = LayoutTensor.blocked(from: x)
+            let (ho, wo) = (conv.outputSize(s.size), conv.outputSize(s.size))
+            for (relu, relu6, residual) in [(true, false, false), (false, false, true), (true, true, false), (true, false, true)] {
+                let fused = try XCTUnwrap(FusedConvolution(conv, batchNorm: bn, relu: relu, relu6: relu6, padsChannels: true))
+                let skipPlain = residual ? randomTensor([s.n, s.k, ho, wo], seed: 9) : nil
+                let skip = skipPlain.map(LayoutTensor.blocked(from:))
+                let y = fused.forward(input, adding: skip)
+                XCTAssertTrue(y.blocked)
+                Self.assertPaddingIsZero(y, "\(s)")
+                var plain = y.plain
+                if relu6 {
+                    let unclipped = try XCTUnwrap(FusedConvolution(conv, batchNorm: bn, relu: true, padsChannels: true)).forward(input).plain
+                    XCTAssertEqual(plain.array, unclipped.array.map { min($0, 6) })
+                    plain = unclipped
+                }
+                _ = try Self.errorAgainstExact(plain, conv: conv, bn: bn, x: x, skip: skipPlain, relu: relu, what: "\(s) small map")
+                // Each image alone, and the batch with 1 and 5 threads: the same bits.
+                let bits = y.storage.array.map(\.bitPattern)
+                let perImage = bits.count / s.n
+                for i in Set([0, s.n / 2, s.n - 1]) {
+                    let alone = fused.forward(input.images(i..<(i + 1)), adding: skip?.images(i..<(i + 1))).storage.array.map(\.bitPattern)
+                    XCTAssertEqual(alone, Array(bits[(i * perImage)..<((i + 1) * perImage)]), "\(s): image \(i) alone")
+                }
+                for other in valuesWithThreads([1, 5], { fused.forward(input, adding: skip).storage.array }) {
+                    XCTAssertEqual(other.map(\.bitPattern), bits, "\(s): thread counts")
+                }
+                Parallel.configure(threads: 2)
+            }
         }
     }
 

@@ -243,6 +243,39 @@ final class WinogradTests: XCTestCase {
         XCTAssertFalse(outputs[0].contains { $0.isNaN }, "every output written")
     }
 
+    /// The small-map kernel's AVX2 (blocks of 8, tiles of 6 images) and AVX-512 (blocks of 16,
+    /// tiles of 12) widths give the same bits: each output's products are summed in (tap,
+    /// channel) order in both. 13 images leave a short tile in both; 48 output channels leave
+    /// AVX-512 a half-empty panel.
+    func testBothVectorWidthsOfTheSmallMapKernelGiveTheSameBits() throws {
+        try XCTSkipIf(winograd_available(16) == 0 || winograd_available(8) == 0, "this CPU lacks one of the two widths")
+        let (n, c, k, h) = (13, 32, 48, 2)
+        let x = randomTensor([n, c, h, h], seed: 71), w = randomTensor([k, c, 3, 3], seed: 72, scale: 0.2)
+        let bias = randomTensor([k], seed: 73).array, skip = randomTensor([n, k, h, h], seed: 74)
+        var outputs: [[Float]] = []
+        for block in [8, 16] {
+            let (src, res) = (Self.blocked(x, block: block), Self.blocked(skip, block: block))
+            var dst = [Float](repeating: .nan, count: n * k * h * h)
+            for oy in 0..<h { for ox in 0..<h {
+                let taps = (0..<9).filter { t in (0..<h).contains(oy - 1 + t / 3) && (0..<h).contains(ox - 1 + t % 3) }
+                var packed = [Float](repeating: 0, count: tapgemm_packed_count(Int32(block), Int32(c), Int32(k), Int32(taps.count)))
+                tapgemm_pack(Int32(block), Int32(c), Int32(k), 3, 3, Int32(taps.count), taps.map(Int32.init), w.array, &packed)
+                let offsets = taps.map { Int32($0 / 3 * h + $0 % 3) }, base = Int32((oy - 1) * h + ox - 1)
+                for panel in 0..<((k / block + 1) / 2) {
+                    XCTAssertEqual(tapgemm_forward(Int32(block), Int32(c), Int32(k), Int32(h * h), Int32(h * h), Int32(taps.count), offsets, base,
+                                                   Int32(oy * h + ox), src, packed, bias, res, 0, .infinity, &dst, Int32(panel), 0, Int32(n)), 0)
+                }
+            } }
+            outputs.append(Self.plain(dst, shape: [n, k, h, h], block: block))
+        }
+        XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern))
+        XCTAssertFalse(outputs[0].contains { $0.isNaN }, "every output written")
+        // A tap outside the map is refused.
+        var dst = [Float](repeating: 0, count: n * k)
+        XCTAssertEqual(tapgemm_forward(16, Int32(c), Int32(k), 1, 1, 1, [1], 0, 0, Self.blocked(x, block: 16), [Float](repeating: 0, count: 4096),
+                                       bias, nil, 0, 1, &dst, 0, 0, 1), -1)
+    }
+
     /// The Winograd path gives the same bits for 1, 2 or 5 threads.
     func testWinogradIsIdenticalForAnyThreadCount() throws {
         try XCTSkipIf(!Winograd.applies(inChannels: 16, outChannels: 32, kernelSize: 3, stride: 1, padding: 1), "no Winograd kernels here")

@@ -56,4 +56,30 @@ int depthwise_blocked_forward(int block, int n, int c, int h, int w, int kh, int
 int maxpool_blocked_forward(int block, int n, int c, int h, int w, int kh, int kw, int sy, int sx, int top, int left, int oh, int ow,
                             const float *src, float *dst);
 
+// MARK: - Convolutions on small maps (tapgemm.c)
+
+// A dense convolution whose output map has few positions (a network's last stages: 2x2, 1x1),
+// as one matrix product per output position over the taps that land inside the input: with
+// padding, a 3x3 kernel on a 1x1 map has one such tap of nine, on 2x2 four. Images are the
+// rows, so a whole batch shares each weight load (a kernel over a handful of images at a time
+// re-reads the weights for every handful). Activations are blocked (n, c / B, h, w, c % B),
+// channels padded with zeros to whole blocks.
+
+/// Floats of the weights packed for one output position's `taps` taps.
+size_t tapgemm_packed_count(int block, int cin, int cout, int taps);
+
+/// Packs the OIHW weights of the taps `tapIndex` (ky * kw + kx) for tapgemm_forward: panels of
+/// 2 * block output channels, each (tap, input channel) row after row; padding channels zero.
+void tapgemm_pack(int block, int cin, int cout, int kh, int kw, int taps, const int *tapIndex, const float *oihw, float *packed);
+
+/// dst = min(max(Σ products + bias [+ skip], lo), hi) at output pixel `outPixel` of images
+/// first ..< first + count, output channel blocks 2 * panel and 2 * panel + 1: each product the
+/// input at pixel inBase + tapOffsets[t] (within the image's hw pixels) times its packed weight,
+/// summed by fused multiply-adds from zero in (tap, channel) order. src, dst and skip are whole
+/// blocked batches; bias has a value per padded output channel. Runs on the calling thread.
+/// Returns 0, or -1 when the kernels for `block` are not available or a tap lies outside the map.
+int tapgemm_forward(int block, int cin, int cout, int hw, int ohw, int taps, const int *tapOffsets, int inBase, int outPixel,
+                    const float *src, const float *packed, const float *bias, const float *skip, float lo, float hi, float *dst,
+                    int panel, int first, int count);
+
 #endif
