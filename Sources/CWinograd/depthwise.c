@@ -4,7 +4,19 @@
 
 enum { DW_MAX_TAPS = 64 };
 
+#include <immintrin.h>
+
+#define PASTE_(a, b) a##b
+#define PASTE(a, b) PASTE_(a, b)
+
 #define B 8
+#define VEC __m256
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VSTORE(p, x) _mm256_storeu_ps(p, x)
+#define VSET1(x) _mm256_set1_ps(x)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VMAX(a, b) _mm256_max_ps(a, b)
+#define VMIN(a, b) _mm256_min_ps(a, b)
 #define MAXPOOL_NAME avx2_maxpool
 #define NAME avx2_depthwise
 #define TARGET __attribute__((target("avx2,fma")))
@@ -13,8 +25,22 @@ enum { DW_MAX_TAPS = 64 };
 #undef NAME
 #undef MAXPOOL_NAME
 #undef TARGET
+#undef VEC
+#undef VLOAD
+#undef VSTORE
+#undef VSET1
+#undef VFMA
+#undef VMAX
+#undef VMIN
 
 #define B 16
+#define VEC __m512
+#define VLOAD(p) _mm512_loadu_ps(p)
+#define VSTORE(p, x) _mm512_storeu_ps(p, x)
+#define VSET1(x) _mm512_set1_ps(x)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VMAX(a, b) _mm512_max_ps(a, b)
+#define VMIN(a, b) _mm512_min_ps(a, b)
 #define MAXPOOL_NAME avx512_maxpool
 #define NAME avx512_depthwise
 #define TARGET __attribute__((target("avx512f")))

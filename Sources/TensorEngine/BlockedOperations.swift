@@ -80,13 +80,15 @@ extension LayoutTensor {
             return y
         }
         let b = BlockedLayout.block
-        var sums = [Float](repeating: 0, count: b)
-        for i in 0..<n {
-            for cb in 0..<(c / b) {
-                let block = x + (i * c + cb * b) * pixels
-                for l in 0..<b { sums[l] = 0 }
-                for p in 0..<pixels { for l in 0..<b { sums[l] += block[p * b + l] } }
-                for l in 0..<b { out[i * c + cb * b + l] = sums[l] / Float(max(pixels, 1)) }
+        // Images in parallel, each lane's sum in pixel order (the plain layout's order).
+        Parallel.forEach(n) { i in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: b) { sums in
+                for cb in 0..<(c / b) {
+                    let block = x + (i * c + cb * b) * pixels
+                    for l in 0..<b { sums[l] = 0 }
+                    for p in 0..<pixels { for l in 0..<b { sums[l] += block[p * b + l] } }
+                    for l in 0..<b { out[i * c + cb * b + l] = sums[l] / Float(max(pixels, 1)) }
+                }
             }
         }
         return y

@@ -65,6 +65,35 @@ final class BlockedDepthwiseTests: XCTestCase {
         }
     }
 
+    /// The 3x3 kernels (taps in registers, four inside columns at a time) give the bits of the
+    /// defining order: the bias, then each tap inside the image in (ky, kx) order as one fused
+    /// multiply-add, then the clamp; at every border, stride and pad.
+    func testThreeByThreeKernelsGiveTheBitsOfTheDefiningOrder() throws {
+        try XCTSkipIf(BlockedLayout.block == 0, "no blocked kernels on this CPU")
+        let c = BlockedLayout.block
+        var rng = RandomSource(seed: 6)
+        for (h, w, stride, pad) in [(14, 13, 1, 1), (9, 20, 1, 0), (14, 14, 2, 1), (7, 7, 2, 0), (5, 11, 1, 2), (2, 2, 1, 1), (3, 17, 2, 2)] {
+            let n = 2
+            let x = (0..<(n * c * h * w)).map { _ in rng.nextNormal() }
+            let weights = (0..<(c * 9)).map { _ in rng.nextNormal() }, bias = (0..<c).map { _ in rng.nextNormal() }
+            let dw = try XCTUnwrap(BlockedDepthwise(channels: c, kernel: [3, 3], strides: [stride, stride], pads: [pad, pad], dilations: [1, 1],
+                                                    weights: weights, bias: bias, clamp: (-1, 2)))
+            let (oh, ow) = dw.outputSize(h, w)
+            let got = dw.forward(LayoutTensor(plain: Tensor(shape: [n, c, h, w], values: x))).plain.array
+            var expected = [Float](repeating: 0, count: n * c * oh * ow)
+            for i in 0..<n { for ch in 0..<c { for oy in 0..<oh { for ox in 0..<ow {
+                var acc = bias[ch]
+                for ky in 0..<3 { for kx in 0..<3 {
+                    let (iy, ix) = (oy * stride - pad + ky, ox * stride - pad + kx)
+                    guard (0..<h).contains(iy), (0..<w).contains(ix) else { continue }
+                    acc = acc.addingProduct(x[((i * c + ch) * h + iy) * w + ix], weights[ch * 9 + ky * 3 + kx])
+                } }
+                expected[((i * c + ch) * oh + oy) * ow + ox] = min(max(acc, -1), 2)
+            } } } }
+            XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "\(h)x\(w) stride \(stride) pad \(pad)")
+        }
+    }
+
     /// AVX2's blocks of 8 and AVX-512's of 16 give the same bits (where this CPU has both).
     func testBothVectorWidthsGiveTheSameBits() throws {
         try XCTSkipIf(winograd_available(16) != 1 || winograd_available(8) != 1, "needs AVX-512 and AVX2")
