@@ -468,7 +468,7 @@ public final class ONNXProgram {
         var run = GraphRun(program: self, values: constants.merging(values) { _, given in given }, observing: observing, observe: observe,
                            batch: batch ?? ONNXProgram.images(in: values), single: single)
         for (index, node) in model.graph.nodes.enumerated() where index >= cut && index < until ?? .max {
-            if observe == nil, run.imageFree?.unneeded.contains(index) == true {
+            if observe == nil, run.unneeded.contains(index) {
                 run.release(after: index, node)
                 continue
             }
@@ -520,6 +520,8 @@ public final class ONNXProgram {
         /// of the batch, or no batch axis to tell).
         let batch: Int?
         let imageFree: ImageFreeValues?
+        /// Nodes no output needs (a dropped branch's): never run unless observed.
+        let unneeded: Set<Int>
         var single: Set<String> = []
         /// How the node being run treats its images.
         var mode = Mode.batch
@@ -539,7 +541,11 @@ public final class ONNXProgram {
             engine = !program.usesEngine ? [:] : program.batchStatistics == nil ? program.engineKernels()
                 : program.engineKernels().filter { program.batchNormsAfterConvolutions[$0.key] == nil }
             self.batch = batch
-            imageFree = batch != nil && program.batchStatistics == nil && program.findsImageFreeValues ? program.imageFreeValues() : nil
+            // Without a weight that ignores its input (an unmasked graph) there is nothing to find:
+            // no per-node work then.
+            let found = batch != nil && program.batchStatistics == nil && program.findsImageFreeValues ? program.imageFreeValues() : nil
+            imageFree = found?.ignoringInput.isEmpty == false ? found : nil
+            unneeded = found?.unneeded ?? []
             self.single = single
             if imageFree == nil { for name in single { expand(name) } }
         }

@@ -49,8 +49,12 @@ final class ImageFreeValuesTests: XCTestCase {
             XCTAssertEqual(found.ignoringInput, ignoring, what)
             XCTAssertEqual(found.shapeOnly, shapeOnly, what)
             XCTAssertEqual(found.unneeded, unneeded, what)
+            let times = NodeTimes()
+            NodeTimes.shared = times
             let logits = try XCTUnwrap(try masked.run(["x": x])["logits"])
+            NodeTimes.shared = nil
             XCTAssertEqual(logits.shape, [40, 10], what)
+            XCTAssertEqual(Set(times.nodes.map(\.node)), Set(0...10).subtracting(unneeded), "\(what): the nodes run")
             // Every image, every node: the same logits, within rounding (an image's kernel call
             // may take a batch of one instead of its group).
             let copy = try masked.replacing([:])
