@@ -50,16 +50,21 @@ enum { DW_MAX_TAPS = 64 };
 #undef MAXPOOL_NAME
 #undef TARGET
 
+void depthwise_blocked_pack(int block, int c, int taps, const float *weights, float *packed) {
+    for (int ch = 0; ch < c; ch++)
+        for (int t = 0; t < taps; t++) packed[((size_t)(ch / block) * taps + t) * block + ch % block] = weights[(size_t)ch * taps + t];
+}
+
 int depthwise_blocked_forward(int block, int n, int c, int h, int w, int kh, int kw, int sy, int sx, int py, int px,
-                              int dy, int dx, const float *src, const float *weights, const float *bias, float lo, float hi,
+                              int dy, int dx, const float *src, const float *packed, const float *bias, float lo, float hi,
                               float *dst) {
     if (!winograd_available(block) || c % block || kh * kw > DW_MAX_TAPS || kh < 1 || kw < 1 || sy < 1 || sx < 1 || dy < 1 ||
         dx < 1 || py < 0 || px < 0)
         return -1;
     const int oh = (h + 2 * py - (kh - 1) * dy - 1) / sy + 1, ow = (w + 2 * px - (kw - 1) * dx - 1) / sx + 1;
     if (oh < 1 || ow < 1) return -1;
-    if (block == 16) avx512_depthwise(n, c, h, w, kh, kw, sy, sx, py, px, dy, dx, oh, ow, src, weights, bias, lo, hi, dst);
-    else avx2_depthwise(n, c, h, w, kh, kw, sy, sx, py, px, dy, dx, oh, ow, src, weights, bias, lo, hi, dst);
+    if (block == 16) avx512_depthwise(n, c, h, w, kh, kw, sy, sx, py, px, dy, dx, oh, ow, src, packed, bias, lo, hi, dst);
+    else avx2_depthwise(n, c, h, w, kh, kw, sy, sx, py, px, dy, dx, oh, ow, src, packed, bias, lo, hi, dst);
     return 0;
 }
 

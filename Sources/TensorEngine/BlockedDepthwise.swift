@@ -8,6 +8,7 @@ public final class BlockedDepthwise {
     public let channels, kernelHeight, kernelWidth: Int
     public let strides, pads, dilations: [Int]
     public let low, high: Float
+    /// The weights as the kernel reads them (`depthwise_blocked_pack`).
     let weights: [Float]
     let bias: [Float]
 
@@ -22,7 +23,9 @@ public final class BlockedDepthwise {
         (self.channels, kernelHeight, kernelWidth) = (channels, kernel[0], kernel[1])
         (self.strides, self.pads, self.dilations) = (strides, pads, dilations)
         (low, high) = clamp
-        self.weights = weights
+        var packed = [Float](repeating: 0, count: weights.count)
+        depthwise_blocked_pack(Int32(block), Int32(channels), Int32(kernel[0] * kernel[1]), weights, &packed)
+        self.weights = packed
         self.bias = bias ?? [Float](repeating: 0, count: channels)
     }
 

@@ -65,7 +65,7 @@ final class BlockedDepthwiseTests: XCTestCase {
         }
     }
 
-    /// The 3x3 kernels (taps in registers, four inside columns at a time) give the bits of the
+    /// The 3x3 kernels (taps in vectors, four images at a time) give the bits of the
     /// defining order: the bias, then each tap inside the image in (ky, kx) order as one fused
     /// multiply-add, then the clamp; at every border, stride and pad.
     func testThreeByThreeKernelsGiveTheBitsOfTheDefiningOrder() throws {
@@ -73,7 +73,7 @@ final class BlockedDepthwiseTests: XCTestCase {
         let c = BlockedLayout.block
         var rng = RandomSource(seed: 6)
         for (h, w, stride, pad) in [(14, 13, 1, 1), (9, 20, 1, 0), (14, 14, 2, 1), (7, 7, 2, 0), (5, 11, 1, 2), (2, 2, 1, 1), (3, 17, 2, 2)] {
-            let n = 2
+            let n = 6  // a group of four images and two alone
             let x = (0..<(n * c * h * w)).map { _ in rng.nextNormal() }
             let weights = (0..<(c * 9)).map { _ in rng.nextNormal() }, bias = (0..<c).map { _ in rng.nextNormal() }
             let dw = try XCTUnwrap(BlockedDepthwise(channels: c, kernel: [3, 3], strides: [stride, stride], pads: [pad, pad], dilations: [1, 1],
@@ -109,8 +109,10 @@ final class BlockedDepthwiseTests: XCTestCase {
             for i in 0..<n { for ch in 0..<c { for y in 0..<h { for xx in 0..<w { src[index(i, ch, y, xx, h, w)] = x[((i * c + ch) * h + y) * w + xx] } } } }
             let (oh, ow) = ((h + 2 - 3) / 2 + 1, (w + 2 - 3) / 2 + 1)
             var dst = [Float](repeating: 0, count: n * c * oh * ow)
+            var packed = [Float](repeating: 0, count: weights.count)
+            depthwise_blocked_pack(Int32(block), Int32(c), 9, weights, &packed)
             XCTAssertEqual(depthwise_blocked_forward(Int32(block), Int32(n), Int32(c), Int32(h), Int32(w), 3, 3, 2, 2, 1, 1, 1, 1,
-                                                     src, weights, bias, 0, 6, &dst), 0)
+                                                     src, packed, bias, 0, 6, &dst), 0)
             var plain = dst
             for i in 0..<n { for ch in 0..<c { for y in 0..<oh { for xx in 0..<ow { plain[((i * c + ch) * oh + y) * ow + xx] = dst[index(i, ch, y, xx, oh, ow)] } } } }
             return plain

@@ -42,12 +42,18 @@ int winograd_weight_gradient(int block, int n, int cin, int cout, int h, int w, 
 // layers: the B channels of a block are the lanes of one vector, which suits the small maps of
 // a network's later stages (a plane-by-plane kernel spends most of its time on edges there).
 
+/// The weights (c, taps) of a depthwise convolution laid out for depthwise_blocked_forward:
+/// (c / block, taps, block), each tap of a block one vector. Done once per layer: on the small
+/// maps of a network's last stages, reordering them per call cost more than the convolution.
+void depthwise_blocked_pack(int block, int c, int taps, const float *weights, float *packed);
+
 /// dst = min(max(depthwise(src) + bias, lo), hi) for n images of c channels (a multiple of
-/// `block`), symmetric pads (py, px), strides and dilations; weights (c, kh, kw). The output
-/// is (h + 2py - (kh - 1)dy - 1) / sy + 1 by the same in x. Returns 0, or -1 when the kernels for
-/// `block` are not available or the shape is not one they take. Runs on the calling thread.
+/// `block`), symmetric pads (py, px), strides and dilations; weights packed by
+/// depthwise_blocked_pack from (c, kh, kw). The output is (h + 2py - (kh - 1)dy - 1) / sy + 1 by
+/// the same in x. Returns 0, or -1 when the kernels for `block` are not available or the shape is
+/// not one they take. Runs on the calling thread.
 int depthwise_blocked_forward(int block, int n, int c, int h, int w, int kh, int kw, int sy, int sx, int py, int px,
-                              int dy, int dx, const float *src, const float *weights, const float *bias, float lo, float hi,
+                              int dy, int dx, const float *src, const float *packed, const float *bias, float lo, float hi,
                               float *dst);
 
 /// Max pooling of n blocked images (c a multiple of `block`), dilation 1: each output is the
