@@ -43,8 +43,9 @@ public final class ONNXProgram {
     /// Compute values that are the same for every image once (`ImageFreeValues`; false: every
     /// image, for tests).
     var findsImageFreeValues = true
-    /// The last node that reads each value.
-    private let lastReader: [String: Int]
+    /// Per node: the values it is the last to read (not graph outputs), let go after it runs
+    /// (looked up once, not per node of every run).
+    private let releasedAfter: [[String]]
     /// Per node: whether it treats the images of a batch apart and gives each image the same bits
     /// in a group as in the whole batch (`ImageGroups.sameBitsPerGroup`): a run of such nodes
     /// goes image group by image group, each group through all of them on one core.
@@ -186,7 +187,11 @@ public final class ONNXProgram {
         foldedBatchNorms = Set(norms.values)
         clampsAfterConvolutions = ONNXProgram.clampsAfterConvolutions(graph, constants: atLoad, outputs: Set(outputNames), norms: norms)
         residualsAfterConvolutions = ONNXProgram.residualsAfterConvolutions(graph, outputs: Set(outputNames), norms: norms)
-        lastReader = ONNXProgram.readersOfValues(graph).compactMapValues(\.last)
+        let last = ONNXProgram.readersOfValues(graph).compactMapValues(\.last)
+        let outputSet = Set(outputNames)
+        releasedAfter = graph.nodes.indices.map { i in
+            Array(Set(graph.nodes[i].inputs.filter { last[$0] == i && !outputSet.contains($0) }))
+        }
         groupSafe = ImageGroups.sameBitsPerGroup(graph, constants: atLoad)
     }
 
@@ -248,10 +253,11 @@ public final class ONNXProgram {
     }
 
     private init(copying other: ONNXProgram) {
-        (model, inputNames, outputNames, constants, opset, units, passThrough, clampsAfterConvolutions, usesEngine, lastReader) =
+        (model, inputNames, outputNames, constants, opset, units, passThrough, clampsAfterConvolutions, usesEngine) =
             (other.model, other.inputNames, other.outputNames, other.constants, other.opset, other.units, other.passThrough,
-             other.clampsAfterConvolutions, other.usesEngine, other.lastReader)
+             other.clampsAfterConvolutions, other.usesEngine)
         findsImageFreeValues = other.findsImageFreeValues
+        releasedAfter = other.releasedAfter
         groupSafe = other.groupSafe
         (batchNormsAfterConvolutions, foldedBatchNorms, loadTimeValues, constantAliases, residualsAfterConvolutions) =
             (other.batchNormsAfterConvolutions, other.foldedBatchNorms, other.loadTimeValues, other.constantAliases,
@@ -576,7 +582,7 @@ public final class ONNXProgram {
 
         /// Lets go of the values no node after `index` reads.
         mutating func release(after index: Int, _ node: ONNXNode) {
-            for name in node.inputs where program.lastReader[name] == index && !program.outputNames.contains(name) {
+            for name in program.releasedAfter[index] {
                 values[name] = nil
                 kept[name] = nil
                 single.remove(name)
@@ -606,7 +612,7 @@ public final class ONNXProgram {
         /// plain values; then lets go of the values no later node reads.
         mutating func step(_ index: Int, _ node: ONNXNode) throws {
             mode = mode(index, node)
-            if mode == .batch { for name in node.inputs where single.contains(name) { expand(name) } }
+            if mode == .batch, !single.isEmpty { for name in node.inputs where single.contains(name) { expand(name) } }
             let sum = residualSum(index, node)
             // A node that ignores its data input, or matters by its shape only, reads the first
             // image of its inputs.
