@@ -45,7 +45,11 @@ public final class ONNXProgram {
     var findsImageFreeValues = true
     /// Per node: the values it is the last to read (not graph outputs), let go after it runs
     /// (looked up once, not per node of every run).
-    private let releasedAfter: [[String]]
+    private let releasedAfter: [[Int]]
+    /// The graph's values numbered: a run's tables are indexed by these.
+    let numbers: ValueNumbers
+    /// `liveValues(at:)` by cut, as found.
+    private let liveValuesByCut: LiveValuesByCut
     /// Per node: whether it treats the images of a batch apart and gives each image the same bits
     /// in a group as in the whole batch (`ImageGroups.sameBitsPerGroup`): a run of such nodes
     /// goes image group by image group, each group through all of them on one core.
@@ -189,10 +193,13 @@ public final class ONNXProgram {
         residualsAfterConvolutions = ONNXProgram.residualsAfterConvolutions(graph, outputs: Set(outputNames), norms: norms)
         let last = ONNXProgram.readersOfValues(graph).compactMapValues(\.last)
         let outputSet = Set(outputNames)
+        let numbers = ValueNumbers(graph, inputs: inputNames, constants: constants.keys.sorted(), outputs: outputNames)
+        self.numbers = numbers
         releasedAfter = graph.nodes.indices.map { i in
-            Array(Set(graph.nodes[i].inputs.filter { last[$0] == i && !outputSet.contains($0) }))
+            Set(graph.nodes[i].inputs.filter { last[$0] == i && !outputSet.contains($0) }).compactMap { numbers.ids[$0] }.sorted()
         }
         groupSafe = ImageGroups.sameBitsPerGroup(graph, constants: atLoad)
+        liveValuesByCut = LiveValuesByCut()
     }
 
     /// Relu and Clip (with constant bounds) nodes that are the only reader of a Conv's output,
@@ -258,6 +265,8 @@ public final class ONNXProgram {
              other.clampsAfterConvolutions, other.usesEngine)
         findsImageFreeValues = other.findsImageFreeValues
         releasedAfter = other.releasedAfter
+        numbers = other.numbers
+        liveValuesByCut = other.liveValuesByCut
         groupSafe = other.groupSafe
         (batchNormsAfterConvolutions, foldedBatchNorms, loadTimeValues, constantAliases, residualsAfterConvolutions) =
             (other.batchNormsAfterConvolutions, other.foldedBatchNorms, other.loadTimeValues, other.constantAliases,
@@ -440,6 +449,15 @@ public final class ONNXProgram {
     /// The values made before node `cut` (graph inputs included) that node `cut` and later ones,
     /// or the graph's outputs, read: what a run from `cut` starts with.
     public func liveValues(at cut: Int) -> [String] {
+        // Asked once per image group of every run: worked out once per cut (masked copies
+        // share the graph, and so the answers).
+        if let known = liveValuesByCut.lock.withLock({ liveValuesByCut.found[cut] }) { return known }
+        let live = computeLiveValues(at: cut)
+        liveValuesByCut.lock.withLock { liveValuesByCut.found[cut] = live }
+        return live
+    }
+
+    private func computeLiveValues(at cut: Int) -> [String] {
         let nodes = model.graph.nodes
         var made = Set(inputNames)
         for node in nodes.prefix(cut) { made.formUnion(node.outputs.filter { !$0.isEmpty }) }
@@ -473,25 +491,28 @@ public final class ONNXProgram {
                          observe: ((String, ONNXValue) -> Void)?) throws -> (values: [String: ONNXValue], single: Set<String>) {
         var run = GraphRun(program: self, values: constants.merging(values) { _, given in given }, observing: observing, observe: observe,
                            batch: batch ?? ONNXProgram.images(in: values), single: single)
-        for (index, node) in model.graph.nodes.enumerated() where index >= cut && index < until ?? .max {
+        let nodes = model.graph.nodes
+        for index in stride(from: cut, to: min(until ?? nodes.count, nodes.count), by: 1) {
             if observe == nil, run.unneeded.contains(index) {
-                run.release(after: index, node)
+                run.release(after: index)
                 continue
             }
             let started = NodeTimes.shared == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             defer {
-                if let times = NodeTimes.shared, let output = node.outputs.first {
-                    times.add(node: index, op: node.opType, nanoseconds: DispatchTime.now().uptimeNanoseconds - started,
-                              shape: run.kept[output]?.shape ?? run.values[output]?.shape, blocked: run.kept[output] != nil)
+                if let times = NodeTimes.shared, let output = numbers.outputs[index].first, output >= 0 {
+                    times.add(node: index, op: nodes[index].opType, nanoseconds: DispatchTime.now().uptimeNanoseconds - started,
+                              shape: run.kept[output]?.shape ?? run.values[numbers.names[output]]?.shape, blocked: run.kept[output] != nil)
                 }
             }
-            try run.step(index, node)
+            try run.step(index, nodes[index])
         }
-        for name in Array(run.deferred.keys) { run.settle(name) }
+        for id in run.deferred.indices where run.deferred[id] != nil { run.settle(id) }
         var out: [String: ONNXValue] = [:]
         for name in until.map(liveValues(at:)) ?? outputNames {
-            if until == nil { run.expand(name) }
-            run.plain(name)
+            if let id = numbers.ids[name] {
+                if until == nil { run.expand(id) }
+                run.plain(id)
+            }
             out[name] = run.values[name]
         }
         return (out, until == nil ? [] : run.single.intersection(out.keys))
@@ -501,24 +522,29 @@ public final class ONNXProgram {
     /// Activations the engine's kernels made stay in their layout (channel-blocked, `kept`)
     /// while engine kernels and element-wise nodes read them; a value is made plain only for a
     /// node that needs it so. Either layout gives the same bits: the same operations on the
-    /// same values.
+    /// same values. Values are looked up by number (`ValueNumbers`), not by name: a name's hash
+    /// per lookup was 4% of an imported ResNet-20's evaluation.
     private struct GraphRun {
         let program: ONNXProgram
+        let numbers: ValueNumbers
+        /// Plain values by name (what operators read), and by number whether one is held.
         var values: [String: ONNXValue]
-        var kept: [String: LayoutTensor] = [:]
+        var plainHeld: [Bool]
+        var kept: [LayoutTensor?]
         let observing: Set<String>?
         let observe: ((String, ONNXValue) -> Void)?
         /// The engine's kernels by node. (Re-estimating BN statistics needs the batch norms as
         /// nodes: their convolutions then run unfolded.)
         let engine: [Int: EngineKernel]
         /// Outputs of engine convolutions that applied their node's clamp, and their batch norm.
-        var clamped: Set<String> = []
-        var normalised: Set<String> = []
+        var clamped: [Bool]
+        var normalised: [Bool]
         /// Convolutions whose residual Add is still to come, by the value the Add reads: run at
         /// the Add, adding its other input (made by then whatever the node order), or before any
         /// other node that reads them. Not when the convolution's output is observed (it is
         /// wanted as made), nor the Add's when the kernel would apply the Relu after it.
-        var deferred: [String: (kernel: EngineKernel, input: LayoutTensor, residual: Residual)] = [:]
+        var deferred: [Deferred?]
+        var deferredCount = 0
         /// Relu nodes whose Add a kernel did with the ReLU.
         var reluApplied: Set<Int> = []
         /// The run's images, and the values held as one image that stands for all of them
@@ -532,6 +558,14 @@ public final class ONNXProgram {
         /// How the node being run treats its images.
         var mode = Mode.batch
 
+        struct Deferred {
+            let kernel: EngineKernel
+            let input: LayoutTensor
+            let residual: Residual
+            /// The number of the value the Add reads (`residual.value`).
+            let value: Int
+        }
+
         enum Mode {
             /// Every image.
             case batch
@@ -544,6 +578,13 @@ public final class ONNXProgram {
         init(program: ONNXProgram, values: [String: ONNXValue], observing: Set<String>?, observe: ((String, ONNXValue) -> Void)?,
              batch: Int?, single: Set<String>) {
             (self.program, self.values, self.observing, self.observe) = (program, values, observing, observe)
+            numbers = program.numbers
+            let count = numbers.names.count
+            plainHeld = [Bool](repeating: false, count: count)
+            for name in values.keys { if let id = numbers.ids[name] { plainHeld[id] = true } }
+            kept = [LayoutTensor?](repeating: nil, count: count)
+            (clamped, normalised) = ([Bool](repeating: false, count: count), [Bool](repeating: false, count: count))
+            deferred = [Deferred?](repeating: nil, count: count)
             engine = !program.usesEngine ? [:] : program.batchStatistics == nil ? program.engineKernels()
                 : program.engineKernels().filter { program.batchNormsAfterConvolutions[$0.key] == nil }
             self.batch = batch
@@ -553,8 +594,16 @@ public final class ONNXProgram {
             imageFree = found?.ignoringInput.isEmpty == false ? found : nil
             unneeded = found?.unneeded ?? []
             self.single = single
-            if imageFree == nil { for name in single { expand(name) } }
+            if imageFree == nil { for name in single { if let id = numbers.ids[name] { expand(id) } } }
         }
+
+        /// Holds `value` as value `id`'s plain form (nil: none).
+        mutating func setPlain(_ id: Int, _ value: ONNXValue?) {
+            values[numbers.names[id]] = value
+            plainHeld[id] = value != nil
+        }
+
+        func plainValue(_ id: Int) -> ONNXValue? { plainHeld[id] ? values[numbers.names[id]] : nil }
 
         /// How node `index` treats its images: see `Mode`. A run that shows values to an
         /// observer computes the nodes that matter by shape only on every image (they are what
@@ -563,144 +612,158 @@ public final class ONNXProgram {
             // (A batch of one image marks its values as well: which values are single is a
             // matter of the graph, the same in every image group and from every cut.)
             guard let imageFree, let batch else { return .batch }
-            var computed = node.inputs.filter { !$0.isEmpty && program.loadTimeValues[$0] == nil }
-            if let kept = program.passThrough[index], kept < node.inputs.count { computed = [node.inputs[kept]] }
+            var computed = numbers.inputs[index].filter { $0 >= 0 && program.loadTimeValues[numbers.names[$0]] == nil }
+            if let kept = program.passThrough[index], kept < node.inputs.count { computed = [numbers.inputs[index][kept]] }
             if imageFree.ignoringInput.contains(index) || (observe == nil && imageFree.shapeOnly.contains(index)) {
-                let batchFirst = computed.allSatisfy { single.contains($0) || (kept[$0]?.shape ?? values[$0]?.shape)?.first == batch }
+                let batchFirst = computed.allSatisfy { single.contains(numbers.names[$0]) || (kept[$0]?.shape ?? plainValue($0)?.shape)?.first == batch }
                 return batchFirst ? .firstImage : .batch
             }
-            guard !computed.isEmpty, computed.allSatisfy(single.contains), program.groupSafe[index] else { return .batch }
+            guard !computed.isEmpty, computed.allSatisfy({ single.contains(numbers.names[$0]) }), program.groupSafe[index] else { return .batch }
             return .single
         }
 
-        /// Makes `name` a whole batch again if it is held as one image.
-        mutating func expand(_ name: String) {
-            guard let batch, single.remove(name) != nil else { return }
-            if let x = kept[name] { kept[name] = x.repeated(batch) }
-            if let v = values[name] { values[name] = v.repeated(batch) }
+        /// Makes value `id` a whole batch again if it is held as one image.
+        mutating func expand(_ id: Int) {
+            guard let batch, !single.isEmpty, single.remove(numbers.names[id]) != nil else { return }
+            if let x = kept[id] { kept[id] = x.repeated(batch) }
+            if let v = plainValue(id) { setPlain(id, v.repeated(batch)) }
         }
 
         /// Lets go of the values no node after `index` reads.
-        mutating func release(after index: Int, _ node: ONNXNode) {
-            for name in program.releasedAfter[index] {
-                values[name] = nil
-                kept[name] = nil
-                single.remove(name)
+        mutating func release(after index: Int) {
+            for id in program.releasedAfter[index] {
+                if plainHeld[id] { setPlain(id, nil) }
+                kept[id] = nil
+                if !single.isEmpty { single.remove(numbers.names[id]) }
             }
         }
 
-        func watched(_ name: String) -> Bool { observe != nil && (observing?.contains(name) ?? true) }
+        func watched(_ id: Int) -> Bool { observe != nil && id >= 0 && (observing?.contains(numbers.names[id]) ?? true) }
 
-        /// Makes `name` plain (in `values`) if it is held in the engine's layout only.
-        mutating func plain(_ name: String) {
-            if values[name] == nil, let x = kept[name] { values[name] = .floats(x.shape, x.plain.array) }
+        /// Makes value `id` plain (in `values`) if it is held in the engine's layout only.
+        mutating func plain(_ id: Int) {
+            if !plainHeld[id], let x = kept[id] { setPlain(id, .floats(x.shape, x.plain.array)) }
         }
 
-        func layout(_ name: String) -> LayoutTensor? {
-            if let x = kept[name] { return x }
-            if case let .floats(shape, v)? = values[name] { return LayoutTensor(plain: Tensor(shape: shape, values: v)) }
+        func layout(_ id: Int) -> LayoutTensor? {
+            if let x = kept[id] { return x }
+            if case let .floats(shape, v)? = plainValue(id) { return LayoutTensor(plain: Tensor(shape: shape, values: v)) }
             return nil
         }
 
-        /// Runs the convolution deferred under `name`, if any.
-        mutating func settle(_ name: String) {
-            guard let d = deferred.removeValue(forKey: name) else { return }
-            kept[name] = d.kernel.forward(d.input)
+        /// Runs the convolution deferred under value `id`, if any.
+        mutating func settle(_ id: Int) {
+            guard let d = deferred[id] else { return }
+            deferred[id] = nil
+            deferredCount -= 1
+            kept[id] = d.kernel.forward(d.input)
         }
 
         /// Runs node `index`: on the engine's layout where it can, else as an ONNX operator on
         /// plain values; then lets go of the values no later node reads.
         mutating func step(_ index: Int, _ node: ONNXNode) throws {
+            let inputs = numbers.inputs[index]
             mode = mode(index, node)
-            if mode == .batch, !single.isEmpty { for name in node.inputs where single.contains(name) { expand(name) } }
-            let sum = residualSum(index, node)
+            if mode == .batch, !single.isEmpty { for id in inputs where id >= 0 { expand(id) } }
+            let sum = residualSum(index, inputs)
             // A node that ignores its data input, or matters by its shape only, reads the first
             // image of its inputs.
-            var narrowed: [(String, LayoutTensor?, ONNXValue?)] = []
+            var narrowed: [(Int, LayoutTensor?, ONNXValue?)] = []
             if mode == .firstImage, let batch {
-                for name in Set(node.inputs) where !name.isEmpty && program.loadTimeValues[name] == nil && !single.contains(name) {
-                    narrowed.append((name, kept[name], values[name]))
-                    kept[name] = kept[name]?.images(0..<1)
-                    values[name] = values[name]?.images(0..<1, of: batch)
+                for id in Set(inputs) where id >= 0 && program.loadTimeValues[numbers.names[id]] == nil && !single.contains(numbers.names[id]) {
+                    narrowed.append((id, kept[id], plainValue(id)))
+                    kept[id] = kept[id]?.images(0..<1)
+                    if let v = plainValue(id) { setPlain(id, v.images(0..<1, of: batch)) }
                 }
             }
             var outputs: [ONNXValue] = []
-            if let made = try onLayouts(index, node, sum: sum) {
-                if let made { store(made, as: node.outputs[0]) }
+            if let made = try onLayouts(index, node, inputs, sum: sum) {
+                if let made, let output = numbers.outputs[index].first, output >= 0 { store(made, as: output) }
             } else {
-                outputs = try asOperator(index, node)
+                outputs = try asOperator(index, node, inputs)
             }
-            for (name, x, v) in narrowed { (kept[name], values[name]) = (x, v) }
-            for (name, value) in zip(node.outputs, outputs) where !name.isEmpty {
-                values[name] = value
-                if mode != .batch { single.insert(name) }
-                if watched(name) { expand(name); observe?(name, values[name]!) }
+            for (id, x, v) in narrowed {
+                kept[id] = x
+                setPlain(id, v)
+            }
+            for (id, value) in zip(numbers.outputs[index], outputs) where id >= 0 {
+                setPlain(id, value)
+                if mode != .batch { single.insert(numbers.names[id]) }
+                if watched(id) { expand(id); observe?(numbers.names[id], plainValue(id)!) }
             }
             // Values no later node reads are let go (a batch's activations would otherwise all
             // stay until the end of the run).
-            release(after: index, node)
+            release(after: index)
         }
 
         /// Settles the deferred convolutions node `index` reads, but the one whose residual Add
         /// it is: that one runs now, adding the Add's other input (and the Relu after it, if its
         /// kernel can); nil when there is none or the kernel cannot.
-        mutating func residualSum(_ index: Int, _ node: ONNXNode) -> LayoutTensor? {
-            let pending = deferred
-            let fusedAdd = node.inputs.lazy.compactMap { pending[$0] }.first { $0.residual.add == index }
-            for name in node.inputs where deferred[name] != nil && name != fusedAdd?.residual.value { settle(name) }
+        mutating func residualSum(_ index: Int, _ inputs: [Int]) -> LayoutTensor? {
+            guard deferredCount > 0 else { return nil }
+            var fusedAdd: Deferred?
+            for id in inputs where id >= 0 { if let d = deferred[id], d.residual.add == index { fusedAdd = d; break } }
+            let fusedValue = fusedAdd?.value
+            for id in inputs where id >= 0 && deferred[id] != nil && id != fusedValue { settle(id) }
             guard let d = fusedAdd else { return nil }
-            for name in node.inputs where name != d.residual.value { expand(name) }
-            if let other = node.inputs.first(where: { $0 != d.residual.value }), let skip = layout(other),
+            for id in inputs where id >= 0 && id != d.value { expand(id) }
+            if let other = inputs.first(where: { $0 >= 0 && $0 != d.value }), let skip = layout(other),
                skip.shape.count == 4, skip.blocked || BlockedLayout.keeps(channels: skip.shape[1], padding: true),
                let y = d.kernel.forward(d.input, adding: skip.blocked ? skip : LayoutTensor.blocked(from: skip.plain),
                                         relu: d.residual.relu != nil) {
-                deferred[d.residual.value] = nil
+                deferred[d.value] = nil
+                deferredCount -= 1
                 if let relu = d.residual.relu { reluApplied.insert(relu) }
                 return y
             }
-            settle(d.residual.value)
+            settle(d.value)
             return nil
         }
 
         /// Node `index` on the engine's layout: `.some(made)` when it ran there (`.some(nil)`:
         /// deferred to its residual Add, or folded into a deferred convolution), nil when it
         /// must run as an operator.
-        mutating func onLayouts(_ index: Int, _ node: ONNXNode, sum: LayoutTensor?) throws -> LayoutTensor?? {
-            let first = node.inputs.first ?? ""
-            if program.foldedBatchNorms.contains(index), deferred[node.outputs[0]] != nil {
+        mutating func onLayouts(_ index: Int, _ node: ONNXNode, _ inputs: [Int], sum: LayoutTensor?) throws -> LayoutTensor?? {
+            let first = inputs.first ?? -1
+            let output = numbers.outputs[index].first ?? -1
+            if program.foldedBatchNorms.contains(index), output >= 0, deferred[output] != nil {
                 return .some(nil)  // its convolution, deferred under this node's output, folded it in
             } else if let sum {
                 return sum
+            } else if first < 0 {
+                return nil
             } else if reluApplied.contains(index), let x = kept[first] {
                 return x  // the kernel before its Add applied it
-            } else if let input = program.passThrough[index], input < node.inputs.count, let x = kept[node.inputs[input]] {
+            } else if let input = program.passThrough[index], input < inputs.count, inputs[input] >= 0, let x = kept[inputs[input]] {
                 return x
             } else if let kernel = engine[index], let x = layout(first), kernel.accepts(x.shape),
                       mode == .batch, let residual = program.residualsAfterConvolutions[index], program.passThrough[residual.add] == nil,
-                      case .dense = kernel,
-                      !watched(residual.value), residual.relu == nil || !watched(program.model.graph.nodes[residual.add].outputs[0]) {
-                deferred[residual.value] = (kernel, x, residual)
+                      case .dense = kernel, let value = numbers.ids[residual.value],
+                      !watched(value), residual.relu == nil || !watched(numbers.outputs[residual.add][0]) {
+                deferred[value] = Deferred(kernel: kernel, input: x, residual: residual, value: value)
+                deferredCount += 1
                 return .some(nil)
             } else if let kernel = engine[index], let x = layout(first), kernel.accepts(x.shape) {
-                let norm = program.batchNormsAfterConvolutions[index].map { program.model.graph.nodes[$0] }
-                if norm != nil { normalised.insert(node.outputs[0]) }
-                if kernel.clamps { clamped.insert(norm?.outputs[0] ?? node.outputs[0]) }
+                let norm = program.batchNormsAfterConvolutions[index]
+                if norm != nil, output >= 0 { normalised[output] = true }
+                if kernel.clamps, let made = norm.flatMap({ numbers.outputs[$0].first }) ?? Optional(output), made >= 0 { clamped[made] = true }
                 return kernel.forward(x)
             } else if program.appliedByConvolution(index, first, clamped, normalised), let x = kept[first] {
                 return x  // its Conv applied it
-            } else if program.passThrough[index] == nil, let y = try program.elementwiseOnLayouts(node, kept: kept, values: values) {
+            } else if program.passThrough[index] == nil,
+                      let y = try program.elementwiseOnLayouts(node, kept: inputs.map { $0 >= 0 ? kept[$0] : nil }, values: values) {
                 return y
             }
             return nil
         }
 
         /// Node `index` as an ONNX operator on plain values.
-        mutating func asOperator(_ index: Int, _ node: ONNXNode) throws -> [ONNXValue] {
-            for name in node.inputs where !name.isEmpty { plain(name) }
+        mutating func asOperator(_ index: Int, _ node: ONNXNode, _ inputs: [Int]) throws -> [ONNXValue] {
+            for id in inputs where id >= 0 { plain(id) }
             let context = NodeContext(node: node, values: values, opset: program.opset)
             if let input = program.passThrough[index] {
                 return [try context.input(input)]
-            } else if program.appliedByConvolution(index, node.inputs.first ?? "", clamped, normalised) {
+            } else if let first = inputs.first, first >= 0, program.appliedByConvolution(index, first, clamped, normalised) {
                 return [try context.input(0)]
             } else if let batchStatistics = program.batchStatistics, node.opType == "BatchNormalization" {
                 let (y, mean, variance) = try ONNXOperators.batchNormOnBatch(context)
@@ -710,34 +773,33 @@ public final class ONNXProgram {
             return try ONNXOperators.run(context)
         }
 
-        /// Holds `x` as `name`: in the engine's layout if blocked, else plain; shown to the observer.
-        mutating func store(_ x: LayoutTensor, as name: String) {
-            guard !name.isEmpty else { return }
-            if x.blocked { kept[name] = x } else { values[name] = .floats(x.shape, x.storage.array) }
-            if mode != .batch { single.insert(name) }
-            if let observe, watched(name) { expand(name); plain(name); observe(name, values[name]!) }
+        /// Holds `x` as value `id`: in the engine's layout if blocked, else plain; shown to the observer.
+        mutating func store(_ x: LayoutTensor, as id: Int) {
+            if x.blocked { kept[id] = x } else { setPlain(id, .floats(x.shape, x.storage.array)) }
+            if mode != .batch { single.insert(numbers.names[id]) }
+            if let observe, watched(id) { expand(id); plain(id); observe(numbers.names[id], plainValue(id)!) }
         }
     }
 
     /// Whether node `index` (reading `first`) is a clamp or batch norm its Conv's engine kernel
     /// already applied.
-    private func appliedByConvolution(_ index: Int, _ first: String, _ clamped: Set<String>, _ normalised: Set<String>) -> Bool {
-        (clampsAfterConvolutions[index] != nil && clamped.contains(first)) || (foldedBatchNorms.contains(index) && normalised.contains(first))
+    private func appliedByConvolution(_ index: Int, _ first: Int, _ clamped: [Bool], _ normalised: [Bool]) -> Bool {
+        (clampsAfterConvolutions[index] != nil && clamped[first]) || (foldedBatchNorms.contains(index) && normalised[first])
     }
 
     /// Relu, a constant Clip, MaxPool, a global average (GlobalAveragePool, ReduceMean over the
     /// spatial axes: a plain result), a Slice along height and width, a constant Pad of the
     /// channels or an Add of two activations of one shape, run on the engine's layout when an
     /// input is in it (the other is converted); nil for any other node.
-    private func elementwiseOnLayouts(_ node: ONNXNode, kept: [String: LayoutTensor], values: [String: ONNXValue]) throws -> LayoutTensor? {
-        guard node.outputs.count == 1, let first = node.inputs.first else { return nil }
+    private func elementwiseOnLayouts(_ node: ONNXNode, kept: [LayoutTensor?], values: [String: ONNXValue]) throws -> LayoutTensor? {
+        guard node.outputs.count == 1, !node.inputs.isEmpty, let first = kept.first else { return nil }
         switch node.opType {
         case "Relu", "Clip":
-            guard let x = kept[first], let clamp = Clamp(node, constants: loadTimeValues) else { return nil }
+            guard let x = first, let clamp = Clamp(node, constants: loadTimeValues) else { return nil }
             let (low, high) = (clamp.low, clamp.high)
             return x.clamped(low, high)
         case "GlobalAveragePool", "ReduceMean":
-            guard let x = kept[first], x.shape.count == 4 else { return nil }
+            guard let x = first, x.shape.count == 4 else { return nil }
             var keep = true
             if node.opType == "ReduceMean" {
                 let context = NodeContext(node: node, values: values, opset: opset)
@@ -748,7 +810,7 @@ public final class ONNXProgram {
             let means = x.spatialMeans()
             return LayoutTensor(plain: Tensor(shape: keep ? means.shape + [1, 1] : means.shape, values: means.array))
         case "MaxPool":
-            guard let x = kept[first], x.shape.count == 4, node.outputs.count == 1 || node.outputs[1].isEmpty,
+            guard let x = first, x.shape.count == 4, node.outputs.count == 1 || node.outputs[1].isEmpty,
                   case let .ints(k)? = node.attributes["kernel_shape"], k.count == 2, k.allSatisfy({ (1...64).contains($0) }) else { return nil }
             let context = NodeContext(node: node, values: values, opset: opset)
             let g = try ONNXOperators.window(context, input: [x.shape[2], x.shape[3]], kernel: k.map(Int.init), oneD: false,
@@ -756,30 +818,62 @@ public final class ONNXProgram {
             guard g.dilations == [1, 1] else { return nil }
             return x.maxPooled(kernel: k.map(Int.init), strides: g.strides, pads: [g.pads[0], g.pads[1]], output: g.output)
         case "Slice":
-            guard let x = kept[first], x.shape.count == 4 else { return nil }
+            guard let x = first, x.shape.count == 4 else { return nil }
             let (begin, step, count) = try ONNXOperators.sliceWindow(NodeContext(node: node, values: values, opset: opset), shape: x.shape)
             guard begin[0] == 0, step[0] == 1, count[0] == x.shape[0], begin[1] == 0, step[1] == 1, count[1] == x.shape[1] else { return nil }
             return x.spatialSlice(begin: (begin[2], begin[3]), step: (step[2], step[3]), count: (count[2], count[3]))
         case "Pad":
-            guard let x = kept[first], x.shape.count == 4 else { return nil }
+            guard let x = first, x.shape.count == 4 else { return nil }
             let (pads, mode, value) = try ONNXOperators.padding(NodeContext(node: node, values: values, opset: opset), rank: 4)
             guard mode == "constant", pads.count == 8, pads.indices.allSatisfy({ $0 % 4 == 1 || pads[$0] == 0 }) else { return nil }
             return x.channelsPadded(before: Int(pads[1]), after: Int(pads[5]), value: value)
         case "Add":
-            guard node.inputs.count == 2 else { return nil }
-            let (a, b) = (node.inputs[0], node.inputs[1])
-            guard kept[a] != nil || kept[b] != nil else { return nil }
-            func blocked(_ name: String) -> LayoutTensor? {
-                if let x = kept[name] { return x }
-                guard case let .floats(shape, v)? = values[name], shape.count == 4, BlockedLayout.keeps(channels: shape[1], padding: true) else { return nil }
+            guard node.inputs.count == 2, kept.count == 2 else { return nil }
+            guard kept[0] != nil || kept[1] != nil else { return nil }
+            func blocked(_ input: Int) -> LayoutTensor? {
+                if let x = kept[input] { return x }
+                guard case let .floats(shape, v)? = values[node.inputs[input]], shape.count == 4, BlockedLayout.keeps(channels: shape[1], padding: true) else { return nil }
                 return LayoutTensor.blocked(from: Tensor(shape: shape, values: v))
             }
-            guard let x = blocked(a), let y = blocked(b), x.shape == y.shape, x.storage.shape == y.storage.shape else { return nil }
+            guard let x = blocked(0), let y = blocked(1), x.shape == y.shape, x.storage.shape == y.storage.shape else { return nil }
             return x.adding(y)
         default:
             return nil
         }
     }
+}
+
+/// Every value of a graph (inputs, weights, node inputs and outputs) numbered, and each node's
+/// inputs and outputs by number (-1: an optional input or output left out).
+struct ValueNumbers {
+    let names: [String]
+    let ids: [String: Int]
+    let inputs: [[Int]]
+    let outputs: [[Int]]
+
+    init(_ graph: ONNXGraph, inputs: [String], constants: [String], outputs: [String]) {
+        var names: [String] = []
+        var ids: [String: Int] = [:]
+        func number(_ name: String) -> Int {
+            guard !name.isEmpty else { return -1 }
+            if let id = ids[name] { return id }
+            ids[name] = names.count
+            names.append(name)
+            return names.count - 1
+        }
+        for name in inputs + constants { _ = number(name) }
+        self.inputs = graph.nodes.map { $0.inputs.map(number) }
+        self.outputs = graph.nodes.map { $0.outputs.map(number) }
+        for name in outputs { _ = number(name) }
+        (self.names, self.ids) = (names, ids)
+    }
+}
+
+/// `ONNXProgram.liveValues(at:)` as found, by cut: one table for a program and its masked
+/// copies (the same graph), read by every image group's run.
+final class LiveValuesByCut: @unchecked Sendable {
+    let lock = NSLock()
+    var found: [Int: [String]] = [:]
 }
 
 /// A residual Add (node index) reading a convolution's `value`, and the Relu that alone reads

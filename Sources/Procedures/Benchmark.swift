@@ -101,6 +101,14 @@ public enum Benchmark {
         }
     }
 
+    /// One evaluation batch of built-in `model` (seed-1 weights) on the images `x` (N, C, H, W):
+    /// what an imported graph of the same network is compared with (`sweep bench --onnx --against`).
+    public static func evaluation(model: String, on x: Tensor, classes: Int) throws -> () -> Void {
+        let network = Network.build(try ModelSpec(name: model, inputShape: Array(x.shape.dropFirst()), classes: classes), seed: 1)
+        let plan = InferencePlan(network)
+        return { _ = plan.forward(x) }
+    }
+
     /// Steps per second of `body`, after two warm-up calls, over at least `seconds` and 3 calls.
     static func rate(of body: () -> Void, seconds: Double) -> Double {
         body(); body()

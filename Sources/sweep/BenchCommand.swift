@@ -19,6 +19,8 @@ struct BenchCommand: ParsableCommand {
     var convolutions = false
     @Option(help: "Time the evaluation of this ONNX graph instead (images/s at --batch-size, on random images of its input shape).")
     var onnx: String?
+    @Option(help: "With --onnx: also evaluate this built-in model on the same images, a batch of each in turn, and print both rates and their ratio.")
+    var against: String?
     @OptionGroup var engine: EngineOptions
 
     func run() throws {
@@ -125,14 +127,44 @@ struct BenchCommand: ParsableCommand {
         _ = try program.run([name: x])
         if profile { NodeTimes.shared = NodeTimes() }
         defer { NodeTimes.shared = nil }
+        // With a built-in model to compare with, batches alternate: both rates then come from the
+        // same seconds of a machine whose speed drifts (by 10% from run to run on shared hosts).
+        let builtIn = try against.map { model -> () -> Void in
+            let classes = try program.run([name: x]).values.first?.shape.last ?? 10
+            let step = try Benchmark.evaluation(model: model, on: Tensor(shape: shape, values: x.floatValues), classes: classes)
+            step()
+            return step
+        }
         var images = 0
+        var (graphSeconds, builtInSeconds) = (0.0, 0.0)
         let start = Date()
         repeat {
+            let began = Date()
             _ = try program.run([name: x])
+            graphSeconds += Date().timeIntervalSince(began)
             images += batchSize
+            if let builtIn {
+                let began = Date()
+                builtIn()
+                builtInSeconds += Date().timeIntervalSince(began)
+            }
         } while Date().timeIntervalSince(start) < seconds
-        let rate = Double(images) / Date().timeIntervalSince(start)
+        let rate = Double(images) / graphSeconds
         if let times = NodeTimes.shared { printNodeTimes(times, runs: images / batchSize) }
+        if let against {
+            let builtInRate = Double(images) / builtInSeconds
+            if json {
+                struct Result: Encodable { let file, model: String; let images_per_second, built_in_images_per_second, ratio: Double; let threads, batch_size: Int }
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: try encoder.encode(Result(file: path, model: against, images_per_second: rate, built_in_images_per_second: builtInRate,
+                                                                 ratio: rate / builtInRate, threads: Parallel.threads, batch_size: batchSize)), as: UTF8.self))
+            } else {
+                emit("\(path): " + String(format: "%.1f img/s imported, %.1f img/s built-in ", rate, builtInRate) + against
+                     + String(format: " (%.3fx), %d threads, batch %d, batches alternating", rate / builtInRate, Parallel.threads, batchSize))
+            }
+            return
+        }
         if json {
             struct Result: Encodable { let file: String; let images_per_second: Double; let threads: Int; let batch_size: Int }
             let encoder = JSONEncoder()

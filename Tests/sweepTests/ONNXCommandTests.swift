@@ -40,6 +40,24 @@ final class ONNXCommandTests: StudyTestCase {
         }
     }
 
+    /// `sweep bench --onnx FILE --against MODEL` times the graph and the built-in model on the same
+    /// images in turn and reports both rates and their ratio; an unknown model is one line.
+    func testBenchComparesAGraphWithABuiltInModel() throws {
+        let file = exports.appendingPathComponent("resnet18.onnx").path
+        let r = try SweepProcess.run(["bench", "--onnx", file, "--against", "resnet20", "--seconds", "0.01", "--batch-size", "4", "--threads", "1", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let row = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+        let (graph, builtIn, ratio) = (row["images_per_second"] as? Double ?? 0, row["built_in_images_per_second"] as? Double ?? 0, row["ratio"] as? Double ?? 0)
+        XCTAssertGreaterThan(graph, 0, r.stdout)
+        XCTAssertGreaterThan(builtIn, 0, r.stdout)
+        XCTAssertEqual(ratio, graph / builtIn, accuracy: 1e-9 * ratio)
+        XCTAssertEqual(row["model"] as? String, "resnet20")
+        let unknown = try SweepProcess.run(["bench", "--onnx", file, "--against", "resnet999", "--seconds", "0.01", "--batch-size", "4"])
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertEqual(unknown.stderr.split(separator: "\n").count, 1, unknown.stderr)
+        XCTAssertTrue(unknown.stderr.contains("resnet999"), unknown.stderr)
+    }
+
     /// A graph for other images, a truncated file, a missing external-data file: one line each.
     func testBadGraphsAreOneLine() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-cli-\(UUID())")
