@@ -240,6 +240,16 @@ final class FusedConvolutionTests: XCTestCase {
         let narrow = randomTensor([2, b, 6, 6], seed: 10)
         XCTAssertEqual(BlockedLayout.paddedIdentity(LayoutTensor.blocked(from: narrow), outChannels: 2 * b, stride: 2).plain.array,
                        PaddedIdentity(b, 2 * b, stride: 2).forward(narrow, training: false).array)
+        // Slices along one axis at a time (how exporters write x[:, :, ::2, ::2]), or offset ones.
+        for (begin, step, count) in [((0, 0), (2, 1), (4, 7)), ((0, 0), (1, 2), (7, 4)), ((1, 2), (3, 2), (2, 3)), ((6, 0), (-2, 1), (3, 5))] {
+            let sliced = try XCTUnwrap(blocked.spatialSlice(begin: begin, step: step, count: count)).plain
+            var expected: [Float] = []
+            for i in 0..<3 { for c in 0..<(2 * b) { for oy in 0..<count.0 { for ox in 0..<count.1 {
+                expected.append(x.array[((i * 2 * b + c) * 7 + begin.0 + oy * step.0) * 7 + begin.1 + ox * step.1])
+            } } } }
+            XCTAssertEqual(sliced.shape, [3, 2 * b, count.0, count.1])
+            XCTAssertEqual(sliced.array, expected, "slice \(begin) \(step) \(count)")
+        }
         XCTAssertEqual(BlockedLayout.globalAveragePool(blocked).array, GlobalAvgPool().forward(x, training: false).array)
         XCTAssertEqual(BlockedLayout.relu(blocked).plain.array, x.array.map { max($0, 0) })
     }
