@@ -37,13 +37,19 @@ public struct GraphUnit: Equatable, Sendable {
 /// exporter's), else the node's scope (`/layer1/layer1.0/conv1/Conv`, the TorchScript exporter's),
 /// else the node's name. A weight shared by several nodes is one unit. Each Add or Sum of two or
 /// more computed values is a branch unit named by the scope it happens in (`layer1.0`,
-/// `features.3`): its shortcut is the input that passed through fewer weighted layers.
+/// `features.3`): its shortcut is the input that passed through fewer weighted layers. Only values
+/// made from the images count: the TorchScript exporter's shape arithmetic (`Shape`, `Gather`,
+/// `Add` of a channel count, as in ShuffleNet's `chunk`) is no merge.
 enum GraphUnits {
     static func find(_ graph: ONNXGraph, constants: [String: ONNXValue]) -> [GraphUnit] {
         // Which node makes each value, and through how many weighted nodes each value came.
         var producer: [String: Int] = [:]
         var depth: [String: Int] = [:]
+        var fromImages = Set(graph.inputs.map(\.name).filter { constants[$0] == nil })
         for (i, node) in graph.nodes.enumerated() {
+            if !["Shape", "Size", "ConstantOfShape"].contains(node.opType), node.inputs.contains(where: fromImages.contains) {
+                fromImages.formUnion(node.outputs.filter { !$0.isEmpty })
+            }
             let weighted = weightInput(of: node, graph: graph, producer: producer, constants: constants) != nil
             let d = node.inputs.compactMap { depth[$0] }.max() ?? 0
             for out in node.outputs where !out.isEmpty {
@@ -91,7 +97,7 @@ enum GraphUnits {
                 }
                 units.append(unit)
             } else if node.opType == "Add" || node.opType == "Sum" {
-                let computed = node.inputs.enumerated().filter { !$0.element.isEmpty && constants[$0.element] == nil && producer[$0.element] != nil }
+                let computed = node.inputs.enumerated().filter { !$0.element.isEmpty && constants[$0.element] == nil && fromImages.contains($0.element) }
                 guard computed.count >= 2, computed.count == node.inputs.count else { continue }
                 let depths = computed.map { depth[$0.element] ?? 0 }
                 guard let low = depths.min(), depths.filter({ $0 == low }).count == 1, depths.max()! > low else { continue }

@@ -58,11 +58,12 @@ public final class ONNXProgram {
     /// Operators this runtime executes.
     public static let supported: Set<String> = [
         "Conv", "ConvTranspose", "BatchNormalization", "LRN", "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid",
-        "HardSwish", "Tanh", "Elu", "Selu", "Softplus", "Neg", "Abs", "Exp", "Sqrt", "Reciprocal", "Floor", "Ceil", "Erf",
+        "HardSwish", "Gelu", "Tanh", "Elu", "Selu", "Softplus", "Neg", "Abs", "Exp", "Sqrt", "Reciprocal", "Floor", "Ceil", "Erf",
         "Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min", "Mean",
         "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceSum", "ReduceMax",
         "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Pad", "Gemm", "MatMul", "Softmax", "LogSoftmax",
         "Identity", "Dropout", "Shape", "Gather", "Slice", "Cast", "Constant", "ConstantOfShape", "Expand", "Split",
+        "LayerNormalization", "GatherND", "Where",
     ]
 
     /// The shape of the graph's first real input as the file declares it (nil: a dimension
@@ -1025,6 +1026,7 @@ enum ONNXOperators {
         case "Conv": return [try convolution(n)]
         case "ConvTranspose": return [try transposedConvolution(n)]
         case "BatchNormalization": return [try batchNorm(n)]
+        case "LayerNormalization": return try layerNorm(n)
         case "LRN": return [try localResponseNorm(n)]
         case "MaxPool", "AveragePool": return [try pool(n, max: op == "MaxPool")]
         case "GlobalAveragePool", "GlobalMaxPool": return [try globalPool(n, max: op == "GlobalMaxPool")]

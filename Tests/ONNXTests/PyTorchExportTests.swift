@@ -83,6 +83,59 @@ final class PyTorchExportTests: XCTestCase {
             }
         }
     }
+    /// ShuffleNet's `x.chunk(2, dim=1)`, as the TorchScript exporter writes it: Slices whose ends
+    /// come from `Shape`, `Gather` and an `Add` of a Constant node's value. That Add reads two
+    /// node outputs but no image: no branch unit. The block's real residual Add is one, with the
+    /// input that passed through no convolution as its shortcut; the graph runs.
+    func testShapeArithmeticIsNoResidualMerge() throws {
+        var builder = GraphBuilder(seed: 5)
+        for (name, dims) in [("wa", [8, 8, 3, 3]), ("ba", [8]), ("wb", [4, 4, 1, 1]), ("bb", [4]), ("wc", [8, 8, 3, 3]), ("bc", [8])] {
+            builder.weight(name, dims)
+        }
+        builder.constant("channel", [1]); builder.constant("zero", [0]); builder.constant("axis", [1]); builder.constant("two", [2])
+        var one = ONNXTensorProto()
+        (one.name, one.dims, one.dataType, one.int64Data) = ("", [1], 7, [1])
+        builder.graph.nodes.append(ONNXNode(name: "/stage2/stage2.1/Constant_2", opType: "Constant", inputs: [], outputs: ["k"], attributes: ["value": .tensor(one)]))
+        builder.conv("x", "wa", "ba", "a", kernel: 3)
+        builder.node("Relu", ["a"], "r")
+        builder.node("Shape", ["r"], "shape")
+        builder.node("Gather", ["shape", "channel"], "channels")
+        builder.graph.nodes.append(ONNXNode(name: "/stage2/stage2.1/Add", opType: "Add", inputs: ["channels", "k"], outputs: ["rounded"]))
+        builder.node("Div", ["rounded", "two"], "half")
+        builder.node("Slice", ["r", "zero", "half", "axis"], "kept")
+        builder.node("Slice", ["r", "half", "channels", "axis"], "taken")
+        builder.conv("taken", "wb", "bb", "branch", kernel: 1)
+        builder.node("Concat", ["kept", "branch"], "joined", ["axis": .int(1)])
+        builder.conv("joined", "wc", "bc", "c", kernel: 3)
+        builder.graph.nodes.append(ONNXNode(name: "/layer1/layer1.0/Add", opType: "Add", inputs: ["c", "x"], outputs: ["sum"]))
+        builder.node("GlobalAveragePool", ["sum"], "pool")
+        builder.node("Flatten", ["pool"], "logits")
+        let program = try builder.program(input: [8, 6, 6], output: [8])
+        XCTAssertEqual(program.units.filter { $0.kind == .branch }.map(\.name), ["layer1.0"])
+        XCTAssertEqual(program.units.first { $0.kind == .branch }?.shortcut, 1)
+        XCTAssertEqual(program.units.filter { $0.kind != .branch }.count, 3)
+        let x = ONNXValue.floats([2, 8, 6, 6], (0..<(2 * 8 * 36)).map { _ in builder.rng.nextNormal() })
+        XCTAssertEqual(try program.run(["x": x])["logits"]?.shape, [2, 8])
+    }
+
+    /// Gelu (opset 20, which the exporters write for nn.GELU) in both forms gives PyTorch's
+    /// values (torch.nn.functional.gelu, printed by torch 2.13); the backend node tests Debian
+    /// ships predate the operator.
+    func testGeluGivesPyTorchsValuesInBothForms() throws {
+        let x: [Float] = [-3, -1, -0.5, 0, 0.5, 1, 3]
+        let expected: [String: [Float]] = [
+            "none": [-0.004050225019454956, -0.15865525603294373, -0.1542687714099884, 0, 0.3457312285900116, 0.8413447141647339, 2.9959497451782227],
+            "tanh": [-0.0036374330520629883, -0.15880799293518066, -0.1542859971523285, 0, 0.3457140028476715, 0.8411920070648193, 2.9963626861572266],
+        ]
+        for (form, want) in expected.sorted(by: { $0.key < $1.key }) {
+            var builder = GraphBuilder(seed: 0)
+            builder.node("Gelu", ["x"], "y", ["approximate": .string(form)])
+            let program = try builder.program(input: [7], output: [7], names: ("x", "y"))
+            let y = try XCTUnwrap(try program.run(["x": .floats([1, 7], x)])["y"]).floatValues
+            for (a, b) in zip(y, want) { XCTAssertEqual(a, b, accuracy: 1e-6, form) }
+        }
+    }
+
     /// Every residual Add of the exports is found, and a plain run (residual Adds done by the
     /// convolution before them where its channels fill the engine's blocks) gives the bits of a
     /// run that observes every value, node by node. (The exports are narrow: most of their convs

@@ -296,6 +296,48 @@ extension ONNXOperators {
         return .floats(xs, y)
     }
 
+    /// LayerNormalization (ConvNeXt's norms): each group of the axes from `axis` on normalised
+    /// by its own mean and variance, then scaled and shifted elementwise (Scale and B broadcast
+    /// to those axes). Mean and InvStdDev, when asked for, have the input's shape with those
+    /// axes set to 1. Statistics are summed in double: the stored outputs' float sums agree
+    /// within rounding.
+    static func layerNorm(_ n: NodeContext) throws -> [ONNXValue] {
+        let (xs, x) = try n.floats(0)
+        let rank = xs.count
+        guard let axis = normalisedAxis(try n.int("axis", default: -1), rank: rank) else { throw n.error("axis for rank \(rank)") }
+        let inner = xs[axis...].reduce(1, *), outer = xs[..<axis].reduce(1, *)
+        let normShape = Array(xs[axis...])
+        func broadcast(_ v: ONNXValue) throws -> [Float] {
+            guard let shape = broadcastShape(v.shape, normShape), shape == normShape else {
+                throw n.error("scale or bias of shape \(v.shape) does not broadcast to \(normShape)")
+            }
+            let values = v.floatValues
+            return v.shape == normShape ? values : broadcastIndices(v.shape, to: normShape).map { values[$0] }
+        }
+        let scale = try broadcast(try n.input(1))
+        let bias = try n.optionalInput(2).map(broadcast)
+        let eps = Double(try n.float("epsilon", default: 1e-5))
+        var y = x
+        var means = [Float](repeating: 0, count: outer), inverses = [Float](repeating: 0, count: outer)
+        guard inner > 0 else { return [.floats(xs, y)] }
+        for o in 0..<outer {
+            let base = o * inner
+            var sum = 0.0
+            for i in 0..<inner { sum += Double(x[base + i]) }
+            let mean = sum / Double(inner)
+            var squares = 0.0
+            for i in 0..<inner { let d = Double(x[base + i]) - mean; squares += d * d }
+            let inverse = 1 / (squares / Double(inner) + eps).squareRoot()
+            for i in 0..<inner {
+                let normalised = Float((Double(x[base + i]) - mean) * inverse)
+                y[base + i] = normalised * scale[i] + (bias?[i] ?? 0)
+            }
+            (means[o], inverses[o]) = (Float(mean), Float(inverse))
+        }
+        let statsShape = Array(xs[..<axis]) + Array(repeating: 1, count: rank - axis)
+        return [.floats(xs, y), .floats(statsShape, means), .floats(statsShape, inverses)]
+    }
+
     /// BatchNormalization in training mode: `x` normalised by each channel's batch mean and
     /// biased variance; returns those means and the unbiased variances (what a running
     /// estimate averages).

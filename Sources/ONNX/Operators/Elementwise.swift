@@ -32,6 +32,17 @@ extension ONNXOperators {
             let alpha = try node.float("alpha", default: 0.2), beta = try node.float("beta", default: 0.5)
             return { max(0, min(1, alpha * $0 + beta)) }
         case "HardSwish": return { $0 * max(0, min(1, $0 / 6 + 0.5)) }
+        case "Gelu":
+            // PyTorch's nn.GELU (ConvNeXt), exported as one node from opset 20.
+            switch try node.string("approximate", default: "none") {
+            case "none": return { Float(0.5 * Double($0) * (1 + Foundation.erf(Double($0) / 2.0.squareRoot()))) }
+            case "tanh":
+                return { x in
+                    let v = Double(x)
+                    return Float(0.5 * v * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v))))
+                }
+            case let other: throw node.error("approximate \"\(other)\" (none or tanh)")
+            }
         default: return nil
         }
     }

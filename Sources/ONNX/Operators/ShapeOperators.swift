@@ -24,6 +24,8 @@ extension ONNXOperators {
             let picked = start < end ? Array(shape[start..<end]) : []
             return [.ints([picked.count], picked)]
         case "Gather": return [try gather(n)]
+        case "GatherND": return [try gatherND(n)]
+        case "Where": return [try select(n)]
         case "Slice": return [try slice(n)]
         case "Cast": return [try cast(n)]
         case "Constant": return [try constant(n)]
@@ -252,6 +254,55 @@ extension ONNXOperators {
         map.reserveCapacity(outer * picked.count * inner)
         for o in 0..<outer { for j in picked { for i in 0..<inner { map.append((o * size + j) * inner + i) } } }
         return gatherElements(x, map, shape: Array(x.shape[..<axis]) + iv.shape + Array(x.shape[(axis + 1)...]))
+    }
+
+    /// GatherND: each row of the last axis of `indices` picks a slice of `data` (after the
+    /// first `batch_dims` axes, shared by both). The default exporter writes it for an
+    /// AdaptiveAvgPool2d whose output does not divide its input (torchvision's VGG and AlexNet
+    /// on images smaller than 224).
+    static func gatherND(_ n: NodeContext) throws -> ONNXValue {
+        let x = try n.input(0), iv = try n.input(1)
+        let indices = try n.ints(of: iv)
+        let b = Int(try n.int("batch_dims", default: 0))
+        let (ds, ks) = (x.shape, iv.shape)
+        guard b >= 0, b < ks.count, b < ds.count, Array(ds[..<b]) == Array(ks[..<b]), let k = ks.last, k >= 1, b + k <= ds.count else {
+            throw n.error("indices of shape \(ks) for data of shape \(ds) and batch_dims \(b)")
+        }
+        let slice = ds[(b + k)...].reduce(1, *)
+        let batches = ds[..<b].reduce(1, *)
+        let rowsPerBatch = ks[b..<(ks.count - 1)].reduce(1, *)
+        let dataStrides = strides(ds), batchStride = b > 0 ? dataStrides[b - 1] : x.count
+        var map: [Int] = []
+        map.reserveCapacity(batches * rowsPerBatch * slice)
+        for batch in 0..<batches {
+            for row in 0..<rowsPerBatch {
+                var offset = batch * batchStride
+                for j in 0..<k {
+                    let size = ds[b + j], i = indices[(batch * rowsPerBatch + row) * k + j]
+                    let at = i < 0 ? Int(i) + size : Int(i)
+                    guard (0..<size).contains(at) else { throw n.error("index \(i) outside 0..<\(size)") }
+                    offset += at * dataStrides[b + j]
+                }
+                for i in 0..<slice { map.append(offset + i) }
+            }
+        }
+        return gatherElements(x, map, shape: Array(ks.dropLast()) + Array(ds[(b + k)...]))
+    }
+
+    /// Where: per element, X where the condition is non-zero, else Y (all three broadcast). The
+    /// default exporter's masked fills (an AdaptiveAvgPool2d's windows) read constant conditions.
+    static func select(_ n: NodeContext) throws -> ONNXValue {
+        let c = try n.input(0), a = try n.input(1), b = try n.input(2)
+        guard let ab = broadcastShape(a.shape, b.shape), let shape = broadcastShape(c.shape, ab), checkedShape(shape) != nil else {
+            throw n.error("cannot broadcast \(c.shape), \(a.shape) and \(b.shape)")
+        }
+        let condition = c.floatValues
+        let (ic, ia, ib) = (broadcastIndices(c.shape, to: shape), broadcastIndices(a.shape, to: shape), broadcastIndices(b.shape, to: shape))
+        if case let .ints(_, av) = a, case let .ints(_, bv) = b {
+            return .ints(shape, (0..<ic.count).map { condition[ic[$0]] != 0 ? av[ia[$0]] : bv[ib[$0]] })
+        }
+        let (av, bv) = (a.floatValues, b.floatValues)
+        return .floats(shape, (0..<ic.count).map { condition[ic[$0]] != 0 ? av[ia[$0]] : bv[ib[$0]] })
     }
 
     static func slice(_ n: NodeContext) throws -> ONNXValue {
