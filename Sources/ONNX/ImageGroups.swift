@@ -37,7 +37,7 @@ enum ImageGroups {
         "GlobalAveragePool", "GlobalMaxPool",
     ]
 
-    private static func nodeKeepsImagesApart(_ node: ONNXNode, constants: [String: ONNXValue]) -> Bool {
+    static func nodeKeepsImagesApart(_ node: ONNXNode, constants: [String: ONNXValue]) -> Bool {
         func int(_ name: String) -> Int64? { if case let .int(v)? = node.attributes[name] { return v } else { return nil } }
         func ints(_ name: String, input: Int) -> [Int64]? {
             if input < node.inputs.count, !node.inputs[input].isEmpty { return constants[node.inputs[input]]?.intValues }

@@ -143,9 +143,8 @@ public final class ONNXProgram {
         // and shapes only, and lets go of the file's bytes its `raw_data` ranges point into.
         var described = model
         described.graph.initializers = model.graph.initializers.map(\.withoutValues)
-        self.model = described
         opset = model.opsets[""] ?? 1
-        let graph = model.graph
+        var graph = model.graph
         var constants: [String: ONNXValue] = [:]
         for t in graph.initializers {
             let value = try t.value(external: external)
@@ -157,6 +156,13 @@ public final class ONNXProgram {
         }
         inputNames = graph.inputs.map(\.name).filter { constants[$0] == nil }
         outputNames = graph.outputs.map(\.name)
+        // A file traced with a fixed batch runs on any batch (`BatchFreeReshapes`).
+        if let input = inputNames.first, let info = graph.inputs.first(where: { $0.name == input }),
+           let traced = info.shape?.first ?? nil, traced >= 1 {
+            BatchFreeReshapes.rewrite(&graph, constants: &constants, input: input, tracedBatch: traced, opset: opset)
+            (described.graph.nodes, described.graph.initializers) = (graph.nodes, graph.initializers.map(\.withoutValues))
+        }
+        self.model = described
         let unsupported = graph.nodes.filter { !ONNXProgram.supported.contains($0.opType) || !["", "ai.onnx"].contains($0.domain) }
         if let first = unsupported.first {
             let ops = Set(unsupported.map { $0.domain.isEmpty ? $0.opType : "\($0.domain).\($0.opType)" }).sorted()

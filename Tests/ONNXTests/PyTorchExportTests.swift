@@ -118,6 +118,50 @@ final class PyTorchExportTests: XCTestCase {
         XCTAssertEqual(try program.run(["x": x])["logits"]?.shape, [2, 8])
     }
 
+    /// A file exported with one example image and no dynamic batch (the README's three lines):
+    /// its input is [1, C, H, W] and its flatten a Reshape to a constant [1, -1] (a channel
+    /// shuffle's to [1, 2, 4, 6, 6]). Run on a batch, each image gives the logits it gives
+    /// alone; a Reshape of a constant that does not carry the batch ([2] to [1, 2, 1, 1], a
+    /// per-channel shift) is left as it is.
+    func testAFixedBatchExportRunsOnBatchesImageByImageValues() throws {
+        Parallel.configure(threads: 2)
+        var builder = GraphBuilder(seed: 21)
+        for (name, dims) in [("wa", [16, 8, 3, 3]), ("ba", [16]), ("fc", [10, 16 * 36]), ("fcb", [10])] { builder.weight(name, dims) }
+        builder.constant("shuffle", [1, 2, 8, 6, 6]); builder.constant("back", [1, 16, 6, 6]); builder.constant("flat", [1, -1])
+        builder.constant("pershape", [1, 2, 1, 1])
+        var shift = ONNXTensorProto()
+        (shift.name, shift.dims, shift.dataType, shift.floatData) = ("shift", [2], 1, [0.25, -0.5])
+        builder.graph.initializers.append(shift)
+        builder.node("Reshape", ["shift", "pershape"], "shift4", ["allowzero": .int(1)])
+        builder.constant("zero", [0]); builder.constant("two", [2]); builder.constant("axis", [1])
+        builder.node("Slice", ["x", "zero", "two", "axis"], "firstTwo")
+        builder.node("Add", ["firstTwo", "shift4"], "shifted")
+        builder.conv("x", "wa", "ba", "a", kernel: 3)
+        builder.node("Relu", ["a"], "r")
+        builder.node("Reshape", ["r", "shuffle"], "grouped", ["allowzero": .int(1)])
+        builder.node("Transpose", ["grouped"], "swapped", ["perm": .ints([0, 2, 1, 3, 4])])
+        builder.node("Reshape", ["swapped", "back"], "mixed", ["allowzero": .int(1)])
+        builder.node("Reshape", ["mixed", "flat"], "flattened", ["allowzero": .int(1)])
+        builder.node("Gemm", ["flattened", "fc", "fcb"], "logits", ["transB": .int(1)])
+        builder.node("ReduceSum", ["shifted"], "extra", ["keepdims": .int(0)])
+        var graph = builder.graph
+        graph.inputs = [ONNXValueInfo(name: "x", shape: [1, 8, 6, 6])]
+        graph.outputs = [ONNXValueInfo(name: "logits", shape: [1, 10]), ONNXValueInfo(name: "extra", shape: [])]
+        var model = ONNXModel()
+        (model.graph, model.opsets) = (graph, ["": 17])
+        let program = try ONNXProgram(model, directory: nil)
+        let images = 6, size = 8 * 36
+        let x = (0..<(images * size)).map { _ in builder.rng.nextNormal() }
+        let batch = try XCTUnwrap(try program.run(["x": .floats([images, 8, 6, 6], x)])["logits"])
+        XCTAssertEqual(batch.shape, [images, 10])
+        for i in 0..<images {
+            let alone = try XCTUnwrap(try program.run(["x": .floats([1, 8, 6, 6], Array(x[(i * size)..<((i + 1) * size)]))])["logits"])
+            for (a, b) in zip(batch.floatValues[(i * 10)..<((i + 1) * 10)], alone.floatValues) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b))) }
+        }
+        let reshapes = program.model.graph.nodes.filter { $0.opType == "Reshape" }
+        XCTAssertEqual(reshapes.map { program.constants[$0.inputs[1]]?.intValues ?? [] }, [[1, 2, 1, 1], [0, 2, 8, 6, 6], [0, 16, 6, 6], [0, -1]])
+    }
+
     /// Gelu (opset 20, which the exporters write for nn.GELU) in both forms gives PyTorch's
     /// values (torch.nn.functional.gelu, printed by torch 2.13); the backend node tests Debian
     /// ships predate the operator.
