@@ -86,6 +86,9 @@ for name in args.models.split(","):
                             "--std", "0.25,0.25,0.25"], capture_output=True, text=True, env=env)
         out = (r.stdout + r.stderr).strip().splitlines()[-1] if (r.stdout + r.stderr).strip() else ""
         ok = r.returncode == 0 and "test accuracy 1.0000" in out and f"test loss {loss:.4f}" in out.replace("-0.0000", "0.0000")
+        if way == "dynamo" and "exported with a fixed batch of 1 and runs on no other" in out:
+            refused.append(f"{name} ({way}): layersweep cannot follow its fixed batch and says to export with dynamic_shapes")
+            continue
         failures += not ok
         lines.append(f"{'ok  ' if ok else 'FAIL'} {name:20} {way:12} onnxruntime loss {loss:.4f} | {out[:200]}")
         print(lines[-1], flush=True)
@@ -121,6 +124,6 @@ for name in args.models.split(","):
                      f"{len(ours) - len(wrong)} give onnxruntime's masked accuracy {'; '.join(wrong[:3])}")
         print(lines[-1], flush=True)
 for r in refused:
-    print(f"exporter refused: {r}")
-print(f"check-torchvision: {sum(l.startswith('ok') for l in lines)} ok, {failures} failed, {len(refused)} exports refused by PyTorch")
+    print(f"refused: {r}")
+print(f"check-torchvision: {sum(l.startswith('ok') for l in lines)} ok, {failures} failed, {len(refused)} exports refused (listed above)")
 sys.exit(1 if failures else 0)

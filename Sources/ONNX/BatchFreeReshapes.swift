@@ -10,14 +10,17 @@ import Foundation
 /// (target 0, `allowzero` 0): what the exporter writes for a batch-free file.
 enum BatchFreeReshapes {
     /// Rewrites `graph`'s Reshapes as above, adding the new targets to `constants` (and as
-    /// initializers, by name and shape); returns how many it rewrote. `tracedBatch` is the
-    /// graph input's declared first dimension.
-    @discardableResult
+    /// initializers, by name and shape). `tracedBatch` is the graph input's declared first
+    /// dimension.
+    /// Returns the Reshapes it could not follow the batch to: a node reading the images, with a
+    /// constant target that begins with the traced batch, after an operator that moves the
+    /// batch axis (a Transpose putting it last, as the default exporter writes an adaptive pool
+    /// that does not divide its input). Such a file runs on its traced batch only.
     static func rewrite(_ graph: inout ONNXGraph, constants: inout [String: ONNXValue], input: String, tracedBatch: Int64,
-                        opset: Int64) -> Int {
+                        opset: Int64) -> [ONNXNode] {
         var known = constants
-        var batchFirst: Set<String> = [input]
-        var rewritten = 0
+        var batchFirst: Set<String> = [input], fromImages: Set<String> = [input]
+        var unfollowed: [ONNXNode] = []
         for i in graph.nodes.indices {
             let node = graph.nodes[i]
             if node.opType == "Constant", node.inputs.isEmpty, node.outputs.count == 1,
@@ -25,7 +28,16 @@ enum BatchFreeReshapes {
                 known[node.outputs[0]] = value
                 continue
             }
-            guard node.inputs.first.map(batchFirst.contains) == true else { continue }
+            if !["Shape", "Size", "ConstantOfShape"].contains(node.opType), node.inputs.contains(where: fromImages.contains) {
+                fromImages.formUnion(node.outputs.filter { !$0.isEmpty })
+            }
+            guard node.inputs.first.map(batchFirst.contains) == true else {
+                if node.opType == "Reshape", node.inputs.count >= 2, fromImages.contains(node.inputs[0]),
+                   known[node.inputs[1]]?.intValues?.first == tracedBatch {
+                    unfollowed.append(node)
+                }
+                continue
+            }
             if node.opType == "Reshape", node.inputs.count >= 2, let target = known[node.inputs[1]]?.intValues, let first = target.first {
                 let allowZero: Bool = { if case .int(1)? = node.attributes["allowzero"] { return true } else { return false } }()
                 if first == tracedBatch, !(allowZero && target.dropFirst().contains(0)) {
@@ -38,7 +50,6 @@ enum BatchFreeReshapes {
                     graph.initializers.append(proto)
                     graph.nodes[i].inputs[1] = name
                     graph.nodes[i].attributes["allowzero"] = .int(0)
-                    rewritten += 1
                 } else if first != 0 && first != -1 {
                     continue
                 }
@@ -47,7 +58,7 @@ enum BatchFreeReshapes {
                 batchFirst.formUnion(node.outputs.filter { !$0.isEmpty })
             }
         }
-        return rewritten
+        return unfollowed
     }
 
     /// Whether a node's outputs keep its first input's first axis as theirs: what keeps images
@@ -56,6 +67,7 @@ enum BatchFreeReshapes {
         switch node.opType {
         case "Gemm": if case .int(1)? = node.attributes["transA"] { return false } else { return true }
         case "MatMul": return true
+        case "LayerNormalization": if case .int(0)? = node.attributes["axis"] { return false } else { return true }
         default: return ImageGroups.nodeKeepsImagesApart(node, constants: constants)
         }
     }

@@ -31,7 +31,7 @@ enum ImageGroups {
     }
 
     private static let elementwise: Set<String> = [
-        "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Softplus", "Neg",
+        "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Gelu", "Tanh", "Elu", "Selu", "Softplus", "Neg",
         "Abs", "Exp", "Sqrt", "Reciprocal", "Floor", "Ceil", "Erf", "Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min",
         "Mean", "Identity", "Dropout", "Cast", "Conv", "BatchNormalization", "LRN", "MaxPool", "AveragePool",
         "GlobalAveragePool", "GlobalMaxPool",

@@ -46,6 +46,9 @@ public final class ONNXProgram {
     /// Per node: the values it is the last to read (not graph outputs), let go after it runs
     /// (looked up once, not per node of every run).
     private let releasedAfter: [[Int]]
+    /// A file traced with a fixed batch that `BatchFreeReshapes` could not free: that batch, and
+    /// the node that keeps it (a run on another batch is refused with that reason).
+    private(set) var fixedBatch: (Int, String)?
     /// The graph's values numbered: a run's tables are indexed by these.
     let numbers: ValueNumbers
     /// `liveValues(at:)` by cut, as found.
@@ -159,7 +162,10 @@ public final class ONNXProgram {
         // A file traced with a fixed batch runs on any batch (`BatchFreeReshapes`).
         if let input = inputNames.first, let info = graph.inputs.first(where: { $0.name == input }),
            let traced = info.shape?.first ?? nil, traced >= 1 {
-            BatchFreeReshapes.rewrite(&graph, constants: &constants, input: input, tracedBatch: traced, opset: opset)
+            let unfollowed = BatchFreeReshapes.rewrite(&graph, constants: &constants, input: input, tracedBatch: traced, opset: opset)
+            if let node = unfollowed.first, let target = constants[node.inputs[1]]?.intValues {
+                fixedBatch = (Int(traced), "node \(node.name.isEmpty ? node.opType : node.name) reshapes to \(target)")
+            }
             (described.graph.nodes, described.graph.initializers) = (graph.nodes, graph.initializers.map(\.withoutValues))
         }
         self.model = described
@@ -273,6 +279,7 @@ public final class ONNXProgram {
         findsImageFreeValues = other.findsImageFreeValues
         releasedAfter = other.releasedAfter
         numbers = other.numbers
+        fixedBatch = other.fixedBatch
         liveValuesByCut = other.liveValuesByCut
         groupSafe = other.groupSafe
         (batchNormsAfterConvolutions, foldedBatchNorms, loadTimeValues, constantAliases, residualsAfterConvolutions) =
@@ -450,6 +457,10 @@ public final class ONNXProgram {
     public func run(_ inputs: [String: ONNXValue], observing: Set<String>? = nil,
                     observe: ((String, ONNXValue) -> Void)? = nil) throws -> [String: ONNXValue] {
         for name in inputNames where inputs[name] == nil { throw ONNXError.model("no value for graph input '\(name)'") }
+        if let (traced, why) = fixedBatch, let images = inputs[inputNames[0]]?.shape.first, images != traced {
+            throw ONNXError.model("the file was exported with a fixed batch of \(traced) and runs on no other (its \(why) after an operator "
+                                  + "that moves the batch axis); export it with dynamic_shapes=({0: torch.export.Dim(\"batch\")},)")
+        }
         return try run(inputs, from: 0, observing: observing, observe: observe)
     }
 

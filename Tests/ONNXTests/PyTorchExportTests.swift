@@ -160,6 +160,18 @@ final class PyTorchExportTests: XCTestCase {
         }
         let reshapes = program.model.graph.nodes.filter { $0.opType == "Reshape" }
         XCTAssertEqual(reshapes.map { program.constants[$0.inputs[1]]?.intValues ?? [] }, [[1, 2, 1, 1], [0, 2, 8, 6, 6], [0, 16, 6, 6], [0, -1]])
+        // A Transpose that puts the batch last loses it: such a file runs on its traced batch
+        // only, and any other is refused in one line that says how to export it.
+        var lost = graph
+        lost.nodes.insert(ONNXNode(name: "moved", opType: "Transpose", inputs: ["mixed"], outputs: ["moved"], attributes: ["perm": .ints([1, 2, 3, 0])]), at: lost.nodes.count - 3)
+        let flattenIndex = try XCTUnwrap(lost.nodes.firstIndex { $0.outputs == ["flattened"] })
+        lost.nodes[flattenIndex].inputs[0] = "moved"
+        (model.graph, model.opsets) = (lost, ["": 17])
+        let fixed = try ONNXProgram(model, directory: nil)
+        XCTAssertEqual(try fixed.run(["x": .floats([1, 8, 6, 6], Array(x[0..<size]))])["logits"]?.shape, [1, 10])
+        XCTAssertThrowsError(try fixed.run(["x": .floats([images, 8, 6, 6], x)])) { error in
+            XCTAssertTrue("\(error)".contains("fixed batch of 1") && "\(error)".contains("dynamic_shapes"), "\(error)")
+        }
     }
 
     /// Gelu (opset 20, which the exporters write for nn.GELU) in both forms gives PyTorch's
